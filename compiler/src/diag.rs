@@ -1,0 +1,188 @@
+//! Compiler diagnostics: every model error carries a span and is rendered with the file name,
+//! line, column, the source line and a caret (codespan-reporting, no colour, so output does not
+//! depend on the terminal and can be snapshot-tested).
+
+use crate::ast::Span;
+use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label as CsLabel};
+use codespan_reporting::files::SimpleFile;
+use codespan_reporting::term::{self, Config};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+}
+
+/// One model error. `notes` are rendered as `= help: ...` lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub message: String,
+    pub primary: Option<Label>,
+    pub secondary: Vec<Label>,
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn error(message: impl Into<String>) -> Self {
+        Diagnostic {
+            message: message.into(),
+            primary: None,
+            secondary: vec![],
+            notes: vec![],
+        }
+    }
+    pub fn at(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.primary = Some(Label {
+            span,
+            message: label.into(),
+        });
+        self
+    }
+    pub fn also(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.secondary.push(Label {
+            span,
+            message: label.into(),
+        });
+        self
+    }
+    pub fn help(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+}
+
+/// All the errors of one compilation, with the source they point into.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    pub file_name: String,
+    pub source: String,
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// Renders every diagnostic, rustc style, followed by a count.
+    pub fn render(&self) -> String {
+        let file = SimpleFile::new(self.file_name.as_str(), self.source.as_str());
+        let config = Config::default();
+        let mut out = String::new();
+        for d in &self.items {
+            let mut cs = CsDiagnostic::error().with_message(&d.message);
+            let mut labels = vec![];
+            if let Some(p) = &d.primary {
+                labels.push(
+                    CsLabel::primary((), clamp(p.span, &self.source)).with_message(&p.message),
+                );
+            }
+            for s in &d.secondary {
+                labels.push(
+                    CsLabel::secondary((), clamp(s.span, &self.source)).with_message(&s.message),
+                );
+            }
+            cs = cs.with_labels(labels);
+            cs = cs.with_notes(d.notes.iter().map(|n| format!("help: {n}")).collect());
+            // Writing into a String cannot fail.
+            let _ = term::emit_to_string(&mut out, &config, &file, &cs);
+        }
+        let n = self.items.len();
+        out.push_str(&format!(
+            "error: {} was not compiled: {} error{}\n",
+            self.file_name,
+            n,
+            if n == 1 { "" } else { "s" }
+        ));
+        out
+    }
+
+    /// (line, column), both 1-based, of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        line_col(&self.source, offset)
+    }
+}
+
+impl std::fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn clamp(span: Span, source: &str) -> std::ops::Range<usize> {
+    let mut start = span.start.min(source.len());
+    let mut end = span.end.min(source.len()).max(start);
+    while !source.is_char_boundary(start) {
+        start -= 1;
+    }
+    while !source.is_char_boundary(end) {
+        end += 1;
+    }
+    start..end
+}
+
+/// The closest candidate within a small edit distance, for "did you mean" hints.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = edit_distance(&word.to_lowercase(), &c.to_lowercase());
+        let limit = (word.len().max(c.len()) / 3).max(1);
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut prev2: Vec<usize> = prev.clone();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+            // A swap of two neighbours counts as one edit (Damerau): `cnov` -> `conv`.
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                cur[j] = cur[j].min(prev2[j - 2] + 1);
+            }
+        }
+        prev2 = std::mem::replace(&mut prev, cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("cnov", ["conv", "dense"]).as_deref(),
+            Some("conv")
+        );
+        assert_eq!(
+            did_you_mean("maxpol", ["maxpool", "avgpool"]).as_deref(),
+            Some("maxpool")
+        );
+        assert_eq!(did_you_mean("zzzzzz", ["conv", "dense"]), None);
+    }
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+    }
+}

@@ -1,0 +1,488 @@
+//! The YAML front end: serde into typed documents (unknown keys are errors), lowered to the same
+//! AST as the DSL. YAML carries no spans through serde, so layers are located in the text by their
+//! names and keys, in document order, for diagnostics.
+
+use crate::ast::*;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::parse_dsl;
+use serde::Deserialize;
+use serde_yaml::Value as Y;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YDoc {
+    #[serde(default)]
+    networks: Vec<YNet>,
+    #[serde(default)]
+    blocks: Vec<YBlock>,
+    #[serde(default)]
+    train: Option<Y>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YNet {
+    name: String,
+    /// name -> shape, e.g. `{z: 100}` or `{image: 3x227x227}`
+    inputs: serde_yaml::Mapping,
+    layers: Vec<Y>,
+    /// alias -> layer name
+    #[serde(default)]
+    outputs: Option<serde_yaml::Mapping>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YBlock {
+    name: String,
+    /// name -> default (null for none)
+    #[serde(default)]
+    params: serde_yaml::Mapping,
+    layers: Vec<Y>,
+}
+
+const LAYER_KEYS: &[&str] = &[
+    "name", "op", "from", "inputs", "shape", "repeat", "layers", "chain",
+];
+
+struct Ctx<'a> {
+    src: &'a str,
+    cursor: usize,
+    errors: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    /// Span of the next occurrence of `needle` at or after the cursor (moving the cursor there).
+    fn locate(&mut self, needle: &str) -> Span {
+        match self.src[self.cursor..].find(needle) {
+            Some(off) => {
+                let start = self.cursor + off;
+                self.cursor = start;
+                Span::new(start, start + needle.len())
+            }
+            None => Span::new(self.cursor, self.cursor),
+        }
+    }
+    /// Like locate, but leaves the cursor where it was.
+    fn peek(&self, needle: &str) -> Span {
+        match self.src[self.cursor..].find(needle) {
+            Some(off) => Span::new(self.cursor + off, self.cursor + off + needle.len()),
+            None => Span::new(self.cursor, self.cursor),
+        }
+    }
+}
+
+pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
+    let ydoc: YDoc = serde_yaml::from_str(source).map_err(|e| vec![yaml_error(source, &e)])?;
+    let mut cx = Ctx {
+        src: source,
+        cursor: 0,
+        errors: vec![],
+    };
+    let mut doc = Document::default();
+    for b in &ydoc.blocks {
+        let name_span = cx.locate(&b.name);
+        let mut params = vec![];
+        for (k, v) in &b.params {
+            let Some(k) = k.as_str() else { continue };
+            let sp = cx.peek(k);
+            params.push(Param {
+                name: Ident {
+                    name: k.to_string(),
+                    span: sp,
+                },
+                default: (!v.is_null()).then(|| yaml_value(v, sp)),
+            });
+        }
+        let body = layers(&mut cx, &b.layers);
+        doc.blocks.push(BlockDef {
+            name: Ident {
+                name: b.name.clone(),
+                span: name_span,
+            },
+            params,
+            body,
+            span: name_span,
+        });
+    }
+    for n in &ydoc.networks {
+        let name_span = cx.locate(&n.name);
+        let mut body = vec![];
+        for (k, v) in &n.inputs {
+            let Some(k) = k.as_str() else {
+                cx.errors.push(
+                    Diagnostic::error("input names must be strings")
+                        .at(name_span, "in this network"),
+                );
+                continue;
+            };
+            let sp = cx.locate(k);
+            let dims = match yaml_value(v, sp).kind {
+                ValueKind::Shape(d) => Some(d),
+                ValueKind::Int(i) if i > 0 => Some(vec![i as u64]),
+                ValueKind::List(l) => l
+                    .iter()
+                    .map(|x| x.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                    .collect(),
+                _ => None,
+            };
+            match dims {
+                Some(dims) => body.push(Stmt::Input {
+                    name: Ident {
+                        name: k.to_string(),
+                        span: sp,
+                    },
+                    shape: ShapeLit { dims, span: sp },
+                }),
+                None => cx.errors.push(
+                    Diagnostic::error(format!("input `{k}` needs a shape like 784 or 3x32x32"))
+                        .at(sp, "bad shape"),
+                ),
+            }
+        }
+        body.extend(layers(&mut cx, &n.layers));
+        if let Some(outs) = &n.outputs {
+            for (k, v) in outs {
+                if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
+                    let ks = cx.locate(k);
+                    let vs = cx.peek(v);
+                    body.push(Stmt::Output {
+                        alias: Ident {
+                            name: k.into(),
+                            span: ks,
+                        },
+                        target: Some(Ident {
+                            name: v.into(),
+                            span: vs,
+                        }),
+                    });
+                }
+            }
+        }
+        doc.nets.push(NetDef {
+            name: Ident {
+                name: n.name.clone(),
+                span: name_span,
+            },
+            body,
+            span: name_span,
+        });
+    }
+    if let Some(t) = &ydoc.train {
+        let sp = cx.peek("train");
+        doc.train = Some(yaml_value(t, sp));
+    }
+    if cx.errors.is_empty() {
+        Ok(doc)
+    } else {
+        Err(cx.errors)
+    }
+}
+
+fn layers(cx: &mut Ctx, items: &[Y]) -> Vec<Stmt> {
+    items.iter().filter_map(|l| layer(cx, l)).collect()
+}
+
+fn layer(cx: &mut Ctx, l: &Y) -> Option<Stmt> {
+    match l {
+        Y::String(s) => {
+            // A DSL chain in a string, e.g. "relu" or "conv(96, k=11, s=4) -> relu".
+            let sp = cx.locate(s);
+            match parse_dsl::parse_chain(s) {
+                Ok(calls) => Some(Stmt::Chain {
+                    name: None,
+                    calls: calls.into_iter().map(|c| respan_call(c, sp)).collect(),
+                    annot: None,
+                    span: sp,
+                }),
+                Err(mut d) => {
+                    d.primary = Some(crate::diag::Label {
+                        span: sp,
+                        message: "in this layer".into(),
+                    });
+                    cx.errors.push(d);
+                    None
+                }
+            }
+        }
+        Y::Mapping(m) => {
+            let get = |k: &str| m.get(k);
+            let anchor = get("name")
+                .or(get("op"))
+                .or(get("repeat"))
+                .and_then(scalar_text)
+                .unwrap_or_default();
+            let sp = if anchor.is_empty() {
+                cx.peek("-")
+            } else {
+                cx.locate(&anchor)
+            };
+            let layer_start = cx.cursor;
+            if let Some(count) = get("repeat") {
+                let n = count.as_u64();
+                let Some(n) = n else {
+                    cx.errors.push(
+                        Diagnostic::error("`repeat` needs a positive integer").at(sp, "here"),
+                    );
+                    return None;
+                };
+                let body = match get("layers") {
+                    Some(Y::Sequence(items)) => layers(cx, items),
+                    _ => {
+                        cx.errors.push(
+                            Diagnostic::error("`repeat` needs a `layers:` list").at(sp, "here"),
+                        );
+                        vec![]
+                    }
+                };
+                return Some(Stmt::Repeat {
+                    count: Value {
+                        kind: ValueKind::Int(n as i64),
+                        span: sp,
+                    },
+                    body,
+                });
+            }
+            let name = get("name").and_then(|v| v.as_str()).map(|n| Ident {
+                name: n.to_string(),
+                span: sp,
+            });
+            let mut calls = vec![];
+            if let Some(from) = get("from").and_then(|v| v.as_str()) {
+                let fsp = cx.peek(from);
+                calls.push(Call {
+                    name: Ident {
+                        name: from.into(),
+                        span: fsp,
+                    },
+                    args: vec![],
+                    parens: false,
+                    span: fsp,
+                });
+            }
+            if let Some(chain) = get("chain").and_then(|v| v.as_str()) {
+                match parse_dsl::parse_chain(chain) {
+                    Ok(cs) => calls.extend(cs.into_iter().map(|c| respan_call(c, sp))),
+                    Err(mut d) => {
+                        d.primary = Some(crate::diag::Label {
+                            span: sp,
+                            message: "in this chain".into(),
+                        });
+                        cx.errors.push(d);
+                        return None;
+                    }
+                }
+            }
+            if let Some(op) = get("op") {
+                let Some(op) = op.as_str() else {
+                    cx.errors
+                        .push(Diagnostic::error("`op` must be a name").at(sp, "here"));
+                    return None;
+                };
+                let op_span = cx.peek(op);
+                let mut args = vec![];
+                if let Some(Y::Sequence(ins)) = get("inputs") {
+                    for i in ins {
+                        if let Some(i) = i.as_str() {
+                            let isp = cx.peek(i);
+                            args.push(Arg {
+                                key: None,
+                                value: Value {
+                                    kind: ValueKind::Call(Call {
+                                        name: Ident {
+                                            name: i.into(),
+                                            span: isp,
+                                        },
+                                        args: vec![],
+                                        parens: false,
+                                        span: isp,
+                                    }),
+                                    span: isp,
+                                },
+                            });
+                        }
+                    }
+                }
+                for (k, v) in m {
+                    let Some(k) = k.as_str() else { continue };
+                    if LAYER_KEYS.contains(&k) {
+                        continue;
+                    }
+                    let ksp = cx.peek(&format!("{k}:"));
+                    let ksp = Span::new(ksp.start, ksp.start + k.len());
+                    args.push(Arg {
+                        key: Some(Ident {
+                            name: k.into(),
+                            span: ksp,
+                        }),
+                        value: yaml_value(v, ksp),
+                    });
+                }
+                calls.push(Call {
+                    name: Ident {
+                        name: op.into(),
+                        span: op_span,
+                    },
+                    args,
+                    parens: true,
+                    span: op_span,
+                });
+            } else {
+                for (k, _) in m {
+                    if let Some(k) = k.as_str() {
+                        if !LAYER_KEYS.contains(&k) {
+                            let ksp = cx.peek(&format!("{k}:"));
+                            let mut d = Diagnostic::error(format!("unknown layer key `{k}`"))
+                                .at(Span::new(ksp.start, ksp.start + k.len()), "unknown key");
+                            d = match did_you_mean(k, LAYER_KEYS.iter().copied()) {
+                                Some(s) => d.help(format!("did you mean `{s}`?")),
+                                None => d.help(
+                                    "a layer without `op:` may only have name, from, chain, shape",
+                                ),
+                            };
+                            cx.errors.push(d);
+                        }
+                    }
+                }
+            }
+            if calls.is_empty() {
+                cx.errors.push(
+                    Diagnostic::error("a layer needs `op:` (or `chain:`, or `from:`)")
+                        .at(sp, "this layer")
+                        .help("e.g. `- {op: dense, units: 128}`"),
+                );
+                return None;
+            }
+            let annot = get("shape").map(|v| {
+                let asp = cx.peek("shape:");
+                match yaml_value(v, asp).kind {
+                    ValueKind::Shape(d) => ShapeLit { dims: d, span: asp },
+                    ValueKind::Int(i) => ShapeLit {
+                        dims: vec![i.max(0) as u64],
+                        span: asp,
+                    },
+                    _ => ShapeLit {
+                        dims: vec![],
+                        span: asp,
+                    },
+                }
+            });
+            cx.cursor = layer_start;
+            Some(Stmt::Chain {
+                name,
+                calls,
+                annot,
+                span: sp,
+            })
+        }
+        _ => {
+            let sp = cx.peek("-");
+            cx.errors.push(
+                Diagnostic::error("a layer is a name (\"relu\"), a DSL chain or a map with `op:`")
+                    .at(sp, "this layer"),
+            );
+            None
+        }
+    }
+}
+
+fn scalar_text(v: &Y) -> Option<String> {
+    match v {
+        Y::String(s) => Some(s.clone()),
+        Y::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn respan_value(v: Value, sp: Span) -> Value {
+    let kind = match v.kind {
+        ValueKind::Call(c) => ValueKind::Call(respan_call(c, sp)),
+        ValueKind::List(l) => ValueKind::List(l.into_iter().map(|x| respan_value(x, sp)).collect()),
+        ValueKind::Map(m) => ValueKind::Map(
+            m.into_iter()
+                .map(|(k, x)| {
+                    (
+                        Ident {
+                            name: k.name,
+                            span: sp,
+                        },
+                        respan_value(x, sp),
+                    )
+                })
+                .collect(),
+        ),
+        k => k,
+    };
+    Value { kind, span: sp }
+}
+
+fn respan_call(c: Call, sp: Span) -> Call {
+    Call {
+        name: Ident {
+            name: c.name.name,
+            span: sp,
+        },
+        args: c
+            .args
+            .into_iter()
+            .map(|a| Arg {
+                key: a.key.map(|k| Ident {
+                    name: k.name,
+                    span: sp,
+                }),
+                value: respan_value(a.value, sp),
+            })
+            .collect(),
+        parens: c.parens,
+        span: sp,
+    }
+}
+
+/// A YAML value as an AST value; strings go through the DSL's value syntax.
+pub fn yaml_value(v: &Y, sp: Span) -> Value {
+    let kind = match v {
+        Y::Null => ValueKind::Str(String::new()),
+        Y::Bool(b) => ValueKind::Bool(*b),
+        Y::Number(n) => match n.as_i64() {
+            Some(i) => ValueKind::Int(i),
+            None => ValueKind::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Y::String(s) => match parse_dsl::parse_value(s) {
+            Some(v) => return respan_value(v, sp),
+            None => ValueKind::Str(s.clone()),
+        },
+        Y::Sequence(items) => ValueKind::List(items.iter().map(|x| yaml_value(x, sp)).collect()),
+        Y::Mapping(m) => ValueKind::Map(
+            m.iter()
+                .filter_map(|(k, x)| {
+                    let k = scalar_text(k)?;
+                    Some((Ident { name: k, span: sp }, yaml_value(x, sp)))
+                })
+                .collect(),
+        ),
+        Y::Tagged(t) => return yaml_value(&t.value, sp),
+    };
+    Value { kind, span: sp }
+}
+
+fn yaml_error(source: &str, e: &serde_yaml::Error) -> Diagnostic {
+    let msg = e.to_string();
+    // serde_yaml appends " at line L column C"; the span carries that already.
+    let text = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let mut d = Diagnostic::error(format!("invalid YAML model: {text}"));
+    let start = e
+        .location()
+        .map(|l| l.index())
+        .unwrap_or(0)
+        .min(source.len());
+    let end = source[start..]
+        .find('\n')
+        .map_or(source.len(), |o| start + o)
+        .max(start + 1)
+        .min(source.len().max(start));
+    d = d.at(Span::new(start, end), "here");
+    if text.contains("unknown field") {
+        d = d.help("the keys of a YAML model are: networks, blocks, train; a network has name, inputs, layers, outputs");
+    }
+    d
+}

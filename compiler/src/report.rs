@@ -1,0 +1,238 @@
+//! What `netc check` and `netc graph` print: the per-layer table, its JSON form, and Graphviz DOT.
+
+use crate::ast::shape_str;
+use crate::ir::{Model, Network};
+use serde_json::json;
+use std::fmt::Write;
+
+/// `1234567` -> `1,234,567`
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in decimal megabytes (MB = 10^6 bytes), or kilobytes (kB = 10^3 bytes) when small.
+pub fn megabytes(bytes: u64) -> String {
+    if bytes < 100_000 {
+        return format!("{:.2} kB", bytes as f64 / 1e3);
+    }
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+fn init_text(net: &Network, n: petgraph::graph::NodeIndex) -> String {
+    net.graph[n]
+        .params
+        .iter()
+        .filter(|p| p.trainable)
+        .map(|p| format!("{}={}", p.name.rsplit('.').next().unwrap_or(""), p.init))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The fixed-width table of one network with its totals.
+pub fn table(net: &Network) -> String {
+    let header = [
+        "layer",
+        "op",
+        "output shape",
+        "params",
+        "connections",
+        "MACs",
+        "init",
+    ];
+    let mut rows: Vec<[String; 7]> = vec![];
+    for &n in &net.order {
+        let node = &net.graph[n];
+        let s = node.stats;
+        let num = |v: u64| {
+            if v == 0 {
+                "-".to_string()
+            } else {
+                thousands(v)
+            }
+        };
+        rows.push([
+            node.name.clone(),
+            node.op.name().to_string(),
+            shape_str(&node.shape),
+            num(s.params),
+            num(s.connections),
+            num(s.macs),
+            init_text(net, n),
+        ]);
+    }
+    let mut width = header.map(|h| h.len());
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let right = [false, false, true, true, true, true, false];
+    let line = |cells: &[String]| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if i == cells.len() - 1 {
+                s.push_str(c);
+            } else if right[i] {
+                let _ = write!(s, "{c:>w$}", w = width[i]);
+            } else {
+                let _ = write!(s, "{c:<w$}", w = width[i]);
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = String::new();
+    let ins: Vec<String> = net
+        .inputs
+        .iter()
+        .map(|&i| format!("{}: {}", net.graph[i].name, shape_str(&net.graph[i].shape)))
+        .collect();
+    let _ = writeln!(out, "network {} (input {})", net.name, ins.join(", "));
+    out.push_str(&line(&header.map(String::from)));
+    let total_width: usize = width.iter().sum::<usize>() + 2 * (width.len() - 1);
+    out.push_str(&"-".repeat(total_width.min(120)));
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    out.push_str(&"-".repeat(total_width.min(120)));
+    out.push('\n');
+    let t = net.totals();
+    let param_bytes: u64 = net
+        .param_specs()
+        .iter()
+        .map(|p| p.shape.iter().product::<u64>().saturating_mul(4))
+        .fold(0u64, |a, b| a.saturating_add(b));
+    let outs: Vec<String> = net
+        .outputs
+        .iter()
+        .map(|(a, n)| format!("{a} ({})", shape_str(&net.graph[*n].shape)))
+        .collect();
+    let _ = writeln!(out, "outputs:           {}", outs.join(", "));
+    let _ = writeln!(
+        out,
+        "parameters:        {} (trainable {})",
+        thousands(t.params),
+        thousands(t.trainable)
+    );
+    let _ = writeln!(out, "connections:       {}", thousands(t.connections));
+    let _ = writeln!(out, "neurons:           {}", thousands(t.neurons));
+    let _ = writeln!(out, "multiply-adds:     {} per example", thousands(t.macs));
+    let _ = writeln!(
+        out,
+        "parameter memory:  {} (f32; kB = 10^3, MB = 10^6 bytes)",
+        megabytes(param_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "activation memory: {} per example (f32 output of every layer)",
+        megabytes(t.activation_bytes)
+    );
+    out
+}
+
+/// The whole model as text: every network's table.
+pub fn check_text(model: &Model) -> String {
+    model
+        .networks
+        .iter()
+        .map(table)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The same figures as JSON.
+pub fn check_json(model: &Model) -> serde_json::Value {
+    let nets: Vec<_> = model
+        .networks
+        .iter()
+        .map(|net| {
+            let layers: Vec<_> = net
+                .order
+                .iter()
+                .map(|&n| {
+                    let node = &net.graph[n];
+                    json!({
+                        "name": node.name,
+                        "op": node.op.name(),
+                        "output_shape": node.shape,
+                        "params": node.stats.params,
+                        "trainable_params": node.stats.trainable,
+                        "connections": node.stats.connections,
+                        "neurons": node.stats.neurons,
+                        "macs": node.stats.macs,
+                        "activation_bytes": node.stats.activation_bytes,
+                    })
+                })
+                .collect();
+            let t = net.totals();
+            json!({
+                "name": net.name,
+                "layers": layers,
+                "totals": {
+                    "params": t.params,
+                    "trainable_params": t.trainable,
+                    "connections": t.connections,
+                    "neurons": t.neurons,
+                    "macs": t.macs,
+                    "activation_bytes": t.activation_bytes,
+                }
+            })
+        })
+        .collect();
+    json!({ "file": model.file_name, "networks": nets })
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz DOT: one cluster per network, shapes on the edges.
+pub fn dot(model: &Model) -> String {
+    let mut s = String::from(
+        "digraph netc {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+    );
+    for (ni, net) in model.networks.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  subgraph cluster_{ni} {{\n    label=\"{}\";",
+            dot_escape(&net.name)
+        );
+        for &n in &net.order {
+            let node = &net.graph[n];
+            let mut label = format!(
+                "{}\\n{}",
+                dot_escape(&node.name),
+                dot_escape(&node.op.describe())
+            );
+            if node.stats.params > 0 {
+                let _ = write!(label, "\\n{} params", thousands(node.stats.params));
+            }
+            let _ = writeln!(s, "    n{ni}_{} [label=\"{label}\"];", n.index());
+        }
+        for &n in &net.order {
+            for src in net.inputs_of(n) {
+                let _ = writeln!(
+                    s,
+                    "    n{ni}_{} -> n{ni}_{} [label=\"{}\"];",
+                    src.index(),
+                    n.index(),
+                    shape_str(&net.graph[src].shape)
+                );
+            }
+        }
+        s.push_str("  }\n");
+    }
+    s.push_str("}\n");
+    s
+}

@@ -1,0 +1,90 @@
+//! The `netc` binary end to end: exit codes, text and JSON output.
+
+use std::process::Command;
+
+fn netc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runs netc");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_the_alexnet_table() {
+    let (code, out, _) = netc(&["check", "models/alexnet.net"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("conv1        conv         96x55x55      34,944  105,705,600"),
+        "{out}"
+    );
+    assert!(
+        out.contains("parameters:        60,965,224 (trainable 60,965,224)"),
+        "{out}"
+    );
+    assert!(out.contains("neurons:           659,272"), "{out}");
+}
+
+#[test]
+fn check_json_has_the_documented_fields() {
+    let (code, out, _) = netc(&["check", "models/gan.yaml", "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let nets = v["networks"].as_array().expect("networks");
+    assert_eq!(nets.len(), 2);
+    assert_eq!(nets[0]["name"], "generator");
+    assert_eq!(nets[0]["totals"]["params"], 227_344);
+    assert_eq!(nets[1]["totals"]["params"], 201_217);
+    let l = &nets[0]["layers"][1];
+    for key in [
+        "name",
+        "op",
+        "output_shape",
+        "params",
+        "connections",
+        "macs",
+    ] {
+        assert!(!l[key].is_null(), "missing {key}");
+    }
+    assert_eq!(l["output_shape"], serde_json::json!([256]));
+}
+
+#[test]
+fn model_errors_exit_1_with_location() {
+    let (code, out, err) = netc(&["check", "tests/bad_models/shape_mismatch.net"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("tests/bad_models/shape_mismatch.net:6:8"),
+        "{err}"
+    );
+    assert!(err.contains("insert `flatten ->`"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(netc(&["check"]).0, 2);
+    assert_eq!(netc(&["frobnicate"]).0, 2);
+    assert_eq!(netc(&["check", "models/mlp.net", "--format", "xml"]).0, 2);
+}
+
+#[test]
+fn missing_file_is_a_one_line_error() {
+    let (code, _, err) = netc(&["check", "no/such/model.net"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot read model file"));
+}
+
+#[test]
+fn graph_prints_dot_with_shapes_on_edges() {
+    let (code, out, _) = netc(&["graph", "models/mlp.net"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("digraph netc {"));
+    assert!(out.contains("[label=\"128\"]"), "{out}");
+}
