@@ -7,10 +7,12 @@ pub mod ast;
 pub mod build;
 pub mod diag;
 pub mod ir;
+pub mod kernels;
 pub mod ops;
 pub mod parse_dsl;
 pub mod parse_yaml;
 pub mod report;
+pub mod schedule;
 pub mod shape;
 
 use diag::Diagnostics;

@@ -1,1 +1,5 @@
-
+pub mod cpu;
+pub mod data;
+pub mod gpu;
+pub mod io;
+pub mod rng;

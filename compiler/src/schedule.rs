@@ -1,0 +1,861 @@
+//! Autodiff and lowering: forward pass, loss, backward pass and optimizer update of IR networks
+//! become a static [`Program`]: ordered kernel dispatches over a planned set of buffers.
+//!
+//! Each op owns its rules here (forward dispatch, gradient dispatches). Gradients flow in reverse
+//! topological order; a tensor fed to several consumers gets the first gradient written and the
+//! rest accumulated. Frozen parameters get no gradient buffer and no update, but gradients still
+//! flow through them to earlier layers (a GAN's generator step through the discriminator).
+//! Transient buffers are reused once their last reader in a pass has run.
+
+use crate::ir::Network;
+use crate::kernels::{self, Act, Gemm, KernelSource, Store};
+use crate::ops::Op;
+use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
+
+pub type TensorId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Param,
+    Grad,
+    OptimizerState,
+    /// Written by the host before a pass (inputs, targets, hyper-parameters, seeds).
+    HostInput,
+    /// Running sums read by the host.
+    Stats,
+    Activation,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    pub name: String,
+    /// Elements (f32 or u32), not bytes.
+    pub len: u64,
+    pub kind: Kind,
+    /// Kept across passes (parameters, host inputs, stats); transient ones are reused.
+    pub persistent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Dispatch {
+        kernel: usize,
+        bindings: Vec<TensorId>,
+        label: String,
+    },
+    Copy {
+        src: TensorId,
+        src_offset: u64,
+        dst: TensorId,
+        dst_offset: u64,
+        len: u64,
+    },
+    Zero {
+        dst: TensorId,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Pass {
+    pub name: String,
+    pub commands: Vec<Command>,
+    /// Transient tensors the host may read after the pass (kept live to its end).
+    pub keep: Vec<TensorId>,
+}
+
+/// A parameter tensor of some network, with its gradient and optimizer state buffers.
+#[derive(Debug, Clone)]
+pub struct ParamBinding {
+    pub net: String,
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub tensor: TensorId,
+    pub grad: Option<TensorId>,
+    pub state: Vec<TensorId>,
+}
+
+/// The parameters of one network in a program.
+#[derive(Debug, Clone)]
+pub struct ParamSet {
+    pub net: String,
+    pub by_name: HashMap<String, usize>,
+    pub bindings: Vec<ParamBinding>,
+    pub trainable: bool,
+}
+
+impl ParamSet {
+    fn get(&self, name: &str) -> &ParamBinding {
+        &self.bindings[self.by_name[name]]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Optimizer {
+    Sgd {
+        momentum: f64,
+        weight_decay: f64,
+    },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+}
+
+/// The static schedule: tensors, deduplicated kernels, passes, and the physical buffer plan.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub tensors: Vec<Tensor>,
+    pub kernels: Vec<KernelSource>,
+    pub passes: Vec<Pass>,
+    pub params: Vec<ParamBinding>,
+    /// Physical buffer sizes (elements) and the tensor -> buffer assignment.
+    pub buffers: Vec<u64>,
+    pub assignment: Vec<usize>,
+}
+
+impl Program {
+    pub fn pass(&self, name: &str) -> Option<usize> {
+        self.passes.iter().position(|p| p.name == name)
+    }
+    /// Bytes of all physical buffers.
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buffers.iter().map(|b| b * 4).sum()
+    }
+    /// Bytes the transient tensors would take without reuse.
+    pub fn unplanned_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.len * 4).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LowerError {
+    #[error("layer `{layer}`: op `{op}` is not supported by the training lowering yet (supported: input, dense, relu, leaky_relu, sigmoid, tanh, softmax, add, flatten, reshape, dropout)")]
+    Unsupported { layer: String, op: String },
+    #[error("network `{net}` has {count} inputs; training needs exactly one")]
+    Inputs { net: String, count: usize },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The tensors of one forward pass of a network.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub net: String,
+    pub batch: u64,
+    pub values: HashMap<NodeIndex, TensorId>,
+    /// Output node and its tensor.
+    pub output_node: NodeIndex,
+    pub output: TensorId,
+    /// Where the final sigmoid/softmax reads from, for losses computed from logits.
+    pub logit_node: NodeIndex,
+    pub logit: TensorId,
+    pub train: bool,
+}
+
+pub struct Builder {
+    tensors: Vec<Tensor>,
+    kernels: Vec<KernelSource>,
+    kernel_ids: HashMap<String, usize>,
+    passes: Vec<Pass>,
+    cur: Option<Pass>,
+    params: Vec<ParamBinding>,
+    hyper: HashMap<String, TensorId>,
+    rng: Option<TensorId>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn act_of(op: &Op) -> Option<Act> {
+    match op {
+        Op::Relu => Some(Act::Relu),
+        Op::Sigmoid => Some(Act::Sigmoid),
+        Op::Tanh => Some(Act::Tanh),
+        Op::LeakyRelu { alpha } if *alpha > 0.0 => Some(Act::LeakyRelu(*alpha)),
+        _ => None,
+    }
+}
+
+fn numel(shape: &[u64]) -> u64 {
+    shape.iter().product()
+}
+
+impl Builder {
+    pub fn new() -> Self {
+        Builder {
+            tensors: vec![],
+            kernels: vec![],
+            kernel_ids: HashMap::new(),
+            passes: vec![],
+            cur: None,
+            params: vec![],
+            hyper: HashMap::new(),
+            rng: None,
+        }
+    }
+
+    pub fn tensor(&mut self, name: impl Into<String>, len: u64, kind: Kind) -> TensorId {
+        let persistent = kind != Kind::Activation;
+        self.tensors.push(Tensor {
+            name: name.into(),
+            len,
+            kind,
+            persistent,
+        });
+        self.tensors.len() - 1
+    }
+
+    fn emit(&mut self, k: KernelSource, bindings: Vec<TensorId>, label: String) {
+        let id = match self.kernel_ids.get(&k.source) {
+            Some(&id) => id,
+            None => {
+                self.kernels.push(k.clone());
+                self.kernel_ids
+                    .insert(k.source.clone(), self.kernels.len() - 1);
+                self.kernels.len() - 1
+            }
+        };
+        self.cur
+            .as_mut()
+            .expect("emit inside a pass")
+            .commands
+            .push(Command::Dispatch {
+                kernel: id,
+                bindings,
+                label,
+            });
+    }
+
+    pub fn copy(
+        &mut self,
+        src: TensorId,
+        src_offset: u64,
+        dst: TensorId,
+        dst_offset: u64,
+        len: u64,
+    ) {
+        self.cur
+            .as_mut()
+            .expect("copy inside a pass")
+            .commands
+            .push(Command::Copy {
+                src,
+                src_offset,
+                dst,
+                dst_offset,
+                len,
+            });
+    }
+
+    pub fn zero(&mut self, dst: TensorId) {
+        self.cur
+            .as_mut()
+            .expect("zero inside a pass")
+            .commands
+            .push(Command::Zero { dst });
+    }
+
+    pub fn begin_pass(&mut self, name: &str) {
+        assert!(self.cur.is_none(), "passes do not nest");
+        self.cur = Some(Pass {
+            name: name.into(),
+            commands: vec![],
+            keep: vec![],
+        });
+    }
+
+    pub fn keep(&mut self, t: TensorId) {
+        self.cur.as_mut().expect("keep inside a pass").keep.push(t);
+    }
+
+    pub fn end_pass(&mut self) -> usize {
+        let p = self.cur.take().expect("end_pass after begin_pass");
+        self.passes.push(p);
+        self.passes.len() - 1
+    }
+
+    /// Parameter (and, when trainable, gradient) buffers for a network.
+    pub fn params(&mut self, net: &Network, trainable: bool) -> ParamSet {
+        let mut set = ParamSet {
+            net: net.name.clone(),
+            by_name: HashMap::new(),
+            bindings: vec![],
+            trainable,
+        };
+        for spec in net.param_specs() {
+            let len = numel(&spec.shape);
+            let tensor = self.tensor(format!("{}:{}", net.name, spec.name), len, Kind::Param);
+            let grad = (trainable && spec.trainable)
+                .then(|| self.tensor(format!("{}:{}.grad", net.name, spec.name), len, Kind::Grad));
+            let b = ParamBinding {
+                net: net.name.clone(),
+                name: spec.name.clone(),
+                shape: spec.shape.clone(),
+                tensor,
+                grad,
+                state: vec![],
+            };
+            set.by_name.insert(spec.name.clone(), set.bindings.len());
+            set.bindings.push(b);
+        }
+        set
+    }
+
+    /// The shared dropout seed (a u32 the host writes before each pass).
+    pub fn rng(&mut self) -> TensorId {
+        match self.rng {
+            Some(t) => t,
+            None => {
+                let t = self.tensor("rng_seed", 1, Kind::HostInput);
+                self.rng = Some(t);
+                t
+            }
+        }
+    }
+
+    /// Records the forward pass of `net` on `input` (batch x features) into the current pass.
+    pub fn forward(
+        &mut self,
+        net: &Network,
+        params: &ParamSet,
+        input: TensorId,
+        batch: u64,
+        train: bool,
+    ) -> Result<Forward, LowerError> {
+        if net.inputs.len() != 1 {
+            return Err(LowerError::Inputs {
+                net: net.name.clone(),
+                count: net.inputs.len(),
+            });
+        }
+        let (output_node, logit_node) = {
+            let out = net.outputs.first().map(|o| o.1).ok_or_else(|| {
+                LowerError::Other(format!("network `{}` has no output", net.name))
+            })?;
+            let node = &net.graph[out];
+            let logit = if matches!(node.op, Op::Sigmoid | Op::Softmax) {
+                net.inputs_of(out)[0]
+            } else {
+                out
+            };
+            (out, logit)
+        };
+        // Consumers per node, to decide activation fusion.
+        let mut consumers: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
+        for &n in &net.order {
+            for i in net.inputs_of(n) {
+                consumers.entry(i).or_default().push(n);
+            }
+        }
+        let mut values: HashMap<NodeIndex, TensorId> = HashMap::new();
+        // dense node -> the activation its kernel computes as well (its only consumer).
+        let mut fused: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        for &n in &net.order {
+            let node = &net.graph[n];
+            let ins: Vec<TensorId> = net.inputs_of(n).iter().map(|i| values[i]).collect();
+            let len = numel(&node.shape) * batch;
+            let label = |phase: &str| format!("{}.{} {}", net.name, node.name, phase);
+            if let Some(&dense) = fused.iter().find(|(_, a)| **a == n).map(|(d, _)| d) {
+                // The dense kernel already wrote this activation.
+                values.insert(n, values[&dense]);
+                continue;
+            }
+            let t = match &node.op {
+                Op::Input { .. } => input,
+                Op::Dense { units, bias } => {
+                    let fan_in = numel(&net.graph[net.inputs_of(n)[0]].shape);
+                    let only = consumers.get(&n).filter(|c| c.len() == 1).map(|c| c[0]);
+                    let fuse = only.filter(|&c| {
+                        act_of(&net.graph[c].op).is_some()
+                            && c != output_node
+                            && n != logit_node
+                            && n != output_node
+                    });
+                    let act = fuse
+                        .and_then(|c| act_of(&net.graph[c].op))
+                        .unwrap_or(Act::Identity);
+                    let out =
+                        self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
+                    let w = params.get(&format!("{}.weight", node.name)).tensor;
+                    let mut b = vec![ins[0], w, out];
+                    if *bias {
+                        b.push(params.get(&format!("{}.bias", node.name)).tensor);
+                    }
+                    self.emit(
+                        kernels::matmul(Gemm {
+                            trans_b: true,
+                            bias: *bias,
+                            act,
+                            ..Gemm::new(batch, *units, fan_in)
+                        }),
+                        b,
+                        label("forward"),
+                    );
+                    if let Some(c) = fuse {
+                        fused.insert(n, c);
+                    }
+                    out
+                }
+                op @ (Op::Relu | Op::Sigmoid | Op::Tanh | Op::LeakyRelu { .. }) => {
+                    let act = act_of(op).ok_or_else(|| {
+                        LowerError::Other(format!(
+                            "layer `{}`: leaky_relu needs alpha > 0",
+                            node.name
+                        ))
+                    })?;
+                    let out =
+                        self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
+                    self.emit(
+                        kernels::activation_forward(act, len),
+                        vec![ins[0], out],
+                        label("forward"),
+                    );
+                    out
+                }
+                Op::Softmax => {
+                    let c = *node.shape.last().unwrap_or(&1);
+                    let out =
+                        self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
+                    self.emit(
+                        kernels::softmax_forward(len / c, c),
+                        vec![ins[0], out],
+                        label("forward"),
+                    );
+                    out
+                }
+                Op::Add => {
+                    let out =
+                        self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
+                    self.emit(
+                        kernels::add_forward(len),
+                        vec![ins[0], ins[1], out],
+                        label("forward"),
+                    );
+                    for &extra in &ins[2..] {
+                        self.emit(
+                            kernels::copy(len, Store::Accumulate),
+                            vec![extra, out],
+                            label("forward"),
+                        );
+                    }
+                    out
+                }
+                Op::Flatten | Op::Reshape { .. } => ins[0],
+                Op::Dropout { p } => {
+                    if train && *p > 0.0 {
+                        let out = self.tensor(
+                            format!("{}:{}", net.name, node.name),
+                            len,
+                            Kind::Activation,
+                        );
+                        let rng = self.rng();
+                        self.emit(
+                            kernels::dropout(len, *p, false, Store::Write),
+                            vec![ins[0], out, rng],
+                            label("forward"),
+                        );
+                        out
+                    } else {
+                        ins[0]
+                    }
+                }
+                other => {
+                    return Err(LowerError::Unsupported {
+                        layer: node.name.clone(),
+                        op: other.name().into(),
+                    })
+                }
+            };
+            values.insert(n, t);
+        }
+        Ok(Forward {
+            net: net.name.clone(),
+            batch,
+            output: values[&output_node],
+            logit: values[&logit_node],
+            output_node,
+            logit_node,
+            values,
+            train,
+        })
+    }
+
+    /// Softmax cross-entropy on `logits` (rows x classes) against one-hot `targets`; the gradient
+    /// is scaled by `scale` (1/rows for a mean). Adds [loss, correct, rows] into `stats`.
+    pub fn softmax_xent(
+        &mut self,
+        logits: TensorId,
+        targets: TensorId,
+        rows: u64,
+        classes: u64,
+        scale: f64,
+        stats: TensorId,
+    ) -> TensorId {
+        let dz = self.tensor("dlogits", rows * classes, Kind::Activation);
+        let row_stats = self.tensor("row_stats", 2 * rows, Kind::Activation);
+        self.emit(
+            kernels::softmax_xent(rows, classes, scale),
+            vec![logits, targets, dz, row_stats],
+            "loss softmax_xent".into(),
+        );
+        self.emit(
+            kernels::reduce_stats(rows),
+            vec![row_stats, stats],
+            "loss stats".into(),
+        );
+        dz
+    }
+
+    /// Binary cross-entropy on one logit per row.
+    pub fn bce_logits(
+        &mut self,
+        logits: TensorId,
+        targets: TensorId,
+        rows: u64,
+        scale: f64,
+        stats: TensorId,
+    ) -> TensorId {
+        let dz = self.tensor("dlogits", rows, Kind::Activation);
+        let row_stats = self.tensor("row_stats", 2 * rows, Kind::Activation);
+        self.emit(
+            kernels::bce_logits(rows, scale),
+            vec![logits, targets, dz, row_stats],
+            "loss bce_logits".into(),
+        );
+        self.emit(
+            kernels::reduce_stats(rows),
+            vec![row_stats, stats],
+            "loss stats".into(),
+        );
+        dz
+    }
+
+    /// Backpropagates `dlogit` (the gradient at `fwd.logit`) through `net`, writing parameter
+    /// gradients for trainable parameters. Returns the gradient at the input if asked for.
+    pub fn backward(
+        &mut self,
+        net: &Network,
+        params: &ParamSet,
+        fwd: &Forward,
+        dlogit: TensorId,
+        want_input_grad: bool,
+    ) -> Option<TensorId> {
+        let batch = fwd.batch;
+        let input_node = net.inputs[0];
+        // Which nodes need a gradient: those with trainable parameters upstream, or the input.
+        let mut needs: HashMap<NodeIndex, bool> = HashMap::new();
+        for &n in &net.order {
+            let node = &net.graph[n];
+            let own = node
+                .params
+                .iter()
+                .any(|p| params.bindings[params.by_name[&p.name]].grad.is_some());
+            let via = net.inputs_of(n).iter().any(|i| needs[i]);
+            needs.insert(n, own || via || (n == input_node && want_input_grad));
+        }
+        let mut grads: HashMap<NodeIndex, TensorId> = HashMap::new();
+        grads.insert(fwd.logit_node, dlogit);
+        // Position of the logit node in topological order: nodes after it (the final sigmoid) are skipped.
+        let start = net
+            .order
+            .iter()
+            .position(|&n| n == fwd.logit_node)
+            .unwrap_or(0);
+        for &n in net.order[..=start].iter().rev() {
+            let Some(&dy) = grads.get(&n) else { continue };
+            let node = &net.graph[n];
+            let ins = net.inputs_of(n);
+            let y = fwd.values[&n];
+            let len = numel(&node.shape) * batch;
+            let label = |phase: &str| format!("{}.{} {}", net.name, node.name, phase);
+            let single_input = matches!(
+                node.op,
+                Op::Relu
+                    | Op::Sigmoid
+                    | Op::Tanh
+                    | Op::LeakyRelu { .. }
+                    | Op::Softmax
+                    | Op::Flatten
+                    | Op::Reshape { .. }
+                    | Op::Dropout { .. }
+            );
+            if single_input && !needs[&ins[0]] {
+                continue;
+            }
+            match &node.op {
+                Op::Input { .. } => {}
+                Op::Dense { units, bias } => {
+                    let x_node = ins[0];
+                    let x = fwd.values[&x_node];
+                    let fan_in = numel(&net.graph[x_node].shape);
+                    let w = params.get(&format!("{}.weight", node.name));
+                    if let Some(gw) = w.grad {
+                        self.emit(
+                            kernels::matmul(Gemm {
+                                trans_a: true,
+                                ..Gemm::new(*units, fan_in, batch)
+                            }),
+                            vec![dy, x, gw],
+                            label("backward weight"),
+                        );
+                    }
+                    if *bias {
+                        if let Some(gb) = params.get(&format!("{}.bias", node.name)).grad {
+                            self.emit(
+                                kernels::bias_grad(batch, *units, Store::Write),
+                                vec![dy, gb],
+                                label("backward bias"),
+                            );
+                        }
+                    }
+                    if needs[&x_node] {
+                        let (dx, store) = self.grad_slot(&mut grads, x_node, fan_in * batch, net);
+                        self.emit(
+                            kernels::matmul(Gemm {
+                                store,
+                                ..Gemm::new(batch, fan_in, *units)
+                            }),
+                            vec![dy, w.tensor, dx],
+                            label("backward input"),
+                        );
+                    }
+                }
+                op @ (Op::Relu | Op::Sigmoid | Op::Tanh | Op::LeakyRelu { .. }) => {
+                    // A fused activation's input is the dense node; its gradient goes there.
+                    let act = act_of(op).unwrap_or(Act::Identity);
+                    let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
+                    self.emit(
+                        kernels::activation_backward(act, len, store),
+                        vec![dy, y, dx],
+                        label("backward"),
+                    );
+                }
+                Op::Softmax => {
+                    let c = *node.shape.last().unwrap_or(&1);
+                    let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
+                    self.emit(
+                        kernels::softmax_backward(len / c, c, store),
+                        vec![dy, y, dx],
+                        label("backward"),
+                    );
+                }
+                Op::Add => {
+                    for &i in &ins {
+                        if needs[&i] {
+                            let (dx, store) = self.grad_slot(&mut grads, i, len, net);
+                            self.emit(kernels::copy(len, store), vec![dy, dx], label("backward"));
+                        }
+                    }
+                }
+                Op::Dropout { p } if fwd.train && *p > 0.0 => {
+                    let rng = self.rng();
+                    let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
+                    self.emit(
+                        kernels::dropout(len, *p, true, store),
+                        vec![dy, dx, rng],
+                        label("backward"),
+                    );
+                }
+                Op::Flatten | Op::Reshape { .. } | Op::Dropout { .. } => {
+                    if let std::collections::hash_map::Entry::Vacant(e) = grads.entry(ins[0]) {
+                        // No copy: the gradient buffer is shared like the value buffer.
+                        e.insert(dy);
+                    } else {
+                        let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
+                        self.emit(kernels::copy(len, store), vec![dy, dx], label("backward"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if want_input_grad {
+            grads.get(&input_node).copied()
+        } else {
+            None
+        }
+    }
+
+    /// The gradient buffer of node `n`: a fresh one (Write) or the existing one (Accumulate).
+    fn grad_slot(
+        &mut self,
+        grads: &mut HashMap<NodeIndex, TensorId>,
+        n: NodeIndex,
+        len: u64,
+        net: &Network,
+    ) -> (TensorId, Store) {
+        match grads.get(&n) {
+            Some(&t) => (t, Store::Accumulate),
+            None => {
+                let t = self.tensor(
+                    format!("{}:d{}", net.name, net.graph[n].name),
+                    len,
+                    Kind::Activation,
+                );
+                grads.insert(n, t);
+                (t, Store::Write)
+            }
+        }
+    }
+
+    /// Host-written hyper-parameters of an optimizer: [lr, 1 - beta1^t, 1 - beta2^t, 0].
+    pub fn hyper(&mut self, name: &str) -> TensorId {
+        if let Some(&t) = self.hyper.get(name) {
+            return t;
+        }
+        let t = self.tensor(format!("hyper:{name}"), 4, Kind::HostInput);
+        self.hyper.insert(name.into(), t);
+        t
+    }
+
+    /// Updates every trainable parameter of `set` with `opt`; `hyper` names the host buffer.
+    pub fn update(&mut self, set: &mut ParamSet, opt: Optimizer, hyper_name: &str) {
+        let hyper = self.hyper(hyper_name);
+        for b in set.bindings.iter_mut() {
+            let Some(g) = b.grad else { continue };
+            let len = numel(&b.shape);
+            let label = format!("{}.{} update", b.net, b.name);
+            match opt {
+                Optimizer::Sgd {
+                    momentum,
+                    weight_decay,
+                } => {
+                    if b.state.is_empty() {
+                        b.state.push(self.tensor(
+                            format!("{}:{}.velocity", b.net, b.name),
+                            len,
+                            Kind::OptimizerState,
+                        ));
+                    }
+                    self.emit(
+                        kernels::sgd(len, momentum, weight_decay),
+                        vec![b.tensor, g, b.state[0], hyper],
+                        label,
+                    );
+                }
+                Optimizer::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                } => {
+                    if b.state.is_empty() {
+                        b.state.push(self.tensor(
+                            format!("{}:{}.adam_m", b.net, b.name),
+                            len,
+                            Kind::OptimizerState,
+                        ));
+                        b.state.push(self.tensor(
+                            format!("{}:{}.adam_v", b.net, b.name),
+                            len,
+                            Kind::OptimizerState,
+                        ));
+                    }
+                    self.emit(
+                        kernels::adam(len, beta1, beta2, eps, weight_decay),
+                        vec![b.tensor, g, b.state[0], b.state[1], hyper],
+                        label,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Registers a parameter set's bindings in the program (call once per set, after updates).
+    pub fn register(&mut self, set: &ParamSet) {
+        self.params.extend(set.bindings.iter().cloned());
+    }
+
+    /// Plans physical buffers: persistent tensors get their own; transient tensors share buffers
+    /// once their last reader in the pass has run (first fit among free buffers of enough size).
+    pub fn finish(self) -> Program {
+        let mut assignment = vec![usize::MAX; self.tensors.len()];
+        let mut buffers: Vec<u64> = vec![];
+        for (i, t) in self.tensors.iter().enumerate() {
+            if t.persistent {
+                assignment[i] = buffers.len();
+                buffers.push(t.len.max(1));
+            }
+        }
+        // A tensor used by several passes must survive between them: make it persistent.
+        let mut tensors = self.tensors;
+        let mut first_pass: HashMap<TensorId, usize> = HashMap::new();
+        for (pi, pass) in self.passes.iter().enumerate() {
+            for c in &pass.commands {
+                for t in command_tensors(c) {
+                    if *first_pass.entry(t).or_insert(pi) != pi && !tensors[t].persistent {
+                        tensors[t].persistent = true;
+                        assignment[t] = buffers.len();
+                        buffers.push(tensors[t].len.max(1));
+                    }
+                }
+            }
+        }
+        let transient_start = buffers.len();
+        for pass in &self.passes {
+            // First and last command using each transient tensor.
+            let mut span: HashMap<TensorId, (usize, usize)> = HashMap::new();
+            for (ci, c) in pass.commands.iter().enumerate() {
+                for t in command_tensors(c) {
+                    if !tensors[t].persistent {
+                        let e = span.entry(t).or_insert((ci, ci));
+                        e.1 = ci;
+                    }
+                }
+            }
+            let end = pass.commands.len();
+            for &k in &pass.keep {
+                if let Some(e) = span.get_mut(&k) {
+                    e.1 = end;
+                }
+            }
+            let mut order: Vec<(TensorId, (usize, usize))> = span.into_iter().collect();
+            order.sort_by_key(|(t, (a, _))| (*a, *t));
+            // busy_until[buffer] = last command index of its current tensor in this pass
+            let mut busy_until: HashMap<usize, usize> = HashMap::new();
+            for (t, (first, last)) in order {
+                let need = tensors[t].len.max(1);
+                let free = (transient_start..buffers.len())
+                    .filter(|b| busy_until.get(b).is_none_or(|&u| u < first) && buffers[*b] >= need)
+                    .min_by_key(|b| buffers[*b]);
+                let b = match free {
+                    Some(b) => b,
+                    None => {
+                        buffers.push(need);
+                        buffers.len() - 1
+                    }
+                };
+                assignment[t] = b;
+                busy_until.insert(b, last);
+            }
+        }
+        for a in assignment.iter_mut() {
+            if *a == usize::MAX {
+                // Never used by any command: give it a small buffer of its own.
+                *a = buffers.len();
+                buffers.push(1);
+            }
+        }
+        Program {
+            tensors,
+            kernels: self.kernels,
+            passes: self.passes,
+            params: self.params,
+            buffers,
+            assignment,
+        }
+    }
+}
+
+fn command_tensors(c: &Command) -> Vec<TensorId> {
+    match c {
+        Command::Dispatch { bindings, .. } => bindings.clone(),
+        Command::Copy { src, dst, .. } => vec![*src, *dst],
+        Command::Zero { dst } => vec![*dst],
+    }
+}

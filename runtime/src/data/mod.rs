@@ -1,0 +1,427 @@
+//! Training data: IDX data sets (MNIST, Fashion-MNIST) and reproducible shuffling.
+//!
+//! A data directory holds the four files `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+//! `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte`, each gzip-compressed (`.gz`, looked
+//! for first) or not. The repository ships only the test split in `data/mnist-sample`, so
+//! `load_split(dir, Split::Train)` on such a directory returns a [`DataError`] naming the
+//! missing file; callers that can make do with less data may check [`has_split`] and fall back
+//! to `Split::Test`.
+
+mod idx;
+
+use std::path::{Path, PathBuf};
+
+pub use idx::{read_idx_images, read_idx_labels, IMAGES_MAGIC, LABELS_MAGIC};
+
+use crate::rng::{mix64, Rng};
+
+/// Everything that can go wrong loading a data set; each message is one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("data directory `{}` not found", .0.display())]
+    DirNotFound(PathBuf),
+    #[error("no `{name}[.gz]` in `{}`", dir.display())]
+    FileNotFound { dir: PathBuf, name: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: corrupt or truncated gzip data: {source}", path.display())]
+    Gzip {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: wrong magic number {found} (expected {expected} for IDX {kind})", path.display())]
+    Magic {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+        kind: &'static str,
+    },
+    /// Truncated file, trailing bytes, impossible header.
+    #[error("{}: {problem}", path.display())]
+    Malformed { path: PathBuf, problem: String },
+    #[error(
+        "{}: {n_images} images but {} has {n_labels} labels",
+        images.display(),
+        labels.display()
+    )]
+    CountMismatch {
+        images: PathBuf,
+        labels: PathBuf,
+        n_images: usize,
+        n_labels: usize,
+    },
+}
+
+/// Which half of a data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    /// Base names (without `.gz`) of the images and labels files.
+    pub fn file_names(self) -> (&'static str, &'static str) {
+        match self {
+            Split::Train => ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+            Split::Test => ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        }
+    }
+}
+
+/// An image classification data set in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// `n*rows*cols` pixels, image-major then row-major, scaled from bytes to [0, 1].
+    pub images: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub n: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Dataset {
+    /// Builds a data set from IDX bytes (pixels divided by 255).
+    pub fn from_bytes(pixels: &[u8], labels: Vec<u8>, rows: usize, cols: usize) -> Self {
+        Dataset {
+            images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+            n: labels.len(),
+            labels,
+            rows,
+            cols,
+        }
+    }
+
+    /// Pixels per image.
+    pub fn image_len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The pixels of image `i`. Panics if `i >= n`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let len = self.image_len();
+        &self.images[i * len..(i + 1) * len]
+    }
+
+    /// Copies the images and labels at `indices` into the buffers (cleared first), e.g. to
+    /// build a mini-batch from a [`Shuffler`] order.
+    pub fn gather(&self, indices: &[usize], images: &mut Vec<f32>, labels: &mut Vec<u8>) {
+        images.clear();
+        labels.clear();
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+            labels.push(self.labels[i]);
+        }
+    }
+}
+
+/// `dir/name.gz` if it exists, else `dir/name` if it exists.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    [format!("{name}.gz"), name.to_string()]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
+/// Whether `dir` has both files of `split` (compressed or not). Does not validate them.
+pub fn has_split(dir: &Path, split: Split) -> bool {
+    let (images, labels) = split.file_names();
+    find_file(dir, images).is_some() && find_file(dir, labels).is_some()
+}
+
+/// Loads and validates one split of an IDX data set from `dir`.
+pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::DirNotFound(dir.to_path_buf()));
+    }
+    let find = |name: &str| {
+        find_file(dir, name).ok_or_else(|| DataError::FileNotFound {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+        })
+    };
+    let (images_name, labels_name) = split.file_names();
+    let images_path = find(images_name)?;
+    let labels_path = find(labels_name)?;
+    let (pixels, n, rows, cols) = read_idx_images(&images_path)?;
+    let labels = read_idx_labels(&labels_path)?;
+    if labels.len() != n {
+        return Err(DataError::CountMismatch {
+            images: images_path,
+            labels: labels_path,
+            n_images: n,
+            n_labels: labels.len(),
+        });
+    }
+    Ok(Dataset::from_bytes(&pixels, labels, rows, cols))
+}
+
+/// Reproducible per-epoch example order.
+///
+/// The order of epoch `e` depends only on `(seed, e)`, not on earlier epochs, so resuming from
+/// a checkpoint needs only the seed and the epoch number to replay the same batches.
+#[derive(Clone, Debug)]
+pub struct Shuffler {
+    n: usize,
+    seed: u64,
+}
+
+impl Shuffler {
+    /// Orders for `n` examples from `seed`.
+    pub fn new(n: usize, seed: u64) -> Self {
+        Shuffler { n, seed }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// A permutation of `0..n` for `epoch`.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.n).collect();
+        // Mixing the seed and the epoch separately keeps (seed, epoch) streams apart.
+        Rng::new(mix64(self.seed) ^ mix64(epoch ^ 0x5EED_0FE9_0C0C)).shuffle(&mut order);
+        order
+    }
+
+    /// The order of `epoch` cut into batches of `batch_size` (the last one may be short).
+    /// A `batch_size` of 0 is treated as 1.
+    pub fn batches(&self, epoch: u64, batch_size: usize) -> Vec<Vec<usize>> {
+        self.order(epoch)
+            .chunks(batch_size.max(1))
+            .map(|c| c.to_vec())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh, empty directory under the system temp dir.
+    fn temp_dir(tag: &str) -> PathBuf {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "netc-data-test-{}-{}-{tag}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn idx_images(n: u32, rows: u32, cols: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        for x in [IMAGES_MAGIC, n, rows, cols] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v.extend((0..n * rows * cols).map(|i| (i * 37 % 256) as u8));
+        v
+    }
+
+    fn idx_labels(labels: &[u8]) -> Vec<u8> {
+        let mut v = LABELS_MAGIC.to_be_bytes().to_vec();
+        v.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+        v.extend_from_slice(labels);
+        v
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn loads_gz_and_raw() {
+        let dir = temp_dir("good");
+        let images = idx_images(3, 2, 4);
+        write(&dir, "train-images-idx3-ubyte.gz", &gz(&images));
+        write(
+            &dir,
+            "train-labels-idx1-ubyte.gz",
+            &gz(&idx_labels(&[1, 2, 200])),
+        );
+        write(&dir, "t10k-images-idx3-ubyte", &images);
+        write(&dir, "t10k-labels-idx1-ubyte", &idx_labels(&[0, 9, 5]));
+        assert!(has_split(&dir, Split::Train) && has_split(&dir, Split::Test));
+
+        let train = load_split(&dir, Split::Train).unwrap();
+        assert_eq!((train.n, train.rows, train.cols), (3, 2, 4));
+        assert_eq!(train.labels, vec![1, 2, 200]);
+        assert_eq!(train.images.len(), 24);
+        assert_eq!(train.images[1], 37.0 / 255.0);
+        let test = load_split(&dir, Split::Test).unwrap();
+        assert_eq!(test.images, train.images);
+        assert_eq!(test.labels, vec![0, 9, 5]);
+        assert_eq!(test.image(2), &train.images[16..24]);
+
+        let (mut imgs, mut labels) = (Vec::new(), Vec::new());
+        test.gather(&[2, 0], &mut imgs, &mut labels);
+        assert_eq!(labels, vec![5, 0]);
+        assert_eq!(&imgs[..8], test.image(2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn gz_preferred_and_gz_magic_detected() {
+        let dir = temp_dir("prefer");
+        // `.gz` name but plain content: still read.
+        write(&dir, "t10k-images-idx3-ubyte.gz", &idx_images(1, 1, 1));
+        write(&dir, "t10k-images-idx3-ubyte", b"garbage");
+        write(&dir, "t10k-labels-idx1-ubyte", &idx_labels(&[4]));
+        let ds = load_split(&dir, Split::Test).unwrap();
+        assert_eq!(ds.labels, vec![4]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn truncated_and_trailing() {
+        let dir = temp_dir("trunc");
+        let mut images = idx_images(10, 28, 28);
+        images.truncate(1000);
+        let p = write(&dir, "t10k-images-idx3-ubyte.gz", &gz(&images));
+        let e = read_idx_images(&p).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: truncated: header says 10 images of 28x28 (7856 bytes) but the file has 1000 bytes (decompressed)",
+                p.display()
+            )
+        );
+
+        let mut labels = idx_labels(&[1, 2]);
+        labels.push(3);
+        let p = write(&dir, "l", &labels);
+        let e = read_idx_labels(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "1 trailing bytes: header says 2 labels (10 bytes) but the file has 11 bytes"
+            ),
+            "{e}"
+        );
+
+        let p = write(&dir, "short", &[0, 0, 8, 3, 0, 0]);
+        let e = read_idx_images(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("truncated: the file has 6 bytes, less than the 16-byte IDX images header"),
+            "{e}"
+        );
+
+        // A gzip stream cut in the middle.
+        let full = gz(&idx_images(10, 28, 28));
+        let p = write(&dir, "cut.gz", &full[..full.len() / 2]);
+        let e = read_idx_images(&p).unwrap_err().to_string();
+        assert!(e.contains("corrupt or truncated gzip data"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wrong_magic() {
+        let dir = temp_dir("magic");
+        let mut images = idx_images(1, 2, 2);
+        images[..4].copy_from_slice(&1234u32.to_be_bytes());
+        let p = write(&dir, "x", &images);
+        let e = read_idx_images(&p).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: wrong magic number 1234 (expected 2051 for IDX images)",
+                p.display()
+            )
+        );
+        // A labels file where images are expected.
+        let p = write(&dir, "y", &idx_labels(&[1]));
+        let e = read_idx_images(&p).unwrap_err().to_string();
+        assert!(e.contains("wrong magic number 2049 (expected 2051"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn count_mismatch() {
+        let dir = temp_dir("count");
+        write(&dir, "t10k-images-idx3-ubyte", &idx_images(3, 2, 2));
+        write(&dir, "t10k-labels-idx1-ubyte.gz", &gz(&idx_labels(&[1, 2])));
+        let e = load_split(&dir, Split::Test).unwrap_err().to_string();
+        assert!(e.contains("t10k-images-idx3-ubyte: 3 images but "), "{e}");
+        assert!(e.ends_with("t10k-labels-idx1-ubyte.gz has 2 labels"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_dir_and_files() {
+        let dir = temp_dir("missing");
+        let gone = dir.join("nope");
+        let e = load_split(&gone, Split::Test).unwrap_err().to_string();
+        assert_eq!(e, format!("data directory `{}` not found", gone.display()));
+        assert!(!has_split(&gone, Split::Test));
+
+        write(&dir, "t10k-images-idx3-ubyte.gz", &gz(&idx_images(1, 1, 1)));
+        write(&dir, "t10k-labels-idx1-ubyte.gz", &gz(&idx_labels(&[1])));
+        assert!(has_split(&dir, Split::Test) && !has_split(&dir, Split::Train));
+        let e = load_split(&dir, Split::Train).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("no `train-images-idx3-ubyte[.gz]` in `{}`", dir.display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn shuffler_reproducible_per_epoch() {
+        let s = Shuffler::new(100, 7);
+        let e0 = s.order(0);
+        assert_eq!(e0, Shuffler::new(100, 7).order(0));
+        assert_ne!(e0, s.order(1));
+        assert_ne!(e0, Shuffler::new(100, 8).order(0));
+        let mut sorted = e0.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        let b = s.batches(3, 32);
+        assert_eq!(
+            b.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![32, 32, 32, 4]
+        );
+        assert_eq!(b.concat(), s.order(3));
+        assert!(Shuffler::new(0, 1).order(0).is_empty());
+    }
+
+    /// The real MNIST test split, when the shared data directory is present.
+    #[test]
+    fn real_mnist_test_split() {
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/mnist"
+        ));
+        if !dir.is_dir() {
+            return;
+        }
+        let ds = load_split(dir, Split::Test).unwrap();
+        assert_eq!((ds.n, ds.rows, ds.cols), (10_000, 28, 28));
+        assert_eq!(ds.images.len(), 10_000 * 784);
+        assert_eq!(ds.labels[0], 7);
+        assert!(ds.labels.iter().all(|&l| l < 10));
+        assert!(ds.images.iter().all(|&p| (0.0..=1.0).contains(&p)));
+        assert!(ds.images.contains(&1.0) && ds.images.contains(&0.0));
+    }
+}

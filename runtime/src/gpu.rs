@@ -1,0 +1,621 @@
+//! The wgpu runtime: adapter selection, device limits, and replay of a compiled [`Program`]:
+//! buffers, pipelines and bind groups are created once; each pass is one command buffer and
+//! one submission; the host reads back only the tensors it asks for. Waits are bounded.
+
+use netc_compiler::schedule::{Command, Program, TensorId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long any wait on the device may take before it is reported as hung.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no GPU adapter found (looked at Vulkan, Metal, DX12 and GL); install a driver (on Linux without a GPU, Mesa's lavapipe: apt-get install mesa-vulkan-drivers) or use --device cpu")]
+    NoAdapter,
+    #[error("no adapter matches `{0}`; `netc devices` lists them")]
+    NoMatch(String),
+    #[error("could not open adapter `{adapter}`: {message}")]
+    Open { adapter: String, message: String },
+    #[error("tensor `{tensor}` needs {bytes} bytes but adapter `{adapter}` allows at most {limit} bytes per storage binding")]
+    TooLarge {
+        tensor: String,
+        bytes: u64,
+        adapter: String,
+        limit: u64,
+    },
+    #[error("kernel {kernel} (for {layers}) failed to compile on this adapter: {message}")]
+    Shader {
+        kernel: String,
+        layers: String,
+        message: String,
+    },
+    #[error("the device did not finish within {0:?}: it hung or was lost")]
+    Timeout(Duration),
+    #[error("the device was lost: {0}")]
+    Lost(String),
+    #[error("reading a buffer back failed: {0}")]
+    Map(String),
+}
+
+/// An adapter as `netc devices` lists it.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+    }
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+/// Every adapter wgpu can see, best first.
+pub fn adapters() -> Vec<AdapterSummary> {
+    sorted_adapters()
+        .iter()
+        .map(|a| summary(&a.get_info()))
+        .collect()
+}
+
+fn sorted_adapters() -> Vec<wgpu::Adapter> {
+    let mut v = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    v.sort_by_key(|a| {
+        let i = a.get_info();
+        (rank(i.device_type), backend_rank(i.backend))
+    });
+    v
+}
+
+/// An open device with the limits it was granted.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub timestamps: bool,
+    lost: Arc<AtomicBool>,
+}
+
+impl Gpu {
+    /// Opens an adapter: `auto` (the best one), `gpu` (a hardware one), or a name substring.
+    pub fn open(choice: &str) -> Result<Gpu, GpuError> {
+        let all = sorted_adapters();
+        let adapter = match choice {
+            "auto" => all.into_iter().next().ok_or(GpuError::NoAdapter)?,
+            "gpu" => all
+                .into_iter()
+                .find(|a| rank(a.get_info().device_type) <= 2)
+                .ok_or_else(|| GpuError::NoMatch("a hardware GPU".into()))?,
+            name => {
+                let lower = name.to_lowercase();
+                all.into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&lower))
+                    .ok_or_else(|| GpuError::NoMatch(name.into()))?
+            }
+        };
+        let info = summary(&adapter.get_info());
+        // Ask for everything the adapter allows: AlexNet's fc6 weight alone is 151 MB.
+        let limits = adapter.limits();
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let features = if timestamps {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("netc"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::Open {
+            adapter: info.name.clone(),
+            message: e.to_string(),
+        })?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |_, _| flag.store(true, Ordering::SeqCst));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            timestamps,
+            lost,
+        })
+    }
+
+    /// Waits for all submitted work, at most [`WAIT_LIMIT`].
+    pub fn wait(&self) -> Result<(), GpuError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(GpuError::Lost("device lost".into()));
+        }
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(WAIT_LIMIT),
+            })
+            .map(|_| ())
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => GpuError::Timeout(WAIT_LIMIT),
+                other => GpuError::Lost(other.to_string()),
+            })
+    }
+}
+
+/// For tests: the device, or None when there is none; with `NETC_REQUIRE_GPU=1` a missing
+/// adapter is a failure, never a skip.
+pub fn test_gpu() -> Option<Gpu> {
+    match Gpu::open("auto") {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var("NETC_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("NETC_REQUIRE_GPU=1 but no adapter could be opened: {e}");
+            }
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}
+
+enum Prepared {
+    Dispatch {
+        pipeline: usize,
+        bind_group: wgpu::BindGroup,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: usize,
+        src_offset: u64,
+        dst: usize,
+        dst_offset: u64,
+        bytes: u64,
+    },
+    Zero {
+        buf: usize,
+    },
+}
+
+/// Counters that prove the replay: objects are created once, each pass is one submission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub pipelines_created: u64,
+    pub bind_groups_created: u64,
+    pub buffers_created: u64,
+    pub submissions: u64,
+}
+
+/// Time of one dispatch in a profiled pass.
+#[derive(Debug, Clone)]
+pub struct KernelTime {
+    pub label: String,
+    pub kernel: String,
+    pub seconds: f64,
+}
+
+/// A [`Program`] instantiated on a device.
+pub struct GpuProgram {
+    pub gpu: Gpu,
+    pub program: Program,
+    buffers: Vec<wgpu::Buffer>,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    passes: Vec<Vec<Prepared>>,
+    staging: wgpu::Buffer,
+    pub counters: Counters,
+}
+
+impl GpuProgram {
+    pub fn new(gpu: Gpu, program: Program) -> Result<GpuProgram, GpuError> {
+        let max_binding = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size);
+        for (t, tensor) in program.tensors.iter().enumerate() {
+            let bytes = program.buffers[program.assignment[t]] * 4;
+            if bytes > max_binding {
+                return Err(GpuError::TooLarge {
+                    tensor: tensor.name.clone(),
+                    bytes,
+                    adapter: gpu.info.name.clone(),
+                    limit: max_binding,
+                });
+            }
+        }
+        let mut counters = Counters::default();
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let buffers: Vec<wgpu::Buffer> = program
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                counters.buffers_created += 1;
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("netc buffer {i}")),
+                    size: (len * 4).max(4),
+                    usage,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let largest = program.buffers.iter().copied().max().unwrap_or(1) * 4;
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("netc readback"),
+            size: largest.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        // Which layers each kernel serves, so a compile error names them.
+        let mut users: Vec<Vec<String>> = vec![vec![]; program.kernels.len()];
+        for p in &program.passes {
+            for c in &p.commands {
+                if let Command::Dispatch { kernel, label, .. } = c {
+                    if users[*kernel].len() < 4 && !users[*kernel].contains(label) {
+                        users[*kernel].push(label.clone());
+                    }
+                }
+            }
+        }
+        let mut pipelines = vec![];
+        for (k, ks) in program.kernels.iter().enumerate() {
+            let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let module = gpu
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&ks.name),
+                    source: wgpu::ShaderSource::Wgsl(ks.source.as_str().into()),
+                });
+            let pipeline = gpu
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&ks.name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(GpuError::Shader {
+                    kernel: ks.name.clone(),
+                    layers: users[k].join(", "),
+                    message: e.to_string(),
+                });
+            }
+            counters.pipelines_created += 1;
+            pipelines.push(pipeline);
+        }
+        let mut passes = vec![];
+        for p in &program.passes {
+            let mut prepared = vec![];
+            for c in &p.commands {
+                prepared.push(match c {
+                    Command::Dispatch {
+                        kernel,
+                        bindings,
+                        label,
+                    } => {
+                        let layout = pipelines[*kernel].get_bind_group_layout(0);
+                        let entries: Vec<wgpu::BindGroupEntry> = bindings
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &t)| wgpu::BindGroupEntry {
+                                binding: i as u32,
+                                resource: buffers[program.assignment[t]].as_entire_binding(),
+                            })
+                            .collect();
+                        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+                        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(label),
+                            layout: &layout,
+                            entries: &entries,
+                        });
+                        if let Some(e) = pollster::block_on(scope.pop()) {
+                            return Err(GpuError::Shader {
+                                kernel: program.kernels[*kernel].name.clone(),
+                                layers: label.clone(),
+                                message: e.to_string(),
+                            });
+                        }
+                        counters.bind_groups_created += 1;
+                        Prepared::Dispatch {
+                            pipeline: *kernel,
+                            bind_group,
+                            groups: program.kernels[*kernel].groups,
+                        }
+                    }
+                    Command::Copy {
+                        src,
+                        src_offset,
+                        dst,
+                        dst_offset,
+                        len,
+                    } => Prepared::Copy {
+                        src: program.assignment[*src],
+                        src_offset: src_offset * 4,
+                        dst: program.assignment[*dst],
+                        dst_offset: dst_offset * 4,
+                        bytes: len * 4,
+                    },
+                    Command::Zero { dst } => Prepared::Zero {
+                        buf: program.assignment[*dst],
+                    },
+                });
+            }
+            passes.push(prepared);
+        }
+        Ok(GpuProgram {
+            gpu,
+            program,
+            buffers,
+            pipelines,
+            passes,
+            staging,
+            counters,
+        })
+    }
+
+    fn buffer(&self, t: TensorId) -> &wgpu::Buffer {
+        &self.buffers[self.program.assignment[t]]
+    }
+
+    /// Queues host data into a tensor (applied before the next submission).
+    pub fn write(&self, t: TensorId, data: &[f32]) {
+        debug_assert!(data.len() as u64 <= self.program.tensors[t].len);
+        self.gpu
+            .queue
+            .write_buffer(self.buffer(t), 0, bytemuck::cast_slice(data));
+    }
+
+    pub fn write_u32(&self, t: TensorId, data: &[u32]) {
+        self.gpu
+            .queue
+            .write_buffer(self.buffer(t), 0, bytemuck::cast_slice(data));
+    }
+
+    fn encode(&self, encoder: &mut wgpu::CommandEncoder, prepared: &[Prepared]) {
+        let mut i = 0;
+        while i < prepared.len() {
+            match &prepared[i] {
+                Prepared::Dispatch { .. } => {
+                    // Consecutive dispatches share one compute pass.
+                    let mut cp = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    while let Some(Prepared::Dispatch {
+                        pipeline,
+                        bind_group,
+                        groups,
+                    }) = prepared.get(i)
+                    {
+                        cp.set_pipeline(&self.pipelines[*pipeline]);
+                        cp.set_bind_group(0, bind_group, &[]);
+                        cp.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        i += 1;
+                    }
+                }
+                Prepared::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    bytes,
+                } => {
+                    encoder.copy_buffer_to_buffer(
+                        &self.buffers[*src],
+                        *src_offset,
+                        &self.buffers[*dst],
+                        *dst_offset,
+                        *bytes,
+                    );
+                    i += 1;
+                }
+                Prepared::Zero { buf } => {
+                    encoder.clear_buffer(&self.buffers[*buf], 0, None);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Runs one pass: one command buffer, one submission, no wait.
+    pub fn run(&mut self, pass: usize) {
+        let mut encoder = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(&self.program.passes[pass].name),
+            });
+        self.encode(&mut encoder, &self.passes[pass]);
+        self.gpu.queue.submit([encoder.finish()]);
+        self.counters.submissions += 1;
+    }
+
+    /// Waits for the device, then copies a tensor back to the host.
+    pub fn read(&self, t: TensorId) -> Result<Vec<f32>, GpuError> {
+        let len = self.program.tensors[t].len;
+        let bytes = len * 4;
+        let mut encoder = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        encoder.copy_buffer_to_buffer(self.buffer(t), 0, &self.staging, 0, bytes);
+        self.gpu.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.staging
+            .map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+                let _ = tx.send(r);
+            });
+        self.gpu.wait()?;
+        match rx.recv_timeout(WAIT_LIMIT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(GpuError::Map(e.to_string())),
+            Err(_) => return Err(GpuError::Timeout(WAIT_LIMIT)),
+        }
+        let out = {
+            let view = self
+                .staging
+                .get_mapped_range(0..bytes)
+                .map_err(|e| GpuError::Map(format!("{e:?}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        self.staging.unmap();
+        Ok(out)
+    }
+
+    /// Runs a pass with every dispatch timed: by timestamp queries when the adapter has them
+    /// (`timestamps` = true), else by wall clock around each dispatch submitted on its own.
+    pub fn profile(&mut self, pass: usize) -> Result<(Vec<KernelTime>, bool), GpuError> {
+        let cmds: Vec<(String, String)> = self.program.passes[pass]
+            .commands
+            .iter()
+            .map(|c| match c {
+                Command::Dispatch { kernel, label, .. } => {
+                    (label.clone(), self.program.kernels[*kernel].name.clone())
+                }
+                Command::Copy { .. } => ("copy".into(), "copy_buffer_to_buffer".into()),
+                Command::Zero { .. } => ("zero".into(), "clear_buffer".into()),
+            })
+            .collect();
+        let mut times = vec![];
+        if self.gpu.timestamps {
+            let n = self.passes[pass].len() as u32;
+            let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * n.max(1),
+            });
+            let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("profile resolve"),
+                size: 16 * n.max(1) as u64,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let read = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("profile read"),
+                size: 16 * n.max(1) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder =
+                self.gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("profile"),
+                    });
+            let mut timed = vec![];
+            for (i, p) in self.passes[pass].iter().enumerate() {
+                match p {
+                    Prepared::Dispatch {
+                        pipeline,
+                        bind_group,
+                        groups,
+                    } => {
+                        let mut cp = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: None,
+                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                                query_set: &qs,
+                                beginning_of_pass_write_index: Some(2 * i as u32),
+                                end_of_pass_write_index: Some(2 * i as u32 + 1),
+                            }),
+                        });
+                        cp.set_pipeline(&self.pipelines[*pipeline]);
+                        cp.set_bind_group(0, bind_group, &[]);
+                        cp.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        timed.push(i);
+                    }
+                    other => self.encode(&mut encoder, std::slice::from_ref(other)),
+                }
+            }
+            for &i in &timed {
+                encoder.resolve_query_set(
+                    &qs,
+                    2 * i as u32..2 * i as u32 + 2,
+                    &resolve,
+                    16 * i as u64,
+                );
+            }
+            encoder.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16 * n.max(1) as u64);
+            self.gpu.queue.submit([encoder.finish()]);
+            let (tx, rx) = std::sync::mpsc::channel();
+            read.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = tx.send(r);
+            });
+            self.gpu.wait()?;
+            rx.recv_timeout(WAIT_LIMIT)
+                .map_err(|_| GpuError::Timeout(WAIT_LIMIT))?
+                .map_err(|e| GpuError::Map(e.to_string()))?;
+            let period = self.gpu.queue.get_timestamp_period() as f64;
+            {
+                let view = read
+                    .get_mapped_range(..)
+                    .map_err(|e| GpuError::Map(format!("{e:?}")))?;
+                let ticks: &[u64] = bytemuck::cast_slice(&view);
+                for &i in &timed {
+                    let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period * 1e-9;
+                    times.push(KernelTime {
+                        label: cmds[i].0.clone(),
+                        kernel: cmds[i].1.clone(),
+                        seconds: dt,
+                    });
+                }
+            }
+            read.unmap();
+            Ok((times, true))
+        } else {
+            for (i, (label, kernel)) in cmds.iter().enumerate() {
+                let mut encoder =
+                    self.gpu
+                        .device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("profile"),
+                        });
+                self.encode(&mut encoder, &self.passes[pass][i..i + 1]);
+                let t0 = Instant::now();
+                self.gpu.queue.submit([encoder.finish()]);
+                self.gpu.wait()?;
+                times.push(KernelTime {
+                    label: label.clone(),
+                    kernel: kernel.clone(),
+                    seconds: t0.elapsed().as_secs_f64(),
+                });
+            }
+            Ok((times, false))
+        }
+    }
+}
