@@ -1,12 +1,12 @@
 // Binary cross-entropy from logits, numerically stable:
 // loss = max(z, 0) - z * t + log(1 + exp(-|z|)), dz = SCALE * (sigmoid(z) - t),
-// correct = (z > 0) == (t > 0.5). One thread per element.
+// correct = (z > 0) == (t > 0.5) (also stored as top5). One thread per element.
 const ROWS: u32 = {{ROWS}}u;
 const SCALE: f32 = {{SCALE}};
 @group(0) @binding(0) var<storage, read> z: array<f32>;
 @group(0) @binding(1) var<storage, read> t: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dz: array<f32>;
-@group(0) @binding(3) var<storage, read_write> row_stats: array<f32>; // [ROWS loss, ROWS correct]
+@group(0) @binding(3) var<storage, read_write> row_stats: array<f32>; // [ROWS loss, ROWS correct, ROWS top5]
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -18,4 +18,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = select(exp(x) / (1.0 + exp(x)), 1.0 / (1.0 + exp(-x)), x >= 0.0);
     dz[r] = SCALE * (s - y);
     row_stats[ROWS + r] = select(0.0, 1.0, (x > 0.0) == (y > 0.5));
+    row_stats[2u * ROWS + r] = row_stats[ROWS + r];
 }

@@ -1,13 +1,13 @@
 // Softmax cross-entropy from logits, numerically stable (log-sum-exp, no log(0)).
 // Per row: loss = logsumexp(z) - sum(t * z) (t sums to 1), dz = SCALE * (softmax(z) - t),
-// correct = argmax(z) == argmax(t). One thread per row.
+// correct = argmax(z) == argmax(t), top5 = fewer than 5 logits above the target's. One thread per row.
 const ROWS: u32 = {{ROWS}}u;
 const C: u32 = {{C}}u;
 const SCALE: f32 = {{SCALE}};
 @group(0) @binding(0) var<storage, read> z: array<f32>;
 @group(0) @binding(1) var<storage, read> t: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dz: array<f32>;
-@group(0) @binding(3) var<storage, read_write> row_stats: array<f32>; // [ROWS loss, ROWS correct]
+@group(0) @binding(3) var<storage, read_write> row_stats: array<f32>; // [ROWS loss, ROWS correct, ROWS top5]
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -32,4 +32,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     row_stats[r] = loss;
     row_stats[ROWS + r] = select(0.0, 1.0, arg_z == arg_t);
+    var above = 0u;
+    for (var j = 0u; j < C; j++) {
+        if (z[o + j] > z[o + arg_t]) { above++; }
+    }
+    row_stats[2u * ROWS + r] = select(0.0, 1.0, above < 5u);
 }

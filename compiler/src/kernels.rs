@@ -135,6 +135,20 @@ impl Gemm {
     }
 }
 
+/// Rows and columns per invocation of the matmul kernel. Each loaded operand feeds `cols` (A)
+/// or `rows` (B) multiply-adds, so bigger tiles do fewer loads per FLOP; on lavapipe (Mesa 22)
+/// a storage-buffer load costs about 60 ns per 8 lanes, so loads bound the throughput. The tile
+/// shrinks for small outputs so at least 4 workgroups keep the cores (or SMs) busy.
+fn matmul_tile(m: u64, n: u64) -> (u64, u64) {
+    let cols = (n / 64).clamp(1, 16);
+    let groups_x = n.div_ceil(64 * cols);
+    let mut rows = 32;
+    while rows > 4 && m.div_ceil(rows) * groups_x < 4 {
+        rows /= 2;
+    }
+    (rows, cols)
+}
+
 pub fn matmul(g: Gemm) -> KernelSource {
     let Gemm {
         m,
@@ -146,33 +160,79 @@ pub fn matmul(g: Gemm) -> KernelSource {
         act,
         store,
     } = g;
+    let name = format!(
+        "matmul[{m}x{n}x{k}{}{}{}{}{}]",
+        if trans_a { " ta" } else { "" },
+        if trans_b { " tb" } else { "" },
+        if bias { " bias" } else { "" },
+        act.tag(),
+        if store == Store::Accumulate {
+            " acc"
+        } else {
+            ""
+        }
+    );
+    let (r, cols) = matmul_tile(m, n);
     let a_index = if trans_a { "k * M + m" } else { "m * K + k" };
     let b_index = if trans_b { "n * K + k" } else { "k * N + n" };
-    // Tile loads read along the contiguous dimension of each operand.
-    let a_load = if trans_a {
-        "let am = idx % 64u; let ak = idx / 64u; a_tile[ak * 64u + am] = load_a(row0 + am, k0 + ak);"
-    } else {
-        "let am = idx / 16u; let ak = idx % 16u; a_tile[ak * 64u + am] = load_a(row0 + am, k0 + ak);"
+    // The body is unrolled here so no local array is indexed dynamically: every operand loaded
+    // from memory feeds `cols` (A) or `r` (B) multiply-adds held in registers.
+    let mut body = String::new();
+    for j in 0..cols {
+        body.push_str(&format!(
+            "    let col{j} = min(c0 + {}u, N - 1u);\n",
+            64 * j
+        ));
+    }
+    for i in 0..r {
+        body.push_str(&format!("    let row{i} = min(r0 + {i}u, M - 1u);\n"));
+        for j in 0..cols {
+            body.push_str(&format!("    var acc{i}_{j} = 0.0;\n"));
+        }
+    }
+    body.push_str("    for (var k = 0u; k < K; k++) {\n");
+    for j in 0..cols {
+        body.push_str(&format!("        let b{j} = load_b(k, col{j});\n"));
+    }
+    for i in 0..r {
+        body.push_str(&format!("        let a{i} = load_a(row{i}, k);\n"));
+        for j in 0..cols {
+            body.push_str(&format!(
+                "        acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n"
+            ));
+        }
+    }
+    body.push_str("    }\n");
+    let store_expr = |idx: &str, v: &str| match store {
+        Store::Write => format!("c[{idx}] = {v};"),
+        Store::Accumulate => format!("c[{idx}] = c[{idx}] + {v};"),
     };
-    let b_load = if trans_b {
-        "let bn = idx / 16u; let bk = idx % 16u; b_tile[bk * 64u + bn] = load_b(k0 + bk, col0 + bn);"
-    } else {
-        "let bn = idx % 64u; let bk = idx / 64u; b_tile[bk * 64u + bn] = load_b(k0 + bk, col0 + bn);"
-    };
-    let store_s = match store {
-        Store::Write => "c[row * N + col] = v;",
-        Store::Accumulate => "c[row * N + col] = c[row * N + col] + v;",
-    };
+    for i in 0..r {
+        body.push_str(&format!("    if (r0 + {i}u < M) {{\n"));
+        for j in 0..cols {
+            let col = format!("c0 + {}u", 64 * j);
+            let mut v = format!("acc{i}_{j}");
+            if bias {
+                v = format!("({v} + bias[col{j}])");
+            }
+            let v = act.forward_expr(&v);
+            body.push_str(&format!(
+                "        if ({col} < N) {{ let v = {v}; {} }}\n",
+                store_expr(&format!("(r0 + {i}u) * N + {col}"), "v")
+            ));
+        }
+        body.push_str("    }\n");
+    }
     let source = fill(
         MATMUL,
         &[
             ("M", m.to_string()),
             ("N", n.to_string()),
             ("K", k.to_string()),
+            ("R", r.to_string()),
+            ("CW", (64 * cols).to_string()),
             ("A_INDEX", a_index.into()),
             ("B_INDEX", b_index.into()),
-            ("A_TILE_LOAD", a_load.into()),
-            ("B_TILE_LOAD", b_load.into()),
             (
                 "BIAS_DECL",
                 if bias {
@@ -181,35 +241,15 @@ pub fn matmul(g: Gemm) -> KernelSource {
                     String::new()
                 },
             ),
-            (
-                "BIAS",
-                if bias {
-                    " + bias[col]".into()
-                } else {
-                    String::new()
-                },
-            ),
-            ("ACT", act.forward_expr("v")),
-            ("STORE", store_s.into()),
+            ("BODY", body),
         ],
     );
     KernelSource {
-        name: format!(
-            "matmul[{m}x{n}x{k}{}{}{}{}{}]",
-            if trans_a { " ta" } else { "" },
-            if trans_b { " tb" } else { "" },
-            if bias { " bias" } else { "" },
-            act.tag(),
-            if store == Store::Accumulate {
-                " acc"
-            } else {
-                ""
-            }
-        ),
+        name,
         source,
         groups: [
-            n.div_ceil(64).max(1) as u32,
-            m.div_ceil(64).max(1) as u32,
+            n.div_ceil(64 * cols).max(1) as u32,
+            m.div_ceil(r).max(1) as u32,
             1,
         ],
     }

@@ -211,7 +211,8 @@ impl Builder {
         self.tensors.len() - 1
     }
 
-    fn emit(&mut self, k: KernelSource, bindings: Vec<TensorId>, label: String) {
+    /// Appends a dispatch of a kernel to the current pass (also for hand-built test programs).
+    pub fn emit(&mut self, k: KernelSource, bindings: Vec<TensorId>, label: String) {
         let id = match self.kernel_ids.get(&k.source) {
             Some(&id) => id,
             None => {
@@ -270,7 +271,10 @@ impl Builder {
         });
     }
 
+    /// Marks a tensor the host reads after a pass; it gets its own buffer so later passes
+    /// cannot overwrite it.
     pub fn keep(&mut self, t: TensorId) {
+        self.tensors[t].persistent = true;
         self.cur.as_mut().expect("keep inside a pass").keep.push(t);
     }
 
@@ -487,7 +491,8 @@ impl Builder {
     }
 
     /// Softmax cross-entropy on `logits` (rows x classes) against one-hot `targets`; the gradient
-    /// is scaled by `scale` (1/rows for a mean). Adds [loss, correct, rows] into `stats`.
+    /// is scaled by `scale` (1/rows for a mean). Adds [loss, correct, top5, rows] into `stats`
+    /// (a 4-element tensor).
     pub fn softmax_xent(
         &mut self,
         logits: TensorId,
@@ -498,7 +503,7 @@ impl Builder {
         stats: TensorId,
     ) -> TensorId {
         let dz = self.tensor("dlogits", rows * classes, Kind::Activation);
-        let row_stats = self.tensor("row_stats", 2 * rows, Kind::Activation);
+        let row_stats = self.tensor("row_stats", 3 * rows, Kind::Activation);
         self.emit(
             kernels::softmax_xent(rows, classes, scale),
             vec![logits, targets, dz, row_stats],
@@ -522,7 +527,7 @@ impl Builder {
         stats: TensorId,
     ) -> TensorId {
         let dz = self.tensor("dlogits", rows, Kind::Activation);
-        let row_stats = self.tensor("row_stats", 2 * rows, Kind::Activation);
+        let row_stats = self.tensor("row_stats", 3 * rows, Kind::Activation);
         self.emit(
             kernels::bce_logits(rows, scale),
             vec![logits, targets, dz, row_stats],
@@ -536,14 +541,16 @@ impl Builder {
         dz
     }
 
-    /// Backpropagates `dlogit` (the gradient at `fwd.logit`) through `net`, writing parameter
-    /// gradients for trainable parameters. Returns the gradient at the input if asked for.
+    /// Backpropagates `dy`, the gradient at node `from` (`fwd.logit_node` for a loss computed
+    /// from logits, `fwd.output_node` for a gradient arriving from a downstream network),
+    /// writing gradients of trainable parameters. Returns the gradient at the input if asked for.
     pub fn backward(
         &mut self,
         net: &Network,
         params: &ParamSet,
         fwd: &Forward,
-        dlogit: TensorId,
+        from: NodeIndex,
+        dy: TensorId,
         want_input_grad: bool,
     ) -> Option<TensorId> {
         let batch = fwd.batch;
@@ -560,13 +567,9 @@ impl Builder {
             needs.insert(n, own || via || (n == input_node && want_input_grad));
         }
         let mut grads: HashMap<NodeIndex, TensorId> = HashMap::new();
-        grads.insert(fwd.logit_node, dlogit);
-        // Position of the logit node in topological order: nodes after it (the final sigmoid) are skipped.
-        let start = net
-            .order
-            .iter()
-            .position(|&n| n == fwd.logit_node)
-            .unwrap_or(0);
+        grads.insert(from, dy);
+        // Nodes after `from` in topological order (a final sigmoid when `from` is the logit) are skipped.
+        let start = net.order.iter().position(|&n| n == from).unwrap_or(0);
         for &n in net.order[..=start].iter().rev() {
             let Some(&dy) = grads.get(&n) else { continue };
             let node = &net.graph[n];

@@ -387,11 +387,39 @@ pub fn backward<T: Real>(
     (pgrads, dinput)
 }
 
-/// Softmax cross-entropy from logits: (sum of row losses, correct count, scale * dlogits).
-pub fn softmax_xent<T: Real>(z: &Array2<T>, t: &Array2<T>, scale: f64) -> (f64, usize, Array2<T>) {
+/// Sums over a batch: loss, top-1 correct, top-5 correct, rows (as the GPU stats buffer holds).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossStats {
+    pub loss: f64,
+    pub correct: f64,
+    pub top5: f64,
+    pub rows: f64,
+}
+
+impl LossStats {
+    pub fn add(&mut self, o: LossStats) {
+        self.loss += o.loss;
+        self.correct += o.correct;
+        self.top5 += o.top5;
+        self.rows += o.rows;
+    }
+    pub fn from_slice(v: &[f32]) -> LossStats {
+        let g = |i: usize| v.get(i).copied().unwrap_or(0.0) as f64;
+        LossStats {
+            loss: g(0),
+            correct: g(1),
+            top5: g(2),
+            rows: g(3),
+        }
+    }
+}
+
+/// Softmax cross-entropy from logits: (batch sums, scale * dlogits).
+pub fn softmax_xent<T: Real>(z: &Array2<T>, t: &Array2<T>, scale: f64) -> (LossStats, Array2<T>) {
     let mut dz = z.clone();
     let mut loss = 0.0;
     let mut correct = 0;
+    let mut top5 = 0;
     for ((zr, tr), mut dr) in z.rows().into_iter().zip(t.rows()).zip(dz.rows_mut()) {
         let mx = zr.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
         let lse = mx + zr.iter().fold(T::zero(), |a, &v| a + (v - mx).exp()).ln();
@@ -399,11 +427,21 @@ pub fn softmax_xent<T: Real>(z: &Array2<T>, t: &Array2<T>, scale: f64) -> (f64, 
             loss += (tv * (lse - zv)).f64();
             *d = T::of(scale) * ((zv - lse).exp() - tv);
         }
-        if argmax(zr.iter().copied()) == argmax(tr.iter().copied()) {
+        let target = argmax(tr.iter().copied());
+        if argmax(zr.iter().copied()) == target {
             correct += 1;
         }
+        if zr.iter().filter(|&&v| v > zr[target]).count() < 5 {
+            top5 += 1;
+        }
     }
-    (loss, correct, dz)
+    let stats = LossStats {
+        loss,
+        correct: correct as f64,
+        top5: top5 as f64,
+        rows: z.nrows() as f64,
+    };
+    (stats, dz)
 }
 
 fn argmax<T: Real>(it: impl Iterator<Item = T>) -> usize {
@@ -416,8 +454,8 @@ fn argmax<T: Real>(it: impl Iterator<Item = T>) -> usize {
     best.0
 }
 
-/// Binary cross-entropy from logits (one per row): (sum of losses, correct, scale * dz).
-pub fn bce_logits<T: Real>(z: &Array2<T>, t: &Array2<T>, scale: f64) -> (f64, usize, Array2<T>) {
+/// Binary cross-entropy from logits (one per row): (batch sums, scale * dz).
+pub fn bce_logits<T: Real>(z: &Array2<T>, t: &Array2<T>, scale: f64) -> (LossStats, Array2<T>) {
     let mut dz = z.clone();
     let mut loss = 0.0;
     let mut correct = 0;
@@ -428,7 +466,16 @@ pub fn bce_logits<T: Real>(z: &Array2<T>, t: &Array2<T>, scale: f64) -> (f64, us
             correct += 1;
         }
     }
-    (loss, correct, dz)
+    let c = correct as f64;
+    (
+        LossStats {
+            loss,
+            correct: c,
+            top5: c,
+            rows: z.len() as f64,
+        },
+        dz,
+    )
 }
 
 /// Optimizer state of one network on the CPU (velocity, or Adam's two moments).

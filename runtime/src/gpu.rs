@@ -108,7 +108,8 @@ pub struct Gpu {
 }
 
 impl Gpu {
-    /// Opens an adapter: `auto` (the best one), `gpu` (a hardware one), or a name substring.
+    /// Opens an adapter: `auto` (the best one), `gpu` (a hardware one), a backend (`vulkan`,
+    /// `gl`, `metal`, `dx12`), or a name substring.
     pub fn open(choice: &str) -> Result<Gpu, GpuError> {
         let all = sorted_adapters();
         let adapter = match choice {
@@ -117,6 +118,10 @@ impl Gpu {
                 .into_iter()
                 .find(|a| rank(a.get_info().device_type) <= 2)
                 .ok_or_else(|| GpuError::NoMatch("a hardware GPU".into()))?,
+            backend @ ("vulkan" | "gl" | "metal" | "dx12") => all
+                .into_iter()
+                .find(|a| format!("{:?}", a.get_info().backend).to_lowercase() == backend)
+                .ok_or_else(|| GpuError::NoMatch(format!("a {backend} adapter")))?,
             name => {
                 let lower = name.to_lowercase();
                 all.into_iter()
@@ -389,6 +394,23 @@ impl GpuProgram {
 
     fn buffer(&self, t: TensorId) -> &wgpu::Buffer {
         &self.buffers[self.program.assignment[t]]
+    }
+
+    /// Fills every activation and gradient buffer with NaN, so a kernel that leaves an element
+    /// unwritten is caught by the comparison tests.
+    pub fn poison(&self) {
+        use netc_compiler::schedule::Kind;
+        let mut done = vec![false; self.buffers.len()];
+        for (t, tensor) in self.program.tensors.iter().enumerate() {
+            let b = self.program.assignment[t];
+            if matches!(tensor.kind, Kind::Activation | Kind::Grad) && !done[b] {
+                done[b] = true;
+                let nan = vec![f32::NAN; self.program.buffers[b] as usize];
+                self.gpu
+                    .queue
+                    .write_buffer(&self.buffers[b], 0, bytemuck::cast_slice(&nan));
+            }
+        }
     }
 
     /// Queues host data into a tensor (applied before the next submission).

@@ -1,0 +1,157 @@
+//! `netc bench`: throughput of the dense kernel and the time of one MLP training step, on the
+//! GPU path and on the CPU reference. Timings are measured here, never asserted in tests.
+
+use crate::cpu::Params;
+use crate::gpu::{Gpu, GpuProgram};
+use crate::rng::Rng;
+use crate::session::{Classifier, Executor, RunError};
+use ndarray::Array2;
+use netc_compiler::ir::Network;
+use netc_compiler::kernels::{self, Gemm};
+use netc_compiler::schedule::{Builder, Kind, Optimizer};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct GemmResult {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub seconds: f64,
+    pub gflops: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median time of `reps` products C = A * B^T (the dense forward layout) on the device.
+pub fn gemm_gpu(
+    gpu: Gpu,
+    m: u64,
+    n: u64,
+    k: u64,
+    reps: usize,
+) -> Result<(GemmResult, Gpu), RunError> {
+    let mut b = Builder::new();
+    let a = b.tensor("a", m * k, Kind::HostInput);
+    let w = b.tensor("w", n * k, Kind::HostInput);
+    let c = b.tensor("c", m * n, Kind::Stats);
+    b.begin_pass("gemm");
+    b.emit(
+        kernels::matmul(Gemm {
+            trans_b: true,
+            ..Gemm::new(m, n, k)
+        }),
+        vec![a, w, c],
+        "bench".into(),
+    );
+    b.end_pass();
+    let t0 = Instant::now();
+    let mut prog = GpuProgram::new(gpu, b.finish())?;
+    if std::env::var("NETC_BENCH_VERBOSE").is_ok() {
+        eprintln!(
+            "pipeline for {m}x{n}x{k} built in {:.2} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let mut rng = Rng::new(1);
+    prog.write(
+        a,
+        &(0..m * k)
+            .map(|_| rng.uniform(-1.0, 1.0) as f32)
+            .collect::<Vec<_>>(),
+    );
+    prog.write(
+        w,
+        &(0..n * k)
+            .map(|_| rng.uniform(-1.0, 1.0) as f32)
+            .collect::<Vec<_>>(),
+    );
+    let t0 = Instant::now();
+    prog.run(0);
+    prog.gpu.wait()?;
+    if std::env::var("NETC_BENCH_VERBOSE").is_ok() {
+        eprintln!(
+            "first run (with the driver's shader compile) {:.2} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let mut times = vec![];
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        prog.run(0);
+        prog.gpu.wait()?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let s = median(times);
+    let r = GemmResult {
+        m,
+        n,
+        k,
+        seconds: s,
+        gflops: 2.0 * (m * n * k) as f64 / s / 1e9,
+    };
+    Ok((r, prog.gpu))
+}
+
+/// The same product with ndarray on the CPU.
+pub fn gemm_cpu(m: u64, n: u64, k: u64, reps: usize) -> GemmResult {
+    let mut rng = Rng::new(1);
+    let a = Array2::from_shape_fn((m as usize, k as usize), |_| rng.uniform(-1.0, 1.0) as f32);
+    let w = Array2::from_shape_fn((n as usize, k as usize), |_| rng.uniform(-1.0, 1.0) as f32);
+    let _ = a.dot(&w.t());
+    let mut times = vec![];
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        let c = a.dot(&w.t());
+        std::hint::black_box(&c);
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let s = median(times);
+    GemmResult {
+        m,
+        n,
+        k,
+        seconds: s,
+        gflops: 2.0 * (m * n * k) as f64 / s / 1e9,
+    }
+}
+
+/// Median seconds of one training step (forward, loss, backward, Adam) at `batch`.
+pub fn train_step(
+    net: &Network,
+    batch: usize,
+    exec: Executor,
+    steps: usize,
+) -> Result<(f64, Option<crate::gpu::Counters>), RunError> {
+    let params: Params<f32> = Params::init(net, &mut Rng::new(1));
+    let opt = Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let mut s = Classifier::new(net, params, opt, batch, 1, exec)?;
+    let mut rng = Rng::new(2);
+    let x: Vec<f32> = (0..batch * s.features)
+        .map(|_| rng.next_f64() as f32)
+        .collect();
+    let mut y = vec![0f32; batch * s.classes];
+    for r in 0..batch {
+        y[r * s.classes + r % s.classes] = 1.0;
+    }
+    let mut times = vec![];
+    for i in 0..steps + 3 {
+        let t0 = Instant::now();
+        s.train_step(&x, &y, 1e-3)?;
+        if let Some((p, _)) = s.gpu_program() {
+            p.gpu.wait()?;
+        }
+        if i >= 3 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let counters = s.gpu_program().map(|(p, _)| p.counters);
+    Ok((median(times), counters))
+}

@@ -1,0 +1,179 @@
+//! The classic gradient check: analytic gradients of the CPU reference (f64) against central
+//! differences, relative difference `||g_a - g_n|| / (||g_a|| + ||g_n||)` per tensor.
+
+use crate::cpu::{self, Params};
+use crate::rng::Rng;
+use crate::session::RunError;
+use ndarray::Array2;
+use netc_compiler::ir::Network;
+use netc_compiler::ops::Op;
+
+/// The pass mark of the classic recipe.
+pub const THRESHOLD: f64 = 1e-7;
+/// Step of the central differences. The five-point central stencil
+/// `(8(f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h` has O(h^4) truncation error, so h can be
+/// large enough that f64 round-off (about 1e-16 |f| / h) stays far below the 1e-7 mark.
+pub const EPS: f64 = 1e-3;
+
+/// The five-point central difference of `f` at a perturbation `set(delta)`.
+fn central(mut f: impl FnMut(f64) -> Result<f64, RunError>) -> Result<f64, RunError> {
+    let (p1, m1, p2, m2) = (f(EPS)?, f(-EPS)?, f(2.0 * EPS)?, f(-2.0 * EPS)?);
+    Ok((8.0 * (p1 - m1) - (p2 - m2)) / (12.0 * EPS))
+}
+
+#[derive(Debug, Clone)]
+pub struct TensorCheck {
+    pub name: String,
+    pub entries: usize,
+    pub checked: usize,
+    pub rel_diff: f64,
+    pub analytic_norm: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub net: String,
+    pub loss: &'static str,
+    pub tensors: Vec<TensorCheck>,
+    pub overall: f64,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.overall < THRESHOLD && self.tensors.iter().all(|t| t.rel_diff < THRESHOLD)
+    }
+}
+
+fn rel(a: &[f64], n: &[f64]) -> f64 {
+    let d: f64 = a
+        .iter()
+        .zip(n)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
+    let s =
+        a.iter().map(|x| x * x).sum::<f64>().sqrt() + n.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if s == 0.0 {
+        0.0
+    } else {
+        d / s
+    }
+}
+
+/// Checks every parameter tensor (and the input) of `net` on a random batch. `samples` entries
+/// per tensor are checked (all when the tensor is smaller). The loss is softmax cross-entropy
+/// on the logits, or binary cross-entropy when there is one logit per example.
+pub fn check(net: &Network, batch: usize, samples: usize, seed: u64) -> Result<Report, RunError> {
+    let mut rng = Rng::new(seed);
+    let p: Params<f64> = Params::<f64>::init(net, &mut rng);
+    // Push biases away from zero-initialised values so every path is exercised.
+    let mut p = p;
+    for v in p.values.iter_mut() {
+        for x in v.iter_mut() {
+            *x += 0.05 * rng.normal();
+        }
+    }
+    let out = net
+        .outputs
+        .first()
+        .map(|o| o.1)
+        .ok_or_else(|| RunError::Config("network has no output".into()))?;
+    let logit = match net.graph[out].op {
+        Op::Sigmoid | Op::Softmax => net.inputs_of(out)[0],
+        _ => out,
+    };
+    let feats: usize = net.graph[net.inputs[0]].shape.iter().product::<u64>() as usize;
+    let classes: usize = net.graph[logit].shape.iter().product::<u64>() as usize;
+    let x = Array2::from_shape_fn((batch, feats), |_| rng.uniform(-1.0, 1.0));
+    let mut t = Array2::<f64>::zeros((batch, classes));
+    for r in 0..batch {
+        if classes == 1 {
+            t[[r, 0]] = (rng.next_f64() < 0.5) as u8 as f64;
+        } else {
+            t[[r, rng.below(classes as u64) as usize]] = 1.0;
+        }
+    }
+    let seed32 = rng.next_u32();
+    let scale = 1.0 / batch as f64;
+    let loss_of = |p: &Params<f64>,
+                   x: &Array2<f64>|
+     -> Result<(f64, Array2<f64>, cpu::Activations<f64>), RunError> {
+        let acts = cpu::forward(net, p, x.view(), true, seed32)?;
+        let (st, dz) = if classes == 1 {
+            cpu::bce_logits(acts.get(logit), &t, scale)
+        } else {
+            cpu::softmax_xent(acts.get(logit), &t, scale)
+        };
+        Ok((st.loss * scale, dz, acts))
+    };
+    let (_, dz, acts) = loss_of(&p, &x)?;
+    let (grads, dinput) = cpu::backward(net, &p, &acts, logit, dz);
+    let mut tensors = vec![];
+    let (mut all_a, mut all_n) = (vec![], vec![]);
+    let pick = |n: usize, rng: &mut Rng| -> Vec<usize> {
+        if n <= samples {
+            (0..n).collect()
+        } else {
+            (0..samples).map(|_| rng.below(n as u64) as usize).collect()
+        }
+    };
+    for (i, g) in grads.iter().enumerate() {
+        let Some(g) = g else { continue };
+        let idx = pick(g.len(), &mut rng);
+        let (mut ga, mut gn) = (vec![], vec![]);
+        for &j in &idx {
+            let mut q = p.clone();
+            let w = q.values[i][j];
+            let d = central(|delta| {
+                q.values[i][j] = w + delta;
+                Ok(loss_of(&q, &x)?.0)
+            })?;
+            ga.push(g[j]);
+            gn.push(d);
+        }
+        let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        tensors.push(TensorCheck {
+            name: p.names[i].clone(),
+            entries: g.len(),
+            checked: idx.len(),
+            rel_diff: rel(&ga, &gn),
+            analytic_norm: norm,
+        });
+        all_a.extend(ga);
+        all_n.extend(gn);
+    }
+    // The gradient at the input: what a generator upstream would receive.
+    let idx = pick(dinput.len(), &mut rng);
+    let (mut ga, mut gn) = (vec![], vec![]);
+    let flat: Vec<f64> = dinput.iter().copied().collect();
+    for &j in &idx {
+        let mut xp = x.clone();
+        let (r, c) = (j / feats, j % feats);
+        let v = xp[[r, c]];
+        let d = central(|delta| {
+            xp[[r, c]] = v + delta;
+            Ok(loss_of(&p, &xp)?.0)
+        })?;
+        ga.push(flat[j]);
+        gn.push(d);
+    }
+    tensors.push(TensorCheck {
+        name: format!("(input {})", net.graph[net.inputs[0]].name),
+        entries: flat.len(),
+        checked: idx.len(),
+        rel_diff: rel(&ga, &gn),
+        analytic_norm: flat.iter().map(|v| v * v).sum::<f64>().sqrt(),
+    });
+    all_a.extend(ga);
+    all_n.extend(gn);
+    Ok(Report {
+        net: net.name.clone(),
+        loss: if classes == 1 {
+            "binary cross-entropy (from logits)"
+        } else {
+            "softmax cross-entropy (from logits)"
+        },
+        tensors,
+        overall: rel(&all_a, &all_n),
+    })
+}

@@ -1,0 +1,402 @@
+//! Every WGSL kernel against the CPU reference, on a real adapter (lavapipe in CI), with awkward
+//! sizes (not multiples of the workgroup) and outputs poisoned with NaN before the run.
+//! With NETC_REQUIRE_GPU=1 a missing adapter fails these tests instead of skipping them.
+
+use netc_compiler::compile;
+use netc_compiler::kernels::{self, Act, Gemm, Store};
+use netc_compiler::schedule::{Builder, Kind, Optimizer};
+use netc_runtime::cpu::Params;
+use netc_runtime::gpu::{test_gpu, GpuProgram};
+use netc_runtime::rng::Rng;
+use netc_runtime::session::{Classifier, Executor, Gan, GeneratorLoss};
+
+const TOL: f64 = 1e-4;
+
+fn rel_err(gpu: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(gpu.len(), reference.len());
+    let mut num = 0.0;
+    let mut den = 0.0;
+    for (&g, &r) in gpu.iter().zip(reference) {
+        let g = g as f64;
+        let r = r as f64;
+        num += (g - r) * (g - r);
+        den += r * r;
+    }
+    if !num.is_finite() {
+        return f64::INFINITY;
+    }
+    num.sqrt() / den.sqrt().max(1e-30)
+}
+
+fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
+}
+
+#[test]
+fn matmul_every_variant() {
+    // Shapes that give 1 and several columns per invocation, ragged in every dimension.
+    matmul_variants(37, 71, 53);
+    matmul_variants(70, 1100, 19);
+}
+
+fn matmul_variants(m: u64, n: u64, k: u64) {
+    let Some(gpu) = test_gpu() else { return };
+    let mut rng = Rng::new(1);
+    let mut b = Builder::new();
+    let a_t = b.tensor("a", m * k, Kind::HostInput);
+    let b_t = b.tensor("b", k * n, Kind::HostInput);
+    let bias_t = b.tensor("bias", n, Kind::HostInput);
+    let mut cases = vec![];
+    b.begin_pass("all");
+    // The schedule emits A transposed (weight gradients) or B transposed (forward), never both;
+    // both at once is checked in its plainest form (llvmpipe compiles that variant slowly).
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        {
+            for act in [
+                Act::Identity,
+                Act::Relu,
+                Act::Sigmoid,
+                Act::Tanh,
+                Act::LeakyRelu(0.1),
+            ] {
+                for store in [Store::Write, Store::Accumulate] {
+                    if ta && tb && (act != Act::Identity || store != Store::Write || n > 100) {
+                        continue;
+                    }
+                    let c = b.tensor("c", m * n, Kind::Stats);
+                    let g = Gemm {
+                        trans_a: ta,
+                        trans_b: tb,
+                        bias: true,
+                        act,
+                        store,
+                        ..Gemm::new(m, n, k)
+                    };
+                    b.emit(
+                        kernels::matmul(g),
+                        vec![a_t, b_t, c, bias_t],
+                        format!("{g:?}"),
+                    );
+                    cases.push((g, c));
+                }
+            }
+        }
+    }
+    b.end_pass();
+    let prog = GpuProgram::new(gpu, b.finish()).expect("program builds");
+    let a = random(&mut rng, (m * k) as usize);
+    let bm = random(&mut rng, (k * n) as usize);
+    let bias = random(&mut rng, n as usize);
+    let init = random(&mut rng, (m * n) as usize);
+    prog.write(a_t, &a);
+    prog.write(b_t, &bm);
+    prog.write(bias_t, &bias);
+    for &(g, c) in &cases {
+        // Write-mode outputs start as NaN; accumulate-mode outputs start from known values.
+        let start: Vec<f32> = if g.store == Store::Write {
+            vec![f32::NAN; init.len()]
+        } else {
+            init.clone()
+        };
+        prog.write(c, &start);
+    }
+    let mut prog = prog;
+    prog.run(0);
+    for (g, c) in cases {
+        let (m, n, k) = (m as usize, n as usize, k as usize);
+        let mut want = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0f64;
+                for p in 0..k {
+                    // A is logically [m,k]; stored [k,m] when transposed. B logically [k,n].
+                    let av = if g.trans_a {
+                        a[p * m + i]
+                    } else {
+                        a[i * k + p]
+                    };
+                    let bv = if g.trans_b {
+                        bm[j * k + p]
+                    } else {
+                        bm[p * n + j]
+                    };
+                    s += av as f64 * bv as f64;
+                }
+                let mut v = s + bias[j] as f64;
+                v = match g.act {
+                    Act::Identity => v,
+                    Act::Relu => v.max(0.0),
+                    Act::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+                    Act::Tanh => v.tanh(),
+                    Act::LeakyRelu(al) => {
+                        if v > 0.0 {
+                            v
+                        } else {
+                            al * v
+                        }
+                    }
+                };
+                if g.store == Store::Accumulate {
+                    v += init[i * n + j] as f64;
+                }
+                want[i * n + j] = v as f32;
+            }
+        }
+        let got = prog.read(c).expect("read back");
+        let e = rel_err(&got, &want);
+        assert!(e < TOL, "{g:?}: relative error {e}");
+        assert!(
+            got.iter().all(|v| v.is_finite()),
+            "{g:?}: unwritten elements"
+        );
+    }
+}
+
+/// One classifier training step (forward, loss, backward, Adam) on the GPU and on the CPU
+/// reference from the same weights: loss, every gradient and every updated weight agree.
+fn classifier_step_matches(model: &str, batch: usize, opt: Optimizer) {
+    let Some(gpu) = test_gpu() else { return };
+    let m = compile("test.net", model).unwrap_or_else(|d| panic!("{}", d.render()));
+    let net = &m.networks[0];
+    let mut rng = Rng::new(7);
+    let params: Params<f32> = Params::init(net, &mut rng);
+    let mut g = Classifier::new(
+        net,
+        params.clone(),
+        opt,
+        batch,
+        11,
+        Executor::Gpu(Box::new(gpu)),
+    )
+    .expect("gpu session");
+    let mut c =
+        Classifier::new(net, params.clone(), opt, batch, 11, Executor::Cpu).expect("cpu session");
+    if let Some((p, _)) = g.gpu_program() {
+        p.poison();
+    }
+    let x = random(&mut rng, batch * c.features);
+    let mut y = vec![0f32; batch * c.classes];
+    for r in 0..batch {
+        y[r * c.classes + (rng.below(c.classes as u64) as usize)] = 1.0;
+    }
+    for step in 0..2 {
+        g.train_step(&x, &y, 1e-2).expect("gpu step");
+        c.train_step(&x, &y, 1e-2).expect("cpu step");
+        let (sg, sc) = (
+            g.take_stats().expect("stats"),
+            c.take_stats().expect("stats"),
+        );
+        assert!(
+            (sg.loss - sc.loss).abs() / sc.loss.abs().max(1e-12) < TOL,
+            "step {step} loss {} vs {}",
+            sg.loss,
+            sc.loss
+        );
+        assert_eq!(sg.rows, sc.rows);
+        assert_eq!(sg.correct, sc.correct, "step {step}");
+        let (gg, gc) = (g.grads().expect("grads"), c.grads().expect("grads"));
+        for (i, name) in params.names.iter().enumerate() {
+            let (a, b) = (
+                gg[i].as_ref().expect("gpu grad"),
+                gc[i].as_ref().expect("cpu grad"),
+            );
+            let e = rel_err(a, b);
+            assert!(e < TOL, "step {step} grad {name}: relative error {e}");
+        }
+        let (pg, pc) = (g.params().expect("params"), c.params().expect("params"));
+        for (i, name) in params.names.iter().enumerate() {
+            let e = rel_err(&pg.values[i], &pc.values[i]);
+            assert!(e < TOL, "step {step} weight {name}: relative error {e}");
+        }
+    }
+    let lg = g.logits(&x[..3 * c.features]).expect("logits");
+    let lc = c.logits(&x[..3 * c.features]).expect("logits");
+    assert!(rel_err(&lg, &lc) < TOL);
+}
+
+const ADAM: Optimizer = Optimizer::Adam {
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weight_decay: 0.0,
+};
+const SGD: Optimizer = Optimizer::Sgd {
+    momentum: 0.9,
+    weight_decay: 5e-4,
+};
+
+#[test]
+fn dense_relu_fused() {
+    classifier_step_matches(
+        "net t { input x: 37\n h = dense(53) -> relu\n o = dense(11) }",
+        19,
+        ADAM,
+    );
+}
+
+#[test]
+fn leaky_relu_sigmoid_tanh() {
+    classifier_step_matches(
+        "net t { input x: 29\n a = dense(31) -> leaky_relu(0.1)\n b = dense(17) -> sigmoid\n c = dense(23) -> tanh\n o = dense(7) }",
+        13,
+        SGD,
+    );
+}
+
+#[test]
+fn unfused_activations_and_softmax() {
+    // Two consumers stop fusion, so the standalone activation kernels run; softmax mid-network.
+    classifier_step_matches(
+        "net t { input x: 30\n h = dense(41)\n a = h -> relu\n b = h -> tanh\n s = add(a, b) -> dense(13) -> softmax\n o = dense(5) }",
+        21,
+        ADAM,
+    );
+}
+
+#[test]
+fn add_flatten_reshape() {
+    classifier_step_matches(
+        "net t { input x: 48\n r = reshape(3x4x4) -> flatten\n a = r -> dense(48) -> sigmoid\n s = add(a, r, x)\n o = dense(9) }",
+        17,
+        ADAM,
+    );
+}
+
+#[test]
+fn dropout_same_mask() {
+    classifier_step_matches(
+        "net t { input x: 33\n h = dense(65) -> relu -> dropout(0.3)\n o = dense(10) }",
+        23,
+        SGD,
+    );
+}
+
+#[test]
+fn mlp_model_step() {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mlp.net"))
+        .expect("models/mlp.net");
+    classifier_step_matches(&src, 128, ADAM);
+}
+
+#[test]
+fn gan_model_steps() {
+    let Some(gpu) = test_gpu() else { return };
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gan.yaml"))
+        .expect("models/gan.yaml");
+    let m = compile("gan.yaml", &src).unwrap_or_else(|d| panic!("{}", d.render()));
+    let (gn, dn) = (
+        m.network("generator").expect("G"),
+        m.network("discriminator").expect("D"),
+    );
+    let mut rng = Rng::new(3);
+    let gp: Params<f32> = Params::init(gn, &mut rng);
+    let dp: Params<f32> = Params::init(dn, &mut rng);
+    let opt = Optimizer::Adam {
+        beta1: 0.5,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let batch = 37;
+    for loss in [GeneratorLoss::NonSaturating, GeneratorLoss::Minimax] {
+        let mut g = Gan::new(
+            gn,
+            dn,
+            gp.clone(),
+            dp.clone(),
+            opt,
+            opt,
+            loss,
+            batch,
+            5,
+            Executor::Gpu(Box::new(test_gpu().expect("adapter"))),
+        )
+        .expect("gpu gan");
+        let mut c = Gan::new(
+            gn,
+            dn,
+            gp.clone(),
+            dp.clone(),
+            opt,
+            opt,
+            loss,
+            batch,
+            5,
+            Executor::Cpu,
+        )
+        .expect("cpu gan");
+        if let Some((p, _, _)) = g.gpu_program() {
+            p.poison();
+        }
+        for step in 0..2 {
+            let real: Vec<f32> = (0..batch * 784).map(|_| rng.next_f64() as f32).collect();
+            let z1 = random(&mut rng, batch * 100);
+            let z2 = random(&mut rng, batch * 100);
+            g.d_step(&real, &z1, 2e-4).expect("gpu d");
+            c.d_step(&real, &z1, 2e-4).expect("cpu d");
+            g.g_step(&z2, 2e-4).expect("gpu g");
+            c.g_step(&z2, 2e-4).expect("cpu g");
+            let (sg, sc) = (
+                g.take_stats().expect("stats"),
+                c.take_stats().expect("stats"),
+            );
+            for (a, b, what) in [
+                (sg.d.loss, sc.d.loss, "D loss"),
+                (sg.g.loss, sc.g.loss, "G loss"),
+            ] {
+                assert!(
+                    (a - b).abs() / b.abs() < TOL,
+                    "{loss:?} step {step} {what}: {a} vs {b}"
+                );
+            }
+            let ((ggg, ggd), (cgg, cgd)) = (g.grads().expect("grads"), c.grads().expect("grads"));
+            for (gv, cv, which) in [(ggg, cgg, "G"), (ggd, cgd, "D")] {
+                for (i, (a, b)) in gv.iter().zip(&cv).enumerate() {
+                    let (a, b) = (a.as_ref().expect("grad"), b.as_ref().expect("grad"));
+                    let e = rel_err(a, b);
+                    assert!(e < TOL, "{loss:?} step {step} {which} grad {i}: {e}");
+                }
+            }
+            let ((pgg, pgd), (pcg, pcd)) = (g.params().expect("p"), c.params().expect("p"));
+            for (a, b) in [(&pgg, &pcg), (&pgd, &pcd)] {
+                for i in 0..a.values.len() {
+                    let e = rel_err(&a.values[i], &b.values[i]);
+                    assert!(e < TOL, "{loss:?} step {step} weight {}: {e}", a.names[i]);
+                }
+            }
+        }
+        let z = random(&mut rng, 5 * 100);
+        assert!(rel_err(&g.sample(&z).expect("s"), &c.sample(&z).expect("s")) < TOL);
+        let (dg, dc) = (g.d_means().expect("m"), c.d_means().expect("m"));
+        assert!((dg.0 - dc.0).abs() < 1e-4 && (dg.1 - dc.1).abs() < 1e-4);
+    }
+    drop(gpu);
+}
+
+#[test]
+fn replay_creates_nothing_per_step() {
+    let Some(gpu) = test_gpu() else { return };
+    let m = compile(
+        "t.net",
+        "net t { input x: 20\n h = dense(30) -> relu\n o = dense(4) }",
+    )
+    .expect("compiles");
+    let net = &m.networks[0];
+    let params: Params<f32> = Params::init(net, &mut Rng::new(1));
+    let mut s =
+        Classifier::new(net, params, ADAM, 8, 1, Executor::Gpu(Box::new(gpu))).expect("session");
+    let before = s.gpu_program().expect("gpu").0.counters;
+    let x = vec![0.5f32; 8 * 20];
+    let mut y = vec![0f32; 8 * 4];
+    for r in 0..8 {
+        y[r * 4 + r % 4] = 1.0;
+    }
+    for _ in 0..5 {
+        s.train_step(&x, &y, 1e-3).expect("step");
+    }
+    let after = s.gpu_program().expect("gpu").0.counters;
+    assert_eq!(after.pipelines_created, before.pipelines_created);
+    assert_eq!(after.bind_groups_created, before.bind_groups_created);
+    assert_eq!(after.buffers_created, before.buffers_created);
+    assert_eq!(after.submissions - before.submissions, 5);
+}
