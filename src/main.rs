@@ -21,6 +21,36 @@ enum CheckFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum SampleFormat {
+    Png,
+    Npy,
+}
+
+/// Command-line overrides of the training section.
+#[derive(clap::Args)]
+struct Overrides {
+    /// Train for this many epochs
+    #[arg(long, conflicts_with = "steps")]
+    epochs: Option<u64>,
+    /// Train for this many steps (generator steps for a GAN)
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long)]
+    batch: Option<u64>,
+    /// Learning rate (of both optimizers for a GAN)
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Executor: auto (a hardware GPU, else the CPU), cpu, gpu, vulkan, gl, or an adapter name
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Folder with the IDX files (train-images-idx3-ubyte[.gz], ...)
+    #[arg(long)]
+    data_dir: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse and shape-check a model; print the per-layer table with parameters, connections, MACs
@@ -51,6 +81,55 @@ enum Command {
         /// Entries checked per parameter tensor (all when the tensor is smaller)
         #[arg(long, default_value_t = 20)]
         samples: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Train the model as its training section says (classifier or GAN)
+    Train {
+        /// Model file with a training section
+        file: String,
+        #[command(flatten)]
+        over: Overrides,
+        /// Output folder for checkpoints, metrics, plots and samples [default: runs/<model name>]
+        #[arg(long)]
+        out: Option<String>,
+        /// Continue from <out>/checkpoint.safetensors
+        #[arg(long)]
+        resume: bool,
+        /// No progress bar (also off when stderr is not a terminal)
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Accuracy (top-1, top-5) and loss of a trained classifier on the test split
+    Eval {
+        /// Model file
+        file: String,
+        /// Checkpoint written by `netc train` (safetensors)
+        #[arg(long)]
+        weights: String,
+        /// Folder with the IDX files [default: the model's data_dir]
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Draw samples from a trained GAN generator: a PNG grid, or an (N, C, H, W) float32 .npy
+    Sample {
+        /// Model file
+        file: String,
+        /// Checkpoint written by `netc train`
+        #[arg(long)]
+        weights: String,
+        /// Number of samples
+        #[arg(long, default_value_t = 64)]
+        count: usize,
+        #[arg(long, value_enum, default_value = "png")]
+        format: SampleFormat,
+        /// Output file [default: samples.png or samples.npy]
+        #[arg(long)]
+        out: Option<String>,
+        /// Seed of the noise
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -114,6 +193,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
             samples,
             seed,
         } => gradcheck(&load(&file)?, batch, samples, seed)?,
+        Command::Train {
+            file,
+            over,
+            out,
+            resume,
+            quiet,
+        } => train(&file, over, out, resume, quiet)?,
+        Command::Eval {
+            file,
+            weights,
+            data_dir,
+            device,
+        } => eval(&file, &weights, data_dir, &device)?,
+        Command::Sample {
+            file,
+            weights,
+            count,
+            format,
+            out,
+            seed,
+        } => sample(&file, &weights, count, format, out, seed)?,
         Command::Devices => devices(),
         Command::Bench {
             device,
@@ -168,6 +268,217 @@ fn gradcheck(model: &Model, batch: usize, samples: usize, seed: u64) -> Result<(
     } else {
         Err(Failure(1))
     }
+}
+
+fn train_config(model: &Model) -> Result<netc_compiler::train_config::TrainConfig, Failure> {
+    match netc_compiler::train_config::read(model) {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(fail(format!(
+            "{} has no training section: add `train {{ ... }}` (or `train:` in YAML); see README.md",
+            model.file_name
+        ))),
+        Err(items) => {
+            let d = netc_compiler::diag::Diagnostics {
+                file_name: model.file_name.clone(),
+                source: model.source.clone(),
+                items,
+            };
+            eprint!("{}", d.render());
+            Err(Failure(1))
+        }
+    }
+}
+
+/// The data folder: the command line's (relative to the current directory), else the model's
+/// `data_dir` (relative to the model file).
+fn data_dir(
+    model_file: &str,
+    cli: Option<String>,
+    cfg: Option<&String>,
+) -> Result<std::path::PathBuf, Failure> {
+    if let Some(d) = cli {
+        return Ok(d.into());
+    }
+    match cfg {
+        Some(d) => {
+            let base = std::path::Path::new(model_file)
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
+            Ok(base.join(d))
+        }
+        None => Err(fail(
+            "no data folder: pass --data-dir or set data_dir in the training section",
+        )),
+    }
+}
+
+fn train(
+    file: &str,
+    over: Overrides,
+    out: Option<String>,
+    resume: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
+    use netc_compiler::train_config::{Length, Task};
+    let model = load(file)?;
+    let mut cfg = train_config(&model)?;
+    if let Some(e) = over.epochs {
+        cfg.length = Length::Epochs(e.max(1));
+    }
+    if let Some(s) = over.steps {
+        cfg.length = Length::Steps(s.max(1));
+    }
+    if let Some(b) = over.batch {
+        cfg.batch = b.max(1);
+    }
+    if let Some(seed) = over.seed {
+        cfg.seed = seed;
+    }
+    if let Some(lr) = over.lr {
+        cfg.optimizer.lr = lr;
+        if let Task::Gan(g) = &mut cfg.task {
+            g.g_optimizer.lr = lr;
+            g.d_optimizer.lr = lr;
+        }
+    }
+    let stem = std::path::Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("run")
+        .to_string();
+    let opts = netc_runtime::train::Options {
+        device: over.device,
+        data_dir: data_dir(file, over.data_dir, cfg.data_dir.as_ref())?,
+        out: out
+            .map(Into::into)
+            .unwrap_or_else(|| std::path::Path::new("runs").join(stem)),
+        resume,
+        progress: !quiet,
+    };
+    let mut say = |l: &str| eprintln!("{l}");
+    let summary = netc_runtime::train::run(&model, &cfg, &opts, &mut say).map_err(fail)?;
+    eprintln!(
+        "{} {} steps in {:.1} s on {}; outputs in {}",
+        if summary.interrupted {
+            "stopped after"
+        } else {
+            "trained"
+        },
+        summary.steps,
+        summary.seconds,
+        summary.device,
+        opts.out.display()
+    );
+    Ok(())
+}
+
+fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result<(), Failure> {
+    use netc_compiler::train_config::Task;
+    use netc_runtime::cpu::Params;
+    let model = load(file)?;
+    let cfg = train_config(&model)?;
+    let Task::Classifier { network } = &cfg.task else {
+        return Err(fail(
+            "`eval` measures classifiers; for a GAN use `netc sample`",
+        ));
+    };
+    let net = model
+        .network(network)
+        .ok_or_else(|| fail(format!("no network `{network}`")))?;
+    let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
+    let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
+    let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
+    let (_, test, note) =
+        netc_runtime::train::load_data(&data_dir(file, data, cfg.data_dir.as_ref())?)
+            .map_err(fail)?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    let (exec, name) = netc_runtime::train::executor(device).map_err(fail)?;
+    let mut s = netc_runtime::session::Classifier::new(
+        net,
+        p,
+        cfg.optimizer.kind,
+        500.min(test.n.max(1)),
+        0,
+        exec,
+    )
+    .map_err(fail)?;
+    let (loss, top1, top5) = netc_runtime::train::evaluate(&mut s, &test).map_err(fail)?;
+    println!("{}: {} test images on {name}", net.name, test.n);
+    println!("  loss   {loss:.4}");
+    println!("  top-1  {:.2}%", 100.0 * top1);
+    if s.classes > 5 {
+        println!("  top-5  {:.2}%", 100.0 * top5);
+    }
+    Ok(())
+}
+
+fn sample(
+    file: &str,
+    weights: &str,
+    count: usize,
+    format: SampleFormat,
+    out: Option<String>,
+    seed: u64,
+) -> Result<(), Failure> {
+    use netc_compiler::train_config::{Noise, Task};
+    use netc_runtime::cpu::{self, Params};
+    let model = load(file)?;
+    let cfg = train_config(&model)?;
+    let Task::Gan(g) = &cfg.task else {
+        return Err(fail(
+            "`sample` draws from a GAN's generator; this model trains a classifier",
+        ));
+    };
+    let gn = model
+        .network(&g.generator)
+        .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
+    let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
+    let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
+    let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
+    let count = count.max(1);
+    let nz: usize = gn.graph[gn.inputs[0]].shape.iter().product::<u64>() as usize;
+    let mut rng = netc_runtime::rng::Rng::new(seed);
+    let z: Vec<f32> = (0..count * nz)
+        .map(|_| match g.noise {
+            Noise::Uniform { low, high } => rng.uniform(low, high) as f32,
+            Noise::Normal { mean, std } => (mean + std * rng.normal()) as f32,
+        })
+        .collect();
+    let zv = ndarray::ArrayView2::from_shape((count, nz), &z).map_err(fail)?;
+    let acts = cpu::forward(gn, &p, zv, false, 0).map_err(fail)?;
+    let out_node = gn
+        .outputs
+        .first()
+        .map(|o| o.1)
+        .ok_or_else(|| fail("the generator has no output"))?;
+    let imgs: Vec<f32> = acts.get(out_node).iter().copied().collect();
+    let (c, h, w) = netc_runtime::train::image_shape(gn);
+    match format {
+        SampleFormat::Png => {
+            let path = out.unwrap_or_else(|| "samples.png".into());
+            let cols = (count as f64).sqrt().ceil() as usize;
+            netc_runtime::io::write_image_grid(
+                std::path::Path::new(&path),
+                &imgs,
+                count,
+                c,
+                h,
+                w,
+                cols,
+            )
+            .map_err(fail)?;
+            println!("wrote {count} samples to {path}");
+        }
+        SampleFormat::Npy => {
+            let path = out.unwrap_or_else(|| "samples.npy".into());
+            netc_runtime::io::write_npy_f32(std::path::Path::new(&path), &[count, c, h, w], &imgs)
+                .map_err(fail)?;
+            println!("wrote a ({count}, {c}, {h}, {w}) float32 array to {path}");
+        }
+    }
+    Ok(())
 }
 
 fn devices() {

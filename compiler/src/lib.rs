@@ -14,6 +14,7 @@ pub mod parse_yaml;
 pub mod report;
 pub mod schedule;
 pub mod shape;
+pub mod train_config;
 
 use diag::Diagnostics;
 use ir::Model;

@@ -294,6 +294,20 @@ pub fn backward<T: Real>(
     from: NodeIndex,
     dy: Array2<T>,
 ) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    backward_opt(net, p, acts, from, dy, true)
+}
+
+/// [`backward`], skipping the gradient at the network input unless `input_grad` (it is the
+/// largest product of a first dense layer, and a classifier does not need it).
+pub fn backward_opt<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    from: NodeIndex,
+    dy: Array2<T>,
+    input_grad: bool,
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    let input = net.inputs[0];
     let mut grads: HashMap<NodeIndex, Array2<T>> = HashMap::new();
     grads.insert(from, dy);
     let mut pgrads: Vec<Option<Vec<T>>> = vec![None; p.names.len()];
@@ -308,9 +322,15 @@ pub fn backward<T: Real>(
             }
         };
     for &n in net.order[..=start].iter().rev() {
-        let Some(dy) = grads.get(&n).cloned() else {
+        if n == input {
+            // Its gradient is the result: leave it in the map.
+            continue;
+        }
+        let Some(dy) = grads.remove(&n) else {
             continue;
         };
+        // The input's gradient is only computed when asked for.
+        let wanted = |i: NodeIndex| i != input || input_grad;
         let node = &net.graph[n];
         let ins = net.inputs_of(n);
         match &node.op {
@@ -327,7 +347,9 @@ pub fn backward<T: Real>(
                         pgrads[i] = Some(dy.sum_axis(Axis(0)).to_vec());
                     }
                 }
-                add_grad(&mut grads, ins[0], dy.dot(&w));
+                if wanted(ins[0]) {
+                    add_grad(&mut grads, ins[0], dy.dot(&w));
+                }
             }
             op @ (Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh) => {
                 let y = acts.get(n);
@@ -380,7 +402,6 @@ pub fn backward<T: Real>(
             pgrads[i] = None;
         }
     }
-    let input = net.inputs[0];
     let dinput = grads
         .remove(&input)
         .unwrap_or_else(|| Array2::zeros(acts.get(input).raw_dim()));

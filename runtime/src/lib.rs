@@ -6,3 +6,4 @@ pub mod gradcheck;
 pub mod io;
 pub mod rng;
 pub mod session;
+pub mod train;

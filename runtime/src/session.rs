@@ -296,7 +296,8 @@ impl Classifier {
                 let (st, dz) =
                     cpu::softmax_xent(acts.get(self.logit), &yv, 1.0 / self.batch as f64);
                 c.stats.add(st);
-                let (grads, _) = cpu::backward(&self.net, &c.params, &acts, self.logit, dz);
+                let (grads, _) =
+                    cpu::backward_opt(&self.net, &c.params, &acts, self.logit, dz, false);
                 cpu::apply_update(&mut c.params, &grads, &mut c.state, &self.opt, lr);
                 c.last_grads = grads;
             }
@@ -671,7 +672,7 @@ impl Gan {
                 let (st, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
                 c.d_stats.add(st);
                 c.d_logits = logits.iter().copied().collect();
-                let (grads, _) = cpu::backward(&self.d_net, &c.d, &da, self.d_logit, dz);
+                let (grads, _) = cpu::backward_opt(&self.d_net, &c.d, &da, self.d_logit, dz, false);
                 cpu::apply_update(&mut c.d, &grads, &mut c.d_state, &self.opt_d, lr);
                 c.last_d_grads = grads;
             }
@@ -709,7 +710,7 @@ impl Gan {
                 let mut d_frozen = c.d.clone();
                 d_frozen.trainable.iter_mut().for_each(|t| *t = false);
                 let (_, dx) = cpu::backward(&self.d_net, &d_frozen, &da, self.d_logit, dz);
-                let (grads, _) = cpu::backward(&self.g_net, &c.g, &ga, self.g_out, dx);
+                let (grads, _) = cpu::backward_opt(&self.g_net, &c.g, &ga, self.g_out, dx, false);
                 cpu::apply_update(&mut c.g, &grads, &mut c.g_state, &self.opt_g, lr);
                 c.last_g_grads = grads;
             }

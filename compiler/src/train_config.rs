@@ -1,0 +1,534 @@
+//! The training section (`train { ... }` in the DSL, `train:` in YAML), checked like the rest of
+//! the model: unknown keys get a "did you mean", wrong types name the key, and every error
+//! points at the line. The runtime's training loops read the resulting [`TrainConfig`].
+
+use crate::ast::{Span, Value, ValueKind};
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::ir::Model;
+use crate::schedule::Optimizer;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    Classifier { network: String },
+    Gan(GanConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Noise {
+    Uniform { low: f64, high: f64 },
+    Normal { mean: f64, std: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GanConfig {
+    pub generator: String,
+    pub discriminator: String,
+    pub noise: Noise,
+    /// Discriminator steps per generator step.
+    pub k: u64,
+    /// true: -log D(G(z)) (default); false: the minimax log(1 - D(G(z))).
+    pub non_saturating: bool,
+    pub g_optimizer: OptimizerConfig,
+    pub d_optimizer: OptimizerConfig,
+    /// Write a sample grid every this many generator steps.
+    pub sample_every: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerConfig {
+    pub kind: Optimizer,
+    pub lr: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    Constant,
+    /// lr *= factor every `every` epochs.
+    Step {
+        every: u64,
+        factor: f64,
+    },
+    /// lr *= factor when the test loss has not improved for `patience` epochs (AlexNet's /10).
+    Plateau {
+        factor: f64,
+        patience: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    Epochs(u64),
+    Steps(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub task: Task,
+    pub optimizer: OptimizerConfig,
+    pub schedule: Schedule,
+    pub batch: u64,
+    pub length: Length,
+    /// Evaluate every this many epochs (classifiers).
+    pub eval_every: u64,
+    /// Log every this many steps.
+    pub log_every: u64,
+    /// Checkpoint every this many epochs (classifiers) or steps (GANs); 0 = only at the end.
+    pub checkpoint_every: u64,
+    pub data: String,
+    pub data_dir: Option<String>,
+    pub seed: u64,
+}
+
+const KEYS: &[&str] = &[
+    "task",
+    "network",
+    "loss",
+    "optimizer",
+    "schedule",
+    "batch",
+    "epochs",
+    "steps",
+    "eval_every",
+    "log_every",
+    "checkpoint_every",
+    "data",
+    "data_dir",
+    "seed",
+    "generator",
+    "discriminator",
+    "noise",
+    "k",
+    "generator_loss",
+    "sample_every",
+];
+
+struct Reader<'a> {
+    entries: &'a [(crate::ast::Ident, Value)],
+    errors: Vec<Diagnostic>,
+}
+
+impl<'a> Reader<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
+    }
+    fn bad(&mut self, v: &Value, key: &str, what: &str) {
+        self.errors.push(
+            Diagnostic::error(format!(
+                "training setting `{key}`: expected {what}, found `{v}`"
+            ))
+            .at(v.span, "here"),
+        );
+    }
+    fn uint(&mut self, key: &str, default: u64) -> u64 {
+        match self.get(key) {
+            None => default,
+            Some(v) => match v.kind {
+                ValueKind::Int(i) if i >= 0 => i as u64,
+                _ => {
+                    self.bad(v, key, "a non-negative integer");
+                    default
+                }
+            },
+        }
+    }
+    fn positive(&mut self, key: &str, default: u64) -> u64 {
+        let n = self.uint(key, default);
+        if n == 0 {
+            if let Some(v) = self.get(key) {
+                self.bad(v, key, "an integer of at least 1");
+            }
+            return default.max(1);
+        }
+        n
+    }
+    fn name(&mut self, key: &str, default: &str) -> String {
+        match self.get(key) {
+            None => default.to_string(),
+            Some(v) => match v.as_ident() {
+                Some(s) => s.to_string(),
+                None => {
+                    self.bad(v, key, "a name");
+                    default.to_string()
+                }
+            },
+        }
+    }
+}
+
+/// A call's numeric arguments: (key, value, span).
+type NumArgs<'a> = Vec<(Option<&'a str>, f64, Span)>;
+
+/// The name, numeric arguments and spans of non-numeric arguments of a call value.
+fn call_args(v: &Value) -> Option<(&str, NumArgs<'_>, Vec<Span>)> {
+    let ValueKind::Call(c) = &v.kind else {
+        return None;
+    };
+    let mut nums = vec![];
+    let mut bad = vec![];
+    for a in &c.args {
+        match a.value.as_f64() {
+            Some(x) => nums.push((a.key.as_ref().map(|k| k.name.as_str()), x, a.value.span)),
+            None => bad.push(a.value.span),
+        }
+    }
+    Some((c.name.name.as_str(), nums, bad))
+}
+
+/// `adam(lr=5e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0)` or
+/// `sgd(lr=0.01, momentum=0.9, weight_decay=5e-4)`.
+fn optimizer(v: &Value, errors: &mut Vec<Diagnostic>) -> Option<OptimizerConfig> {
+    let Some((name, nums, bad)) = call_args(v) else {
+        errors.push(
+            Diagnostic::error(format!("expected an optimizer like adam(lr=5e-4) or sgd(lr=0.01, momentum=0.9), found `{v}`"))
+                .at(v.span, "here"),
+        );
+        return None;
+    };
+    for s in bad {
+        errors.push(Diagnostic::error("optimizer settings must be numbers").at(s, "not a number"));
+    }
+    let allowed: &[&str] = match name {
+        "adam" => &["lr", "beta1", "beta2", "eps", "weight_decay"],
+        "sgd" => &["lr", "momentum", "weight_decay"],
+        other => {
+            let mut d =
+                Diagnostic::error(format!("unknown optimizer `{other}`")).at(v.span, "unknown");
+            if let Some(s) = did_you_mean(other, ["adam", "sgd"]) {
+                d = d.help(format!("did you mean `{s}`?"));
+            } else {
+                d = d.help("the optimizers are adam and sgd");
+            }
+            errors.push(d);
+            return None;
+        }
+    };
+    let mut positional = 0;
+    let mut vals: Vec<(&str, f64)> = vec![];
+    for (k, x, sp) in nums {
+        let key = match k {
+            Some(k) => k,
+            None => {
+                positional += 1;
+                if positional > 1 {
+                    errors.push(
+                        Diagnostic::error("only the learning rate may be given without a name")
+                            .at(sp, "name it"),
+                    );
+                    continue;
+                }
+                "lr"
+            }
+        };
+        if !allowed.contains(&key) {
+            let mut d = Diagnostic::error(format!("`{name}` has no setting `{key}`"))
+                .at(sp, "unknown setting");
+            if let Some(s) = did_you_mean(key, allowed.iter().copied()) {
+                d = d.help(format!("did you mean `{s}`?"));
+            } else {
+                d = d.help(format!("`{name}` takes {}", allowed.join(", ")));
+            }
+            errors.push(d);
+            continue;
+        }
+        vals.push((key, x));
+    }
+    let get = |k: &str, d: f64| vals.iter().find(|(n, _)| *n == k).map_or(d, |(_, x)| *x);
+    let (kind, default_lr) = match name {
+        "adam" => (
+            Optimizer::Adam {
+                beta1: get("beta1", 0.9),
+                beta2: get("beta2", 0.999),
+                eps: get("eps", 1e-8),
+                weight_decay: get("weight_decay", 0.0),
+            },
+            1e-3,
+        ),
+        _ => (
+            Optimizer::Sgd {
+                momentum: get("momentum", 0.0),
+                weight_decay: get("weight_decay", 0.0),
+            },
+            0.01,
+        ),
+    };
+    let lr = get("lr", default_lr);
+    if !(lr > 0.0 && lr.is_finite()) {
+        errors.push(
+            Diagnostic::error(format!(
+                "learning rate must be a positive number, found {lr}"
+            ))
+            .at(v.span, "here"),
+        );
+    }
+    Some(OptimizerConfig { kind, lr })
+}
+
+fn noise(v: &Value, errors: &mut Vec<Diagnostic>) -> Noise {
+    let default = Noise::Uniform {
+        low: -1.0,
+        high: 1.0,
+    };
+    let Some((name, nums, _)) = call_args(v) else {
+        errors.push(
+            Diagnostic::error(format!(
+                "expected uniform(a, b) or normal(mean, std), found `{v}`"
+            ))
+            .at(v.span, "here"),
+        );
+        return default;
+    };
+    let n = |i: usize, d: f64| nums.get(i).map_or(d, |x| x.1);
+    match name {
+        "uniform" => Noise::Uniform {
+            low: n(0, -1.0),
+            high: n(1, 1.0),
+        },
+        "normal" | "gaussian" => Noise::Normal {
+            mean: n(0, 0.0),
+            std: n(1, 1.0),
+        },
+        other => {
+            errors.push(
+                Diagnostic::error(format!("unknown noise distribution `{other}`"))
+                    .at(v.span, "here")
+                    .help("use uniform(-1, 1) or normal(0, 1)"),
+            );
+            default
+        }
+    }
+}
+
+fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
+    if v.as_ident() == Some("constant") || v.as_ident() == Some("none") {
+        return Schedule::Constant;
+    }
+    let Some((name, nums, _)) = call_args(v) else {
+        errors.push(Diagnostic::error(format!("expected step(every=30, factor=0.1) or plateau(factor=0.1, patience=1), found `{v}`")).at(v.span, "here"));
+        return Schedule::Constant;
+    };
+    let get = |k: &str, i: usize, d: f64| {
+        nums.iter()
+            .find(|x| x.0 == Some(k))
+            .or_else(|| nums.iter().filter(|x| x.0.is_none()).nth(i))
+            .map_or(d, |x| x.1)
+    };
+    match name {
+        "step" => Schedule::Step {
+            every: get("every", 0, 30.0).max(1.0) as u64,
+            factor: get("factor", 1, 0.1),
+        },
+        "plateau" => Schedule::Plateau {
+            factor: get("factor", 0, 0.1),
+            patience: get("patience", 1, 1.0).max(0.0) as u64,
+        },
+        other => {
+            errors.push(
+                Diagnostic::error(format!("unknown schedule `{other}`"))
+                    .at(v.span, "here")
+                    .help("use constant, step(every, factor) or plateau(factor, patience)"),
+            );
+            Schedule::Constant
+        }
+    }
+}
+
+/// Reads and checks the model's training section. `Ok(None)` when the model has none.
+pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
+    let Some(train) = &model.train else {
+        return Ok(None);
+    };
+    let ValueKind::Map(entries) = &train.kind else {
+        return Err(vec![Diagnostic::error(
+            "the training section must be a map of settings",
+        )
+        .at(train.span, "here")]);
+    };
+    let mut r = Reader {
+        entries,
+        errors: vec![],
+    };
+    for (k, _) in entries {
+        if !KEYS.contains(&k.name.as_str()) {
+            let mut d = Diagnostic::error(format!("unknown training setting `{}`", k.name))
+                .at(k.span, "unknown key");
+            d = match did_you_mean(&k.name, KEYS.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!("the settings are: {}", KEYS.join(", "))),
+            };
+            r.errors.push(d);
+        }
+    }
+    let task_name = r.name("task", "classifier");
+    let net_names: Vec<&str> = model.networks.iter().map(|n| n.name.as_str()).collect();
+    let check_net = |r: &mut Reader, key: &str, name: &str| {
+        if !net_names.contains(&name) {
+            let sp = r.get(key).map_or(train.span, |v| v.span);
+            let mut d = Diagnostic::error(format!(
+                "training setting `{key}`: no network `{name}` in this file"
+            ))
+            .at(sp, "here");
+            if let Some(s) = did_you_mean(name, net_names.iter().copied()) {
+                d = d.help(format!("did you mean `{s}`?"));
+            }
+            r.errors.push(d);
+        }
+    };
+    let default_opt = OptimizerConfig {
+        kind: Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        lr: 1e-3,
+    };
+    // `optimizer` is one optimizer, or a map {generator: ..., discriminator: ...} for a GAN.
+    let (mut opt, mut per_net): (OptimizerConfig, Vec<(String, OptimizerConfig)>) =
+        (default_opt, vec![]);
+    if let Some(v) = r.get("optimizer") {
+        match &v.kind {
+            ValueKind::Map(m) => {
+                for (k, ov) in m {
+                    if let Some(o) = optimizer(ov, &mut r.errors) {
+                        per_net.push((k.name.clone(), o));
+                        opt = o;
+                    }
+                }
+            }
+            _ => {
+                if let Some(o) = optimizer(v, &mut r.errors) {
+                    opt = o;
+                }
+            }
+        }
+    }
+    let task = match task_name.as_str() {
+        "classifier" => {
+            let network = r.name("network", net_names.first().copied().unwrap_or(""));
+            check_net(&mut r, "network", &network);
+            let loss = r.name("loss", "softmax_cross_entropy");
+            if loss != "softmax_cross_entropy" && loss != "cross_entropy" {
+                let v = r.get("loss").cloned();
+                if let Some(v) = v {
+                    r.errors.push(
+                        Diagnostic::error(format!("unknown classifier loss `{loss}`"))
+                            .at(v.span, "here")
+                            .help("classifiers train with softmax_cross_entropy (on logits)"),
+                    );
+                }
+            }
+            Task::Classifier { network }
+        }
+        "gan" => {
+            let generator = r.name("generator", "generator");
+            let discriminator = r.name("discriminator", "discriminator");
+            check_net(&mut r, "generator", &generator);
+            check_net(&mut r, "discriminator", &discriminator);
+            let nz = match r.get("noise") {
+                Some(v) => noise(v, &mut r.errors),
+                None => Noise::Uniform {
+                    low: -1.0,
+                    high: 1.0,
+                },
+            };
+            let gl = r.name("generator_loss", "non_saturating");
+            let non_saturating = match gl.as_str() {
+                "non_saturating" => true,
+                "minimax" => false,
+                other => {
+                    let sp = r.get("generator_loss").map_or(train.span, |v| v.span);
+                    r.errors.push(
+                        Diagnostic::error(format!("unknown generator loss `{other}`"))
+                            .at(sp, "here")
+                            .help(
+                                "use non_saturating (-log D(G(z))) or minimax (log(1 - D(G(z))))",
+                            ),
+                    );
+                    true
+                }
+            };
+            let find = |n: &str| per_net.iter().find(|(k, _)| k == n).map(|(_, o)| *o);
+            let g_optimizer = find("generator")
+                .or_else(|| find(&generator))
+                .unwrap_or(opt);
+            let d_optimizer = find("discriminator")
+                .or_else(|| find(&discriminator))
+                .unwrap_or(opt);
+            let k = r.positive("k", 1);
+            let sample_every = r.uint("sample_every", 1000);
+            Task::Gan(GanConfig {
+                generator,
+                discriminator,
+                noise: nz,
+                k,
+                non_saturating,
+                g_optimizer,
+                d_optimizer,
+                sample_every,
+            })
+        }
+        other => {
+            let sp = r.get("task").map_or(train.span, |v| v.span);
+            let mut d = Diagnostic::error(format!("unknown task `{other}`")).at(sp, "here");
+            d = d.help(match did_you_mean(other, ["classifier", "gan"]) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "the tasks are classifier and gan".into(),
+            });
+            r.errors.push(d);
+            Task::Classifier {
+                network: String::new(),
+            }
+        }
+    };
+    let schedule = match r.get("schedule") {
+        Some(v) => schedule(v, &mut r.errors),
+        None => Schedule::Constant,
+    };
+    let batch = r.positive("batch", 128);
+    let length = match (r.get("epochs"), r.get("steps")) {
+        (Some(_), Some(v)) => {
+            r.errors.push(
+                Diagnostic::error("give `epochs` or `steps`, not both").at(v.span, "second length"),
+            );
+            Length::Epochs(1)
+        }
+        (_, Some(_)) => Length::Steps(r.positive("steps", 1000)),
+        (Some(_), None) => Length::Epochs(r.positive("epochs", 1)),
+        (None, None) => match task {
+            Task::Gan(_) => Length::Steps(10_000),
+            _ => Length::Epochs(5),
+        },
+    };
+    let cfg = TrainConfig {
+        task,
+        optimizer: opt,
+        schedule,
+        batch,
+        length,
+        eval_every: r.positive("eval_every", 1),
+        log_every: r.positive("log_every", 100),
+        checkpoint_every: r.uint("checkpoint_every", 1),
+        data: r.name("data", "mnist"),
+        data_dir: r.get("data_dir").map(|v| match &v.kind {
+            ValueKind::Str(s) => s.clone(),
+            _ => v.to_string(),
+        }),
+        seed: r.uint("seed", 1),
+    };
+    if cfg.data != "mnist" && cfg.data != "fashion_mnist" && cfg.data != "idx" {
+        let sp = r.get("data").map_or(train.span, |v| v.span);
+        r.errors.push(
+            Diagnostic::error(format!("unknown data set `{}`", cfg.data))
+                .at(sp, "here")
+                .help("the readers are mnist, fashion_mnist and idx (any IDX image/label files)"),
+        );
+    }
+    if r.errors.is_empty() {
+        Ok(Some(cfg))
+    } else {
+        Err(r.errors)
+    }
+}

@@ -1,0 +1,840 @@
+//! `netc train`: the training loops for classifiers and GANs, with data, progress, metrics,
+//! pictures, atomic checkpoints, resume and failure handling. The same loop drives the GPU
+//! program and the CPU reference (a [`crate::session`]).
+
+use crate::cpu::{LossStats, OptState, Params};
+use crate::data::{self, DataError, Dataset, Shuffler, Split};
+use crate::gpu::Gpu;
+use crate::io::{self, Checkpoint, IoError};
+use crate::rng::Rng;
+use crate::session::{Classifier, Executor, Gan, GeneratorLoss, RunError};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use netc_compiler::ir::{Model, Network};
+use netc_compiler::train_config::{Length, Noise, Schedule, Task, TrainConfig};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("the loss became {loss} at step {step}; stopped. {}", match .checkpoint { Some(p) => format!("The last good checkpoint is {}", p.display()), None => "No checkpoint was written before it.".to_string() })]
+    NonFinite {
+        step: u64,
+        loss: f64,
+        checkpoint: Option<PathBuf>,
+    },
+}
+
+/// Settings that come from the command line rather than the model file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `auto` (a hardware GPU, else the CPU executor), `cpu`, `gpu`, a backend or an adapter name.
+    pub device: String,
+    pub data_dir: PathBuf,
+    pub out: PathBuf,
+    pub resume: bool,
+    /// Show a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub steps: u64,
+    pub seconds: f64,
+    pub device: String,
+    pub final_metrics: BTreeMap<String, f64>,
+    pub interrupted: bool,
+}
+
+/// Picks the executor: `auto` takes a hardware GPU when there is one and otherwise the CPU
+/// reference (a software rasteriser such as lavapipe is slower than native code).
+pub fn executor(choice: &str) -> Result<(Executor, String), TrainError> {
+    match choice {
+        "cpu" => Ok((Executor::Cpu, "cpu (reference executor)".into())),
+        "auto" => match Gpu::open("gpu") {
+            Ok(g) => {
+                let name = format!("{} ({})", g.info.name, g.info.backend);
+                Ok((Executor::Gpu(Box::new(g)), name))
+            }
+            Err(_) => Ok((
+                Executor::Cpu,
+                "cpu (reference executor; no hardware GPU found)".into(),
+            )),
+        },
+        other => {
+            let g = Gpu::open(other).map_err(|e| TrainError::Setup(e.to_string()))?;
+            let name = format!("{} ({})", g.info.name, g.info.backend);
+            Ok((Executor::Gpu(Box::new(g)), name))
+        }
+    }
+}
+
+/// The training and evaluation images. A directory holding only the test split (the shipped
+/// sample) is split 80/20 into training and evaluation images, and the caller is told so.
+pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
+    if !dir.is_dir() {
+        return Err(DataError::DirNotFound(dir.to_path_buf()).into());
+    }
+    if data::has_split(dir, Split::Train) {
+        let train = data::load_split(dir, Split::Train)?;
+        let test = data::load_split(dir, Split::Test)?;
+        return Ok((train, test, None));
+    }
+    let all = data::load_split(dir, Split::Test)?;
+    let cut = all.n * 4 / 5;
+    let len = all.image_len();
+    let part = |a: usize, b: usize| Dataset {
+        images: all.images[a * len..b * len].to_vec(),
+        labels: all.labels[a..b].to_vec(),
+        n: b - a,
+        rows: all.rows,
+        cols: all.cols,
+    };
+    let note = format!(
+        "{} has no training split: training on the first {cut} test images and evaluating on the other {}",
+        dir.display(),
+        all.n - cut
+    );
+    Ok((part(0, cut), part(cut, all.n), Some(note)))
+}
+
+/// Checks before any work: the output folder can be written.
+fn prepare_out(out: &Path) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        TrainError::Setup(format!(
+            "cannot create output folder {}: {e}",
+            out.display()
+        ))
+    })?;
+    let probe = out.join(".netc-write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| {
+        TrainError::Setup(format!(
+            "output folder {} is not writable: {e}",
+            out.display()
+        ))
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let f = Arc::new(AtomicBool::new(false));
+        let g = f.clone();
+        // Ctrl-C asks the loop to checkpoint and stop; a second one is left to the default.
+        let _ = ctrlc::set_handler(move || g.store(true, Ordering::SeqCst));
+        f
+    })
+    .clone()
+}
+
+struct Metrics {
+    file: std::fs::File,
+}
+
+impl Metrics {
+    fn open(out: &Path, append: bool) -> Result<Metrics, TrainError> {
+        let path = out.join("metrics.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&path)
+            .map_err(|e| TrainError::Setup(format!("cannot write {}: {e}", path.display())))?;
+        Ok(Metrics { file })
+    }
+    fn log(&mut self, m: &BTreeMap<String, f64>) -> Result<(), TrainError> {
+        let line = serde_json::to_string(m).unwrap_or_default();
+        writeln!(self.file, "{line}")
+            .map_err(|e| TrainError::Setup(format!("cannot write metrics: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Reads metrics.jsonl back (for plots and tests).
+pub fn read_metrics(out: &Path) -> Vec<BTreeMap<String, f64>> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn bar(total: u64, progress: bool) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    if !progress || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  {per_sec}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+fn save_params(ck: &mut Checkpoint, prefix: &str, p: &Params<f32>, st: &OptState<f32>) {
+    for (i, name) in p.names.iter().enumerate() {
+        ck.tensors.push((
+            format!("{prefix}/{name}"),
+            p.shapes[i].clone(),
+            p.values[i].clone(),
+        ));
+        for (s, slot) in st.slots.iter().enumerate() {
+            ck.tensors.push((
+                format!("{prefix}/{name}.opt{s}"),
+                p.shapes[i].clone(),
+                slot[i].clone(),
+            ));
+        }
+    }
+}
+
+/// Loads a network's weights from a checkpoint (and its optimizer state when present).
+pub fn load_params(
+    ck: &Checkpoint,
+    net: &Network,
+    like: &Params<f32>,
+    slots: usize,
+) -> Result<(Params<f32>, OptState<f32>), TrainError> {
+    let mut p = like.clone();
+    let mut st = OptState {
+        slots: vec![like.values.iter().map(|v| vec![0.0; v.len()]).collect(); slots],
+        step: 0,
+    };
+    for (i, name) in like.names.iter().enumerate() {
+        let key = format!("{}/{name}", net.name);
+        let (shape, data) = ck.get(&key).ok_or_else(|| {
+            TrainError::Setup(format!(
+                "the checkpoint has no tensor `{key}`: was it written for this model?"
+            ))
+        })?;
+        if shape != like.shapes[i].as_slice() {
+            return Err(TrainError::Setup(format!(
+                "tensor `{key}` is {shape:?} in the checkpoint but {:?} in the model",
+                like.shapes[i]
+            )));
+        }
+        p.values[i] = data.to_vec();
+        for (s, slot) in st.slots.iter_mut().enumerate() {
+            if let Some((_, d)) = ck.get(&format!("{key}.opt{s}")) {
+                slot[i] = d.to_vec();
+            }
+        }
+    }
+    Ok((p, st))
+}
+
+fn meta_u64(ck: &Checkpoint, key: &str) -> u64 {
+    ck.metadata
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn meta_f64(ck: &Checkpoint, key: &str, default: f64) -> f64 {
+    ck.metadata
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn slots(opt: &netc_compiler::schedule::Optimizer) -> usize {
+    match opt {
+        netc_compiler::schedule::Optimizer::Sgd { .. } => 1,
+        netc_compiler::schedule::Optimizer::Adam { .. } => 2,
+    }
+}
+
+/// Runs the training the model's section describes. `log` receives one line per event worth
+/// telling the user (epoch results, notes).
+pub fn run(
+    model: &Model,
+    cfg: &TrainConfig,
+    opts: &Options,
+    log: &mut dyn FnMut(&str),
+) -> Result<Summary, TrainError> {
+    let (train, test, note) = load_data(&opts.data_dir)?;
+    prepare_out(&opts.out)?;
+    let ck_path = opts.out.join("checkpoint.safetensors");
+    let resume = if opts.resume {
+        Some(
+            Checkpoint::load(&ck_path)
+                .map_err(|e| TrainError::Setup(format!("cannot resume: {e}")))?,
+        )
+    } else {
+        None
+    };
+    if let Some(n) = note {
+        log(&format!("note: {n}"));
+    }
+    let (exec, device) = executor(&opts.device)?;
+    log(&format!("device: {device}"));
+    let mut summary = match &cfg.task {
+        Task::Classifier { network } => {
+            let net = model
+                .network(network)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{network}`")))?;
+            classifier(model, net, cfg, opts, exec, &train, &test, resume, log)?
+        }
+        Task::Gan(g) => {
+            let gn = model
+                .network(&g.generator)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{}`", g.generator)))?;
+            let dn = model
+                .network(&g.discriminator)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{}`", g.discriminator)))?;
+            gan(model, gn, dn, cfg, opts, exec, &train, resume, log)?
+        }
+    };
+    summary.device = device;
+    Ok(summary)
+}
+
+fn onehot(labels: &[u8], classes: usize) -> Vec<f32> {
+    let mut y = vec![0f32; labels.len() * classes];
+    for (r, &l) in labels.iter().enumerate() {
+        if (l as usize) < classes {
+            y[r * classes + l as usize] = 1.0;
+        }
+    }
+    y
+}
+
+/// Test-set loss, top-1 and top-5 accuracy from logits computed a batch at a time.
+pub fn evaluate(s: &mut Classifier, test: &Dataset) -> Result<(f64, f64, f64), TrainError> {
+    let (mut loss, mut c1, mut c5) = (0.0, 0usize, 0usize);
+    let (mut xb, mut lb) = (vec![], vec![]);
+    let idx: Vec<usize> = (0..test.n).collect();
+    for chunk in idx.chunks(s.batch) {
+        test.gather(chunk, &mut xb, &mut lb);
+        let z = s.logits(&xb)?;
+        for (r, &label) in lb.iter().enumerate() {
+            let row = &z[r * s.classes..(r + 1) * s.classes];
+            let t = label as usize;
+            let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let lse = mx + row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
+            loss += lse - row.get(t).copied().unwrap_or(0.0) as f64;
+            let above = row
+                .iter()
+                .filter(|&&v| v > row[t.min(row.len() - 1)])
+                .count();
+            c1 += usize::from(above == 0);
+            c5 += usize::from(above < 5);
+        }
+    }
+    let n = test.n.max(1) as f64;
+    Ok((loss / n, c1 as f64 / n, c5 as f64 / n))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn classifier(
+    model: &Model,
+    net: &Network,
+    cfg: &TrainConfig,
+    opts: &Options,
+    exec: Executor,
+    train: &Dataset,
+    test: &Dataset,
+    resume: Option<Checkpoint>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Summary, TrainError> {
+    let batch = cfg.batch as usize;
+    let feats: u64 = net.graph[net.inputs[0]].shape.iter().product();
+    if feats as usize != train.image_len() {
+        return Err(TrainError::Setup(format!(
+            "network `{}` takes {feats} values per example but the images have {} ({}x{})",
+            net.name,
+            train.image_len(),
+            train.rows,
+            train.cols
+        )));
+    }
+    if train.n < batch {
+        return Err(TrainError::Setup(format!(
+            "the batch ({batch}) is larger than the training set ({} images)",
+            train.n
+        )));
+    }
+    let steps_per_epoch = (train.n / batch) as u64;
+    let epochs = match cfg.length {
+        Length::Epochs(e) => e,
+        Length::Steps(s) => s.div_ceil(steps_per_epoch),
+    };
+    let total_steps = match cfg.length {
+        Length::Epochs(e) => e * steps_per_epoch,
+        Length::Steps(s) => s,
+    };
+    let init: Params<f32> = Params::init(net, &mut Rng::new(cfg.seed));
+    let mut s = Classifier::new(net, init.clone(), cfg.optimizer.kind, batch, cfg.seed, exec)?;
+    let mut lr = cfg.optimizer.lr;
+    let (mut best, mut bad_epochs) = (f64::INFINITY, 0u64);
+    if let Some(ck) = &resume {
+        let (p, mut st) = load_params(ck, net, &init, slots(&cfg.optimizer.kind))?;
+        st.step = meta_u64(ck, "step");
+        s.restore(&p, &st);
+        // The schedule's factor is restored, so a --lr given on resume still applies.
+        lr *= meta_f64(ck, "lr_scale", 1.0);
+        best = meta_f64(ck, "best_test_loss", best);
+        bad_epochs = meta_u64(ck, "bad_epochs");
+        log(&format!(
+            "resumed from {} at step {}",
+            opts.out.join("checkpoint.safetensors").display(),
+            s.step
+        ));
+    }
+    let mut metrics = Metrics::open(&opts.out, resume.is_some())?;
+    let stop = interrupt_flag();
+    let pb = bar(total_steps, opts.progress);
+    pb.set_position(s.step);
+    let t0 = Instant::now();
+    let start_step = s.step;
+    let shuffler = Shuffler::new(train.n, cfg.seed);
+    let mut last_good: Option<PathBuf> = if resume.is_some() {
+        Some(opts.out.join("checkpoint.safetensors"))
+    } else {
+        None
+    };
+    let (mut xb, mut lb) = (vec![], vec![]);
+    let mut summary = Summary::default();
+    let save =
+        |s: &Classifier, epoch: u64, lr: f64, best: f64, bad: u64| -> Result<PathBuf, TrainError> {
+            let mut ck = Checkpoint {
+                tensors: vec![],
+                metadata: BTreeMap::new(),
+            };
+            save_params(&mut ck, &net.name, &s.params()?, &s.opt_state()?);
+            for (k, v) in [
+                ("step", s.step.to_string()),
+                ("epoch", epoch.to_string()),
+                ("lr", format!("{lr:e}")),
+                ("lr_scale", format!("{:e}", lr / cfg.optimizer.lr)),
+                ("best_test_loss", format!("{best:e}")),
+                ("bad_epochs", bad.to_string()),
+                ("seed", cfg.seed.to_string()),
+                ("model", model.file_name.clone()),
+                ("network", net.name.clone()),
+                ("task", "classifier".into()),
+            ] {
+                ck.metadata.insert(k.to_string(), v);
+            }
+            let path = opts.out.join("checkpoint.safetensors");
+            ck.save(&path)?;
+            Ok(path)
+        };
+    'outer: for epoch in (s.step / steps_per_epoch)..epochs {
+        let order = shuffler.order(epoch);
+        let mut epoch_stats = LossStats::default();
+        let first = s.step - epoch * steps_per_epoch;
+        for b in first..steps_per_epoch {
+            if s.step >= total_steps {
+                break;
+            }
+            let idx = &order[(b as usize) * batch..(b as usize + 1) * batch];
+            train.gather(idx, &mut xb, &mut lb);
+            s.train_step(&xb, &onehot(&lb, s.classes), lr)?;
+            pb.inc(1);
+            let end_of_epoch = b + 1 == steps_per_epoch || s.step >= total_steps;
+            if s.step % cfg.log_every == 0 || end_of_epoch || stop.load(Ordering::SeqCst) {
+                let st = s.take_stats()?;
+                epoch_stats.add(st);
+                let mean = st.loss / st.rows.max(1.0);
+                if !mean.is_finite() {
+                    pb.abandon();
+                    return Err(TrainError::NonFinite {
+                        step: s.step,
+                        loss: mean,
+                        checkpoint: last_good,
+                    });
+                }
+                pb.set_message(format!(
+                    "epoch {} loss {mean:.4} acc {:.2}%",
+                    epoch + 1,
+                    100.0 * st.correct / st.rows.max(1.0)
+                ));
+                let mut m = BTreeMap::new();
+                m.insert("step".to_string(), s.step as f64);
+                m.insert("epoch".to_string(), (epoch + 1) as f64);
+                m.insert("train_loss".to_string(), mean);
+                m.insert("train_acc".to_string(), st.correct / st.rows.max(1.0));
+                m.insert("lr".to_string(), lr);
+                metrics.log(&m)?;
+            }
+            if stop.load(Ordering::SeqCst) {
+                save(&s, epoch, lr, best, bad_epochs)?;
+                pb.abandon_with_message("interrupted");
+                log(&format!(
+                    "interrupted at step {}: checkpoint written to {}; continue with --resume",
+                    s.step,
+                    opts.out.join("checkpoint.safetensors").display()
+                ));
+                summary.interrupted = true;
+                break 'outer;
+            }
+        }
+        if (epoch + 1) % cfg.eval_every == 0 || epoch + 1 == epochs {
+            let (tl, t1, t5) = evaluate(&mut s, test)?;
+            let tr_loss = epoch_stats.loss / epoch_stats.rows.max(1.0);
+            let tr_acc = epoch_stats.correct / epoch_stats.rows.max(1.0);
+            let mut m = BTreeMap::new();
+            m.insert("step".to_string(), s.step as f64);
+            m.insert("epoch".to_string(), (epoch + 1) as f64);
+            m.insert("epoch_train_loss".to_string(), tr_loss);
+            m.insert("epoch_train_acc".to_string(), tr_acc);
+            m.insert("test_loss".to_string(), tl);
+            m.insert("test_acc".to_string(), t1);
+            m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
+            if s.classes > 5 {
+                m.insert("test_top5".to_string(), t5);
+            }
+            metrics.log(&m)?;
+            let top5 = if s.classes > 5 {
+                format!(", top-5 {:.2}%", 100.0 * t5)
+            } else {
+                String::new()
+            };
+            pb.suspend(|| {
+                log(&format!(
+                    "epoch {}/{epochs}: train loss {tr_loss:.4}, train acc {:.2}% | test loss {tl:.4}, test acc {:.2}%{top5} | lr {lr:e} | {:.1} s",
+                    epoch + 1,
+                    100.0 * tr_acc,
+                    100.0 * t1,
+                    t0.elapsed().as_secs_f64()
+                ))
+            });
+            summary.final_metrics = m;
+            // Learning-rate schedule (per epoch).
+            match cfg.schedule {
+                Schedule::Constant => {}
+                Schedule::Step { every, factor } => {
+                    if (epoch + 1) % every == 0 {
+                        lr *= factor;
+                    }
+                }
+                Schedule::Plateau { factor, patience } => {
+                    if tl < best {
+                        best = tl;
+                        bad_epochs = 0;
+                    } else {
+                        bad_epochs += 1;
+                        if bad_epochs > patience {
+                            lr *= factor;
+                            bad_epochs = 0;
+                        }
+                    }
+                }
+            }
+        }
+        if cfg.checkpoint_every > 0 && (epoch + 1) % cfg.checkpoint_every == 0 {
+            last_good = Some(save(&s, epoch + 1, lr, best, bad_epochs)?);
+        }
+        if s.step >= total_steps {
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    if !summary.interrupted {
+        save(&s, s.step / steps_per_epoch, lr, best, bad_epochs)?;
+    }
+    let all = read_metrics(&opts.out);
+    let train_curve: Vec<(f64, f64)> = all
+        .iter()
+        .filter_map(|m| Some((*m.get("step")?, *m.get("train_loss")?)))
+        .collect();
+    let test_curve: Vec<(f64, f64)> = all
+        .iter()
+        .filter_map(|m| Some((*m.get("step")?, *m.get("test_loss")?)))
+        .collect();
+    io::write_line_plot(
+        &opts.out.join("loss.png"),
+        "loss",
+        &[("train", &train_curve), ("test", &test_curve)],
+        800,
+        480,
+    )?;
+    summary.steps = s.step - start_step;
+    summary.seconds = t0.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn draw_noise(rng: &mut Rng, noise: Noise, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| match noise {
+            Noise::Uniform { low, high } => rng.uniform(low, high) as f32,
+            Noise::Normal { mean, std } => (mean + std * rng.normal()) as f32,
+        })
+        .collect()
+}
+
+/// The image shape of a generator's output: CxHxW, or a square of a flat vector.
+pub fn image_shape(net: &Network) -> (usize, usize, usize) {
+    let out = net
+        .outputs
+        .first()
+        .map(|o| o.1)
+        .unwrap_or(net.order[net.order.len() - 1]);
+    let s: Vec<usize> = net.graph[out].shape.iter().map(|&d| d as usize).collect();
+    match s.as_slice() {
+        [c, h, w] => (*c, *h, *w),
+        [n] => {
+            let side = (*n as f64).sqrt() as usize;
+            if side * side == *n {
+                (1, side, side)
+            } else {
+                (1, 1, *n)
+            }
+        }
+        _ => (1, 1, s.iter().product()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gan(
+    model: &Model,
+    gn: &Network,
+    dn: &Network,
+    cfg: &TrainConfig,
+    opts: &Options,
+    exec: Executor,
+    train: &Dataset,
+    resume: Option<Checkpoint>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Summary, TrainError> {
+    let Task::Gan(g) = &cfg.task else {
+        return Err(TrainError::Setup("not a GAN".into()));
+    };
+    let batch = cfg.batch as usize;
+    if train.n < batch {
+        return Err(TrainError::Setup(format!(
+            "the batch ({batch}) is larger than the training set ({} images)",
+            train.n
+        )));
+    }
+    let total = match cfg.length {
+        Length::Steps(s) => s,
+        Length::Epochs(e) => e * (train.n / batch) as u64 / g.k,
+    };
+    let mut rng = Rng::new(cfg.seed);
+    let gp: Params<f32> = Params::init(gn, &mut rng);
+    let dp: Params<f32> = Params::init(dn, &mut rng);
+    let loss = if g.non_saturating {
+        GeneratorLoss::NonSaturating
+    } else {
+        GeneratorLoss::Minimax
+    };
+    let mut s = Gan::new(
+        gn,
+        dn,
+        gp.clone(),
+        dp.clone(),
+        g.g_optimizer.kind,
+        g.d_optimizer.kind,
+        loss,
+        batch,
+        cfg.seed,
+        exec,
+    )?;
+    if s.data != train.image_len() {
+        return Err(TrainError::Setup(format!(
+            "the generator makes {} values per sample but the images have {}",
+            s.data,
+            train.image_len()
+        )));
+    }
+    // Real-batch position: an index into the shuffled order of the current data epoch.
+    let shuffler = Shuffler::new(train.n, cfg.seed);
+    let per_epoch = train.n / batch;
+    let mut d_batches: u64 = 0;
+    let mut noise_rng = Rng::new(cfg.seed ^ 0x5EED);
+    if let Some(ck) = &resume {
+        let (g1, mut gs) = load_params(ck, gn, &gp, slots(&g.g_optimizer.kind))?;
+        let (d1, mut ds) = load_params(ck, dn, &dp, slots(&g.d_optimizer.kind))?;
+        gs.step = meta_u64(ck, "g_step");
+        ds.step = meta_u64(ck, "d_step");
+        s.restore(&g1, &d1, &gs, &ds);
+        d_batches = meta_u64(ck, "d_batches");
+        noise_rng = ck
+            .metadata
+            .get("noise_rng")
+            .and_then(|v| Rng::from_state_string(v))
+            .ok_or_else(|| {
+                TrainError::Setup("checkpoint lacks the noise generator state".into())
+            })?;
+        log(&format!("resumed at generator step {}", s.step_g));
+    }
+    let mut metrics = Metrics::open(&opts.out, resume.is_some())?;
+    let samples_dir = opts.out.join("samples");
+    std::fs::create_dir_all(&samples_dir)
+        .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", samples_dir.display())))?;
+    let fixed = draw_noise(&mut Rng::new(cfg.seed ^ 0xF1_4ED), g.noise, 64 * s.noise);
+    let (c, h, w) = image_shape(gn);
+    let stop = interrupt_flag();
+    let pb = bar(total, opts.progress);
+    pb.set_position(s.step_g);
+    let t0 = Instant::now();
+    let start = s.step_g;
+    let mut last_good: Option<PathBuf> = resume
+        .as_ref()
+        .map(|_| opts.out.join("checkpoint.safetensors"));
+    let (mut xb, mut lb) = (vec![], vec![]);
+    let mut summary = Summary::default();
+    let mut window_t = Instant::now();
+    let mut window_steps = 0u64;
+    let save = |s: &Gan, d_batches: u64, noise_rng: &Rng| -> Result<PathBuf, TrainError> {
+        let mut ck = Checkpoint {
+            tensors: vec![],
+            metadata: BTreeMap::new(),
+        };
+        let (gp, dp) = s.params()?;
+        let (gs, ds) = s.opt_states()?;
+        save_params(&mut ck, &gn.name, &gp, &gs);
+        save_params(&mut ck, &dn.name, &dp, &ds);
+        for (k, v) in [
+            ("g_step", s.step_g.to_string()),
+            ("d_step", s.step_d.to_string()),
+            ("d_batches", d_batches.to_string()),
+            ("noise_rng", noise_rng.state_string()),
+            ("seed", cfg.seed.to_string()),
+            ("model", model.file_name.clone()),
+            ("task", "gan".into()),
+        ] {
+            ck.metadata.insert(k.to_string(), v);
+        }
+        let path = opts.out.join("checkpoint.safetensors");
+        ck.save(&path)?;
+        Ok(path)
+    };
+    let write_samples = |s: &mut Gan| -> Result<(), TrainError> {
+        let step = s.step_g;
+        let imgs = s.sample(&fixed[..batch.min(64) * s.noise])?;
+        let n = batch.min(64);
+        io::write_image_grid(
+            &samples_dir.join(format!("step_{step:06}.png")),
+            &imgs,
+            n,
+            c,
+            h,
+            w,
+            8,
+        )?;
+        Ok(())
+    };
+    while s.step_g < total {
+        for _ in 0..g.k {
+            let epoch = d_batches / per_epoch as u64;
+            let b = (d_batches % per_epoch as u64) as usize;
+            let order = shuffler.order(epoch);
+            train.gather(&order[b * batch..(b + 1) * batch], &mut xb, &mut lb);
+            let z = draw_noise(&mut noise_rng, g.noise, batch * s.noise);
+            s.d_step(&xb, &z, g.d_optimizer.lr)?;
+            d_batches += 1;
+        }
+        let z = draw_noise(&mut noise_rng, g.noise, batch * s.noise);
+        s.g_step(&z, g.g_optimizer.lr)?;
+        pb.inc(1);
+        window_steps += 1;
+        let interrupted = stop.load(Ordering::SeqCst);
+        if s.step_g % cfg.log_every == 0 || s.step_g == total || interrupted {
+            let st = s.take_stats()?;
+            let d_loss = st.d.loss / (st.d.rows / 2.0).max(1.0);
+            let g_bce = st.g.loss / st.g.rows.max(1.0);
+            let g_loss = if g.non_saturating { g_bce } else { -g_bce };
+            let (dx, dgz) = s.d_means()?;
+            if !d_loss.is_finite() || !g_loss.is_finite() {
+                pb.abandon();
+                let bad = if d_loss.is_finite() { g_loss } else { d_loss };
+                return Err(TrainError::NonFinite {
+                    step: s.step_g,
+                    loss: bad,
+                    checkpoint: last_good,
+                });
+            }
+            let dt = window_t.elapsed().as_secs_f64();
+            let per100 = if window_steps > 0 {
+                dt / window_steps as f64 * 100.0
+            } else {
+                0.0
+            };
+            window_t = Instant::now();
+            window_steps = 0;
+            let mut m = BTreeMap::new();
+            m.insert("step".to_string(), s.step_g as f64);
+            m.insert("d_loss".to_string(), d_loss);
+            m.insert("g_loss".to_string(), g_loss);
+            m.insert("d_x".to_string(), dx);
+            m.insert("d_g_z".to_string(), dgz);
+            m.insert("seconds_per_100_steps".to_string(), per100);
+            m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
+            metrics.log(&m)?;
+            pb.set_message(format!(
+                "D {d_loss:.3} G {g_loss:.3} D(x) {dx:.2} D(G(z)) {dgz:.2}"
+            ));
+            if !std::io::IsTerminal::is_terminal(&std::io::stderr()) || !opts.progress {
+                log(&format!("step {}/{total}: D loss {d_loss:.4}, G loss {g_loss:.4}, D(x) {dx:.3}, D(G(z)) {dgz:.3}, {per100:.2} s/100 steps", s.step_g));
+            }
+            summary.final_metrics = m;
+        }
+        if g.sample_every > 0 && s.step_g % g.sample_every == 0 {
+            write_samples(&mut s)?;
+        }
+        if cfg.checkpoint_every > 0 && s.step_g % cfg.checkpoint_every == 0 {
+            last_good = Some(save(&s, d_batches, &noise_rng)?);
+        }
+        if interrupted {
+            save(&s, d_batches, &noise_rng)?;
+            pb.abandon_with_message("interrupted");
+            log(&format!(
+                "interrupted at step {}: checkpoint written; continue with --resume",
+                s.step_g
+            ));
+            summary.interrupted = true;
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    if !summary.interrupted {
+        save(&s, d_batches, &noise_rng)?;
+        write_samples(&mut s)?;
+        io::write_image_grid(
+            &opts.out.join("samples.png"),
+            &s.sample(&fixed[..batch.min(64) * s.noise])?,
+            batch.min(64),
+            c,
+            h,
+            w,
+            8,
+        )?;
+    }
+    let all = read_metrics(&opts.out);
+    let dc: Vec<(f64, f64)> = all
+        .iter()
+        .filter_map(|m| Some((*m.get("step")?, *m.get("d_loss")?)))
+        .collect();
+    let gc: Vec<(f64, f64)> = all
+        .iter()
+        .filter_map(|m| Some((*m.get("step")?, *m.get("g_loss")?)))
+        .collect();
+    io::write_line_plot(
+        &opts.out.join("loss.png"),
+        "GAN losses",
+        &[("D", &dc), ("G", &gc)],
+        800,
+        480,
+    )?;
+    summary.steps = s.step_g - start;
+    summary.seconds = t0.elapsed().as_secs_f64();
+    Ok(summary)
+}

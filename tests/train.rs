@@ -1,0 +1,379 @@
+//! `netc train`, `eval` and `sample` end to end on the shipped MNIST sample (short runs).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn netc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runs netc");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netc-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// The tensors of two checkpoints are bit-identical (metadata such as timing may differ).
+fn same_weights(a: &Path, b: &Path) {
+    let ca = netc_runtime::io::Checkpoint::load(&a.join("checkpoint.safetensors")).expect("a");
+    let cb = netc_runtime::io::Checkpoint::load(&b.join("checkpoint.safetensors")).expect("b");
+    assert_eq!(ca.tensors.len(), cb.tensors.len());
+    for ((na, sa, da), (nb, sb, db)) in ca.tensors.iter().zip(&cb.tensors) {
+        assert_eq!((na, sa), (nb, sb));
+        assert!(
+            da.iter().zip(db).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "tensor {na} differs"
+        );
+    }
+}
+
+fn epoch_line(m: &[serde_json::Value], epoch: f64) -> serde_json::Value {
+    m.iter()
+        .find(|v| v["epoch"] == epoch && !v["test_acc"].is_null())
+        .cloned()
+        .unwrap_or_else(|| panic!("no evaluation for epoch {epoch}: {m:?}"))
+}
+
+#[test]
+fn mlp_learns_on_the_shipped_sample() {
+    let out = tmp("mlp");
+    let o = out.to_str().expect("utf-8");
+    let (code, _, err) = netc(&[
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--epochs",
+        "2",
+        "--out",
+        o,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("training on the first 8000 test images"),
+        "{err}"
+    );
+    let m = metrics(&out);
+    let e2 = epoch_line(&m, 2.0);
+    assert!(e2["test_acc"].as_f64().expect("acc") > 0.85, "{e2}");
+    assert!(e2["test_top5"].as_f64().expect("top5") > e2["test_acc"].as_f64().expect("acc"));
+    for f in ["checkpoint.safetensors", "loss.png", "metrics.jsonl"] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let w = out.join("checkpoint.safetensors");
+    let (code, stdout, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        w.to_str().expect("utf-8"),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // eval reproduces the accuracy the training run logged for its last epoch.
+    let acc = format!("{:.2}%", 100.0 * e2["test_acc"].as_f64().expect("acc"));
+    assert!(stdout.contains(&acc), "{stdout} vs {acc}");
+}
+
+#[test]
+fn resume_equals_an_uninterrupted_run() {
+    let (a, b) = (tmp("full"), tmp("resumed"));
+    let (ao, bo) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
+    let common = [
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--quiet",
+    ];
+    let (c1, _, e1) = netc(&[&common[..], &["--epochs", "2", "--out", ao]].concat());
+    assert_eq!(c1, 0, "{e1}");
+    let (c2, _, e2) = netc(&[&common[..], &["--epochs", "1", "--out", bo]].concat());
+    assert_eq!(c2, 0, "{e2}");
+    let (c3, _, e3) = netc(&[&common[..], &["--epochs", "2", "--out", bo, "--resume"]].concat());
+    assert_eq!(c3, 0, "{e3}");
+    assert!(e3.contains("resumed from"), "{e3}");
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    for key in [
+        "epoch_train_loss",
+        "epoch_train_acc",
+        "test_loss",
+        "test_acc",
+    ] {
+        assert_eq!(
+            epoch_line(&ma, 2.0)[key],
+            epoch_line(&mb, 2.0)[key],
+            "{key}"
+        );
+    }
+    same_weights(&a, &b);
+}
+
+#[test]
+fn nan_stops_the_run_and_keeps_the_last_checkpoint() {
+    let out = tmp("nan");
+    let o = out.to_str().expect("utf-8");
+    let (code, _, err) = netc(&[
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--out",
+        o,
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ck = out.join("checkpoint.safetensors");
+    let before = std::fs::read(&ck).expect("checkpoint");
+    let (code, _, err) = netc(&[
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e30",
+        "--resume",
+        "--out",
+        o,
+        "--quiet",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the loss became"), "{err}");
+    assert!(err.contains("checkpoint.safetensors"), "{err}");
+    assert_eq!(
+        std::fs::read(&ck).expect("checkpoint"),
+        before,
+        "the last good checkpoint was overwritten"
+    );
+}
+
+#[test]
+fn setup_errors_are_one_line_and_exit_1() {
+    let out = tmp("errs");
+    let o = out.to_str().expect("utf-8");
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "train",
+            "models/mlp.net",
+            "--data-dir",
+            "/no/such/dir",
+            "--out",
+            o,
+        ],
+        vec![
+            "train",
+            "models/mlp.net",
+            "--out",
+            "/proc/netc-cannot-write-here",
+        ],
+        vec!["train", "models/vgg11.net", "--out", o],
+        vec![
+            "train",
+            "models/mlp.net",
+            "--resume",
+            "--out",
+            "/tmp/netc-no-such-run-dir",
+        ],
+    ];
+    for args in cases {
+        let (code, _, err) = netc(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(lines[0].starts_with("error: "), "{args:?}: {err}");
+    }
+    assert!(
+        !out.join("metrics.jsonl").exists(),
+        "work started before the error"
+    );
+}
+
+#[test]
+fn bad_training_section_is_a_located_diagnostic() {
+    let dir = tmp("badcfg");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let f = dir.join("m.net");
+    std::fs::write(&f, "net m { input x: 4\n o = dense(2) }\ntrain {\n  optimiser = adam(lr=1e-3)\n  batch = -3\n}\n").expect("write");
+    let (code, _, err) = netc(&["train", f.to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown training setting `optimiser`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `optimizer`?"), "{err}");
+    assert!(err.contains("m.net:4:3"), "{err}");
+    assert!(err.contains("training setting `batch`"), "{err}");
+}
+
+#[test]
+fn gan_trains_and_samples() {
+    let out = tmp("gan");
+    let o = out.to_str().expect("utf-8");
+    let (code, _, err) = netc(&[
+        "train",
+        "models/gan.yaml",
+        "--device",
+        "cpu",
+        "--steps",
+        "40",
+        "--out",
+        o,
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for f in [
+        "checkpoint.safetensors",
+        "loss.png",
+        "samples.png",
+        "metrics.jsonl",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let m = metrics(&out);
+    let last = m.last().expect("a metrics line");
+    for k in ["d_loss", "g_loss", "d_x", "d_g_z"] {
+        assert!(last[k].as_f64().expect(k).is_finite(), "{k}: {last}");
+    }
+    let w = out.join("checkpoint.safetensors");
+    let npy = out.join("s.npy");
+    let (code, stdout, err) = netc(&[
+        "sample",
+        "models/gan.yaml",
+        "--weights",
+        w.to_str().expect("utf-8"),
+        "--count",
+        "10",
+        "--format",
+        "npy",
+        "--out",
+        npy.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("(10, 1, 28, 28)"), "{stdout}");
+    let (shape, data) = netc_runtime::io::read_npy_f32(&npy).expect("npy");
+    assert_eq!(shape, vec![10, 1, 28, 28]);
+    assert!(
+        data.iter().all(|v| (0.0..=1.0).contains(v)),
+        "a sigmoid generator makes values in [0, 1]"
+    );
+    let png = out.join("grid.png");
+    let (code, _, err) = netc(&[
+        "sample",
+        "models/gan.yaml",
+        "--weights",
+        w.to_str().expect("utf-8"),
+        "--count",
+        "16",
+        "--out",
+        png.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(png.is_file());
+}
+
+#[test]
+fn gan_resume_equals_an_uninterrupted_run() {
+    let (a, b) = (tmp("gan-full"), tmp("gan-resumed"));
+    let (ao, bo) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
+    let common = [
+        "train",
+        "models/gan.yaml",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--batch",
+        "32",
+    ];
+    assert_eq!(
+        netc(&[&common[..], &["--steps", "20", "--out", ao]].concat()).0,
+        0
+    );
+    assert_eq!(
+        netc(&[&common[..], &["--steps", "10", "--out", bo]].concat()).0,
+        0
+    );
+    let (c, _, e) = netc(&[&common[..], &["--steps", "20", "--out", bo, "--resume"]].concat());
+    assert_eq!(c, 0, "{e}");
+    // Weights and both optimizers' state after 20 steps, interrupted at 10 or not.
+    same_weights(&a, &b);
+    assert_eq!(
+        metrics(&a).last().expect("a")["step"],
+        metrics(&b).last().expect("b")["step"]
+    );
+}
+
+#[test]
+fn mlp_trains_on_the_gpu_like_on_the_cpu() {
+    if netc_runtime::gpu::test_gpu().is_none() {
+        return;
+    }
+    let (g, c) = (tmp("gpu"), tmp("cpu"));
+    let base = [
+        "train",
+        "models/mlp.net",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--seed",
+        "3",
+    ];
+    let (code, _, err) = netc(
+        &[
+            &base[..],
+            &["--device", "vulkan", "--out", g.to_str().expect("utf-8")],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        netc(
+            &[
+                &base[..],
+                &["--device", "cpu", "--out", c.to_str().expect("utf-8")]
+            ]
+            .concat()
+        )
+        .0,
+        0
+    );
+    let (eg, ec) = (epoch_line(&metrics(&g), 1.0), epoch_line(&metrics(&c), 1.0));
+    let (lg, lc) = (
+        eg["test_loss"].as_f64().expect("loss"),
+        ec["test_loss"].as_f64().expect("loss"),
+    );
+    assert!(
+        (lg - lc).abs() / lc < 1e-3,
+        "GPU test loss {lg} vs CPU {lc}"
+    );
+    let (ag, ac) = (
+        eg["test_acc"].as_f64().expect("acc"),
+        ec["test_acc"].as_f64().expect("acc"),
+    );
+    assert!((ag - ac).abs() <= 0.002, "GPU accuracy {ag} vs CPU {ac}");
+}
