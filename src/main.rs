@@ -99,6 +99,9 @@ enum Command {
         /// No progress bar (also off when stderr is not a terminal)
         #[arg(long)]
         quiet: bool,
+        /// After training, print per-kernel times of one step and the replay counters
+        #[arg(long)]
+        profile: bool,
     },
     /// Accuracy (top-1, top-5) and loss of a trained classifier on the test split
     Eval {
@@ -199,7 +202,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out,
             resume,
             quiet,
-        } => train(&file, over, out, resume, quiet)?,
+            profile,
+        } => train(&file, over, out, resume, quiet, profile)?,
         Command::Eval {
             file,
             weights,
@@ -318,6 +322,7 @@ fn train(
     out: Option<String>,
     resume: bool,
     quiet: bool,
+    profile: bool,
 ) -> Result<(), Failure> {
     use netc_compiler::train_config::{Length, Task};
     let model = load(file)?;
@@ -354,6 +359,7 @@ fn train(
             .unwrap_or_else(|| std::path::Path::new("runs").join(stem)),
         resume,
         progress: !quiet,
+        profile,
     };
     let mut say = |l: &str| eprintln!("{l}");
     let summary = netc_runtime::train::run(&model, &cfg, &opts, &mut say).map_err(fail)?;
@@ -486,18 +492,22 @@ fn devices() {
     if list.is_empty() {
         println!("no GPU adapter found");
     }
+    // `--device auto` takes the first hardware GPU, else the CPU executor.
+    let hw = list
+        .iter()
+        .position(|a| !matches!(a.device_type.as_str(), "Cpu" | "Other"));
     for (i, a) in list.iter().enumerate() {
+        let mark = if Some(i) == hw { "* " } else { "  " };
         println!(
-            "{}{}  [{} {}]  {}",
-            if i == 0 { "* " } else { "  " },
-            a.name,
-            a.backend,
-            a.device_type,
-            a.driver
+            "{mark}{}  [{} {}]  {}",
+            a.name, a.backend, a.device_type, a.driver
         );
     }
-    println!("  cpu  [reference executor, ndarray]");
-    println!("(* = what --device auto picks; --device gpu takes a hardware GPU; any name substring selects an adapter)");
+    println!(
+        "{}cpu  [reference executor, ndarray]",
+        if hw.is_none() { "* " } else { "  " }
+    );
+    println!("(* = what --device auto uses; choose with --device gpu, vulkan, gl, cpu or an adapter-name substring)");
 }
 
 fn bench(device: &str, reps: usize, model: &Model, profile: bool) -> Result<(), Failure> {

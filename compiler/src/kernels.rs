@@ -135,18 +135,54 @@ impl Gemm {
     }
 }
 
-/// Rows and columns per invocation of the matmul kernel. Each loaded operand feeds `cols` (A)
-/// or `rows` (B) multiply-adds, so bigger tiles do fewer loads per FLOP; on lavapipe (Mesa 22)
-/// a storage-buffer load costs about 60 ns per 8 lanes, so loads bound the throughput. The tile
-/// shrinks for small outputs so at least 4 workgroups keep the cores (or SMs) busy.
-fn matmul_tile(m: u64, n: u64) -> (u64, u64) {
+/// How invocations tile the output. Each loaded operand feeds `cols` (A) or `rows` (B)
+/// multiply-adds held in registers, so bigger tiles do fewer loads per FLOP: on lavapipe
+/// (Mesa 22) a storage-buffer load costs about 60 ns per 8 lanes, so loads bound throughput.
+/// The 64 invocations of a workgroup run along the columns (neighbours read neighbouring
+/// columns of B), or along the rows when the output has fewer than 64 columns, so skinny
+/// products (a 1-unit logit layer) do not leave most invocations idle. The tile shrinks for
+/// small outputs so at least 4 workgroups keep the cores (or SMs) busy.
+struct Tile {
+    rows: u64,
+    cols: u64,
+    lanes_on_rows: bool,
+}
+
+fn matmul_tile(m: u64, n: u64) -> Tile {
+    if n < 64 && m >= 64 {
+        let cols = n.clamp(1, 16);
+        let groups_y = n.div_ceil(cols);
+        let mut rows = (m / 64).clamp(1, 16);
+        while rows > 1 && m.div_ceil(64 * rows) * groups_y < 4 {
+            rows /= 2;
+        }
+        return Tile {
+            rows,
+            cols,
+            lanes_on_rows: true,
+        };
+    }
     let cols = (n / 64).clamp(1, 16);
     let groups_x = n.div_ceil(64 * cols);
     let mut rows = 32;
     while rows > 4 && m.div_ceil(rows) * groups_x < 4 {
         rows /= 2;
     }
-    (rows, cols)
+    Tile {
+        rows,
+        cols,
+        lanes_on_rows: false,
+    }
+}
+
+/// Row `i` and column `j` of an invocation's tile (unclamped WGSL expressions).
+fn tile_index(lanes_on_rows: bool, i_or_j: u64, is_row: bool) -> String {
+    match (lanes_on_rows, is_row) {
+        (true, true) => format!("r0 + {}u", 64 * i_or_j),
+        (true, false) => format!("c0 + {i_or_j}u"),
+        (false, true) => format!("r0 + {i_or_j}u"),
+        (false, false) => format!("c0 + {}u", 64 * i_or_j),
+    }
 }
 
 pub fn matmul(g: Gemm) -> KernelSource {
@@ -172,20 +208,47 @@ pub fn matmul(g: Gemm) -> KernelSource {
             ""
         }
     );
-    let (r, cols) = matmul_tile(m, n);
+    let Tile {
+        rows: r,
+        cols,
+        lanes_on_rows,
+    } = matmul_tile(m, n);
     let a_index = if trans_a { "k * M + m" } else { "m * K + k" };
     let b_index = if trans_b { "n * K + k" } else { "k * N + n" };
-    // The body is unrolled here so no local array is indexed dynamically: every operand loaded
-    // from memory feeds `cols` (A) or `r` (B) multiply-adds held in registers.
-    let mut body = String::new();
+    let row = |i: u64| tile_index(lanes_on_rows, i, true);
+    let col = |j: u64| tile_index(lanes_on_rows, j, false);
+    let (mut body, groups) = if lanes_on_rows {
+        (
+            format!(
+                "    let r0 = wg.x * {}u + lid.x;\n    let c0 = wg.y * {cols}u;\n",
+                64 * r
+            ),
+            [
+                m.div_ceil(64 * r).max(1) as u32,
+                n.div_ceil(cols).max(1) as u32,
+                1,
+            ],
+        )
+    } else {
+        (
+            format!(
+                "    let r0 = wg.y * {r}u;\n    let c0 = wg.x * {}u + lid.x;\n",
+                64 * cols
+            ),
+            [
+                n.div_ceil(64 * cols).max(1) as u32,
+                m.div_ceil(r).max(1) as u32,
+                1,
+            ],
+        )
+    };
+    // The body is unrolled here so no local array is indexed dynamically; indices are clamped
+    // instead of branched on in the inner loop, and only in-range elements are stored.
     for j in 0..cols {
-        body.push_str(&format!(
-            "    let col{j} = min(c0 + {}u, N - 1u);\n",
-            64 * j
-        ));
+        body.push_str(&format!("    let col{j} = min({}, N - 1u);\n", col(j)));
     }
     for i in 0..r {
-        body.push_str(&format!("    let row{i} = min(r0 + {i}u, M - 1u);\n"));
+        body.push_str(&format!("    let row{i} = min({}, M - 1u);\n", row(i)));
         for j in 0..cols {
             body.push_str(&format!("    var acc{i}_{j} = 0.0;\n"));
         }
@@ -208,17 +271,17 @@ pub fn matmul(g: Gemm) -> KernelSource {
         Store::Accumulate => format!("c[{idx}] = c[{idx}] + {v};"),
     };
     for i in 0..r {
-        body.push_str(&format!("    if (r0 + {i}u < M) {{\n"));
+        body.push_str(&format!("    if ({} < M) {{\n", row(i)));
         for j in 0..cols {
-            let col = format!("c0 + {}u", 64 * j);
             let mut v = format!("acc{i}_{j}");
             if bias {
                 v = format!("({v} + bias[col{j}])");
             }
             let v = act.forward_expr(&v);
             body.push_str(&format!(
-                "        if ({col} < N) {{ let v = {v}; {} }}\n",
-                store_expr(&format!("(r0 + {i}u) * N + {col}"), "v")
+                "        if ({} < N) {{ let v = {v}; {} }}\n",
+                col(j),
+                store_expr(&format!("({}) * N + {}", row(i), col(j)), "v")
             ));
         }
         body.push_str("    }\n");
@@ -229,8 +292,6 @@ pub fn matmul(g: Gemm) -> KernelSource {
             ("M", m.to_string()),
             ("N", n.to_string()),
             ("K", k.to_string()),
-            ("R", r.to_string()),
-            ("CW", (64 * cols).to_string()),
             ("A_INDEX", a_index.into()),
             ("B_INDEX", b_index.into()),
             (
@@ -247,11 +308,7 @@ pub fn matmul(g: Gemm) -> KernelSource {
     KernelSource {
         name,
         source,
-        groups: [
-            n.div_ceil(64 * cols).max(1) as u32,
-            m.div_ceil(r).max(1) as u32,
-            1,
-        ],
+        groups,
     }
 }
 

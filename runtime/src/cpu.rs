@@ -538,11 +538,11 @@ pub fn apply_update<T: Real>(
                 momentum,
                 weight_decay,
             } => {
-                let (w, v) = (&mut p.values[i], &mut st.slots[0][i]);
-                for j in 0..w.len() {
-                    let grad = g[j] + T::of(weight_decay) * w[j];
-                    v[j] = T::of(momentum) * v[j] + grad;
-                    w[j] = w[j] - T::of(lr) * v[j];
+                let (wd, mu, lr) = (T::of(weight_decay), T::of(momentum), T::of(lr));
+                // Zipped iterators: no bounds checks, so the loop vectorises.
+                for ((w, v), &g) in p.values[i].iter_mut().zip(st.slots[0][i].iter_mut()).zip(g) {
+                    *v = mu * *v + (g + wd * *w);
+                    *w = *w - lr * *v;
                 }
             }
             Optimizer::Adam {
@@ -554,14 +554,24 @@ pub fn apply_update<T: Real>(
                 let c1 = 1.0 - beta1.powi(st.step as i32);
                 let c2 = 1.0 - beta2.powi(st.step as i32);
                 let (m, v) = st.slots.split_at_mut(1);
-                let (w, m, v) = (&mut p.values[i], &mut m[0][i], &mut v[0][i]);
-                for j in 0..w.len() {
-                    let grad = g[j] + T::of(weight_decay) * w[j];
-                    m[j] = T::of(beta1) * m[j] + T::of(1.0 - beta1) * grad;
-                    v[j] = T::of(beta2) * v[j] + T::of(1.0 - beta2) * grad * grad;
-                    let mhat = m[j] / T::of(c1);
-                    let vhat = v[j] / T::of(c2);
-                    w[j] = w[j] - T::of(lr) * mhat / (vhat.sqrt() + T::of(eps));
+                let (b1, b2, wd, e) = (T::of(beta1), T::of(beta2), T::of(weight_decay), T::of(eps));
+                let (nb1, nb2, ic1, ic2, lr) = (
+                    T::of(1.0 - beta1),
+                    T::of(1.0 - beta2),
+                    T::of(1.0 / c1),
+                    T::of(1.0 / c2),
+                    T::of(lr),
+                );
+                let rows = p.values[i]
+                    .iter_mut()
+                    .zip(m[0][i].iter_mut())
+                    .zip(v[0][i].iter_mut())
+                    .zip(g);
+                for (((w, m), v), &g) in rows {
+                    let grad = g + wd * *w;
+                    *m = b1 * *m + nb1 * grad;
+                    *v = b2 * *v + nb2 * grad * grad;
+                    *w = *w - lr * (*m * ic1) / ((*v * ic2).sqrt() + e);
                 }
             }
         }

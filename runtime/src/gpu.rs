@@ -37,6 +37,8 @@ pub enum GpuError {
     Lost(String),
     #[error("reading a buffer back failed: {0}")]
     Map(String),
+    #[error("the device rejected a command: {0}")]
+    Validation(String),
 }
 
 /// An adapter as `netc devices` lists it.
@@ -105,6 +107,7 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub timestamps: bool,
     lost: Arc<AtomicBool>,
+    errors: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -151,6 +154,14 @@ impl Gpu {
         let lost = Arc::new(AtomicBool::new(false));
         let flag = lost.clone();
         device.set_device_lost_callback(move |_, _| flag.store(true, Ordering::SeqCst));
+        // An error outside an error scope is reported by the next wait instead of panicking.
+        let errors = Arc::new(std::sync::Mutex::new(None::<String>));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
         Ok(Gpu {
             device,
             queue,
@@ -158,6 +169,7 @@ impl Gpu {
             limits,
             timestamps,
             lost,
+            errors,
         })
     }
 
@@ -165,6 +177,9 @@ impl Gpu {
     pub fn wait(&self) -> Result<(), GpuError> {
         if self.lost.load(Ordering::SeqCst) {
             return Err(GpuError::Lost("device lost".into()));
+        }
+        if let Some(e) = self.errors.lock().ok().and_then(|mut s| s.take()) {
+            return Err(GpuError::Validation(e));
         }
         self.device
             .poll(wgpu::PollType::Wait {
@@ -584,14 +599,8 @@ impl GpuProgram {
                     other => self.encode(&mut encoder, std::slice::from_ref(other)),
                 }
             }
-            for &i in &timed {
-                encoder.resolve_query_set(
-                    &qs,
-                    2 * i as u32..2 * i as u32 + 2,
-                    &resolve,
-                    16 * i as u64,
-                );
-            }
+            // One resolve of the whole set: resolve offsets must be 256-byte aligned.
+            encoder.resolve_query_set(&qs, 0..2 * n.max(1), &resolve, 0);
             encoder.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16 * n.max(1) as u64);
             self.gpu.queue.submit([encoder.finish()]);
             let (tx, rx) = std::sync::mpsc::channel();

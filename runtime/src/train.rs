@@ -46,6 +46,46 @@ pub struct Options {
     pub resume: bool,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// After training, time every kernel of one step (GPU executor only).
+    pub profile: bool,
+}
+
+/// Per-kernel times of one pass, and the replay counters, as lines for the user.
+fn profile_lines(
+    prog: &mut crate::gpu::GpuProgram,
+    pass: usize,
+    what: &str,
+) -> Result<Vec<String>, TrainError> {
+    let before = prog.counters;
+    let (times, stamps) = prog.profile(pass).map_err(RunError::from)?;
+    let mut out = vec![format!(
+        "profile of one {what} ({}):",
+        if stamps {
+            "timestamp queries"
+        } else {
+            "wall-clock, one submission per kernel"
+        }
+    )];
+    let total: f64 = times.iter().map(|t| t.seconds).sum();
+    for t in &times {
+        out.push(format!(
+            "  {:>9.3} ms  {:<44} {}",
+            t.seconds * 1e3,
+            t.label,
+            t.kernel
+        ));
+    }
+    out.push(format!("  {:>9.3} ms  total", total * 1e3));
+    let c = prog.counters;
+    out.push(format!(
+        "replay: {} pipelines, {} bind groups and {} buffers were created once, before the first step ({} since); {} submissions in all, one per pass",
+        c.pipelines_created,
+        c.bind_groups_created,
+        c.buffers_created,
+        c.pipelines_created - before.pipelines_created + c.bind_groups_created - before.bind_groups_created,
+        c.submissions
+    ));
+    Ok(out)
 }
 
 /// What a finished run reports.
@@ -549,6 +589,16 @@ fn classifier(
     if !summary.interrupted {
         save(&s, s.step / steps_per_epoch, lr, best, bad_epochs)?;
     }
+    if opts.profile {
+        match s.gpu_program() {
+            Some((prog, pass)) => profile_lines(prog, pass, "training step")?
+                .iter()
+                .for_each(|l| log(l)),
+            None => {
+                log("--profile: the CPU executor runs no kernels; use netc bench for its step time")
+            }
+        }
+    }
     let all = read_metrics(&opts.out);
     let train_curve: Vec<(f64, f64)> = all
         .iter()
@@ -805,6 +855,19 @@ fn gan(
         }
     }
     pb.finish_and_clear();
+    if opts.profile {
+        match s.gpu_program() {
+            Some((prog, d_pass, g_pass)) => {
+                profile_lines(prog, d_pass, "discriminator step")?
+                    .iter()
+                    .for_each(|l| log(l));
+                profile_lines(prog, g_pass, "generator step")?
+                    .iter()
+                    .for_each(|l| log(l));
+            }
+            None => log("--profile: the CPU executor runs no kernels"),
+        }
+    }
     if !summary.interrupted {
         save(&s, d_batches, &noise_rng)?;
         write_samples(&mut s)?;

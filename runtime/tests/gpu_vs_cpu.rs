@@ -34,9 +34,11 @@ fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
 
 #[test]
 fn matmul_every_variant() {
-    // Shapes that give 1 and several columns per invocation, ragged in every dimension.
+    // Shapes that give 1 and several columns per invocation, and a skinny output where the
+    // invocations run along the rows; ragged in every dimension.
     matmul_variants(37, 71, 53);
     matmul_variants(70, 1100, 19);
+    matmul_variants(150, 5, 33);
 }
 
 fn matmul_variants(m: u64, n: u64, k: u64) {
