@@ -597,35 +597,11 @@ fn profile_step(net: &netc_compiler::ir::Network, device: &str) -> Result<(), Fa
         y[r * s.classes + r % s.classes] = 1.0;
     }
     s.train_step(&x, &y, 1e-3).map_err(fail)?;
-    let Some((prog, pass)) = s.gpu_program() else {
-        return Ok(());
-    };
-    let before = prog.counters;
-    let (times, stamps) = prog.profile(pass).map_err(fail)?;
-    println!(
-        "  per-kernel times of one step ({}):",
-        if stamps {
-            "timestamp queries"
-        } else {
-            "wall-clock, one submission per kernel"
+    if let Some((prog, pass)) = s.gpu_program() {
+        for line in netc_runtime::train::profile_lines(prog, pass, "training step").map_err(fail)? {
+            println!("  {line}");
         }
-    );
-    let total: f64 = times.iter().map(|t| t.seconds).sum();
-    for t in &times {
-        println!(
-            "    {:>9.3} ms  {:<44} {}",
-            t.seconds * 1e3,
-            t.label,
-            t.kernel
-        );
     }
-    println!("    {:>9.3} ms  total", total * 1e3);
-    let after = prog.counters;
-    println!(
-        "  per step after the first: {} pipelines and {} bind groups created; 1 submission per step",
-        after.pipelines_created - before.pipelines_created,
-        after.bind_groups_created - before.bind_groups_created
-    );
     Ok(())
 }
 

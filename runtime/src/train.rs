@@ -51,7 +51,7 @@ pub struct Options {
 }
 
 /// Per-kernel times of one pass, and the replay counters, as lines for the user.
-fn profile_lines(
+pub fn profile_lines(
     prog: &mut crate::gpu::GpuProgram,
     pass: usize,
     what: &str,
