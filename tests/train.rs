@@ -377,3 +377,77 @@ fn mlp_trains_on_the_gpu_like_on_the_cpu() {
     );
     assert!((ag - ac).abs() <= 0.002, "GPU accuracy {ag} vs CPU {ac}");
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_resume_continues() {
+    let out = tmp("sigint");
+    let o = out.to_str().expect("utf-8");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args([
+            "train",
+            "models/gan.yaml",
+            "--device",
+            "cpu",
+            "--steps",
+            "1000000",
+            "--batch",
+            "16",
+            "--quiet",
+            "--out",
+            o,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // Wait until training has really started (the first metrics line), then interrupt.
+    let start = std::time::Instant::now();
+    while !out.join("metrics.jsonl").is_file() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not stop after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read");
+    assert!(status.success(), "{err}");
+    assert!(err.contains("interrupted at step"), "{err}");
+    let ck = netc_runtime::io::Checkpoint::load(&out.join("checkpoint.safetensors"))
+        .expect("checkpoint written on Ctrl-C");
+    let step: u64 = ck.metadata["g_step"].parse().expect("step");
+    assert!(step > 0);
+    let target = (step + 3).to_string();
+    let (code, _, err) = netc(&[
+        "train",
+        "models/gan.yaml",
+        "--device",
+        "cpu",
+        "--steps",
+        &target,
+        "--batch",
+        "16",
+        "--quiet",
+        "--out",
+        o,
+        "--resume",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ck = netc_runtime::io::Checkpoint::load(&out.join("checkpoint.safetensors"))
+        .expect("checkpoint");
+    assert_eq!(ck.metadata["g_step"], target);
+}
