@@ -340,7 +340,13 @@ pub fn backward_opt<T: Real>(
                 let wname = format!("{}.weight", node.name);
                 let w = p.matrix(&wname);
                 if let Some(i) = p.index(&wname) {
-                    pgrads[i] = Some(dy.t().dot(x).iter().copied().collect());
+                    // The product is a fresh standard-layout array: take its buffer, no copy.
+                    let gw = dy.t().dot(x);
+                    pgrads[i] = Some(if gw.is_standard_layout() {
+                        gw.into_raw_vec_and_offset().0
+                    } else {
+                        gw.iter().copied().collect()
+                    });
                 }
                 if *bias {
                     if let Some(i) = p.index(&format!("{}.bias", node.name)) {
