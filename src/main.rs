@@ -36,11 +36,13 @@ struct Overrides {
     /// Train for this many steps (generator steps for a GAN)
     #[arg(long)]
     steps: Option<u64>,
+    /// Examples per step
     #[arg(long)]
     batch: Option<u64>,
     /// Learning rate (of both optimizers for a GAN)
     #[arg(long)]
     lr: Option<f64>,
+    /// Seed of the initialisation, the shuffling, the noise and the dropout masks
     #[arg(long)]
     seed: Option<u64>,
     /// Executor: auto (a hardware GPU, else the CPU), cpu, gpu, vulkan, gl, or an adapter name
@@ -338,6 +340,10 @@ fn train(
     }
     if let Some(seed) = over.seed {
         cfg.seed = seed;
+    }
+    if let Some(lr) = over.lr.filter(|lr| !(*lr > 0.0 && lr.is_finite())) {
+        eprintln!("error: --lr must be a positive number, not {lr}");
+        return Err(Failure(2));
     }
     if let Some(lr) = over.lr {
         cfg.optimizer.lr = lr;

@@ -111,3 +111,20 @@ networks:
     let from_yaml = compile("mlp.yaml", yaml).unwrap_or_else(|d| panic!("{}", d.render()));
     assert_eq!(from_yaml.printout(), load("models/mlp.net").printout());
 }
+
+#[test]
+fn runaway_repeat_is_an_error_not_a_hang() {
+    let t0 = std::time::Instant::now();
+    for src in [
+        "net a { input x: 4\n repeat 999999999999 { } }",
+        "block b() { }\nnet a { input x: 4\n repeat 999999999 { b } }",
+    ] {
+        let d = compile("r.net", src).expect_err("too big");
+        assert!(
+            d.render().contains("expands to more than"),
+            "{}",
+            d.render()
+        );
+    }
+    assert!(t0.elapsed().as_secs() < 60, "took {:?}", t0.elapsed());
+}

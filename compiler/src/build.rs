@@ -57,6 +57,8 @@ struct Builder<'a> {
     counters: HashMap<String, u64>,
     errors: &'a mut Vec<Diagnostic>,
     too_big: bool,
+    /// Statements expanded so far: bounds `repeat` and block fan-out even when they add no layers.
+    expanded: usize,
     /// Nodes with an input that did not resolve; shape inference skips them.
     broken: HashSet<NodeIndex>,
 }
@@ -127,6 +129,7 @@ fn lower_net(
         counters: HashMap::new(),
         errors,
         too_big: false,
+        expanded: 0,
         broken: HashSet::new(),
     };
     let scope = Scope {
@@ -318,9 +321,38 @@ impl Builder<'_> {
         }
     }
 
+    /// Counts one unit of expansion work (a statement or a repeat iteration); past the budget
+    /// it reports the runaway once and returns false.
+    fn spend(&mut self, span: Span) -> bool {
+        self.expanded += 1;
+        if self.expanded <= MAX_NODES {
+            return true;
+        }
+        if !self.too_big {
+            self.too_big = true;
+            self.errors.push(
+                Diagnostic::error(format!(
+                    "the network expands to more than {MAX_NODES} statements"
+                ))
+                .at(span, "while expanding this")
+                .help("check `repeat` counts and blocks that call each other"),
+            );
+        }
+        false
+    }
+
     fn expand(&mut self, stmts: &[Stmt], scope: &Scope, mut prev: Option<Src>) -> Option<Src> {
         for s in stmts {
             if self.too_big {
+                return None;
+            }
+            let span = match s {
+                Stmt::Input { name, .. } => name.span,
+                Stmt::Output { alias, .. } => alias.span,
+                Stmt::Repeat { count, .. } => count.span,
+                Stmt::Chain { span, .. } => *span,
+            };
+            if !self.spend(span) {
                 return None;
             }
             prev = match s {
@@ -331,6 +363,7 @@ impl Builder<'_> {
                     prev
                 }
                 Stmt::Repeat { count, body } => {
+                    let count_span = count.span;
                     let c = self.subst(count, scope);
                     let count = match c.kind {
                         ValueKind::Int(n) if n >= 1 => n as u64,
@@ -345,7 +378,7 @@ impl Builder<'_> {
                         }
                     };
                     for i in 1..=count {
-                        if self.too_big {
+                        if self.too_big || !self.spend(count_span) {
                             break;
                         }
                         let mut inner = scope.clone();
@@ -735,7 +768,7 @@ pub fn infer_shapes(net: &mut Network, errors: &mut Vec<Diagnostic>, broken: Has
         }
     };
     let mut failed: HashSet<NodeIndex> = broken;
-    let mut total: u64 = 0;
+    let mut total = [0u64; 5];
     for &n in &order {
         let ins = net.inputs_of(n);
         if failed.contains(&n) || ins.iter().any(|i| failed.contains(i)) {
@@ -766,10 +799,17 @@ pub fn infer_shapes(net: &mut Network, errors: &mut Vec<Diagnostic>, broken: Has
                         );
                     }
                 }
-                match total.checked_add(stats.params) {
-                    Some(t) => total = t,
-                    None => errors.push(
-                        Diagnostic::error("the network's total parameter count overflows 64 bits")
+                let sums = [
+                    total[0].checked_add(stats.params),
+                    total[1].checked_add(stats.connections),
+                    total[2].checked_add(stats.neurons),
+                    total[3].checked_add(stats.macs),
+                    total[4].checked_add(stats.activation_bytes),
+                ];
+                match sums {
+                    [Some(a), Some(b), Some(c), Some(d), Some(e)] => total = [a, b, c, d, e],
+                    _ => errors.push(
+                        Diagnostic::error("the network's totals (parameters, connections, neurons, MACs or activation bytes) overflow 64 bits")
                             .at(node.span, "here"),
                     ),
                 }

@@ -484,7 +484,20 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         }
     };
     let schedule = match r.get("schedule") {
-        Some(v) => schedule(v, &mut r.errors),
+        Some(v) => {
+            let sc = schedule(v, &mut r.errors);
+            if let Schedule::Step { factor, .. } | Schedule::Plateau { factor, .. } = sc {
+                if !(factor > 0.0 && factor <= 1.0) {
+                    r.errors.push(
+                        Diagnostic::error(format!(
+                            "schedule factor must be in (0, 1], found {factor}"
+                        ))
+                        .at(v.span, "here"),
+                    );
+                }
+            }
+            sc
+        }
         None => Schedule::Constant,
     };
     let batch = r.positive("batch", 128);
@@ -502,6 +515,11 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
             _ => Length::Epochs(5),
         },
     };
+    let default_checkpoint = if matches!(task, Task::Gan(_)) {
+        1000
+    } else {
+        1
+    };
     let cfg = TrainConfig {
         task,
         optimizer: opt,
@@ -510,7 +528,7 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         length,
         eval_every: r.positive("eval_every", 1),
         log_every: r.positive("log_every", 100),
-        checkpoint_every: r.uint("checkpoint_every", 1),
+        checkpoint_every: r.uint("checkpoint_every", default_checkpoint),
         data: r.name("data", "mnist"),
         data_dir: r.get("data_dir").map(|v| match &v.kind {
             ValueKind::Str(s) => s.clone(),

@@ -270,12 +270,27 @@ pub fn load_params(
         }
         p.values[i] = data.to_vec();
         for (s, slot) in st.slots.iter_mut().enumerate() {
-            if let Some((_, d)) = ck.get(&format!("{key}.opt{s}")) {
+            if let Some((shape, d)) = ck.get(&format!("{key}.opt{s}")) {
+                if shape != like.shapes[i].as_slice() {
+                    return Err(TrainError::Setup(format!(
+                        "optimizer state `{key}.opt{s}` does not match the weight's shape"
+                    )));
+                }
                 slot[i] = d.to_vec();
             }
         }
     }
     Ok((p, st))
+}
+
+/// A checkpoint's optimizer state only carries over to the same optimizer.
+fn check_optimizer(ck: &Checkpoint, now: String) -> Result<(), TrainError> {
+    match ck.metadata.get("optimizer") {
+        Some(was) if *was != now => Err(TrainError::Setup(format!(
+            "the checkpoint was trained with {was} but the model now says {now}; its optimizer state cannot carry over (start a new run with another --out)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn meta_u64(ck: &Checkpoint, key: &str) -> u64 {
@@ -409,13 +424,31 @@ fn classifier(
             train.n
         )));
     }
+    let classes_out: u64 = {
+        let out = net
+            .outputs
+            .first()
+            .map(|o| o.1)
+            .ok_or_else(|| TrainError::Setup("the network has no output".into()))?;
+        net.graph[out].shape.iter().product()
+    };
+    if let Some(&top) = train.labels.iter().chain(&test.labels).max() {
+        if top as u64 >= classes_out {
+            return Err(TrainError::Setup(format!(
+                "the data has label {top} but network `{}` has {classes_out} outputs (one per class)",
+                net.name
+            )));
+        }
+    }
     let steps_per_epoch = (train.n / batch) as u64;
     let epochs = match cfg.length {
         Length::Epochs(e) => e,
         Length::Steps(s) => s.div_ceil(steps_per_epoch),
     };
     let total_steps = match cfg.length {
-        Length::Epochs(e) => e * steps_per_epoch,
+        Length::Epochs(e) => e
+            .checked_mul(steps_per_epoch)
+            .ok_or_else(|| TrainError::Setup(format!("{e} epochs is too many steps to count")))?,
         Length::Steps(s) => s,
     };
     let init: Params<f32> = Params::init(net, &mut Rng::new(cfg.seed));
@@ -423,6 +456,7 @@ fn classifier(
     let mut lr = cfg.optimizer.lr;
     let (mut best, mut bad_epochs) = (f64::INFINITY, 0u64);
     if let Some(ck) = &resume {
+        check_optimizer(ck, format!("{:?}", cfg.optimizer.kind))?;
         let (p, mut st) = load_params(ck, net, &init, slots(&cfg.optimizer.kind))?;
         st.step = meta_u64(ck, "step");
         s.restore(&p, &st);
@@ -468,6 +502,7 @@ fn classifier(
                 ("model", model.file_name.clone()),
                 ("network", net.name.clone()),
                 ("task", "classifier".into()),
+                ("optimizer", format!("{:?}", cfg.optimizer.kind)),
             ] {
                 ck.metadata.insert(k.to_string(), v);
             }
@@ -556,14 +591,9 @@ fn classifier(
                 ))
             });
             summary.final_metrics = m;
-            // Learning-rate schedule (per epoch).
+            // The plateau schedule watches the test loss, so it counts evaluations.
             match cfg.schedule {
-                Schedule::Constant => {}
-                Schedule::Step { every, factor } => {
-                    if (epoch + 1) % every == 0 {
-                        lr *= factor;
-                    }
-                }
+                Schedule::Constant | Schedule::Step { .. } => {}
                 Schedule::Plateau { factor, patience } => {
                     if tl < best {
                         best = tl;
@@ -576,6 +606,11 @@ fn classifier(
                         }
                     }
                 }
+            }
+        }
+        if let Schedule::Step { every, factor } = cfg.schedule {
+            if (epoch + 1) % every == 0 {
+                lr *= factor;
             }
         }
         if cfg.checkpoint_every > 0 && (epoch + 1) % cfg.checkpoint_every == 0 {
@@ -675,7 +710,11 @@ fn gan(
     }
     let total = match cfg.length {
         Length::Steps(s) => s,
-        Length::Epochs(e) => e * (train.n / batch) as u64 / g.k,
+        Length::Epochs(e) => {
+            e.checked_mul((train.n / batch) as u64).ok_or_else(|| {
+                TrainError::Setup(format!("{e} epochs is too many steps to count"))
+            })? / g.k
+        }
     };
     let mut rng = Rng::new(cfg.seed);
     let gp: Params<f32> = Params::init(gn, &mut rng);
@@ -710,6 +749,10 @@ fn gan(
     let mut d_batches: u64 = 0;
     let mut noise_rng = Rng::new(cfg.seed ^ 0x5EED);
     if let Some(ck) = &resume {
+        check_optimizer(
+            ck,
+            format!("{:?} / {:?}", g.g_optimizer.kind, g.d_optimizer.kind),
+        )?;
         let (g1, mut gs) = load_params(ck, gn, &gp, slots(&g.g_optimizer.kind))?;
         let (d1, mut ds) = load_params(ck, dn, &dp, slots(&g.d_optimizer.kind))?;
         gs.step = meta_u64(ck, "g_step");
@@ -730,7 +773,12 @@ fn gan(
     std::fs::create_dir_all(&samples_dir)
         .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", samples_dir.display())))?;
     let fixed = draw_noise(&mut Rng::new(cfg.seed ^ 0xF1_4ED), g.noise, 64 * s.noise);
-    let (c, h, w) = image_shape(gn);
+    // Grids show what the data set holds (its images are 1 x rows x cols).
+    let (c, h, w) = if s.data == train.image_len() {
+        (1, train.rows, train.cols)
+    } else {
+        image_shape(gn)
+    };
     let stop = interrupt_flag();
     let pb = bar(total, opts.progress);
     pb.set_position(s.step_g);
@@ -760,6 +808,10 @@ fn gan(
             ("seed", cfg.seed.to_string()),
             ("model", model.file_name.clone()),
             ("task", "gan".into()),
+            (
+                "optimizer",
+                format!("{:?} / {:?}", g.g_optimizer.kind, g.d_optimizer.kind),
+            ),
         ] {
             ck.metadata.insert(k.to_string(), v);
         }
@@ -797,7 +849,10 @@ fn gan(
         pb.inc(1);
         window_steps += 1;
         let interrupted = stop.load(Ordering::SeqCst);
-        if s.step_g % cfg.log_every == 0 || s.step_g == total || interrupted {
+        let checkpoint_due = cfg.checkpoint_every > 0 && s.step_g % cfg.checkpoint_every == 0;
+        // Losses are read (and checked for NaN) before any checkpoint, so one is never written
+        // from diverged weights.
+        if s.step_g % cfg.log_every == 0 || s.step_g == total || interrupted || checkpoint_due {
             let st = s.take_stats()?;
             let d_loss = st.d.loss / (st.d.rows / 2.0).max(1.0);
             let g_bce = st.g.loss / st.g.rows.max(1.0);
@@ -840,7 +895,7 @@ fn gan(
         if g.sample_every > 0 && s.step_g % g.sample_every == 0 {
             write_samples(&mut s)?;
         }
-        if cfg.checkpoint_every > 0 && s.step_g % cfg.checkpoint_every == 0 {
+        if checkpoint_due {
             last_good = Some(save(&s, d_batches, &noise_rng)?);
         }
         if interrupted {
