@@ -548,7 +548,9 @@ fn classifier(
                 m.insert("lr".to_string(), lr);
                 metrics.log(&m)?;
             }
-            if stop.load(Ordering::SeqCst) {
+            // Interrupted inside an epoch: checkpoint and stop now. On its last batch, finish
+            // the epoch (evaluation, schedule) first, so a resume starts cleanly at the next.
+            if stop.load(Ordering::SeqCst) && !end_of_epoch {
                 save(&s, epoch, lr, best, bad_epochs)?;
                 pb.abandon_with_message("interrupted");
                 log(&format!(
@@ -613,8 +615,19 @@ fn classifier(
                 lr *= factor;
             }
         }
-        if cfg.checkpoint_every > 0 && (epoch + 1) % cfg.checkpoint_every == 0 {
+        let interrupted = stop.load(Ordering::SeqCst);
+        if interrupted || (cfg.checkpoint_every > 0 && (epoch + 1) % cfg.checkpoint_every == 0) {
             last_good = Some(save(&s, epoch + 1, lr, best, bad_epochs)?);
+        }
+        if interrupted {
+            pb.abandon_with_message("interrupted");
+            log(&format!(
+                "interrupted after epoch {}: checkpoint written to {}; continue with --resume",
+                epoch + 1,
+                opts.out.join("checkpoint.safetensors").display()
+            ));
+            summary.interrupted = true;
+            break;
         }
         if s.step >= total_steps {
             break;
