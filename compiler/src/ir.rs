@@ -79,6 +79,17 @@ impl Network {
         v.into_iter().map(|(_, s)| s).collect()
     }
 
+    /// The first output and the node a loss on logits reads: the output's input when the
+    /// output is a sigmoid or softmax (the loss applies it, stably), else the output itself.
+    pub fn output_and_logit(&self) -> Option<(NodeIndex, NodeIndex)> {
+        let out = self.outputs.first()?.1;
+        let logit = match self.graph[out].op {
+            Op::Sigmoid | Op::Softmax => *self.inputs_of(out).first()?,
+            _ => out,
+        };
+        Some((out, logit))
+    }
+
     pub fn node(&self, n: NodeIndex) -> &Node {
         &self.graph[n]
     }

@@ -338,18 +338,9 @@ impl Builder {
                 count: net.inputs.len(),
             });
         }
-        let (output_node, logit_node) = {
-            let out = net.outputs.first().map(|o| o.1).ok_or_else(|| {
-                LowerError::Other(format!("network `{}` has no output", net.name))
-            })?;
-            let node = &net.graph[out];
-            let logit = if matches!(node.op, Op::Sigmoid | Op::Softmax) {
-                net.inputs_of(out)[0]
-            } else {
-                out
-            };
-            (out, logit)
-        };
+        let (output_node, logit_node) = net
+            .output_and_logit()
+            .ok_or_else(|| LowerError::Other(format!("network `{}` has no output", net.name)))?;
         // Consumers per node, to decide activation fusion.
         let mut consumers: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
         for &n in &net.order {

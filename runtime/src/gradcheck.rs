@@ -6,7 +6,6 @@ use crate::rng::Rng;
 use crate::session::RunError;
 use ndarray::Array2;
 use netc_compiler::ir::Network;
-use netc_compiler::ops::Op;
 
 /// The pass mark of the classic recipe.
 pub const THRESHOLD: f64 = 1e-7;
@@ -74,15 +73,9 @@ pub fn check(net: &Network, batch: usize, samples: usize, seed: u64) -> Result<R
             *x += 0.05 * rng.normal();
         }
     }
-    let out = net
-        .outputs
-        .first()
-        .map(|o| o.1)
+    let (_, logit) = net
+        .output_and_logit()
         .ok_or_else(|| RunError::Config("network has no output".into()))?;
-    let logit = match net.graph[out].op {
-        Op::Sigmoid | Op::Softmax => net.inputs_of(out)[0],
-        _ => out,
-    };
     let feats: usize = net.graph[net.inputs[0]].shape.iter().product::<u64>() as usize;
     let classes: usize = net.graph[logit].shape.iter().product::<u64>() as usize;
     let x = Array2::from_shape_fn((batch, feats), |_| rng.uniform(-1.0, 1.0));

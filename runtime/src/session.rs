@@ -48,15 +48,9 @@ fn hyper(opt: &Optimizer, lr: f64, t: u64) -> [f32; 4] {
 }
 
 fn logit_node(net: &Network) -> Result<NodeIndex, RunError> {
-    let out = net
-        .outputs
-        .first()
-        .map(|o| o.1)
-        .ok_or_else(|| RunError::Config(format!("network `{}` has no output", net.name)))?;
-    Ok(match net.graph[out].op {
-        netc_compiler::ops::Op::Sigmoid | netc_compiler::ops::Op::Softmax => net.inputs_of(out)[0],
-        _ => out,
-    })
+    net.output_and_logit()
+        .map(|(_, logit)| logit)
+        .ok_or_else(|| RunError::Config(format!("network `{}` has no output", net.name)))
 }
 
 fn features(net: &Network, n: NodeIndex) -> usize {
