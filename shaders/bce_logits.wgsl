@@ -3,20 +3,19 @@
 // correct = (z > 0) == (t > 0.5) (also stored as top5). One thread per element.
 const ROWS: u32 = {{ROWS}}u;
 const SCALE: f32 = {{SCALE}};
-@group(0) @binding(0) var<storage, read> z: array<f32>;
-@group(0) @binding(1) var<storage, read> t: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dz: array<f32>;
-@group(0) @binding(3) var<storage, read_write> row_stats: array<f32>; // [ROWS loss, ROWS correct, ROWS top5]
+// Bindings: z, t, dz, row_stats ([ROWS loss, ROWS correct, ROWS top5]).
+{{READS}}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x;
     if (r >= ROWS) { return; }
-    let x = z[r];
-    let y = t[r];
+    let x = rd_z(r);
+    let y = rd_t(r);
     row_stats[r] = max(x, 0.0) - x * y + log(1.0 + exp(-abs(x)));
     let s = select(exp(x) / (1.0 + exp(x)), 1.0 / (1.0 + exp(-x)), x >= 0.0);
     dz[r] = SCALE * (s - y);
-    row_stats[ROWS + r] = select(0.0, 1.0, (x > 0.0) == (y > 0.5));
-    row_stats[2u * ROWS + r] = row_stats[ROWS + r];
+    let correct = select(0.0, 1.0, (x > 0.0) == (y > 0.5));
+    row_stats[ROWS + r] = correct;
+    row_stats[2u * ROWS + r] = correct;
 }

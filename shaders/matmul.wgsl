@@ -6,22 +6,20 @@
 // rasterisers such as lavapipe run barriers as coroutine switches, while caches serve the
 // reuse; GPUs coalesce B's loads and broadcast A's. Indices are clamped instead of branched
 // on in the inner loop; only in-range elements are stored.
-// Placeholders: M N K, A_INDEX(m,k) and B_INDEX(k,n) pick the transposes, BODY (generated).
+// Placeholders: M N K, READS (operand declarations), A_INDEX(m,k) and B_INDEX(k,n) pick the
+// transposes, BODY (generated).
 const M: u32 = {{M}}u;
 const N: u32 = {{N}}u;
 const K: u32 = {{K}}u;
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-{{BIAS_DECL}}
+{{READS}}
 
 fn load_a(m: u32, k: u32) -> f32 {
-    return a[{{A_INDEX}}];
+    return rd_a({{A_INDEX}});
 }
 
 fn load_b(k: u32, n: u32) -> f32 {
-    return b[{{B_INDEX}}];
+    return rd_b({{B_INDEX}});
 }
 
 @compute @workgroup_size(64)

@@ -529,8 +529,14 @@ fn bench(device: &str, reps: usize, model: &Model, profile: bool) -> Result<(), 
     match Gpu::open(device) {
         Ok(gpu) => {
             println!(
-                "GPU adapter: {} ({}, {})",
-                gpu.info.name, gpu.info.backend, gpu.info.device_type
+                "GPU adapter: {} ({}, {}); kernels read {}",
+                gpu.info.name,
+                gpu.info.backend,
+                gpu.info.device_type,
+                match gpu.reads {
+                    netc_compiler::kernels::ReadPath::Storage => "storage buffers",
+                    netc_compiler::kernels::ReadPath::Texture => "texture mirrors",
+                }
             );
             let mut gpu = gpu;
             for (m, n, k) in shapes {
@@ -551,10 +557,11 @@ fn bench(device: &str, reps: usize, model: &Model, profile: bool) -> Result<(), 
             );
             if let Some(c) = counters {
                 println!(
-                    "  replay: {} pipelines, {} bind groups, {} buffers created once; {} submissions for {} steps",
+                    "  replay: {} pipelines, {} bind groups, {} buffers, {} textures created once; {} submissions for {} steps",
                     c.pipelines_created,
                     c.bind_groups_created,
                     c.buffers_created,
+                    c.textures_created,
                     c.submissions,
                     reps + 3
                 );

@@ -9,10 +9,113 @@ pub struct KernelSource {
     pub name: String,
     pub source: String,
     pub groups: [u32; 3],
+    /// Bindings that are texture mirrors of an operand rather than the operand's buffer.
+    pub mirrors: Vec<Mirror>,
+}
+
+/// How kernels read the tensors they take in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadPath {
+    /// Storage-buffer loads: what GPUs do best.
+    #[default]
+    Storage,
+    /// Texel fetches from an rgba32float mirror of the operand's buffer, which the runtime
+    /// refreshes with a copy before the dispatch. On software rasterisers (lavapipe) every
+    /// storage load runs a per-lane loop (about 60 ns per 8 lanes) while a texel fetch is one
+    /// gather of four floats: 5-10x cheaper, so this is the path for CPU adapters.
+    Texture,
+}
+
+/// Texels per mirror row: 64 KiB rows meet wgpu's 256-byte copy alignment, and 4096 is
+/// within every adapter's texture width limit (WebGPU guarantees 8192).
+pub const MIRROR_WIDTH: u64 = 4096;
+
+/// Binding `binding` of a kernel is the texture mirror of the dispatch's operand `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mirror {
+    pub binding: u32,
+    pub of: u32,
+}
+
+/// Mirrors of operands a kernel also writes sit at this binding plus the operand's index.
+const MIRROR_BINDING_BASE: u32 = 16;
+
+/// Declarations of a kernel's operands and their read accessors: `rd_NAME(i)` reads element
+/// i, `rd4_NAME(q)` elements 4q..4q+3 (buffers are padded to whole quads).
+struct Reads {
+    path: ReadPath,
+    decls: String,
+    mirrors: Vec<Mirror>,
+}
+
+impl Reads {
+    fn new(path: ReadPath) -> Reads {
+        Reads {
+            path,
+            decls: String::new(),
+            mirrors: vec![],
+        }
+    }
+
+    fn storage_accessors(&mut self, name: &str) {
+        self.decls.push_str(&format!(
+            "fn rd_{name}(i: u32) -> f32 {{ return {name}[i]; }}\n\
+             fn rd4_{name}(q: u32) -> vec4<f32> {{ return vec4<f32>({name}[4u * q], {name}[4u * q + 1u], {name}[4u * q + 2u], {name}[4u * q + 3u]); }}\n"
+        ));
+    }
+
+    fn texture(&mut self, binding: u32, of: u32, tex: &str, name: &str) {
+        self.decls.push_str(&format!(
+            "@group(0) @binding({binding}) var {tex}: texture_2d<f32>;\n\
+             fn rd4_{name}(q: u32) -> vec4<f32> {{ return textureLoad({tex}, vec2<u32>(q % {MIRROR_WIDTH}u, q / {MIRROR_WIDTH}u), 0); }}\n\
+             fn rd_{name}(i: u32) -> f32 {{ return rd4_{name}(i / 4u)[i % 4u]; }}\n"
+        ));
+        self.mirrors.push(Mirror { binding, of });
+    }
+
+    /// A read-only operand at binding `op`.
+    fn input(mut self, op: u32, name: &str) -> Self {
+        match self.path {
+            ReadPath::Storage => {
+                self.decls.push_str(&format!(
+                    "@group(0) @binding({op}) var<storage, read> {name}: array<f32>;\n"
+                ));
+                self.storage_accessors(name);
+            }
+            ReadPath::Texture => self.texture(op, op, name, name),
+        }
+        self
+    }
+
+    /// An operand the kernel writes at binding `op`; with `read`, it also reads it (under the
+    /// texture path from a mirror taken before the dispatch, at its own binding).
+    fn output(mut self, op: u32, name: &str, read: bool) -> Self {
+        self.decls.push_str(&format!(
+            "@group(0) @binding({op}) var<storage, read_write> {name}: array<f32>;\n"
+        ));
+        if read {
+            match self.path {
+                ReadPath::Storage => self.storage_accessors(name),
+                ReadPath::Texture => self.texture(
+                    MIRROR_BINDING_BASE + op,
+                    op,
+                    &format!("{name}_mirror"),
+                    name,
+                ),
+            }
+        }
+        self
+    }
+
+    /// Declarations and accessors, in binding order of appearance.
+    fn finish(self) -> (String, Vec<Mirror>) {
+        (self.decls.trim_end().to_string(), self.mirrors)
+    }
 }
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
-const UNARY: &str = include_str!("../../shaders/unary.wgsl");
+const MATMUL_TEXTURE: &str = include_str!("../../shaders/matmul_texture.wgsl");
+const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const SOFTMAX_XENT: &str = include_str!("../../shaders/softmax_xent.wgsl");
 const BCE_LOGITS: &str = include_str!("../../shaders/bce_logits.wgsl");
@@ -52,15 +155,15 @@ pub fn f32_lit(x: f64) -> String {
     }
 }
 
-/// 1-D work of `len` threads of a 256-wide workgroup, folded into 2-D under the dispatch limit.
+/// `len` threads in workgroups of `size`, folded into 2-D under the dispatch limit.
 /// Returns (groups, threads per dispatch row).
-fn grid_1d(len: u64) -> ([u32; 3], u64) {
-    let groups = len.div_ceil(256).max(1);
+fn grid(len: u64, size: u64) -> ([u32; 3], u64) {
+    let groups = len.div_ceil(size).max(1);
     if groups <= MAX_GROUPS {
-        return ([groups as u32, 1, 1], groups * 256);
+        return ([groups as u32, 1, 1], groups * size);
     }
     let rows = groups.div_ceil(MAX_GROUPS);
-    ([MAX_GROUPS as u32, rows as u32, 1], MAX_GROUPS * 256)
+    ([MAX_GROUPS as u32, rows as u32, 1], MAX_GROUPS * size)
 }
 
 /// How a kernel writes its result: overwrite, or add to what an earlier gradient put there.
@@ -185,29 +288,69 @@ fn tile_index(lanes_on_rows: bool, i_or_j: u64, is_row: bool) -> String {
     }
 }
 
-pub fn matmul(g: Gemm) -> KernelSource {
-    let Gemm {
-        m,
-        n,
-        k,
-        trans_a,
-        trans_b,
-        bias,
-        act,
-        store,
-    } = g;
-    let name = format!(
-        "matmul[{m}x{n}x{k}{}{}{}{}{}]",
-        if trans_a { " ta" } else { "" },
-        if trans_b { " tb" } else { "" },
-        if bias { " bias" } else { "" },
-        act.tag(),
-        if store == Store::Accumulate {
-            " acc"
+fn gemm_name(g: &Gemm, path: ReadPath) -> String {
+    format!(
+        "matmul[{}x{}x{}{}{}{}{}{}{}]",
+        g.m,
+        g.n,
+        g.k,
+        if g.trans_a { " ta" } else { "" },
+        if g.trans_b { " tb" } else { "" },
+        if g.bias { " bias" } else { "" },
+        g.act.tag(),
+        acc_tag(g.store),
+        if path == ReadPath::Texture {
+            " tex"
         } else {
             ""
         }
-    );
+    )
+}
+
+/// Operand declarations of a matmul: a, b, c (read too when accumulating), bias.
+fn gemm_reads(g: &Gemm, path: ReadPath) -> (String, Vec<Mirror>) {
+    let mut r =
+        Reads::new(path)
+            .input(0, "a")
+            .input(1, "b")
+            .output(2, "c", g.store == Store::Accumulate);
+    if g.bias {
+        r = r.input(3, "bias");
+    }
+    r.finish()
+}
+
+/// The store of output element (row, col) of a matmul, with bias (the value `bias`) and
+/// activation.
+fn gemm_store(g: &Gemm, row: &str, col: &str, acc: &str, bias: &str) -> String {
+    let mut v = acc.to_string();
+    if g.bias {
+        v = format!("({v} + {bias})");
+    }
+    let v = g.act.forward_expr(&v);
+    let idx = format!("({row}) * N + {col}");
+    match g.store {
+        Store::Write => format!("c[{idx}] = {v};"),
+        Store::Accumulate => format!("c[{idx}] = rd_c({idx}) + {v};"),
+    }
+}
+
+pub fn matmul(g: Gemm, path: ReadPath) -> KernelSource {
+    match path {
+        ReadPath::Storage => matmul_storage(g),
+        ReadPath::Texture => matmul_texture(g),
+    }
+}
+
+fn matmul_storage(g: Gemm) -> KernelSource {
+    let Gemm {
+        m,
+        n,
+        trans_a,
+        trans_b,
+        ..
+    } = g;
+    let name = gemm_name(&g, ReadPath::Storage);
     let Tile {
         rows: r,
         cols,
@@ -266,100 +409,389 @@ pub fn matmul(g: Gemm) -> KernelSource {
         }
     }
     body.push_str("    }\n");
-    let store_expr = |idx: &str, v: &str| match store {
-        Store::Write => format!("c[{idx}] = {v};"),
-        Store::Accumulate => format!("c[{idx}] = c[{idx}] + {v};"),
-    };
     for i in 0..r {
         body.push_str(&format!("    if ({} < M) {{\n", row(i)));
         for j in 0..cols {
-            let mut v = format!("acc{i}_{j}");
-            if bias {
-                v = format!("({v} + bias[col{j}])");
-            }
-            let v = act.forward_expr(&v);
             body.push_str(&format!(
-                "        if ({} < N) {{ let v = {v}; {} }}\n",
+                "        if ({} < N) {{ {} }}\n",
                 col(j),
-                store_expr(&format!("({}) * N + {}", row(i), col(j)), "v")
+                gemm_store(
+                    &g,
+                    &row(i),
+                    &format!("col{j}"),
+                    &format!("acc{i}_{j}"),
+                    &format!("rd_bias(col{j})")
+                )
             ));
         }
         body.push_str("    }\n");
     }
+    let (reads, mirrors) = gemm_reads(&g, ReadPath::Storage);
     let source = fill(
         MATMUL,
+        &[
+            ("M", g.m.to_string()),
+            ("N", g.n.to_string()),
+            ("K", g.k.to_string()),
+            ("READS", reads),
+            ("A_INDEX", a_index.into()),
+            ("B_INDEX", b_index.into()),
+            ("BODY", body),
+        ],
+    );
+    KernelSource {
+        name,
+        source,
+        groups,
+        mirrors,
+    }
+}
+
+/// Invocations per workgroup of the texture-path matmul: small, so even a 128x128 output
+/// spreads over enough workgroups to keep every core of a software rasteriser busy.
+const TEX_GEMM_WORKGROUP: u64 = 16;
+
+/// Rows and column quads per invocation of the texture-path matmul. A k-step of four fetches
+/// R texels of A and 4C of B for 16RC multiply-adds, so big tiles fetch less per FLOP; the
+/// tile shrinks until there are at least 64 invocations (4 workgroups: 2-4 cores busy).
+fn texture_tile(m: u64, n: u64) -> (u64, u64) {
+    const TILES: [(u64, u64); 6] = [(32, 4), (16, 4), (16, 2), (8, 2), (8, 1), (4, 1)];
+    TILES
+        .into_iter()
+        .find(|&(r, c)| m.div_ceil(r) * n.div_ceil(4 * c) >= 64)
+        .unwrap_or((4, 1))
+}
+
+/// The texture-path matmul: each invocation holds an R x 4C block of C in vec4 accumulators
+/// and walks K four at a time, fetching whole texels (4 consecutive stored elements) where the
+/// layout allows: A along k (row-major, K % 4 == 0) or along m (transposed, M % 4 == 0), B
+/// along n (row-major, N % 4 == 0) or along k (transposed, K % 4 == 0); other operands fall
+/// back to one fetch per element. Indices are clamped, only in-range elements are stored.
+fn matmul_texture(g: Gemm) -> KernelSource {
+    let Gemm {
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        ..
+    } = g;
+    let (r, c) = texture_tile(m, n);
+    let quad_blocks = n.div_ceil(4 * c);
+    let invocations = m.div_ceil(r) * quad_blocks;
+    let (groups, per_row) = grid(invocations, TEX_GEMM_WORKGROUP);
+    let kstep = if k.is_multiple_of(4) { 4 } else { 1 };
+    let a_rowq = !trans_a && k.is_multiple_of(4);
+    let a_colq = trans_a && m.is_multiple_of(4);
+    let b_rowq = !trans_b && n.is_multiple_of(4);
+    let b_colq = trans_b && k.is_multiple_of(4);
+    let a_index = |row: &str, kk: &str| {
+        if trans_a {
+            format!("({kk}) * M + {row}")
+        } else {
+            format!("{row} * K + {kk}")
+        }
+    };
+    let b_index = |kk: &str, col: &str| {
+        if trans_b {
+            format!("{col} * K + {kk}")
+        } else {
+            format!("({kk}) * N + {col}")
+        }
+    };
+    let mut b = String::new();
+    let mut line = |s: String| {
+        b.push_str("    ");
+        b.push_str(&s);
+        b.push('\n');
+    };
+    line(format!("let raw = gid.y * {per_row}u + gid.x;"));
+    line(format!("let inv = min(raw, {}u);", invocations - 1));
+    line(format!("let r0 = (inv / {quad_blocks}u) * {r}u;"));
+    line(format!("let n0 = (inv % {quad_blocks}u) * {}u;", 4 * c));
+    for i in 0..r {
+        line(format!("let row{i} = min(r0 + {i}u, M - 1u);"));
+    }
+    if a_colq {
+        for q in 0..r / 4 {
+            line(format!("let rowq{q} = min(r0 + {}u, M - 4u);", 4 * q));
+        }
+    }
+    for j in 0..c {
+        if b_rowq {
+            line(format!("let nq{j} = min(n0 + {}u, N - 4u);", 4 * j));
+        }
+        for cc in 0..4 {
+            line(format!(
+                "let col{j}_{cc} = min(n0 + {}u, N - 1u);",
+                4 * j + cc
+            ));
+        }
+        for i in 0..r {
+            line(format!("var acc{i}_{j} = vec4<f32>(0.0);"));
+        }
+    }
+    // Each iteration covers `step` values of k: `unroll` groups of `kstep`, so accumulators
+    // are assigned once per iteration (see below).
+    let unroll = if kstep == 4 && k.is_multiple_of(8) {
+        2
+    } else {
+        1
+    };
+    let step = (kstep * unroll) as usize;
+    let q = kstep as usize;
+    line(format!("for (var k = 0u; k < K; k += {step}u) {{"));
+    // a_val[i][p]: the A value of tile row i at k + p.
+    let mut a_val = vec![vec![String::new(); step]; r as usize];
+    for (i, vals) in a_val.iter_mut().enumerate() {
+        for (p, v) in vals.iter_mut().enumerate() {
+            if a_rowq {
+                if p % q == 0 {
+                    line(format!(
+                        "    let ta{i}_{p} = rd4_a((row{i} * K + k + {p}u) / 4u);"
+                    ));
+                }
+                *v = format!("ta{i}_{}[{}]", p - p % q, p % q);
+            } else if !a_colq {
+                line(format!(
+                    "    let ta{i}_{p} = rd_a({});",
+                    a_index(&format!("row{i}"), &format!("k + {p}u"))
+                ));
+                *v = format!("ta{i}_{p}");
+            }
+        }
+    }
+    if a_colq {
+        for (g4, rows) in a_val.chunks_mut(4).enumerate() {
+            for p in 0..step {
+                line(format!(
+                    "    let ta{g4}_{p} = rd4_a(((k + {p}u) * M + rowq{g4}) / 4u);"
+                ));
+                for (ii, row) in rows.iter_mut().enumerate() {
+                    row[p] = format!("ta{g4}_{p}[{ii}]");
+                }
+            }
+        }
+    }
+    // b_val[p][j]: the vec4 of B at k + p over the four columns of quad j.
+    let mut b_val = vec![vec![String::new(); c as usize]; step];
+    for j in 0..c as usize {
+        for (p, vals) in b_val.iter_mut().enumerate() {
+            if b_rowq {
+                line(format!(
+                    "    let tb{p}_{j} = rd4_b(((k + {p}u) * N + nq{j}) / 4u);"
+                ));
+                vals[j] = format!("tb{p}_{j}");
+            } else if b_colq {
+                let base = p - p % q;
+                if p % q == 0 {
+                    for cc in 0..4 {
+                        line(format!(
+                            "    let tb{j}_{cc}_{base} = rd4_b((col{j}_{cc} * K + k + {base}u) / 4u);"
+                        ));
+                    }
+                }
+                let kk = p % q;
+                vals[j] = format!(
+                    "vec4<f32>(tb{j}_0_{base}[{kk}], tb{j}_1_{base}[{kk}], tb{j}_2_{base}[{kk}], tb{j}_3_{base}[{kk}])"
+                );
+            } else {
+                let e: Vec<String> = (0..4)
+                    .map(|cc| {
+                        format!(
+                            "rd_b({})",
+                            b_index(&format!("k + {p}u"), &format!("col{j}_{cc}"))
+                        )
+                    })
+                    .collect();
+                line(format!("    let tb{p}_{j} = vec4<f32>({});", e.join(", ")));
+                vals[j] = format!("tb{p}_{j}");
+            }
+        }
+    }
+    // One assignment per accumulator and iteration: llvmpipe stores every loop variable under
+    // the execution mask (a blend), while the nested products stay in registers.
+    for (i, a_row) in a_val.iter().enumerate() {
+        for j in 0..c as usize {
+            let mut e = format!("acc{i}_{j}");
+            for (p, bv) in b_val.iter().enumerate() {
+                e = format!("fma(vec4<f32>({}), {}, {e})", a_row[p], bv[j]);
+            }
+            line(format!("    acc{i}_{j} = {e};"));
+        }
+    }
+    line("}".into());
+    line(format!("if (raw < {invocations}u) {{"));
+    if g.bias {
+        for j in 0..c {
+            for cc in 0..4 {
+                line(format!("    let bias{j}_{cc} = rd_bias(col{j}_{cc});"));
+            }
+        }
+    }
+    for i in 0..r {
+        line(format!("    if (r0 + {i}u < M) {{"));
+        for j in 0..c {
+            for cc in 0..4 {
+                let col = format!("n0 + {}u", 4 * j + cc);
+                line(format!(
+                    "        if ({col} < N) {{ {} }}",
+                    gemm_store(
+                        &g,
+                        &format!("r0 + {i}u"),
+                        &format!("col{j}_{cc}"),
+                        &format!("acc{i}_{j}[{cc}]"),
+                        &format!("bias{j}_{cc}")
+                    )
+                ));
+            }
+        }
+        line("    }".into());
+    }
+    line("}".into());
+    let (reads, mirrors) = gemm_reads(&g, ReadPath::Texture);
+    let source = fill(
+        MATMUL_TEXTURE,
         &[
             ("M", m.to_string()),
             ("N", n.to_string()),
             ("K", k.to_string()),
-            ("A_INDEX", a_index.into()),
-            ("B_INDEX", b_index.into()),
-            (
-                "BIAS_DECL",
-                if bias {
-                    "@group(0) @binding(3) var<storage, read> bias: array<f32>;".into()
-                } else {
-                    String::new()
-                },
-            ),
-            ("BODY", body),
+            ("READS", reads),
+            ("WORKGROUP", TEX_GEMM_WORKGROUP.to_string()),
+            ("BODY", b.trim_end().to_string()),
         ],
     );
     KernelSource {
-        name,
+        name: gemm_name(&g, ReadPath::Texture),
         source,
         groups,
+        mirrors,
     }
 }
 
-fn unary_kernel(name: String, len: u64, decls: &str, body: String) -> KernelSource {
-    let (groups, row) = grid_1d(len);
+/// An elementwise kernel over `len` elements, four per invocation. `inputs` pairs an operand's
+/// accessor with the scalar name the body reads element `i` by; `prelude` runs once per
+/// invocation; `body` is the per-element code (statements using `i` and the scalars).
+fn elementwise(
+    name: String,
+    len: u64,
+    (decls, mirrors): (String, Vec<Mirror>),
+    inputs: &[(&str, &str)],
+    prelude: &str,
+    body: &str,
+) -> KernelSource {
+    let quads = len.div_ceil(4);
+    let (groups, row) = grid(quads, 64);
+    let mut pre = String::new();
+    for (acc, var) in inputs {
+        pre.push_str(&format!("let {var}_4 = rd4_{acc}(q);\n    "));
+    }
+    pre.push_str(prelude);
+    let mut b = String::new();
+    for c in 0..4 {
+        // Element 0 of a live quad always exists; the others only if LEN reaches them.
+        let guard = c > 0 && !len.is_multiple_of(4);
+        b.push_str(&format!("    {{\n        let i = 4u * q + {c}u;\n"));
+        let ind = if guard {
+            b.push_str("        if (i < LEN) {\n");
+            "            "
+        } else {
+            "        "
+        };
+        for (_, var) in inputs {
+            b.push_str(&format!("{ind}let {var} = {var}_4[{c}];\n"));
+        }
+        for l in body
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        {
+            b.push_str(&format!("{ind}{l}\n"));
+        }
+        if guard {
+            b.push_str("        }\n");
+        }
+        b.push_str("    }\n");
+    }
     let source = fill(
-        UNARY,
+        ELEMENTWISE,
         &[
             ("LEN", len.to_string()),
             ("ROW", row.to_string()),
-            ("DECLS", decls.into()),
-            ("BODY", body),
+            ("DECLS", decls),
+            ("PRELUDE", pre.trim_end().to_string()),
+            ("BODY", b.trim_end().to_string()),
         ],
     );
     KernelSource {
         name,
         source,
         groups,
+        mirrors,
+    }
+}
+
+/// `dst[i] = v`, or accumulating `dst[i] = old + v` (with `old` the element read before).
+fn store_scalar(store: Store, dst: &str, v: &str) -> String {
+    match store {
+        Store::Write => format!("{dst}[i] = {v};"),
+        Store::Accumulate => format!("{dst}[i] = {dst}_old + {v};"),
+    }
+}
+
+/// The inputs of an elementwise kernel, plus the destination's old value when accumulating.
+fn with_old<'a>(
+    store: Store,
+    dst: &'a str,
+    old: &'a str,
+    mut inputs: Vec<(&'a str, &'a str)>,
+) -> Vec<(&'a str, &'a str)> {
+    if store == Store::Accumulate {
+        inputs.push((dst, old));
+    }
+    inputs
+}
+
+/// `dst[i] = v` or, accumulating, `dst[i] = rd_dst(i) + v` (row kernels).
+fn store_elem(store: Store, dst: &str, idx: &str, v: &str) -> String {
+    match store {
+        Store::Write => format!("{dst}[{idx}] = {v};"),
+        Store::Accumulate => format!("{dst}[{idx}] = rd_{dst}({idx}) + {v};"),
     }
 }
 
 /// y = act(x) over `len` elements.
-pub fn activation_forward(act: Act, len: u64) -> KernelSource {
-    let decls = "@group(0) @binding(0) var<storage, read> x: array<f32>;\n\
-                 @group(0) @binding(1) var<storage, read_write> y: array<f32>;";
-    unary_kernel(
+pub fn activation_forward(act: Act, len: u64, path: ReadPath) -> KernelSource {
+    let decls = Reads::new(path)
+        .input(0, "x")
+        .output(1, "y", false)
+        .finish();
+    elementwise(
         format!("act_fwd[{}{len}]", act.tag().trim_start().to_string() + " "),
         len,
         decls,
-        format!("y[i] = {};", act.forward_expr("x[i]")),
+        &[("x", "x")],
+        "",
+        &format!("y[i] = {};", act.forward_expr("x")),
     )
 }
 
 /// dx (=|+=) dy * act'(.): relu, sigmoid and tanh use the forward output y; leaky_relu uses x
 /// (binding 1 holds whichever the rule needs).
-pub fn activation_backward(act: Act, len: u64, store: Store) -> KernelSource {
-    let decls = "@group(0) @binding(0) var<storage, read> dy: array<f32>;\n\
-                 @group(0) @binding(1) var<storage, read> saved: array<f32>;\n\
-                 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;";
+pub fn activation_backward(act: Act, len: u64, store: Store, path: ReadPath) -> KernelSource {
+    let decls = Reads::new(path)
+        .input(0, "dy")
+        .input(1, "saved")
+        .output(2, "dx", store == Store::Accumulate)
+        .finish();
     let d = match act {
-        Act::Identity => "dy[i]".to_string(),
-        Act::Relu => "select(0.0, dy[i], saved[i] > 0.0)".into(),
-        Act::LeakyRelu(a) => format!("select(dy[i] * {}, dy[i], saved[i] > 0.0)", f32_lit(a)),
-        Act::Sigmoid => "dy[i] * saved[i] * (1.0 - saved[i])".into(),
-        Act::Tanh => "dy[i] * (1.0 - saved[i] * saved[i])".into(),
+        Act::Identity => "dy".to_string(),
+        Act::Relu => "select(0.0, dy, s > 0.0)".into(),
+        Act::LeakyRelu(a) => format!("select(dy * {}, dy, s > 0.0)", f32_lit(a)),
+        Act::Sigmoid => "dy * s * (1.0 - s)".into(),
+        Act::Tanh => "dy * (1.0 - s * s)".into(),
     };
-    let body = match store {
-        Store::Write => format!("dx[i] = {d};"),
-        Store::Accumulate => format!("dx[i] = dx[i] + {d};"),
-    };
-    unary_kernel(
+    elementwise(
         format!(
             "act_bwd[{}{len}{}]",
             act.tag().trim_start().to_string() + " ",
@@ -367,7 +799,9 @@ pub fn activation_backward(act: Act, len: u64, store: Store) -> KernelSource {
         ),
         len,
         decls,
-        body,
+        &with_old(store, "dx", "dx_old", vec![("dy", "dy"), ("saved", "s")]),
+        "",
+        &store_scalar(store, "dx", &d),
     )
 }
 
@@ -380,31 +814,35 @@ fn acc_tag(store: Store) -> &'static str {
 }
 
 /// y = a + b.
-pub fn add_forward(len: u64) -> KernelSource {
-    let decls = "@group(0) @binding(0) var<storage, read> a: array<f32>;\n\
-                 @group(0) @binding(1) var<storage, read> b: array<f32>;\n\
-                 @group(0) @binding(2) var<storage, read_write> y: array<f32>;";
-    unary_kernel(
+pub fn add_forward(len: u64, path: ReadPath) -> KernelSource {
+    let decls = Reads::new(path)
+        .input(0, "a")
+        .input(1, "b")
+        .output(2, "y", false)
+        .finish();
+    elementwise(
         format!("add[{len}]"),
         len,
         decls,
-        "y[i] = a[i] + b[i];".into(),
+        &[("a", "a"), ("b", "b")],
+        "",
+        "y[i] = a + b;",
     )
 }
 
 /// y (=|+=) x: passes a gradient through (add's backward) or accumulates it.
-pub fn copy(len: u64, store: Store) -> KernelSource {
-    let decls = "@group(0) @binding(0) var<storage, read> x: array<f32>;\n\
-                 @group(0) @binding(1) var<storage, read_write> y: array<f32>;";
-    let body = match store {
-        Store::Write => "y[i] = x[i];",
-        Store::Accumulate => "y[i] = y[i] + x[i];",
-    };
-    unary_kernel(
+pub fn copy(len: u64, store: Store, path: ReadPath) -> KernelSource {
+    let decls = Reads::new(path)
+        .input(0, "x")
+        .output(1, "y", store == Store::Accumulate)
+        .finish();
+    elementwise(
         format!("copy[{len}{}]", acc_tag(store)),
         len,
         decls,
-        body.into(),
+        &with_old(store, "y", "y_old", vec![("x", "x")]),
+        "",
+        &store_scalar(store, "y", "x"),
     )
 }
 
@@ -428,124 +866,180 @@ fn dropout_threshold(p: f64) -> String {
 }
 
 /// y = x * keep / (1 - p) (or, backward, dx = dy * keep / (1 - p)); the seed is a u32 stored
-/// in `rng[0]`, written by the host each step.
-pub fn dropout(len: u64, p: f64, backward: bool, store: Store) -> KernelSource {
+/// in `rng[0]`, written by the host each step (read from storage on both paths: a mirror
+/// would carry it as a float).
+pub fn dropout(len: u64, p: f64, backward: bool, store: Store, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "x")
+        .output(1, "y", store == Store::Accumulate)
+        .finish();
     let decls = format!(
-        "@group(0) @binding(0) var<storage, read> x: array<f32>;\n\
-         @group(0) @binding(1) var<storage, read_write> y: array<f32>;\n\
-         @group(0) @binding(2) var<storage, read> rng: array<u32>;\n{PCG_HASH}"
+        "{decls}\n@group(0) @binding(2) var<storage, read> rng: array<u32>;\n{}",
+        PCG_HASH.trim_end()
     );
     let scale = f32_lit(1.0 / (1.0 - p));
-    let keep = format!("pcg(i ^ pcg(rng[0])) >= {}", dropout_threshold(p));
-    let v = format!("select(0.0, x[i] * {scale}, {keep})");
-    let body = match store {
-        Store::Write => format!("y[i] = {v};"),
-        Store::Accumulate => format!("y[i] = y[i] + {v};"),
-    };
-    unary_kernel(
+    let v = format!(
+        "select(0.0, x * {scale}, pcg(i ^ seed) >= {})",
+        dropout_threshold(p)
+    );
+    elementwise(
         format!(
             "dropout[{len} p={p}{}{}]",
             if backward { " bwd" } else { "" },
             acc_tag(store)
         ),
         len,
-        &decls,
-        body,
+        (decls, mirrors),
+        &with_old(store, "y", "y_old", vec![("x", "x")]),
+        "let seed = pcg(rng[0]);",
+        &store_scalar(store, "y", &v),
     )
 }
 
-/// Row-wise softmax forward (`rows` x `c`).
-pub fn softmax_forward(rows: u64, c: u64) -> KernelSource {
-    let decls = "@group(0) @binding(0) var<storage, read> x: array<f32>;\n\
-                 @group(0) @binding(1) var<storage, read_write> y: array<f32>;";
-    let body = "var mx = x[o];\n    for (var j = 1u; j < C; j++) { mx = max(mx, x[o + j]); }\n    \
-                var s = 0.0;\n    for (var j = 0u; j < C; j++) { s += exp(x[o + j] - mx); }\n    \
-                for (var j = 0u; j < C; j++) { y[o + j] = exp(x[o + j] - mx) / s; }";
+fn row_kernel(
+    name: String,
+    template: &str,
+    rows: u64,
+    subs: &[(&str, String)],
+    mirrors: Vec<Mirror>,
+) -> KernelSource {
+    let mut all = vec![("ROWS", rows.to_string())];
+    all.extend(subs.iter().cloned());
     KernelSource {
-        name: format!("softmax[{rows}x{c}]"),
-        source: fill(
-            SOFTMAX,
-            &[
-                ("ROWS", rows.to_string()),
-                ("C", c.to_string()),
-                ("DECLS", decls.into()),
-                ("BODY", body.into()),
-            ],
-        ),
+        name,
+        source: fill(template, &all),
         groups: [rows.div_ceil(64).max(1) as u32, 1, 1],
+        mirrors,
     }
+}
+
+/// Row-wise softmax forward (`rows` x `c`).
+pub fn softmax_forward(rows: u64, c: u64, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "x")
+        .output(1, "y", false)
+        .finish();
+    let body = "var mx = rd_x(o);\n    for (var j = 1u; j < C; j++) { mx = max(mx, rd_x(o + j)); }\n    \
+                var s = 0.0;\n    for (var j = 0u; j < C; j++) { s += exp(rd_x(o + j) - mx); }\n    \
+                for (var j = 0u; j < C; j++) { y[o + j] = exp(rd_x(o + j) - mx) / s; }";
+    row_kernel(
+        format!("softmax[{rows}x{c}]"),
+        SOFTMAX,
+        rows,
+        &[
+            ("C", c.to_string()),
+            ("DECLS", decls),
+            ("BODY", body.into()),
+        ],
+        mirrors,
+    )
 }
 
 /// Softmax backward: dx (=|+=) y * (dy - sum(dy * y)).
-pub fn softmax_backward(rows: u64, c: u64, store: Store) -> KernelSource {
-    let decls = "@group(0) @binding(0) var<storage, read> dy: array<f32>;\n\
-                 @group(0) @binding(1) var<storage, read> y: array<f32>;\n\
-                 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;";
-    let store_s = match store {
-        Store::Write => "dx[o + j] = g;",
-        Store::Accumulate => "dx[o + j] = dx[o + j] + g;",
-    };
+pub fn softmax_backward(rows: u64, c: u64, store: Store, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "dy")
+        .input(1, "y")
+        .output(2, "dx", store == Store::Accumulate)
+        .finish();
     let body = format!(
-        "var dot = 0.0;\n    for (var j = 0u; j < C; j++) {{ dot += dy[o + j] * y[o + j]; }}\n    \
-         for (var j = 0u; j < C; j++) {{ let g = y[o + j] * (dy[o + j] - dot); {store_s} }}"
+        "var dot = 0.0;\n    for (var j = 0u; j < C; j++) {{ dot += rd_dy(o + j) * rd_y(o + j); }}\n    \
+         for (var j = 0u; j < C; j++) {{ let g = rd_y(o + j) * (rd_dy(o + j) - dot); {} }}",
+        store_elem(store, "dx", "o + j", "g")
     );
-    KernelSource {
-        name: format!("softmax_bwd[{rows}x{c}{}]", acc_tag(store)),
-        source: fill(
-            SOFTMAX,
-            &[
-                ("ROWS", rows.to_string()),
-                ("C", c.to_string()),
-                ("DECLS", decls.into()),
-                ("BODY", body),
-            ],
-        ),
-        groups: [rows.div_ceil(64).max(1) as u32, 1, 1],
-    }
+    row_kernel(
+        format!("softmax_bwd[{rows}x{c}{}]", acc_tag(store)),
+        SOFTMAX,
+        rows,
+        &[("C", c.to_string()), ("DECLS", decls), ("BODY", body)],
+        mirrors,
+    )
 }
 
 /// Softmax cross-entropy from logits: writes dz (scaled) and per-row [loss, correct].
-pub fn softmax_xent(rows: u64, c: u64, scale: f64) -> KernelSource {
-    KernelSource {
-        name: format!("softmax_xent[{rows}x{c}]"),
-        source: fill(
-            SOFTMAX_XENT,
-            &[
-                ("ROWS", rows.to_string()),
-                ("C", c.to_string()),
-                ("SCALE", f32_lit(scale)),
-            ],
-        ),
-        groups: [rows.div_ceil(64).max(1) as u32, 1, 1],
-    }
+pub fn softmax_xent(rows: u64, c: u64, scale: f64, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "z")
+        .input(1, "t")
+        .output(2, "dz", false)
+        .output(3, "row_stats", false)
+        .finish();
+    row_kernel(
+        format!("softmax_xent[{rows}x{c}]"),
+        SOFTMAX_XENT,
+        rows,
+        &[
+            ("C", c.to_string()),
+            ("SCALE", f32_lit(scale)),
+            ("READS", decls),
+        ],
+        mirrors,
+    )
 }
 
 /// Binary cross-entropy from logits (one logit per row).
-pub fn bce_logits(rows: u64, scale: f64) -> KernelSource {
-    KernelSource {
-        name: format!("bce_logits[{rows}]"),
-        source: fill(
-            BCE_LOGITS,
-            &[("ROWS", rows.to_string()), ("SCALE", f32_lit(scale))],
-        ),
-        groups: [rows.div_ceil(64).max(1) as u32, 1, 1],
-    }
+pub fn bce_logits(rows: u64, scale: f64, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "z")
+        .input(1, "t")
+        .output(2, "dz", false)
+        .output(3, "row_stats", false)
+        .finish();
+    row_kernel(
+        format!("bce_logits[{rows}]"),
+        BCE_LOGITS,
+        rows,
+        &[("SCALE", f32_lit(scale)), ("READS", decls)],
+        mirrors,
+    )
 }
 
-/// acc += [sum loss, sum correct, rows].
-pub fn reduce_stats(rows: u64) -> KernelSource {
+/// acc += [sum loss, sum correct, sum top-5, rows].
+pub fn reduce_stats(rows: u64, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "row_stats")
+        .output(1, "acc", true)
+        .finish();
     KernelSource {
         name: format!("reduce_stats[{rows}]"),
-        source: fill(REDUCE_STATS, &[("ROWS", rows.to_string())]),
+        source: fill(
+            REDUCE_STATS,
+            &[("ROWS", rows.to_string()), ("READS", decls)],
+        ),
         groups: [1, 1, 1],
+        mirrors,
     }
 }
 
 /// db (=|+=) column sums of dy (`rows` x `n`).
-pub fn bias_grad(rows: u64, n: u64, store: Store) -> KernelSource {
-    let store_s = match store {
-        Store::Write => "db[j] = s;",
-        Store::Accumulate => "db[j] = db[j] + s;",
+pub fn bias_grad(rows: u64, n: u64, store: Store, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "dy")
+        .output(1, "db", store == Store::Accumulate)
+        .finish();
+    let (body, threads) = if n.is_multiple_of(4) {
+        let mut b = format!(
+            "    if (j >= {}u) {{ return; }}\n    var s = vec4<f32>(0.0);\n    \
+             for (var r = 0u; r < ROWS; r++) {{ s += rd4_dy(r * {}u + j); }}\n",
+            n / 4,
+            n / 4
+        );
+        for c in 0..4 {
+            b.push_str(&format!(
+                "    {}\n",
+                store_elem(store, "db", &format!("4u * j + {c}u"), &format!("s[{c}]"))
+            ));
+        }
+        (b, n / 4)
+    } else {
+        (
+            format!(
+                "    if (j >= N) {{ return; }}\n    var s = 0.0;\n    \
+                 for (var r = 0u; r < ROWS; r++) {{ s += rd_dy(r * N + j); }}\n    {}\n",
+                store_elem(store, "db", "j", "s")
+            ),
+            n,
+        )
     };
     KernelSource {
         name: format!("bias_grad[{rows}x{n}{}]", acc_tag(store)),
@@ -554,49 +1048,69 @@ pub fn bias_grad(rows: u64, n: u64, store: Store) -> KernelSource {
             &[
                 ("ROWS", rows.to_string()),
                 ("N", n.to_string()),
-                ("STORE", store_s.into()),
+                ("READS", decls),
+                ("BODY", body.trim_end().to_string()),
             ],
         ),
-        groups: [n.div_ceil(64).max(1) as u32, 1, 1],
+        groups: [threads.div_ceil(64).max(1) as u32, 1, 1],
+        mirrors,
     }
 }
 
 /// SGD update of one parameter tensor (bindings w, g, velocity, hyper).
-pub fn sgd(len: u64, momentum: f64, weight_decay: f64) -> KernelSource {
-    let (groups, row) = grid_1d(len);
-    KernelSource {
-        name: format!("sgd[{len}]"),
-        source: fill(
-            SGD,
-            &[
-                ("LEN", len.to_string()),
-                ("ROW", row.to_string()),
-                ("MOMENTUM", f32_lit(momentum)),
-                ("WD", f32_lit(weight_decay)),
-            ],
-        ),
-        groups,
-    }
+pub fn sgd(len: u64, momentum: f64, weight_decay: f64, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .output(0, "w_out", true)
+        .input(1, "g")
+        .output(2, "v_out", true)
+        .input(3, "hyper")
+        .finish();
+    let decls = format!(
+        "const MOMENTUM: f32 = {};\nconst WD: f32 = {};\n{decls}",
+        f32_lit(momentum),
+        f32_lit(weight_decay)
+    );
+    elementwise(
+        format!("sgd[{len}]"),
+        len,
+        (decls, mirrors),
+        &[("w_out", "w"), ("g", "g"), ("v_out", "v")],
+        "let h = rd4_hyper(0u);",
+        SGD,
+    )
 }
 
 /// Adam update of one parameter tensor (bindings w, g, m, v, hyper).
-pub fn adam(len: u64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> KernelSource {
-    let (groups, row) = grid_1d(len);
-    KernelSource {
-        name: format!("adam[{len}]"),
-        source: fill(
-            ADAM,
-            &[
-                ("LEN", len.to_string()),
-                ("ROW", row.to_string()),
-                ("BETA1", f32_lit(beta1)),
-                ("BETA2", f32_lit(beta2)),
-                ("EPS", f32_lit(eps)),
-                ("WD", f32_lit(weight_decay)),
-            ],
-        ),
-        groups,
-    }
+pub fn adam(
+    len: u64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    path: ReadPath,
+) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .output(0, "w_out", true)
+        .input(1, "g")
+        .output(2, "m_out", true)
+        .output(3, "v_out", true)
+        .input(4, "hyper")
+        .finish();
+    let decls = format!(
+        "const BETA1: f32 = {};\nconst BETA2: f32 = {};\nconst EPS: f32 = {};\nconst WD: f32 = {};\n{decls}",
+        f32_lit(beta1),
+        f32_lit(beta2),
+        f32_lit(eps),
+        f32_lit(weight_decay)
+    );
+    elementwise(
+        format!("adam[{len}]"),
+        len,
+        (decls, mirrors),
+        &[("w_out", "w"), ("g", "g"), ("m_out", "m"), ("v_out", "v")],
+        "let h = rd4_hyper(0u);",
+        ADAM,
+    )
 }
 
 /// Parses and validates WGSL with naga, as wgpu would, without an adapter.
@@ -618,63 +1132,100 @@ mod tests {
     #[test]
     fn every_kernel_variant_is_valid_wgsl() {
         let mut all = vec![];
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            for act in [
-                Act::Identity,
-                Act::Relu,
-                Act::LeakyRelu(0.2),
-                Act::Sigmoid,
-                Act::Tanh,
-            ] {
-                for store in [Store::Write, Store::Accumulate] {
-                    for bias in [true, false] {
-                        all.push(matmul(Gemm {
-                            trans_a: ta,
-                            trans_b: tb,
-                            bias,
-                            act,
-                            store,
-                            ..Gemm::new(37, 53, 71)
-                        }));
+        for path in [ReadPath::Storage, ReadPath::Texture] {
+            // Shapes that take each fetch mode of the texture path: 4-aligned and not.
+            for (m, n, k) in [(37, 53, 71), (36, 52, 72), (128, 10, 128), (12, 8, 10)] {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    for act in [
+                        Act::Identity,
+                        Act::Relu,
+                        Act::LeakyRelu(0.2),
+                        Act::Sigmoid,
+                        Act::Tanh,
+                    ] {
+                        for store in [Store::Write, Store::Accumulate] {
+                            for bias in [true, false] {
+                                all.push(matmul(
+                                    Gemm {
+                                        trans_a: ta,
+                                        trans_b: tb,
+                                        bias,
+                                        act,
+                                        store,
+                                        ..Gemm::new(m, n, k)
+                                    },
+                                    path,
+                                ));
+                            }
+                        }
                     }
                 }
             }
+            for act in [
+                Act::Identity,
+                Act::Relu,
+                Act::LeakyRelu(0.01),
+                Act::Sigmoid,
+                Act::Tanh,
+            ] {
+                all.push(activation_forward(act, 1000, path));
+                all.push(activation_backward(act, 1000, Store::Write, path));
+                all.push(activation_backward(act, 1000, Store::Accumulate, path));
+            }
+            all.push(add_forward(77, path));
+            all.push(copy(77, Store::Write, path));
+            all.push(copy(77, Store::Accumulate, path));
+            all.push(dropout(77, 0.5, false, Store::Write, path));
+            all.push(dropout(77, 0.5, true, Store::Accumulate, path));
+            all.push(softmax_forward(7, 10, path));
+            all.push(softmax_backward(7, 10, Store::Accumulate, path));
+            all.push(softmax_xent(7, 10, 1.0 / 7.0, path));
+            all.push(bce_logits(7, 1.0 / 7.0, path));
+            all.push(reduce_stats(300, path));
+            all.push(bias_grad(7, 10, Store::Write, path));
+            all.push(bias_grad(7, 10, Store::Accumulate, path));
+            all.push(bias_grad(7, 12, Store::Accumulate, path));
+            all.push(adam(1002, 0.9, 0.999, 1e-8, 0.0, path));
+            all.push(activation_backward(
+                Act::Relu,
+                1003,
+                Store::Accumulate,
+                path,
+            ));
+            all.push(sgd(1000, 0.9, 5e-4, path));
+            all.push(adam(1000, 0.9, 0.999, 1e-8, 0.0, path));
         }
-        for act in [
-            Act::Identity,
-            Act::Relu,
-            Act::LeakyRelu(0.01),
-            Act::Sigmoid,
-            Act::Tanh,
-        ] {
-            all.push(activation_forward(act, 1000));
-            all.push(activation_backward(act, 1000, Store::Write));
-            all.push(activation_backward(act, 1000, Store::Accumulate));
-        }
-        all.push(add_forward(77));
-        all.push(copy(77, Store::Write));
-        all.push(copy(77, Store::Accumulate));
-        all.push(dropout(77, 0.5, false, Store::Write));
-        all.push(dropout(77, 0.5, true, Store::Accumulate));
-        all.push(softmax_forward(7, 10));
-        all.push(softmax_backward(7, 10, Store::Accumulate));
-        all.push(softmax_xent(7, 10, 1.0 / 7.0));
-        all.push(bce_logits(7, 1.0 / 7.0));
-        all.push(reduce_stats(300));
-        all.push(bias_grad(7, 10, Store::Write));
-        all.push(sgd(1000, 0.9, 5e-4));
-        all.push(adam(1000, 0.9, 0.999, 1e-8, 0.0));
         for k in &all {
             if let Err(e) = validate(&k.source) {
                 panic!("{} is invalid:\n{e}\n{}", k.name, k.source);
             }
+            let textures = k.source.matches("texture_2d").count();
+            assert_eq!(textures, k.mirrors.len(), "{}: mirrors listed", k.name);
         }
     }
 
     #[test]
+    fn texture_path_reads_no_storage_buffer_but_the_dropout_seed() {
+        let k = adam(1000, 0.9, 0.999, 1e-8, 0.0, ReadPath::Texture);
+        assert!(!k.source.contains("var<storage, read>"), "{}", k.source);
+        assert_eq!(k.mirrors.len(), 5);
+        let g = Gemm {
+            store: Store::Accumulate,
+            bias: true,
+            ..Gemm::new(128, 784, 128)
+        };
+        let k = matmul(g, ReadPath::Texture);
+        assert!(!k.source.contains("var<storage, read>"));
+        // a, b, bias at their own bindings, and c's mirror for the accumulation.
+        let mut m: Vec<(u32, u32)> = k.mirrors.iter().map(|m| (m.binding, m.of)).collect();
+        m.sort();
+        assert_eq!(m, vec![(0, 0), (1, 1), (3, 3), (18, 2)]);
+    }
+
+    #[test]
     fn grid_folds_large_work() {
-        assert_eq!(grid_1d(1000).0, [4, 1, 1]);
-        let (g, row) = grid_1d(128 * 290_400);
+        assert_eq!(grid(1000, 256).0, [4, 1, 1]);
+        let (g, row) = grid(128 * 290_400, 256);
         assert!(g[0] as u64 <= MAX_GROUPS && g[1] > 1);
         assert!(g[0] as u64 * g[1] as u64 * 256 >= 128 * 290_400);
         assert_eq!(row, MAX_GROUPS * 256);

@@ -8,7 +8,7 @@
 //! Transient buffers are reused once their last reader in a pass has run.
 
 use crate::ir::Network;
-use crate::kernels::{self, Act, Gemm, KernelSource, Store};
+use crate::kernels::{self, Act, Gemm, KernelSource, ReadPath, Store};
 use crate::ops::Op;
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
@@ -164,6 +164,8 @@ pub struct Builder {
     params: Vec<ParamBinding>,
     hyper: HashMap<String, TensorId>,
     rng: Option<TensorId>,
+    /// How the generated kernels read their inputs (storage loads, or texture mirrors).
+    reads: ReadPath,
 }
 
 impl Default for Builder {
@@ -197,7 +199,20 @@ impl Builder {
             params: vec![],
             hyper: HashMap::new(),
             rng: None,
+            reads: ReadPath::Storage,
         }
+    }
+
+    /// A builder whose kernels read their inputs the given way.
+    pub fn with_reads(reads: ReadPath) -> Self {
+        Builder {
+            reads,
+            ..Builder::new()
+        }
+    }
+
+    pub fn reads(&self) -> ReadPath {
+        self.reads
     }
 
     pub fn tensor(&mut self, name: impl Into<String>, len: u64, kind: Kind) -> TensorId {
@@ -383,12 +398,15 @@ impl Builder {
                         b.push(params.get(&format!("{}.bias", node.name)).tensor);
                     }
                     self.emit(
-                        kernels::matmul(Gemm {
-                            trans_b: true,
-                            bias: *bias,
-                            act,
-                            ..Gemm::new(batch, *units, fan_in)
-                        }),
+                        kernels::matmul(
+                            Gemm {
+                                trans_b: true,
+                                bias: *bias,
+                                act,
+                                ..Gemm::new(batch, *units, fan_in)
+                            },
+                            self.reads,
+                        ),
                         b,
                         label("forward"),
                     );
@@ -407,7 +425,7 @@ impl Builder {
                     let out =
                         self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
                     self.emit(
-                        kernels::activation_forward(act, len),
+                        kernels::activation_forward(act, len, self.reads),
                         vec![ins[0], out],
                         label("forward"),
                     );
@@ -418,7 +436,7 @@ impl Builder {
                     let out =
                         self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
                     self.emit(
-                        kernels::softmax_forward(len / c, c),
+                        kernels::softmax_forward(len / c, c, self.reads),
                         vec![ins[0], out],
                         label("forward"),
                     );
@@ -428,13 +446,13 @@ impl Builder {
                     let out =
                         self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
                     self.emit(
-                        kernels::add_forward(len),
+                        kernels::add_forward(len, self.reads),
                         vec![ins[0], ins[1], out],
                         label("forward"),
                     );
                     for &extra in &ins[2..] {
                         self.emit(
-                            kernels::copy(len, Store::Accumulate),
+                            kernels::copy(len, Store::Accumulate, self.reads),
                             vec![extra, out],
                             label("forward"),
                         );
@@ -451,7 +469,7 @@ impl Builder {
                         );
                         let rng = self.rng();
                         self.emit(
-                            kernels::dropout(len, *p, false, Store::Write),
+                            kernels::dropout(len, *p, false, Store::Write, self.reads),
                             vec![ins[0], out, rng],
                             label("forward"),
                         );
@@ -496,12 +514,12 @@ impl Builder {
         let dz = self.tensor("dlogits", rows * classes, Kind::Activation);
         let row_stats = self.tensor("row_stats", 3 * rows, Kind::Activation);
         self.emit(
-            kernels::softmax_xent(rows, classes, scale),
+            kernels::softmax_xent(rows, classes, scale, self.reads),
             vec![logits, targets, dz, row_stats],
             "loss softmax_xent".into(),
         );
         self.emit(
-            kernels::reduce_stats(rows),
+            kernels::reduce_stats(rows, self.reads),
             vec![row_stats, stats],
             "loss stats".into(),
         );
@@ -520,12 +538,12 @@ impl Builder {
         let dz = self.tensor("dlogits", rows, Kind::Activation);
         let row_stats = self.tensor("row_stats", 3 * rows, Kind::Activation);
         self.emit(
-            kernels::bce_logits(rows, scale),
+            kernels::bce_logits(rows, scale, self.reads),
             vec![logits, targets, dz, row_stats],
             "loss bce_logits".into(),
         );
         self.emit(
-            kernels::reduce_stats(rows),
+            kernels::reduce_stats(rows, self.reads),
             vec![row_stats, stats],
             "loss stats".into(),
         );
@@ -591,10 +609,13 @@ impl Builder {
                     let w = params.get(&format!("{}.weight", node.name));
                     if let Some(gw) = w.grad {
                         self.emit(
-                            kernels::matmul(Gemm {
-                                trans_a: true,
-                                ..Gemm::new(*units, fan_in, batch)
-                            }),
+                            kernels::matmul(
+                                Gemm {
+                                    trans_a: true,
+                                    ..Gemm::new(*units, fan_in, batch)
+                                },
+                                self.reads,
+                            ),
                             vec![dy, x, gw],
                             label("backward weight"),
                         );
@@ -602,7 +623,7 @@ impl Builder {
                     if *bias {
                         if let Some(gb) = params.get(&format!("{}.bias", node.name)).grad {
                             self.emit(
-                                kernels::bias_grad(batch, *units, Store::Write),
+                                kernels::bias_grad(batch, *units, Store::Write, self.reads),
                                 vec![dy, gb],
                                 label("backward bias"),
                             );
@@ -611,10 +632,13 @@ impl Builder {
                     if needs[&x_node] {
                         let (dx, store) = self.grad_slot(&mut grads, x_node, fan_in * batch, net);
                         self.emit(
-                            kernels::matmul(Gemm {
-                                store,
-                                ..Gemm::new(batch, fan_in, *units)
-                            }),
+                            kernels::matmul(
+                                Gemm {
+                                    store,
+                                    ..Gemm::new(batch, fan_in, *units)
+                                },
+                                self.reads,
+                            ),
                             vec![dy, w.tensor, dx],
                             label("backward input"),
                         );
@@ -625,7 +649,7 @@ impl Builder {
                     let act = act_of(op).unwrap_or(Act::Identity);
                     let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
                     self.emit(
-                        kernels::activation_backward(act, len, store),
+                        kernels::activation_backward(act, len, store, self.reads),
                         vec![dy, y, dx],
                         label("backward"),
                     );
@@ -634,7 +658,7 @@ impl Builder {
                     let c = *node.shape.last().unwrap_or(&1);
                     let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
                     self.emit(
-                        kernels::softmax_backward(len / c, c, store),
+                        kernels::softmax_backward(len / c, c, store, self.reads),
                         vec![dy, y, dx],
                         label("backward"),
                     );
@@ -643,7 +667,11 @@ impl Builder {
                     for &i in &ins {
                         if needs[&i] {
                             let (dx, store) = self.grad_slot(&mut grads, i, len, net);
-                            self.emit(kernels::copy(len, store), vec![dy, dx], label("backward"));
+                            self.emit(
+                                kernels::copy(len, store, self.reads),
+                                vec![dy, dx],
+                                label("backward"),
+                            );
                         }
                     }
                 }
@@ -651,7 +679,7 @@ impl Builder {
                     let rng = self.rng();
                     let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
                     self.emit(
-                        kernels::dropout(len, *p, true, store),
+                        kernels::dropout(len, *p, true, store, self.reads),
                         vec![dy, dx, rng],
                         label("backward"),
                     );
@@ -662,7 +690,11 @@ impl Builder {
                         e.insert(dy);
                     } else {
                         let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
-                        self.emit(kernels::copy(len, store), vec![dy, dx], label("backward"));
+                        self.emit(
+                            kernels::copy(len, store, self.reads),
+                            vec![dy, dx],
+                            label("backward"),
+                        );
                     }
                 }
                 _ => {}
@@ -727,7 +759,7 @@ impl Builder {
                         ));
                     }
                     self.emit(
-                        kernels::sgd(len, momentum, weight_decay),
+                        kernels::sgd(len, momentum, weight_decay, self.reads),
                         vec![b.tensor, g, b.state[0], hyper],
                         label,
                     );
@@ -751,7 +783,7 @@ impl Builder {
                         ));
                     }
                     self.emit(
-                        kernels::adam(len, beta1, beta2, eps, weight_decay),
+                        kernels::adam(len, beta1, beta2, eps, weight_decay, self.reads),
                         vec![b.tensor, g, b.state[0], b.state[1], hyper],
                         label,
                     );

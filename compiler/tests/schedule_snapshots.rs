@@ -2,16 +2,23 @@
 //! kernel are snapshot-tested, and every kernel is valid WGSL for naga (no adapter needed).
 
 use netc_compiler::compile;
-use netc_compiler::kernels::validate;
+use netc_compiler::kernels::{validate, ReadPath};
 use netc_compiler::schedule::{Builder, Kind, Optimizer};
 
 #[test]
 fn mlp_training_program() {
+    // Storage loads (GPUs) and texture mirrors (CPU adapters) each get their own snapshots.
+    for (reads, suffix) in [(ReadPath::Storage, ""), (ReadPath::Texture, "_texture")] {
+        mlp_program(reads, suffix);
+    }
+}
+
+fn mlp_program(reads: ReadPath, suffix: &str) {
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mlp.net"))
         .expect("mlp.net");
     let m = compile("mlp.net", &src).expect("compiles");
     let net = &m.networks[0];
-    let mut b = Builder::new();
+    let mut b = Builder::with_reads(reads);
     let mut set = b.params(net, true);
     let x = b.tensor("x", 128 * 784, Kind::HostInput);
     let y = b.tensor("y", 128 * 10, Kind::HostInput);
@@ -32,7 +39,7 @@ fn mlp_training_program() {
     );
     b.end_pass();
     let p = b.finish();
-    insta::assert_snapshot!("mlp_program", p.printout());
+    insta::assert_snapshot!(format!("mlp_program{suffix}"), p.printout());
     let mut wgsl = String::new();
     for k in &p.kernels {
         validate(&k.source).unwrap_or_else(|e| panic!("{}: {e}", k.name));
@@ -41,7 +48,7 @@ fn mlp_training_program() {
             k.name, k.groups, k.source
         ));
     }
-    insta::assert_snapshot!("mlp_kernels", wgsl);
+    insta::assert_snapshot!(format!("mlp_kernels{suffix}"), wgsl);
     // The first layer's input gradient is never computed (nothing upstream needs it).
     assert!(!p.printout().contains("hidden backward input"));
 }

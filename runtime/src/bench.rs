@@ -33,16 +33,19 @@ pub fn gemm_gpu(
     k: u64,
     reps: usize,
 ) -> Result<(GemmResult, Gpu), RunError> {
-    let mut b = Builder::new();
+    let mut b = Builder::with_reads(gpu.reads);
     let a = b.tensor("a", m * k, Kind::HostInput);
     let w = b.tensor("w", n * k, Kind::HostInput);
     let c = b.tensor("c", m * n, Kind::Stats);
     b.begin_pass("gemm");
     b.emit(
-        kernels::matmul(Gemm {
-            trans_b: true,
-            ..Gemm::new(m, n, k)
-        }),
+        kernels::matmul(
+            Gemm {
+                trans_b: true,
+                ..Gemm::new(m, n, k)
+            },
+            gpu.reads,
+        ),
         vec![a, w, c],
         "bench".into(),
     );

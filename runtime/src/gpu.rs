@@ -2,6 +2,7 @@
 //! buffers, pipelines and bind groups are created once; each pass is one command buffer and
 //! one submission; the host reads back only the tensors it asks for. Waits are bounded.
 
+use netc_compiler::kernels::{ReadPath, MIRROR_WIDTH};
 use netc_compiler::schedule::{Command, Program, TensorId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,15 @@ pub enum GpuError {
         adapter: String,
         limit: u64,
     },
+    #[error("tensor `{tensor}` needs a {height}-row texture mirror but adapter `{adapter}` allows {limit} rows; use NETC_READS=storage or --device cpu")]
+    MirrorTooLarge {
+        tensor: String,
+        height: u64,
+        adapter: String,
+        limit: u64,
+    },
+    #[error("NETC_READS must be `storage` or `texture`, not `{0}`")]
+    BadReads(String),
     #[error("kernel {kernel} (for {layers}) failed to compile on this adapter: {message}")]
     Shader {
         kernel: String,
@@ -106,6 +116,10 @@ pub struct Gpu {
     pub info: AdapterSummary,
     pub limits: wgpu::Limits,
     pub timestamps: bool,
+    /// How kernels built for this device read their inputs: texture mirrors on CPU adapters
+    /// (software rasterisers, where storage loads are slow), storage loads elsewhere;
+    /// `NETC_READS=storage|texture` overrides.
+    pub reads: ReadPath,
     lost: Arc<AtomicBool>,
     errors: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -133,6 +147,18 @@ impl Gpu {
             }
         };
         let info = summary(&adapter.get_info());
+        let reads = match std::env::var("NETC_READS").ok().as_deref() {
+            None | Some("") => {
+                if adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+                    ReadPath::Texture
+                } else {
+                    ReadPath::Storage
+                }
+            }
+            Some("storage") => ReadPath::Storage,
+            Some("texture") => ReadPath::Texture,
+            Some(other) => return Err(GpuError::BadReads(other.into())),
+        };
         // Ask for everything the adapter allows: AlexNet's fc6 weight alone is 151 MB.
         let limits = adapter.limits();
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -168,6 +194,7 @@ impl Gpu {
             info,
             limits,
             timestamps,
+            reads,
             lost,
             errors,
         })
@@ -225,6 +252,21 @@ enum Prepared {
     Zero {
         buf: usize,
     },
+    /// Refreshes a buffer's texture mirror (before a kernel that reads it through textures).
+    Mirror {
+        buf: usize,
+    },
+}
+
+/// Floats per planned buffer, padded to whole texels (and `rd4` quads).
+fn padded(len: u64) -> u64 {
+    len.max(1).div_ceil(4) * 4
+}
+
+/// Width and height in texels of the mirror of a buffer of `len` floats.
+fn mirror_extent(len: u64) -> (u64, u64) {
+    let texels = padded(len) / 4;
+    (texels.min(MIRROR_WIDTH), texels.div_ceil(MIRROR_WIDTH))
 }
 
 /// Counters that prove the replay: objects are created once, each pass is one submission.
@@ -233,6 +275,7 @@ pub struct Counters {
     pub pipelines_created: u64,
     pub bind_groups_created: u64,
     pub buffers_created: u64,
+    pub textures_created: u64,
     pub submissions: u64,
 }
 
@@ -249,6 +292,8 @@ pub struct GpuProgram {
     pub gpu: Gpu,
     pub program: Program,
     buffers: Vec<wgpu::Buffer>,
+    /// The texture mirror of each buffer some kernel reads through textures.
+    mirrors: Vec<Option<wgpu::Texture>>,
     pipelines: Vec<wgpu::ComputePipeline>,
     passes: Vec<Vec<Prepared>>,
     staging: wgpu::Buffer,
@@ -284,13 +329,76 @@ impl GpuProgram {
                 counters.buffers_created += 1;
                 gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("netc buffer {i}")),
-                    size: (len * 4).max(4),
+                    size: padded(len) * 4,
                     usage,
                     mapped_at_creation: false,
                 })
             })
             .collect();
-        let largest = program.buffers.iter().copied().max().unwrap_or(1) * 4;
+        // Texture mirrors, for the buffers read through textures.
+        let mut mirrored = vec![false; program.buffers.len()];
+        for p in &program.passes {
+            for c in &p.commands {
+                if let Command::Dispatch {
+                    kernel, bindings, ..
+                } = c
+                {
+                    for m in &program.kernels[*kernel].mirrors {
+                        let t = bindings[m.of as usize];
+                        let b = program.assignment[t];
+                        if !mirrored[b] {
+                            let (_, height) = mirror_extent(program.buffers[b]);
+                            let limit = gpu.limits.max_texture_dimension_2d as u64;
+                            if height > limit {
+                                return Err(GpuError::MirrorTooLarge {
+                                    tensor: program.tensors[t].name.clone(),
+                                    height,
+                                    adapter: gpu.info.name.clone(),
+                                    limit,
+                                });
+                            }
+                        }
+                        mirrored[b] = true;
+                    }
+                }
+            }
+        }
+        let mirrors: Vec<Option<wgpu::Texture>> = mirrored
+            .iter()
+            .enumerate()
+            .map(|(b, &m)| {
+                m.then(|| {
+                    counters.textures_created += 1;
+                    let (width, height) = mirror_extent(program.buffers[b]);
+                    gpu.device.create_texture(&wgpu::TextureDescriptor {
+                        label: Some(&format!("netc mirror {b}")),
+                        size: wgpu::Extent3d {
+                            width: width as u32,
+                            height: height as u32,
+                            depth_or_array_layers: 1,
+                        },
+                        mip_level_count: 1,
+                        sample_count: 1,
+                        dimension: wgpu::TextureDimension::D2,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                        view_formats: &[],
+                    })
+                })
+            })
+            .collect();
+        let views: Vec<Option<wgpu::TextureView>> = mirrors
+            .iter()
+            .map(|m| m.as_ref().map(|t| t.create_view(&Default::default())))
+            .collect();
+        let largest = program
+            .buffers
+            .iter()
+            .copied()
+            .map(padded)
+            .max()
+            .unwrap_or(4)
+            * 4;
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("netc readback"),
             size: largest.max(4),
@@ -340,22 +448,60 @@ impl GpuProgram {
         let mut passes = vec![];
         for p in &program.passes {
             let mut prepared = vec![];
+            // Which mirrors hold their buffer's current contents. The host may write any
+            // buffer between passes, so each pass starts with none.
+            let mut fresh = vec![false; buffers.len()];
             for c in &p.commands {
-                prepared.push(match c {
+                let item = match c {
                     Command::Dispatch {
                         kernel,
                         bindings,
                         label,
                     } => {
+                        let ks = &program.kernels[*kernel];
+                        for m in &ks.mirrors {
+                            let b = program.assignment[bindings[m.of as usize]];
+                            if !fresh[b] {
+                                prepared.push(Prepared::Mirror { buf: b });
+                                fresh[b] = true;
+                            }
+                        }
                         let layout = pipelines[*kernel].get_bind_group_layout(0);
-                        let entries: Vec<wgpu::BindGroupEntry> = bindings
+                        let mirror_at =
+                            |binding: u32| ks.mirrors.iter().find(|m| m.binding == binding);
+                        let mut entries: Vec<wgpu::BindGroupEntry> = bindings
                             .iter()
                             .enumerate()
-                            .map(|(i, &t)| wgpu::BindGroupEntry {
-                                binding: i as u32,
-                                resource: buffers[program.assignment[t]].as_entire_binding(),
+                            .map(|(i, &t)| {
+                                let b = program.assignment[t];
+                                wgpu::BindGroupEntry {
+                                    binding: i as u32,
+                                    resource: match (mirror_at(i as u32), &views[b]) {
+                                        (Some(_), Some(v)) => wgpu::BindingResource::TextureView(v),
+                                        _ => buffers[b].as_entire_binding(),
+                                    },
+                                }
                             })
                             .collect();
+                        for m in ks
+                            .mirrors
+                            .iter()
+                            .filter(|m| m.binding as usize >= bindings.len())
+                        {
+                            let b = program.assignment[bindings[m.of as usize]];
+                            if let Some(v) = &views[b] {
+                                entries.push(wgpu::BindGroupEntry {
+                                    binding: m.binding,
+                                    resource: wgpu::BindingResource::TextureView(v),
+                                });
+                            }
+                        }
+                        // Whatever is bound as a buffer may be written: its mirror goes stale.
+                        for (i, &t) in bindings.iter().enumerate() {
+                            if mirror_at(i as u32).is_none() {
+                                fresh[program.assignment[t]] = false;
+                            }
+                        }
                         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
                         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                             label: Some(label),
@@ -382,17 +528,24 @@ impl GpuProgram {
                         dst,
                         dst_offset,
                         len,
-                    } => Prepared::Copy {
-                        src: program.assignment[*src],
-                        src_offset: src_offset * 4,
-                        dst: program.assignment[*dst],
-                        dst_offset: dst_offset * 4,
-                        bytes: len * 4,
-                    },
-                    Command::Zero { dst } => Prepared::Zero {
-                        buf: program.assignment[*dst],
-                    },
-                });
+                    } => {
+                        fresh[program.assignment[*dst]] = false;
+                        Prepared::Copy {
+                            src: program.assignment[*src],
+                            src_offset: src_offset * 4,
+                            dst: program.assignment[*dst],
+                            dst_offset: dst_offset * 4,
+                            bytes: len * 4,
+                        }
+                    }
+                    Command::Zero { dst } => {
+                        fresh[program.assignment[*dst]] = false;
+                        Prepared::Zero {
+                            buf: program.assignment[*dst],
+                        }
+                    }
+                };
+                prepared.push(item);
             }
             passes.push(prepared);
         }
@@ -400,11 +553,20 @@ impl GpuProgram {
             gpu,
             program,
             buffers,
+            mirrors,
             pipelines,
             passes,
             staging,
             counters,
         })
+    }
+
+    /// Texture-mirror refreshes (buffer-to-texture copies) in each run of a pass.
+    pub fn mirror_refreshes(&self, pass: usize) -> usize {
+        self.passes[pass]
+            .iter()
+            .filter(|p| matches!(p, Prepared::Mirror { .. }))
+            .count()
     }
 
     fn buffer(&self, t: TensorId) -> &wgpu::Buffer {
@@ -484,7 +646,55 @@ impl GpuProgram {
                     encoder.clear_buffer(&self.buffers[*buf], 0, None);
                     i += 1;
                 }
+                Prepared::Mirror { buf } => {
+                    self.encode_mirror(encoder, *buf);
+                    i += 1;
+                }
             }
+        }
+    }
+
+    /// Copies a buffer into its texture mirror: the full 4096-texel rows, then the rest.
+    fn encode_mirror(&self, encoder: &mut wgpu::CommandEncoder, buf: usize) {
+        let Some(texture) = &self.mirrors[buf] else {
+            return;
+        };
+        let texels = padded(self.program.buffers[buf]) / 4;
+        let full_rows = texels / MIRROR_WIDTH;
+        let rest = texels % MIRROR_WIDTH;
+        let row_bytes = (MIRROR_WIDTH * 16) as u32;
+        let mut copy = |row: u64, width: u64, height: u64| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.buffers[buf],
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: row * row_bytes as u64,
+                        bytes_per_row: Some(row_bytes),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: row as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: width as u32,
+                    height: height as u32,
+                    depth_or_array_layers: 1,
+                },
+            );
+        };
+        if full_rows > 0 {
+            copy(0, MIRROR_WIDTH, full_rows);
+        }
+        if rest > 0 {
+            copy(full_rows, rest, 1);
         }
     }
 
@@ -549,6 +759,17 @@ impl GpuProgram {
                 Command::Zero { .. } => ("zero".into(), "clear_buffer".into()),
             })
             .collect();
+        // Prepared commands include mirror refreshes the program does not list.
+        let cmds: Vec<(String, String)> = {
+            let mut it = cmds.into_iter();
+            self.passes[pass]
+                .iter()
+                .map(|p| match p {
+                    Prepared::Mirror { .. } => ("mirror".into(), "copy_buffer_to_texture".into()),
+                    _ => it.next().unwrap_or_default(),
+                })
+                .collect()
+        };
         let mut times = vec![];
         if self.gpu.timestamps {
             let n = self.passes[pass].len() as u32;

@@ -207,7 +207,7 @@ impl Classifier {
             }
             Executor::Gpu(gpu) => {
                 let b = batch as u64;
-                let mut pb = Builder::new();
+                let mut pb = Builder::with_reads(gpu.reads);
                 let mut set = pb.params(net, true);
                 let x = pb.tensor("x", b * feats as u64, Kind::HostInput);
                 let y = pb.tensor("y", b * classes as u64, Kind::HostInput);
@@ -518,7 +518,7 @@ impl Gan {
                 last_d_grads: vec![],
             })),
             Executor::Gpu(gpu) => {
-                let mut pb = Builder::new();
+                let mut pb = Builder::with_reads(gpu.reads);
                 let mut g_set = pb.params(g_net, true);
                 let mut d_set = pb.params(d_net, true);
                 let z_d = pb.tensor("z_d", b * noise as u64, Kind::HostInput);

@@ -78,13 +78,21 @@ pub fn profile_lines(
     out.push(format!("  {:>9.3} ms  total", total * 1e3));
     let c = prog.counters;
     out.push(format!(
-        "replay: {} pipelines, {} bind groups and {} buffers were created once, before the first step ({} since); {} submissions in all, one per pass",
+        "replay: {} pipelines, {} bind groups, {} buffers and {} textures were created once, before the first step ({} since); {} submissions in all, one per pass",
         c.pipelines_created,
         c.bind_groups_created,
         c.buffers_created,
-        c.pipelines_created - before.pipelines_created + c.bind_groups_created - before.bind_groups_created,
+        c.textures_created,
+        c.pipelines_created - before.pipelines_created + c.bind_groups_created - before.bind_groups_created
+            + c.buffers_created - before.buffers_created + c.textures_created - before.textures_created,
         c.submissions
     ));
+    if c.textures_created > 0 {
+        out.push(format!(
+            "reads through texture mirrors: {} buffer-to-texture copies per {what}",
+            prog.mirror_refreshes(pass)
+        ));
+    }
     Ok(out)
 }
 

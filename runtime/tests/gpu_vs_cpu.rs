@@ -3,10 +3,10 @@
 //! With NETC_REQUIRE_GPU=1 a missing adapter fails these tests instead of skipping them.
 
 use netc_compiler::compile;
-use netc_compiler::kernels::{self, Act, Gemm, Store};
+use netc_compiler::kernels::{self, Act, Gemm, ReadPath, Store};
 use netc_compiler::schedule::{Builder, Kind, Optimizer};
 use netc_runtime::cpu::Params;
-use netc_runtime::gpu::{test_gpu, GpuProgram};
+use netc_runtime::gpu::{test_gpu, Gpu, GpuProgram};
 use netc_runtime::rng::Rng;
 use netc_runtime::session::{Classifier, Executor, Gan, GeneratorLoss};
 
@@ -28,61 +28,82 @@ fn rel_err(gpu: &[f32], reference: &[f32]) -> f64 {
     num.sqrt() / den.sqrt().max(1e-30)
 }
 
+/// The adapter once per read path (storage loads, texture mirrors), so both kinds of kernel
+/// are checked; none when there is no adapter (a failure under NETC_REQUIRE_GPU=1).
+fn gpus() -> Vec<Gpu> {
+    [ReadPath::Storage, ReadPath::Texture]
+        .into_iter()
+        .filter_map(|reads| {
+            let mut g = test_gpu()?;
+            g.reads = reads;
+            Some(g)
+        })
+        .collect()
+}
+
 fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
 }
 
 #[test]
 fn matmul_every_variant() {
-    // Shapes that give 1 and several columns per invocation, and a skinny output where the
-    // invocations run along the rows; ragged in every dimension.
-    matmul_variants(37, 71, 53);
-    matmul_variants(70, 1100, 19);
-    matmul_variants(150, 5, 33);
+    // Shapes that give 1 and several columns per invocation, a skinny output where the storage
+    // path's invocations run along the rows, and for the texture path shapes that fetch whole
+    // texels (dimensions multiples of 4; K a multiple of 8 walks K eight at a time) and shapes
+    // that fetch element by element; ragged in every dimension. Every transpose with both
+    // stores on each shape; every activation on one (the epilogue does not depend on the
+    // shape). llvmpipe compiles each variant for seconds, so the set is no larger than that.
+    for reads in [ReadPath::Storage, ReadPath::Texture] {
+        for (m, n, k) in [
+            (37, 71, 53),
+            (70, 300, 19),
+            (150, 5, 33),
+            (64, 132, 96),
+            (36, 20, 44),
+        ] {
+            let Some(mut gpu) = test_gpu() else { return };
+            gpu.reads = reads;
+            let mut cases = vec![];
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for store in [Store::Write, Store::Accumulate] {
+                    cases.push((ta, tb, Act::Identity, store));
+                }
+            }
+            if m == 37 {
+                for act in [Act::Relu, Act::Sigmoid, Act::Tanh, Act::LeakyRelu(0.1)] {
+                    cases.push((false, true, act, Store::Write));
+                }
+            }
+            matmul_variants(gpu, m, n, k, &cases);
+        }
+    }
 }
 
-fn matmul_variants(m: u64, n: u64, k: u64) {
-    let Some(gpu) = test_gpu() else { return };
+fn matmul_variants(gpu: Gpu, m: u64, n: u64, k: u64, variants: &[(bool, bool, Act, Store)]) {
     let mut rng = Rng::new(1);
-    let mut b = Builder::new();
+    let reads = gpu.reads;
+    let mut b = Builder::with_reads(reads);
     let a_t = b.tensor("a", m * k, Kind::HostInput);
     let b_t = b.tensor("b", k * n, Kind::HostInput);
     let bias_t = b.tensor("bias", n, Kind::HostInput);
     let mut cases = vec![];
     b.begin_pass("all");
-    // The schedule emits A transposed (weight gradients) or B transposed (forward), never both;
-    // both at once is checked in its plainest form (llvmpipe compiles that variant slowly).
-    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-        {
-            for act in [
-                Act::Identity,
-                Act::Relu,
-                Act::Sigmoid,
-                Act::Tanh,
-                Act::LeakyRelu(0.1),
-            ] {
-                for store in [Store::Write, Store::Accumulate] {
-                    if ta && tb && (act != Act::Identity || store != Store::Write || n > 100) {
-                        continue;
-                    }
-                    let c = b.tensor("c", m * n, Kind::Stats);
-                    let g = Gemm {
-                        trans_a: ta,
-                        trans_b: tb,
-                        bias: true,
-                        act,
-                        store,
-                        ..Gemm::new(m, n, k)
-                    };
-                    b.emit(
-                        kernels::matmul(g),
-                        vec![a_t, b_t, c, bias_t],
-                        format!("{g:?}"),
-                    );
-                    cases.push((g, c));
-                }
-            }
-        }
+    for &(trans_a, trans_b, act, store) in variants {
+        let c = b.tensor("c", m * n, Kind::Stats);
+        let g = Gemm {
+            trans_a,
+            trans_b,
+            bias: true,
+            act,
+            store,
+            ..Gemm::new(m, n, k)
+        };
+        b.emit(
+            kernels::matmul(g, reads),
+            vec![a_t, b_t, c, bias_t],
+            format!("{g:?} {reads:?}"),
+        );
+        cases.push((g, c));
     }
     b.end_pass();
     let prog = GpuProgram::new(gpu, b.finish()).expect("program builds");
@@ -146,10 +167,10 @@ fn matmul_variants(m: u64, n: u64, k: u64) {
         }
         let got = prog.read(c).expect("read back");
         let e = rel_err(&got, &want);
-        assert!(e < TOL, "{g:?}: relative error {e}");
+        assert!(e < TOL, "{g:?} {reads:?} {m}x{n}x{k}: relative error {e}");
         assert!(
             got.iter().all(|v| v.is_finite()),
-            "{g:?}: unwritten elements"
+            "{g:?} {reads:?}: unwritten elements"
         );
     }
 }
@@ -157,7 +178,13 @@ fn matmul_variants(m: u64, n: u64, k: u64) {
 /// One classifier training step (forward, loss, backward, Adam) on the GPU and on the CPU
 /// reference from the same weights: loss, every gradient and every updated weight agree.
 fn classifier_step_matches(model: &str, batch: usize, opt: Optimizer) {
-    let Some(gpu) = test_gpu() else { return };
+    for gpu in gpus() {
+        classifier_step_on(gpu, model, batch, opt);
+    }
+}
+
+fn classifier_step_on(gpu: Gpu, model: &str, batch: usize, opt: Optimizer) {
+    let reads = gpu.reads;
     let m = compile("test.net", model).unwrap_or_else(|d| panic!("{}", d.render()));
     let net = &m.networks[0];
     let mut rng = Rng::new(7);
@@ -190,12 +217,12 @@ fn classifier_step_matches(model: &str, batch: usize, opt: Optimizer) {
         );
         assert!(
             (sg.loss - sc.loss).abs() / sc.loss.abs().max(1e-12) < TOL,
-            "step {step} loss {} vs {}",
+            "{reads:?} step {step} loss {} vs {}",
             sg.loss,
             sc.loss
         );
         assert_eq!(sg.rows, sc.rows);
-        assert_eq!(sg.correct, sc.correct, "step {step}");
+        assert_eq!(sg.correct, sc.correct, "{reads:?} step {step}");
         let (gg, gc) = (g.grads().expect("grads"), c.grads().expect("grads"));
         for (i, name) in params.names.iter().enumerate() {
             let (a, b) = (
@@ -203,12 +230,18 @@ fn classifier_step_matches(model: &str, batch: usize, opt: Optimizer) {
                 gc[i].as_ref().expect("cpu grad"),
             );
             let e = rel_err(a, b);
-            assert!(e < TOL, "step {step} grad {name}: relative error {e}");
+            assert!(
+                e < TOL,
+                "{reads:?} step {step} grad {name}: relative error {e}"
+            );
         }
         let (pg, pc) = (g.params().expect("params"), c.params().expect("params"));
         for (i, name) in params.names.iter().enumerate() {
             let e = rel_err(&pg.values[i], &pc.values[i]);
-            assert!(e < TOL, "step {step} weight {name}: relative error {e}");
+            assert!(
+                e < TOL,
+                "{reads:?} step {step} weight {name}: relative error {e}"
+            );
         }
     }
     let lg = g.logits(&x[..3 * c.features]).expect("logits");
@@ -282,7 +315,13 @@ fn mlp_model_step() {
 
 #[test]
 fn gan_model_steps() {
-    let Some(gpu) = test_gpu() else { return };
+    for gpu in gpus() {
+        gan_steps_on(gpu);
+    }
+}
+
+fn gan_steps_on(gpu: Gpu) {
+    let reads = gpu.reads;
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gan.yaml"))
         .expect("models/gan.yaml");
     let m = compile("gan.yaml", &src).unwrap_or_else(|d| panic!("{}", d.render()));
@@ -300,7 +339,14 @@ fn gan_model_steps() {
         weight_decay: 0.0,
     };
     let batch = 37;
+    let mut gpu = Some(gpu);
     for loss in [GeneratorLoss::NonSaturating, GeneratorLoss::Minimax] {
+        let device = gpu.take().or_else(|| {
+            test_gpu().map(|mut g| {
+                g.reads = reads;
+                g
+            })
+        });
         let mut g = Gan::new(
             gn,
             dn,
@@ -311,7 +357,7 @@ fn gan_model_steps() {
             loss,
             batch,
             5,
-            Executor::Gpu(Box::new(test_gpu().expect("adapter"))),
+            Executor::Gpu(Box::new(device.expect("adapter"))),
         )
         .expect("gpu gan");
         let mut c = Gan::new(
@@ -348,7 +394,7 @@ fn gan_model_steps() {
             ] {
                 assert!(
                     (a - b).abs() / b.abs() < TOL,
-                    "{loss:?} step {step} {what}: {a} vs {b}"
+                    "{reads:?} {loss:?} step {step} {what}: {a} vs {b}"
                 );
             }
             let ((ggg, ggd), (cgg, cgd)) = (g.grads().expect("grads"), c.grads().expect("grads"));
@@ -356,14 +402,21 @@ fn gan_model_steps() {
                 for (i, (a, b)) in gv.iter().zip(&cv).enumerate() {
                     let (a, b) = (a.as_ref().expect("grad"), b.as_ref().expect("grad"));
                     let e = rel_err(a, b);
-                    assert!(e < TOL, "{loss:?} step {step} {which} grad {i}: {e}");
+                    assert!(
+                        e < TOL,
+                        "{reads:?} {loss:?} step {step} {which} grad {i}: {e}"
+                    );
                 }
             }
             let ((pgg, pgd), (pcg, pcd)) = (g.params().expect("p"), c.params().expect("p"));
             for (a, b) in [(&pgg, &pcg), (&pgd, &pcd)] {
                 for i in 0..a.values.len() {
                     let e = rel_err(&a.values[i], &b.values[i]);
-                    assert!(e < TOL, "{loss:?} step {step} weight {}: {e}", a.names[i]);
+                    assert!(
+                        e < TOL,
+                        "{reads:?} {loss:?} step {step} weight {}: {e}",
+                        a.names[i]
+                    );
                 }
             }
         }
@@ -372,12 +425,16 @@ fn gan_model_steps() {
         let (dg, dc) = (g.d_means().expect("m"), c.d_means().expect("m"));
         assert!((dg.0 - dc.0).abs() < 1e-4 && (dg.1 - dc.1).abs() < 1e-4);
     }
-    drop(gpu);
 }
 
 #[test]
 fn replay_creates_nothing_per_step() {
-    let Some(gpu) = test_gpu() else { return };
+    for gpu in gpus() {
+        replay_on(gpu);
+    }
+}
+
+fn replay_on(gpu: Gpu) {
     let m = compile(
         "t.net",
         "net t { input x: 20\n h = dense(30) -> relu\n o = dense(4) }",
@@ -400,5 +457,6 @@ fn replay_creates_nothing_per_step() {
     assert_eq!(after.pipelines_created, before.pipelines_created);
     assert_eq!(after.bind_groups_created, before.bind_groups_created);
     assert_eq!(after.buffers_created, before.buffers_created);
+    assert_eq!(after.textures_created, before.textures_created);
     assert_eq!(after.submissions - before.submissions, 5);
 }
