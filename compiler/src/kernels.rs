@@ -46,6 +46,8 @@ struct Reads {
     path: ReadPath,
     decls: String,
     mirrors: Vec<Mirror>,
+    /// Written operands: (binding, name, also read); declared by `finish_with`.
+    outputs: Vec<(u32, String, bool)>,
 }
 
 impl Reads {
@@ -54,6 +56,7 @@ impl Reads {
             path,
             decls: String::new(),
             mirrors: vec![],
+            outputs: vec![],
         }
     }
 
@@ -90,26 +93,54 @@ impl Reads {
     /// An operand the kernel writes at binding `op`; with `read`, it also reads it (under the
     /// texture path from a mirror taken before the dispatch, at its own binding).
     fn output(mut self, op: u32, name: &str, read: bool) -> Self {
-        self.decls.push_str(&format!(
-            "@group(0) @binding({op}) var<storage, read_write> {name}: array<f32>;\n"
-        ));
-        if read {
-            match self.path {
-                ReadPath::Storage => self.storage_accessors(name),
-                ReadPath::Texture => self.texture(
-                    MIRROR_BINDING_BASE + op,
-                    op,
-                    &format!("{name}_mirror"),
-                    name,
-                ),
-            }
+        if read && self.path == ReadPath::Texture {
+            self.texture(
+                MIRROR_BINDING_BASE + op,
+                op,
+                &format!("{name}_mirror"),
+                name,
+            );
         }
+        self.outputs.push((op, name.to_string(), read));
         self
     }
 
-    /// Declarations and accessors, in binding order of appearance.
+    /// Further declarations, verbatim.
+    fn extra(mut self, decls: &str) -> Self {
+        self.decls.push_str(decls);
+        self.decls.push('\n');
+        self
+    }
+
+    /// Declarations and accessors, outputs as arrays of f32.
     fn finish(self) -> (String, Vec<Mirror>) {
+        self.finish_with(false)
+    }
+
+    /// Declarations and accessors; with `vec4`, outputs are arrays of vec4<f32> so a kernel
+    /// stores four elements at once (llvmpipe runs one per-lane loop per store instruction).
+    fn finish_with(mut self, vec4: bool) -> (String, Vec<Mirror>) {
+        for (op, name, read) in std::mem::take(&mut self.outputs) {
+            let elem = if vec4 { "vec4<f32>" } else { "f32" };
+            self.decls.push_str(&format!(
+                "@group(0) @binding({op}) var<storage, read_write> {name}: array<{elem}>;\n"
+            ));
+            if read && self.path == ReadPath::Storage {
+                if vec4 {
+                    self.decls.push_str(&format!(
+                        "fn rd_{name}(i: u32) -> f32 {{ return {name}[i / 4u][i % 4u]; }}\n\
+                         fn rd4_{name}(q: u32) -> vec4<f32> {{ return {name}[q]; }}\n"
+                    ));
+                } else {
+                    self.storage_accessors(&name);
+                }
+            }
+        }
         (self.decls.trim_end().to_string(), self.mirrors)
+    }
+
+    fn output_names(&self) -> Vec<String> {
+        self.outputs.iter().map(|(_, n, _)| n.clone()).collect()
     }
 }
 
@@ -675,16 +706,25 @@ fn matmul_texture(g: Gemm) -> KernelSource {
 fn elementwise(
     name: String,
     len: u64,
-    (decls, mirrors): (String, Vec<Mirror>),
+    reads: Reads,
     inputs: &[(&str, &str)],
     prelude: &str,
     body: &str,
 ) -> KernelSource {
     let quads = len.div_ceil(4);
     let (groups, row) = grid(quads, 64);
+    // Whole quads: each output is stored once per invocation, as a vec4.
+    let vec4 = len.is_multiple_of(4);
+    let outputs = reads.output_names();
+    let (decls, mirrors) = reads.finish_with(vec4);
     let mut pre = String::new();
     for (acc, var) in inputs {
         pre.push_str(&format!("let {var}_4 = rd4_{acc}(q);\n    "));
+    }
+    if vec4 {
+        for o in &outputs {
+            pre.push_str(&format!("var {o}_v = vec4<f32>(0.0);\n    "));
+        }
     }
     pre.push_str(prelude);
     let mut b = String::new();
@@ -706,12 +746,23 @@ fn elementwise(
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with("//"))
         {
+            let mut l = l.to_string();
+            if vec4 {
+                for o in &outputs {
+                    l = l.replace(&format!("{o}[i] = "), &format!("{o}_v[{c}] = "));
+                }
+            }
             b.push_str(&format!("{ind}{l}\n"));
         }
         if guard {
             b.push_str("        }\n");
         }
         b.push_str("    }\n");
+    }
+    if vec4 {
+        for o in &outputs {
+            b.push_str(&format!("    {o}[q] = {o}_v;\n"));
+        }
     }
     let source = fill(
         ELEMENTWISE,
@@ -762,14 +813,11 @@ fn store_elem(store: Store, dst: &str, idx: &str, v: &str) -> String {
 
 /// y = act(x) over `len` elements.
 pub fn activation_forward(act: Act, len: u64, path: ReadPath) -> KernelSource {
-    let decls = Reads::new(path)
-        .input(0, "x")
-        .output(1, "y", false)
-        .finish();
+    let reads = Reads::new(path).input(0, "x").output(1, "y", false);
     elementwise(
         format!("act_fwd[{}{len}]", act.tag().trim_start().to_string() + " "),
         len,
-        decls,
+        reads,
         &[("x", "x")],
         "",
         &format!("y[i] = {};", act.forward_expr("x")),
@@ -779,11 +827,11 @@ pub fn activation_forward(act: Act, len: u64, path: ReadPath) -> KernelSource {
 /// dx (=|+=) dy * act'(.): relu, sigmoid and tanh use the forward output y; leaky_relu uses x
 /// (binding 1 holds whichever the rule needs).
 pub fn activation_backward(act: Act, len: u64, store: Store, path: ReadPath) -> KernelSource {
-    let decls = Reads::new(path)
-        .input(0, "dy")
-        .input(1, "saved")
-        .output(2, "dx", store == Store::Accumulate)
-        .finish();
+    let reads = Reads::new(path).input(0, "dy").input(1, "saved").output(
+        2,
+        "dx",
+        store == Store::Accumulate,
+    );
     let d = match act {
         Act::Identity => "dy".to_string(),
         Act::Relu => "select(0.0, dy, s > 0.0)".into(),
@@ -798,7 +846,7 @@ pub fn activation_backward(act: Act, len: u64, store: Store, path: ReadPath) -> 
             acc_tag(store)
         ),
         len,
-        decls,
+        reads,
         &with_old(store, "dx", "dx_old", vec![("dy", "dy"), ("saved", "s")]),
         "",
         &store_scalar(store, "dx", &d),
@@ -815,15 +863,14 @@ fn acc_tag(store: Store) -> &'static str {
 
 /// y = a + b.
 pub fn add_forward(len: u64, path: ReadPath) -> KernelSource {
-    let decls = Reads::new(path)
+    let reads = Reads::new(path)
         .input(0, "a")
         .input(1, "b")
-        .output(2, "y", false)
-        .finish();
+        .output(2, "y", false);
     elementwise(
         format!("add[{len}]"),
         len,
-        decls,
+        reads,
         &[("a", "a"), ("b", "b")],
         "",
         "y[i] = a + b;",
@@ -832,14 +879,13 @@ pub fn add_forward(len: u64, path: ReadPath) -> KernelSource {
 
 /// y (=|+=) x: passes a gradient through (add's backward) or accumulates it.
 pub fn copy(len: u64, store: Store, path: ReadPath) -> KernelSource {
-    let decls = Reads::new(path)
+    let reads = Reads::new(path)
         .input(0, "x")
-        .output(1, "y", store == Store::Accumulate)
-        .finish();
+        .output(1, "y", store == Store::Accumulate);
     elementwise(
         format!("copy[{len}{}]", acc_tag(store)),
         len,
-        decls,
+        reads,
         &with_old(store, "y", "y_old", vec![("x", "x")]),
         "",
         &store_scalar(store, "y", "x"),
@@ -869,14 +915,11 @@ fn dropout_threshold(p: f64) -> String {
 /// in `rng[0]`, written by the host each step (read from storage on both paths: a mirror
 /// would carry it as a float).
 pub fn dropout(len: u64, p: f64, backward: bool, store: Store, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = Reads::new(path)
+    let reads = Reads::new(path)
         .input(0, "x")
         .output(1, "y", store == Store::Accumulate)
-        .finish();
-    let decls = format!(
-        "{decls}\n@group(0) @binding(2) var<storage, read> rng: array<u32>;\n{}",
-        PCG_HASH.trim_end()
-    );
+        .extra("@group(0) @binding(2) var<storage, read> rng: array<u32>;")
+        .extra(PCG_HASH.trim_end());
     let scale = f32_lit(1.0 / (1.0 - p));
     let v = format!(
         "select(0.0, x * {scale}, pcg(i ^ seed) >= {})",
@@ -889,7 +932,7 @@ pub fn dropout(len: u64, p: f64, backward: bool, store: Store, path: ReadPath) -
             acc_tag(store)
         ),
         len,
-        (decls, mirrors),
+        reads,
         &with_old(store, "y", "y_old", vec![("x", "x")]),
         "let seed = pcg(rng[0]);",
         &store_scalar(store, "y", &v),
@@ -1059,21 +1102,20 @@ pub fn bias_grad(rows: u64, n: u64, store: Store, path: ReadPath) -> KernelSourc
 
 /// SGD update of one parameter tensor (bindings w, g, velocity, hyper).
 pub fn sgd(len: u64, momentum: f64, weight_decay: f64, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = Reads::new(path)
+    let reads = Reads::new(path)
+        .extra(&format!(
+            "const MOMENTUM: f32 = {};\nconst WD: f32 = {};",
+            f32_lit(momentum),
+            f32_lit(weight_decay)
+        ))
         .output(0, "w_out", true)
         .input(1, "g")
         .output(2, "v_out", true)
-        .input(3, "hyper")
-        .finish();
-    let decls = format!(
-        "const MOMENTUM: f32 = {};\nconst WD: f32 = {};\n{decls}",
-        f32_lit(momentum),
-        f32_lit(weight_decay)
-    );
+        .input(3, "hyper");
     elementwise(
         format!("sgd[{len}]"),
         len,
-        (decls, mirrors),
+        reads,
         &[("w_out", "w"), ("g", "g"), ("v_out", "v")],
         "let h = rd4_hyper(0u);",
         SGD,
@@ -1089,24 +1131,23 @@ pub fn adam(
     weight_decay: f64,
     path: ReadPath,
 ) -> KernelSource {
-    let (decls, mirrors) = Reads::new(path)
+    let reads = Reads::new(path)
+        .extra(&format!(
+            "const BETA1: f32 = {};\nconst BETA2: f32 = {};\nconst EPS: f32 = {};\nconst WD: f32 = {};",
+            f32_lit(beta1),
+            f32_lit(beta2),
+            f32_lit(eps),
+            f32_lit(weight_decay)
+        ))
         .output(0, "w_out", true)
         .input(1, "g")
         .output(2, "m_out", true)
         .output(3, "v_out", true)
-        .input(4, "hyper")
-        .finish();
-    let decls = format!(
-        "const BETA1: f32 = {};\nconst BETA2: f32 = {};\nconst EPS: f32 = {};\nconst WD: f32 = {};\n{decls}",
-        f32_lit(beta1),
-        f32_lit(beta2),
-        f32_lit(eps),
-        f32_lit(weight_decay)
-    );
+        .input(4, "hyper");
     elementwise(
         format!("adam[{len}]"),
         len,
-        (decls, mirrors),
+        reads,
         &[("w_out", "w"), ("g", "g"), ("m_out", "m"), ("v_out", "v")],
         "let h = rd4_hyper(0u);",
         ADAM,
