@@ -999,14 +999,19 @@ pub fn softmax_backward(rows: u64, c: u64, store: Store, path: ReadPath) -> Kern
     )
 }
 
-/// Softmax cross-entropy from logits: writes dz (scaled) and per-row [loss, correct].
-pub fn softmax_xent(rows: u64, c: u64, scale: f64, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = Reads::new(path)
+/// Operands of the losses from logits: logits z, targets t, gradient dz, per-row statistics.
+fn loss_reads(path: ReadPath) -> (String, Vec<Mirror>) {
+    Reads::new(path)
         .input(0, "z")
         .input(1, "t")
         .output(2, "dz", false)
         .output(3, "row_stats", false)
-        .finish();
+        .finish()
+}
+
+/// Softmax cross-entropy from logits: writes dz (scaled) and per-row [loss, correct].
+pub fn softmax_xent(rows: u64, c: u64, scale: f64, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = loss_reads(path);
     row_kernel(
         format!("softmax_xent[{rows}x{c}]"),
         SOFTMAX_XENT,
@@ -1022,12 +1027,7 @@ pub fn softmax_xent(rows: u64, c: u64, scale: f64, path: ReadPath) -> KernelSour
 
 /// Binary cross-entropy from logits (one logit per row).
 pub fn bce_logits(rows: u64, scale: f64, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = Reads::new(path)
-        .input(0, "z")
-        .input(1, "t")
-        .output(2, "dz", false)
-        .output(3, "row_stats", false)
-        .finish();
+    let (decls, mirrors) = loss_reads(path);
     row_kernel(
         format!("bce_logits[{rows}]"),
         BCE_LOGITS,
