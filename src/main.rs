@@ -154,6 +154,10 @@ enum Command {
         /// Print per-kernel times of one step and the replay counters
         #[arg(long)]
         profile: bool,
+        /// Also time the dense kernel at this shape: MxNxK (C[M,N] = A[M,K] B[K,N]), with
+        /// `:ta` / `:tb` for a transposed operand, as `--profile` labels kernels (repeatable)
+        #[arg(long, value_name = "MxNxK[:ta][:tb]")]
+        gemm: Vec<String>,
     },
 }
 
@@ -226,7 +230,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             reps,
             model,
             profile,
-        } => bench(&device, reps, &load(&model)?, profile)?,
+            gemm,
+        } => {
+            let extra = gemm
+                .iter()
+                .map(|s| parse_gemm(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            bench(&device, reps, &load(&model)?, profile, &extra)?
+        }
     }
     Ok(())
 }
@@ -516,7 +527,45 @@ fn devices() {
     println!("(* = what --device auto uses; choose with --device gpu, vulkan, gl, cpu or an adapter-name substring)");
 }
 
-fn bench(device: &str, reps: usize, model: &Model, profile: bool) -> Result<(), Failure> {
+/// `MxNxK[:ta][:tb]` of `netc bench --gemm`.
+fn parse_gemm(spec: &str) -> Result<netc_compiler::kernels::Gemm, Failure> {
+    let bad = || {
+        fail(format!(
+            "--gemm {spec:?}: expected MxNxK with optional :ta and :tb, e.g. 128x784x128:ta"
+        ))
+    };
+    let mut parts = spec.split(':');
+    let dims: Vec<u64> = parts
+        .next()
+        .unwrap_or("")
+        .split('x')
+        .map(|d| d.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let [m, n, k] = dims[..] else {
+        return Err(bad());
+    };
+    if m == 0 || n == 0 || k == 0 {
+        return Err(bad());
+    }
+    let mut g = netc_compiler::kernels::Gemm::new(m, n, k);
+    for flag in parts {
+        match flag {
+            "ta" => g.trans_a = true,
+            "tb" => g.trans_b = true,
+            _ => return Err(bad()),
+        }
+    }
+    Ok(g)
+}
+
+fn bench(
+    device: &str,
+    reps: usize,
+    model: &Model,
+    profile: bool,
+    extra: &[netc_compiler::kernels::Gemm],
+) -> Result<(), Failure> {
     use netc_runtime::bench;
     use netc_runtime::gpu::Gpu;
     use netc_runtime::session::Executor;
@@ -525,7 +574,11 @@ fn bench(device: &str, reps: usize, model: &Model, profile: bool) -> Result<(), 
         .first()
         .ok_or_else(|| fail("the model has no network"))?;
     let reps = reps.max(1);
-    let shapes = [(1024u64, 1024u64, 1024u64), (128, 128, 784)];
+    let shapes: Vec<_> = [(1024u64, 1024u64, 1024u64), (128, 128, 784)]
+        .into_iter()
+        .map(|(m, n, k)| bench::dense_forward(m, n, k))
+        .chain(extra.iter().copied())
+        .collect();
     match Gpu::open(device) {
         Ok(gpu) => {
             println!(
@@ -539,11 +592,12 @@ fn bench(device: &str, reps: usize, model: &Model, profile: bool) -> Result<(), 
                 }
             );
             let mut gpu = gpu;
-            for (m, n, k) in shapes {
-                let (r, g) = bench::gemm_gpu(gpu, m, n, k, reps).map_err(fail)?;
-                gpu = g;
+            for &g in &shapes {
+                let (r, back) = bench::gemm_gpu(gpu, g, reps).map_err(fail)?;
+                gpu = back;
                 println!(
-                    "  dense kernel {m}x{k} by {k}x{n}: {:>8.3} ms  {:>7.2} GFLOP/s",
+                    "  dense kernel {}: {:>8.3} ms  {:>7.2} GFLOP/s",
+                    gemm_label(&g),
                     r.seconds * 1e3,
                     r.gflops
                 );
@@ -573,10 +627,11 @@ fn bench(device: &str, reps: usize, model: &Model, profile: bool) -> Result<(), 
         Err(e) => println!("GPU path: not available ({e})"),
     }
     println!("CPU reference (ndarray):");
-    for (m, n, k) in shapes {
-        let r = bench::gemm_cpu(m, n, k, reps);
+    for g in &shapes {
+        let r = bench::gemm_cpu(g, reps);
         println!(
-            "  dense {m}x{k} by {k}x{n}: {:>8.3} ms  {:>7.2} GFLOP/s",
+            "  dense {}: {:>8.3} ms  {:>7.2} GFLOP/s",
+            gemm_label(g),
             r.seconds * 1e3,
             r.gflops
         );
@@ -588,6 +643,21 @@ fn bench(device: &str, reps: usize, model: &Model, profile: bool) -> Result<(), 
         t * 1e3
     );
     Ok(())
+}
+
+/// "128x784 by 784x128", with the stored layout of a transposed operand named.
+fn gemm_label(g: &netc_compiler::kernels::Gemm) -> String {
+    let a = if g.trans_a {
+        format!("({}x{})^T", g.k, g.m)
+    } else {
+        format!("{}x{}", g.m, g.k)
+    };
+    let b = if g.trans_b {
+        format!("({}x{})^T", g.n, g.k)
+    } else {
+        format!("{}x{}", g.k, g.n)
+    };
+    format!("{a} by {b}")
 }
 
 fn profile_step(net: &netc_compiler::ir::Network, device: &str) -> Result<(), Failure> {

@@ -150,7 +150,6 @@ const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const SOFTMAX_XENT: &str = include_str!("../../shaders/softmax_xent.wgsl");
 const BCE_LOGITS: &str = include_str!("../../shaders/bce_logits.wgsl");
-const REDUCE_STATS: &str = include_str!("../../shaders/reduce_stats.wgsl");
 const BIAS_GRAD: &str = include_str!("../../shaders/bias_grad.wgsl");
 const SGD: &str = include_str!("../../shaders/sgd.wgsl");
 const ADAM: &str = include_str!("../../shaders/adam.wgsl");
@@ -999,61 +998,53 @@ pub fn softmax_backward(rows: u64, c: u64, store: Store, path: ReadPath) -> Kern
     )
 }
 
-/// Operands of the losses from logits: logits z, targets t, gradient dz, per-row statistics.
-fn loss_reads(path: ReadPath) -> (String, Vec<Mirror>) {
-    Reads::new(path)
+/// A loss kernel: one workgroup computes dz and adds the batch's statistics to acc.
+fn loss_kernel(
+    name: String,
+    template: &str,
+    path: ReadPath,
+    subs: &[(&str, String)],
+) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
         .input(0, "z")
         .input(1, "t")
         .output(2, "dz", false)
-        .output(3, "row_stats", false)
-        .finish()
-}
-
-/// Softmax cross-entropy from logits: writes dz (scaled) and per-row [loss, correct].
-pub fn softmax_xent(rows: u64, c: u64, scale: f64, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = loss_reads(path);
-    row_kernel(
-        format!("softmax_xent[{rows}x{c}]"),
-        SOFTMAX_XENT,
-        rows,
-        &[
-            ("C", c.to_string()),
-            ("SCALE", f32_lit(scale)),
-            ("READS", decls),
-        ],
-        mirrors,
-    )
-}
-
-/// Binary cross-entropy from logits (one logit per row).
-pub fn bce_logits(rows: u64, scale: f64, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = loss_reads(path);
-    row_kernel(
-        format!("bce_logits[{rows}]"),
-        BCE_LOGITS,
-        rows,
-        &[("SCALE", f32_lit(scale)), ("READS", decls)],
-        mirrors,
-    )
-}
-
-/// acc += [sum loss, sum correct, sum top-5, rows].
-pub fn reduce_stats(rows: u64, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = Reads::new(path)
-        .input(0, "row_stats")
-        .output(1, "acc", true)
+        .output(3, "acc", true)
         .finish();
+    let mut all = subs.to_vec();
+    all.push(("READS", decls));
     KernelSource {
-        name: format!("reduce_stats[{rows}]"),
-        source: fill(
-            REDUCE_STATS,
-            &[("ROWS", rows.to_string()), ("READS", decls)],
-        ),
+        name,
+        source: fill(template, &all),
         groups: [1, 1, 1],
         mirrors,
     }
 }
 
+/// Softmax cross-entropy from logits over `rows` x `c`: writes dz (scaled) and adds the
+/// batch's [loss, correct, top5, rows] to acc.
+pub fn softmax_xent(rows: u64, c: u64, scale: f64, path: ReadPath) -> KernelSource {
+    loss_kernel(
+        format!("softmax_xent[{rows}x{c}]"),
+        SOFTMAX_XENT,
+        path,
+        &[
+            ("ROWS", rows.to_string()),
+            ("C", c.to_string()),
+            ("SCALE", f32_lit(scale)),
+        ],
+    )
+}
+
+/// Binary cross-entropy from logits (one logit per row), with the batch's statistics.
+pub fn bce_logits(rows: u64, scale: f64, path: ReadPath) -> KernelSource {
+    loss_kernel(
+        format!("bce_logits[{rows}]"),
+        BCE_LOGITS,
+        path,
+        &[("ROWS", rows.to_string()), ("SCALE", f32_lit(scale))],
+    )
+}
 /// db (=|+=) column sums of dy (`rows` x `n`).
 pub fn bias_grad(rows: u64, n: u64, store: Store, path: ReadPath) -> KernelSource {
     let (decls, mirrors) = Reads::new(path)
@@ -1222,7 +1213,7 @@ mod tests {
             all.push(softmax_backward(7, 10, Store::Accumulate, path));
             all.push(softmax_xent(7, 10, 1.0 / 7.0, path));
             all.push(bce_logits(7, 1.0 / 7.0, path));
-            all.push(reduce_stats(300, path));
+            all.push(softmax_xent(300, 7, 1.0 / 300.0, path));
             all.push(bias_grad(7, 10, Store::Write, path));
             all.push(bias_grad(7, 10, Store::Accumulate, path));
             all.push(bias_grad(7, 12, Store::Accumulate, path));

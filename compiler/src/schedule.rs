@@ -512,16 +512,10 @@ impl Builder {
         stats: TensorId,
     ) -> TensorId {
         let dz = self.tensor("dlogits", rows * classes, Kind::Activation);
-        let row_stats = self.tensor("row_stats", 3 * rows, Kind::Activation);
         self.emit(
             kernels::softmax_xent(rows, classes, scale, self.reads),
-            vec![logits, targets, dz, row_stats],
+            vec![logits, targets, dz, stats],
             "loss softmax_xent".into(),
-        );
-        self.emit(
-            kernels::reduce_stats(rows, self.reads),
-            vec![row_stats, stats],
-            "loss stats".into(),
         );
         dz
     }
@@ -536,16 +530,10 @@ impl Builder {
         stats: TensorId,
     ) -> TensorId {
         let dz = self.tensor("dlogits", rows, Kind::Activation);
-        let row_stats = self.tensor("row_stats", 3 * rows, Kind::Activation);
         self.emit(
             kernels::bce_logits(rows, scale, self.reads),
-            vec![logits, targets, dz, row_stats],
+            vec![logits, targets, dz, stats],
             "loss bce_logits".into(),
-        );
-        self.emit(
-            kernels::reduce_stats(rows, self.reads),
-            vec![row_stats, stats],
-            "loss stats".into(),
         );
         dz
     }

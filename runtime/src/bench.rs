@@ -25,27 +25,24 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median time of `reps` products C = A * B^T (the dense forward layout) on the device.
-pub fn gemm_gpu(
-    gpu: Gpu,
-    m: u64,
-    n: u64,
-    k: u64,
-    reps: usize,
-) -> Result<(GemmResult, Gpu), RunError> {
+/// The dense forward layout: C = A * B^T.
+pub fn dense_forward(m: u64, n: u64, k: u64) -> Gemm {
+    Gemm {
+        trans_b: true,
+        ..Gemm::new(m, n, k)
+    }
+}
+
+/// Median time of `reps` products `g` (without bias) on the device.
+pub fn gemm_gpu(gpu: Gpu, g: Gemm, reps: usize) -> Result<(GemmResult, Gpu), RunError> {
+    let Gemm { m, n, k, .. } = g;
     let mut b = Builder::with_reads(gpu.reads);
     let a = b.tensor("a", m * k, Kind::HostInput);
     let w = b.tensor("w", n * k, Kind::HostInput);
     let c = b.tensor("c", m * n, Kind::Stats);
     b.begin_pass("gemm");
     b.emit(
-        kernels::matmul(
-            Gemm {
-                trans_b: true,
-                ..Gemm::new(m, n, k)
-            },
-            gpu.reads,
-        ),
+        kernels::matmul(Gemm { bias: false, ..g }, gpu.reads),
         vec![a, w, c],
         "bench".into(),
     );
@@ -99,15 +96,25 @@ pub fn gemm_gpu(
 }
 
 /// The same product with ndarray on the CPU.
-pub fn gemm_cpu(m: u64, n: u64, k: u64, reps: usize) -> GemmResult {
+pub fn gemm_cpu(g: &Gemm, reps: usize) -> GemmResult {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let (mu, nu, ku) = (m as usize, n as usize, k as usize);
     let mut rng = Rng::new(1);
-    let a = Array2::from_shape_fn((m as usize, k as usize), |_| rng.uniform(-1.0, 1.0) as f32);
-    let w = Array2::from_shape_fn((n as usize, k as usize), |_| rng.uniform(-1.0, 1.0) as f32);
-    let _ = a.dot(&w.t());
+    // Operands in their stored layout: a transposed operand is stored the other way round.
+    let a_shape = if g.trans_a { (ku, mu) } else { (mu, ku) };
+    let b_shape = if g.trans_b { (nu, ku) } else { (ku, nu) };
+    let a = Array2::from_shape_fn(a_shape, |_| rng.uniform(-1.0, 1.0) as f32);
+    let b = Array2::from_shape_fn(b_shape, |_| rng.uniform(-1.0, 1.0) as f32);
+    let product = || {
+        let a = if g.trans_a { a.t() } else { a.view() };
+        let b = if g.trans_b { b.t() } else { b.view() };
+        a.dot(&b)
+    };
+    let _ = product();
     let mut times = vec![];
     for _ in 0..reps {
         let t0 = Instant::now();
-        let c = a.dot(&w.t());
+        let c = product();
         std::hint::black_box(&c);
         times.push(t0.elapsed().as_secs_f64());
     }

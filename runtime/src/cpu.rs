@@ -441,13 +441,20 @@ impl LossStats {
     }
 }
 
-/// Softmax cross-entropy from logits: (batch sums, scale * dlogits).
+/// Softmax cross-entropy from logits: (batch sums, scale * dlogits). A row whose target is all
+/// zero is batch padding: its gradient is zero and it adds nothing to the sums (as on the GPU).
 pub fn softmax_xent<T: Real>(z: &Array2<T>, t: &Array2<T>, scale: f64) -> (LossStats, Array2<T>) {
     let mut dz = z.clone();
     let mut loss = 0.0;
     let mut correct = 0;
     let mut top5 = 0;
+    let mut rows = 0;
     for ((zr, tr), mut dr) in z.rows().into_iter().zip(t.rows()).zip(dz.rows_mut()) {
+        if !tr.iter().any(|&v| v > T::zero()) {
+            dr.fill(T::zero());
+            continue;
+        }
+        rows += 1;
         let mx = zr.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
         let lse = mx + zr.iter().fold(T::zero(), |a, &v| a + (v - mx).exp()).ln();
         for ((d, &zv), &tv) in dr.iter_mut().zip(zr.iter()).zip(tr.iter()) {
@@ -466,7 +473,7 @@ pub fn softmax_xent<T: Real>(z: &Array2<T>, t: &Array2<T>, scale: f64) -> (LossS
         loss,
         correct: correct as f64,
         top5: top5 as f64,
-        rows: z.nrows() as f64,
+        rows: rows as f64,
     };
     (stats, dz)
 }
