@@ -227,6 +227,17 @@ impl Act {
             Act::Tanh => format!("tanh(clamp({x}, -15.0, 15.0))"),
         }
     }
+    /// The gradient at the activation's input from `dy`, the gradient at its output, and `s`,
+    /// the saved output (every derivative here is a function of the output).
+    fn backward_expr(self, dy: &str, s: &str) -> String {
+        match self {
+            Act::Identity => dy.to_string(),
+            Act::Relu => format!("select(0.0, {dy}, {s} > 0.0)"),
+            Act::LeakyRelu(a) => format!("select({dy} * {}, {dy}, {s} > 0.0)", f32_lit(a)),
+            Act::Sigmoid => format!("{dy} * {s} * (1.0 - {s})"),
+            Act::Tanh => format!("{dy} * (1.0 - {s} * {s})"),
+        }
+    }
     fn tag(self) -> &'static str {
         match self {
             Act::Identity => "",
@@ -239,7 +250,10 @@ impl Act {
 }
 
 /// A matrix product C[M,N] = op(A) * op(B) (+ bias) (activation). `trans_a`: A is stored
-/// [K,M]; `trans_b`: B is stored [N,K]. Bias is binding 3 when present.
+/// [K,M]; `trans_b`: B is stored [N,K]. Bias is binding 3 when present. With `act_grad` the
+/// product is the gradient at an activation's output and C gets the gradient at its input:
+/// the product times the derivative, computed from the activation's saved output (binding 3;
+/// no bias then). This fuses an activation's backward into the product that feeds it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Gemm {
     pub m: u64,
@@ -249,6 +263,7 @@ pub struct Gemm {
     pub trans_b: bool,
     pub bias: bool,
     pub act: Act,
+    pub act_grad: Act,
     pub store: Store,
 }
 
@@ -263,6 +278,7 @@ impl Gemm {
             trans_b: false,
             bias: false,
             act: Act::Identity,
+            act_grad: Act::Identity,
             store: Store::Write,
         }
     }
@@ -320,7 +336,7 @@ fn tile_index(lanes_on_rows: bool, i_or_j: u64, is_row: bool) -> String {
 
 fn gemm_name(g: &Gemm, path: ReadPath) -> String {
     format!(
-        "matmul[{}x{}x{}{}{}{}{}{}{}]",
+        "matmul[{}x{}x{}{}{}{}{}{}{}{}]",
         g.m,
         g.n,
         g.k,
@@ -328,6 +344,11 @@ fn gemm_name(g: &Gemm, path: ReadPath) -> String {
         if g.trans_b { " tb" } else { "" },
         if g.bias { " bias" } else { "" },
         g.act.tag(),
+        if g.act_grad == Act::Identity {
+            String::new()
+        } else {
+            format!(" d{}", g.act_grad.tag().trim_start())
+        },
         acc_tag(g.store),
         if path == ReadPath::Texture {
             " tex"
@@ -344,20 +365,27 @@ fn gemm_reads(g: &Gemm, path: ReadPath) -> (String, Vec<Mirror>) {
             .input(0, "a")
             .input(1, "b")
             .output(2, "c", g.store == Store::Accumulate);
+    assert!(
+        !(g.bias && g.act_grad != Act::Identity),
+        "a matmul takes a bias or an activation's saved output, not both"
+    );
     if g.bias {
         r = r.input(3, "bias");
+    }
+    if g.act_grad != Act::Identity {
+        r = r.input(3, "saved");
     }
     r.finish()
 }
 
-/// The store of output element (row, col) of a matmul, with bias (the value `bias`) and
-/// activation.
-fn gemm_store(g: &Gemm, row: &str, col: &str, acc: &str, bias: &str) -> String {
+/// The store of output element (row, col) of a matmul, with bias (the value `bias`),
+/// activation, and the derivative of `act_grad` (at the saved output `saved`).
+fn gemm_store(g: &Gemm, row: &str, col: &str, acc: &str, bias: &str, saved: &str) -> String {
     let mut v = acc.to_string();
     if g.bias {
         v = format!("({v} + {bias})");
     }
-    let v = g.act.forward_expr(&v);
+    let v = g.act_grad.backward_expr(&g.act.forward_expr(&v), saved);
     let idx = format!("({row}) * N + {col}");
     match g.store {
         Store::Write => format!("c[{idx}] = {v};"),
@@ -450,7 +478,8 @@ fn matmul_storage(g: Gemm) -> KernelSource {
                     &row(i),
                     &format!("col{j}"),
                     &format!("acc{i}_{j}"),
-                    &format!("rd_bias(col{j})")
+                    &format!("rd_bias(col{j})"),
+                    &format!("rd_saved(({}) * N + col{j})", row(i))
                 )
             ));
         }
@@ -659,11 +688,27 @@ fn matmul_texture(g: Gemm) -> KernelSource {
             }
         }
     }
+    // The saved activation output is fetched a texel (four columns) at a time when rows
+    // are whole texels.
+    let saved_quads = g.act_grad != Act::Identity && n.is_multiple_of(4);
     for i in 0..r {
         line(format!("    if (r0 + {i}u < M) {{"));
+        if saved_quads {
+            for j in 0..c {
+                line(format!(
+                    "        let s{j} = rd4_saved(((r0 + {i}u) * N + min(n0 + {}u, N - 4u)) / 4u);",
+                    4 * j
+                ));
+            }
+        }
         for j in 0..c {
             for cc in 0..4 {
                 let col = format!("n0 + {}u", 4 * j + cc);
+                let saved = if saved_quads {
+                    format!("s{j}[{cc}]")
+                } else {
+                    format!("rd_saved((r0 + {i}u) * N + col{j}_{cc})")
+                };
                 line(format!(
                     "        if ({col} < N) {{ {} }}",
                     gemm_store(
@@ -671,7 +716,8 @@ fn matmul_texture(g: Gemm) -> KernelSource {
                         &format!("r0 + {i}u"),
                         &format!("col{j}_{cc}"),
                         &format!("acc{i}_{j}[{cc}]"),
-                        &format!("bias{j}_{cc}")
+                        &format!("bias{j}_{cc}"),
+                        &saved
                     )
                 ));
             }
@@ -831,13 +877,7 @@ pub fn activation_backward(act: Act, len: u64, store: Store, path: ReadPath) -> 
         "dx",
         store == Store::Accumulate,
     );
-    let d = match act {
-        Act::Identity => "dy".to_string(),
-        Act::Relu => "select(0.0, dy, s > 0.0)".into(),
-        Act::LeakyRelu(a) => format!("select(dy * {}, dy, s > 0.0)", f32_lit(a)),
-        Act::Sigmoid => "dy * s * (1.0 - s)".into(),
-        Act::Tanh => "dy * (1.0 - s * s)".into(),
-    };
+    let d = act.backward_expr("dy", "s");
     elementwise(
         format!(
             "act_bwd[{}{len}{}]",

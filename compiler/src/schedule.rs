@@ -563,6 +563,12 @@ impl Builder {
             let via = net.inputs_of(n).iter().any(|i| needs[i]);
             needs.insert(n, own || via || (n == input_node && want_input_grad));
         }
+        let mut consumers: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
+        for &n in &net.order {
+            for i in net.inputs_of(n) {
+                consumers.entry(i).or_default().push(n);
+            }
+        }
         let mut grads: HashMap<NodeIndex, TensorId> = HashMap::new();
         grads.insert(from, dy);
         // Nodes after `from` in topological order (a final sigmoid when `from` is the logit) are skipped.
@@ -617,7 +623,33 @@ impl Builder {
                             );
                         }
                     }
-                    if needs[&x_node] {
+                    // When the input is an activation whose only consumer is this layer, its
+                    // backward is fused into this product: one dispatch instead of two.
+                    let act_in = net.inputs_of(x_node);
+                    let fused_act = act_of(&net.graph[x_node].op).filter(|_| {
+                        !grads.contains_key(&x_node)
+                            && consumers.get(&x_node).map(Vec::as_slice) == Some(&[n][..])
+                            && act_in.len() == 1
+                    });
+                    if let (true, Some(act)) = (needs[&x_node], fused_act) {
+                        let act_len = numel(&net.graph[act_in[0]].shape) * batch;
+                        let (dx, store) = self.grad_slot(&mut grads, act_in[0], act_len, net);
+                        self.emit(
+                            kernels::matmul(
+                                Gemm {
+                                    store,
+                                    act_grad: act,
+                                    ..Gemm::new(batch, fan_in, *units)
+                                },
+                                self.reads,
+                            ),
+                            vec![dy, w.tensor, dx, fwd.values[&x_node]],
+                            format!(
+                                "{}.{} backward input + {} backward",
+                                net.name, node.name, net.graph[x_node].name
+                            ),
+                        );
+                    } else if needs[&x_node] {
                         let (dx, store) = self.grad_slot(&mut grads, x_node, fan_in * batch, net);
                         self.emit(
                             kernels::matmul(

@@ -79,6 +79,115 @@ fn matmul_every_variant() {
     }
 }
 
+#[test]
+fn matmul_with_activation_backward() {
+    // The product times an activation's derivative at its saved output (the fused backward of
+    // dense -> activation): ragged columns (element fetches of the saved output) and columns
+    // in whole texels, each activation, both stores.
+    for (m, n, k) in [(37, 71, 53), (64, 132, 96)] {
+        for gpu in gpus() {
+            let mut cases = vec![];
+            for act in [Act::Relu, Act::Sigmoid, Act::Tanh, Act::LeakyRelu(0.1)] {
+                cases.push((act, Store::Write));
+            }
+            cases.push((Act::Tanh, Store::Accumulate));
+            matmul_act_grad(gpu, m, n, k, &cases);
+        }
+    }
+}
+
+fn matmul_act_grad(gpu: Gpu, m: u64, n: u64, k: u64, cases: &[(Act, Store)]) {
+    let mut rng = Rng::new(3);
+    let reads = gpu.reads;
+    let mut b = Builder::with_reads(reads);
+    let a_t = b.tensor("a", m * k, Kind::HostInput);
+    let b_t = b.tensor("b", k * n, Kind::HostInput);
+    let s_t = b.tensor("saved", m * n, Kind::HostInput);
+    let mut outs = vec![];
+    b.begin_pass("all");
+    for &(act, store) in cases {
+        let c = b.tensor("c", m * n, Kind::Stats);
+        let g = Gemm {
+            act_grad: act,
+            store,
+            ..Gemm::new(m, n, k)
+        };
+        b.emit(
+            kernels::matmul(g, reads),
+            vec![a_t, b_t, c, s_t],
+            format!("{g:?}"),
+        );
+        outs.push((g, c));
+    }
+    b.end_pass();
+    let mut prog = GpuProgram::new(gpu, b.finish()).expect("program builds");
+    let a = random(&mut rng, (m * k) as usize);
+    let bm = random(&mut rng, (k * n) as usize);
+    // Saved outputs in (0, 1) suit every activation's range; a third are exactly zero, where
+    // relu's derivative switches.
+    let saved: Vec<f32> = (0..m * n)
+        .map(|i| {
+            if i % 3 == 0 {
+                0.0
+            } else {
+                rng.uniform(0.0, 1.0) as f32
+            }
+        })
+        .collect();
+    let init = random(&mut rng, (m * n) as usize);
+    prog.write(a_t, &a);
+    prog.write(b_t, &bm);
+    prog.write(s_t, &saved);
+    for &(g, c) in &outs {
+        // Write-mode outputs start as NaN, so an unwritten element fails.
+        let start = if g.store == Store::Write {
+            vec![f32::NAN; init.len()]
+        } else {
+            init.clone()
+        };
+        prog.write(c, &start);
+    }
+    prog.run(0);
+    let (mu, nu, ku) = (m as usize, n as usize, k as usize);
+    for (g, c) in outs {
+        let mut want = vec![0f32; mu * nu];
+        for i in 0..mu {
+            for j in 0..nu {
+                let dy: f64 = (0..ku)
+                    .map(|p| a[i * ku + p] as f64 * bm[p * nu + j] as f64)
+                    .sum();
+                let s = saved[i * nu + j] as f64;
+                let mut v = match g.act_grad {
+                    Act::Identity => dy,
+                    Act::Relu => {
+                        if s > 0.0 {
+                            dy
+                        } else {
+                            0.0
+                        }
+                    }
+                    Act::LeakyRelu(al) => {
+                        if s > 0.0 {
+                            dy
+                        } else {
+                            al * dy
+                        }
+                    }
+                    Act::Sigmoid => dy * s * (1.0 - s),
+                    Act::Tanh => dy * (1.0 - s * s),
+                };
+                if g.store == Store::Accumulate {
+                    v += init[i * nu + j] as f64;
+                }
+                want[i * nu + j] = v as f32;
+            }
+        }
+        let got = prog.read(c).expect("read back");
+        let e = rel_err(&got, &want);
+        assert!(e < TOL, "{g:?} {reads:?}: relative error {e}");
+    }
+}
+
 fn matmul_variants(gpu: Gpu, m: u64, n: u64, k: u64, variants: &[(bool, bool, Act, Store)]) {
     let mut rng = Rng::new(1);
     let reads = gpu.reads;
