@@ -137,6 +137,7 @@ struct ClassifierGpu {
     x: TensorId,
     y: TensorId,
     stats: TensorId,
+    eval_stats: TensorId,
     hyper: TensorId,
     rng: Option<TensorId>,
     logits_eval: TensorId,
@@ -148,6 +149,7 @@ struct ClassifierCpu {
     params: Params<f32>,
     state: OptState<f32>,
     stats: LossStats,
+    eval_stats: LossStats,
     last_grads: Vec<Option<Vec<f32>>>,
 }
 
@@ -202,6 +204,7 @@ impl Classifier {
                     params: params.clone(),
                     state,
                     stats: LossStats::default(),
+                    eval_stats: LossStats::default(),
                     last_grads: vec![],
                 }))
             }
@@ -218,9 +221,13 @@ impl Classifier {
                 pb.backward(net, &set, &fwd, fwd.logit_node, dz, false);
                 pb.update(&mut set, opt, "opt");
                 let train = pb.end_pass();
+                // Evaluation adds its statistics on the device too: one read-back per test
+                // set, not one per batch. Padding rows (all-zero targets) add nothing.
+                let eval_stats = pb.tensor("eval_stats", 4, Kind::Stats);
                 pb.begin_pass("eval");
                 let fe = pb.forward(net, &set, x, b, false)?;
                 pb.keep(fe.logit);
+                pb.softmax_xent(fe.logit, y, b, classes as u64, 1.0, eval_stats);
                 let logits_eval = fe.logit;
                 let eval = pb.end_pass();
                 let hyper_t = pb.hyper("opt");
@@ -234,12 +241,14 @@ impl Classifier {
                     }
                 }
                 prog.write(stats, &[0.0; 4]);
+                prog.write(eval_stats, &[0.0; 4]);
                 ClassifierExec::Gpu(Box::new(ClassifierGpu {
                     prog,
                     set,
                     x,
                     y,
                     stats,
+                    eval_stats,
                     hyper: hyper_t,
                     rng,
                     logits_eval,
@@ -311,6 +320,55 @@ impl Classifier {
         }
     }
 
+    /// Evaluates a batch in inference mode (dropout off) and adds its loss and accuracy to the
+    /// evaluation sums, without a read-back on the GPU. `x` and `onehot` may hold fewer rows
+    /// than the batch.
+    pub fn eval_batch(&mut self, x: &[f32], onehot: &[f32]) -> Result<(), RunError> {
+        let rows = x.len() / self.features;
+        if onehot.len() != rows * self.classes || rows > self.batch {
+            return Err(RunError::Config(format!(
+                "evaluation batch of {rows} rows with {} target values (batch {}, {} classes)",
+                onehot.len(),
+                self.batch,
+                self.classes
+            )));
+        }
+        match &mut self.exec {
+            ClassifierExec::Gpu(g) => {
+                let mut xp = x.to_vec();
+                xp.resize(self.batch * self.features, 0.0);
+                let mut yp = onehot.to_vec();
+                yp.resize(self.batch * self.classes, 0.0);
+                g.prog.write(g.x, &xp);
+                g.prog.write(g.y, &yp);
+                g.prog.run(g.eval);
+            }
+            ClassifierExec::Cpu(c) => {
+                let xv = ArrayView2::from_shape((rows, self.features), x)
+                    .map_err(|e| RunError::Config(e.to_string()))?;
+                let yv = ArrayView2::from_shape((rows, self.classes), onehot)
+                    .map_err(|e| RunError::Config(e.to_string()))?
+                    .to_owned();
+                let acts: Activations<f32> = cpu::forward(&self.net, &c.params, xv, false, 0)?;
+                let (st, _) = cpu::softmax_xent(acts.get(self.logit), &yv, 1.0);
+                c.eval_stats.add(st);
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluation sums since the last call (one read-back on the GPU), then resets them.
+    pub fn take_eval_stats(&mut self) -> Result<LossStats, RunError> {
+        match &mut self.exec {
+            ClassifierExec::Gpu(g) => {
+                let v = g.prog.read(g.eval_stats)?;
+                g.prog.write(g.eval_stats, &[0.0; 4]);
+                Ok(LossStats::from_slice(&v))
+            }
+            ClassifierExec::Cpu(c) => Ok(std::mem::take(&mut c.eval_stats)),
+        }
+    }
+
     /// Logits of a batch in inference mode (dropout off). `x` may hold fewer rows than the batch.
     pub fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>, RunError> {
         let rows = x.len() / self.features;
@@ -319,6 +377,8 @@ impl Classifier {
                 let mut padded = x.to_vec();
                 padded.resize(self.batch * self.features, 0.0);
                 g.prog.write(g.x, &padded);
+                // All-zero targets: the pass's loss adds nothing to the evaluation sums.
+                g.prog.write(g.y, &vec![0.0; self.batch * self.classes]);
                 g.prog.run(g.eval);
                 let mut v = g.prog.read(g.logits_eval)?;
                 v.truncate(rows * self.classes);

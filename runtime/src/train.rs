@@ -377,30 +377,27 @@ fn onehot(labels: &[u8], classes: usize) -> Vec<f32> {
     y
 }
 
-/// Test-set loss, top-1 and top-5 accuracy from logits computed a batch at a time.
+/// Test-set loss, top-1 and top-5 accuracy, summed on the executor a batch at a time and read
+/// once at the end.
 pub fn evaluate(s: &mut Classifier, test: &Dataset) -> Result<(f64, f64, f64), TrainError> {
-    let (mut loss, mut c1, mut c5) = (0.0, 0usize, 0usize);
-    let (mut xb, mut lb) = (vec![], vec![]);
-    let idx: Vec<usize> = (0..test.n).collect();
-    for chunk in idx.chunks(s.batch) {
-        test.gather(chunk, &mut xb, &mut lb);
-        let z = s.logits(&xb)?;
-        for (r, &label) in lb.iter().enumerate() {
-            let row = &z[r * s.classes..(r + 1) * s.classes];
-            let t = label as usize;
-            let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-            let lse = mx + row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
-            loss += lse - row.get(t).copied().unwrap_or(0.0) as f64;
-            let above = row
-                .iter()
-                .filter(|&&v| v > row[t.min(row.len() - 1)])
-                .count();
-            c1 += usize::from(above == 0);
-            c5 += usize::from(above < 5);
+    if let Some(&top) = test.labels.iter().max() {
+        if top as usize >= s.classes {
+            return Err(TrainError::Setup(format!(
+                "the test data has label {top} but network `{}` has {} outputs (one per class)",
+                s.net.name, s.classes
+            )));
         }
     }
-    let n = test.n.max(1) as f64;
-    Ok((loss / n, c1 as f64 / n, c5 as f64 / n))
+    let (mut xb, mut lb) = (vec![], vec![]);
+    let idx: Vec<usize> = (0..test.n).collect();
+    s.take_eval_stats()?;
+    for chunk in idx.chunks(s.batch) {
+        test.gather(chunk, &mut xb, &mut lb);
+        s.eval_batch(&xb, &onehot(&lb, s.classes))?;
+    }
+    let st = s.take_eval_stats()?;
+    let n = st.rows.max(1.0);
+    Ok((st.loss / n, st.correct / n, st.top5 / n))
 }
 
 #[allow(clippy::too_many_arguments)]

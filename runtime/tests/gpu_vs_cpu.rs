@@ -363,6 +363,25 @@ fn classifier_step_on(gpu: Gpu, model: &str, batch: usize, opt: Optimizer) {
     let lg = g.logits(&x[..3 * c.features]).expect("logits");
     let lc = c.logits(&x[..3 * c.features]).expect("logits");
     assert!(rel_err(&lg, &lc) < TOL);
+    // Evaluation sums on the device: a full batch, then a short one (padded on the GPU).
+    let rows = batch / 2 + 1;
+    for s in [&mut g, &mut c] {
+        s.eval_batch(&x, &y).expect("eval");
+        s.eval_batch(&x[..rows * s.features], &y[..rows * s.classes])
+            .expect("eval");
+    }
+    let (eg, ec) = (
+        g.take_eval_stats().expect("stats"),
+        c.take_eval_stats().expect("stats"),
+    );
+    assert_eq!(eg.rows, ec.rows);
+    assert_eq!(
+        ec.rows as usize,
+        batch - 2 + rows - 1,
+        "padding rows add nothing"
+    );
+    assert_eq!((eg.correct, eg.top5), (ec.correct, ec.top5), "{reads:?}");
+    assert!((eg.loss - ec.loss).abs() / ec.loss.abs().max(1e-12) < TOL);
 }
 
 const ADAM: Optimizer = Optimizer::Adam {
