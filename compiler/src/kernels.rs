@@ -284,56 +284,6 @@ impl Gemm {
     }
 }
 
-/// How invocations tile the output. Each loaded operand feeds `cols` (A) or `rows` (B)
-/// multiply-adds held in registers, so bigger tiles do fewer loads per FLOP: on lavapipe
-/// (Mesa 22) a storage-buffer load costs about 60 ns per 8 lanes, so loads bound throughput.
-/// The 64 invocations of a workgroup run along the columns (neighbours read neighbouring
-/// columns of B), or along the rows when the output has fewer than 64 columns, so skinny
-/// products (a 1-unit logit layer) do not leave most invocations idle. The tile shrinks for
-/// small outputs so at least 4 workgroups keep the cores (or SMs) busy.
-struct Tile {
-    rows: u64,
-    cols: u64,
-    lanes_on_rows: bool,
-}
-
-fn matmul_tile(m: u64, n: u64) -> Tile {
-    if n < 64 && m >= 64 {
-        let cols = n.clamp(1, 16);
-        let groups_y = n.div_ceil(cols);
-        let mut rows = (m / 64).clamp(1, 16);
-        while rows > 1 && m.div_ceil(64 * rows) * groups_y < 4 {
-            rows /= 2;
-        }
-        return Tile {
-            rows,
-            cols,
-            lanes_on_rows: true,
-        };
-    }
-    let cols = (n / 64).clamp(1, 16);
-    let groups_x = n.div_ceil(64 * cols);
-    let mut rows = 32;
-    while rows > 4 && m.div_ceil(rows) * groups_x < 4 {
-        rows /= 2;
-    }
-    Tile {
-        rows,
-        cols,
-        lanes_on_rows: false,
-    }
-}
-
-/// Row `i` and column `j` of an invocation's tile (unclamped WGSL expressions).
-fn tile_index(lanes_on_rows: bool, i_or_j: u64, is_row: bool) -> String {
-    match (lanes_on_rows, is_row) {
-        (true, true) => format!("r0 + {}u", 64 * i_or_j),
-        (true, false) => format!("c0 + {i_or_j}u"),
-        (false, true) => format!("r0 + {i_or_j}u"),
-        (false, false) => format!("c0 + {}u", 64 * i_or_j),
-    }
-}
-
 fn gemm_name(g: &Gemm, path: ReadPath) -> String {
     format!(
         "matmul[{}x{}x{}{}{}{}{}{}{}{}]",
@@ -400,6 +350,8 @@ pub fn matmul(g: Gemm, path: ReadPath) -> KernelSource {
     }
 }
 
+/// The storage-path matmul (shaders/matmul.wgsl): 64x64 output blocks staged through
+/// workgroup memory, 4x4 elements per invocation.
 fn matmul_storage(g: Gemm) -> KernelSource {
     let Gemm {
         m,
@@ -409,77 +361,72 @@ fn matmul_storage(g: Gemm) -> KernelSource {
         ..
     } = g;
     let name = gemm_name(&g, ReadPath::Storage);
-    let Tile {
-        rows: r,
-        cols,
-        lanes_on_rows,
-    } = matmul_tile(m, n);
-    let a_index = if trans_a { "k * M + m" } else { "m * K + k" };
-    let b_index = if trans_b { "n * K + k" } else { "k * N + n" };
-    let row = |i: u64| tile_index(lanes_on_rows, i, true);
-    let col = |j: u64| tile_index(lanes_on_rows, j, false);
-    let (mut body, groups) = if lanes_on_rows {
-        (
-            format!(
-                "    let r0 = wg.x * {}u + lid.x;\n    let c0 = wg.y * {cols}u;\n",
-                64 * r
-            ),
-            [
-                m.div_ceil(64 * r).max(1) as u32,
-                n.div_ceil(cols).max(1) as u32,
-                1,
-            ],
-        )
+    // Staging loads: element e of a tile, read along the operand's contiguous dimension.
+    let load_a = if trans_a {
+        // A stored [K,M]: consecutive e walk m.
+        "            let am = e % 64u;\n            let ak = e / 64u;\n            \
+         tile_a[ak * 64u + am] = select(0.0, rd_a(min(k0 + ak, K - 1u) * M + min(m0 + am, M - 1u)), \
+         k0 + ak < K && m0 + am < M);"
     } else {
-        (
-            format!(
-                "    let r0 = wg.y * {r}u;\n    let c0 = wg.x * {}u + lid.x;\n",
-                64 * cols
-            ),
-            [
-                n.div_ceil(64 * cols).max(1) as u32,
-                m.div_ceil(r).max(1) as u32,
-                1,
-            ],
-        )
+        // A stored [M,K]: consecutive e walk k.
+        "            let am = e / 16u;\n            let ak = e % 16u;\n            \
+         tile_a[ak * 64u + am] = select(0.0, rd_a(min(m0 + am, M - 1u) * K + min(k0 + ak, K - 1u)), \
+         k0 + ak < K && m0 + am < M);"
     };
-    // The body is unrolled here so no local array is indexed dynamically; indices are clamped
-    // instead of branched on in the inner loop, and only in-range elements are stored.
-    for j in 0..cols {
-        body.push_str(&format!("    let col{j} = min({}, N - 1u);\n", col(j)));
-    }
-    for i in 0..r {
-        body.push_str(&format!("    let row{i} = min({}, M - 1u);\n", row(i)));
-        for j in 0..cols {
-            body.push_str(&format!("    var acc{i}_{j} = 0.0;\n"));
+    let load_b = if trans_b {
+        // B stored [N,K]: consecutive e walk k.
+        "            let bn = e / 16u;\n            let bk = e % 16u;\n            \
+         tile_b[bk * 64u + bn] = select(0.0, rd_b(min(n0 + bn, N - 1u) * K + min(k0 + bk, K - 1u)), \
+         k0 + bk < K && n0 + bn < N);"
+    } else {
+        // B stored [K,N]: consecutive e walk n.
+        "            let bn = e % 64u;\n            let bk = e / 64u;\n            \
+         tile_b[bk * 64u + bn] = select(0.0, rd_b(min(k0 + bk, K - 1u) * N + min(n0 + bn, N - 1u)), \
+         k0 + bk < K && n0 + bn < N);"
+    };
+    let mut decls = String::new();
+    let mut inner = String::new();
+    for i in 0..4 {
+        for j in 0..4 {
+            decls.push_str(&format!("    var acc{i}_{j} = 0.0;\n"));
         }
     }
-    body.push_str("    for (var k = 0u; k < K; k++) {\n");
-    for j in 0..cols {
-        body.push_str(&format!("        let b{j} = load_b(k, col{j});\n"));
+    for i in 0..4 {
+        inner.push_str(&format!(
+            "            let a{i} = tile_a[kk * 64u + ty + {}u];\n",
+            16 * i
+        ));
     }
-    for i in 0..r {
-        body.push_str(&format!("        let a{i} = load_a(row{i}, k);\n"));
-        for j in 0..cols {
-            body.push_str(&format!(
-                "        acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n"
+    for j in 0..4 {
+        inner.push_str(&format!(
+            "            let b{j} = tile_b[kk * 64u + tx + {}u];\n",
+            16 * j
+        ));
+    }
+    for i in 0..4 {
+        for j in 0..4 {
+            inner.push_str(&format!(
+                "            acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});\n"
             ));
         }
     }
-    body.push_str("    }\n");
-    for i in 0..r {
-        body.push_str(&format!("    if ({} < M) {{\n", row(i)));
-        for j in 0..cols {
+    let mut body = String::new();
+    for j in 0..4 {
+        body.push_str(&format!("    let col{j} = n0 + tx + {}u;\n", 16 * j));
+    }
+    for i in 0..4 {
+        let row = format!("m0 + ty + {}u", 16 * i);
+        body.push_str(&format!("    if ({row} < M) {{\n"));
+        for j in 0..4 {
             body.push_str(&format!(
-                "        if ({} < N) {{ {} }}\n",
-                col(j),
+                "        if (col{j} < N) {{ {} }}\n",
                 gemm_store(
                     &g,
-                    &row(i),
+                    &row,
                     &format!("col{j}"),
                     &format!("acc{i}_{j}"),
                     &format!("rd_bias(col{j})"),
-                    &format!("rd_saved(({}) * N + col{j})", row(i))
+                    &format!("rd_saved(({row}) * N + col{j})")
                 )
             ));
         }
@@ -493,15 +440,21 @@ fn matmul_storage(g: Gemm) -> KernelSource {
             ("N", g.n.to_string()),
             ("K", g.k.to_string()),
             ("READS", reads),
-            ("A_INDEX", a_index.into()),
-            ("B_INDEX", b_index.into()),
-            ("BODY", body),
+            ("DECLS", decls.trim_end().to_string()),
+            ("LOAD_A", load_a.to_string()),
+            ("LOAD_B", load_b.to_string()),
+            ("INNER", inner.trim_end().to_string()),
+            ("BODY", body.trim_end().to_string()),
         ],
     );
     KernelSource {
         name,
         source,
-        groups,
+        groups: [
+            n.div_ceil(64).max(1) as u32,
+            m.div_ceil(64).max(1) as u32,
+            1,
+        ],
         mirrors,
     }
 }
@@ -1185,6 +1138,48 @@ pub fn adam(
     )
 }
 
+/// What a kernel asks of a device beyond its bindings' sizes, read from its WGSL: checked
+/// against the adapter's limits before any pipeline is built (wgpu does not check all of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    pub workgroup_size: [u32; 3],
+    /// Bytes of workgroup memory.
+    pub workgroup_bytes: u64,
+    pub storage_buffers: u32,
+    pub textures: u32,
+}
+
+impl KernelSource {
+    pub fn resources(&self) -> Result<Resources, String> {
+        let module = naga::front::wgsl::parse_str(&self.source)
+            .map_err(|e| e.emit_to_string(&self.source))?;
+        let ep = module
+            .entry_points
+            .first()
+            .ok_or_else(|| format!("{} has no entry point", self.name))?;
+        let mut r = Resources {
+            workgroup_size: ep.workgroup_size,
+            workgroup_bytes: 0,
+            storage_buffers: 0,
+            textures: 0,
+        };
+        for (_, var) in module.global_variables.iter() {
+            let inner = &module.types[var.ty].inner;
+            match var.space {
+                naga::AddressSpace::WorkGroup => {
+                    r.workgroup_bytes += inner.size(module.to_ctx()) as u64
+                }
+                naga::AddressSpace::Storage { .. } => r.storage_buffers += 1,
+                naga::AddressSpace::Handle if matches!(inner, naga::TypeInner::Image { .. }) => {
+                    r.textures += 1
+                }
+                _ => {}
+            }
+        }
+        Ok(r)
+    }
+}
+
 /// Parses and validates WGSL with naga, as wgpu would, without an adapter.
 pub fn validate(source: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
@@ -1199,6 +1194,27 @@ pub fn validate(source: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resources_read_from_the_source() {
+        let g = Gemm {
+            trans_b: true,
+            bias: true,
+            ..Gemm::new(128, 10, 784)
+        };
+        let r = matmul(g, ReadPath::Storage).resources().expect("parses");
+        // Two 16x64 f32 tiles; a, b, bias read-only storage and c.
+        assert_eq!(r.workgroup_size, [16, 16, 1]);
+        assert_eq!(r.workgroup_bytes, 2 * 16 * 64 * 4);
+        assert_eq!((r.storage_buffers, r.textures), (4, 0));
+        let r = matmul(g, ReadPath::Texture).resources().expect("parses");
+        assert_eq!(r.workgroup_bytes, 0);
+        assert_eq!((r.storage_buffers, r.textures), (1, 3));
+        let r = softmax_xent(128, 10, 1.0, ReadPath::Storage)
+            .resources()
+            .expect("parses");
+        assert_eq!((r.workgroup_size, r.workgroup_bytes), ([64, 1, 1], 64 * 16));
+    }
+
     use super::*;
 
     #[test]

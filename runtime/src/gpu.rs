@@ -2,7 +2,7 @@
 //! buffers, pipelines and bind groups are created once; each pass is one command buffer and
 //! one submission; the host reads back only the tensors it asks for. Waits are bounded.
 
-use netc_compiler::kernels::{ReadPath, MIRROR_WIDTH};
+use netc_compiler::kernels::{KernelSource, ReadPath, MIRROR_WIDTH};
 use netc_compiler::schedule::{Command, Program, TensorId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,6 +40,17 @@ pub enum GpuError {
         kernel: String,
         layers: String,
         message: String,
+    },
+    #[error(
+        "kernel {kernel} (for {layers}) needs {need} {what} but adapter `{adapter}` allows {limit}"
+    )]
+    KernelLimits {
+        kernel: String,
+        layers: String,
+        what: &'static str,
+        need: u64,
+        limit: u64,
+        adapter: String,
     },
     #[error("the device did not finish within {0:?}: it hung or was lost")]
     Timeout(Duration),
@@ -300,6 +311,83 @@ pub struct GpuProgram {
     pub counters: Counters,
 }
 
+/// A kernel's workgroup size, workgroup memory, bindings and grid against the adapter's
+/// limits, before any pipeline is built: a clear error instead of a driver failure.
+fn check_limits(ks: &KernelSource, gpu: &Gpu, layers: &str) -> Result<(), GpuError> {
+    let r = ks.resources().map_err(|message| GpuError::Shader {
+        kernel: ks.name.clone(),
+        layers: layers.to_string(),
+        message,
+    })?;
+    let l = &gpu.limits;
+    let [x, y, z] = r.workgroup_size;
+    let checks: [(&'static str, u64, u64); 10] = [
+        (
+            "invocations in x",
+            x as u64,
+            l.max_compute_workgroup_size_x as u64,
+        ),
+        (
+            "invocations in y",
+            y as u64,
+            l.max_compute_workgroup_size_y as u64,
+        ),
+        (
+            "invocations in z",
+            z as u64,
+            l.max_compute_workgroup_size_z as u64,
+        ),
+        (
+            "invocations per workgroup",
+            x as u64 * y as u64 * z as u64,
+            l.max_compute_invocations_per_workgroup as u64,
+        ),
+        (
+            "bytes of workgroup memory",
+            r.workgroup_bytes,
+            l.max_compute_workgroup_storage_size as u64,
+        ),
+        (
+            "storage buffers",
+            r.storage_buffers as u64,
+            l.max_storage_buffers_per_shader_stage as u64,
+        ),
+        (
+            "sampled textures",
+            r.textures as u64,
+            l.max_sampled_textures_per_shader_stage as u64,
+        ),
+        (
+            "workgroups in x",
+            ks.groups[0] as u64,
+            l.max_compute_workgroups_per_dimension as u64,
+        ),
+        (
+            "workgroups in y",
+            ks.groups[1] as u64,
+            l.max_compute_workgroups_per_dimension as u64,
+        ),
+        (
+            "workgroups in z",
+            ks.groups[2] as u64,
+            l.max_compute_workgroups_per_dimension as u64,
+        ),
+    ];
+    for (what, need, limit) in checks {
+        if need > limit {
+            return Err(GpuError::KernelLimits {
+                kernel: ks.name.clone(),
+                layers: layers.to_string(),
+                what,
+                need,
+                limit,
+                adapter: gpu.info.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl GpuProgram {
     pub fn new(gpu: Gpu, program: Program) -> Result<GpuProgram, GpuError> {
         let max_binding = gpu
@@ -415,6 +503,9 @@ impl GpuProgram {
                     }
                 }
             }
+        }
+        for (k, ks) in program.kernels.iter().enumerate() {
+            check_limits(ks, &gpu, &users[k].join(", "))?;
         }
         let mut pipelines = vec![];
         for (k, ks) in program.kernels.iter().enumerate() {

@@ -80,6 +80,36 @@ fn matmul_every_variant() {
 }
 
 #[test]
+fn kernels_checked_against_adapter_limits() {
+    // An adapter with less workgroup memory than the tiled product's two 4 KiB tiles: a typed
+    // error naming the kernel and the layer, before any pipeline is built.
+    let Some(mut gpu) = test_gpu() else { return };
+    gpu.reads = ReadPath::Storage;
+    gpu.limits.max_compute_workgroup_storage_size = 4096;
+    let mut b = Builder::with_reads(ReadPath::Storage);
+    let a = b.tensor("a", 64 * 64, Kind::HostInput);
+    let c = b.tensor("c", 64 * 64, Kind::Stats);
+    b.begin_pass("p");
+    b.emit(
+        kernels::matmul(Gemm::new(64, 64, 64), ReadPath::Storage),
+        vec![a, a, c],
+        "net.layer forward".into(),
+    );
+    b.end_pass();
+    let err = GpuProgram::new(gpu, b.finish())
+        .err()
+        .expect("over the limit");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("matmul[64x64x64]")
+            && msg.contains("net.layer forward")
+            && msg.contains("8192 bytes of workgroup memory")
+            && msg.contains("allows 4096"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn matmul_with_activation_backward() {
     // The product times an activation's derivative at its saved output (the fused backward of
     // dense -> activation): ragged columns (element fetches of the saved output) and columns
