@@ -37,8 +37,9 @@ pub struct Mirror {
     pub of: u32,
 }
 
-/// Mirrors of operands a kernel also writes sit at this binding plus the operand's index.
-const MIRROR_BINDING_BASE: u32 = 16;
+/// Mirrors of operands a kernel also writes sit at this binding plus the operand's index (so
+/// a kernel has at most this many operands: a grouped optimizer update takes 4 per tensor).
+const MIRROR_BINDING_BASE: u32 = 32;
 
 /// Declarations of a kernel's operands and their read accessors: `rd_NAME(i)` reads element
 /// i, `rd4_NAME(q)` elements 4q..4q+3 (buffers are padded to whole quads).
@@ -46,8 +47,9 @@ struct Reads {
     path: ReadPath,
     decls: String,
     mirrors: Vec<Mirror>,
-    /// Written operands: (binding, name, also read); declared by `finish_with`.
-    outputs: Vec<(u32, String, bool)>,
+    /// Written operands: (binding, name, also read, stored as vec4 whatever `finish_with`
+    /// says); declared by `finish_with`.
+    outputs: Vec<(u32, String, bool, bool)>,
 }
 
 impl Reads {
@@ -101,7 +103,16 @@ impl Reads {
                 name,
             );
         }
-        self.outputs.push((op, name.to_string(), read));
+        self.outputs.push((op, name.to_string(), read, false));
+        self
+    }
+
+    /// An output stored in quads (`array<vec4<f32>>`) in any case.
+    fn output_quads(mut self, op: u32, name: &str, read: bool) -> Self {
+        self = self.output(op, name, read);
+        if let Some(o) = self.outputs.last_mut() {
+            o.3 = true;
+        }
         self
     }
 
@@ -120,7 +131,8 @@ impl Reads {
     /// Declarations and accessors; with `vec4`, outputs are arrays of vec4<f32> so a kernel
     /// stores four elements at once (llvmpipe runs one per-lane loop per store instruction).
     fn finish_with(mut self, vec4: bool) -> (String, Vec<Mirror>) {
-        for (op, name, read) in std::mem::take(&mut self.outputs) {
+        for (op, name, read, quads) in std::mem::take(&mut self.outputs) {
+            let vec4 = vec4 || quads;
             let elem = if vec4 { "vec4<f32>" } else { "f32" };
             self.decls.push_str(&format!(
                 "@group(0) @binding({op}) var<storage, read_write> {name}: array<{elem}>;\n"
@@ -140,7 +152,7 @@ impl Reads {
     }
 
     fn output_names(&self) -> Vec<String> {
-        self.outputs.iter().map(|(_, n, _)| n.clone()).collect()
+        self.outputs.iter().map(|(_, n, _, _)| n.clone()).collect()
     }
 }
 
@@ -153,6 +165,7 @@ const BCE_LOGITS: &str = include_str!("../../shaders/bce_logits.wgsl");
 const BIAS_GRAD: &str = include_str!("../../shaders/bias_grad.wgsl");
 const SGD: &str = include_str!("../../shaders/sgd.wgsl");
 const ADAM: &str = include_str!("../../shaders/adam.wgsl");
+const UPDATE_GROUP: &str = include_str!("../../shaders/update_group.wgsl");
 
 /// wgpu's guaranteed maximum workgroups per dispatch dimension.
 const MAX_GROUPS: u64 = 65_535;
@@ -698,6 +711,70 @@ fn matmul_texture(g: Gemm) -> KernelSource {
     }
 }
 
+/// The per-quad code of an elementwise kernel over `len` elements (`len_const` names the
+/// length in WGSL): loads of `inputs` (accessor, scalar name) for quad `q` and four unrolled
+/// element blocks of `body`, whose stores `NAME[i] = ` go to the outputs (name in `body`,
+/// declared name), as one vec4 store per output when `len` is a whole number of quads.
+fn quad_code(
+    len_const: &str,
+    len: u64,
+    inputs: &[(String, String)],
+    outputs: &[(String, String)],
+    body: &str,
+) -> (String, String) {
+    let vec4 = len.is_multiple_of(4);
+    let mut pre = String::new();
+    for (acc, var) in inputs {
+        pre.push_str(&format!("let {var}_4 = rd4_{acc}(q);\n    "));
+    }
+    if vec4 {
+        for (_, o) in outputs {
+            pre.push_str(&format!("var {o}_v = vec4<f32>(0.0);\n    "));
+        }
+    }
+    let mut b = String::new();
+    for c in 0..4 {
+        // Element 0 of a live quad always exists; the others only if the length reaches them.
+        let guard = c > 0 && !vec4;
+        b.push_str(&format!("    {{\n        let i = 4u * q + {c}u;\n"));
+        let ind = if guard {
+            b.push_str(&format!("        if (i < {len_const}) {{\n"));
+            "            "
+        } else {
+            "        "
+        };
+        for (_, var) in inputs {
+            b.push_str(&format!("{ind}let {var} = {var}_4[{c}];\n"));
+        }
+        for l in body
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        {
+            let mut l = l.to_string();
+            for (from, to) in outputs {
+                let to = if vec4 {
+                    format!("{to}_v[{c}] = ")
+                } else {
+                    format!("{to}[i] = ")
+                };
+                l = l.replace(&format!("{from}[i] = "), &to);
+            }
+            b.push_str(&format!("{ind}{l}\n"));
+        }
+        if guard {
+            b.push_str("        }\n");
+        }
+        b.push_str("    }\n");
+    }
+    if vec4 {
+        for (_, o) in outputs {
+            b.push_str(&format!("    {o}[q] = {o}_v;\n"));
+        }
+    }
+    (pre, b)
+}
+
 /// An elementwise kernel over `len` elements, four per invocation. `inputs` pairs an operand's
 /// accessor with the scalar name the body reads element `i` by; `prelude` runs once per
 /// invocation; `body` is the per-element code (statements using `i` and the scalars).
@@ -713,55 +790,18 @@ fn elementwise(
     let (groups, row) = grid(quads, 64);
     // Whole quads: each output is stored once per invocation, as a vec4.
     let vec4 = len.is_multiple_of(4);
-    let outputs = reads.output_names();
+    let outputs: Vec<(String, String)> = reads
+        .output_names()
+        .into_iter()
+        .map(|o| (o.clone(), o))
+        .collect();
     let (decls, mirrors) = reads.finish_with(vec4);
-    let mut pre = String::new();
-    for (acc, var) in inputs {
-        pre.push_str(&format!("let {var}_4 = rd4_{acc}(q);\n    "));
-    }
-    if vec4 {
-        for o in &outputs {
-            pre.push_str(&format!("var {o}_v = vec4<f32>(0.0);\n    "));
-        }
-    }
+    let inputs: Vec<(String, String)> = inputs
+        .iter()
+        .map(|(a, v)| (a.to_string(), v.to_string()))
+        .collect();
+    let (mut pre, b) = quad_code("LEN", len, &inputs, &outputs, body);
     pre.push_str(prelude);
-    let mut b = String::new();
-    for c in 0..4 {
-        // Element 0 of a live quad always exists; the others only if LEN reaches them.
-        let guard = c > 0 && !len.is_multiple_of(4);
-        b.push_str(&format!("    {{\n        let i = 4u * q + {c}u;\n"));
-        let ind = if guard {
-            b.push_str("        if (i < LEN) {\n");
-            "            "
-        } else {
-            "        "
-        };
-        for (_, var) in inputs {
-            b.push_str(&format!("{ind}let {var} = {var}_4[{c}];\n"));
-        }
-        for l in body
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("//"))
-        {
-            let mut l = l.to_string();
-            if vec4 {
-                for o in &outputs {
-                    l = l.replace(&format!("{o}[i] = "), &format!("{o}_v[{c}] = "));
-                }
-            }
-            b.push_str(&format!("{ind}{l}\n"));
-        }
-        if guard {
-            b.push_str("        }\n");
-        }
-        b.push_str("    }\n");
-    }
-    if vec4 {
-        for o in &outputs {
-            b.push_str(&format!("    {o}[q] = {o}_v;\n"));
-        }
-    }
     let source = fill(
         ELEMENTWISE,
         &[
@@ -1138,6 +1178,132 @@ pub fn adam(
     )
 }
 
+/// An optimizer rule for [`update_group`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    Sgd {
+        momentum: f64,
+        weight_decay: f64,
+    },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+}
+
+impl Rule {
+    /// Operands per tensor: w, g and the state tensors (SGD: velocity; Adam: m, v).
+    pub fn operands(self) -> u32 {
+        match self {
+            Rule::Sgd { .. } => 3,
+            Rule::Adam { .. } => 4,
+        }
+    }
+}
+
+/// Most tensors one grouped update can take (its operands sit below the mirror bindings).
+pub const MAX_GROUP: usize = ((MIRROR_BINDING_BASE - 1) / 4) as usize;
+
+/// The update of several tensors of lengths `lens` in one dispatch. Bindings: per tensor
+/// w, g, then the state (v for SGD; m, v for Adam), then hyper last.
+pub fn update_group(lens: &[u64], rule: Rule, path: ReadPath) -> KernelSource {
+    assert!(!lens.is_empty() && lens.len() <= MAX_GROUP);
+    let per = rule.operands();
+    let (consts, names, template): (String, &[&str], &str) = match rule {
+        Rule::Sgd {
+            momentum,
+            weight_decay,
+        } => (
+            format!(
+                "const MOMENTUM: f32 = {};\nconst WD: f32 = {};",
+                f32_lit(momentum),
+                f32_lit(weight_decay)
+            ),
+            &["w", "g", "v"],
+            SGD,
+        ),
+        Rule::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => (
+            format!(
+                "const BETA1: f32 = {};\nconst BETA2: f32 = {};\nconst EPS: f32 = {};\nconst WD: f32 = {};",
+                f32_lit(beta1),
+                f32_lit(beta2),
+                f32_lit(eps),
+                f32_lit(weight_decay)
+            ),
+            &["w", "g", "m", "v"],
+            ADAM,
+        ),
+    };
+    let mut reads = Reads::new(path).extra(&consts);
+    let mut body = String::new();
+    let mut start = 0u64;
+    for (t, &len) in lens.iter().enumerate() {
+        reads = reads.extra(&format!("const LEN{t}: u32 = {len}u;"));
+        let mut inputs = vec![];
+        let mut outputs = vec![];
+        for (o, name) in names.iter().enumerate() {
+            let op = t as u32 * per + o as u32;
+            if *name == "g" {
+                reads = reads.input(op, &format!("g{t}"));
+                inputs.push((format!("g{t}"), "g".to_string()));
+            } else {
+                let acc = format!("{name}_out{t}");
+                reads = if len.is_multiple_of(4) {
+                    reads.output_quads(op, &acc, true)
+                } else {
+                    reads.output(op, &acc, true)
+                };
+                inputs.push((acc.clone(), name.to_string()));
+                outputs.push((format!("{name}_out"), acc));
+            }
+        }
+        let quads = len.div_ceil(4);
+        let (pre, b) = quad_code(&format!("LEN{t}"), len, &inputs, &outputs, template);
+        let cond = if t + 1 == lens.len() {
+            String::new()
+        } else {
+            format!("if (qa < {}u) ", start + quads)
+        };
+        body.push_str(&format!(
+            "    {}{cond}{{\n    let q = qa - {start}u;\n    {}\n{}    }}",
+            if t == 0 { "" } else { " else " },
+            pre.trim_end(),
+            b
+        ));
+        start += quads;
+    }
+    reads = reads.input(lens.len() as u32 * per, "hyper");
+    let (decls, mirrors) = reads.finish();
+    let (groups, row) = grid(start, 64);
+    let list: Vec<String> = lens.iter().map(u64::to_string).collect();
+    let kind = match rule {
+        Rule::Sgd { .. } => "sgd",
+        Rule::Adam { .. } => "adam",
+    };
+    KernelSource {
+        name: format!("{kind}[{}]", list.join("+")),
+        source: fill(
+            UPDATE_GROUP,
+            &[
+                ("QUADS", start.to_string()),
+                ("ROW", row.to_string()),
+                ("DECLS", decls),
+                ("PRELUDE", "let h = rd4_hyper(0u);".to_string()),
+                ("BODY", body),
+            ],
+        ),
+        groups,
+        mirrors,
+    }
+}
+
 /// What a kernel asks of a device beyond its bindings' sizes, read from its WGSL: checked
 /// against the adapter's limits before any pipeline is built (wgpu does not check all of it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1194,6 +1360,17 @@ pub fn validate(source: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    const ADAM_RULE: Rule = Rule::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 1e-4,
+    };
+    const SGD_RULE: Rule = Rule::Sgd {
+        momentum: 0.9,
+        weight_decay: 5e-4,
+    };
+
     #[test]
     fn resources_read_from_the_source() {
         let g = Gemm {
@@ -1282,6 +1459,10 @@ mod tests {
             ));
             all.push(sgd(1000, 0.9, 5e-4, path));
             all.push(adam(1000, 0.9, 0.999, 1e-8, 0.0, path));
+            for lens in [&[10][..], &[1280, 10, 100352, 7], &[5, 6, 7, 8, 9, 10, 11]] {
+                all.push(update_group(lens, ADAM_RULE, path));
+                all.push(update_group(lens, SGD_RULE, path));
+            }
         }
         for k in &all {
             if let Err(e) = validate(&k.source) {
@@ -1307,7 +1488,7 @@ mod tests {
         // a, b, bias at their own bindings, and c's mirror for the accumulation.
         let mut m: Vec<(u32, u32)> = k.mirrors.iter().map(|m| (m.binding, m.of)).collect();
         m.sort();
-        assert_eq!(m, vec![(0, 0), (1, 1), (3, 3), (18, 2)]);
+        assert_eq!(m, vec![(0, 0), (1, 1), (3, 3), (34, 2)]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! Transient buffers are reused once their last reader in a pass has run.
 
 use crate::ir::Network;
-use crate::kernels::{self, Act, Gemm, KernelSource, ReadPath, Store};
+use crate::kernels::{self, Act, Gemm, KernelSource, ReadPath, Rule, Store};
 use crate::ops::Op;
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
@@ -166,6 +166,10 @@ pub struct Builder {
     rng: Option<TensorId>,
     /// How the generated kernels read their inputs (storage loads, or texture mirrors).
     reads: ReadPath,
+    /// The device's storage buffers and sampled textures per shader stage: how many tensors
+    /// one optimizer dispatch may update.
+    max_storage: u32,
+    max_textures: u32,
 }
 
 impl Default for Builder {
@@ -184,6 +188,9 @@ fn act_of(op: &Op) -> Option<Act> {
     }
 }
 
+/// Tensors up to this many elements share optimizer dispatches (see `Builder::update`).
+const GROUPED_UPDATE_MAX_LEN: u64 = 16_384;
+
 fn numel(shape: &[u64]) -> u64 {
     shape.iter().product()
 }
@@ -200,7 +207,31 @@ impl Builder {
             hyper: HashMap::new(),
             rng: None,
             reads: ReadPath::Storage,
+            // WebGPU's guaranteed minimums, until `with_limits` says more.
+            max_storage: 8,
+            max_textures: 16,
         }
+    }
+
+    /// The device's storage buffers and sampled textures per shader stage.
+    pub fn with_limits(mut self, storage_buffers: u32, textures: u32) -> Self {
+        self.max_storage = storage_buffers;
+        self.max_textures = textures;
+        self
+    }
+
+    /// How many tensors one update dispatch may take under the limits (at least one).
+    fn group_size(&self, per: u32) -> usize {
+        let g = match self.reads {
+            // Every operand a storage buffer: per tensor `per`, plus hyper.
+            ReadPath::Storage => self.max_storage.saturating_sub(1) / per,
+            // w and state written (storage); g, the mirrors of w and state, and hyper read
+            // as textures.
+            ReadPath::Texture => {
+                (self.max_storage / (per - 1)).min(self.max_textures.saturating_sub(1) / per)
+            }
+        };
+        (g as usize).clamp(1, kernels::MAX_GROUP)
     }
 
     /// A builder whose kernels read their inputs the given way.
@@ -760,55 +791,94 @@ impl Builder {
     }
 
     /// Updates every trainable parameter of `set` with `opt`; `hyper` names the host buffer.
+    /// Tensors are updated in groups, as many per dispatch as the device's limits allow.
     pub fn update(&mut self, set: &mut ParamSet, opt: Optimizer, hyper_name: &str) {
         let hyper = self.hyper(hyper_name);
-        for b in set.bindings.iter_mut() {
+        let rule = match opt {
+            Optimizer::Sgd {
+                momentum,
+                weight_decay,
+            } => Rule::Sgd {
+                momentum,
+                weight_decay,
+            },
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => Rule::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            },
+        };
+        let states: &[&str] = match rule {
+            Rule::Sgd { .. } => &["velocity"],
+            Rule::Adam { .. } => &["adam_m", "adam_v"],
+        };
+        let mut trainable = vec![];
+        for (i, b) in set.bindings.iter_mut().enumerate() {
             let Some(g) = b.grad else { continue };
-            let len = numel(&b.shape);
-            let label = format!("{}.{} update", b.net, b.name);
-            match opt {
-                Optimizer::Sgd {
-                    momentum,
-                    weight_decay,
-                } => {
-                    if b.state.is_empty() {
-                        b.state.push(self.tensor(
-                            format!("{}:{}.velocity", b.net, b.name),
-                            len,
-                            Kind::OptimizerState,
-                        ));
-                    }
-                    self.emit(
-                        kernels::sgd(len, momentum, weight_decay, self.reads),
-                        vec![b.tensor, g, b.state[0], hyper],
-                        label,
-                    );
-                }
-                Optimizer::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                } => {
-                    if b.state.is_empty() {
-                        b.state.push(self.tensor(
-                            format!("{}:{}.adam_m", b.net, b.name),
-                            len,
-                            Kind::OptimizerState,
-                        ));
-                        b.state.push(self.tensor(
-                            format!("{}:{}.adam_v", b.net, b.name),
-                            len,
-                            Kind::OptimizerState,
-                        ));
-                    }
-                    self.emit(
-                        kernels::adam(len, beta1, beta2, eps, weight_decay, self.reads),
-                        vec![b.tensor, g, b.state[0], b.state[1], hyper],
-                        label,
-                    );
+            if b.state.is_empty() {
+                for st in states {
+                    b.state.push(self.tensor(
+                        format!("{}:{}.{st}", b.net, b.name),
+                        numel(&b.shape),
+                        Kind::OptimizerState,
+                    ));
                 }
             }
+            trainable.push((i, g));
+        }
+        // Large tensors get a dispatch each: a grouped kernel branches per tensor, and a
+        // software rasteriser runs every branch masked, so grouping pays for small tensors
+        // (where a dispatch costs more than the update) and nothing is gained for large ones.
+        let (large, small): (Vec<_>, Vec<_>) = trainable
+            .into_iter()
+            .partition(|&(i, _)| numel(&set.bindings[i].shape) > GROUPED_UPDATE_MAX_LEN);
+        let mut chunks: Vec<Vec<(usize, TensorId)>> = large.into_iter().map(|t| vec![t]).collect();
+        chunks.extend(
+            small
+                .chunks(self.group_size(rule.operands()))
+                .map(<[_]>::to_vec),
+        );
+        for chunk in &chunks {
+            let mut bindings = vec![];
+            let mut lens = vec![];
+            let mut names = vec![];
+            for &(i, g) in chunk {
+                let b = &set.bindings[i];
+                bindings.push(b.tensor);
+                bindings.push(g);
+                bindings.extend(b.state.iter().copied());
+                lens.push(numel(&b.shape));
+                names.push(b.name.clone());
+            }
+            bindings.push(hyper);
+            let net = &set.bindings[chunk[0].0].net;
+            let label = format!("{net}.{} update", names.join(", "));
+            let kernel = match (chunk.len(), opt) {
+                (
+                    1,
+                    Optimizer::Sgd {
+                        momentum,
+                        weight_decay,
+                    },
+                ) => kernels::sgd(lens[0], momentum, weight_decay, self.reads),
+                (
+                    1,
+                    Optimizer::Adam {
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                    },
+                ) => kernels::adam(lens[0], beta1, beta2, eps, weight_decay, self.reads),
+                _ => kernels::update_group(&lens, rule, self.reads),
+            };
+            self.emit(kernel, bindings, label);
         }
     }
 

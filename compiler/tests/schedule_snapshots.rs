@@ -13,12 +13,44 @@ fn mlp_training_program() {
     }
 }
 
+#[test]
+fn small_tensors_share_an_update_dispatch_as_limits_allow() {
+    // Under the adapter's (large) limits the three small tensors of the MLP share one
+    // dispatch; the 100,352-element weight keeps its own.
+    for reads in [ReadPath::Storage, ReadPath::Texture] {
+        let p = mlp_lowered(Builder::with_reads(reads).with_limits(1 << 20, 1 << 20));
+        let updates: Vec<&str> = p
+            .kernels
+            .iter()
+            .map(|k| k.name.as_str())
+            .filter(|n| n.starts_with("adam"))
+            .collect();
+        assert_eq!(updates, ["adam[100352]", "adam[128+1280+10]"], "{reads:?}");
+    }
+}
+
 fn mlp_program(reads: ReadPath, suffix: &str) {
+    let p = mlp_lowered(Builder::with_reads(reads));
+    insta::assert_snapshot!(format!("mlp_program{suffix}"), p.printout());
+    let mut wgsl = String::new();
+    for k in &p.kernels {
+        validate(&k.source).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+        wgsl.push_str(&format!(
+            "// ===== {} (groups {:?})\n{}\n",
+            k.name, k.groups, k.source
+        ));
+    }
+    insta::assert_snapshot!(format!("mlp_kernels{suffix}"), wgsl);
+    // The first layer's input gradient is never computed (nothing upstream needs it).
+    assert!(!p.printout().contains("hidden backward input"));
+}
+
+/// The shipped MLP's training step (batch 128, Adam) lowered with `b`.
+fn mlp_lowered(mut b: Builder) -> netc_compiler::schedule::Program {
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mlp.net"))
         .expect("mlp.net");
     let m = compile("mlp.net", &src).expect("compiles");
     let net = &m.networks[0];
-    let mut b = Builder::with_reads(reads);
     let mut set = b.params(net, true);
     let x = b.tensor("x", 128 * 784, Kind::HostInput);
     let y = b.tensor("y", 128 * 10, Kind::HostInput);
@@ -38,19 +70,7 @@ fn mlp_program(reads: ReadPath, suffix: &str) {
         "adam",
     );
     b.end_pass();
-    let p = b.finish();
-    insta::assert_snapshot!(format!("mlp_program{suffix}"), p.printout());
-    let mut wgsl = String::new();
-    for k in &p.kernels {
-        validate(&k.source).unwrap_or_else(|e| panic!("{}: {e}", k.name));
-        wgsl.push_str(&format!(
-            "// ===== {} (groups {:?})\n{}\n",
-            k.name, k.groups, k.source
-        ));
-    }
-    insta::assert_snapshot!(format!("mlp_kernels{suffix}"), wgsl);
-    // The first layer's input gradient is never computed (nothing upstream needs it).
-    assert!(!p.printout().contains("hidden backward input"));
+    b.finish()
 }
 
 #[test]

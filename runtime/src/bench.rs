@@ -8,7 +8,7 @@ use crate::session::{Classifier, Executor, RunError};
 use ndarray::Array2;
 use netc_compiler::ir::Network;
 use netc_compiler::kernels::{self, Gemm};
-use netc_compiler::schedule::{Builder, Kind, Optimizer};
+use netc_compiler::schedule::{Kind, Optimizer};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub fn dense_forward(m: u64, n: u64, k: u64) -> Gemm {
 /// Median time of `reps` products `g` (without bias) on the device.
 pub fn gemm_gpu(gpu: Gpu, g: Gemm, reps: usize) -> Result<(GemmResult, Gpu), RunError> {
     let Gemm { m, n, k, .. } = g;
-    let mut b = Builder::with_reads(gpu.reads);
+    let mut b = gpu.builder();
     let a = b.tensor("a", m * k, Kind::HostInput);
     let w = b.tensor("w", n * k, Kind::HostInput);
     let c = b.tensor("c", m * n, Kind::Stats);

@@ -388,6 +388,16 @@ fn check_limits(ks: &KernelSource, gpu: &Gpu, layers: &str) -> Result<(), GpuErr
     Ok(())
 }
 
+impl Gpu {
+    /// A schedule builder for this device: its read path and its per-stage binding limits.
+    pub fn builder(&self) -> netc_compiler::schedule::Builder {
+        netc_compiler::schedule::Builder::with_reads(self.reads).with_limits(
+            self.limits.max_storage_buffers_per_shader_stage,
+            self.limits.max_sampled_textures_per_shader_stage,
+        )
+    }
+}
+
 impl GpuProgram {
     pub fn new(gpu: Gpu, program: Program) -> Result<GpuProgram, GpuError> {
         let max_binding = gpu

@@ -5,7 +5,7 @@ use crate::cpu::{self, Activations, LossStats, OptState, Params};
 use crate::gpu::{Gpu, GpuError, GpuProgram};
 use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;
-use netc_compiler::schedule::{Builder, Kind, LowerError, Optimizer, ParamSet, TensorId};
+use netc_compiler::schedule::{Kind, LowerError, Optimizer, ParamSet, TensorId};
 use petgraph::graph::NodeIndex;
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +210,7 @@ impl Classifier {
             }
             Executor::Gpu(gpu) => {
                 let b = batch as u64;
-                let mut pb = Builder::with_reads(gpu.reads);
+                let mut pb = gpu.builder();
                 let mut set = pb.params(net, true);
                 let x = pb.tensor("x", b * feats as u64, Kind::HostInput);
                 let y = pb.tensor("y", b * classes as u64, Kind::HostInput);
@@ -578,7 +578,7 @@ impl Gan {
                 last_d_grads: vec![],
             })),
             Executor::Gpu(gpu) => {
-                let mut pb = Builder::with_reads(gpu.reads);
+                let mut pb = gpu.builder();
                 let mut g_set = pb.params(g_net, true);
                 let mut d_set = pb.params(d_net, true);
                 let z_d = pb.tensor("z_d", b * noise as u64, Kind::HostInput);

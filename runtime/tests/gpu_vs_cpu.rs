@@ -444,6 +444,21 @@ fn leaky_relu_sigmoid_tanh() {
 }
 
 #[test]
+fn grouped_updates_under_tight_limits() {
+    // With WebGPU's minimum of 8 storage buffers per stage the small tensors' updates are
+    // split into several grouped dispatches (2 or 4 tensors each, by read path); with the
+    // adapter's own limits one dispatch takes them all. Both give the reference's weights.
+    let model = "net t { input x: 29\n a = dense(31) -> leaky_relu(0.1)\n b = dense(17) -> sigmoid\n c = dense(23) -> tanh\n o = dense(7) }";
+    for opt in [SGD, ADAM] {
+        for mut gpu in gpus() {
+            gpu.limits.max_storage_buffers_per_shader_stage = 8;
+            gpu.limits.max_sampled_textures_per_shader_stage = 16;
+            classifier_step_on(gpu, model, 13, opt);
+        }
+    }
+}
+
+#[test]
 fn unfused_activations_and_softmax() {
     // Two consumers stop fusion, so the standalone activation kernels run; softmax mid-network.
     classifier_step_matches(
