@@ -88,3 +88,16 @@ fn graph_prints_dot_with_shapes_on_edges() {
     assert!(out.starts_with("digraph netc {"));
     assert!(out.contains("[label=\"128\"]"), "{out}");
 }
+
+#[test]
+fn bench_rejects_a_bad_gemm_shape_before_any_work() {
+    for spec in ["12x3", "0x4x4", "4x4x4:tc", "axbxc"] {
+        let (code, out, err) = netc(&["bench", "--gemm", spec]);
+        assert_eq!(code, 1, "{spec}: {out}{err}");
+        assert!(out.is_empty(), "{spec}: nothing measured: {out}");
+        assert!(
+            err.contains("expected MxNxK with optional :ta and :tb"),
+            "{spec}: {err}"
+        );
+    }
+}
