@@ -3,15 +3,15 @@
 // rasterisers). Per row: loss = logsumexp(z) - sum(t * z) (t sums to 1), dz = SCALE *
 // (softmax(z) - t), correct = argmax(z) == argmax(t), top5 = fewer than 5 logits above the
 // target's. A row whose target is all zero is batch padding: dz = 0 and it adds nothing.
-// One workgroup: invocation i takes rows i, i + 64, ...; partial sums meet in workgroup memory
-// and invocation 0 adds them, in a fixed order, to acc = [loss, correct, top5, rows].
+// One workgroup: invocation i takes rows i, i + 64, ...; add_stats (loss_stats.wgsl) adds the
+// batch's sums to acc = [loss, correct, top5, rows].
 const ROWS: u32 = {{ROWS}}u;
 const C: u32 = {{C}}u;
 const SCALE: f32 = {{SCALE}};
 // Bindings: z, t, dz, acc.
 {{READS}}
 
-var<workgroup> partial: array<vec4<f32>, 64>;
+{{STATS}}
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -42,15 +42,5 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         let row = vec4<f32>(loss, select(0.0, 1.0, arg_z == arg_t), select(0.0, 1.0, above < 5u), 1.0);
         sums += select(vec4<f32>(0.0), row, valid);
     }
-    partial[lid] = sums;
-    workgroupBarrier();
-    if (lid == 0u) {
-        var total = vec4<f32>(0.0);
-        for (var i = 0u; i < 64u; i++) { total += partial[i]; }
-        let old = rd4_acc(0u);
-        acc[0] = old.x + total.x;
-        acc[1] = old.y + total.y;
-        acc[2] = old.z + total.z;
-        acc[3] = old.w + total.w;
-    }
+    add_stats(lid, sums);
 }

@@ -162,6 +162,7 @@ const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const SOFTMAX_XENT: &str = include_str!("../../shaders/softmax_xent.wgsl");
 const BCE_LOGITS: &str = include_str!("../../shaders/bce_logits.wgsl");
+const LOSS_STATS: &str = include_str!("../../shaders/loss_stats.wgsl");
 const BIAS_GRAD: &str = include_str!("../../shaders/bias_grad.wgsl");
 const SGD: &str = include_str!("../../shaders/sgd.wgsl");
 const ADAM: &str = include_str!("../../shaders/adam.wgsl");
@@ -1046,6 +1047,7 @@ fn loss_kernel(
         .finish();
     let mut all = subs.to_vec();
     all.push(("READS", decls));
+    all.push(("STATS", LOSS_STATS.trim_end().to_string()));
     KernelSource {
         name,
         source: fill(template, &all),
@@ -1178,9 +1180,9 @@ pub fn adam(
     )
 }
 
-/// An optimizer rule for [`update_group`].
+/// An optimizer and its settings, as [`update_group`] applies it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Rule {
+pub enum Optimizer {
     Sgd {
         momentum: f64,
         weight_decay: f64,
@@ -1193,12 +1195,12 @@ pub enum Rule {
     },
 }
 
-impl Rule {
+impl Optimizer {
     /// Operands per tensor: w, g and the state tensors (SGD: velocity; Adam: m, v).
     pub fn operands(self) -> u32 {
         match self {
-            Rule::Sgd { .. } => 3,
-            Rule::Adam { .. } => 4,
+            Optimizer::Sgd { .. } => 3,
+            Optimizer::Adam { .. } => 4,
         }
     }
 }
@@ -1208,11 +1210,11 @@ pub const MAX_GROUP: usize = ((MIRROR_BINDING_BASE - 1) / 4) as usize;
 
 /// The update of several tensors of lengths `lens` in one dispatch. Bindings: per tensor
 /// w, g, then the state (v for SGD; m, v for Adam), then hyper last.
-pub fn update_group(lens: &[u64], rule: Rule, path: ReadPath) -> KernelSource {
+pub fn update_group(lens: &[u64], rule: Optimizer, path: ReadPath) -> KernelSource {
     assert!(!lens.is_empty() && lens.len() <= MAX_GROUP);
     let per = rule.operands();
     let (consts, names, template): (String, &[&str], &str) = match rule {
-        Rule::Sgd {
+        Optimizer::Sgd {
             momentum,
             weight_decay,
         } => (
@@ -1224,7 +1226,7 @@ pub fn update_group(lens: &[u64], rule: Rule, path: ReadPath) -> KernelSource {
             &["w", "g", "v"],
             SGD,
         ),
-        Rule::Adam {
+        Optimizer::Adam {
             beta1,
             beta2,
             eps,
@@ -1284,8 +1286,8 @@ pub fn update_group(lens: &[u64], rule: Rule, path: ReadPath) -> KernelSource {
     let (groups, row) = grid(start, 64);
     let list: Vec<String> = lens.iter().map(u64::to_string).collect();
     let kind = match rule {
-        Rule::Sgd { .. } => "sgd",
-        Rule::Adam { .. } => "adam",
+        Optimizer::Sgd { .. } => "sgd",
+        Optimizer::Adam { .. } => "adam",
     };
     KernelSource {
         name: format!("{kind}[{}]", list.join("+")),
@@ -1360,13 +1362,13 @@ pub fn validate(source: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    const ADAM_RULE: Rule = Rule::Adam {
+    const ADAM_RULE: Optimizer = Optimizer::Adam {
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
         weight_decay: 1e-4,
     };
-    const SGD_RULE: Rule = Rule::Sgd {
+    const SGD_RULE: Optimizer = Optimizer::Sgd {
         momentum: 0.9,
         weight_decay: 5e-4,
     };

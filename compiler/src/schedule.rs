@@ -8,7 +8,7 @@
 //! Transient buffers are reused once their last reader in a pass has run.
 
 use crate::ir::Network;
-use crate::kernels::{self, Act, Gemm, KernelSource, ReadPath, Rule, Store};
+use crate::kernels::{self, Act, Gemm, KernelSource, ReadPath, Store};
 use crate::ops::Op;
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
@@ -90,19 +90,8 @@ impl ParamSet {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Optimizer {
-    Sgd {
-        momentum: f64,
-        weight_decay: f64,
-    },
-    Adam {
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
-    },
-}
+/// An optimizer and its settings (defined with the kernels that apply it).
+pub use crate::kernels::Optimizer;
 
 /// The static schedule: tensors, deduplicated kernels, passes, and the physical buffer plan.
 #[derive(Debug, Clone)]
@@ -794,29 +783,10 @@ impl Builder {
     /// Tensors are updated in groups, as many per dispatch as the device's limits allow.
     pub fn update(&mut self, set: &mut ParamSet, opt: Optimizer, hyper_name: &str) {
         let hyper = self.hyper(hyper_name);
-        let rule = match opt {
-            Optimizer::Sgd {
-                momentum,
-                weight_decay,
-            } => Rule::Sgd {
-                momentum,
-                weight_decay,
-            },
-            Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => Rule::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            },
-        };
+        let rule = opt;
         let states: &[&str] = match rule {
-            Rule::Sgd { .. } => &["velocity"],
-            Rule::Adam { .. } => &["adam_m", "adam_v"],
+            Optimizer::Sgd { .. } => &["velocity"],
+            Optimizer::Adam { .. } => &["adam_m", "adam_v"],
         };
         let mut trainable = vec![];
         for (i, b) in set.bindings.iter_mut().enumerate() {
