@@ -1,5 +1,6 @@
-// Optimizer updates of several parameter tensors in one dispatch (a dispatch costs more than
-// a small tensor's update on software rasterisers). The tensors' quads are laid end to end:
+// The optimizer update of one parameter tensor, or of several small ones in one dispatch (a
+// dispatch costs more than a small tensor's update on software rasterisers; see
+// Builder::update). The tensors' quads are laid end to end:
 // invocation `qa` finds its tensor by the segment starts, then runs that tensor's elementwise
 // update (see elementwise.wgsl) on its quad `q`. Placeholders: QUADS (all quads), ROW
 // (invocations per dispatch row), DECLS (operands and per-tensor LENp), PRELUDE, BODY.

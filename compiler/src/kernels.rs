@@ -1128,23 +1128,13 @@ pub fn bias_grad(rows: u64, n: u64, store: Store, path: ReadPath) -> KernelSourc
 
 /// SGD update of one parameter tensor (bindings w, g, velocity, hyper).
 pub fn sgd(len: u64, momentum: f64, weight_decay: f64, path: ReadPath) -> KernelSource {
-    let reads = Reads::new(path)
-        .extra(&format!(
-            "const MOMENTUM: f32 = {};\nconst WD: f32 = {};",
-            f32_lit(momentum),
-            f32_lit(weight_decay)
-        ))
-        .output(0, "w_out", true)
-        .input(1, "g")
-        .output(2, "v_out", true)
-        .input(3, "hyper");
-    elementwise(
-        format!("sgd[{len}]"),
-        len,
-        reads,
-        &[("w_out", "w"), ("g", "g"), ("v_out", "v")],
-        "let h = rd4_hyper(0u);",
-        SGD,
+    update_group(
+        &[len],
+        Optimizer::Sgd {
+            momentum,
+            weight_decay,
+        },
+        path,
     )
 }
 
@@ -1157,26 +1147,15 @@ pub fn adam(
     weight_decay: f64,
     path: ReadPath,
 ) -> KernelSource {
-    let reads = Reads::new(path)
-        .extra(&format!(
-            "const BETA1: f32 = {};\nconst BETA2: f32 = {};\nconst EPS: f32 = {};\nconst WD: f32 = {};",
-            f32_lit(beta1),
-            f32_lit(beta2),
-            f32_lit(eps),
-            f32_lit(weight_decay)
-        ))
-        .output(0, "w_out", true)
-        .input(1, "g")
-        .output(2, "m_out", true)
-        .output(3, "v_out", true)
-        .input(4, "hyper");
-    elementwise(
-        format!("adam[{len}]"),
-        len,
-        reads,
-        &[("w_out", "w"), ("g", "g"), ("m_out", "m"), ("v_out", "v")],
-        "let h = rd4_hyper(0u);",
-        ADAM,
+    update_group(
+        &[len],
+        Optimizer::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        },
+        path,
     )
 }
 
@@ -1208,8 +1187,8 @@ impl Optimizer {
 /// Most tensors one grouped update can take (its operands sit below the mirror bindings).
 pub const MAX_GROUP: usize = ((MIRROR_BINDING_BASE - 1) / 4) as usize;
 
-/// The update of several tensors of lengths `lens` in one dispatch. Bindings: per tensor
-/// w, g, then the state (v for SGD; m, v for Adam), then hyper last.
+/// The update of one or several tensors of lengths `lens` in one dispatch. Bindings: per
+/// tensor w, g, then the state (v for SGD; m, v for Adam), then hyper last.
 pub fn update_group(lens: &[u64], rule: Optimizer, path: ReadPath) -> KernelSource {
     assert!(!lens.is_empty() && lens.len() <= MAX_GROUP);
     let per = rule.operands();

@@ -783,8 +783,7 @@ impl Builder {
     /// Tensors are updated in groups, as many per dispatch as the device's limits allow.
     pub fn update(&mut self, set: &mut ParamSet, opt: Optimizer, hyper_name: &str) {
         let hyper = self.hyper(hyper_name);
-        let rule = opt;
-        let states: &[&str] = match rule {
+        let states: &[&str] = match opt {
             Optimizer::Sgd { .. } => &["velocity"],
             Optimizer::Adam { .. } => &["adam_m", "adam_v"],
         };
@@ -811,7 +810,7 @@ impl Builder {
         let mut chunks: Vec<Vec<(usize, TensorId)>> = large.into_iter().map(|t| vec![t]).collect();
         chunks.extend(
             small
-                .chunks(self.group_size(rule.operands()))
+                .chunks(self.group_size(opt.operands()))
                 .map(<[_]>::to_vec),
         );
         for chunk in &chunks {
@@ -829,25 +828,7 @@ impl Builder {
             bindings.push(hyper);
             let net = &set.bindings[chunk[0].0].net;
             let label = format!("{net}.{} update", names.join(", "));
-            let kernel = match (chunk.len(), opt) {
-                (
-                    1,
-                    Optimizer::Sgd {
-                        momentum,
-                        weight_decay,
-                    },
-                ) => kernels::sgd(lens[0], momentum, weight_decay, self.reads),
-                (
-                    1,
-                    Optimizer::Adam {
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                    },
-                ) => kernels::adam(lens[0], beta1, beta2, eps, weight_decay, self.reads),
-                _ => kernels::update_group(&lens, rule, self.reads),
-            };
+            let kernel = kernels::update_group(&lens, opt, self.reads);
             self.emit(kernel, bindings, label);
         }
     }

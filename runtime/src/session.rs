@@ -158,6 +158,22 @@ enum ClassifierExec {
     Gpu(Box<ClassifierGpu>),
 }
 
+/// A batch of `rows` inputs as a view and its targets as an array (the CPU loss takes one).
+fn batch_views<'a>(
+    x: &'a [f32],
+    onehot: &[f32],
+    rows: usize,
+    features: usize,
+    classes: usize,
+) -> Result<(ArrayView2<'a, f32>, Array2<f32>), RunError> {
+    let xv =
+        ArrayView2::from_shape((rows, features), x).map_err(|e| RunError::Config(e.to_string()))?;
+    let yv = ArrayView2::from_shape((rows, classes), onehot)
+        .map_err(|e| RunError::Config(e.to_string()))?
+        .to_owned();
+    Ok((xv, yv))
+}
+
 /// A classifier trained with softmax cross-entropy on its logits.
 pub struct Classifier {
     pub net: Network,
@@ -290,11 +306,7 @@ impl Classifier {
                 g.prog.run(g.train);
             }
             ClassifierExec::Cpu(c) => {
-                let xv = ArrayView2::from_shape((self.batch, self.features), x)
-                    .map_err(|e| RunError::Config(e.to_string()))?;
-                let yv = ArrayView2::from_shape((self.batch, self.classes), onehot)
-                    .map_err(|e| RunError::Config(e.to_string()))?
-                    .to_owned();
+                let (xv, yv) = batch_views(x, onehot, self.batch, self.features, self.classes)?;
                 let acts: Activations<f32> = cpu::forward(&self.net, &c.params, xv, true, seed)?;
                 let (st, dz) =
                     cpu::softmax_xent(acts.get(self.logit), &yv, 1.0 / self.batch as f64);
@@ -334,7 +346,13 @@ impl Classifier {
             )));
         }
         match &mut self.exec {
+            ClassifierExec::Gpu(g) if rows == self.batch => {
+                g.prog.write(g.x, x);
+                g.prog.write(g.y, onehot);
+                g.prog.run(g.eval);
+            }
             ClassifierExec::Gpu(g) => {
+                // A short batch: zero rows after it (all-zero targets add nothing).
                 let mut xp = x.to_vec();
                 xp.resize(self.batch * self.features, 0.0);
                 let mut yp = onehot.to_vec();
@@ -344,11 +362,7 @@ impl Classifier {
                 g.prog.run(g.eval);
             }
             ClassifierExec::Cpu(c) => {
-                let xv = ArrayView2::from_shape((rows, self.features), x)
-                    .map_err(|e| RunError::Config(e.to_string()))?;
-                let yv = ArrayView2::from_shape((rows, self.classes), onehot)
-                    .map_err(|e| RunError::Config(e.to_string()))?
-                    .to_owned();
+                let (xv, yv) = batch_views(x, onehot, rows, self.features, self.classes)?;
                 let acts: Activations<f32> = cpu::forward(&self.net, &c.params, xv, false, 0)?;
                 let (st, _) = cpu::softmax_xent(acts.get(self.logit), &yv, 1.0);
                 c.eval_stats.add(st);
