@@ -74,6 +74,20 @@ fn mlp_learns_on_the_shipped_sample() {
     let e2 = epoch_line(&m, 2.0);
     assert!(e2["test_acc"].as_f64().expect("acc") > 0.85, "{e2}");
     assert!(e2["test_top5"].as_f64().expect("top5") > e2["test_acc"].as_f64().expect("acc"));
+    // Train top-5 is logged and printed beside train top-1 (ten classes).
+    let (tr1, tr5) = (
+        e2["epoch_train_acc"].as_f64().expect("train acc"),
+        e2["epoch_train_top5"].as_f64().expect("train top5"),
+    );
+    assert!(tr5 > tr1 && tr5 <= 1.0, "{e2}");
+    assert!(
+        err.contains(&format!(
+            "train acc {:.2}%, top-5 {:.2}%",
+            100.0 * tr1,
+            100.0 * tr5
+        )),
+        "{err}"
+    );
     for f in ["checkpoint.safetensors", "loss.png", "metrics.jsonl"] {
         assert!(out.join(f).is_file(), "missing {f}");
     }

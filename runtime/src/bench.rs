@@ -128,13 +128,27 @@ pub fn gemm_cpu(g: &Gemm, reps: usize) -> GemmResult {
     }
 }
 
-/// Median seconds of one training step (forward, loss, backward, Adam) at `batch`.
+/// Times of one training step (forward, loss, backward, Adam), in seconds.
+#[derive(Debug, Clone)]
+pub struct StepTimes {
+    /// Median of steps each followed by a wait for the device (the latency of one step).
+    pub median: f64,
+    /// The fastest of those steps: on a shared or throttled machine the median moves with the
+    /// load, the fastest much less, so both are printed.
+    pub fastest: f64,
+    /// Mean of the same number of steps submitted back to back with one wait at the end, as a
+    /// training loop runs them (the host prepares the next batch while the device works).
+    pub back_to_back: f64,
+    pub counters: Option<crate::gpu::Counters>,
+}
+
+/// Times `steps` training steps at `batch` (after three warm-up steps), see [`StepTimes`].
 pub fn train_step(
     net: &Network,
     batch: usize,
     exec: Executor,
     steps: usize,
-) -> Result<(f64, Option<crate::gpu::Counters>), RunError> {
+) -> Result<StepTimes, RunError> {
     let params: Params<f32> = Params::init(net, &mut Rng::new(1));
     let opt = Optimizer::Adam {
         beta1: 0.9,
@@ -151,17 +165,33 @@ pub fn train_step(
     for r in 0..batch {
         y[r * s.classes + r % s.classes] = 1.0;
     }
+    let wait = |s: &mut Classifier| -> Result<(), RunError> {
+        if let Some((p, _)) = s.gpu_program() {
+            p.gpu.wait()?;
+        }
+        Ok(())
+    };
     let mut times = vec![];
     for i in 0..steps + 3 {
         let t0 = Instant::now();
         s.train_step(&x, &y, 1e-3)?;
-        if let Some((p, _)) = s.gpu_program() {
-            p.gpu.wait()?;
-        }
+        wait(&mut s)?;
         if i >= 3 {
             times.push(t0.elapsed().as_secs_f64());
         }
     }
+    let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        s.train_step(&x, &y, 1e-3)?;
+    }
+    wait(&mut s)?;
+    let back_to_back = t0.elapsed().as_secs_f64() / steps as f64;
     let counters = s.gpu_program().map(|(p, _)| p.counters);
-    Ok((median(times), counters))
+    Ok(StepTimes {
+        median: median(times),
+        fastest,
+        back_to_back,
+        counters,
+    })
 }

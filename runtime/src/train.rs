@@ -571,6 +571,7 @@ fn classifier(
             let (tl, t1, t5) = evaluate(&mut s, test)?;
             let tr_loss = epoch_stats.loss / epoch_stats.rows.max(1.0);
             let tr_acc = epoch_stats.correct / epoch_stats.rows.max(1.0);
+            let tr_top5 = epoch_stats.top5 / epoch_stats.rows.max(1.0);
             let mut m = BTreeMap::new();
             m.insert("step".to_string(), s.step as f64);
             m.insert("epoch".to_string(), (epoch + 1) as f64);
@@ -579,18 +580,21 @@ fn classifier(
             m.insert("test_loss".to_string(), tl);
             m.insert("test_acc".to_string(), t1);
             m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
-            if s.classes > 5 {
+            // Top-5 only says something when there are more than five classes.
+            let (train_top5, test_top5) = if s.classes > 5 {
+                m.insert("epoch_train_top5".to_string(), tr_top5);
                 m.insert("test_top5".to_string(), t5);
-            }
-            metrics.log(&m)?;
-            let top5 = if s.classes > 5 {
-                format!(", top-5 {:.2}%", 100.0 * t5)
+                (
+                    format!(", top-5 {:.2}%", 100.0 * tr_top5),
+                    format!(", top-5 {:.2}%", 100.0 * t5),
+                )
             } else {
-                String::new()
+                (String::new(), String::new())
             };
+            metrics.log(&m)?;
             pb.suspend(|| {
                 log(&format!(
-                    "epoch {}/{epochs}: train loss {tr_loss:.4}, train acc {:.2}% | test loss {tl:.4}, test acc {:.2}%{top5} | lr {lr:e} | {:.1} s",
+                    "epoch {}/{epochs}: train loss {tr_loss:.4}, train acc {:.2}%{train_top5} | test loss {tl:.4}, test acc {:.2}%{test_top5} | lr {lr:e} | {:.1} s",
                     epoch + 1,
                     100.0 * tr_acc,
                     100.0 * t1,
