@@ -159,6 +159,8 @@ pub struct Builder {
     /// one optimizer dispatch may update.
     max_storage: u32,
     max_textures: u32,
+    /// CPU threads that run a CPU adapter's invocations (the texture-path matmul's tiles).
+    threads: u64,
 }
 
 impl Default for Builder {
@@ -199,7 +201,19 @@ impl Builder {
             // WebGPU's guaranteed minimums, until `with_limits` says more.
             max_storage: 8,
             max_textures: 16,
+            threads: kernels::TEX_GEMM_THREADS,
         }
+    }
+
+    /// The CPU threads a CPU adapter runs invocations on (lavapipe: one per core).
+    pub fn with_threads(mut self, threads: u64) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The dense kernel for this builder's device.
+    pub fn matmul(&self, g: Gemm) -> KernelSource {
+        kernels::matmul_for(g, self.reads, self.threads)
     }
 
     /// The device's storage buffers and sampled textures per shader stage.
@@ -418,15 +432,12 @@ impl Builder {
                         b.push(params.get(&format!("{}.bias", node.name)).tensor);
                     }
                     self.emit(
-                        kernels::matmul(
-                            Gemm {
-                                trans_b: true,
-                                bias: *bias,
-                                act,
-                                ..Gemm::new(batch, *units, fan_in)
-                            },
-                            self.reads,
-                        ),
+                        self.matmul(Gemm {
+                            trans_b: true,
+                            bias: *bias,
+                            act,
+                            ..Gemm::new(batch, *units, fan_in)
+                        }),
                         b,
                         label("forward"),
                     );
@@ -623,13 +634,10 @@ impl Builder {
                     let w = params.get(&format!("{}.weight", node.name));
                     if let Some(gw) = w.grad {
                         self.emit(
-                            kernels::matmul(
-                                Gemm {
-                                    trans_a: true,
-                                    ..Gemm::new(*units, fan_in, batch)
-                                },
-                                self.reads,
-                            ),
+                            self.matmul(Gemm {
+                                trans_a: true,
+                                ..Gemm::new(*units, fan_in, batch)
+                            }),
                             vec![dy, x, gw],
                             label("backward weight"),
                         );
@@ -655,14 +663,11 @@ impl Builder {
                         let act_len = numel(&net.graph[act_in[0]].shape) * batch;
                         let (dx, store) = self.grad_slot(&mut grads, act_in[0], act_len, net);
                         self.emit(
-                            kernels::matmul(
-                                Gemm {
-                                    store,
-                                    act_grad: act,
-                                    ..Gemm::new(batch, fan_in, *units)
-                                },
-                                self.reads,
-                            ),
+                            self.matmul(Gemm {
+                                store,
+                                act_grad: act,
+                                ..Gemm::new(batch, fan_in, *units)
+                            }),
                             vec![dy, w.tensor, dx, fwd.values[&x_node]],
                             format!(
                                 "{}.{} backward input + {} backward",
@@ -672,13 +677,10 @@ impl Builder {
                     } else if needs[&x_node] {
                         let (dx, store) = self.grad_slot(&mut grads, x_node, fan_in * batch, net);
                         self.emit(
-                            kernels::matmul(
-                                Gemm {
-                                    store,
-                                    ..Gemm::new(batch, fan_in, *units)
-                                },
-                                self.reads,
-                            ),
+                            self.matmul(Gemm {
+                                store,
+                                ..Gemm::new(batch, fan_in, *units)
+                            }),
                             vec![dy, w.tensor, dx],
                             label("backward input"),
                         );

@@ -7,7 +7,7 @@ use crate::rng::Rng;
 use crate::session::{Classifier, Executor, RunError};
 use ndarray::Array2;
 use netc_compiler::ir::Network;
-use netc_compiler::kernels::{self, Gemm};
+use netc_compiler::kernels::Gemm;
 use netc_compiler::schedule::{Kind, Optimizer};
 use std::time::Instant;
 
@@ -41,11 +41,8 @@ pub fn gemm_gpu(gpu: Gpu, g: Gemm, reps: usize) -> Result<(GemmResult, Gpu), Run
     let w = b.tensor("w", n * k, Kind::HostInput);
     let c = b.tensor("c", m * n, Kind::Stats);
     b.begin_pass("gemm");
-    b.emit(
-        kernels::matmul(Gemm { bias: false, ..g }, gpu.reads),
-        vec![a, w, c],
-        "bench".into(),
-    );
+    let kernel = b.matmul(Gemm { bias: false, ..g });
+    b.emit(kernel, vec![a, w, c], "bench".into());
     b.end_pass();
     let t0 = Instant::now();
     let mut prog = GpuProgram::new(gpu, b.finish())?;

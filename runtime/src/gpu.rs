@@ -131,6 +131,9 @@ pub struct Gpu {
     /// (software rasterisers, where storage loads are slow), storage loads elsewhere;
     /// `NETC_READS=storage|texture` overrides.
     pub reads: ReadPath,
+    /// A software adapter (lavapipe, llvmpipe, WARP): its invocations run on this machine's
+    /// CPU threads.
+    pub cpu_adapter: bool,
     lost: Arc<AtomicBool>,
     errors: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -158,9 +161,10 @@ impl Gpu {
             }
         };
         let info = summary(&adapter.get_info());
+        let cpu_adapter = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
         let reads = match std::env::var("NETC_READS").ok().as_deref() {
             None | Some("") => {
-                if adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+                if cpu_adapter {
                     ReadPath::Texture
                 } else {
                     ReadPath::Storage
@@ -206,6 +210,7 @@ impl Gpu {
             limits,
             timestamps,
             reads,
+            cpu_adapter,
             lost,
             errors,
         })
@@ -389,12 +394,29 @@ fn check_limits(ks: &KernelSource, gpu: &Gpu, layers: &str) -> Result<(), GpuErr
 }
 
 impl Gpu {
-    /// A schedule builder for this device: its read path and its per-stage binding limits.
+    /// A schedule builder for this device: its read path, its per-stage binding limits and,
+    /// for a CPU adapter, the threads it runs invocations on (lavapipe: one per core, or
+    /// `LP_NUM_THREADS`).
     pub fn builder(&self) -> netc_compiler::schedule::Builder {
-        netc_compiler::schedule::Builder::with_reads(self.reads).with_limits(
+        let b = netc_compiler::schedule::Builder::with_reads(self.reads).with_limits(
             self.limits.max_storage_buffers_per_shader_stage,
             self.limits.max_sampled_textures_per_shader_stage,
-        )
+        );
+        if !self.cpu_adapter {
+            return b;
+        }
+        let threads = std::env::var("LP_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .or_else(|| {
+                std::thread::available_parallelism()
+                    .ok()
+                    .map(|n| n.get() as u64)
+            });
+        match threads {
+            Some(t) => b.with_threads(t),
+            None => b,
+        }
     }
 }
 
