@@ -613,7 +613,7 @@ fn bench(
                     c.buffers_created,
                     c.textures_created,
                     c.submissions,
-                    2 * reps + 3
+                    t.steps_run
                 );
             }
             if profile {

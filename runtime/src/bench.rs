@@ -136,6 +136,8 @@ pub struct StepTimes {
     /// Mean of the same number of steps submitted back to back with one wait at the end, as a
     /// training loop runs them (the host prepares the next batch while the device works).
     pub back_to_back: f64,
+    /// Steps run in all (warm-up, waited and back to back), for the replay counters.
+    pub steps_run: usize,
     pub counters: Option<crate::gpu::Counters>,
 }
 
@@ -189,6 +191,7 @@ pub fn train_step(
         median: median(times),
         fastest,
         back_to_back,
+        steps_run: s.step as usize,
         counters,
     })
 }
