@@ -588,7 +588,8 @@ fn bench(
                 gpu.info.device_type,
                 match gpu.reads {
                     netc_compiler::kernels::ReadPath::Storage => "storage buffers",
-                    netc_compiler::kernels::ReadPath::Texture => "texture mirrors",
+                    netc_compiler::kernels::ReadPath::Texture => "sampled texture mirrors",
+                    netc_compiler::kernels::ReadPath::Image => "storage-texture mirrors",
                 }
             );
             let mut gpu = gpu;

@@ -155,8 +155,9 @@ pub struct Builder {
     rng: Option<TensorId>,
     /// How the generated kernels read their inputs (storage loads, or texture mirrors).
     reads: ReadPath,
-    /// The device's storage buffers and sampled textures per shader stage: how many tensors
-    /// one optimizer dispatch may update.
+    /// The device's storage buffers and textures of the read path's kind (sampled, or
+    /// storage textures for [`ReadPath::Image`]) per shader stage: how many tensors one
+    /// optimizer dispatch may update.
     max_storage: u32,
     max_textures: u32,
     /// CPU threads that run a CPU adapter's invocations (the texture-path matmul's tiles).
@@ -216,7 +217,7 @@ impl Builder {
         kernels::matmul_for(g, self.reads, self.threads)
     }
 
-    /// The device's storage buffers and sampled textures per shader stage.
+    /// The device's storage buffers and textures (of the read path's kind) per shader stage.
     pub fn with_limits(mut self, storage_buffers: u32, textures: u32) -> Self {
         self.max_storage = storage_buffers;
         self.max_textures = textures;
@@ -230,7 +231,7 @@ impl Builder {
             ReadPath::Storage => self.max_storage.saturating_sub(1) / per,
             // w and state written (storage); g, the mirrors of w and state, and hyper read
             // as textures.
-            ReadPath::Texture => {
+            ReadPath::Texture | ReadPath::Image => {
                 (self.max_storage / (per - 1)).min(self.max_textures.saturating_sub(1) / per)
             }
         };
@@ -241,6 +242,8 @@ impl Builder {
     pub fn with_reads(reads: ReadPath) -> Self {
         Builder {
             reads,
+            // WebGPU guarantees 16 sampled but only 4 storage textures per stage.
+            max_textures: if reads == ReadPath::Image { 4 } else { 16 },
             ..Builder::new()
         }
     }

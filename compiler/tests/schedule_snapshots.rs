@@ -7,8 +7,13 @@ use netc_compiler::schedule::{Builder, Kind, Optimizer};
 
 #[test]
 fn mlp_training_program() {
-    // Storage loads (GPUs) and texture mirrors (CPU adapters) each get their own snapshots.
-    for (reads, suffix) in [(ReadPath::Storage, ""), (ReadPath::Texture, "_texture")] {
+    // Storage loads (GPUs) and texture mirrors (CPU adapters; sampled, and storage textures)
+    // each get their own snapshots.
+    for (reads, suffix) in [
+        (ReadPath::Storage, ""),
+        (ReadPath::Texture, "_texture"),
+        (ReadPath::Image, "_image"),
+    ] {
         mlp_program(reads, suffix);
     }
 }
@@ -17,7 +22,7 @@ fn mlp_training_program() {
 fn small_tensors_share_an_update_dispatch_as_limits_allow() {
     // Under the adapter's (large) limits the three small tensors of the MLP share one
     // dispatch; the 100,352-element weight keeps its own.
-    for reads in [ReadPath::Storage, ReadPath::Texture] {
+    for reads in [ReadPath::Storage, ReadPath::Texture, ReadPath::Image] {
         let p = mlp_lowered(Builder::with_reads(reads).with_limits(1 << 20, 1 << 20));
         let updates: Vec<&str> = p
             .kernels

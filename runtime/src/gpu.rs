@@ -33,7 +33,7 @@ pub enum GpuError {
         adapter: String,
         limit: u64,
     },
-    #[error("NETC_READS must be `storage` or `texture`, not `{0}`")]
+    #[error("NETC_READS must be `storage`, `texture` or `image`, not `{0}`")]
     BadReads(String),
     #[error("kernel {kernel} (for {layers}) failed to compile on this adapter: {message}")]
     Shader {
@@ -128,9 +128,12 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub timestamps: bool,
     /// How kernels built for this device read their inputs: texture mirrors on CPU adapters
-    /// (software rasterisers, where storage loads are slow), storage loads elsewhere;
-    /// `NETC_READS=storage|texture` overrides.
+    /// (software rasterisers, where storage loads are slow), bound as read-only storage
+    /// textures where the adapter allows it; storage loads elsewhere.
+    /// `NETC_READS=storage|texture|image` overrides.
     pub reads: ReadPath,
+    /// rgba32float textures can be bound as read-only storage textures ([`ReadPath::Image`]).
+    pub image_reads: bool,
     /// A software adapter (lavapipe, llvmpipe, WARP): its invocations run on this machine's
     /// CPU threads.
     pub cpu_adapter: bool,
@@ -162,16 +165,24 @@ impl Gpu {
         };
         let info = summary(&adapter.get_info());
         let cpu_adapter = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        // Read-only storage textures of rgba32float are core WebGPU, but say so before relying
+        // on them; an adapter without them takes sampled mirrors.
+        let images = {
+            let f = adapter.get_texture_format_features(wgpu::TextureFormat::Rgba32Float);
+            f.allowed_usages
+                .contains(wgpu::TextureUsages::STORAGE_BINDING)
+                && f.flags
+                    .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY)
+        };
         let reads = match std::env::var("NETC_READS").ok().as_deref() {
-            None | Some("") => {
-                if cpu_adapter {
-                    ReadPath::Texture
-                } else {
-                    ReadPath::Storage
-                }
-            }
+            None | Some("") => match (cpu_adapter, images) {
+                (false, _) => ReadPath::Storage,
+                (true, true) => ReadPath::Image,
+                (true, false) => ReadPath::Texture,
+            },
             Some("storage") => ReadPath::Storage,
             Some("texture") => ReadPath::Texture,
+            Some("image") => ReadPath::Image,
             Some(other) => return Err(GpuError::BadReads(other.into())),
         };
         // Ask for everything the adapter allows: AlexNet's fc6 weight alone is 151 MB.
@@ -210,6 +221,7 @@ impl Gpu {
             limits,
             timestamps,
             reads,
+            image_reads: images,
             cpu_adapter,
             lost,
             errors,
@@ -326,7 +338,7 @@ fn check_limits(ks: &KernelSource, gpu: &Gpu, layers: &str) -> Result<(), GpuErr
     })?;
     let l = &gpu.limits;
     let [x, y, z] = r.workgroup_size;
-    let checks: [(&'static str, u64, u64); 10] = [
+    let checks: [(&'static str, u64, u64); 11] = [
         (
             "invocations in x",
             x as u64,
@@ -361,6 +373,11 @@ fn check_limits(ks: &KernelSource, gpu: &Gpu, layers: &str) -> Result<(), GpuErr
             "sampled textures",
             r.textures as u64,
             l.max_sampled_textures_per_shader_stage as u64,
+        ),
+        (
+            "storage textures",
+            r.storage_textures as u64,
+            l.max_storage_textures_per_shader_stage as u64,
         ),
         (
             "workgroups in x",
@@ -398,10 +415,12 @@ impl Gpu {
     /// for a CPU adapter, the threads it runs invocations on (lavapipe: one per core, or
     /// `LP_NUM_THREADS`).
     pub fn builder(&self) -> netc_compiler::schedule::Builder {
-        let b = netc_compiler::schedule::Builder::with_reads(self.reads).with_limits(
-            self.limits.max_storage_buffers_per_shader_stage,
-            self.limits.max_sampled_textures_per_shader_stage,
-        );
+        let textures = match self.reads {
+            ReadPath::Image => self.limits.max_storage_textures_per_shader_stage,
+            _ => self.limits.max_sampled_textures_per_shader_stage,
+        };
+        let b = netc_compiler::schedule::Builder::with_reads(self.reads)
+            .with_limits(self.limits.max_storage_buffers_per_shader_stage, textures);
         if !self.cpu_adapter {
             return b;
         }
@@ -501,7 +520,15 @@ impl GpuProgram {
                         sample_count: 1,
                         dimension: wgpu::TextureDimension::D2,
                         format: wgpu::TextureFormat::Rgba32Float,
-                        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                        // Bindable both ways where the adapter allows: the program's
+                        // kernels, not the device, say which read path they take.
+                        usage: wgpu::TextureUsages::TEXTURE_BINDING
+                            | wgpu::TextureUsages::COPY_DST
+                            | if gpu.image_reads {
+                                wgpu::TextureUsages::STORAGE_BINDING
+                            } else {
+                                wgpu::TextureUsages::empty()
+                            },
                         view_formats: &[],
                     })
                 })

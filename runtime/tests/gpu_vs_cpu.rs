@@ -28,10 +28,11 @@ fn rel_err(gpu: &[f32], reference: &[f32]) -> f64 {
     num.sqrt() / den.sqrt().max(1e-30)
 }
 
-/// The adapter once per read path (storage loads, texture mirrors), so both kinds of kernel
-/// are checked; none when there is no adapter (a failure under NETC_REQUIRE_GPU=1).
+/// The adapter once per read path (storage loads, sampled-texture mirrors and, where the
+/// adapter can bind them, storage-texture mirrors), so every kind of kernel is checked; none
+/// when there is no adapter (a failure under NETC_REQUIRE_GPU=1).
 fn gpus() -> Vec<Gpu> {
-    [ReadPath::Storage, ReadPath::Texture]
+    read_paths()
         .into_iter()
         .filter_map(|reads| {
             let mut g = test_gpu()?;
@@ -39,6 +40,22 @@ fn gpus() -> Vec<Gpu> {
             Some(g)
         })
         .collect()
+}
+
+/// The read paths the test adapter runs. A CPU adapter (lavapipe in CI) must take the
+/// storage-texture path, its default: it is not skipped quietly.
+fn read_paths() -> Vec<ReadPath> {
+    let Some(g) = test_gpu() else { return vec![] };
+    assert!(
+        g.image_reads || !g.cpu_adapter,
+        "CPU adapter {} cannot bind read-only storage textures",
+        g.info.name
+    );
+    let mut paths = vec![ReadPath::Storage, ReadPath::Texture];
+    if g.image_reads {
+        paths.push(ReadPath::Image);
+    }
+    paths
 }
 
 fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
@@ -53,7 +70,7 @@ fn matmul_every_variant() {
     // that fetch element by element; ragged in every dimension. Every transpose with both
     // stores on each shape; every activation on one (the epilogue does not depend on the
     // shape). llvmpipe compiles each variant for seconds, so the set is no larger than that.
-    for reads in [ReadPath::Storage, ReadPath::Texture] {
+    for reads in read_paths() {
         for (m, n, k) in [
             (37, 71, 53),
             (70, 300, 19),
