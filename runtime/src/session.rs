@@ -34,13 +34,14 @@ pub fn step_seed(seed: u64, step: u64) -> u32 {
     (crate::rng::mix64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 32) as u32
 }
 
-/// Adam's bias corrections for step t (1-based) as the kernels take them: [lr, c1, c2, 0].
+/// Adam's bias corrections for step t (1-based) as the kernels take them: [lr, 1/c1, 1/c2, 0]
+/// with c = 1 - beta^t (shaders/adam.wgsl), reciprocals taken in f64 as the CPU reference does.
 fn hyper(opt: &Optimizer, lr: f64, t: u64) -> [f32; 4] {
     match opt {
         Optimizer::Adam { beta1, beta2, .. } => [
             lr as f32,
-            (1.0 - beta1.powi(t as i32)) as f32,
-            (1.0 - beta2.powi(t as i32)) as f32,
+            (1.0 / (1.0 - beta1.powi(t as i32))) as f32,
+            (1.0 / (1.0 - beta2.powi(t as i32))) as f32,
             0.0,
         ],
         Optimizer::Sgd { .. } => [lr as f32, 1.0, 1.0, 0.0],
