@@ -528,10 +528,12 @@ pub const TEX_GEMM_THREADS: u64 = 4;
 /// Rows and column quads per invocation of the texture-path matmul. A k-step of four fetches
 /// R texels of A and 4C of B for 16RC multiply-adds, so big tiles fetch less per FLOP; the
 /// tile shrinks until there are at least `invocations` (one workgroup per CPU thread; more
-/// only buys smaller tiles, which cost more fetches: on 2 threads the 128x128x784 product ran
-/// 16-20% faster with 32x16 tiles than with 16x16).
+/// only buys smaller tiles, which cost more fetches). The largest is 16x16: with storage-
+/// texture loads a 32x16 tile was no faster (interleaved in one process, 1.75 against 1.51 ms
+/// for the 128x128x784 product, 1.78 against 1.62 for 128x784x128) and llvmpipe, which
+/// compiles a kernel at its first dispatch, took 4.4 s for it against 0.8 s.
 fn texture_tile(m: u64, n: u64, invocations: u64) -> (u64, u64) {
-    const TILES: [(u64, u64); 6] = [(32, 4), (16, 4), (16, 2), (8, 2), (8, 1), (4, 1)];
+    const TILES: [(u64, u64); 5] = [(16, 4), (16, 2), (8, 2), (8, 1), (4, 1)];
     TILES
         .into_iter()
         .find(|&(r, c)| m.div_ceil(r) * n.div_ceil(4 * c) >= invocations)
@@ -607,14 +609,10 @@ fn matmul_texture(g: Gemm, path: ReadPath, min_invocations: u64) -> KernelSource
             line(format!("var acc{i}_{j} = vec4<f32>(0.0);"));
         }
     }
-    // Each iteration covers `step` values of k: `unroll` groups of `kstep`, so accumulators
-    // are assigned once per iteration (see below).
-    let unroll = if kstep == 4 && k.is_multiple_of(8) {
-        2
-    } else {
-        1
-    };
-    let step = (kstep * unroll) as usize;
+    // Each iteration covers one k-step (four values of k where the layout allows). Two steps
+    // per iteration gave the loop twice the code for no speed on llvmpipe (interleaved in one
+    // process: 1.71 against 1.51 ms for the 128x128x784 product) and twice the JIT time.
+    let step = kstep as usize;
     let q = kstep as usize;
     line(format!("for (var k = 0u; k < K; k += {step}u) {{"));
     // a_val[i][p]: the A value of tile row i at k + p.
@@ -1598,15 +1596,17 @@ mod tests {
     }
 
     #[test]
-    fn texture_tiles_grow_when_fewer_threads_share_the_work() {
-        // One 16-invocation workgroup per thread, the largest tile that leaves that many.
+    fn texture_tiles_shrink_when_more_threads_share_the_work() {
+        // One 16-invocation workgroup per thread, the largest tile (at most 16x16) that leaves
+        // that many.
+        assert_eq!(texture_tile(128, 128, 2 * TEX_GEMM_WORKGROUP), (16, 4));
         assert_eq!(texture_tile(128, 128, 4 * TEX_GEMM_WORKGROUP), (16, 4));
-        assert_eq!(texture_tile(128, 128, 2 * TEX_GEMM_WORKGROUP), (32, 4));
-        assert_eq!(texture_tile(1024, 1024, 64 * TEX_GEMM_WORKGROUP), (32, 4));
+        assert_eq!(texture_tile(128, 128, 8 * TEX_GEMM_WORKGROUP), (16, 2));
+        assert_eq!(texture_tile(1024, 1024, 64 * TEX_GEMM_WORKGROUP), (16, 4));
         assert_eq!(texture_tile(128, 10, 4 * TEX_GEMM_WORKGROUP), (4, 1));
-        let two = matmul_for(Gemm::new(128, 128, 784), ReadPath::Texture, 2);
+        let eight = matmul_for(Gemm::new(128, 128, 784), ReadPath::Texture, 8);
         let four = matmul(Gemm::new(128, 128, 784), ReadPath::Texture);
-        assert_eq!((two.groups[0], four.groups[0]), (2, 4));
+        assert_eq!((eight.groups[0], four.groups[0]), (8, 4));
         // The storage path does not depend on it.
         let s2 = matmul_for(Gemm::new(128, 128, 784), ReadPath::Storage, 2);
         assert_eq!(

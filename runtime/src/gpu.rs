@@ -699,7 +699,7 @@ impl GpuProgram {
             }
             passes.push(prepared);
         }
-        Ok(GpuProgram {
+        let prog = GpuProgram {
             gpu,
             program,
             buffers,
@@ -708,7 +708,45 @@ impl GpuProgram {
             passes,
             staging,
             counters,
-        })
+        };
+        prog.warm_up()?;
+        Ok(prog)
+    }
+
+    /// Dispatches every prepared kernel over zero workgroups, which touches no memory. llvmpipe
+    /// compiles a kernel's machine code at its first dispatch, not when the pipeline is made
+    /// (seconds for the large matmuls on a cold shader cache); this moves that work here,
+    /// before the first step is timed.
+    fn warm_up(&self) -> Result<(), GpuError> {
+        if !self.gpu.cpu_adapter {
+            return Ok(());
+        }
+        let mut encoder = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("netc warm-up"),
+            });
+        {
+            let mut cp = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            for p in self.passes.iter().flatten() {
+                if let Prepared::Dispatch {
+                    pipeline,
+                    bind_group,
+                    ..
+                } = p
+                {
+                    cp.set_pipeline(&self.pipelines[*pipeline]);
+                    cp.set_bind_group(0, bind_group, &[]);
+                    cp.dispatch_workgroups(0, 0, 0);
+                }
+            }
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        self.gpu.wait()
     }
 
     /// Texture-mirror refreshes (buffer-to-texture copies) in each run of a pass.

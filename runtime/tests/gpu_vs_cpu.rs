@@ -66,7 +66,7 @@ fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
 fn matmul_every_variant() {
     // Shapes that give 1 and several columns per invocation, a skinny output where the storage
     // path's invocations run along the rows, and for the texture path shapes that fetch whole
-    // texels (dimensions multiples of 4; K a multiple of 8 walks K eight at a time) and shapes
+    // texels (dimensions multiples of 4) and shapes
     // that fetch element by element; ragged in every dimension. Every transpose with both
     // stores on each shape; every activation on one (the epilogue does not depend on the
     // shape). llvmpipe compiles each variant for seconds, so the set is no larger than that.
