@@ -693,12 +693,11 @@ fn profile_step(net: &netc_compiler::ir::Network, device: &str) -> Result<(), Fa
 }
 
 fn main() -> ExitCode {
-    // ndarray's matrix product splits work across threads when MATMUL_NUM_THREADS allows; for
-    // the batch-128 products of training, one thread is faster than two (MLP epoch 0.54 s vs
-    // 0.7 s here), so that is the default. Set the variable to use more.
-    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-        std::env::set_var("MATMUL_NUM_THREADS", "1");
-    }
+    // ndarray's matrix product (matrixmultiply) uses up to the physical cores, at most four;
+    // MATMUL_NUM_THREADS overrides. On this project's 2-vCPU VM two threads gave MLP epochs of
+    // 0.48-0.62 s against 0.62-0.66 s with one (four interleaved runs each, 2026-12-01); an
+    // earlier, more loaded day had it the other way round, so the library's default stands.
+    netc_runtime::cpu::flush_subnormals();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -130,6 +130,24 @@ impl<T: Real> Params<T> {
     }
 }
 
+/// Flushes subnormal floats to zero on the calling thread (x86-64: the FTZ and DAZ bits of
+/// MXCSR), as GPUs commonly do (Vulkan leaves f32 subnormals to the implementation). Adam's
+/// moments of weights whose gradient stays zero (MNIST's always-blank border pixels) decay
+/// into the subnormal range within a couple of epochs, and every operation on a subnormal
+/// takes a microcode assist of about a hundred cycles: a fixed-batch training loop ran at
+/// 1.9 ms per step without this and 0.83 ms with it. Values this small (below 1.2e-38 in f32)
+/// change no weight. No-op elsewhere.
+pub fn flush_subnormals() {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    // SAFETY: setting MXCSR's FTZ (bit 15) and DAZ (bit 6) changes only how this thread's
+    // SSE/AVX arithmetic treats subnormals; every x86-64 CPU has both bits.
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
+}
+
 /// Values of every node for one batch.
 pub struct Activations<T> {
     pub values: HashMap<NodeIndex, Array2<T>>,
@@ -298,7 +316,8 @@ pub fn backward<T: Real>(
 }
 
 /// [`backward`], skipping the gradient at the network input unless `input_grad` (it is the
-/// largest product of a first dense layer, and a classifier does not need it).
+/// largest product of a first dense layer, and a classifier does not need it); without it the
+/// returned input gradient is empty (0x0), not a batch of zeros allocated every step.
 pub fn backward_opt<T: Real>(
     net: &Network,
     p: &Params<T>,
@@ -408,9 +427,11 @@ pub fn backward_opt<T: Real>(
             pgrads[i] = None;
         }
     }
-    let dinput = grads
-        .remove(&input)
-        .unwrap_or_else(|| Array2::zeros(acts.get(input).raw_dim()));
+    let dinput = match grads.remove(&input) {
+        Some(d) => d,
+        None if input_grad => Array2::zeros(acts.get(input).raw_dim()),
+        None => Array2::zeros((0, 0)),
+    };
     (pgrads, dinput)
 }
 
@@ -588,5 +609,25 @@ pub fn apply_update<T: Real>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn subnormals_flush_to_zero_on_the_calling_thread_only() {
+        let half_min = || std::hint::black_box(f32::MIN_POSITIVE) / std::hint::black_box(2.0f32);
+        let flushed = std::thread::spawn(move || {
+            let before = half_min();
+            super::flush_subnormals();
+            (before, half_min())
+        })
+        .join()
+        .expect("thread");
+        assert!(flushed.0 > 0.0 && flushed.0.is_subnormal(), "{flushed:?}");
+        assert_eq!(flushed.1, 0.0);
+        // This thread keeps IEEE subnormals.
+        assert!(half_min().is_subnormal());
     }
 }
