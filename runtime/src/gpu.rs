@@ -166,13 +166,15 @@ impl Gpu {
         let info = summary(&adapter.get_info());
         let cpu_adapter = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
         // Read-only storage textures of rgba32float are core WebGPU, but say so before relying
-        // on them; an adapter without them takes sampled mirrors.
+        // on them; an adapter without them, or with fewer per stage than one Adam update
+        // reads (w, g, m, v and hyper: WebGPU guarantees only 4), takes sampled mirrors.
         let images = {
             let f = adapter.get_texture_format_features(wgpu::TextureFormat::Rgba32Float);
             f.allowed_usages
                 .contains(wgpu::TextureUsages::STORAGE_BINDING)
                 && f.flags
                     .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY)
+                && adapter.limits().max_storage_textures_per_shader_stage >= 5
         };
         let reads = match std::env::var("NETC_READS").ok().as_deref() {
             None | Some("") => match (cpu_adapter, images) {
