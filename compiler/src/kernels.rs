@@ -382,10 +382,8 @@ fn gemm_value(g: &Gemm, acc: &str, bias: &str, saved: &str) -> String {
     g.act_grad.backward_expr(&g.act.forward_expr(&v), saved)
 }
 
-/// The store of output element (row, col) of a matmul, with bias (the value `bias`),
-/// activation, and the derivative of `act_grad` (at the saved output `saved`).
-fn gemm_store(g: &Gemm, row: &str, col: &str, acc: &str, bias: &str, saved: &str) -> String {
-    let v = gemm_value(g, acc, bias, saved);
+/// The store of value `v` (see [`gemm_value`]) to output element (row, col) of a matmul.
+fn gemm_store(g: &Gemm, row: &str, col: &str, v: &str) -> String {
     let idx = format!("({row}) * N + {col}");
     match g.store {
         Store::Write => format!("c[{idx}] = {v};"),
@@ -482,9 +480,12 @@ fn matmul_storage(g: Gemm) -> KernelSource {
                     &g,
                     &row,
                     &format!("col{j}"),
-                    &format!("acc{i}_{j}"),
-                    &format!("rd_bias(col{j})"),
-                    &format!("rd_saved(({row}) * N + col{j})")
+                    &gemm_value(
+                        &g,
+                        &format!("acc{i}_{j}"),
+                        &format!("rd_bias(col{j})"),
+                        &format!("rd_saved(({row}) * N + col{j})")
+                    )
                 )
             ));
         }
@@ -719,24 +720,24 @@ fn matmul_texture(g: Gemm, path: ReadPath, min_invocations: u64) -> KernelSource
                 ));
             }
         }
+        // Output element (i, 4j + cc): its saved activation and its value.
+        let value = |j: u64, cc: u64| {
+            let saved = if saved_quads {
+                format!("s{j}[{cc}]")
+            } else {
+                format!("rd_saved((r0 + {i}u) * N + col{j}_{cc})")
+            };
+            gemm_value(
+                &g,
+                &format!("acc{i}_{j}[{cc}]"),
+                &format!("bias{j}_{cc}"),
+                &saved,
+            )
+        };
         for j in 0..c {
             if quad_stores {
                 // n0 + 4j is a multiple of 4 below N: the whole quad is in range.
-                let v: Vec<String> = (0..4)
-                    .map(|cc| {
-                        let saved = if saved_quads {
-                            format!("s{j}[{cc}]")
-                        } else {
-                            format!("rd_saved((r0 + {i}u) * N + col{j}_{cc})")
-                        };
-                        gemm_value(
-                            &g,
-                            &format!("acc{i}_{j}[{cc}]"),
-                            &format!("bias{j}_{cc}"),
-                            &saved,
-                        )
-                    })
-                    .collect();
+                let v: Vec<String> = (0..4).map(|cc| value(j, cc)).collect();
                 let q = format!("((r0 + {i}u) * N + n0 + {}u) / 4u", 4 * j);
                 let v = format!("vec4<f32>({})", v.join(", "));
                 line(format!(
@@ -750,22 +751,15 @@ fn matmul_texture(g: Gemm, path: ReadPath, min_invocations: u64) -> KernelSource
                 continue;
             }
             for cc in 0..4 {
-                let col = format!("n0 + {}u", 4 * j + cc);
-                let saved = if saved_quads {
-                    format!("s{j}[{cc}]")
-                } else {
-                    format!("rd_saved((r0 + {i}u) * N + col{j}_{cc})")
-                };
+                let store = gemm_store(
+                    &g,
+                    &format!("r0 + {i}u"),
+                    &format!("col{j}_{cc}"),
+                    &value(j, cc),
+                );
                 line(format!(
-                    "        if ({col} < N) {{ {} }}",
-                    gemm_store(
-                        &g,
-                        &format!("r0 + {i}u"),
-                        &format!("col{j}_{cc}"),
-                        &format!("acc{i}_{j}[{cc}]"),
-                        &format!("bias{j}_{cc}"),
-                        &saved
-                    )
+                    "        if (n0 + {}u < N) {{ {store} }}",
+                    4 * j + cc
                 ));
             }
         }

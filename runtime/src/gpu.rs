@@ -715,6 +715,19 @@ impl GpuProgram {
         Ok(prog)
     }
 
+    /// Records one prepared kernel's dispatch into a compute pass.
+    fn dispatch(
+        &self,
+        cp: &mut wgpu::ComputePass,
+        pipeline: usize,
+        bind_group: &wgpu::BindGroup,
+        groups: [u32; 3],
+    ) {
+        cp.set_pipeline(&self.pipelines[pipeline]);
+        cp.set_bind_group(0, bind_group, &[]);
+        cp.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    }
+
     /// Dispatches every prepared kernel over zero workgroups, which touches no memory. llvmpipe
     /// compiles a kernel's machine code at its first dispatch, not when the pipeline is made
     /// (seconds for the large matmuls on a cold shader cache); this moves that work here,
@@ -741,9 +754,7 @@ impl GpuProgram {
                     ..
                 } = p
                 {
-                    cp.set_pipeline(&self.pipelines[*pipeline]);
-                    cp.set_bind_group(0, bind_group, &[]);
-                    cp.dispatch_workgroups(0, 0, 0);
+                    self.dispatch(&mut cp, *pipeline, bind_group, [0, 0, 0]);
                 }
             }
         }
@@ -810,9 +821,7 @@ impl GpuProgram {
                         groups,
                     }) = prepared.get(i)
                     {
-                        cp.set_pipeline(&self.pipelines[*pipeline]);
-                        cp.set_bind_group(0, bind_group, &[]);
-                        cp.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        self.dispatch(&mut cp, *pipeline, bind_group, *groups);
                         i += 1;
                     }
                 }
@@ -1002,9 +1011,7 @@ impl GpuProgram {
                                 end_of_pass_write_index: Some(2 * i as u32 + 1),
                             }),
                         });
-                        cp.set_pipeline(&self.pipelines[*pipeline]);
-                        cp.set_bind_group(0, bind_group, &[]);
-                        cp.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        self.dispatch(&mut cp, *pipeline, bind_group, *groups);
                         timed.push(i);
                     }
                     other => self.encode(&mut encoder, std::slice::from_ref(other)),
