@@ -1,0 +1,43 @@
+//! flatten and reshape: views of the same values (no data moves on any executor).
+
+use super::{prod, ArgDef, Op, Parsed, ShapeError, Ty};
+use crate::ast::{shape_str, ValueKind};
+
+pub(super) const ARGS: &[ArgDef] = &[("shape", &[], Ty::Shape, true, true)];
+pub(super) const EXAMPLE: &str = "reshape(16x7x7)";
+
+pub(super) fn from_args(p: &Parsed) -> Op {
+    let shape = match p.get("shape").map(|v| &v.kind) {
+        Some(ValueKind::Shape(d)) => d.clone(),
+        Some(ValueKind::Int(i)) => vec![*i as u64],
+        Some(ValueKind::List(l)) => l
+            .iter()
+            .filter_map(|x| x.as_f64().map(|f| f as u64))
+            .collect(),
+        _ => vec![],
+    };
+    Op::Reshape { shape }
+}
+
+pub(super) fn describe(shape: &[u64]) -> String {
+    format!("reshape[{}]", shape_str(shape))
+}
+
+pub(super) fn infer_flatten(x: &[u64]) -> Result<Vec<u64>, ShapeError> {
+    Ok(vec![prod(x)?])
+}
+
+pub(super) fn infer(x: &[u64], shape: &[u64]) -> Result<Vec<u64>, ShapeError> {
+    let (a, b) = (prod(x)?, prod(shape)?);
+    if a != b {
+        return Err(ShapeError {
+            message: format!(
+                "cannot reshape {} ({a} values) to {} ({b} values)",
+                shape_str(x),
+                shape_str(shape)
+            ),
+            help: Some("the element counts of the two shapes must match".into()),
+        });
+    }
+    Ok(shape.to_vec())
+}
