@@ -253,22 +253,23 @@ fn gradcheck(model: &Model, batch: usize, samples: usize, seed: u64) -> Result<(
     for net in &model.networks {
         let r = check(net, batch.max(1), samples.max(1), seed).map_err(fail)?;
         println!(
-            "network {} (batch {batch}, loss: {}, five-point central differences, h {:e})",
+            "network {} (batch {batch}, loss: {}, five-point central differences, h {:e}, h/100 near a kink)",
             r.net,
             r.loss,
             netc_runtime::gradcheck::EPS
         );
         println!(
-            "  {:<28} {:>10} {:>8}  {:>12}  result",
-            "tensor", "entries", "checked", "rel. diff"
+            "  {:<28} {:>10} {:>8} {:>6}  {:>12}  result",
+            "tensor", "entries", "checked", "kinks", "rel. diff"
         );
         for t in &r.tensors {
             let pass = t.rel_diff < THRESHOLD;
             println!(
-                "  {:<28} {:>10} {:>8}  {:>12.3e}  {}",
+                "  {:<28} {:>10} {:>8} {:>6}  {:>12.3e}  {}",
                 t.name,
                 t.entries,
                 t.checked,
+                t.kinks,
                 t.rel_diff,
                 if pass { "ok" } else { "FAIL" }
             );

@@ -121,7 +121,7 @@ impl Program {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LowerError {
-    #[error("layer `{layer}`: op `{op}` is not supported by the training lowering yet (supported: input, dense, relu, leaky_relu, sigmoid, tanh, softmax, add, flatten, reshape, dropout)")]
+    #[error("layer `{layer}`: op `{op}` is not supported by the GPU lowering yet (it runs input, dense, relu, leaky_relu, sigmoid, tanh, softmax, add, flatten, reshape, dropout); the CPU executor trains conv, maxpool, avgpool, lrn and concat: pass --device cpu")]
     Unsupported { layer: String, op: String },
     #[error("network `{net}` has {count} inputs; training needs exactly one")]
     Inputs { net: String, count: usize },
@@ -512,7 +512,13 @@ impl Builder {
                         ins[0]
                     }
                 }
-                other => {
+                other @ (Op::Conv { .. }
+                | Op::ConvTranspose { .. }
+                | Op::MaxPool { .. }
+                | Op::AvgPool { .. }
+                | Op::Lrn { .. }
+                | Op::Concat { .. }
+                | Op::BatchNorm { .. }) => {
                     return Err(LowerError::Unsupported {
                         layer: node.name.clone(),
                         op: other.name().into(),
@@ -742,7 +748,15 @@ impl Builder {
                         );
                     }
                 }
-                _ => {}
+                // `forward` rejects these with `LowerError::Unsupported` (naming the layer)
+                // before any backward pass is built, so no gradient is silently dropped.
+                Op::Conv { .. }
+                | Op::ConvTranspose { .. }
+                | Op::MaxPool { .. }
+                | Op::AvgPool { .. }
+                | Op::Lrn { .. }
+                | Op::Concat { .. }
+                | Op::BatchNorm { .. } => {}
             }
         }
         if want_input_grad {

@@ -98,7 +98,7 @@ impl ConvGeometry {
             });
         };
         let (c, h, w) = need_image("conv", input)?;
-        if c % groups != 0 || filters % groups != 0 {
+        if !c.is_multiple_of(groups) || !filters.is_multiple_of(groups) {
             return Err(ShapeError {
                 message: format!("groups={groups} must divide both the input channels ({c}) and the filters ({filters})"),
                 help: None,

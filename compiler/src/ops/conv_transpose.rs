@@ -82,7 +82,7 @@ pub(super) fn infer(
         help: None,
     };
     let (c, h, w) = need_image("conv_transpose", x)?;
-    if c % groups != 0 || filters % groups != 0 {
+    if !c.is_multiple_of(groups) || !filters.is_multiple_of(groups) {
         return Err(err(format!(
             "groups={groups} must divide both the input channels ({c}) and the filters ({filters})"
         )));

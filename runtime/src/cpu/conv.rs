@@ -1,0 +1,284 @@
+//! conv on the CPU: im2col and ndarray's matrix product, group by group.
+//!
+//! Why im2col: it turns every convolution (any stride, dilation, padding) into one large
+//! matrix product per group, which the tuned product runs at near its peak, while a direct
+//! loop nest would need its own blocking for every shape. The price is the column matrix
+//! (taps x pixels), so the batch is processed in chunks that keep it near 16 MB. The backward
+//! pass uses the same columns: the weight gradient is dY cols^T and the input gradient is
+//! col2im(W^T dY), the adjoint of im2col (a transposed convolution).
+
+use super::Real;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+use netc_compiler::ops::conv::ConvGeometry;
+
+/// Elements of one chunk's column matrix to aim for.
+const COLS_TARGET: usize = 4 << 20;
+
+struct Dims {
+    cin: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    pixels: usize,
+    taps: usize,
+    cin_g: usize,
+    cout_g: usize,
+    groups: usize,
+}
+
+fn dims(g: &ConvGeometry) -> Dims {
+    Dims {
+        cin: g.cin as usize,
+        h: g.win.h as usize,
+        w: g.win.w as usize,
+        k: g.win.k as usize,
+        pixels: g.win.pixels() as usize,
+        taps: g.taps() as usize,
+        cin_g: g.cin_per_group() as usize,
+        cout_g: g.cout_per_group() as usize,
+        groups: g.groups as usize,
+    }
+}
+
+/// Samples per chunk so the column matrix stays near `COLS_TARGET` elements.
+fn chunk(d: &Dims, batch: usize) -> usize {
+    (COLS_TARGET / (d.taps * d.pixels).max(1)).clamp(1, batch.max(1))
+}
+
+/// For tap `t` of one axis, the output positions o whose input index lies inside, and the
+/// input index of the first one: (first o, end o, input index of first o). Inputs advance by
+/// the stride per output.
+fn valid_range(len: usize, out: usize, stride: usize, offset: isize) -> (usize, usize, isize) {
+    // Input index of output o: o * stride + offset; need 0 <= . < len.
+    let first = if offset >= 0 {
+        0
+    } else {
+        ((-offset) as usize).div_ceil(stride)
+    };
+    let last_ok = (len as isize - 1 - offset).div_euclid(stride as isize);
+    let end = if last_ok < 0 {
+        0
+    } else {
+        (last_ok as usize + 1).min(out)
+    };
+    (
+        first.min(end),
+        end,
+        first as isize * stride as isize + offset,
+    )
+}
+
+/// Fills `cols` ([taps, n * pixels]) with group `grp`'s input patches of samples `x` rows.
+fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, x: ArrayView2<T>, grp: usize, cols: &mut Array2<T>) {
+    let win = &g.win;
+    let (oh, ow) = (win.oh as usize, win.ow as usize);
+    let (s, dil) = (win.stride as usize, win.dilation as usize);
+    cols.fill(T::zero());
+    let n = x.nrows();
+    for ci in 0..d.cin_g {
+        let c = grp * d.cin_g + ci;
+        for ki in 0..d.k {
+            let (r0, r1, rin0) =
+                valid_range(d.h, oh, s, (ki * dil) as isize - win.pad_top as isize);
+            for kj in 0..d.k {
+                let (c0, c1, cin0) =
+                    valid_range(d.w, ow, s, (kj * dil) as isize - win.pad_left as isize);
+                let tap = (ci * d.k + ki) * d.k + kj;
+                let mut row = cols.row_mut(tap);
+                let row = row.as_slice_mut().expect("column rows are contiguous");
+                for b in 0..n {
+                    let xs = x.row(b);
+                    let xs = xs.as_slice().expect("activations are contiguous");
+                    let plane = &xs[c * d.h * d.w..(c + 1) * d.h * d.w];
+                    for (i, o) in (r0..r1).enumerate() {
+                        let rin = (rin0 + (i * s) as isize) as usize;
+                        let src = &plane[rin * d.w..(rin + 1) * d.w];
+                        let dst = &mut row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
+                        for (j, p) in (c0..c1).enumerate() {
+                            dst[p] = src[(cin0 + (j * s) as isize) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `cols` ([taps, n * pixels]) back onto the input gradient rows `dx` (adjoint of im2col).
+fn col2im<T: Real>(
+    g: &ConvGeometry,
+    d: &Dims,
+    cols: &Array2<T>,
+    grp: usize,
+    mut dx: ArrayViewMut2<T>,
+) {
+    let win = &g.win;
+    let (oh, ow) = (win.oh as usize, win.ow as usize);
+    let (s, dil) = (win.stride as usize, win.dilation as usize);
+    let n = dx.nrows();
+    for ci in 0..d.cin_g {
+        let c = grp * d.cin_g + ci;
+        for ki in 0..d.k {
+            let (r0, r1, rin0) =
+                valid_range(d.h, oh, s, (ki * dil) as isize - win.pad_top as isize);
+            for kj in 0..d.k {
+                let (c0, c1, cin0) =
+                    valid_range(d.w, ow, s, (kj * dil) as isize - win.pad_left as isize);
+                let tap = (ci * d.k + ki) * d.k + kj;
+                let row = cols.row(tap);
+                let row = row.as_slice().expect("column rows are contiguous");
+                for b in 0..n {
+                    let mut xs = dx.row_mut(b);
+                    let xs = xs.as_slice_mut().expect("gradients are contiguous");
+                    let plane = &mut xs[c * d.h * d.w..(c + 1) * d.h * d.w];
+                    for (i, o) in (r0..r1).enumerate() {
+                        let rin = (rin0 + (i * s) as isize) as usize;
+                        let dst = &mut plane[rin * d.w..(rin + 1) * d.w];
+                        let src = &row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
+                        for (j, p) in (c0..c1).enumerate() {
+                            let at = (cin0 + (j * s) as isize) as usize;
+                            dst[at] = dst[at] + src[p];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The [cout/groups, taps] weight matrix of group `grp`.
+fn group_weight<'a, T: Real>(d: &Dims, w: &'a [T], grp: usize) -> ArrayView2<'a, T> {
+    let len = d.cout_g * d.taps;
+    ArrayView2::from_shape((d.cout_g, d.taps), &w[grp * len..(grp + 1) * len])
+        .expect("weight length matches the geometry")
+}
+
+pub(super) fn forward<T: Real>(
+    g: &ConvGeometry,
+    x: &Array2<T>,
+    w: &[T],
+    b: Option<&[T]>,
+) -> Array2<T> {
+    let d = dims(g);
+    let x = x.as_standard_layout();
+    let batch = x.nrows();
+    debug_assert_eq!(x.ncols(), d.cin * d.h * d.w);
+    let mut y = Array2::<T>::zeros((batch, g.cout as usize * d.pixels));
+    let step = chunk(&d, batch);
+    let mut cols = Array2::<T>::zeros((d.taps, step * d.pixels));
+    let mut out = Array2::<T>::zeros((d.cout_g, step * d.pixels));
+    for n0 in (0..batch).step_by(step) {
+        let n = step.min(batch - n0);
+        if n < step {
+            cols = Array2::zeros((d.taps, n * d.pixels));
+            out = Array2::zeros((d.cout_g, n * d.pixels));
+        }
+        for grp in 0..d.groups {
+            im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
+            general_mat_mul(
+                T::one(),
+                &group_weight(&d, w, grp),
+                &cols,
+                T::zero(),
+                &mut out,
+            );
+            // out [cout_g, n * pixels] -> y[b, (grp * cout_g + f) * pixels + p]
+            for bi in 0..n {
+                let mut yr = y.row_mut(n0 + bi);
+                let yr = yr.as_slice_mut().expect("rows are contiguous");
+                for f in 0..d.cout_g {
+                    let co = grp * d.cout_g + f;
+                    let bias = b.map_or(T::zero(), |b| b[co]);
+                    let src = out.row(f);
+                    let src =
+                        &src.as_slice().expect("contiguous")[bi * d.pixels..(bi + 1) * d.pixels];
+                    for (dst, &v) in yr[co * d.pixels..(co + 1) * d.pixels].iter_mut().zip(src) {
+                        *dst = v + bias;
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+pub(super) struct Grads<T> {
+    pub weight: Vec<T>,
+    pub bias: Vec<T>,
+    pub input: Option<Array2<T>>,
+}
+
+pub(super) fn backward<T: Real>(
+    g: &ConvGeometry,
+    x: &Array2<T>,
+    w: &[T],
+    dy: &Array2<T>,
+    want_input: bool,
+) -> Grads<T> {
+    let d = dims(g);
+    let x = x.as_standard_layout();
+    let dy = dy.as_standard_layout();
+    let batch = x.nrows();
+    let mut gw = vec![T::zero(); w.len()];
+    let mut gb = vec![T::zero(); g.cout as usize];
+    let mut dx = want_input.then(|| Array2::<T>::zeros(x.raw_dim()));
+    for (co, gbv) in gb.iter_mut().enumerate() {
+        let mut acc = T::zero();
+        for r in dy.rows() {
+            let r = r.as_slice().expect("contiguous");
+            acc = r[co * d.pixels..(co + 1) * d.pixels]
+                .iter()
+                .fold(acc, |a, &v| a + v);
+        }
+        *gbv = acc;
+    }
+    let step = chunk(&d, batch);
+    let mut cols = Array2::<T>::zeros((d.taps, step * d.pixels));
+    let mut dyg = Array2::<T>::zeros((d.cout_g, step * d.pixels));
+    let mut dcols = Array2::<T>::zeros((d.taps, step * d.pixels));
+    for n0 in (0..batch).step_by(step) {
+        let n = step.min(batch - n0);
+        if n < step {
+            let np = n * d.pixels;
+            cols = Array2::zeros((d.taps, np));
+            dyg = Array2::zeros((d.cout_g, np));
+            dcols = Array2::zeros((d.taps, np));
+        }
+        for grp in 0..d.groups {
+            im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
+            // dy rows -> dyg [cout_g, n * pixels]
+            for bi in 0..n {
+                let src = dy.row(n0 + bi);
+                let src = src.as_slice().expect("contiguous");
+                for f in 0..d.cout_g {
+                    let co = grp * d.cout_g + f;
+                    let mut dst = dyg.row_mut(f);
+                    let dst = dst.as_slice_mut().expect("contiguous");
+                    dst[bi * d.pixels..(bi + 1) * d.pixels]
+                        .copy_from_slice(&src[co * d.pixels..(co + 1) * d.pixels]);
+                }
+            }
+            let len = d.cout_g * d.taps;
+            let mut gwg =
+                ArrayViewMut2::from_shape((d.cout_g, d.taps), &mut gw[grp * len..(grp + 1) * len])
+                    .expect("weight length matches the geometry");
+            general_mat_mul(T::one(), &dyg, &cols.t(), T::one(), &mut gwg);
+            if let Some(dx) = dx.as_mut() {
+                general_mat_mul(
+                    T::one(),
+                    &group_weight(&d, w, grp).t(),
+                    &dyg,
+                    T::zero(),
+                    &mut dcols,
+                );
+                col2im(g, &d, &dcols, grp, dx.slice_mut(s![n0..n0 + n, ..]));
+            }
+        }
+    }
+    Grads {
+        weight: gw,
+        bias: gb,
+        input: dx,
+    }
+}

@@ -1,0 +1,22 @@
+//! dropout: the mask of `kernels::dropout_keep` (the WGSL kernel's hash), scaled by 1/(1-p).
+//! The backward applies the same mask to dy, so one function serves both.
+
+use super::Real;
+use ndarray::Array2;
+use netc_compiler::kernels::dropout_keep;
+
+pub(super) fn apply<T: Real>(x: &Array2<T>, train: bool, p: f64, seed: u32) -> Array2<T> {
+    if !(train && p > 0.0) {
+        return x.clone();
+    }
+    let scale = T::of(1.0 / (1.0 - p));
+    let mut y = x.clone();
+    for (i, v) in y.iter_mut().enumerate() {
+        *v = if dropout_keep(seed, i as u32, p) {
+            *v * scale
+        } else {
+            T::zero()
+        };
+    }
+    y
+}

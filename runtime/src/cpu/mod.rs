@@ -1,0 +1,470 @@
+//! The CPU reference executor: every op's forward and backward the straightforward way, on
+//! ndarray (its matrix product for dense layers and convolutions), generic over f32 (training
+//! on `--device cpu`) and f64 (gradient checking). It is the oracle the WGSL kernels are tested
+//! against, so it follows the same conventions: activations are [batch, features] row-major
+//! (CHW features), dense weights are [out, in], conv weights [out, in/groups, k, k], losses
+//! are computed from logits.
+//!
+//! Each op's reference lives in the module named as the op's module in
+//! `netc_compiler::ops`; this module runs a network through them, dispatching exhaustively.
+
+mod activation;
+mod add;
+mod concat;
+mod conv;
+mod dense;
+mod dropout;
+mod loss;
+mod lrn;
+mod optim;
+mod pool;
+mod softmax;
+
+pub use loss::{bce_logits, softmax_xent, LossStats};
+pub use optim::{apply_update, OptState};
+
+use ndarray::{Array2, ArrayView2};
+use netc_compiler::ir::Network;
+use netc_compiler::ops::conv::ConvGeometry;
+use netc_compiler::ops::{pool as pool_ops, Init, Op, ShapeError};
+use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+use crate::rng::Rng;
+
+/// The float types the reference runs in.
+pub trait Real: ndarray::LinalgScalar + num_traits::Float + Debug + Send + Sync + 'static {
+    fn of(x: f64) -> Self;
+    fn f64(self) -> f64;
+}
+
+impl Real for f32 {
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CpuError {
+    #[error("layer `{layer}`: op `{op}` is not supported by the CPU executor yet")]
+    Unsupported { layer: String, op: String },
+    #[error("layer `{layer}`: {message}")]
+    Shape { layer: String, message: String },
+    #[error("input has {got} features per example but network `{net}` expects {want}")]
+    InputSize {
+        net: String,
+        got: usize,
+        want: usize,
+    },
+}
+
+/// A network's parameter tensors (flat, row-major) in `Network::param_specs` order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params<T> {
+    pub names: Vec<String>,
+    pub shapes: Vec<Vec<usize>>,
+    pub values: Vec<Vec<T>>,
+    pub trainable: Vec<bool>,
+}
+
+impl<T: Real> Params<T> {
+    /// Draws every tensor from its initialiser.
+    pub fn init(net: &Network, rng: &mut Rng) -> Self {
+        let mut p = Params {
+            names: vec![],
+            shapes: vec![],
+            values: vec![],
+            trainable: vec![],
+        };
+        for spec in net.param_specs() {
+            let n: usize = spec.shape.iter().product::<u64>() as usize;
+            let (fi, fo) = (spec.fan_in as f64, spec.fan_out as f64);
+            let v: Vec<T> = (0..n)
+                .map(|_| {
+                    T::of(match spec.init {
+                        Init::Gaussian { mean, std } => mean + std * rng.normal(),
+                        Init::Uniform { low, high } => rng.uniform(low, high),
+                        Init::Constant(c) => c,
+                        Init::XavierUniform => {
+                            let a = (6.0 / (fi + fo)).sqrt();
+                            rng.uniform(-a, a)
+                        }
+                        Init::XavierNormal => (2.0 / (fi + fo)).sqrt() * rng.normal(),
+                        Init::HeNormal => (2.0 / fi).sqrt() * rng.normal(),
+                        Init::HeUniform => {
+                            let a = (6.0 / fi).sqrt();
+                            rng.uniform(-a, a)
+                        }
+                    })
+                })
+                .collect();
+            p.names.push(spec.name.clone());
+            p.shapes
+                .push(spec.shape.iter().map(|&d| d as usize).collect());
+            p.values.push(v);
+            p.trainable.push(spec.trainable);
+        }
+        p
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    pub fn cast<U: Real>(&self) -> Params<U> {
+        Params {
+            names: self.names.clone(),
+            shapes: self.shapes.clone(),
+            values: self
+                .values
+                .iter()
+                .map(|v| v.iter().map(|x| U::of(x.f64())).collect())
+                .collect(),
+            trainable: self.trainable.clone(),
+        }
+    }
+
+    fn matrix(&self, name: &str) -> ArrayView2<'_, T> {
+        let i = self
+            .index(name)
+            .expect("parameter exists: IR and Params come from the same network");
+        let s = &self.shapes[i];
+        ArrayView2::from_shape((s[0], s[1..].iter().product()), &self.values[i])
+            .expect("shape matches length")
+    }
+
+    fn vector(&self, name: &str) -> &[T] {
+        &self.values[self.index(name).expect("parameter exists")]
+    }
+}
+
+/// Flushes subnormal floats to zero on the calling thread (x86-64: the FTZ and DAZ bits of
+/// MXCSR), as GPUs commonly do (Vulkan leaves f32 subnormals to the implementation). Adam's
+/// moments of weights whose gradient is only rarely nonzero (pixels near MNIST's blank border)
+/// decay into the subnormal range between those steps, and every operation on a subnormal
+/// takes a microcode assist of about a hundred cycles (so can a softmax of confident logits): a
+/// fixed-batch training loop ran at 1.9 ms per step without this and 0.83 ms with it, and
+/// five MNIST epochs of models/mlp.net took 2.7-3.1 s with it against 3.0-3.5 s without
+/// (three interleaved pairs). Values this small (below 1.2e-38 in f32) change no weight.
+/// No-op elsewhere.
+pub fn flush_subnormals() {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    // SAFETY: setting MXCSR's FTZ (bit 15) and DAZ (bit 6) changes only how this thread's
+    // SSE/AVX arithmetic treats subnormals; every x86-64 CPU has both bits.
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
+}
+
+/// Values of every node for one batch.
+pub struct Activations<T> {
+    pub values: HashMap<NodeIndex, Array2<T>>,
+    pub train: bool,
+    pub seed: u32,
+}
+
+impl<T: Real> Activations<T> {
+    pub fn get(&self, n: NodeIndex) -> &Array2<T> {
+        &self.values[&n]
+    }
+}
+
+fn numel(s: &[u64]) -> usize {
+    s.iter().product::<u64>() as usize
+}
+
+/// The node's op settings resolved against its input shape (checked at compile time, so an
+/// error here means the network was built by hand inconsistently).
+fn shape_err(layer: &str) -> impl Fn(ShapeError) -> CpuError + '_ {
+    move |e| CpuError::Shape {
+        layer: layer.to_string(),
+        message: e.message,
+    }
+}
+
+/// Forward pass of a batch `x` ([batch, features]). Dropout draws its mask from `seed` exactly
+/// as the WGSL kernel does.
+pub fn forward<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    x: ArrayView2<T>,
+    train: bool,
+    seed: u32,
+) -> Result<Activations<T>, CpuError> {
+    let mut values: HashMap<NodeIndex, Array2<T>> = HashMap::new();
+    for &n in &net.order {
+        let node = &net.graph[n];
+        let ins = net.inputs_of(n);
+        let in_shape = |i: usize| &net.graph[ins[i]].shape;
+        let weight = || p.vector(&format!("{}.weight", node.name));
+        let bias = || p.vector(&format!("{}.bias", node.name));
+        let unsupported = || CpuError::Unsupported {
+            layer: node.name.clone(),
+            op: node.op.name().into(),
+        };
+        let y = match &node.op {
+            Op::Input { shape } => {
+                if x.ncols() != numel(shape) {
+                    return Err(CpuError::InputSize {
+                        net: net.name.clone(),
+                        got: x.ncols(),
+                        want: numel(shape),
+                    });
+                }
+                x.to_owned()
+            }
+            Op::Dense { bias: has_bias, .. } => dense::forward(
+                &values[&ins[0]],
+                p.matrix(&format!("{}.weight", node.name)),
+                has_bias.then(bias),
+            ),
+            Op::Conv { .. } => {
+                let g = ConvGeometry::of(&node.op, in_shape(0)).map_err(shape_err(&node.name))?;
+                conv::forward(&g, &values[&ins[0]], weight(), g.bias.then(bias))
+            }
+            Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                let (c, win) =
+                    pool_ops::geometry(&node.op, in_shape(0)).map_err(shape_err(&node.name))?;
+                let max = matches!(node.op, Op::MaxPool { .. });
+                pool::forward(max, c, &win, &values[&ins[0]])
+            }
+            op @ (Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh) => {
+                activation::forward(op, &values[&ins[0]])
+            }
+            Op::Softmax => softmax::forward(&values[&ins[0]]),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => lrn::forward(
+                in_shape(0),
+                lrn::Settings {
+                    size: *size,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *k,
+                },
+                &values[&ins[0]],
+            ),
+            Op::Add => add::forward(ins.iter().map(|i| &values[i])),
+            Op::Concat { axis } => {
+                let parts: Vec<_> = ins.iter().map(|i| &values[i]).collect();
+                let shapes: Vec<_> = ins.iter().map(|i| net.graph[*i].shape.clone()).collect();
+                concat::forward(&parts, &shapes, *axis)
+            }
+            Op::Flatten | Op::Reshape { .. } => values[&ins[0]].clone(),
+            Op::Dropout { p: prob } => dropout::apply(&values[&ins[0]], train, *prob, seed),
+            Op::ConvTranspose { .. } | Op::BatchNorm { .. } => return Err(unsupported()),
+        };
+        values.insert(n, y);
+    }
+    Ok(Activations {
+        values,
+        train,
+        seed,
+    })
+}
+
+/// Backward pass from the gradient `dy` at node `from` (the logit node when the loss is
+/// computed from logits). Returns a gradient per parameter (None for frozen or unreached ones)
+/// and the gradient at the network input.
+pub fn backward<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    from: NodeIndex,
+    dy: Array2<T>,
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    backward_opt(net, p, acts, from, dy, true)
+}
+
+/// A parameter gradient from a fresh standard-layout array: its buffer, no copy.
+fn into_vec<T: Real>(a: Array2<T>) -> Vec<T> {
+    if a.is_standard_layout() {
+        a.into_raw_vec_and_offset().0
+    } else {
+        a.iter().copied().collect()
+    }
+}
+
+/// [`backward`], skipping the gradient at the network input unless `input_grad` (it is the
+/// largest product of a first dense layer, and a classifier does not need it); without it the
+/// returned input gradient is empty (0x0), not a batch of zeros allocated every step.
+///
+/// Ops a forward pass accepts all have a rule here; the ones it rejects (conv_transpose,
+/// batchnorm) never reach it.
+pub fn backward_opt<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    from: NodeIndex,
+    dy: Array2<T>,
+    input_grad: bool,
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    let input = net.inputs[0];
+    let mut grads: HashMap<NodeIndex, Array2<T>> = HashMap::new();
+    grads.insert(from, dy);
+    let mut pgrads: Vec<Option<Vec<T>>> = vec![None; p.names.len()];
+    let start = net.order.iter().position(|&n| n == from).unwrap_or(0);
+    let add_grad =
+        |grads: &mut HashMap<NodeIndex, Array2<T>>, n: NodeIndex, g: Array2<T>| match grads
+            .get_mut(&n)
+        {
+            Some(acc) => acc.zip_mut_with(&g, |a, &b| *a = *a + b),
+            None => {
+                grads.insert(n, g);
+            }
+        };
+    for &n in net.order[..=start].iter().rev() {
+        if n == input {
+            // Its gradient is the result: leave it in the map.
+            continue;
+        }
+        let Some(dy) = grads.remove(&n) else {
+            continue;
+        };
+        // The input's gradient is only computed when asked for.
+        let wanted = |i: NodeIndex| i != input || input_grad;
+        let node = &net.graph[n];
+        let ins = net.inputs_of(n);
+        let in_shape = |i: usize| &net.graph[ins[i]].shape;
+        let wname = format!("{}.weight", node.name);
+        let bname = format!("{}.bias", node.name);
+        match &node.op {
+            Op::Input { .. } => {}
+            Op::Dense { bias, .. } => {
+                let g = dense::backward(acts.get(ins[0]), p.matrix(&wname), &dy, wanted(ins[0]));
+                if let Some(i) = p.index(&wname) {
+                    pgrads[i] = Some(into_vec(g.weight));
+                }
+                if *bias {
+                    if let Some(i) = p.index(&bname) {
+                        pgrads[i] = Some(g.bias);
+                    }
+                }
+                if let Some(dx) = g.input {
+                    add_grad(&mut grads, ins[0], dx);
+                }
+            }
+            Op::Conv { .. } => {
+                let Ok(geom) = ConvGeometry::of(&node.op, in_shape(0)) else {
+                    continue; // the forward pass reported it
+                };
+                let g = conv::backward(
+                    &geom,
+                    acts.get(ins[0]),
+                    p.vector(&wname),
+                    &dy,
+                    wanted(ins[0]),
+                );
+                if let Some(i) = p.index(&wname) {
+                    pgrads[i] = Some(g.weight);
+                }
+                if geom.bias {
+                    if let Some(i) = p.index(&bname) {
+                        pgrads[i] = Some(g.bias);
+                    }
+                }
+                if let Some(dx) = g.input {
+                    add_grad(&mut grads, ins[0], dx);
+                }
+            }
+            Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                let Ok((c, win)) = pool_ops::geometry(&node.op, in_shape(0)) else {
+                    continue;
+                };
+                let max = matches!(node.op, Op::MaxPool { .. });
+                let dx = pool::backward(max, c, &win, acts.get(ins[0]), &dy);
+                add_grad(&mut grads, ins[0], dx);
+            }
+            op @ (Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh) => {
+                add_grad(
+                    &mut grads,
+                    ins[0],
+                    activation::backward(op, acts.get(n), dy),
+                );
+            }
+            Op::Softmax => add_grad(&mut grads, ins[0], softmax::backward(acts.get(n), dy)),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => {
+                let s = lrn::Settings {
+                    size: *size,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *k,
+                };
+                let dx = lrn::backward(in_shape(0), s, acts.get(ins[0]), &dy);
+                add_grad(&mut grads, ins[0], dx);
+            }
+            Op::Add => {
+                for &i in &ins {
+                    add_grad(&mut grads, i, dy.clone());
+                }
+            }
+            Op::Concat { axis } => {
+                let shapes: Vec<_> = ins.iter().map(|i| net.graph[*i].shape.clone()).collect();
+                for (i, dx) in ins.iter().zip(concat::backward(&dy, &shapes, *axis)) {
+                    add_grad(&mut grads, *i, dx);
+                }
+            }
+            Op::Flatten | Op::Reshape { .. } => add_grad(&mut grads, ins[0], dy),
+            Op::Dropout { p: prob } => {
+                let dx = dropout::apply(&dy, acts.train, *prob, acts.seed);
+                add_grad(&mut grads, ins[0], dx);
+            }
+            // Rejected by `forward`: no activations of theirs exist to differentiate.
+            Op::ConvTranspose { .. } | Op::BatchNorm { .. } => {}
+        }
+    }
+    for (i, t) in p.trainable.iter().enumerate() {
+        if !t {
+            pgrads[i] = None;
+        }
+    }
+    let dinput = match grads.remove(&input) {
+        Some(d) => d,
+        None if input_grad => Array2::zeros(acts.get(input).raw_dim()),
+        None => Array2::zeros((0, 0)),
+    };
+    (pgrads, dinput)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn subnormals_flush_to_zero_on_the_calling_thread_only() {
+        let half_min = || std::hint::black_box(f32::MIN_POSITIVE) / std::hint::black_box(2.0f32);
+        let flushed = std::thread::spawn(move || {
+            let before = half_min();
+            super::flush_subnormals();
+            (before, half_min())
+        })
+        .join()
+        .expect("thread");
+        assert!(flushed.0 > 0.0 && flushed.0.is_subnormal(), "{flushed:?}");
+        assert_eq!(flushed.1, 0.0);
+        // This thread keeps IEEE subnormals.
+        assert!(half_min().is_subnormal());
+    }
+}
