@@ -53,6 +53,22 @@ pub enum Schedule {
         factor: f64,
         patience: u64,
     },
+    /// Caffe's "inv" policy: lr * (1 + gamma * t)^-power at step t (Caffe's LeNet solver).
+    Inv {
+        gamma: f64,
+        power: f64,
+    },
+}
+
+impl Schedule {
+    /// The factor a per-step schedule applies at optimizer step `t` (0-based); 1 for the
+    /// epoch-wise ones, which change the learning rate itself.
+    pub fn step_factor(&self, t: u64) -> f64 {
+        match *self {
+            Schedule::Inv { gamma, power } => (1.0 + gamma * t as f64).powf(-power),
+            Schedule::Constant | Schedule::Step { .. } | Schedule::Plateau { .. } => 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,11 +340,23 @@ fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
             factor: get("factor", 0, 0.1),
             patience: get("patience", 1, 1.0).max(0.0) as u64,
         },
+        "inv" => {
+            let (gamma, power) = (get("gamma", 0, 1e-4), get("power", 1, 0.75));
+            if !(gamma >= 0.0 && power >= 0.0 && gamma.is_finite() && power.is_finite()) {
+                errors.push(
+                    Diagnostic::error(format!(
+                        "inv schedule needs gamma >= 0 and power >= 0, found gamma={gamma}, power={power}"
+                    ))
+                    .at(v.span, "here"),
+                );
+            }
+            Schedule::Inv { gamma, power }
+        }
         other => {
             errors.push(
                 Diagnostic::error(format!("unknown schedule `{other}`"))
                     .at(v.span, "here")
-                    .help("use constant, step(every, factor) or plateau(factor, patience)"),
+                    .help("use constant, step(every, factor), plateau(factor, patience) or inv(gamma, power)"),
             );
             Schedule::Constant
         }

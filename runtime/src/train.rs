@@ -525,7 +525,9 @@ fn classifier(
             }
             let idx = &order[(b as usize) * batch..(b as usize + 1) * batch];
             train.gather(idx, &mut xb, &mut lb);
-            s.train_step(&xb, &onehot(&lb, s.classes), lr)?;
+            // A per-step schedule (Caffe's inv) scales the learning rate at every step.
+            let step_lr = lr * cfg.schedule.step_factor(s.step);
+            s.train_step(&xb, &onehot(&lb, s.classes), step_lr)?;
             pb.inc(1);
             let end_of_epoch = b + 1 == steps_per_epoch || s.step >= total_steps;
             if s.step % cfg.log_every == 0 || end_of_epoch || stop.load(Ordering::SeqCst) {
@@ -550,7 +552,7 @@ fn classifier(
                 m.insert("epoch".to_string(), (epoch + 1) as f64);
                 m.insert("train_loss".to_string(), mean);
                 m.insert("train_acc".to_string(), st.correct / st.rows.max(1.0));
-                m.insert("lr".to_string(), lr);
+                m.insert("lr".to_string(), step_lr);
                 metrics.log(&m)?;
             }
             // Interrupted inside an epoch: checkpoint and stop now. On its last batch, finish
@@ -594,17 +596,18 @@ fn classifier(
             metrics.log(&m)?;
             pb.suspend(|| {
                 log(&format!(
-                    "epoch {}/{epochs}: train loss {tr_loss:.4}, train acc {:.2}%{train_top5} | test loss {tl:.4}, test acc {:.2}%{test_top5} | lr {lr:e} | {:.1} s",
+                    "epoch {}/{epochs}: train loss {tr_loss:.4}, train acc {:.2}%{train_top5} | test loss {tl:.4}, test acc {:.2}%{test_top5} | lr {:e} | {:.1} s",
                     epoch + 1,
                     100.0 * tr_acc,
                     100.0 * t1,
+                    lr * cfg.schedule.step_factor(s.step),
                     t0.elapsed().as_secs_f64()
                 ))
             });
             summary.final_metrics = m;
             // The plateau schedule watches the test loss, so it counts evaluations.
             match cfg.schedule {
-                Schedule::Constant | Schedule::Step { .. } => {}
+                Schedule::Constant | Schedule::Step { .. } | Schedule::Inv { .. } => {}
                 Schedule::Plateau { factor, patience } => {
                     if tl < best {
                         best = tl;
