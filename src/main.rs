@@ -151,6 +151,9 @@ enum Command {
         /// Model whose training step is timed
         #[arg(long, default_value = "models/mlp.net")]
         model: String,
+        /// Batch of the timed training step
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
         /// Print per-kernel times of one step and the replay counters
         #[arg(long)]
         profile: bool,
@@ -229,6 +232,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             device,
             reps,
             model,
+            batch,
             profile,
             gemm,
         } => {
@@ -236,7 +240,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .iter()
                 .map(|s| parse_gemm(s))
                 .collect::<Result<Vec<_>, _>>()?;
-            bench(&device, reps, &load(&model)?, profile, &extra)?
+            bench(&device, reps, batch.max(1), &load(&model)?, profile, &extra)?
         }
     }
     Ok(())
@@ -563,6 +567,7 @@ fn parse_gemm(spec: &str) -> Result<netc_compiler::kernels::Gemm, Failure> {
 fn bench(
     device: &str,
     reps: usize,
+    batch: usize,
     model: &Model,
     profile: bool,
     extra: &[netc_compiler::kernels::Gemm],
@@ -605,8 +610,8 @@ fn bench(
                 );
             }
             let t =
-                bench::train_step(net, 128, Executor::Gpu(Box::new(gpu)), reps).map_err(fail)?;
-            print_step(&net.name, reps, &t);
+                bench::train_step(net, batch, Executor::Gpu(Box::new(gpu)), reps).map_err(fail)?;
+            print_step(net, batch, reps, &t);
             if let Some(c) = t.counters {
                 println!(
                     "  replay: {} pipelines, {} bind groups, {} buffers, {} textures created once; {} submissions for {} steps",
@@ -619,7 +624,7 @@ fn bench(
                 );
             }
             if profile {
-                profile_step(net, device)?;
+                profile_step(net, batch, device)?;
             }
         }
         Err(e) => println!("GPU path: not available ({e})"),
@@ -634,19 +639,44 @@ fn bench(
             r.gflops
         );
     }
-    let t = bench::train_step(net, 128, Executor::Cpu, reps).map_err(fail)?;
-    print_step(&net.name, reps, &t);
+    let t = bench::train_step(net, batch, Executor::Cpu, reps).map_err(fail)?;
+    print_step(net, batch, reps, &t);
+    if let Some(kb) = peak_rss_kb() {
+        println!(
+            "peak memory (resident, whole process): {:.1} MB",
+            kb as f64 / 1e3
+        );
+    }
     Ok(())
+}
+
+/// The process's peak resident set (VmHWM) in kB, where /proc says it.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The step figures of `netc bench`: the median (the figure to quote), the fastest step and
 /// the mean of steps run back to back as training runs them.
-fn print_step(name: &str, reps: usize, t: &netc_runtime::bench::StepTimes) {
+/// The GFLOP/s figure counts a step as three forward passes' worth of multiply-adds (forward,
+/// input gradient, weight gradient), two flops each.
+fn print_step(
+    net: &netc_compiler::ir::Network,
+    batch: usize,
+    reps: usize,
+    t: &netc_runtime::bench::StepTimes,
+) {
+    let macs: u64 = net.order.iter().map(|&n| net.graph[n].stats.macs).sum();
+    let flops = 6.0 * macs as f64 * batch as f64;
     println!(
-        "  {name} training step, batch 128 (median of {reps}): {:.3} ms (fastest {:.3} ms; {:.3} ms per step back to back)",
+        "  {} training step, batch {batch} (median of {reps}): {:.3} ms (fastest {:.3} ms; {:.3} ms per step back to back); {:.1} GFLOP/s at 6 x {} MACs per example",
+        net.name,
         t.median * 1e3,
         t.fastest * 1e3,
-        t.back_to_back * 1e3
+        t.back_to_back * 1e3,
+        flops / t.median / 1e9,
+        macs
     );
 }
 
@@ -665,7 +695,11 @@ fn gemm_label(g: &netc_compiler::kernels::Gemm) -> String {
     format!("{a} by {b}")
 }
 
-fn profile_step(net: &netc_compiler::ir::Network, device: &str) -> Result<(), Failure> {
+fn profile_step(
+    net: &netc_compiler::ir::Network,
+    batch: usize,
+    device: &str,
+) -> Result<(), Failure> {
     use netc_runtime::cpu::Params;
     use netc_runtime::gpu::Gpu;
     use netc_runtime::session::{Classifier, Executor};
@@ -678,10 +712,10 @@ fn profile_step(net: &netc_compiler::ir::Network, device: &str) -> Result<(), Fa
         weight_decay: 0.0,
     };
     let mut s =
-        Classifier::new(net, params, opt, 128, 1, Executor::Gpu(Box::new(gpu))).map_err(fail)?;
-    let x = vec![0.5f32; 128 * s.features];
-    let mut y = vec![0f32; 128 * s.classes];
-    for r in 0..128 {
+        Classifier::new(net, params, opt, batch, 1, Executor::Gpu(Box::new(gpu))).map_err(fail)?;
+    let x = vec![0.5f32; batch * s.features];
+    let mut y = vec![0f32; batch * s.classes];
+    for r in 0..batch {
         y[r * s.classes + r % s.classes] = 1.0;
     }
     s.train_step(&x, &y, 1e-3).map_err(fail)?;

@@ -68,7 +68,7 @@ const MIRROR_BINDING_BASE: u32 = 32;
 
 /// Declarations of a kernel's operands and their read accessors: `rd_NAME(i)` reads element
 /// i, `rd4_NAME(q)` elements 4q..4q+3 (buffers are padded to whole quads).
-struct Reads {
+pub(crate) struct Reads {
     path: ReadPath,
     decls: String,
     mirrors: Vec<Mirror>,
@@ -78,7 +78,7 @@ struct Reads {
 }
 
 impl Reads {
-    fn new(path: ReadPath) -> Reads {
+    pub(crate) fn new(path: ReadPath) -> Reads {
         Reads {
             path,
             decls: String::new(),
@@ -108,7 +108,7 @@ impl Reads {
     }
 
     /// A read-only operand at binding `op`.
-    fn input(mut self, op: u32, name: &str) -> Self {
+    pub(crate) fn input(mut self, op: u32, name: &str) -> Self {
         match self.path {
             ReadPath::Storage => {
                 self.decls.push_str(&format!(
@@ -123,7 +123,7 @@ impl Reads {
 
     /// An operand the kernel writes at binding `op`; with `read`, it also reads it (under the
     /// texture path from a mirror taken before the dispatch, at its own binding).
-    fn output(mut self, op: u32, name: &str, read: bool) -> Self {
+    pub(crate) fn output(mut self, op: u32, name: &str, read: bool) -> Self {
         if read && self.path.mirrored() {
             self.texture(
                 MIRROR_BINDING_BASE + op,
@@ -146,14 +146,14 @@ impl Reads {
     }
 
     /// Further declarations, verbatim.
-    fn extra(mut self, decls: &str) -> Self {
+    pub(crate) fn extra(mut self, decls: &str) -> Self {
         self.decls.push_str(decls);
         self.decls.push('\n');
         self
     }
 
     /// Declarations and accessors, outputs as arrays of f32.
-    fn finish(self) -> (String, Vec<Mirror>) {
+    pub(crate) fn finish(self) -> (String, Vec<Mirror>) {
         self.finish_with(false)
     }
 
@@ -200,7 +200,7 @@ const UPDATE_GROUP: &str = include_str!("../../shaders/update_group.wgsl");
 /// wgpu's guaranteed maximum workgroups per dispatch dimension.
 const MAX_GROUPS: u64 = 65_535;
 
-fn fill(template: &str, subs: &[(&str, String)]) -> String {
+pub(crate) fn fill(template: &str, subs: &[(&str, String)]) -> String {
     let mut s = template.to_string();
     for (k, v) in subs {
         s = s.replace(&format!("{{{{{k}}}}}"), v);
@@ -230,13 +230,62 @@ pub fn f32_lit(x: f64) -> String {
 
 /// `len` threads in workgroups of `size`, folded into 2-D under the dispatch limit.
 /// Returns (groups, threads per dispatch row).
-fn grid(len: u64, size: u64) -> ([u32; 3], u64) {
+pub(crate) fn grid(len: u64, size: u64) -> ([u32; 3], u64) {
     let groups = len.div_ceil(size).max(1);
     if groups <= MAX_GROUPS {
         return ([groups as u32, 1, 1], groups * size);
     }
     let rows = groups.div_ceil(MAX_GROUPS);
     ([MAX_GROUPS as u32, rows as u32, 1], MAX_GROUPS * size)
+}
+
+/// WGSL constants: `const NAME: u32 = Vu;` for sizes, i32 for paddings, f32 for settings.
+pub(crate) fn wgsl_consts(u: &[(&str, u64)], i: &[(&str, i64)], f: &[(&str, f64)]) -> String {
+    let mut s = String::new();
+    for (k, v) in u {
+        s.push_str(&format!("const {k}: u32 = {v}u;\n"));
+    }
+    for (k, v) in i {
+        s.push_str(&format!("const {k}: i32 = {v};\n"));
+    }
+    for (k, v) in f {
+        s.push_str(&format!("const {k}: f32 = {};\n", f32_lit(*v)));
+    }
+    s.trim_end().to_string()
+}
+
+/// A kernel's WGSL constants: sizes (u32), offsets (i32) and settings (f32).
+pub(crate) type Consts<'a> = (
+    &'a [(&'a str, u64)],
+    &'a [(&'a str, i64)],
+    &'a [(&'a str, f64)],
+);
+
+/// A kernel of one invocation per element of a `len`-element result, from a template with
+/// CONSTS (given sizes plus LEN and ROW), DECLS and further placeholders `subs`.
+pub(crate) fn per_element(
+    name: String,
+    template: &str,
+    len: u64,
+    reads: Reads,
+    consts: Consts,
+    subs: &[(&str, String)],
+) -> KernelSource {
+    let (groups, row) = grid(len, 64);
+    let mut u: Vec<(&str, u64)> = vec![("LEN", len), ("ROW", row)];
+    u.extend_from_slice(consts.0);
+    let (decls, mirrors) = reads.finish();
+    let mut all = vec![
+        ("CONSTS", wgsl_consts(&u, consts.1, consts.2)),
+        ("DECLS", decls),
+    ];
+    all.extend(subs.iter().cloned());
+    KernelSource {
+        name,
+        source: fill(template, &all),
+        groups,
+        mirrors,
+    }
 }
 
 /// How a kernel writes its result: overwrite, or add to what an earlier gradient put there.
@@ -917,7 +966,7 @@ fn with_old<'a>(
 }
 
 /// `dst[i] = v` or, accumulating, `dst[i] = rd_dst(i) + v` (row kernels).
-fn store_elem(store: Store, dst: &str, idx: &str, v: &str) -> String {
+pub(crate) fn store_elem(store: Store, dst: &str, idx: &str, v: &str) -> String {
     match store {
         Store::Write => format!("{dst}[{idx}] = {v};"),
         Store::Accumulate => format!("{dst}[{idx}] = rd_{dst}({idx}) + {v};"),
@@ -960,7 +1009,7 @@ pub fn activation_backward(act: Act, len: u64, store: Store, path: ReadPath) -> 
     )
 }
 
-fn acc_tag(store: Store) -> &'static str {
+pub(crate) fn acc_tag(store: Store) -> &'static str {
     if store == Store::Accumulate {
         " acc"
     } else {

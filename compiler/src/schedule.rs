@@ -9,7 +9,8 @@
 
 use crate::ir::Network;
 use crate::kernels::{self, Act, Gemm, KernelSource, ReadPath, Store};
-use crate::ops::Op;
+use crate::ops::conv::ConvGeometry;
+use crate::ops::{self, Op, ShapeError};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -121,7 +122,9 @@ impl Program {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LowerError {
-    #[error("layer `{layer}`: op `{op}` is not supported by the GPU lowering yet (it runs input, dense, relu, leaky_relu, sigmoid, tanh, softmax, add, flatten, reshape, dropout); the CPU executor trains conv, maxpool, avgpool, lrn and concat: pass --device cpu")]
+    #[error(
+        "layer `{layer}`: op `{op}` is not supported by the GPU lowering or the CPU executor yet"
+    )]
     Unsupported { layer: String, op: String },
     #[error("network `{net}` has {count} inputs; training needs exactly one")]
     Inputs { net: String, count: usize },
@@ -142,6 +145,9 @@ pub struct Forward {
     pub logit_node: NodeIndex,
     pub logit: TensorId,
     pub train: bool,
+    /// What a node's forward pass keeps for its backward besides its output (max pooling's
+    /// winners).
+    pub saved: HashMap<NodeIndex, TensorId>,
 }
 
 pub struct Builder {
@@ -401,6 +407,7 @@ impl Builder {
             }
         }
         let mut values: HashMap<NodeIndex, TensorId> = HashMap::new();
+        let mut saved: HashMap<NodeIndex, TensorId> = HashMap::new();
         // dense node -> the activation its kernel computes as well (its only consumer).
         let mut fused: HashMap<NodeIndex, NodeIndex> = HashMap::new();
         for &n in &net.order {
@@ -408,6 +415,13 @@ impl Builder {
             let ins: Vec<TensorId> = net.inputs_of(n).iter().map(|i| values[i]).collect();
             let len = numel(&node.shape) * batch;
             let label = |phase: &str| format!("{}.{} {}", net.name, node.name, phase);
+            let in_nodes = net.inputs_of(n);
+            let in_shape = |i: usize| net.graph[in_nodes[i]].shape.clone();
+            let activation = |b: &mut Builder| {
+                b.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation)
+            };
+            let shape_err =
+                |e: ShapeError| LowerError::Other(format!("layer `{}`: {}", node.name, e.message));
             if let Some(&dense) = fused.iter().find(|(_, a)| **a == n).map(|(d, _)| d) {
                 // The dense kernel already wrote this activation.
                 values.insert(n, values[&dense]);
@@ -512,13 +526,72 @@ impl Builder {
                         ins[0]
                     }
                 }
-                other @ (Op::Conv { .. }
-                | Op::ConvTranspose { .. }
-                | Op::MaxPool { .. }
-                | Op::AvgPool { .. }
-                | Op::Lrn { .. }
-                | Op::Concat { .. }
-                | Op::BatchNorm { .. }) => {
+                Op::Conv { .. } => {
+                    let g = ConvGeometry::of(&node.op, &in_shape(0)).map_err(shape_err)?;
+                    let out = activation(self);
+                    let w = params.get(&format!("{}.weight", node.name)).tensor;
+                    let b = g
+                        .bias
+                        .then(|| params.get(&format!("{}.bias", node.name)).tensor);
+                    ops::conv::lower_forward(self, &g, batch, ins[0], w, b, out, label("forward"));
+                    out
+                }
+                Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                    let (c, win) =
+                        ops::pool::geometry(&node.op, &in_shape(0)).map_err(shape_err)?;
+                    let max = matches!(node.op, Op::MaxPool { .. });
+                    let out = activation(self);
+                    let winners = max.then(|| {
+                        self.tensor(
+                            format!("{}:{}.winners", net.name, node.name),
+                            len,
+                            Kind::Activation,
+                        )
+                    });
+                    if let Some(t) = winners {
+                        saved.insert(n, t);
+                    }
+                    ops::pool::lower_forward(
+                        self,
+                        max,
+                        c,
+                        &win,
+                        batch,
+                        ins[0],
+                        out,
+                        winners,
+                        label("forward"),
+                    );
+                    out
+                }
+                Op::Lrn { .. } => {
+                    let out = activation(self);
+                    ops::lrn::lower_forward(
+                        self,
+                        &node.op,
+                        &in_shape(0),
+                        batch,
+                        ins[0],
+                        out,
+                        label("forward"),
+                    );
+                    out
+                }
+                Op::Concat { axis } => {
+                    let out = activation(self);
+                    let shapes: Vec<Vec<u64>> = (0..ins.len()).map(in_shape).collect();
+                    ops::concat::lower_forward(
+                        self,
+                        &shapes,
+                        *axis,
+                        batch,
+                        &ins,
+                        out,
+                        &label("forward"),
+                    );
+                    out
+                }
+                other @ (Op::ConvTranspose { .. } | Op::BatchNorm { .. }) => {
                     return Err(LowerError::Unsupported {
                         layer: node.name.clone(),
                         op: other.name().into(),
@@ -536,6 +609,7 @@ impl Builder {
             logit_node,
             values,
             train,
+            saved,
         })
     }
 
@@ -630,6 +704,9 @@ impl Builder {
                     | Op::Flatten
                     | Op::Reshape { .. }
                     | Op::Dropout { .. }
+                    | Op::MaxPool { .. }
+                    | Op::AvgPool { .. }
+                    | Op::Lrn { .. }
             );
             if single_input && !needs[&ins[0]] {
                 continue;
@@ -748,15 +825,93 @@ impl Builder {
                         );
                     }
                 }
+                Op::Conv { .. } => {
+                    let x_node = ins[0];
+                    let Ok(g) = ConvGeometry::of(&node.op, &net.graph[x_node].shape) else {
+                        continue; // `forward` reported it
+                    };
+                    let w = params.get(&format!("{}.weight", node.name));
+                    let gb = if g.bias {
+                        params.get(&format!("{}.bias", node.name)).grad
+                    } else {
+                        None
+                    };
+                    let dx = needs[&x_node].then(|| {
+                        let l = numel(&net.graph[x_node].shape) * batch;
+                        self.grad_slot(&mut grads, x_node, l, net)
+                    });
+                    ops::conv::lower_backward(
+                        self,
+                        &g,
+                        batch,
+                        dy,
+                        fwd.values[&x_node],
+                        w.tensor,
+                        (w.grad, gb),
+                        dx,
+                        &label,
+                    );
+                }
+                Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                    let x_node = ins[0];
+                    let Ok((c, win)) = ops::pool::geometry(&node.op, &net.graph[x_node].shape)
+                    else {
+                        continue;
+                    };
+                    let max = matches!(node.op, Op::MaxPool { .. });
+                    let l = numel(&net.graph[x_node].shape) * batch;
+                    let dx = self.grad_slot(&mut grads, x_node, l, net);
+                    ops::pool::lower_backward(
+                        self,
+                        max,
+                        c,
+                        &win,
+                        batch,
+                        dy,
+                        fwd.saved.get(&n).copied(),
+                        dx,
+                        label("backward"),
+                    );
+                }
+                Op::Lrn { .. } => {
+                    let x_node = ins[0];
+                    let dx = self.grad_slot(&mut grads, x_node, len, net);
+                    ops::lrn::lower_backward(
+                        self,
+                        &node.op,
+                        &net.graph[x_node].shape,
+                        batch,
+                        dy,
+                        fwd.values[&x_node],
+                        dx,
+                        label("backward"),
+                    );
+                }
+                Op::Concat { axis } => {
+                    let shapes: Vec<Vec<u64>> =
+                        ins.iter().map(|&i| net.graph[i].shape.clone()).collect();
+                    let dxs: Vec<Option<(TensorId, Store)>> = ins
+                        .iter()
+                        .map(|&i| {
+                            needs[&i].then(|| {
+                                let l = numel(&net.graph[i].shape) * batch;
+                                self.grad_slot(&mut grads, i, l, net)
+                            })
+                        })
+                        .collect();
+                    ops::concat::lower_backward(
+                        self,
+                        &shapes,
+                        *axis,
+                        batch,
+                        dy,
+                        &dxs,
+                        &label("backward"),
+                    );
+                }
                 // `forward` rejects these with `LowerError::Unsupported` (naming the layer)
                 // before any backward pass is built, so no gradient is silently dropped.
-                Op::Conv { .. }
-                | Op::ConvTranspose { .. }
-                | Op::MaxPool { .. }
-                | Op::AvgPool { .. }
-                | Op::Lrn { .. }
-                | Op::Concat { .. }
-                | Op::BatchNorm { .. } => {}
+                Op::ConvTranspose { .. } | Op::BatchNorm { .. } => {}
             }
         }
         if want_input_grad {
@@ -767,7 +922,7 @@ impl Builder {
     }
 
     /// The gradient buffer of node `n`: a fresh one (Write) or the existing one (Accumulate).
-    fn grad_slot(
+    pub(crate) fn grad_slot(
         &mut self,
         grads: &mut HashMap<NodeIndex, TensorId>,
         n: NodeIndex,

@@ -79,10 +79,10 @@ fn mlp_lowered(mut b: Builder) -> netc_compiler::schedule::Program {
 }
 
 #[test]
-fn conv_is_reported_as_not_lowered_yet() {
+fn an_op_without_kernels_is_reported_naming_its_layer() {
     let m = compile(
         "c.net",
-        "net c { input x: 1x8x8\n c = conv(4, k=3) -> flatten -> dense(2) }",
+        "net c { input x: 1x8x8\n c = conv_transpose(4, k=3) -> flatten -> dense(2) }",
     )
     .expect("compiles");
     let net = &m.networks[0];
@@ -92,10 +92,10 @@ fn conv_is_reported_as_not_lowered_yet() {
     b.begin_pass("p");
     let e = b
         .forward(net, &set, x, 1, true)
-        .expect_err("conv is not lowered");
+        .expect_err("conv_transpose is not lowered");
     assert!(
         e.to_string()
-            .contains("layer `c`: op `conv` is not supported"),
+            .contains("layer `c`: op `conv_transpose` is not supported"),
         "{e}"
     );
 }

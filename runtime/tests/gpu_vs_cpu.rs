@@ -657,3 +657,47 @@ fn replay_on(gpu: Gpu) {
     assert_eq!(after.textures_created, before.textures_created);
     assert_eq!(after.submissions - before.submissions, 5);
 }
+
+#[test]
+fn conv_groups_same_stride_and_maxpool_padding() {
+    // SAME with an odd padding total (k=4 on 9x8), groups 2, stride 2 with explicit padding,
+    // overlapping max pooling with padding.
+    classifier_step_matches(
+        "net t { input x: 4x9x8\n a = conv(6, k=4, pad=same, groups=2) -> relu\n b = conv(8, k=3, s=2, pad=1, groups=2) -> tanh\n p = maxpool(k=3, s=2, pad=1)\n o = flatten -> dense(5) }",
+        5,
+        SGD,
+    );
+}
+
+#[test]
+fn conv_stride_over_kernel_dilation_lrn_avgpool() {
+    // Stride 3 over a 2x2 kernel without bias ((11 - 2) is not a multiple of 3: the data
+    // gradient keeps the real input size), dilation 2, lrn at the channel edges, avgpool.
+    classifier_step_matches(
+        "net t { input x: 3x11x10\n a = conv(5, k=2, s=3, bias=false) -> leaky_relu(0.1)\n b = conv(6, k=3, pad=2, dilation=2) -> relu -> lrn(size=5, alpha=0.1, beta=0.75, k=2)\n c = avgpool(k=3, s=2, pad=1)\n o = flatten -> dense(4) }",
+        7,
+        ADAM,
+    );
+}
+
+#[test]
+fn concat_and_maxpool_ties() {
+    // ReLU zeros make ties in the SAME max pooling (the first maximum wins on both executors);
+    // `a` feeds the concat twice, so its gradient is written and then accumulated; groups 4.
+    classifier_step_matches(
+        "net t { input x: 4x6x6\n a = conv(4, k=3, pad=1) -> relu\n b = x -> conv(8, k=1, groups=4)\n c = concat(a, b, a)\n p = maxpool(k=2, s=2, pad=same)\n o = flatten -> dense(3) }",
+        6,
+        SGD,
+    );
+}
+
+#[test]
+fn small_alexnet_step() {
+    // AlexNet's op sequence at 35x35 (as the gradient check's): grouped SAME conv2, lrn,
+    // overlapping pooling, dropout.
+    classifier_step_matches(
+        "net t { input x: 3x35x35\n c1 = conv(8, k=5, s=2) -> relu -> lrn(size=5, alpha=1e-2, beta=0.75, k=2)\n p1 = maxpool(k=3, s=2)\n c2 = conv(8, k=5, pad=same, groups=2) -> relu -> lrn(size=5, alpha=1e-2, beta=0.75, k=2)\n p2 = maxpool(k=3, s=2)\n c3 = conv(12, k=3, pad=1) -> relu\n c4 = conv(12, k=3, pad=1, groups=2) -> relu\n c5 = conv(8, k=3, pad=1, groups=2) -> relu\n p5 = maxpool(k=3, s=2)\n f6 = flatten -> dense(16) -> relu -> dropout(0.5)\n f7 = dense(16) -> relu -> dropout(0.5)\n f8 = dense(5) }",
+        4,
+        SGD,
+    );
+}

@@ -55,3 +55,186 @@ pub(super) fn infer(op: &Op, x: &[u64]) -> Result<Vec<u64>, ShapeError> {
     let (c, win) = geometry(op, x)?;
     Ok(vec![c, win.oh, win.ow])
 }
+
+// ---------------------------------------------------------------------------------------------
+// GPU: kernels and lowering. Max pooling saves each window's winner (its index within the
+// channel plane) in the forward pass; both backward kernels gather, one invocation per input
+// element, so no two invocations write the same element.
+
+use crate::kernels::{
+    acc_tag, f32_lit, per_element, store_elem, KernelSource, ReadPath, Reads, Store,
+};
+use crate::schedule::{Builder, TensorId};
+
+const FORWARD: &str = include_str!("../../../shaders/pool_forward.wgsl");
+const BACKWARD: &str = include_str!("../../../shaders/pool_backward.wgsl");
+
+fn sizes(c: u64, win: &Window2d, batch: u64) -> Vec<(&'static str, u64)> {
+    let _ = c;
+    vec![
+        ("H", win.h),
+        ("W", win.w),
+        ("OH", win.oh),
+        ("OW", win.ow),
+        ("K", win.k),
+        ("S", win.stride),
+        ("N", batch),
+    ]
+}
+
+fn pads(win: &Window2d) -> Vec<(&'static str, i64)> {
+    vec![
+        ("PAD_T", win.pad_top as i64),
+        ("PAD_L", win.pad_left as i64),
+    ]
+}
+
+fn tag(c: u64, win: &Window2d, batch: u64) -> String {
+    format!(
+        "{batch}x{c}x{}x{} k{} s{} p{},{}",
+        win.h, win.w, win.k, win.stride, win.pad_top, win.pad_left
+    )
+}
+
+/// Max: bindings [x, y, winners]; avg: [x, y].
+pub fn forward_kernel(
+    max: bool,
+    c: u64,
+    win: &Window2d,
+    batch: u64,
+    path: ReadPath,
+) -> KernelSource {
+    let mut reads = Reads::new(path).input(0, "x").output(1, "y", false);
+    let body = if max {
+        reads = reads.output(2, "winner", false);
+        "y[i] = select(0.0, best, arg >= 0);\n    winner[i] = f32(arg);".to_string()
+    } else {
+        format!("y[i] = sum * {};", f32_lit(1.0 / (win.k * win.k) as f64))
+    };
+    per_element(
+        format!(
+            "{}_fwd[{}]",
+            if max { "maxpool" } else { "avgpool" },
+            tag(c, win, batch)
+        ),
+        FORWARD,
+        batch * c * win.pixels(),
+        reads,
+        (&sizes(c, win, batch), &pads(win), &[]),
+        &[("BODY", body)],
+    )
+}
+
+/// dx (=|+=) the input gradient. Max: bindings [dy, winners, dx]; avg: [dy, dx].
+pub fn backward_kernel(
+    max: bool,
+    c: u64,
+    win: &Window2d,
+    batch: u64,
+    store: Store,
+    path: ReadPath,
+) -> KernelSource {
+    let acc = store == Store::Accumulate;
+    let (reads, body) = if max {
+        (
+            Reads::new(path)
+                .input(0, "dy")
+                .input(1, "winner")
+                .output(2, "dx", acc),
+            "if (rd_winner(o) == here) { acc += rd_dy(o); }".to_string(),
+        )
+    } else {
+        (
+            Reads::new(path).input(0, "dy").output(1, "dx", acc),
+            format!(
+                "acc += rd_dy(o) * {};",
+                f32_lit(1.0 / (win.k * win.k) as f64)
+            ),
+        )
+    };
+    per_element(
+        format!(
+            "{}_bwd[{}{}]",
+            if max { "maxpool" } else { "avgpool" },
+            tag(c, win, batch),
+            acc_tag(store)
+        ),
+        BACKWARD,
+        batch * c * win.h * win.w,
+        reads,
+        (&sizes(c, win, batch), &pads(win), &[]),
+        &[
+            ("BODY", body),
+            ("STORE", store_elem(store, "dx", "i", "acc")),
+        ],
+    )
+}
+
+/// The forward dispatch of a pooling node; max pooling's winners go to `winners`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lower_forward(
+    b: &mut Builder,
+    max: bool,
+    c: u64,
+    win: &Window2d,
+    batch: u64,
+    x: TensorId,
+    y: TensorId,
+    winners: Option<TensorId>,
+    label: String,
+) {
+    let mut bindings = vec![x, y];
+    bindings.extend(winners.filter(|_| max));
+    b.emit(
+        forward_kernel(max, c, win, batch, b.reads()),
+        bindings,
+        label,
+    );
+}
+
+/// The input-gradient dispatch of a pooling node.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lower_backward(
+    b: &mut Builder,
+    max: bool,
+    c: u64,
+    win: &Window2d,
+    batch: u64,
+    dy: TensorId,
+    winners: Option<TensorId>,
+    dx: (TensorId, Store),
+    label: String,
+) {
+    let mut bindings = vec![dy];
+    bindings.extend(winners.filter(|_| max));
+    bindings.push(dx.0);
+    b.emit(
+        backward_kernel(max, c, win, batch, dx.1, b.reads()),
+        bindings,
+        label,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::validate;
+
+    #[test]
+    fn every_kernel_validates_on_every_read_path() {
+        let win = Window2d::new(7, 8, 3, 2, 1, Padding::Explicit(1))
+            .ok()
+            .expect("fits");
+        for path in [ReadPath::Storage, ReadPath::Texture, ReadPath::Image] {
+            for max in [true, false] {
+                for k in [
+                    forward_kernel(max, 3, &win, 2, path),
+                    backward_kernel(max, 3, &win, 2, Store::Write, path),
+                    backward_kernel(max, 3, &win, 2, Store::Accumulate, path),
+                ] {
+                    validate(&k.source).unwrap_or_else(|e| panic!("{}: {e}\n{}", k.name, k.source));
+                }
+            }
+        }
+    }
+}
