@@ -95,8 +95,18 @@ fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, x: ArrayView2<T>, grp: usize, col
                         let rin = (rin0 + (i * s) as isize) as usize;
                         let src = &plane[rin * d.w..(rin + 1) * d.w];
                         let dst = &mut row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
-                        for (j, p) in (c0..c1).enumerate() {
-                            dst[p] = src[(cin0 + (j * s) as isize) as usize];
+                        if c0 < c1 {
+                            let first = cin0 as usize;
+                            if s == 1 {
+                                // Unit stride: the valid taps of a row are one contiguous run.
+                                dst[c0..c1].copy_from_slice(&src[first..first + (c1 - c0)]);
+                            } else {
+                                for (dv, &sv) in
+                                    dst[c0..c1].iter_mut().zip(src[first..].iter().step_by(s))
+                                {
+                                    *dv = sv;
+                                }
+                            }
                         }
                     }
                 }

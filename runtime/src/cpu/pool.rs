@@ -7,26 +7,45 @@ use super::Real;
 use ndarray::Array2;
 use netc_compiler::ops::window::Window2d;
 
-/// The input index (within one channel plane) of each valid tap of window (oy, ox).
-fn taps(win: &Window2d, oy: u64, ox: u64) -> impl Iterator<Item = usize> + '_ {
-    (0..win.k).flat_map(move |ki| {
-        (0..win.k).filter_map(move |kj| {
-            let r = win.row(oy, ki)?;
-            let c = win.col(ox, kj)?;
-            Some((r * win.w + c) as usize)
-        })
-    })
+/// The taps of window (oy, ox) that lie inside the input: rows r0..r1 and columns c0..c1.
+/// Plain ranges, so the loops over them compile without per-tap branches.
+#[inline]
+fn span(win: &Window2d, oy: u64, ox: u64) -> (usize, usize, usize, usize) {
+    let clip = |o: u64, pad: u64, len: u64| {
+        let start = (o * win.stride) as i64 - pad as i64;
+        let lo = start.max(0) as usize;
+        let hi = ((start + win.k as i64).min(len as i64)).max(0) as usize;
+        (lo, hi.max(lo))
+    };
+    let (r0, r1) = clip(oy, win.pad_top, win.h);
+    let (c0, c1) = clip(ox, win.pad_left, win.w);
+    (r0, r1, c0, c1)
 }
 
 /// Index of the first maximum among the window's taps (None when every tap is padding).
+#[inline]
 fn winner<T: Real>(plane: &[T], win: &Window2d, oy: u64, ox: u64) -> Option<usize> {
+    let (r0, r1, c0, c1) = span(win, oy, ox);
+    let w = win.w as usize;
     let mut best: Option<(usize, T)> = None;
-    for i in taps(win, oy, ox) {
-        if best.is_none_or(|(_, v)| plane[i] > v) {
-            best = Some((i, plane[i]));
+    for r in r0..r1 {
+        for (c, &v) in plane[r * w + c0..r * w + c1].iter().enumerate() {
+            if best.is_none_or(|(_, b)| v > b) {
+                best = Some((r * w + c0 + c, v));
+            }
         }
     }
     best.map(|(i, _)| i)
+}
+
+/// The sum of the window's taps inside the input.
+#[inline]
+fn window_sum<T: Real>(plane: &[T], win: &Window2d, oy: u64, ox: u64) -> T {
+    let (r0, r1, c0, c1) = span(win, oy, ox);
+    let w = win.w as usize;
+    (r0..r1).fold(T::zero(), |a, r| {
+        plane[r * w + c0..r * w + c1].iter().fold(a, |a, &v| a + v)
+    })
 }
 
 pub(super) fn forward<T: Real>(max: bool, c: u64, win: &Window2d, x: &Array2<T>) -> Array2<T> {
@@ -45,7 +64,7 @@ pub(super) fn forward<T: Real>(max: bool, c: u64, win: &Window2d, x: &Array2<T>)
                     ys[o] = if max {
                         winner(p, win, oy, ox).map_or(T::zero(), |i| p[i])
                     } else {
-                        taps(win, oy, ox).fold(T::zero(), |a, i| a + p[i]) * inv
+                        window_sum(p, win, oy, ox) * inv
                     };
                 }
             }
@@ -81,8 +100,12 @@ pub(super) fn backward<T: Real>(
                             g[i] = g[i] + d;
                         }
                     } else {
-                        for i in taps(win, oy, ox) {
-                            g[i] = g[i] + d * inv;
+                        let (r0, r1, c0, c1) = span(win, oy, ox);
+                        let w = win.w as usize;
+                        for r in r0..r1 {
+                            for v in &mut g[r * w + c0..r * w + c1] {
+                                *v = *v + d * inv;
+                            }
                         }
                     }
                 }
