@@ -465,3 +465,48 @@ fn ctrl_c_writes_a_checkpoint_and_resume_continues() {
         .expect("checkpoint");
     assert_eq!(ck.metadata["g_step"], target);
 }
+
+#[test]
+fn lenet_learns_on_the_shipped_sample_and_evaluates() {
+    // Caffe's LeNet with its solver (SGD, momentum, weight decay, the inv schedule) for 120
+    // steps of 64 on the CPU executor; then `eval` of the checkpoint reproduces the accuracy.
+    let out = tmp("lenet");
+    let o = out.to_str().expect("utf-8");
+    let (code, _, err) = netc(&[
+        "train",
+        "models/lenet.net",
+        "--device",
+        "cpu",
+        "--steps",
+        "120",
+        "--out",
+        o,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let m = metrics(&out);
+    let e1 = epoch_line(&m, 1.0);
+    let acc = e1["test_acc"].as_f64().expect("acc");
+    assert!(acc > 0.85, "{e1}");
+    // The inv schedule's rate at the last step, as the log shows it.
+    let last = m
+        .iter()
+        .rev()
+        .find(|v| !v["lr"].is_null())
+        .expect("lr logged");
+    let want = 0.01 * (1.0 + 1e-4 * 119.0f64).powf(-0.75);
+    assert!(
+        (last["lr"].as_f64().expect("lr") - want).abs() < 1e-9,
+        "{last}"
+    );
+    let w = out.join("checkpoint.safetensors");
+    let (code, stdout, err) = netc(&[
+        "eval",
+        "models/lenet.net",
+        "--weights",
+        w.to_str().expect("utf-8"),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains(&format!("{:.2}%", 100.0 * acc)), "{stdout}");
+}

@@ -701,3 +701,12 @@ fn small_alexnet_step() {
         SGD,
     );
 }
+
+#[test]
+fn dropout_and_add_on_images() {
+    classifier_step_matches(
+        "net t { input x: 3x6x7\n a = conv(4, k=3, pad=1) -> relu -> dropout(0.3)\n b = x -> conv(4, k=3, pad=1) -> leaky_relu(0.2)\n s = add(a, b)\n o = flatten -> dense(3) }",
+        5,
+        SGD,
+    );
+}

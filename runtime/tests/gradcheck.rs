@@ -88,6 +88,11 @@ fn lrn_at_the_channel_edges_and_concat() {
 }
 
 #[test]
+fn dropout_and_add_on_images() {
+    passes("net t { input x: 3x6x7\n a = conv(4, k=3, pad=1) -> relu -> dropout(0.3)\n b = x -> conv(4, k=3, pad=1) -> leaky_relu(0.2)\n s = add(a, b)\n o = flatten -> dense(3) }");
+}
+
+#[test]
 fn a_small_alexnet() {
     // AlexNet's op sequence at 35x35: conv/relu/lrn/maxpool twice (grouped SAME conv2), three
     // 3x3 convs (groups 2 on the last two), maxpool, two dense layers with dropout, logits.

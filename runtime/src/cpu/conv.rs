@@ -69,45 +69,59 @@ fn valid_range(len: usize, out: usize, stride: usize, offset: isize) -> (usize, 
     )
 }
 
+/// One tap of the kernel for group `grp`: its row of the column matrix, the input channel it
+/// reads, and (from `valid_range`) the output rows and columns whose input lies inside.
+struct Tap {
+    row: usize,
+    channel: usize,
+    rows: (usize, usize, isize),
+    cols: (usize, usize, isize),
+}
+
+/// The taps of group `grp`, in the weight's (ci, ki, kj) order; im2col and col2im walk the same.
+fn taps<'a>(g: &'a ConvGeometry, d: &'a Dims, grp: usize) -> impl Iterator<Item = Tap> + 'a {
+    let win = &g.win;
+    let (s, dil) = (win.stride as usize, win.dilation as usize);
+    let (oh, ow) = (win.oh as usize, win.ow as usize);
+    (0..d.cin_g).flat_map(move |ci| {
+        (0..d.k).flat_map(move |ki| {
+            let rows = valid_range(d.h, oh, s, (ki * dil) as isize - win.pad_top as isize);
+            (0..d.k).map(move |kj| Tap {
+                row: (ci * d.k + ki) * d.k + kj,
+                channel: grp * d.cin_g + ci,
+                rows,
+                cols: valid_range(d.w, ow, s, (kj * dil) as isize - win.pad_left as isize),
+            })
+        })
+    })
+}
+
 /// Fills `cols` ([taps, n * pixels]) with group `grp`'s input patches of samples `x` rows.
 fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, x: ArrayView2<T>, grp: usize, cols: &mut Array2<T>) {
-    let win = &g.win;
-    let (oh, ow) = (win.oh as usize, win.ow as usize);
-    let (s, dil) = (win.stride as usize, win.dilation as usize);
+    let ow = g.win.ow as usize;
+    let s = g.win.stride as usize;
     cols.fill(T::zero());
-    let n = x.nrows();
-    for ci in 0..d.cin_g {
-        let c = grp * d.cin_g + ci;
-        for ki in 0..d.k {
-            let (r0, r1, rin0) =
-                valid_range(d.h, oh, s, (ki * dil) as isize - win.pad_top as isize);
-            for kj in 0..d.k {
-                let (c0, c1, cin0) =
-                    valid_range(d.w, ow, s, (kj * dil) as isize - win.pad_left as isize);
-                let tap = (ci * d.k + ki) * d.k + kj;
-                let mut row = cols.row_mut(tap);
-                let row = row.as_slice_mut().expect("column rows are contiguous");
-                for b in 0..n {
-                    let xs = x.row(b);
-                    let xs = xs.as_slice().expect("activations are contiguous");
-                    let plane = &xs[c * d.h * d.w..(c + 1) * d.h * d.w];
-                    for (i, o) in (r0..r1).enumerate() {
-                        let rin = (rin0 + (i * s) as isize) as usize;
-                        let src = &plane[rin * d.w..(rin + 1) * d.w];
-                        let dst = &mut row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
-                        if c0 < c1 {
-                            let first = cin0 as usize;
-                            if s == 1 {
-                                // Unit stride: the valid taps of a row are one contiguous run.
-                                dst[c0..c1].copy_from_slice(&src[first..first + (c1 - c0)]);
-                            } else {
-                                for (dv, &sv) in
-                                    dst[c0..c1].iter_mut().zip(src[first..].iter().step_by(s))
-                                {
-                                    *dv = sv;
-                                }
-                            }
-                        }
+    for t in taps(g, d, grp) {
+        let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
+        if c0 >= c1 {
+            continue;
+        }
+        let first = cin0 as usize;
+        let mut row = cols.row_mut(t.row);
+        let row = row.as_slice_mut().expect("column rows are contiguous");
+        for (b, xs) in x.rows().into_iter().enumerate() {
+            let xs = xs.as_slice().expect("activations are contiguous");
+            let plane = &xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
+            for (i, o) in (r0..r1).enumerate() {
+                let rin = (rin0 + (i * s) as isize) as usize;
+                let src = &plane[rin * d.w..(rin + 1) * d.w];
+                let dst = &mut row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
+                if s == 1 {
+                    // Unit stride: the valid taps of a row are one contiguous run.
+                    dst[c0..c1].copy_from_slice(&src[first..first + (c1 - c0)]);
+                } else {
+                    for (dv, &sv) in dst[c0..c1].iter_mut().zip(src[first..].iter().step_by(s)) {
+                        *dv = sv;
                     }
                 }
             }
@@ -123,34 +137,25 @@ fn col2im<T: Real>(
     grp: usize,
     mut dx: ArrayViewMut2<T>,
 ) {
-    let win = &g.win;
-    let (oh, ow) = (win.oh as usize, win.ow as usize);
-    let (s, dil) = (win.stride as usize, win.dilation as usize);
-    let n = dx.nrows();
-    for ci in 0..d.cin_g {
-        let c = grp * d.cin_g + ci;
-        for ki in 0..d.k {
-            let (r0, r1, rin0) =
-                valid_range(d.h, oh, s, (ki * dil) as isize - win.pad_top as isize);
-            for kj in 0..d.k {
-                let (c0, c1, cin0) =
-                    valid_range(d.w, ow, s, (kj * dil) as isize - win.pad_left as isize);
-                let tap = (ci * d.k + ki) * d.k + kj;
-                let row = cols.row(tap);
-                let row = row.as_slice().expect("column rows are contiguous");
-                for b in 0..n {
-                    let mut xs = dx.row_mut(b);
-                    let xs = xs.as_slice_mut().expect("gradients are contiguous");
-                    let plane = &mut xs[c * d.h * d.w..(c + 1) * d.h * d.w];
-                    for (i, o) in (r0..r1).enumerate() {
-                        let rin = (rin0 + (i * s) as isize) as usize;
-                        let dst = &mut plane[rin * d.w..(rin + 1) * d.w];
-                        let src = &row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
-                        for (j, p) in (c0..c1).enumerate() {
-                            let at = (cin0 + (j * s) as isize) as usize;
-                            dst[at] = dst[at] + src[p];
-                        }
-                    }
+    let ow = g.win.ow as usize;
+    let s = g.win.stride as usize;
+    for t in taps(g, d, grp) {
+        let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
+        if c0 >= c1 {
+            continue;
+        }
+        let first = cin0 as usize;
+        let row = cols.row(t.row);
+        let row = row.as_slice().expect("column rows are contiguous");
+        for (b, mut xs) in dx.rows_mut().into_iter().enumerate() {
+            let xs = xs.as_slice_mut().expect("gradients are contiguous");
+            let plane = &mut xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
+            for (i, o) in (r0..r1).enumerate() {
+                let rin = (rin0 + (i * s) as isize) as usize;
+                let dst = &mut plane[rin * d.w..(rin + 1) * d.w];
+                let src = &row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
+                for (dv, &sv) in dst[first..].iter_mut().step_by(s).zip(&src[c0..c1]) {
+                    *dv = *dv + sv;
                 }
             }
         }
