@@ -62,6 +62,9 @@ enum Command {
         /// Output format
         #[arg(long, value_enum, default_value = "text")]
         format: CheckFormat,
+        /// Batch for the training-memory figures (default: the training section's)
+        #[arg(long)]
+        batch: Option<u64>,
     },
     /// Print the IR as Graphviz DOT (shapes on the edges): `netc graph m.net | dot -Tpng > m.png`
     Graph {
@@ -187,14 +190,27 @@ fn load(path: &str) -> Result<Model, Failure> {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Check { file, format } => {
+        Command::Check {
+            file,
+            format,
+            batch,
+        } => {
             let model = load(&file)?;
+            let memory = training_memory(&model, batch)?;
             match format {
-                CheckFormat::Text => print!("{}", report::check_text(&model)),
-                CheckFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report::check_json(&model)).unwrap_or_default()
-                ),
+                CheckFormat::Text => {
+                    print!("{}", report::check_text(&model));
+                    if let Some(m) = &memory {
+                        print!("\n{}", m.text());
+                    }
+                }
+                CheckFormat::Json => {
+                    let mut v = report::check_json(&model);
+                    if let (Some(m), Some(o)) = (&memory, v.as_object_mut()) {
+                        o.insert("training_memory".into(), m.json());
+                    }
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
             }
         }
         Command::Graph { file } => print!("{}", report::dot(&load(&file)?)),
@@ -289,6 +305,47 @@ fn gradcheck(model: &Model, batch: usize, samples: usize, seed: u64) -> Result<(
         Ok(())
     } else {
         Err(Failure(1))
+    }
+}
+
+/// The training memory `netc check` reports: for the classifier of the model's training
+/// section (its optimizer; its batch unless `--batch`), or, with `--batch` and no such section,
+/// for the first network under SGD with momentum. None when neither applies (a GAN, or no
+/// section and no `--batch`).
+fn training_memory(
+    model: &Model,
+    batch: Option<u64>,
+) -> Result<Option<netc_compiler::report::TrainingMemory>, Failure> {
+    use netc_compiler::train_config::Task;
+    let cfg = netc_compiler::train_config::read(model).ok().flatten();
+    let (net, opt, b) = match &cfg {
+        Some(c) => match &c.task {
+            Task::Classifier { network } => match model.network(network) {
+                Some(n) => (n, c.optimizer.kind, batch.unwrap_or(c.batch)),
+                None => return Ok(None),
+            },
+            Task::Gan(_) => return Ok(None),
+        },
+        None => match (batch, model.networks.first()) {
+            (Some(b), Some(n)) => (
+                n,
+                netc_compiler::schedule::Optimizer::Sgd {
+                    momentum: 0.9,
+                    weight_decay: 0.0,
+                },
+                b,
+            ),
+            _ => return Ok(None),
+        },
+    };
+    match netc_compiler::report::training_memory(net, opt, b.max(1)) {
+        Ok(m) => Ok(Some(m)),
+        // A network the training lowering cannot take (two inputs, an op without kernels):
+        // the table stands, and the reason is said.
+        Err(e) => {
+            eprintln!("note: no training-memory figures: {e}");
+            Ok(None)
+        }
     }
 }
 

@@ -101,3 +101,47 @@ fn bench_rejects_a_bad_gemm_shape_before_any_work() {
         );
     }
 }
+
+#[test]
+fn check_shows_the_training_memory_of_a_step() {
+    // LeNet at its section's batch 64 under SGD with momentum: parameters, gradients and
+    // velocity are 431,080 floats each, padded to whole quads per tensor.
+    let (code, out, err) = netc(&["check", "models/lenet.net"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("training step of `lenet` at batch 64 (SGD with momentum)"),
+        "{out}"
+    );
+    assert!(out.contains("parameters:        1.72 MB"), "{out}");
+    assert!(out.contains("optimizer state:   1.72 MB"), "{out}");
+    // --batch scales the activations; JSON carries the same figures.
+    let (code, out, _) = netc(&[
+        "check",
+        "models/lenet.net",
+        "--batch",
+        "8",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let m = &v["training_memory"];
+    assert_eq!(m["batch"], 8);
+    assert_eq!(m["params_bytes"], m["grads_bytes"]);
+    let parts: u64 = [
+        "params_bytes",
+        "grads_bytes",
+        "optimizer_state_bytes",
+        "activation_bytes",
+        "io_bytes",
+    ]
+    .iter()
+    .map(|k| m[*k].as_u64().expect("bytes"))
+    .sum();
+    assert_eq!(m["total_bytes"].as_u64(), Some(parts));
+    // AlexNet has no training section: with --batch it is planned under SGD with momentum,
+    // fc6 split into blocks that fit 128 MiB bindings.
+    let (code, out, _) = netc(&["check", "models/alexnet.net", "--batch", "8"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("parameters:        243.86 MB"), "{out}");
+}

@@ -236,3 +236,84 @@ pub fn dot(model: &Model) -> String {
     s.push_str("}\n");
     s
 }
+
+/// What one training step of a classifier allocates, as the runtime plans it (see
+/// [`crate::schedule::ClassifierPlan`]): the figures `netc check` prints under the table.
+#[derive(Debug, Clone)]
+pub struct TrainingMemory {
+    pub network: String,
+    pub batch: u64,
+    pub optimizer: String,
+    pub memory: crate::schedule::Memory,
+    /// Bytes the activation-kind tensors would take with a buffer each (no reuse).
+    pub unplanned: u64,
+}
+
+/// The training memory of classifier `net` at `batch` under `opt`, planned for an adapter with
+/// WebGPU's default limits (128 MiB storage bindings; larger dense weights are split).
+pub fn training_memory(
+    net: &crate::ir::Network,
+    opt: crate::schedule::Optimizer,
+    batch: u64,
+) -> Result<TrainingMemory, crate::schedule::LowerError> {
+    let plan = crate::schedule::Builder::new().classifier(net, opt, batch)?;
+    Ok(TrainingMemory {
+        network: net.name.clone(),
+        batch,
+        optimizer: match opt {
+            crate::schedule::Optimizer::Sgd { momentum, .. } if momentum > 0.0 => {
+                "SGD with momentum".into()
+            }
+            crate::schedule::Optimizer::Sgd { .. } => "SGD".into(),
+            crate::schedule::Optimizer::Adam { .. } => "Adam".into(),
+        },
+        memory: plan.program.memory(),
+        unplanned: plan
+            .program
+            .tensors
+            .iter()
+            .filter(|t| t.kind == crate::schedule::Kind::Activation)
+            .map(|t| crate::schedule::padded_len(t.len) * 4)
+            .sum(),
+    })
+}
+
+impl TrainingMemory {
+    pub fn text(&self) -> String {
+        let m = &self.memory;
+        format!(
+            "training step of `{}` at batch {} ({}), storage buffers as the runtime allocates them:\n\
+             \x20 parameters:        {}\n\
+             \x20 gradients:         {}\n\
+             \x20 optimizer state:   {}\n\
+             \x20 activations:       {} (kept for the backward pass, gradients and temporaries; buffers reused, {} without reuse)\n\
+             \x20 inputs and stats:  {}\n\
+             \x20 total:             {} (CPU adapters add texture mirrors of what kernels read)\n",
+            self.network,
+            self.batch,
+            self.optimizer,
+            megabytes(m.params),
+            megabytes(m.grads),
+            megabytes(m.optimizer_state),
+            megabytes(m.activations),
+            megabytes(self.unplanned),
+            megabytes(m.io),
+            megabytes(m.total()),
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let m = &self.memory;
+        json!({
+            "network": self.network,
+            "batch": self.batch,
+            "optimizer": self.optimizer,
+            "params_bytes": m.params,
+            "grads_bytes": m.grads,
+            "optimizer_state_bytes": m.optimizer_state,
+            "activation_bytes": m.activations,
+            "io_bytes": m.io,
+            "total_bytes": m.total(),
+        })
+    }
+}

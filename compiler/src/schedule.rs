@@ -65,12 +65,18 @@ pub struct Pass {
     pub keep: Vec<TensorId>,
 }
 
-/// A parameter tensor of some network, with its gradient and optimizer state buffers.
+/// A parameter tensor of some network, with its gradient and optimizer state buffers. A
+/// tensor larger than the device's storage-binding limit (AlexNet's fc6 weight, 151 MB, against
+/// lavapipe's 128 MiB) is held in parts: consecutive bindings of the same name, each a run of
+/// whole rows (`offset`, `len` in elements of the logical tensor), with their own gradient and
+/// optimizer state. The host sees one tensor of `shape` either way.
 #[derive(Debug, Clone)]
 pub struct ParamBinding {
     pub net: String,
     pub name: String,
     pub shape: Vec<u64>,
+    pub offset: u64,
+    pub len: u64,
     pub tensor: TensorId,
     pub grad: Option<TensorId>,
     pub state: Vec<TensorId>,
@@ -88,6 +94,16 @@ pub struct ParamSet {
 impl ParamSet {
     fn get(&self, name: &str) -> &ParamBinding {
         &self.bindings[self.by_name[name]]
+    }
+
+    /// Every part of a parameter (one unless it was split), in row order.
+    pub fn parts(&self, name: &str) -> &[ParamBinding] {
+        let first = self.by_name[name];
+        let n = self.bindings[first..]
+            .iter()
+            .take_while(|b| b.name == name)
+            .count();
+        &self.bindings[first..first + n]
     }
 }
 
@@ -168,6 +184,8 @@ pub struct Builder {
     max_textures: u32,
     /// CPU threads that run a CPU adapter's invocations (the texture-path matmul's tiles).
     threads: u64,
+    /// The device's largest storage binding, in bytes: larger dense layers are split.
+    max_binding: u64,
 }
 
 impl Default for Builder {
@@ -209,7 +227,28 @@ impl Builder {
             max_storage: 8,
             max_textures: 16,
             threads: kernels::TEX_GEMM_THREADS,
+            // WebGPU's guaranteed minimum, until `with_binding_limit` says more.
+            max_binding: 128 << 20,
         }
+    }
+
+    /// The device's largest storage-buffer binding in bytes (dense layers whose weight exceeds
+    /// it are split into row blocks).
+    pub fn with_binding_limit(mut self, bytes: u64) -> Self {
+        self.max_binding = bytes.max(4);
+        self
+    }
+
+    /// Row blocks of a dense weight [units, fan_in] that each fit one binding (one block when
+    /// the whole weight fits).
+    fn dense_blocks(&self, units: u64, fan_in: u64) -> Vec<(u64, u64)> {
+        let rows = (self.max_binding / 4 / fan_in.max(1)).max(1);
+        if rows >= units {
+            return vec![(0, units)];
+        }
+        (0..units.div_ceil(rows))
+            .map(|i| (i * rows, ((i + 1) * rows).min(units)))
+            .collect()
     }
 
     /// The CPU threads a CPU adapter runs invocations on (lavapipe: one per core).
@@ -350,21 +389,50 @@ impl Builder {
             bindings: vec![],
             trainable,
         };
-        for spec in net.param_specs() {
-            let len = numel(&spec.shape);
-            let tensor = self.tensor(format!("{}:{}", net.name, spec.name), len, Kind::Param);
-            let grad = (trainable && spec.trainable)
-                .then(|| self.tensor(format!("{}:{}.grad", net.name, spec.name), len, Kind::Grad));
-            let b = ParamBinding {
-                net: net.name.clone(),
-                name: spec.name.clone(),
-                shape: spec.shape.clone(),
-                tensor,
-                grad,
-                state: vec![],
+        for &n in &net.order {
+            let node = &net.graph[n];
+            // A dense layer's weight and bias split by the same row blocks.
+            let blocks = match node.op {
+                Op::Dense { units, .. } => {
+                    let fan_in = numel(&net.graph[net.inputs_of(n)[0]].shape);
+                    self.dense_blocks(units, fan_in)
+                }
+                _ => vec![],
             };
-            set.by_name.insert(spec.name.clone(), set.bindings.len());
-            set.bindings.push(b);
+            for spec in &node.params {
+                let total = numel(&spec.shape);
+                let row = total / spec.shape.first().copied().unwrap_or(1).max(1);
+                let parts: Vec<(u64, u64)> = if blocks.len() > 1 {
+                    blocks
+                        .iter()
+                        .map(|&(r0, r1)| (r0 * row, (r1 - r0) * row))
+                        .collect()
+                } else {
+                    vec![(0, total)]
+                };
+                set.by_name.insert(spec.name.clone(), set.bindings.len());
+                for (i, &(offset, len)) in parts.iter().enumerate() {
+                    let suffix = if parts.len() > 1 {
+                        format!("#{i}")
+                    } else {
+                        String::new()
+                    };
+                    let base = format!("{}:{}{suffix}", net.name, spec.name);
+                    let tensor = self.tensor(base.clone(), len, Kind::Param);
+                    let grad = (trainable && spec.trainable)
+                        .then(|| self.tensor(format!("{base}.grad"), len, Kind::Grad));
+                    set.bindings.push(ParamBinding {
+                        net: net.name.clone(),
+                        name: spec.name.clone(),
+                        shape: spec.shape.clone(),
+                        offset,
+                        len,
+                        tensor,
+                        grad,
+                        state: vec![],
+                    });
+                }
+            }
         }
         set
     }
@@ -441,21 +509,17 @@ impl Builder {
                     let act = fuse
                         .and_then(|c| act_of(&net.graph[c].op))
                         .unwrap_or(Act::Identity);
-                    let out =
-                        self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
-                    let w = params.get(&format!("{}.weight", node.name)).tensor;
-                    let mut b = vec![ins[0], w, out];
-                    if *bias {
-                        b.push(params.get(&format!("{}.bias", node.name)).tensor);
-                    }
-                    self.emit(
-                        self.matmul(Gemm {
-                            trans_b: true,
-                            bias: *bias,
-                            act,
-                            ..Gemm::new(batch, *units, fan_in)
-                        }),
-                        b,
+                    let out = activation(self);
+                    let blocks = ops::dense::blocks(params, &node.name, *bias, fan_in);
+                    ops::dense::lower_forward(
+                        self,
+                        &blocks,
+                        batch,
+                        (*units, fan_in),
+                        act,
+                        ins[0],
+                        out,
+                        &format!("{}:{}", net.name, node.name),
                         label("forward"),
                     );
                     if let Some(c) = fuse {
@@ -717,26 +781,7 @@ impl Builder {
                     let x_node = ins[0];
                     let x = fwd.values[&x_node];
                     let fan_in = numel(&net.graph[x_node].shape);
-                    let w = params.get(&format!("{}.weight", node.name));
-                    if let Some(gw) = w.grad {
-                        self.emit(
-                            self.matmul(Gemm {
-                                trans_a: true,
-                                ..Gemm::new(*units, fan_in, batch)
-                            }),
-                            vec![dy, x, gw],
-                            label("backward weight"),
-                        );
-                    }
-                    if *bias {
-                        if let Some(gb) = params.get(&format!("{}.bias", node.name)).grad {
-                            self.emit(
-                                kernels::bias_grad(batch, *units, Store::Write, self.reads),
-                                vec![dy, gb],
-                                label("backward bias"),
-                            );
-                        }
-                    }
+                    let blocks = ops::dense::blocks(params, &node.name, *bias, fan_in);
                     // When the input is an activation whose only consumer is this layer, its
                     // backward is fused into this product: one dispatch instead of two.
                     let act_in = net.inputs_of(x_node);
@@ -745,32 +790,45 @@ impl Builder {
                             && consumers.get(&x_node).map(Vec::as_slice) == Some(&[n][..])
                             && act_in.len() == 1
                     });
-                    if let (true, Some(act)) = (needs[&x_node], fused_act) {
-                        let act_len = numel(&net.graph[act_in[0]].shape) * batch;
-                        let (dx, store) = self.grad_slot(&mut grads, act_in[0], act_len, net);
-                        self.emit(
-                            self.matmul(Gemm {
+                    let dx = match (needs[&x_node], fused_act) {
+                        (true, Some(act)) => {
+                            let act_len = numel(&net.graph[act_in[0]].shape) * batch;
+                            let (dx, store) = self.grad_slot(&mut grads, act_in[0], act_len, net);
+                            Some(ops::dense::InputGrad {
+                                dx,
                                 store,
-                                act_grad: act,
-                                ..Gemm::new(batch, fan_in, *units)
-                            }),
-                            vec![dy, w.tensor, dx, fwd.values[&x_node]],
-                            format!(
-                                "{}.{} backward input + {} backward",
-                                net.name, node.name, net.graph[x_node].name
-                            ),
-                        );
-                    } else if needs[&x_node] {
-                        let (dx, store) = self.grad_slot(&mut grads, x_node, fan_in * batch, net);
-                        self.emit(
-                            self.matmul(Gemm {
+                                act,
+                                saved: Some(fwd.values[&x_node]),
+                                label: format!(
+                                    "{}.{} backward input + {} backward",
+                                    net.name, node.name, net.graph[x_node].name
+                                ),
+                            })
+                        }
+                        (true, None) => {
+                            let (dx, store) =
+                                self.grad_slot(&mut grads, x_node, fan_in * batch, net);
+                            Some(ops::dense::InputGrad {
+                                dx,
                                 store,
-                                ..Gemm::new(batch, fan_in, *units)
-                            }),
-                            vec![dy, w.tensor, dx],
-                            label("backward input"),
-                        );
-                    }
+                                act: Act::Identity,
+                                saved: None,
+                                label: label("backward input"),
+                            })
+                        }
+                        (false, _) => None,
+                    };
+                    ops::dense::lower_backward(
+                        self,
+                        &blocks,
+                        batch,
+                        (*units, fan_in),
+                        dy,
+                        x,
+                        dx,
+                        &format!("{}:{}", net.name, node.name),
+                        &label,
+                    );
                 }
                 op @ (Op::Relu | Op::Sigmoid | Op::Tanh | Op::LeakyRelu { .. }) => {
                     // A fused activation's input is the dense node; its gradient goes there.
@@ -965,10 +1023,15 @@ impl Builder {
         for (i, b) in set.bindings.iter_mut().enumerate() {
             let Some(g) = b.grad else { continue };
             if b.state.is_empty() {
+                let part = if b.len == numel(&b.shape) {
+                    String::new()
+                } else {
+                    format!("@{}", b.offset)
+                };
                 for st in states {
                     b.state.push(self.tensor(
-                        format!("{}:{}.{st}", b.net, b.name),
-                        numel(&b.shape),
+                        format!("{}:{}{part}.{st}", b.net, b.name),
+                        b.len,
                         Kind::OptimizerState,
                     ));
                 }
@@ -980,7 +1043,7 @@ impl Builder {
         // (where a dispatch costs more than the update) and nothing is gained for large ones.
         let (large, small): (Vec<_>, Vec<_>) = trainable
             .into_iter()
-            .partition(|&(i, _)| numel(&set.bindings[i].shape) > GROUPED_UPDATE_MAX_LEN);
+            .partition(|&(i, _)| set.bindings[i].len > GROUPED_UPDATE_MAX_LEN);
         let mut chunks: Vec<Vec<(usize, TensorId)>> = large.into_iter().map(|t| vec![t]).collect();
         chunks.extend(
             small
@@ -996,7 +1059,7 @@ impl Builder {
                 bindings.push(b.tensor);
                 bindings.push(g);
                 bindings.extend(b.state.iter().copied());
-                lens.push(numel(&b.shape));
+                lens.push(b.len);
                 names.push(b.name.clone());
             }
             bindings.push(hyper);
@@ -1090,6 +1153,136 @@ impl Builder {
             buffers,
             assignment,
         }
+    }
+}
+
+/// A classifier's static program: one training step (forward, softmax cross-entropy on the
+/// logits, backward, optimizer update) and an evaluation pass, with the tensors the host uses.
+/// The session runs it and `netc check` reports its memory, so the two cannot disagree.
+#[derive(Debug, Clone)]
+pub struct ClassifierPlan {
+    pub program: Program,
+    pub set: ParamSet,
+    pub x: TensorId,
+    pub y: TensorId,
+    pub stats: TensorId,
+    pub eval_stats: TensorId,
+    pub hyper: TensorId,
+    pub rng: Option<TensorId>,
+    pub logits_eval: TensorId,
+    pub train: usize,
+    pub eval: usize,
+}
+
+impl Builder {
+    /// The classifier program of `net` at `batch` under `opt` (see [`ClassifierPlan`]).
+    pub fn classifier(
+        mut self,
+        net: &Network,
+        opt: Optimizer,
+        batch: u64,
+    ) -> Result<ClassifierPlan, LowerError> {
+        let (_, logit) = net
+            .output_and_logit()
+            .ok_or_else(|| LowerError::Other(format!("network `{}` has no output", net.name)))?;
+        let input = *net.inputs.first().ok_or(LowerError::Inputs {
+            net: net.name.clone(),
+            count: 0,
+        })?;
+        let feats = numel(&net.graph[input].shape);
+        let classes = numel(&net.graph[logit].shape);
+        let b = batch;
+        let mut set = self.params(net, true);
+        let x = self.tensor("x", b * feats, Kind::HostInput);
+        let y = self.tensor("y", b * classes, Kind::HostInput);
+        let stats = self.tensor("train_stats", 4, Kind::Stats);
+        self.begin_pass("train_step");
+        let fwd = self.forward(net, &set, x, b, true)?;
+        let dz = self.softmax_xent(fwd.logit, y, b, classes, 1.0 / b as f64, stats);
+        self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
+        self.update(&mut set, opt, "opt");
+        let train = self.end_pass();
+        // Evaluation adds its statistics on the device too: one read-back per test set, not
+        // one per batch. Padding rows (all-zero targets) add nothing.
+        let eval_stats = self.tensor("eval_stats", 4, Kind::Stats);
+        self.begin_pass("eval");
+        let fe = self.forward(net, &set, x, b, false)?;
+        self.keep(fe.logit);
+        self.softmax_xent(fe.logit, y, b, classes, 1.0, eval_stats);
+        let logits_eval = fe.logit;
+        let eval = self.end_pass();
+        let hyper = self.hyper("opt");
+        let rng = Some(self.rng());
+        self.register(&set);
+        Ok(ClassifierPlan {
+            program: self.finish(),
+            set,
+            x,
+            y,
+            stats,
+            eval_stats,
+            hyper,
+            rng,
+            logits_eval,
+            train,
+            eval,
+        })
+    }
+}
+
+/// Elements a buffer of `len` floats is allocated with: whole quads (vec4 loads and stores,
+/// rgba texels), at least one.
+pub fn padded_len(len: u64) -> u64 {
+    len.max(1).div_ceil(4) * 4
+}
+
+/// What a program's storage buffers hold, in bytes as allocated (padded to whole quads). A
+/// buffer of its own counts for its tensor's kind; the shared transient buffers hold the
+/// activations kept for the backward pass, the gradients flowing through it and other
+/// temporaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub params: u64,
+    pub grads: u64,
+    pub optimizer_state: u64,
+    pub activations: u64,
+    /// Host-written inputs, targets, hyper-parameters and statistics.
+    pub io: u64,
+}
+
+impl Memory {
+    pub fn total(&self) -> u64 {
+        self.params + self.grads + self.optimizer_state + self.activations + self.io
+    }
+}
+
+impl Program {
+    /// Bytes the runtime allocates for this program's buffers (texture mirrors, which CPU
+    /// adapters add, excluded), by what they hold.
+    pub fn memory(&self) -> Memory {
+        let mut owner: Vec<Option<Kind>> = vec![None; self.buffers.len()];
+        let mut shared = vec![0usize; self.buffers.len()];
+        for (t, &b) in self.assignment.iter().enumerate() {
+            shared[b] += 1;
+            owner[b] = Some(self.tensors[t].kind);
+        }
+        let mut m = Memory::default();
+        for (b, &len) in self.buffers.iter().enumerate() {
+            let bytes = padded_len(len) * 4;
+            let kind = if shared[b] == 1 {
+                owner[b].unwrap_or(Kind::Activation)
+            } else {
+                Kind::Activation
+            };
+            match kind {
+                Kind::Param => m.params += bytes,
+                Kind::Grad => m.grads += bytes,
+                Kind::OptimizerState => m.optimizer_state += bytes,
+                Kind::Activation => m.activations += bytes,
+                Kind::HostInput | Kind::Stats => m.io += bytes,
+            }
+        }
+        m
     }
 }
 

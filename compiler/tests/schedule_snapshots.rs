@@ -161,3 +161,43 @@ fn transient_buffers_are_reused_without_overlap() {
         }
     }
 }
+
+#[test]
+fn a_dense_weight_over_the_binding_limit_is_split_into_row_blocks() {
+    let m = compile(
+        "s.net",
+        "net s { input x: 37\n a = dense(300) -> relu\n o = dense(11) }",
+    )
+    .expect("compiles");
+    let net = &m.networks[0];
+    let mut b = Builder::new().with_binding_limit(16 << 10);
+    let set = b.params(net, true);
+    // 16 KiB / 4 bytes / 37 inputs = 110 rows per block: 110, 110, 80.
+    let w: Vec<(u64, u64)> = set
+        .parts("a.weight")
+        .iter()
+        .map(|p| (p.offset, p.len))
+        .collect();
+    assert_eq!(
+        w,
+        vec![(0, 110 * 37), (110 * 37, 110 * 37), (220 * 37, 80 * 37)]
+    );
+    let bias: Vec<(u64, u64)> = set
+        .parts("a.bias")
+        .iter()
+        .map(|p| (p.offset, p.len))
+        .collect();
+    assert_eq!(bias, vec![(0, 110), (110, 110), (220, 80)]);
+    assert_eq!(set.parts("o.weight").len(), 1, "11x300 fits");
+    let x = b.tensor("x", 2 * 37, Kind::HostInput);
+    b.begin_pass("p");
+    let fwd = b.forward(net, &set, x, 2, true).expect("lowers");
+    let dz = b.tensor("dz", 2 * 11, Kind::Activation);
+    b.backward(net, &set, &fwd, fwd.logit_node, dz, false);
+    b.end_pass();
+    let text = b.finish().printout();
+    // Three products and three block copies forward; three dy blocks backward.
+    assert_eq!(text.matches("s.a forward: matmul").count(), 3, "{text}");
+    assert_eq!(text.matches("s.a forward: concat_fwd").count(), 3, "{text}");
+    assert_eq!(text.matches("backward dy block").count(), 3, "{text}");
+}

@@ -290,7 +290,7 @@ enum Prepared {
 
 /// Floats per planned buffer, padded to whole texels (and `rd4` quads).
 fn padded(len: u64) -> u64 {
-    len.max(1).div_ceil(4) * 4
+    netc_compiler::schedule::padded_len(len)
 }
 
 /// Width and height in texels of the mirror of a buffer of `len` floats.
@@ -305,6 +305,8 @@ pub struct Counters {
     pub pipelines_created: u64,
     pub bind_groups_created: u64,
     pub buffers_created: u64,
+    /// Bytes of the storage buffers created for the program (what `netc check` reports).
+    pub buffer_bytes: u64,
     pub textures_created: u64,
     pub submissions: u64,
 }
@@ -422,7 +424,8 @@ impl Gpu {
             _ => self.limits.max_sampled_textures_per_shader_stage,
         };
         let b = netc_compiler::schedule::Builder::with_reads(self.reads)
-            .with_limits(self.limits.max_storage_buffers_per_shader_stage, textures);
+            .with_limits(self.limits.max_storage_buffers_per_shader_stage, textures)
+            .with_binding_limit(self.limits.max_storage_buffer_binding_size);
         if !self.cpu_adapter {
             return b;
         }
@@ -468,6 +471,7 @@ impl GpuProgram {
             .enumerate()
             .map(|(i, &len)| {
                 counters.buffers_created += 1;
+                counters.buffer_bytes += padded(len) * 4;
                 gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("netc buffer {i}")),
                     size: padded(len) * 4,

@@ -5,7 +5,9 @@ use crate::cpu::{self, Activations, LossStats, OptState, Params};
 use crate::gpu::{Gpu, GpuError, GpuProgram};
 use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;
-use netc_compiler::schedule::{Kind, LowerError, Optimizer, ParamSet, TensorId};
+use netc_compiler::schedule::{
+    ClassifierPlan, Kind, LowerError, Optimizer, ParamBinding, ParamSet, TensorId,
+};
 use petgraph::graph::NodeIndex;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +60,53 @@ fn features(net: &Network, n: NodeIndex) -> usize {
     net.graph[n].shape.iter().product::<u64>() as usize
 }
 
+/// The elements of host tensor `v` a (possibly partial) binding holds.
+fn part<'a>(b: &ParamBinding, v: &'a [f32]) -> &'a [f32] {
+    &v[b.offset as usize..(b.offset + b.len) as usize]
+}
+
 fn upload(prog: &GpuProgram, set: &ParamSet, p: &Params<f32>) {
     for b in &set.bindings {
         if let Some(i) = p.index(&b.name) {
-            prog.write(b.tensor, &p.values[i]);
+            prog.write(b.tensor, part(b, &p.values[i]));
         }
     }
+}
+
+/// Reads a binding's part of a device tensor into its place in `into`.
+fn read_part(
+    prog: &GpuProgram,
+    b: &ParamBinding,
+    t: TensorId,
+    into: &mut [f32],
+) -> Result<(), RunError> {
+    let v = prog.read(t)?;
+    into[b.offset as usize..(b.offset + b.len) as usize].copy_from_slice(&v[..b.len as usize]);
+    Ok(())
+}
+
+/// The gradients of a parameter set's tensors in `like`'s order (None for frozen ones),
+/// assembled from their parts.
+fn read_grads(
+    prog: &GpuProgram,
+    set: &ParamSet,
+    like: &Params<f32>,
+) -> Result<Vec<Option<Vec<f32>>>, RunError> {
+    like.names
+        .iter()
+        .zip(&like.values)
+        .map(|(n, v)| {
+            let parts = set.bindings.iter().filter(|b| &b.name == n);
+            let mut out: Option<Vec<f32>> = None;
+            for b in parts {
+                if let Some(t) = b.grad {
+                    let g = out.get_or_insert_with(|| vec![0.0; v.len()]);
+                    read_part(prog, b, t, g)?;
+                }
+            }
+            Ok(out)
+        })
+        .collect()
 }
 
 fn download(
@@ -74,7 +117,7 @@ fn download(
     let mut p = like.clone();
     for b in &set.bindings {
         if let Some(i) = p.index(&b.name) {
-            p.values[i] = prog.read(b.tensor)?;
+            read_part(prog, b, b.tensor, &mut p.values[i])?;
         }
     }
     Ok(p)
@@ -101,7 +144,7 @@ fn download_state(
     for b in &set.bindings {
         if let Some(i) = like.index(&b.name) {
             for (s, &t) in b.state.iter().enumerate() {
-                st.slots[s][i] = prog.read(t)?;
+                read_part(prog, b, t, &mut st.slots[s][i])?;
             }
         }
     }
@@ -113,7 +156,7 @@ fn upload_state(prog: &GpuProgram, set: &ParamSet, like: &Params<f32>, st: &OptS
         if let Some(i) = like.index(&b.name) {
             for (s, &t) in b.state.iter().enumerate() {
                 if let Some(v) = st.slots.get(s) {
-                    prog.write(t, &v[i]);
+                    prog.write(t, part(b, &v[i]));
                 }
             }
         }
@@ -226,31 +269,21 @@ impl Classifier {
                 }))
             }
             Executor::Gpu(gpu) => {
-                let b = batch as u64;
-                let mut pb = gpu.builder();
-                let mut set = pb.params(net, true);
-                let x = pb.tensor("x", b * feats as u64, Kind::HostInput);
-                let y = pb.tensor("y", b * classes as u64, Kind::HostInput);
-                let stats = pb.tensor("train_stats", 4, Kind::Stats);
-                pb.begin_pass("train_step");
-                let fwd = pb.forward(net, &set, x, b, true)?;
-                let dz = pb.softmax_xent(fwd.logit, y, b, classes as u64, 1.0 / b as f64, stats);
-                pb.backward(net, &set, &fwd, fwd.logit_node, dz, false);
-                pb.update(&mut set, opt, "opt");
-                let train = pb.end_pass();
-                // Evaluation adds its statistics on the device too: one read-back per test
-                // set, not one per batch. Padding rows (all-zero targets) add nothing.
-                let eval_stats = pb.tensor("eval_stats", 4, Kind::Stats);
-                pb.begin_pass("eval");
-                let fe = pb.forward(net, &set, x, b, false)?;
-                pb.keep(fe.logit);
-                pb.softmax_xent(fe.logit, y, b, classes as u64, 1.0, eval_stats);
-                let logits_eval = fe.logit;
-                let eval = pb.end_pass();
-                let hyper_t = pb.hyper("opt");
-                let rng = Some(pb.rng());
-                pb.register(&set);
-                let prog = GpuProgram::new(*gpu, pb.finish())?;
+                let plan = gpu.builder().classifier(net, opt, batch as u64)?;
+                let ClassifierPlan {
+                    program,
+                    set,
+                    x,
+                    y,
+                    stats,
+                    eval_stats,
+                    hyper: hyper_t,
+                    rng,
+                    logits_eval,
+                    train,
+                    eval,
+                } = plan;
+                let prog = GpuProgram::new(*gpu, program)?;
                 upload(&prog, &set, &params);
                 for b in &set.bindings {
                     for &s in &b.state {
@@ -418,23 +451,7 @@ impl Classifier {
     /// Gradients of the last step (the GPU keeps them in their buffers).
     pub fn grads(&self) -> Result<Vec<Option<Vec<f32>>>, RunError> {
         match &self.exec {
-            ClassifierExec::Gpu(g) => self
-                .template
-                .names
-                .iter()
-                .map(|n| {
-                    match g
-                        .set
-                        .bindings
-                        .iter()
-                        .find(|b| &b.name == n)
-                        .and_then(|b| b.grad)
-                    {
-                        Some(t) => g.prog.read(t).map(Some).map_err(RunError::from),
-                        None => Ok(None),
-                    }
-                })
-                .collect(),
+            ClassifierExec::Gpu(g) => read_grads(&g.prog, &g.set, &self.template),
             ClassifierExec::Cpu(c) => Ok(c.last_grads.clone()),
         }
     }
@@ -890,30 +907,10 @@ impl Gan {
     /// Gradients of the last G and D steps (G's and D's parameters).
     pub fn grads(&self) -> Result<(Grads, Grads), RunError> {
         match &self.exec {
-            GanExec::Gpu(g) => {
-                let read = |set: &ParamSet,
-                            tpl: &Params<f32>|
-                 -> Result<Vec<Option<Vec<f32>>>, RunError> {
-                    tpl.names
-                        .iter()
-                        .map(|n| {
-                            match set
-                                .bindings
-                                .iter()
-                                .find(|b| &b.name == n)
-                                .and_then(|b| b.grad)
-                            {
-                                Some(t) => g.prog.read(t).map(Some).map_err(RunError::from),
-                                None => Ok(None),
-                            }
-                        })
-                        .collect()
-                };
-                Ok((
-                    read(&g.g_set, &self.g_template)?,
-                    read(&g.d_set, &self.d_template)?,
-                ))
-            }
+            GanExec::Gpu(g) => Ok((
+                read_grads(&g.prog, &g.g_set, &self.g_template)?,
+                read_grads(&g.prog, &g.d_set, &self.d_template)?,
+            )),
             GanExec::Cpu(c) => Ok((c.last_g_grads.clone(), c.last_d_grads.clone())),
         }
     }
