@@ -69,8 +69,7 @@ use crate::schedule::{Builder, TensorId};
 const FORWARD: &str = include_str!("../../../shaders/pool_forward.wgsl");
 const BACKWARD: &str = include_str!("../../../shaders/pool_backward.wgsl");
 
-fn sizes(c: u64, win: &Window2d, batch: u64) -> Vec<(&'static str, u64)> {
-    let _ = c;
+fn sizes(win: &Window2d, batch: u64) -> Vec<(&'static str, u64)> {
     vec![
         ("H", win.h),
         ("W", win.w),
@@ -120,7 +119,7 @@ pub fn forward_kernel(
         FORWARD,
         batch * c * win.pixels(),
         reads,
-        (&sizes(c, win, batch), &pads(win), &[]),
+        (&sizes(win, batch), &pads(win), &[]),
         &[("BODY", body)],
     )
 }
@@ -162,7 +161,7 @@ pub fn backward_kernel(
         BACKWARD,
         batch * c * win.h * win.w,
         reads,
-        (&sizes(c, win, batch), &pads(win), &[]),
+        (&sizes(win, batch), &pads(win), &[]),
         &[
             ("BODY", body),
             ("STORE", store_elem(store, "dx", "i", "acc")),
