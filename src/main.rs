@@ -164,6 +164,13 @@ enum Command {
         /// `:ta` / `:tb` for a transposed operand, as `--profile` labels kernels (repeatable)
         #[arg(long, value_name = "MxNxK[:ta][:tb]")]
         gemm: Vec<String>,
+        /// Instead of single steps, time one training epoch of the model's training section
+        /// (its optimizer, learning rate and batch; no evaluation) on each executor
+        #[arg(long)]
+        epoch: bool,
+        /// Folder with the IDX files for `--epoch` (else the training section's data_dir)
+        #[arg(long)]
+        data_dir: Option<String>,
     },
 }
 
@@ -251,12 +258,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             batch,
             profile,
             gemm,
+            epoch,
+            data_dir,
         } => {
             let extra = gemm
                 .iter()
                 .map(|s| parse_gemm(s))
                 .collect::<Result<Vec<_>, _>>()?;
-            bench(&device, reps, batch.max(1), &load(&model)?, profile, &extra)?
+            if epoch {
+                bench_epoch(&device, &model, &load(&model)?, data_dir)?
+            } else {
+                bench(&device, reps, batch.max(1), &load(&model)?, profile, &extra)?
+            }
         }
     }
     Ok(())
@@ -369,22 +382,23 @@ fn train_config(model: &Model) -> Result<netc_compiler::train_config::TrainConfi
 }
 
 /// The data folder: the command line's (relative to the current directory), else the model's
-/// `data_dir` (relative to the model file).
+/// `data_dir` (relative to the model file); none for `data = synthetic` without either.
 fn data_dir(
     model_file: &str,
     cli: Option<String>,
-    cfg: Option<&String>,
-) -> Result<std::path::PathBuf, Failure> {
+    cfg: &netc_compiler::train_config::TrainConfig,
+) -> Result<Option<std::path::PathBuf>, Failure> {
     if let Some(d) = cli {
-        return Ok(d.into());
+        return Ok(Some(d.into()));
     }
-    match cfg {
+    match &cfg.data_dir {
         Some(d) => {
             let base = std::path::Path::new(model_file)
                 .parent()
                 .unwrap_or(std::path::Path::new("."));
-            Ok(base.join(d))
+            Ok(Some(base.join(d)))
         }
+        None if cfg.data == "synthetic" => Ok(None),
         None => Err(fail(
             "no data folder: pass --data-dir or set data_dir in the training section",
         )),
@@ -432,7 +446,7 @@ fn train(
         .to_string();
     let opts = netc_runtime::train::Options {
         device: over.device,
-        data_dir: data_dir(file, over.data_dir, cfg.data_dir.as_ref())?,
+        data_dir: data_dir(file, over.data_dir, &cfg)?,
         out: out
             .map(Into::into)
             .unwrap_or_else(|| std::path::Path::new("runs").join(stem)),
@@ -473,9 +487,9 @@ fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result
     let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
     let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
+    let dir = data_dir(file, data, &cfg)?;
     let (_, test, note) =
-        netc_runtime::train::load_data(&data_dir(file, data, cfg.data_dir.as_ref())?)
-            .map_err(fail)?;
+        netc_runtime::train::datasets(&model, &cfg, dir.as_deref()).map_err(fail)?;
     if let Some(n) = note {
         eprintln!("note: {n}");
     }
@@ -583,7 +597,7 @@ fn devices() {
         );
     }
     println!(
-        "{}cpu  [reference executor, ndarray]",
+        "{}cpu  [reference executor, gemm crate]",
         if hw.is_none() { "* " } else { "  " }
     );
     println!("(* = what --device auto uses; choose with --device gpu, vulkan, gl, cpu or an adapter-name substring)");
@@ -686,7 +700,7 @@ fn bench(
         }
         Err(e) => println!("GPU path: not available ({e})"),
     }
-    println!("CPU reference (ndarray):");
+    println!("CPU executor (gemm crate):");
     for g in &shapes {
         let r = bench::gemm_cpu(g, reps);
         println!(
@@ -698,6 +712,70 @@ fn bench(
     }
     let t = bench::train_step(net, batch, Executor::Cpu, reps).map_err(fail)?;
     print_step(net, batch, reps, &t);
+    if let Some(kb) = peak_rss_kb() {
+        println!(
+            "peak memory (resident, whole process): {:.1} MB",
+            kb as f64 / 1e3
+        );
+    }
+    Ok(())
+}
+
+/// `netc bench --epoch`: one epoch of the training section on the GPU path (where there is an
+/// adapter) and on the CPU executor.
+fn bench_epoch(
+    device: &str,
+    file: &str,
+    model: &Model,
+    data: Option<String>,
+) -> Result<(), Failure> {
+    use netc_runtime::gpu::Gpu;
+    use netc_runtime::session::Executor;
+    let cfg = train_config(model)?;
+    let netc_compiler::train_config::Task::Classifier { network } = &cfg.task else {
+        return Err(fail(
+            "`bench --epoch` times classifiers; this model trains a GAN",
+        ));
+    };
+    let net = model
+        .networks
+        .iter()
+        .find(|n| &n.name == network)
+        .ok_or_else(|| fail(format!("no network `{network}` in the model")))?;
+    let dir = data_dir(file, data, &cfg)?;
+    let (train, _, _) = netc_runtime::train::datasets(model, &cfg, dir.as_deref()).map_err(fail)?;
+    let batch = cfg.batch as usize;
+    let run = |exec: Executor, label: &str| -> Result<(), Failure> {
+        let t = netc_runtime::bench::epoch(
+            net,
+            cfg.optimizer.kind,
+            cfg.optimizer.lr,
+            batch,
+            &train,
+            exec,
+            cfg.seed,
+        )
+        .map_err(fail)?;
+        println!(
+            "{label}: one epoch of {} ({} steps of {}, no evaluation): {:.2} s, {:.0} images/s, {:.2} ms/step, mean train loss {:.4}",
+            net.name,
+            t.steps,
+            t.batch,
+            t.seconds,
+            (t.steps * t.batch) as f64 / t.seconds,
+            t.seconds * 1e3 / t.steps.max(1) as f64,
+            t.loss
+        );
+        Ok(())
+    };
+    match Gpu::open(device) {
+        Ok(gpu) => {
+            let name = format!("GPU path ({})", gpu.info.name);
+            run(Executor::Gpu(Box::new(gpu)), &name)?
+        }
+        Err(e) => println!("GPU path: not available ({e})"),
+    }
+    run(Executor::Cpu, "CPU executor")?;
     if let Some(kb) = peak_rss_kb() {
         println!(
             "peak memory (resident, whole process): {:.1} MB",
@@ -785,10 +863,8 @@ fn profile_step(
 }
 
 fn main() -> ExitCode {
-    // ndarray's matrix product (matrixmultiply) uses up to the physical cores, at most four;
-    // MATMUL_NUM_THREADS overrides. On this project's 2-vCPU VM two threads gave MLP epochs of
-    // 0.48-0.62 s against 0.62-0.66 s with one (four interleaved runs each, 2026-12-01); an
-    // earlier, more loaded day had it the other way round, so the library's default stands.
+    // The CPU executor's products and per-sample loops run on rayon's pool (one thread per
+    // core; RAYON_NUM_THREADS overrides).
     netc_runtime::cpu::flush_subnormals();
     let cli = Cli::parse();
     match run(cli) {

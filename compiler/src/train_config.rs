@@ -564,12 +564,12 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         }),
         seed: r.uint("seed", 1),
     };
-    if cfg.data != "mnist" && cfg.data != "fashion_mnist" && cfg.data != "idx" {
+    if !["mnist", "fashion_mnist", "idx", "synthetic"].contains(&cfg.data.as_str()) {
         let sp = r.get("data").map_or(train.span, |v| v.span);
         r.errors.push(
             Diagnostic::error(format!("unknown data set `{}`", cfg.data))
                 .at(sp, "here")
-                .help("the readers are mnist, fashion_mnist and idx (any IDX image/label files)"),
+                .help("the readers are mnist, fashion_mnist and idx (any IDX image/label files), and synthetic (generated, shaped to the network)"),
         );
     }
     if r.errors.is_empty() {

@@ -92,7 +92,7 @@ pub fn gemm_gpu(gpu: Gpu, g: Gemm, reps: usize) -> Result<(GemmResult, Gpu), Run
     Ok((r, prog.gpu))
 }
 
-/// The same product with ndarray on the CPU.
+/// The same product with the CPU executor's matrix product.
 pub fn gemm_cpu(g: &Gemm, reps: usize) -> GemmResult {
     let (m, n, k) = (g.m, g.n, g.k);
     let (mu, nu, ku) = (m as usize, n as usize, k as usize);
@@ -105,7 +105,7 @@ pub fn gemm_cpu(g: &Gemm, reps: usize) -> GemmResult {
     let product = || {
         let a = if g.trans_a { a.t() } else { a.view() };
         let b = if g.trans_b { b.t() } else { b.view() };
-        a.dot(&b)
+        crate::cpu::matmul::matmul(a, b)
     };
     let _ = product();
     let mut times = vec![];
@@ -193,5 +193,46 @@ pub fn train_step(
         back_to_back,
         steps_run: s.step as usize,
         counters,
+    })
+}
+
+/// One training epoch as `netc train` runs it, without the evaluation.
+#[derive(Debug, Clone)]
+pub struct EpochTimes {
+    pub seconds: f64,
+    pub steps: usize,
+    pub batch: usize,
+    /// Mean training loss over the epoch, so a figure from a run that did not learn shows.
+    pub loss: f64,
+}
+
+/// Times one epoch over `train` with the given optimizer and batch: shuffled batches gathered
+/// on the host, one step each, the loss read back once at the end (as `netc train` does
+/// between log intervals).
+pub fn epoch(
+    net: &Network,
+    opt: Optimizer,
+    lr: f64,
+    batch: usize,
+    train: &crate::data::Dataset,
+    exec: Executor,
+    seed: u64,
+) -> Result<EpochTimes, RunError> {
+    let params: Params<f32> = Params::init(net, &mut Rng::new(seed));
+    let mut s = Classifier::new(net, params, opt, batch, seed, exec)?;
+    let steps = train.n / batch.max(1);
+    let order = crate::data::Shuffler::new(train.n, seed).order(0);
+    let (mut xb, mut lb) = (vec![], vec![]);
+    let t0 = Instant::now();
+    for b in 0..steps {
+        train.gather(&order[b * batch..(b + 1) * batch], &mut xb, &mut lb);
+        s.train_step(&xb, &crate::train::onehot(&lb, s.classes), lr)?;
+    }
+    let st = s.take_stats()?;
+    Ok(EpochTimes {
+        seconds: t0.elapsed().as_secs_f64(),
+        steps,
+        batch,
+        loss: st.loss / st.rows.max(1.0),
     })
 }

@@ -41,7 +41,8 @@ pub enum TrainError {
 pub struct Options {
     /// `auto` (a hardware GPU, else the CPU executor), `cpu`, `gpu`, a backend or an adapter name.
     pub device: String,
-    pub data_dir: PathBuf,
+    /// The IDX folder; None for `data = synthetic` (see [`datasets`]).
+    pub data_dir: Option<PathBuf>,
     pub out: PathBuf,
     pub resume: bool,
     /// Show a progress bar (only when stderr is a terminal).
@@ -142,20 +143,58 @@ pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), Train
     }
     let all = data::load_split(dir, Split::Test)?;
     let cut = all.n * 4 / 5;
-    let len = all.image_len();
-    let part = |a: usize, b: usize| Dataset {
-        images: all.images[a * len..b * len].to_vec(),
-        labels: all.labels[a..b].to_vec(),
-        n: b - a,
-        rows: all.rows,
-        cols: all.cols,
-    };
+    let part = |a: usize, b: usize| all.slice(a, b);
     let note = format!(
         "{} has no training split: training on the first {cut} test images and evaluating on the other {}",
         dir.display(),
         all.n - cut
     );
     Ok((part(0, cut), part(cut, all.n), Some(note)))
+}
+
+/// The training and test sets a run uses: the IDX folder `dir` when there is one, else (for
+/// `data = synthetic`) a synthetic set shaped to the classifier's input and outputs.
+pub fn datasets(
+    model: &Model,
+    cfg: &TrainConfig,
+    dir: Option<&Path>,
+) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
+    if let Some(dir) = dir {
+        return load_data(dir);
+    }
+    if cfg.data != "synthetic" {
+        return Err(TrainError::Setup(format!(
+            "data set `{}` needs a data folder: pass --data-dir or set data_dir",
+            cfg.data
+        )));
+    }
+    let Task::Classifier { network } = &cfg.task else {
+        return Err(TrainError::Setup(
+            "synthetic data is for classifiers; a GAN needs real images (--data-dir)".into(),
+        ));
+    };
+    let net = model
+        .network(network)
+        .ok_or_else(|| TrainError::Setup(format!("no network `{network}`")))?;
+    let dims: Vec<usize> = net.graph[net.inputs[0]]
+        .shape
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let shape = match dims.as_slice() {
+        [c, h, w] => (*c, *h, *w),
+        other => (1, 1, other.iter().product()),
+    };
+    let classes: u64 = net
+        .outputs
+        .first()
+        .map_or(1, |o| net.graph[o.1].shape.iter().product());
+    let (train, test) = data::synthetic(shape, classes as usize, cfg.batch as usize, cfg.seed);
+    let note = format!(
+        "synthetic data (data = synthetic): {} training and {} test images of {}x{}x{}, labelled with the first {} of {classes} classes, one noisy prototype per class",
+        train.n, test.n, shape.0, shape.1, shape.2, (classes as usize).clamp(1, data::SYNTHETIC_CLASSES)
+    );
+    Ok((train, test, Some(note)))
 }
 
 /// Checks before any work: the output folder can be written.
@@ -330,7 +369,7 @@ pub fn run(
     opts: &Options,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, TrainError> {
-    let (train, test, note) = load_data(&opts.data_dir)?;
+    let (train, test, note) = datasets(model, cfg, opts.data_dir.as_deref())?;
     prepare_out(&opts.out)?;
     let ck_path = opts.out.join("checkpoint.safetensors");
     let resume = if opts.resume {
@@ -367,7 +406,7 @@ pub fn run(
     Ok(summary)
 }
 
-fn onehot(labels: &[u8], classes: usize) -> Vec<f32> {
+pub(crate) fn onehot(labels: &[u32], classes: usize) -> Vec<f32> {
     let mut y = vec![0f32; labels.len() * classes];
     for (r, &l) in labels.iter().enumerate() {
         if (l as usize) < classes {
@@ -798,9 +837,9 @@ fn gan(
     std::fs::create_dir_all(&samples_dir)
         .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", samples_dir.display())))?;
     let fixed = draw_noise(&mut Rng::new(cfg.seed ^ 0xF1_4ED), g.noise, 64 * s.noise);
-    // Grids show what the data set holds (its images are 1 x rows x cols).
+    // Grids show what the data set holds (its images are channels x rows x cols).
     let (c, h, w) = if s.data == train.image_len() {
-        (1, train.rows, train.cols)
+        (train.channels, train.rows, train.cols)
     } else {
         image_shape(gn)
     };

@@ -5,10 +5,10 @@
 use netc_compiler::compile;
 use netc_compiler::kernels::{self, Act, Gemm, ReadPath, Store};
 use netc_compiler::schedule::{Builder, Kind, Optimizer};
-use netc_runtime::cpu::Params;
+use netc_runtime::cpu::{self, Params};
 use netc_runtime::gpu::{test_gpu, Gpu, GpuProgram};
 use netc_runtime::rng::Rng;
-use netc_runtime::session::{Classifier, Executor, Gan, GeneratorLoss};
+use netc_runtime::session::{step_seed, Classifier, Executor, Gan, GeneratorLoss};
 
 const TOL: f64 = 1e-4;
 
@@ -26,6 +26,46 @@ fn rel_err(gpu: &[f32], reference: &[f32]) -> f64 {
         return f64::INFINITY;
     }
     num.sqrt() / den.sqrt().max(1e-30)
+}
+
+/// Like `rel_err`, against a gradient of the f64 reference.
+fn rel_err_f64(got: &[f32], truth: &[f64]) -> f64 {
+    assert_eq!(got.len(), truth.len());
+    let (mut num, mut den) = (0.0, 0.0);
+    for (&g, &t) in got.iter().zip(truth) {
+        num += (g as f64 - t) * (g as f64 - t);
+        den += t * t;
+    }
+    if !num.is_finite() {
+        return f64::INFINITY;
+    }
+    num.sqrt() / den.sqrt().max(1e-30)
+}
+
+/// One classifier step's parameter gradients from the CPU reference in f64 (softmax cross
+/// entropy averaged over the batch, the dropout masks of step 1 under `seed`).
+fn f64_gradients(
+    net: &netc_compiler::ir::Network,
+    params: &Params<f32>,
+    x: &[f32],
+    y: &[f32],
+    batch: usize,
+    classes: usize,
+    seed: u64,
+) -> Vec<Vec<f64>> {
+    let p: Params<f64> = params.cast();
+    let widen = |v: &[f32], cols| {
+        let v = v.iter().map(|&v| v as f64).collect();
+        ndarray::Array2::from_shape_vec((batch, cols), v).expect("batch rows")
+    };
+    let x = widen(x, x.len() / batch);
+    let acts = cpu::forward(net, &p, x.view(), true, step_seed(seed, 1)).expect("forward");
+    let logit = net.outputs[0].1;
+    let (_, dz) = cpu::softmax_xent(acts.get(logit), &widen(y, classes), 1.0 / batch as f64);
+    let (g, _) = cpu::backward_opt(net, &p, &acts, logit, dz, false);
+    g.into_iter()
+        .map(|g| g.expect("every parameter has a gradient"))
+        .collect()
 }
 
 /// The adapter once per read path (storage loads, sampled-texture mirrors and, where the
@@ -729,9 +769,9 @@ fn dense_layers_split_across_bindings() {
 #[test]
 fn alexnet_step_at_227_with_fc6_split() {
     // The real AlexNet at 227x227, batch 8, one SGD step on the adapter's own read path: fc6's
-    // 151 MB weight exceeds lavapipe's 128 MiB storage binding, so it runs in row blocks. Loss,
-    // every gradient and every updated weight must equal the reference's (1e-4). About 30 s on
-    // lavapipe.
+    // 151 MB weight exceeds lavapipe's 128 MiB storage binding, so it runs in row blocks. Loss
+    // and every updated weight must equal the reference's (1e-4), every gradient the f64
+    // reference's (see below). About 30 s on lavapipe.
     let Some(gpu) = test_gpu() else { return };
     let src = std::fs::read_to_string(format!(
         "{}/../models/alexnet.net",
@@ -803,13 +843,29 @@ fn alexnet_step_at_227_with_fc6_split() {
         sg.loss,
         sc.loss
     );
+    // The truth is the reference run in f64. Max pooling makes the lower layers' gradients
+    // ill-conditioned in f32: a window whose two largest inputs differ by about one rounding
+    // step picks its winner by rounding, and a different winner moves that window's gradient
+    // to another pixel. Measured here: the f32 CPU run and lavapipe pick different winners in
+    // pool2 and pool5 (dY of conv4 and conv5 have different numbers of zeros), which leaves
+    // conv1's weight gradient 3.8e-3 (CPU) and 1.3e-3 (lavapipe) from the f64 truth while the
+    // layers above the flips are within 3e-6. So each gradient must be within TOL of the truth,
+    // or, below a flip, no further from it than twice what the f32 reference itself manages.
+    let truth = f64_gradients(net, &params, &x, &y, batch, c.classes, 5);
     let (gg, gc) = (g.grads().expect("grads"), c.grads().expect("grads"));
-    let (pg, pc) = (g.params().expect("params"), c.params().expect("params"));
+    // The adapter's update must be the reference's update applied to the adapter's gradients.
+    let mut want = params.clone();
+    let mut state = cpu::OptState::new(&want, &SGD);
+    cpu::apply_update(&mut want, &gg, &mut state, &SGD, 1e-2);
+    let pg = g.params().expect("params");
     for (i, name) in params.names.iter().enumerate() {
         let (a, b) = (gg[i].as_ref().expect("gpu"), gc[i].as_ref().expect("cpu"));
-        let e = rel_err(a, b);
-        assert!(e < TOL, "gradient {name}: relative error {e}");
-        let e = rel_err(&pg.values[i], &pc.values[i]);
+        let (e_gpu, e_cpu) = (rel_err_f64(a, &truth[i]), rel_err_f64(b, &truth[i]));
+        assert!(
+            e_gpu < TOL.max(2.0 * e_cpu),
+            "gradient {name}: {e_gpu} from the f64 truth (the f32 reference: {e_cpu})"
+        );
+        let e = rel_err(&pg.values[i], &want.values[i]);
         assert!(e < TOL, "weight {name}: relative error {e}");
     }
     // On an adapter that binds 151 MB at once nothing needs splitting.

@@ -1,4 +1,4 @@
-//! conv on the CPU: im2col and ndarray's matrix product, group by group.
+//! conv on the CPU: im2col and the executor's matrix product, group by group.
 //!
 //! Why im2col: it turns every convolution (any stride, dilation, padding) into one large
 //! matrix product per group, which the tuned product runs at near its peak, while a direct
@@ -7,10 +7,11 @@
 //! pass uses the same columns: the weight gradient is dY cols^T and the input gradient is
 //! col2im(W^T dY), the adjoint of im2col (a transposed convolution).
 
+use super::matmul::matmul_into;
 use super::Real;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use netc_compiler::ops::conv::ConvGeometry;
+use rayon::prelude::*;
 
 /// Elements of one chunk's column matrix to aim for.
 const COLS_TARGET: usize = 4 << 20;
@@ -97,20 +98,28 @@ fn taps<'a>(g: &'a ConvGeometry, d: &'a Dims, grp: usize) -> impl Iterator<Item 
 }
 
 /// Fills `cols` ([taps, n * pixels]) with group `grp`'s input patches of samples `x` rows.
+/// Rows of `cols` are independent, so they are filled in parallel; only a tap that reaches
+/// into padding clears its row first (a VALID conv writes every element).
 fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, x: ArrayView2<T>, grp: usize, cols: &mut Array2<T>) {
-    let ow = g.win.ow as usize;
+    let (oh, ow) = (g.win.oh as usize, g.win.ow as usize);
     let s = g.win.stride as usize;
-    cols.fill(T::zero());
-    for t in taps(g, d, grp) {
+    let x = x.as_slice().expect("activation chunks are contiguous");
+    let row_len = x.len() / cols.ncols().div_ceil(d.pixels).max(1);
+    let taps: Vec<Tap> = taps(g, d, grp).collect();
+    let width = cols.ncols();
+    let cols = cols
+        .as_slice_mut()
+        .expect("the column matrix is contiguous");
+    cols.par_chunks_mut(width).zip(&taps).for_each(|(row, t)| {
         let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
+        if (r0, r1, c0, c1) != (0, oh, 0, ow) {
+            row.fill(T::zero());
+        }
         if c0 >= c1 {
-            continue;
+            return;
         }
         let first = cin0 as usize;
-        let mut row = cols.row_mut(t.row);
-        let row = row.as_slice_mut().expect("column rows are contiguous");
-        for (b, xs) in x.rows().into_iter().enumerate() {
-            let xs = xs.as_slice().expect("activations are contiguous");
+        for (b, xs) in x.chunks(row_len).enumerate() {
             let plane = &xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
             for (i, o) in (r0..r1).enumerate() {
                 let rin = (rin0 + (i * s) as isize) as usize;
@@ -126,10 +135,11 @@ fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, x: ArrayView2<T>, grp: usize, col
                 }
             }
         }
-    }
+    });
 }
 
 /// Adds `cols` ([taps, n * pixels]) back onto the input gradient rows `dx` (adjoint of im2col).
+/// Samples are independent (each owns its row of `dx`), so they run in parallel.
 fn col2im<T: Real>(
     g: &ConvGeometry,
     d: &Dims,
@@ -139,16 +149,19 @@ fn col2im<T: Real>(
 ) {
     let ow = g.win.ow as usize;
     let s = g.win.stride as usize;
-    for t in taps(g, d, grp) {
-        let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
-        if c0 >= c1 {
-            continue;
-        }
-        let first = cin0 as usize;
-        let row = cols.row(t.row);
-        let row = row.as_slice().expect("column rows are contiguous");
-        for (b, mut xs) in dx.rows_mut().into_iter().enumerate() {
-            let xs = xs.as_slice_mut().expect("gradients are contiguous");
+    let taps: Vec<Tap> = taps(g, d, grp).collect();
+    let width = cols.ncols();
+    let cols = cols.as_slice().expect("the column matrix is contiguous");
+    let row_len = dx.ncols();
+    let dx = dx.as_slice_mut().expect("gradient chunks are contiguous");
+    dx.par_chunks_mut(row_len).enumerate().for_each(|(b, xs)| {
+        for t in &taps {
+            let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
+            if c0 >= c1 {
+                continue;
+            }
+            let first = cin0 as usize;
+            let row = &cols[t.row * width..(t.row + 1) * width];
             let plane = &mut xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
             for (i, o) in (r0..r1).enumerate() {
                 let rin = (rin0 + (i * s) as isize) as usize;
@@ -159,7 +172,7 @@ fn col2im<T: Real>(
                 }
             }
         }
-    }
+    });
 }
 
 /// The [cout/groups, taps] weight matrix of group `grp`.
@@ -191,28 +204,22 @@ pub(super) fn forward<T: Real>(
         }
         for grp in 0..d.groups {
             im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
-            general_mat_mul(
-                T::one(),
-                &group_weight(&d, w, grp),
-                &cols,
-                T::zero(),
-                &mut out,
-            );
-            // out [cout_g, n * pixels] -> y[b, (grp * cout_g + f) * pixels + p]
-            for bi in 0..n {
-                let mut yr = y.row_mut(n0 + bi);
-                let yr = yr.as_slice_mut().expect("rows are contiguous");
+            matmul_into(group_weight(&d, w, grp), cols.view(), false, out.view_mut());
+            // out [cout_g, n * pixels] -> y[b, (grp * cout_g + f) * pixels + p], per sample
+            let out = out.as_slice().expect("contiguous");
+            let ys = y.as_slice_mut().expect("contiguous");
+            let row_len = g.cout as usize * d.pixels;
+            let rows = ys[n0 * row_len..(n0 + n) * row_len].par_chunks_mut(row_len);
+            rows.enumerate().for_each(|(bi, yr)| {
                 for f in 0..d.cout_g {
                     let co = grp * d.cout_g + f;
                     let bias = b.map_or(T::zero(), |b| b[co]);
-                    let src = out.row(f);
-                    let src =
-                        &src.as_slice().expect("contiguous")[bi * d.pixels..(bi + 1) * d.pixels];
+                    let src = &out[(f * n + bi) * d.pixels..(f * n + bi + 1) * d.pixels];
                     for (dst, &v) in yr[co * d.pixels..(co + 1) * d.pixels].iter_mut().zip(src) {
                         *dst = v + bias;
                     }
                 }
-            }
+            });
         }
     }
     y
@@ -238,16 +245,15 @@ pub(super) fn backward<T: Real>(
     let mut gw = vec![T::zero(); w.len()];
     let mut gb = vec![T::zero(); g.cout as usize];
     let mut dx = want_input.then(|| Array2::<T>::zeros(x.raw_dim()));
-    for (co, gbv) in gb.iter_mut().enumerate() {
-        let mut acc = T::zero();
-        for r in dy.rows() {
-            let r = r.as_slice().expect("contiguous");
-            acc = r[co * d.pixels..(co + 1) * d.pixels]
+    let dys = dy.as_slice().expect("contiguous");
+    let row_len = g.cout as usize * d.pixels;
+    gb.par_iter_mut().enumerate().for_each(|(co, gbv)| {
+        *gbv = dys.chunks(row_len).fold(T::zero(), |a, r| {
+            r[co * d.pixels..(co + 1) * d.pixels]
                 .iter()
-                .fold(acc, |a, &v| a + v);
-        }
-        *gbv = acc;
-    }
+                .fold(a, |a, &v| a + v)
+        });
+    });
     let step = chunk(&d, batch);
     let mut cols = Array2::<T>::zeros((d.taps, step * d.pixels));
     let mut dyg = Array2::<T>::zeros((d.cout_g, step * d.pixels));
@@ -262,30 +268,28 @@ pub(super) fn backward<T: Real>(
         }
         for grp in 0..d.groups {
             im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
-            // dy rows -> dyg [cout_g, n * pixels]
-            for bi in 0..n {
-                let src = dy.row(n0 + bi);
-                let src = src.as_slice().expect("contiguous");
-                for f in 0..d.cout_g {
-                    let co = grp * d.cout_g + f;
-                    let mut dst = dyg.row_mut(f);
-                    let dst = dst.as_slice_mut().expect("contiguous");
+            // dy rows -> dyg [cout_g, n * pixels], per output channel
+            let width = dyg.ncols();
+            let dygs = dyg.as_slice_mut().expect("contiguous");
+            dygs.par_chunks_mut(width).enumerate().for_each(|(f, dst)| {
+                let co = grp * d.cout_g + f;
+                for bi in 0..n {
+                    let src = &dys[(n0 + bi) * row_len..(n0 + bi + 1) * row_len];
                     dst[bi * d.pixels..(bi + 1) * d.pixels]
                         .copy_from_slice(&src[co * d.pixels..(co + 1) * d.pixels]);
                 }
-            }
+            });
             let len = d.cout_g * d.taps;
             let mut gwg =
                 ArrayViewMut2::from_shape((d.cout_g, d.taps), &mut gw[grp * len..(grp + 1) * len])
                     .expect("weight length matches the geometry");
-            general_mat_mul(T::one(), &dyg, &cols.t(), T::one(), &mut gwg);
+            matmul_into(dyg.view(), cols.t(), true, gwg.view_mut());
             if let Some(dx) = dx.as_mut() {
-                general_mat_mul(
-                    T::one(),
-                    &group_weight(&d, w, grp).t(),
-                    &dyg,
-                    T::zero(),
-                    &mut dcols,
+                matmul_into(
+                    group_weight(&d, w, grp).t(),
+                    dyg.view(),
+                    false,
+                    dcols.view_mut(),
                 );
                 col2im(g, &d, &dcols, grp, dx.slice_mut(s![n0..n0 + n, ..]));
             }

@@ -1,10 +1,11 @@
-//! dense: y = x W^T + b through ndarray's matrix product.
+//! dense: y = x W^T + b through the executor's matrix product.
 
+use super::matmul::matmul;
 use super::Real;
 use ndarray::{Array2, ArrayView2, Axis};
 
 pub(super) fn forward<T: Real>(x: &Array2<T>, w: ArrayView2<T>, b: Option<&[T]>) -> Array2<T> {
-    let mut y = x.dot(&w.t());
+    let mut y = matmul(x.view(), w.t());
     if let Some(b) = b {
         for mut row in y.rows_mut() {
             for (v, &bj) in row.iter_mut().zip(b) {
@@ -28,8 +29,8 @@ pub(super) fn backward<T: Real>(
     want_input: bool,
 ) -> Grads<T> {
     Grads {
-        weight: dy.t().dot(x),
+        weight: matmul(dy.t(), x.view()),
         bias: dy.sum_axis(Axis(0)).to_vec(),
-        input: want_input.then(|| dy.dot(&w)),
+        input: want_input.then(|| matmul(dy.view(), w)),
     }
 }

@@ -16,6 +16,7 @@ mod dense;
 mod dropout;
 mod loss;
 mod lrn;
+pub(crate) mod matmul;
 mod optim;
 mod pool;
 mod softmax;

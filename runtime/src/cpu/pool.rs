@@ -6,73 +6,106 @@
 use super::Real;
 use ndarray::Array2;
 use netc_compiler::ops::window::Window2d;
+use rayon::prelude::*;
 
-/// The taps of window (oy, ox) that lie inside the input: rows r0..r1 and columns c0..c1.
+/// The input indices o*stride-pad .. +k along one axis that lie inside 0..len.
 /// Plain ranges, so the loops over them compile without per-tap branches.
 #[inline]
-fn span(win: &Window2d, oy: u64, ox: u64) -> (usize, usize, usize, usize) {
-    let clip = |o: u64, pad: u64, len: u64| {
-        let start = (o * win.stride) as i64 - pad as i64;
-        let lo = start.max(0) as usize;
-        let hi = ((start + win.k as i64).min(len as i64)).max(0) as usize;
-        (lo, hi.max(lo))
-    };
-    let (r0, r1) = clip(oy, win.pad_top, win.h);
-    let (c0, c1) = clip(ox, win.pad_left, win.w);
-    (r0, r1, c0, c1)
+fn clip(win: &Window2d, o: u64, pad: u64, len: u64) -> (usize, usize) {
+    let start = (o * win.stride) as i64 - pad as i64;
+    let lo = start.max(0) as usize;
+    let hi = ((start + win.k as i64).min(len as i64)).max(0) as usize;
+    (lo, hi.max(lo))
 }
 
-/// Index of the first maximum among the window's taps (None when every tap is padding).
+/// Every window's rows and columns inside the input, computed once per call rather than per
+/// output (they repeat across channels and samples).
+struct Spans {
+    rows: Vec<(usize, usize)>,
+    cols: Vec<(usize, usize)>,
+}
+
+impl Spans {
+    fn of(win: &Window2d) -> Spans {
+        Spans {
+            rows: (0..win.oh)
+                .map(|o| clip(win, o, win.pad_top, win.h))
+                .collect(),
+            cols: (0..win.ow)
+                .map(|o| clip(win, o, win.pad_left, win.w))
+                .collect(),
+        }
+    }
+}
+
+/// Index of the first maximum among a window's taps (None when every tap is padding).
 #[inline]
-fn winner<T: Real>(plane: &[T], win: &Window2d, oy: u64, ox: u64) -> Option<usize> {
-    let (r0, r1, c0, c1) = span(win, oy, ox);
-    let w = win.w as usize;
-    let mut best: Option<(usize, T)> = None;
+fn winner<T: Real>(
+    plane: &[T],
+    w: usize,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
+) -> Option<usize> {
+    if r0 >= r1 || c0 >= c1 {
+        return None;
+    }
+    let (mut best, mut bv) = (r0 * w + c0, plane[r0 * w + c0]);
     for r in r0..r1 {
-        for (c, &v) in plane[r * w + c0..r * w + c1].iter().enumerate() {
-            if best.is_none_or(|(_, b)| v > b) {
-                best = Some((r * w + c0 + c, v));
+        for (i, &v) in plane[r * w + c0..r * w + c1].iter().enumerate() {
+            if v > bv {
+                (best, bv) = (r * w + c0 + i, v);
             }
         }
     }
-    best.map(|(i, _)| i)
+    Some(best)
 }
 
-/// The sum of the window's taps inside the input.
+/// The sum of a window's taps inside the input.
 #[inline]
-fn window_sum<T: Real>(plane: &[T], win: &Window2d, oy: u64, ox: u64) -> T {
-    let (r0, r1, c0, c1) = span(win, oy, ox);
-    let w = win.w as usize;
+fn window_sum<T: Real>(
+    plane: &[T],
+    w: usize,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
+) -> T {
     (r0..r1).fold(T::zero(), |a, r| {
         plane[r * w + c0..r * w + c1].iter().fold(a, |a, &v| a + v)
     })
 }
 
+/// Samples run in parallel (each writes only its own output row).
 pub(super) fn forward<T: Real>(max: bool, c: u64, win: &Window2d, x: &Array2<T>) -> Array2<T> {
     let x = x.as_standard_layout();
     let (plane, out) = ((win.h * win.w) as usize, win.pixels() as usize);
+    let (w, ow) = (win.w as usize, win.ow as usize);
     let inv = T::of(1.0 / (win.k * win.k) as f64);
+    let sp = Spans::of(win);
     let mut y = Array2::<T>::zeros((x.nrows(), c as usize * out));
-    for (xr, mut yr) in x.rows().into_iter().zip(y.rows_mut()) {
-        let xs = xr.as_slice().expect("contiguous");
-        let ys = yr.as_slice_mut().expect("contiguous");
-        for ch in 0..c as usize {
-            let p = &xs[ch * plane..(ch + 1) * plane];
-            for oy in 0..win.oh {
-                for ox in 0..win.ow {
-                    let o = ch * out + (oy * win.ow + ox) as usize;
-                    ys[o] = if max {
-                        winner(p, win, oy, ox).map_or(T::zero(), |i| p[i])
+    let (xs, ys) = (
+        x.as_slice().expect("contiguous"),
+        y.as_slice_mut().expect("contiguous"),
+    );
+    let rows = xs
+        .par_chunks(c as usize * plane)
+        .zip(ys.par_chunks_mut(c as usize * out));
+    rows.for_each(|(xs, ys)| {
+        for (p, yp) in xs.chunks(plane).zip(ys.chunks_mut(out)) {
+            for (oy, &rs) in sp.rows.iter().enumerate() {
+                for (ox, &cs) in sp.cols.iter().enumerate() {
+                    yp[oy * ow + ox] = if max {
+                        winner(p, w, rs, cs).map_or(T::zero(), |i| p[i])
                     } else {
-                        window_sum(p, win, oy, ox) * inv
+                        window_sum(p, w, rs, cs) * inv
                     };
                 }
             }
         }
-    }
+    });
     y
 }
 
+/// Max pooling finds each window's winner again from the input (the same first maximum the
+/// forward pass took); samples run in parallel.
 pub(super) fn backward<T: Real>(
     max: bool,
     c: u64,
@@ -83,27 +116,34 @@ pub(super) fn backward<T: Real>(
     let x = x.as_standard_layout();
     let dy = dy.as_standard_layout();
     let (plane, out) = ((win.h * win.w) as usize, win.pixels() as usize);
+    let (w, ow) = (win.w as usize, win.ow as usize);
     let inv = T::of(1.0 / (win.k * win.k) as f64);
+    let sp = Spans::of(win);
     let mut dx = Array2::<T>::zeros(x.raw_dim());
-    for ((xr, dyr), mut dxr) in x.rows().into_iter().zip(dy.rows()).zip(dx.rows_mut()) {
-        let xs = xr.as_slice().expect("contiguous");
-        let ds = dyr.as_slice().expect("contiguous");
-        let gs = dxr.as_slice_mut().expect("contiguous");
-        for ch in 0..c as usize {
-            let p = &xs[ch * plane..(ch + 1) * plane];
-            let g = &mut gs[ch * plane..(ch + 1) * plane];
-            for oy in 0..win.oh {
-                for ox in 0..win.ow {
-                    let d = ds[ch * out + (oy * win.ow + ox) as usize];
+    let xs = x.as_slice().expect("contiguous");
+    let ds = dy.as_slice().expect("contiguous");
+    let gs = dx.as_slice_mut().expect("contiguous");
+    let (row_in, row_out) = (c as usize * plane, c as usize * out);
+    let rows = xs
+        .par_chunks(row_in)
+        .zip(ds.par_chunks(row_out))
+        .zip(gs.par_chunks_mut(row_in));
+    rows.for_each(|((xs, ds), gs)| {
+        let planes = xs
+            .chunks(plane)
+            .zip(ds.chunks(out))
+            .zip(gs.chunks_mut(plane));
+        for ((p, dp), g) in planes {
+            for (oy, &rs) in sp.rows.iter().enumerate() {
+                for (ox, &cs) in sp.cols.iter().enumerate() {
+                    let d = dp[oy * ow + ox];
                     if max {
-                        if let Some(i) = winner(p, win, oy, ox) {
+                        if let Some(i) = winner(p, w, rs, cs) {
                             g[i] = g[i] + d;
                         }
                     } else {
-                        let (r0, r1, c0, c1) = span(win, oy, ox);
-                        let w = win.w as usize;
-                        for r in r0..r1 {
-                            for v in &mut g[r * w + c0..r * w + c1] {
+                        for r in rs.0..rs.1 {
+                            for v in &mut g[r * w + cs.0..r * w + cs.1] {
                                 *v = *v + d * inv;
                             }
                         }
@@ -111,6 +151,6 @@ pub(super) fn backward<T: Real>(
                 }
             }
         }
-    }
+    });
     dx
 }

@@ -8,10 +8,14 @@
 //! to `Split::Test`.
 
 mod idx;
+mod synthetic;
 
 use std::path::{Path, PathBuf};
 
 pub use idx::{read_idx_images, read_idx_labels, IMAGES_MAGIC, LABELS_MAGIC};
+pub use synthetic::{
+    synthetic, SYNTHETIC_CLASSES, SYNTHETIC_TEST_BATCHES, SYNTHETIC_TRAIN_BATCHES,
+};
 
 use crate::rng::{mix64, Rng};
 
@@ -75,10 +79,13 @@ impl Split {
 /// An image classification data set in memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
-    /// `n*rows*cols` pixels, image-major then row-major, scaled from bytes to [0, 1].
+    /// `n*channels*rows*cols` values, image-major then channel, row, column (the network's
+    /// CxHxW), in [0, 1].
     pub images: Vec<f32>,
-    pub labels: Vec<u8>,
+    /// Class indices (u32: ImageNet-sized label sets do not fit a byte).
+    pub labels: Vec<u32>,
     pub n: usize,
+    pub channels: usize,
     pub rows: usize,
     pub cols: usize,
 }
@@ -89,15 +96,27 @@ impl Dataset {
         Dataset {
             images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
             n: labels.len(),
-            labels,
+            labels: labels.into_iter().map(u32::from).collect(),
+            channels: 1,
             rows,
             cols,
         }
     }
 
-    /// Pixels per image.
+    /// Values per image.
     pub fn image_len(&self) -> usize {
-        self.rows * self.cols
+        self.channels * self.rows * self.cols
+    }
+
+    /// Examples `a..b` as a data set of their own.
+    pub fn slice(&self, a: usize, b: usize) -> Dataset {
+        let len = self.image_len();
+        Dataset {
+            images: self.images[a * len..b * len].to_vec(),
+            labels: self.labels[a..b].to_vec(),
+            n: b - a,
+            ..*self
+        }
     }
 
     /// The pixels of image `i`. Panics if `i >= n`, like slice indexing.
@@ -108,7 +127,7 @@ impl Dataset {
 
     /// Copies the images and labels at `indices` into the buffers (cleared first), e.g. to
     /// build a mini-batch from a [`Shuffler`] order.
-    pub fn gather(&self, indices: &[usize], images: &mut Vec<f32>, labels: &mut Vec<u8>) {
+    pub fn gather(&self, indices: &[usize], images: &mut Vec<f32>, labels: &mut Vec<u32>) {
         images.clear();
         labels.clear();
         for &i in indices {
