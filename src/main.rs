@@ -31,16 +31,16 @@ enum SampleFormat {
 #[derive(clap::Args)]
 struct Overrides {
     /// Train for this many epochs
-    #[arg(long, conflicts_with = "steps")]
+    #[arg(long, conflicts_with = "steps", value_parser = at_least_one)]
     epochs: Option<u64>,
     /// Train for this many steps (generator steps for a GAN)
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     steps: Option<u64>,
     /// Examples per step
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     batch: Option<u64>,
     /// Learning rate (of both optimizers for a GAN)
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_real)]
     lr: Option<f64>,
     /// Seed of the initialisation, the shuffling, the noise and the dropout masks
     #[arg(long)]
@@ -63,7 +63,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: CheckFormat,
         /// Batch for the training-memory figures (default: the training section's)
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         batch: Option<u64>,
     },
     /// Print the IR as Graphviz DOT (shapes on the edges): `netc graph m.net | dot -Tpng > m.png`
@@ -81,10 +81,10 @@ enum Command {
         /// Model file
         file: String,
         /// Examples in the random batch
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = at_least_one_usize)]
         batch: usize,
         /// Entries checked per parameter tensor (all when the tensor is smaller)
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one_usize)]
         samples: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -99,8 +99,11 @@ enum Command {
         #[arg(long)]
         out: Option<String>,
         /// Continue from <out>/checkpoint.safetensors
-        #[arg(long)]
+        #[arg(long, conflicts_with = "overwrite")]
         resume: bool,
+        /// Replace the run already in <out> (its checkpoint, metrics and plots)
+        #[arg(long)]
+        overwrite: bool,
         /// No progress bar (also off when stderr is not a terminal)
         #[arg(long)]
         quiet: bool,
@@ -130,11 +133,13 @@ enum Command {
         #[arg(long)]
         weights: String,
         /// Number of samples
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = at_least_one_usize)]
         count: usize,
-        #[arg(long, value_enum, default_value = "png")]
-        format: SampleFormat,
-        /// Output file [default: samples.png or samples.npy]
+        /// Output format [default: from --out's extension, else png]
+        #[arg(long, value_enum)]
+        format: Option<SampleFormat>,
+        /// Output file [default: samples-seed<SEED>.png (or .npy) beside the weights, in the
+        /// run's folder]
         #[arg(long)]
         out: Option<String>,
         /// Seed of the noise
@@ -149,13 +154,13 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
         /// Timed repetitions per figure (the median is reported)
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one_usize)]
         reps: usize,
-        /// Model whose training step is timed
-        #[arg(long, default_value = "models/mlp.net")]
-        model: String,
+        /// Model whose training step is timed [default: models/mlp.net, built into netc]
+        #[arg(long)]
+        model: Option<String>,
         /// Batch of the timed training step
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 128, value_parser = at_least_one_usize)]
         batch: usize,
         /// Print per-kernel times of one step and the replay counters
         #[arg(long)]
@@ -174,6 +179,29 @@ enum Command {
     },
 }
 
+/// Counts (epochs, steps, batch, samples): 0 would silently become 1 further down, so it is a
+/// usage error naming the flag.
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("`{s}` is not a whole number ({e})")),
+    }
+}
+
+fn at_least_one_usize(s: &str) -> Result<usize, String> {
+    at_least_one(s).and_then(|v| usize::try_from(v).map_err(|e| e.to_string()))
+}
+
+/// A learning rate: finite and above zero.
+fn positive_real(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a positive number".into()),
+        Err(e) => Err(format!("`{s}` is not a number ({e})")),
+    }
+}
+
 /// A failure that has already been explained to the user; carries the exit code.
 struct Failure(u8);
 
@@ -190,6 +218,17 @@ fn load(path: &str) -> Result<Model, Failure> {
         Failure(1)
     })?;
     compile(path, &source).map_err(|d| {
+        eprint!("{}", d.render());
+        Failure(1)
+    })
+}
+
+/// `netc bench`'s default model, as shipped in models/mlp.net.
+const BUILTIN_MLP_PATH: &str = "models/mlp.net";
+const BUILTIN_MLP: &str = include_str!("../models/mlp.net");
+
+fn builtin_mlp() -> Result<Model, Failure> {
+    compile(BUILTIN_MLP_PATH, BUILTIN_MLP).map_err(|d| {
         eprint!("{}", d.render());
         Failure(1)
     })
@@ -233,9 +272,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             over,
             out,
             resume,
+            overwrite,
             quiet,
             profile,
-        } => train(&file, over, out, resume, quiet, profile)?,
+        } => train(&file, over, out, resume, overwrite, quiet, profile)?,
         Command::Eval {
             file,
             weights,
@@ -265,10 +305,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .iter()
                 .map(|s| parse_gemm(s))
                 .collect::<Result<Vec<_>, _>>()?;
+            // The default model is compiled into the binary, so `netc bench` works from any
+            // folder, not only inside the checkout.
+            let (path, m) = match model {
+                Some(p) => {
+                    let m = load(&p)?;
+                    (p, m)
+                }
+                None => (BUILTIN_MLP_PATH.to_string(), builtin_mlp()?),
+            };
             if epoch {
-                bench_epoch(&device, &model, &load(&model)?, data_dir)?
+                bench_epoch(&device, &path, &m, data_dir)?
             } else {
-                bench(&device, reps, batch.max(1), &load(&model)?, profile, &extra)?
+                bench(&device, reps, batch, &m, profile, &extra)?
             }
         }
     }
@@ -410,6 +459,7 @@ fn train(
     over: Overrides,
     out: Option<String>,
     resume: bool,
+    overwrite: bool,
     quiet: bool,
     profile: bool,
 ) -> Result<(), Failure> {
@@ -451,6 +501,7 @@ fn train(
             .map(Into::into)
             .unwrap_or_else(|| std::path::Path::new("runs").join(stem)),
         resume,
+        overwrite,
         progress: !quiet,
         profile,
     };
@@ -468,6 +519,11 @@ fn train(
         summary.device,
         opts.out.display()
     );
+    // 128 + SIGINT, as a shell reports a command Ctrl-C ended, so a script can tell an
+    // interrupted run (checkpoint written) from a finished one.
+    if summary.interrupted {
+        return Err(Failure(130));
+    }
     Ok(())
 }
 
@@ -517,10 +573,11 @@ fn sample(
     file: &str,
     weights: &str,
     count: usize,
-    format: SampleFormat,
+    format: Option<SampleFormat>,
     out: Option<String>,
     seed: u64,
 ) -> Result<(), Failure> {
+    let (format, out) = sample_target(weights, format, out, seed)?;
     use netc_compiler::train_config::{Noise, Task};
     use netc_runtime::cpu::{self, Params};
     let model = load(file)?;
@@ -536,7 +593,6 @@ fn sample(
     let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
     let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
-    let count = count.max(1);
     let nz: usize = gn.graph[gn.inputs[0]].shape.iter().product::<u64>() as usize;
     let mut rng = netc_runtime::rng::Rng::new(seed);
     let z: Vec<f32> = (0..count * nz)
@@ -556,7 +612,7 @@ fn sample(
     let (c, h, w) = netc_runtime::train::image_shape(gn);
     match format {
         SampleFormat::Png => {
-            let path = out.unwrap_or_else(|| "samples.png".into());
+            let path = out;
             let cols = (count as f64).sqrt().ceil() as usize;
             netc_runtime::io::write_image_grid(
                 std::path::Path::new(&path),
@@ -571,13 +627,59 @@ fn sample(
             println!("wrote {count} samples to {path}");
         }
         SampleFormat::Npy => {
-            let path = out.unwrap_or_else(|| "samples.npy".into());
+            let path = out;
             netc_runtime::io::write_npy_f32(std::path::Path::new(&path), &[count, c, h, w], &imgs)
                 .map_err(fail)?;
             println!("wrote a ({count}, {c}, {h}, {w}) float32 array to {path}");
         }
     }
     Ok(())
+}
+
+/// Where `sample` writes and in which format: the format follows `--out`'s extension (a PNG
+/// named x.npy helps nobody), and without `--out` the file goes beside the weights, into the
+/// run's folder, under a name that does not replace the grid training wrote.
+fn sample_target(
+    weights: &str,
+    format: Option<SampleFormat>,
+    out: Option<String>,
+    seed: u64,
+) -> Result<(SampleFormat, String), Failure> {
+    let from_ext = |p: &str| match std::path::Path::new(p)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("npy") => Some(SampleFormat::Npy),
+        Some("png") => Some(SampleFormat::Png),
+        _ => None,
+    };
+    let ext = |f: SampleFormat| match f {
+        SampleFormat::Png => "png",
+        SampleFormat::Npy => "npy",
+    };
+    match (format, out) {
+        (f, Some(out)) => match (f, from_ext(&out)) {
+            (Some(f), Some(e)) if ext(f) != ext(e) => {
+                eprintln!(
+                    "error: --format {} but --out `{out}` names a .{} file",
+                    ext(f),
+                    ext(e)
+                );
+                Err(Failure(2))
+            }
+            (f, e) => Ok((f.or(e).unwrap_or(SampleFormat::Png), out)),
+        },
+        (f, None) => {
+            let f = f.unwrap_or(SampleFormat::Png);
+            let dir = std::path::Path::new(weights)
+                .parent()
+                .unwrap_or(std::path::Path::new(""));
+            let path = dir.join(format!("samples-seed{seed}.{}", ext(f)));
+            Ok((f, path.to_string_lossy().into_owned()))
+        }
+    }
 }
 
 fn devices() {
@@ -862,10 +964,26 @@ fn profile_step(
     Ok(())
 }
 
+/// Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select asks the Wayland compositor which
+/// GPU drives the display; without XDG_RUNTIME_DIR (a server, a container, CI) it cannot ask,
+/// changes nothing and prints `error: XDG_RUNTIME_DIR is invalid or not set` twice, which users
+/// read as netc failing. netc ranks adapters itself, so the layer is switched off (the layer's
+/// own NODEVICE_SELECT switch) in exactly that case, unless the user set the switch.
+fn quiet_headless_vulkan_layer() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        // Before any thread exists (first thing in main), so nothing reads the environment
+        // concurrently.
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() -> ExitCode {
     // The CPU executor's products and per-sample loops run on rayon's pool (one thread per
     // core; RAYON_NUM_THREADS overrides).
     netc_runtime::cpu::flush_subnormals();
+    quiet_headless_vulkan_layer();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -145,3 +145,69 @@ fn check_shows_the_training_memory_of_a_step() {
     assert_eq!(code, 0);
     assert!(out.contains("parameters:        243.86 MB"), "{out}");
 }
+
+#[test]
+fn counts_and_rates_must_be_positive() {
+    // Zero used to become one further down (one epoch, batch 1, one sample) and `--lr -1` was
+    // taken for a flag; now each is a usage error naming the flag.
+    for (args, flag) in [
+        (
+            &["train", "models/mlp.net", "--epochs", "0"][..],
+            "--epochs",
+        ),
+        (&["train", "models/mlp.net", "--steps", "0"][..], "--steps"),
+        (&["train", "models/mlp.net", "--batch", "0"][..], "--batch"),
+        (&["train", "models/mlp.net", "--lr", "-1"][..], "--lr"),
+        (&["train", "models/mlp.net", "--lr", "0"][..], "--lr"),
+        (&["train", "models/mlp.net", "--lr", "nan"][..], "--lr"),
+        (
+            &[
+                "sample",
+                "models/gan.yaml",
+                "--weights",
+                "w",
+                "--count",
+                "0",
+            ][..],
+            "--count",
+        ),
+        (&["bench", "--reps", "0"][..], "--reps"),
+        (&["check", "models/mlp.net", "--batch", "0"][..], "--batch"),
+    ] {
+        let (code, _, err) = netc(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn devices_prints_no_error_line_without_a_display() {
+    // Without XDG_RUNTIME_DIR, Mesa's device-select Vulkan layer printed
+    // "error: XDG_RUNTIME_DIR is invalid or not set" twice on every adapter probe.
+    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .expect("runs netc");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("error"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cpu"));
+}
+
+#[test]
+fn bench_runs_outside_the_checkout() {
+    // Its default model is built in, not read from ./models.
+    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["bench", "--device", "cpu", "--reps", "1"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("runs netc");
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(stdout.contains("mlp training step"), "{stdout}");
+}

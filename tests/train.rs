@@ -91,6 +91,45 @@ fn mlp_learns_on_the_shipped_sample() {
     for f in ["checkpoint.safetensors", "loss.png", "metrics.jsonl"] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
+    // metrics.jsonl: each row says its kind, counters are integers, and no step is logged
+    // twice (the last interval of an epoch is part of the epoch's row).
+    let mut last = 0;
+    for v in &m {
+        assert!(v["kind"] == "train" || v["kind"] == "epoch", "{v}");
+        assert!(v["epoch"].is_u64(), "{v}");
+        let step = v["step"].as_u64().expect("integer step");
+        assert!(step > last, "step {step} after {last}: {v}");
+        last = step;
+    }
+    assert_eq!(e2["kind"], "epoch");
+    assert!(e2["train_loss"].is_f64() && e2["lr"].is_f64(), "{e2}");
+    // The epoch line's time is that epoch's own; the run's total follows it.
+    let (own, all) = (
+        e2["epoch_seconds"].as_f64().expect("epoch time"),
+        e2["seconds"].as_f64().expect("total"),
+    );
+    assert!(own > 0.0 && own < all, "{e2}");
+    assert!(
+        err.contains(&format!("| {own:.1} s ({all:.1} s in all)")),
+        "{err}"
+    );
+    // Resuming a finished run asks for nothing more: an error that says why, not exit 0.
+    let (code, _, err) = netc(&[
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--epochs",
+        "2",
+        "--out",
+        o,
+        "--resume",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("nothing to train: the checkpoint is at step"),
+        "{err}"
+    );
     let w = out.join("checkpoint.safetensors");
     let (code, stdout, err) = netc(&[
         "eval",
@@ -104,6 +143,32 @@ fn mlp_learns_on_the_shipped_sample() {
     // eval reproduces the accuracy the training run logged for its last epoch.
     let acc = format!("{:.2}%", 100.0 * e2["test_acc"].as_f64().expect("acc"));
     assert!(stdout.contains(&acc), "{stdout} vs {acc}");
+    // Training again into the same folder neither truncates its metrics nor replaces its
+    // checkpoint unless asked to.
+    let log = std::fs::read(out.join("metrics.jsonl")).expect("metrics");
+    let (code, _, err) = netc(&["train", "models/mlp.net", "--device", "cpu", "--out", o]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already holds a run"), "{err}");
+    assert!(err.contains("--overwrite"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("metrics.jsonl")).expect("metrics"),
+        log
+    );
+    let (code, _, err) = netc(&[
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--out",
+        o,
+        "--overwrite",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let m = metrics(&out);
+    assert_eq!(m.last().expect("rows")["step"], 3, "{m:?}");
+    assert!(m.iter().all(|v| v["step"].as_u64() <= Some(3)), "{m:?}");
 }
 
 #[test]
@@ -309,6 +374,37 @@ fn gan_trains_and_samples() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(png.is_file());
+    // The format follows --out's extension (it used to write a PNG named .npy) ...
+    let npy2 = out.join("by-extension.npy");
+    let sample = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "models/gan.yaml",
+            "--weights",
+            w.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        netc(&args)
+    };
+    let (code, _, err) = sample(&["--count", "3", "--out", npy2.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        netc_runtime::io::read_npy_f32(&npy2).expect("npy").0,
+        vec![3, 1, 28, 28]
+    );
+    // ... a contradiction is a usage error ...
+    let (code, _, err) = sample(&["--format", "png", "--out", npy2.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{err}");
+    // ... and without --out the grid goes into the run's folder, beside the weights, without
+    // replacing the grid training wrote.
+    let before = std::fs::read(out.join("samples.png")).expect("training's grid");
+    let (code, stdout, err) = sample(&["--count", "4", "--seed", "7"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.join("samples-seed7.png").is_file(), "{stdout}");
+    assert_eq!(
+        std::fs::read(out.join("samples.png")).expect("grid"),
+        before
+    );
 }
 
 #[test]
@@ -439,7 +535,7 @@ fn ctrl_c_writes_a_checkpoint_and_resume_continues() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
         .expect("read");
-    assert!(status.success(), "{err}");
+    assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted at step"), "{err}");
     let ck = netc_runtime::io::Checkpoint::load(&out.join("checkpoint.safetensors"))
         .expect("checkpoint written on Ctrl-C");

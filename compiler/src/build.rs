@@ -269,14 +269,26 @@ impl Builder<'_> {
                             let mut d =
                                 Diagnostic::error(format!("undefined name `{}`", ident.name))
                                     .at(ident.span, "not defined in this network");
-                            let known: Vec<&str> = self
-                                .names
-                                .keys()
-                                .map(|s| s.as_str())
-                                .chain(OP_NAMES.iter().copied())
-                                .collect();
-                            if let Some(s) = did_you_mean(&ident.name, known) {
-                                d = d.help(format!("did you mean `{s}`?"));
+                            let mut layers: Vec<&str> =
+                                self.names.keys().map(|s| s.as_str()).collect();
+                            layers.sort_unstable();
+                            if is_op(&ident.name) {
+                                // An op's name where a layer's is wanted: suggesting the op
+                                // itself ("did you mean `relu`?") would say nothing.
+                                d = d.help(format!(
+                                    "`{}` is an op, not a layer; name a layer here ({})",
+                                    ident.name,
+                                    match layers.len() {
+                                        0 => "none is defined yet".to_string(),
+                                        n if n <= 8 => layers.join(", "),
+                                        _ => format!("{}, ...", layers[..8].join(", ")),
+                                    }
+                                ));
+                            } else {
+                                let known = layers.iter().copied().chain(OP_NAMES.iter().copied());
+                                if let Some(s) = did_you_mean(&ident.name, known) {
+                                    d = d.help(format!("did you mean `{s}`?"));
+                                }
                             }
                             self.errors.push(d);
                             return None;

@@ -45,6 +45,8 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     pub out: PathBuf,
     pub resume: bool,
+    /// Replace a run already in `out` (without it, and without `resume`, that is an error).
+    pub overwrite: bool,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
     /// After training, time every kernel of one step (GPU executor only).
@@ -197,8 +199,41 @@ pub fn datasets(
     Ok((train, test, Some(note)))
 }
 
-/// Checks before any work: the output folder can be written.
-fn prepare_out(out: &Path) -> Result<(), TrainError> {
+/// A resumed run whose checkpoint already holds every step the run asks for would train
+/// nothing; say so instead of exiting as if it had trained.
+fn nothing_left(done: u64, total: u64, what: &str) -> Result<(), TrainError> {
+    if done < total {
+        return Ok(());
+    }
+    Err(TrainError::Setup(format!(
+        "nothing to train: the checkpoint is at {what}step {done} and this run asks for {total} {what}steps; pass a larger --epochs or --steps to continue"
+    )))
+}
+
+/// What a finished or interrupted run leaves in its folder.
+const RUN_FILES: [&str; 2] = ["checkpoint.safetensors", "metrics.jsonl"];
+
+/// Checks before any work: the output folder can be written, and a run already in it is
+/// neither truncated nor replaced unless the user said so.
+fn prepare_out(out: &Path, resume: bool, overwrite: bool) -> Result<(), TrainError> {
+    let existing: Vec<&str> = RUN_FILES
+        .into_iter()
+        .filter(|f| out.join(f).exists())
+        .collect();
+    if !existing.is_empty() && !resume && !overwrite {
+        return Err(TrainError::Setup(format!(
+            "{} already holds a run ({}); pass --resume to continue it, --overwrite to replace it, or --out for another folder",
+            out.display(),
+            existing.join(", ")
+        )));
+    }
+    if overwrite && !resume {
+        // The old run goes first, so an early stop cannot leave its checkpoint beside the new
+        // run's metrics.
+        for f in RUN_FILES.into_iter().chain(["loss.png"]) {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| {
         TrainError::Setup(format!(
             "cannot create output folder {}: {e}",
@@ -244,20 +279,38 @@ impl Metrics {
             .map_err(|e| TrainError::Setup(format!("cannot write {}: {e}", path.display())))?;
         Ok(Metrics { file })
     }
-    fn log(&mut self, m: &BTreeMap<String, f64>) -> Result<(), TrainError> {
-        let line = serde_json::to_string(m).unwrap_or_default();
+    /// One row: `kind` says which (`train` for a log interval, `epoch` for an evaluated
+    /// epoch); counters are written as integers.
+    fn log(&mut self, kind: &str, m: &BTreeMap<String, f64>) -> Result<(), TrainError> {
+        let mut row = serde_json::Map::new();
+        row.insert("kind".into(), kind.into());
+        for (k, &v) in m {
+            let counter = matches!(k.as_str(), "step" | "epoch") && v >= 0.0 && v.fract() == 0.0;
+            let value = if counter {
+                serde_json::Value::from(v as u64)
+            } else {
+                serde_json::Value::from(v)
+            };
+            row.insert(k.clone(), value);
+        }
+        let line = serde_json::Value::Object(row).to_string();
         writeln!(self.file, "{line}")
             .map_err(|e| TrainError::Setup(format!("cannot write metrics: {e}")))?;
         Ok(())
     }
 }
 
-/// Reads metrics.jsonl back (for plots and tests).
+/// Reads metrics.jsonl back (for plots and tests): the numeric fields of each row.
 pub fn read_metrics(out: &Path) -> Vec<BTreeMap<String, f64>> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter_map(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).ok())
+        .map(|row| {
+            row.into_iter()
+                .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+                .collect()
+        })
         .collect()
 }
 
@@ -370,7 +423,7 @@ pub fn run(
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, TrainError> {
     let (train, test, note) = datasets(model, cfg, opts.data_dir.as_deref())?;
-    prepare_out(&opts.out)?;
+    prepare_out(&opts.out, opts.resume, opts.overwrite)?;
     let ck_path = opts.out.join("checkpoint.safetensors");
     let resume = if opts.resume {
         Some(
@@ -513,6 +566,7 @@ fn classifier(
             opts.out.join("checkpoint.safetensors").display(),
             s.step
         ));
+        nothing_left(s.step, total_steps, "")?;
     }
     let mut metrics = Metrics::open(&opts.out, resume.is_some())?;
     let stop = interrupt_flag();
@@ -555,8 +609,13 @@ fn classifier(
             Ok(path)
         };
     'outer: for epoch in (s.step / steps_per_epoch)..epochs {
+        let epoch_t0 = Instant::now();
         let order = shuffler.order(epoch);
         let mut epoch_stats = LossStats::default();
+        let eval_due = (epoch + 1) % cfg.eval_every == 0 || epoch + 1 == epochs;
+        // The last interval's row of an evaluated epoch goes into the epoch's row, so no step
+        // is logged twice.
+        let mut last_interval = BTreeMap::new();
         let first = s.step - epoch * steps_per_epoch;
         for b in first..steps_per_epoch {
             if s.step >= total_steps {
@@ -592,7 +651,11 @@ fn classifier(
                 m.insert("train_loss".to_string(), mean);
                 m.insert("train_acc".to_string(), st.correct / st.rows.max(1.0));
                 m.insert("lr".to_string(), step_lr);
-                metrics.log(&m)?;
+                if end_of_epoch && eval_due {
+                    last_interval = m;
+                } else {
+                    metrics.log("train", &m)?;
+                }
             }
             // Interrupted inside an epoch: checkpoint and stop now. On its last batch, finish
             // the epoch (evaluation, schedule) first, so a resume starts cleanly at the next.
@@ -608,19 +671,22 @@ fn classifier(
                 break 'outer;
             }
         }
-        if (epoch + 1) % cfg.eval_every == 0 || epoch + 1 == epochs {
+        if eval_due {
             let (tl, t1, t5) = evaluate(&mut s, test)?;
             let tr_loss = epoch_stats.loss / epoch_stats.rows.max(1.0);
             let tr_acc = epoch_stats.correct / epoch_stats.rows.max(1.0);
             let tr_top5 = epoch_stats.top5 / epoch_stats.rows.max(1.0);
-            let mut m = BTreeMap::new();
+            let mut m = std::mem::take(&mut last_interval);
             m.insert("step".to_string(), s.step as f64);
             m.insert("epoch".to_string(), (epoch + 1) as f64);
             m.insert("epoch_train_loss".to_string(), tr_loss);
             m.insert("epoch_train_acc".to_string(), tr_acc);
             m.insert("test_loss".to_string(), tl);
             m.insert("test_acc".to_string(), t1);
-            m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
+            // One reading of each clock for the log and the line, so the two agree.
+            let (own, all) = (epoch_t0.elapsed().as_secs_f64(), t0.elapsed().as_secs_f64());
+            m.insert("seconds".to_string(), all);
+            m.insert("epoch_seconds".to_string(), own);
             // Top-5 only says something when there are more than five classes.
             let (train_top5, test_top5) = if s.classes > 5 {
                 m.insert("epoch_train_top5".to_string(), tr_top5);
@@ -632,15 +698,16 @@ fn classifier(
             } else {
                 (String::new(), String::new())
             };
-            metrics.log(&m)?;
+            metrics.log("epoch", &m)?;
             pb.suspend(|| {
                 log(&format!(
-                    "epoch {}/{epochs}: train loss {tr_loss:.4}, train acc {:.2}%{train_top5} | test loss {tl:.4}, test acc {:.2}%{test_top5} | lr {:e} | {:.1} s",
+                    "epoch {}/{epochs}: train loss {tr_loss:.4}, train acc {:.2}%{train_top5} | test loss {tl:.4}, test acc {:.2}%{test_top5} | lr {:e} | {:.1} s ({:.1} s in all)",
                     epoch + 1,
                     100.0 * tr_acc,
                     100.0 * t1,
                     lr * cfg.schedule.step_factor(s.step),
-                    t0.elapsed().as_secs_f64()
+                    own,
+                    all
                 ))
             });
             summary.final_metrics = m;
@@ -831,6 +898,7 @@ fn gan(
                 TrainError::Setup("checkpoint lacks the noise generator state".into())
             })?;
         log(&format!("resumed at generator step {}", s.step_g));
+        nothing_left(s.step_g, total, "generator ")?;
     }
     let mut metrics = Metrics::open(&opts.out, resume.is_some())?;
     let samples_dir = opts.out.join("samples");
@@ -947,7 +1015,7 @@ fn gan(
             m.insert("d_g_z".to_string(), dgz);
             m.insert("seconds_per_100_steps".to_string(), per100);
             m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
-            metrics.log(&m)?;
+            metrics.log("train", &m)?;
             pb.set_message(format!(
                 "D {d_loss:.3} G {g_loss:.3} D(x) {dx:.2} D(G(z)) {dgz:.2}"
             ));
