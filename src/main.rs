@@ -206,18 +206,40 @@ fn positive_real(s: &str) -> Result<f64, String> {
 struct Failure(u8);
 
 fn load(path: &str) -> Result<Model, Failure> {
-    let source = std::fs::read(path).map_err(|e| {
-        eprintln!("error: cannot read model file `{path}`: {e}");
+    load_as(path, false)
+}
+
+/// Reads and compiles a model; errors go to stderr as text, or with `json` to stdout as the
+/// JSON `netc check --format json` promises (tools read one format, success or not).
+fn load_as(path: &str, json: bool) -> Result<Model, Failure> {
+    let plain = |message: String| {
+        if json {
+            let v = serde_json::json!({
+                "file": path,
+                "ok": false,
+                "errors": [{ "severity": "error", "message": message, "file": path,
+                             "line": null, "column": null, "labels": [], "help": [] }],
+            });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        eprintln!("error: {message}");
         Failure(1)
-    })?;
+    };
+    let source =
+        std::fs::read(path).map_err(|e| plain(format!("cannot read model file `{path}`: {e}")))?;
     let source = String::from_utf8(source).map_err(|e| {
-        eprintln!(
-            "error: model file `{path}` is not UTF-8 text (invalid byte at offset {})",
+        plain(format!(
+            "model file `{path}` is not UTF-8 text (invalid byte at offset {})",
             e.utf8_error().valid_up_to()
-        );
-        Failure(1)
+        ))
     })?;
     compile(path, &source).map_err(|d| {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&d.json()).unwrap_or_default()
+            );
+        }
         eprint!("{}", d.render());
         Failure(1)
     })
@@ -241,7 +263,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             format,
             batch,
         } => {
-            let model = load(&file)?;
+            let model = load_as(&file, matches!(format, CheckFormat::Json))?;
             let memory = training_memory(&model, batch)?;
             match format {
                 CheckFormat::Text => {
@@ -330,10 +352,29 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 }
 
 fn gradcheck(model: &Model, batch: usize, samples: usize, seed: u64) -> Result<(), Failure> {
-    use netc_runtime::gradcheck::{check, THRESHOLD};
+    use netc_compiler::train_config::Task;
+    use netc_runtime::gradcheck::{check, check_generator, THRESHOLD};
+    // A GAN's generator has no loss of its own: it is checked with the one it trains with,
+    // through the frozen discriminator (not cross-entropy over its image outputs).
+    let gan = match netc_compiler::train_config::read(model).ok().flatten() {
+        Some(cfg) => match cfg.task {
+            Task::Gan(g) => Some(g),
+            Task::Classifier { .. } => None,
+        },
+        None => None,
+    };
     let mut ok = true;
     for net in &model.networks {
-        let r = check(net, batch.max(1), samples.max(1), seed).map_err(fail)?;
+        let r = match &gan {
+            Some(g) if g.generator == net.name => {
+                let d = model
+                    .network(&g.discriminator)
+                    .ok_or_else(|| fail(format!("no network `{}`", g.discriminator)))?;
+                check_generator(net, d, g.non_saturating, batch, samples, seed)
+            }
+            _ => check(net, batch, samples, seed),
+        }
+        .map_err(fail)?;
         println!(
             "network {} (batch {batch}, loss: {}, five-point central differences, h {:e}, h/100 near a kink)",
             r.net,

@@ -211,3 +211,36 @@ fn bench_runs_outside_the_checkout() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(stdout.contains("mlp training step"), "{stdout}");
 }
+
+#[test]
+fn check_json_reports_model_errors_as_json() {
+    // Tools reading --format json used to get nothing on stdout for a model with errors.
+    let (code, out, err) = netc(&[
+        "check",
+        "tests/bad_models/shape_mismatch.net",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(v["ok"], false);
+    let e = &v["errors"][0];
+    assert_eq!(e["file"], "tests/bad_models/shape_mismatch.net");
+    assert_eq!(
+        (e["line"].as_u64(), e["column"].as_u64()),
+        (Some(6), Some(8))
+    );
+    assert!(e["message"]
+        .as_str()
+        .expect("message")
+        .contains("flat vector"));
+    assert_eq!(e["labels"].as_array().expect("labels").len(), 2);
+    assert!(e["help"][0].as_str().expect("help").contains("flatten"));
+    // The text rendering still goes to stderr for a person.
+    assert!(err.contains("shape_mismatch.net:6:8"), "{err}");
+    // A file that cannot be read is an error in the same shape, without a location.
+    let (code, out, _) = netc(&["check", "no/such.net", "--format", "json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert!(v["errors"][0]["line"].is_null());
+}

@@ -97,6 +97,48 @@ impl Diagnostics {
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         line_col(&self.source, offset)
     }
+
+    /// The diagnostics for tools (`netc check --format json`): per error its message, where it
+    /// points (1-based line and column of the primary label's start and end), every label and
+    /// the help lines.
+    pub fn json(&self) -> serde_json::Value {
+        let label = |l: &Label, primary: bool| {
+            let r = clamp(l.span, &self.source);
+            let (line, column) = line_col(&self.source, r.start);
+            let (end_line, end_column) = line_col(&self.source, r.end);
+            serde_json::json!({
+                "message": l.message,
+                "primary": primary,
+                "line": line,
+                "column": column,
+                "end_line": end_line,
+                "end_column": end_column,
+            })
+        };
+        let errors: Vec<serde_json::Value> = self
+            .items
+            .iter()
+            .map(|d| {
+                let labels: Vec<serde_json::Value> = d
+                    .primary
+                    .iter()
+                    .map(|p| label(p, true))
+                    .chain(d.secondary.iter().map(|s| label(s, false)))
+                    .collect();
+                let at = labels.first();
+                serde_json::json!({
+                    "severity": "error",
+                    "message": d.message,
+                    "file": self.file_name,
+                    "line": at.map(|l| l["line"].clone()),
+                    "column": at.map(|l| l["column"].clone()),
+                    "labels": labels,
+                    "help": d.notes,
+                })
+            })
+            .collect();
+        serde_json::json!({ "file": self.file_name, "ok": false, "errors": errors })
+    }
 }
 
 impl std::fmt::Display for Diagnostics {

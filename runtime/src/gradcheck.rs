@@ -89,19 +89,114 @@ fn rel(a: &[f64], n: &[f64]) -> f64 {
     }
 }
 
-/// Checks every parameter tensor (and the input) of `net` on a random batch. `samples` entries
-/// per tensor are checked (all when the tensor is smaller). The loss is softmax cross-entropy
-/// on the logits, or binary cross-entropy when there is one logit per example.
-pub fn check(net: &Network, batch: usize, samples: usize, seed: u64) -> Result<Report, RunError> {
-    let mut rng = Rng::new(seed);
-    let p: Params<f64> = Params::<f64>::init(net, &mut rng);
-    // Push biases away from zero-initialised values so every path is exercised.
-    let mut p = p;
+/// Parameters of `net` for a check: initialised, then every entry nudged off its initial value
+/// (zero biases included) so every path is exercised.
+fn check_params(net: &Network, rng: &mut Rng) -> Params<f64> {
+    let mut p: Params<f64> = Params::<f64>::init(net, rng);
     for v in p.values.iter_mut() {
         for x in v.iter_mut() {
             *x += 0.05 * rng.normal();
         }
     }
+    p
+}
+
+/// The loss at given parameters and input.
+type LossOf<'a> = dyn Fn(&Params<f64>, &Array2<f64>) -> Result<f64, RunError> + 'a;
+
+/// Compares the analytic gradients `grads` (of every parameter of `p`) and `dinput` (of the
+/// input `x`) with central differences of `loss_of`, `samples` entries per tensor.
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    net: &Network,
+    p: &Params<f64>,
+    x: &Array2<f64>,
+    grads: &[Option<Vec<f64>>],
+    dinput: &Array2<f64>,
+    samples: usize,
+    rng: &mut Rng,
+    loss_of: &LossOf,
+) -> Result<(Vec<TensorCheck>, f64), RunError> {
+    let feats = x.ncols();
+    let mut tensors = vec![];
+    let (mut all_a, mut all_n) = (vec![], vec![]);
+    let pick = |n: usize, rng: &mut Rng| -> Vec<usize> {
+        if n <= samples {
+            (0..n).collect()
+        } else {
+            (0..samples).map(|_| rng.below(n as u64) as usize).collect()
+        }
+    };
+    for (i, g) in grads.iter().enumerate() {
+        let Some(g) = g else { continue };
+        let idx = pick(g.len(), rng);
+        let (mut ga, mut gn, mut kinks) = (vec![], vec![], 0);
+        for &j in &idx {
+            let mut q = p.clone();
+            let w = q.values[i][j];
+            let d = central(|delta| {
+                q.values[i][j] = w + delta;
+                loss_of(&q, x)
+            })?;
+            match d {
+                Some(d) => {
+                    ga.push(g[j]);
+                    gn.push(d);
+                }
+                None => kinks += 1,
+            }
+        }
+        let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        tensors.push(TensorCheck {
+            name: p.names[i].clone(),
+            entries: g.len(),
+            checked: idx.len() - kinks,
+            kinks,
+            rel_diff: rel(&ga, &gn),
+            analytic_norm: norm,
+        });
+        all_a.extend(ga);
+        all_n.extend(gn);
+    }
+    // The gradient at the input: what a generator upstream would receive.
+    let idx = pick(dinput.len(), rng);
+    let (mut ga, mut gn, mut kinks) = (vec![], vec![], 0);
+    let flat: Vec<f64> = dinput.iter().copied().collect();
+    for &j in &idx {
+        let mut xp = x.clone();
+        let (r, c) = (j / feats, j % feats);
+        let v = xp[[r, c]];
+        let d = central(|delta| {
+            xp[[r, c]] = v + delta;
+            loss_of(p, &xp)
+        })?;
+        match d {
+            Some(d) => {
+                ga.push(flat[j]);
+                gn.push(d);
+            }
+            None => kinks += 1,
+        }
+    }
+    tensors.push(TensorCheck {
+        name: format!("(input {})", net.graph[net.inputs[0]].name),
+        entries: flat.len(),
+        checked: idx.len() - kinks,
+        kinks,
+        rel_diff: rel(&ga, &gn),
+        analytic_norm: flat.iter().map(|v| v * v).sum::<f64>().sqrt(),
+    });
+    all_a.extend(ga);
+    all_n.extend(gn);
+    Ok((tensors, rel(&all_a, &all_n)))
+}
+
+/// Checks every parameter tensor (and the input) of `net` on a random batch. `samples` entries
+/// per tensor are checked (all when the tensor is smaller). The loss is softmax cross-entropy
+/// on the logits, or binary cross-entropy when there is one logit per example.
+pub fn check(net: &Network, batch: usize, samples: usize, seed: u64) -> Result<Report, RunError> {
+    let mut rng = Rng::new(seed);
+    let p = check_params(net, &mut rng);
     let (_, logit) = net
         .output_and_logit()
         .ok_or_else(|| RunError::Config("network has no output".into()))?;
@@ -131,76 +226,8 @@ pub fn check(net: &Network, batch: usize, samples: usize, seed: u64) -> Result<R
     };
     let (_, dz, acts) = loss_of(&p, &x)?;
     let (grads, dinput) = cpu::backward(net, &p, &acts, logit, dz);
-    let mut tensors = vec![];
-    let (mut all_a, mut all_n) = (vec![], vec![]);
-    let pick = |n: usize, rng: &mut Rng| -> Vec<usize> {
-        if n <= samples {
-            (0..n).collect()
-        } else {
-            (0..samples).map(|_| rng.below(n as u64) as usize).collect()
-        }
-    };
-    for (i, g) in grads.iter().enumerate() {
-        let Some(g) = g else { continue };
-        let idx = pick(g.len(), &mut rng);
-        let (mut ga, mut gn, mut kinks) = (vec![], vec![], 0);
-        for &j in &idx {
-            let mut q = p.clone();
-            let w = q.values[i][j];
-            let d = central(|delta| {
-                q.values[i][j] = w + delta;
-                Ok(loss_of(&q, &x)?.0)
-            })?;
-            match d {
-                Some(d) => {
-                    ga.push(g[j]);
-                    gn.push(d);
-                }
-                None => kinks += 1,
-            }
-        }
-        let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-        tensors.push(TensorCheck {
-            name: p.names[i].clone(),
-            entries: g.len(),
-            checked: idx.len() - kinks,
-            kinks,
-            rel_diff: rel(&ga, &gn),
-            analytic_norm: norm,
-        });
-        all_a.extend(ga);
-        all_n.extend(gn);
-    }
-    // The gradient at the input: what a generator upstream would receive.
-    let idx = pick(dinput.len(), &mut rng);
-    let (mut ga, mut gn, mut kinks) = (vec![], vec![], 0);
-    let flat: Vec<f64> = dinput.iter().copied().collect();
-    for &j in &idx {
-        let mut xp = x.clone();
-        let (r, c) = (j / feats, j % feats);
-        let v = xp[[r, c]];
-        let d = central(|delta| {
-            xp[[r, c]] = v + delta;
-            Ok(loss_of(&p, &xp)?.0)
-        })?;
-        match d {
-            Some(d) => {
-                ga.push(flat[j]);
-                gn.push(d);
-            }
-            None => kinks += 1,
-        }
-    }
-    tensors.push(TensorCheck {
-        name: format!("(input {})", net.graph[net.inputs[0]].name),
-        entries: flat.len(),
-        checked: idx.len() - kinks,
-        kinks,
-        rel_diff: rel(&ga, &gn),
-        analytic_norm: flat.iter().map(|v| v * v).sum::<f64>().sqrt(),
-    });
-    all_a.extend(ga);
-    all_n.extend(gn);
+    let value = |p: &Params<f64>, x: &Array2<f64>| Ok(loss_of(p, x)?.0);
+    let (tensors, overall) = compare(net, &p, &x, &grads, &dinput, samples, &mut rng, &value)?;
     Ok(Report {
         net: net.name.clone(),
         loss: if classes == 1 {
@@ -209,6 +236,66 @@ pub fn check(net: &Network, batch: usize, samples: usize, seed: u64) -> Result<R
             "softmax cross-entropy (from logits)"
         },
         tensors,
-        overall: rel(&all_a, &all_n),
+        overall,
+    })
+}
+
+/// Checks a GAN's generator with the loss it trains with: through the frozen discriminator
+/// `d`, `-log D(G(z))` (non-saturating) or `log(1 - D(G(z)))` (minimax), averaged over a batch
+/// of noise `z` drawn uniformly from [-1, 1]. Every generator tensor and the noise are checked.
+pub fn check_generator(
+    g: &Network,
+    d: &Network,
+    non_saturating: bool,
+    batch: usize,
+    samples: usize,
+    seed: u64,
+) -> Result<Report, RunError> {
+    let mut rng = Rng::new(seed);
+    let p = check_params(g, &mut rng);
+    let mut dp = check_params(d, &mut rng);
+    dp.trainable.iter_mut().for_each(|t| *t = false);
+    let (g_out, _) = g
+        .output_and_logit()
+        .ok_or_else(|| RunError::Config("the generator has no output".into()))?;
+    let (_, d_logit) = d
+        .output_and_logit()
+        .ok_or_else(|| RunError::Config("the discriminator has no output".into()))?;
+    let nz: usize = g.graph[g.inputs[0]].shape.iter().product::<u64>() as usize;
+    let z = Array2::from_shape_fn((batch, nz), |_| rng.uniform(-1.0, 1.0));
+    let seed32 = rng.next_u32();
+    // The same targets and signs as the training step (session.rs, g_step).
+    let (target, scale) = if non_saturating {
+        (1.0, 1.0 / batch as f64)
+    } else {
+        (0.0, -1.0 / batch as f64)
+    };
+    let t = Array2::<f64>::from_elem((batch, 1), target);
+    type Pass = (
+        f64,
+        Array2<f64>,
+        cpu::Activations<f64>,
+        cpu::Activations<f64>,
+    );
+    let loss_of = |p: &Params<f64>, z: &Array2<f64>| -> Result<Pass, RunError> {
+        let ga = cpu::forward(g, p, z.view(), true, seed32)?;
+        let da = cpu::forward(d, &dp, ga.get(g_out).view(), true, seed32)?;
+        let (st, dz) = cpu::bce_logits(da.get(d_logit), &t, scale);
+        Ok((st.loss * scale, dz, ga, da))
+    };
+    let (_, dz, ga, da) = loss_of(&p, &z)?;
+    let (_, dx) = cpu::backward(d, &dp, &da, d_logit, dz);
+    let (grads, dz_in) = cpu::backward_opt(g, &p, &ga, g_out, dx, true);
+    let value = |p: &Params<f64>, z: &Array2<f64>| Ok(loss_of(p, z)?.0);
+    let (tensors, overall) = compare(g, &p, &z, &grads, &dz_in, samples, &mut rng, &value)?;
+    Ok(Report {
+        net: g.name.clone(),
+        loss: if non_saturating {
+            "-log D(G(z)) through the frozen discriminator (non-saturating)"
+        } else {
+            "log(1 - D(G(z))) through the frozen discriminator (minimax)"
+        },
+        tensors,
+        overall,
     })
 }

@@ -314,15 +314,48 @@ pub fn read_metrics(out: &Path) -> Vec<BTreeMap<String, f64>> {
         .collect()
 }
 
+/// "12.3 ms/step, 81.3 steps/s" for a rate in steps per second (empty before the first step).
+fn step_rate(per_sec: f64) -> String {
+    if !(per_sec.is_finite() && per_sec > 0.0) {
+        return String::new();
+    }
+    let ms = 1e3 / per_sec;
+    if ms >= 1e3 {
+        format!("{:.2} s/step", ms / 1e3)
+    } else {
+        format!("{ms:.1} ms/step, {per_sec:.1} steps/s")
+    }
+}
+
+/// A loss or other figure for a log line: four decimals in the usual range, and scientific
+/// notation where fixed point would print twenty digits or only zeros.
+pub fn figure(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || !x.is_finite() || (1e-3..1e5).contains(&a) {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.4e}")
+    }
+}
+
 fn bar(total: u64, progress: bool) -> ProgressBar {
     let pb = ProgressBar::new(total);
     if !progress || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  {per_sec}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    // indicatif's own {per_sec} reads "236.7729/s"; a step rate and its inverse say more.
+    let style =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  {rate}  ETA {eta}")
+            .map(|st| {
+                st.with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}", step_rate(state.per_sec()));
+                    },
+                )
+            })
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
     pb
 }
 
@@ -641,9 +674,11 @@ fn classifier(
                     });
                 }
                 pb.set_message(format!(
-                    "epoch {} loss {mean:.4} acc {:.2}%",
+                    "epoch {} loss {} acc {:.2}% (at step {})",
                     epoch + 1,
-                    100.0 * st.correct / st.rows.max(1.0)
+                    figure(mean),
+                    100.0 * st.correct / st.rows.max(1.0),
+                    s.step
                 ));
                 let mut m = BTreeMap::new();
                 m.insert("step".to_string(), s.step as f64);
@@ -701,9 +736,11 @@ fn classifier(
             metrics.log("epoch", &m)?;
             pb.suspend(|| {
                 log(&format!(
-                    "epoch {}/{epochs}: train loss {tr_loss:.4}, train acc {:.2}%{train_top5} | test loss {tl:.4}, test acc {:.2}%{test_top5} | lr {:e} | {:.1} s ({:.1} s in all)",
+                    "epoch {}/{epochs}: train loss {}, train acc {:.2}%{train_top5} | test loss {}, test acc {:.2}%{test_top5} | lr {:e} | {:.1} s ({:.1} s in all)",
                     epoch + 1,
+                    figure(tr_loss),
                     100.0 * tr_acc,
+                    figure(tl),
                     100.0 * t1,
                     lr * cfg.schedule.step_factor(s.step),
                     own,
@@ -1017,10 +1054,13 @@ fn gan(
             m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
             metrics.log("train", &m)?;
             pb.set_message(format!(
-                "D {d_loss:.3} G {g_loss:.3} D(x) {dx:.2} D(G(z)) {dgz:.2}"
+                "at step {}: D {} G {} D(x) {dx:.2} D(G(z)) {dgz:.2}",
+                s.step_g,
+                figure(d_loss),
+                figure(g_loss)
             ));
             if !std::io::IsTerminal::is_terminal(&std::io::stderr()) || !opts.progress {
-                log(&format!("step {}/{total}: D loss {d_loss:.4}, G loss {g_loss:.4}, D(x) {dx:.3}, D(G(z)) {dgz:.3}, {per100:.2} s/100 steps", s.step_g));
+                log(&format!("step {}/{total}: D loss {}, G loss {}, D(x) {dx:.3}, D(G(z)) {dgz:.3}, {per100:.2} s/100 steps", s.step_g, figure(d_loss), figure(g_loss)));
             }
             summary.final_metrics = m;
         }
@@ -1087,4 +1127,22 @@ fn gan(
     summary.steps = s.step_g - start;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{figure, step_rate};
+
+    #[test]
+    fn figures_stay_readable_at_any_scale() {
+        assert_eq!(figure(0.2345678), "0.2346");
+        assert_eq!(figure(0.0), "0.0000");
+        // was printed as 117019788811415109632.0000
+        assert_eq!(figure(117019788811415109632.0), "1.1702e20");
+        assert_eq!(figure(2.5e-6), "2.5000e-6");
+        assert_eq!(figure(f64::NAN), "NaN");
+        assert_eq!(step_rate(236.7729), "4.2 ms/step, 236.8 steps/s");
+        assert_eq!(step_rate(0.5), "2.00 s/step");
+        assert_eq!(step_rate(0.0), "");
+    }
 }

@@ -128,3 +128,27 @@ fn a_wrong_gradient_is_caught() {
     };
     assert!(!bad.passed());
 }
+
+#[test]
+fn a_generator_is_checked_with_its_own_loss_through_the_frozen_discriminator() {
+    // Both generator losses, on a small generator with a leaky_relu and a sigmoid image.
+    let m = compile(
+        "gan.net",
+        "net g {\n input z: 6\n h = dense(9) -> leaky_relu(0.2)\n img = dense(5) -> sigmoid\n output img\n}\n\
+         net d {\n input x: 5\n h = dense(7) -> relu\n p = dense(1) -> sigmoid\n output p\n}\n",
+    )
+    .unwrap_or_else(|d| panic!("{}", d.render()));
+    let (g, d) = (&m.networks[0], &m.networks[1]);
+    for non_saturating in [true, false] {
+        let r = netc_runtime::gradcheck::check_generator(g, d, non_saturating, 5, 30, 3)
+            .expect("gradcheck runs");
+        assert!(r.loss.contains("D(G(z))"), "{}", r.loss);
+        // g's four tensors and the noise; none of d's, which is frozen.
+        assert_eq!(r.tensors.len(), 5, "{:?}", r.tensors);
+        for t in &r.tensors {
+            assert!(t.rel_diff < THRESHOLD, "{}: {:e}", t.name, t.rel_diff);
+            assert!(t.analytic_norm > 0.0 && t.checked > 0, "{}", t.name);
+        }
+        assert!(r.passed());
+    }
+}
