@@ -143,6 +143,48 @@ fn mlp_learns_on_the_shipped_sample() {
     // eval reproduces the accuracy the training run logged for its last epoch.
     let acc = format!("{:.2}%", 100.0 * e2["test_acc"].as_f64().expect("acc"));
     assert!(stdout.contains(&acc), "{stdout} vs {acc}");
+    // The checkpoint is a PyTorch state_dict of the same module (hidden.weight, ...), the
+    // optimizer state apart under `optimizer.` with torch.optim's names, and says which model
+    // text it came from (tests/torch/load_checkpoint.py loads it into torch).
+    let ck = netc_runtime::io::Checkpoint::load(&w).expect("checkpoint");
+    let mut names: Vec<&str> = ck.tensors.iter().map(|t| t.0.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names[..4],
+        [
+            "hidden.bias",
+            "hidden.weight",
+            "logits.bias",
+            "logits.weight"
+        ]
+    );
+    assert!(
+        names.contains(&"optimizer.hidden.weight.exp_avg_sq"),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert_eq!(ck.get("hidden.weight").expect("w").0, [128, 784]);
+    assert_eq!(ck.metadata["model_sha256"].len(), 64);
+    // A checkpoint of earlier versions (`mlp/hidden.weight`, `...opt0`) still loads.
+    let mut old = ck.clone();
+    for t in old.tensors.iter_mut() {
+        if !t.0.starts_with("optimizer.") {
+            t.0 = format!("mlp/{}", t.0);
+        }
+    }
+    old.tensors.retain(|t| !t.0.starts_with("optimizer."));
+    let old_path = out.join("old.safetensors");
+    old.save(&old_path).expect("save");
+    let (code, stdout_old, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        old_path.to_str().expect("utf-8"),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stdout_old, stdout);
     // Training again into the same folder neither truncates its metrics nor replaces its
     // checkpoint unless asked to.
     let log = std::fs::read(out.join("metrics.jsonl")).expect("metrics");

@@ -359,24 +359,61 @@ fn bar(total: u64, progress: bool) -> ProgressBar {
     pb
 }
 
-fn save_params(ck: &mut Checkpoint, prefix: &str, p: &Params<f32>, st: &OptState<f32>) {
-    for (i, name) in p.names.iter().enumerate() {
-        ck.tensors.push((
-            format!("{prefix}/{name}"),
-            p.shapes[i].clone(),
-            p.values[i].clone(),
-        ));
-        for (s, slot) in st.slots.iter().enumerate() {
-            ck.tensors.push((
-                format!("{prefix}/{name}.opt{s}"),
-                p.shapes[i].clone(),
-                slot[i].clone(),
-            ));
-        }
+/// The SHA-256 of the model file's text, so a checkpoint says which version of a model it was
+/// trained from.
+fn model_sha256(model: &Model) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(model.source.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// torch.optim's names for an optimizer's per-weight state, by the number of slots netc keeps
+/// (SGD: the velocity; Adam: the two moments).
+fn slot_names(slots: usize) -> &'static [&'static str] {
+    match slots {
+        1 => &["momentum_buffer"],
+        2 => &["exp_avg", "exp_avg_sq"],
+        _ => &[],
     }
 }
 
-/// Loads a network's weights from a checkpoint (and its optimizer state when present).
+/// Where a weight goes in a checkpoint: named as a PyTorch module's state_dict of the same
+/// network would name it (`hidden.weight`), with the network's name as a prefix only where
+/// the file holds several networks (a GAN's `generator.hidden.weight`).
+fn weight_key(prefix: Option<&str>, name: &str) -> String {
+    match prefix {
+        Some(net) => format!("{net}.{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// Optimizer state sits apart from the weights, under `optimizer.`, named as torch.optim
+/// names it (`optimizer.hidden.weight.exp_avg`), so the weights alone are a state_dict.
+fn state_key(weight: &str, slot: &str) -> String {
+    format!("{OPTIMIZER_GROUP}{weight}.{slot}")
+}
+
+/// The prefix of the optimizer-state tensors in a checkpoint.
+pub const OPTIMIZER_GROUP: &str = "optimizer.";
+
+fn save_params(ck: &mut Checkpoint, prefix: Option<&str>, p: &Params<f32>, st: &OptState<f32>) {
+    let names = slot_names(st.slots.len());
+    for (i, name) in p.names.iter().enumerate() {
+        let key = weight_key(prefix, name);
+        for (slot, label) in st.slots.iter().zip(names) {
+            ck.tensors
+                .push((state_key(&key, label), p.shapes[i].clone(), slot[i].clone()));
+        }
+        ck.tensors
+            .push((key, p.shapes[i].clone(), p.values[i].clone()));
+    }
+}
+
+/// Loads a network's weights from a checkpoint (and its optimizer state when present). The
+/// weight is looked up as `name` (a one-network checkpoint), `net.name` (one of several) and,
+/// for checkpoints of earlier netc versions, `net/name` with state `net/name.optN`.
 pub fn load_params(
     ck: &Checkpoint,
     net: &Network,
@@ -389,12 +426,20 @@ pub fn load_params(
         step: 0,
     };
     for (i, name) in like.names.iter().enumerate() {
-        let key = format!("{}/{name}", net.name);
-        let (shape, data) = ck.get(&key).ok_or_else(|| {
-            TrainError::Setup(format!(
-                "the checkpoint has no tensor `{key}`: was it written for this model?"
-            ))
-        })?;
+        let candidates = [
+            weight_key(None, name),
+            weight_key(Some(&net.name), name),
+            format!("{}/{name}", net.name),
+        ];
+        let Some((key, (shape, data))) = candidates
+            .iter()
+            .find_map(|k| ck.get(k).map(|t| (k.clone(), t)))
+        else {
+            return Err(TrainError::Setup(format!(
+                "the checkpoint has no tensor `{}` (nor `{}`): was it written for this model?",
+                candidates[0], candidates[1]
+            )));
+        };
         if shape != like.shapes[i].as_slice() {
             return Err(TrainError::Setup(format!(
                 "tensor `{key}` is {shape:?} in the checkpoint but {:?} in the model",
@@ -402,11 +447,17 @@ pub fn load_params(
             )));
         }
         p.values[i] = data.to_vec();
+        let legacy = key.contains('/');
         for (s, slot) in st.slots.iter_mut().enumerate() {
-            if let Some((shape, d)) = ck.get(&format!("{key}.opt{s}")) {
+            let skey = if legacy {
+                format!("{key}.opt{s}")
+            } else {
+                state_key(&key, slot_names(slots)[s])
+            };
+            if let Some((shape, d)) = ck.get(&skey) {
                 if shape != like.shapes[i].as_slice() {
                     return Err(TrainError::Setup(format!(
-                        "optimizer state `{key}.opt{s}` does not match the weight's shape"
+                        "optimizer state `{skey}` does not match the weight's shape"
                     )));
                 }
                 slot[i] = d.to_vec();
@@ -621,7 +672,7 @@ fn classifier(
                 tensors: vec![],
                 metadata: BTreeMap::new(),
             };
-            save_params(&mut ck, &net.name, &s.params()?, &s.opt_state()?);
+            save_params(&mut ck, None, &s.params()?, &s.opt_state()?);
             for (k, v) in [
                 ("step", s.step.to_string()),
                 ("epoch", epoch.to_string()),
@@ -631,6 +682,7 @@ fn classifier(
                 ("bad_epochs", bad.to_string()),
                 ("seed", cfg.seed.to_string()),
                 ("model", model.file_name.clone()),
+                ("model_sha256", model_sha256(model)),
                 ("network", net.name.clone()),
                 ("task", "classifier".into()),
                 ("optimizer", format!("{:?}", cfg.optimizer.kind)),
@@ -967,8 +1019,8 @@ fn gan(
         };
         let (gp, dp) = s.params()?;
         let (gs, ds) = s.opt_states()?;
-        save_params(&mut ck, &gn.name, &gp, &gs);
-        save_params(&mut ck, &dn.name, &dp, &ds);
+        save_params(&mut ck, Some(&gn.name), &gp, &gs);
+        save_params(&mut ck, Some(&dn.name), &dp, &ds);
         for (k, v) in [
             ("g_step", s.step_g.to_string()),
             ("d_step", s.step_d.to_string()),
@@ -976,6 +1028,7 @@ fn gan(
             ("noise_rng", noise_rng.state_string()),
             ("seed", cfg.seed.to_string()),
             ("model", model.file_name.clone()),
+            ("model_sha256", model_sha256(model)),
             ("task", "gan".into()),
             (
                 "optimizer",
