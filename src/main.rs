@@ -104,6 +104,10 @@ enum Command {
         /// Replace the run already in <out> (its checkpoint, metrics and plots)
         #[arg(long)]
         overwrite: bool,
+        /// Start from this checkpoint's weights (fine-tuning, transfer) instead of the
+        /// initialisers; the optimizer and the schedule start afresh
+        #[arg(long, conflicts_with = "resume")]
+        weights: Option<String>,
         /// No progress bar (also off when stderr is not a terminal)
         #[arg(long)]
         quiet: bool,
@@ -202,6 +206,14 @@ fn positive_real(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Where a training run writes and what it starts from.
+struct RunFolder {
+    out: Option<String>,
+    resume: bool,
+    overwrite: bool,
+    weights: Option<String>,
+}
+
 /// A failure that has already been explained to the user; carries the exit code.
 struct Failure(u8);
 
@@ -295,9 +307,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out,
             resume,
             overwrite,
+            weights,
             quiet,
             profile,
-        } => train(&file, over, out, resume, overwrite, quiet, profile)?,
+        } => train(
+            &file,
+            over,
+            RunFolder {
+                out,
+                resume,
+                overwrite,
+                weights,
+            },
+            quiet,
+            profile,
+        )?,
         Command::Eval {
             file,
             weights,
@@ -498,13 +522,17 @@ fn data_dir(
 fn train(
     file: &str,
     over: Overrides,
-    out: Option<String>,
-    resume: bool,
-    overwrite: bool,
+    run: RunFolder,
     quiet: bool,
     profile: bool,
 ) -> Result<(), Failure> {
     use netc_compiler::train_config::{Length, Task};
+    let RunFolder {
+        out,
+        resume,
+        overwrite,
+        weights,
+    } = run;
     let model = load(file)?;
     let mut cfg = train_config(&model)?;
     if let Some(e) = over.epochs {
@@ -543,6 +571,7 @@ fn train(
             .unwrap_or_else(|| std::path::Path::new("runs").join(stem)),
         resume,
         overwrite,
+        weights: weights.map(Into::into),
         progress: !quiet,
         profile,
     };

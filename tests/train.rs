@@ -706,3 +706,46 @@ fn synthetic_data_is_learnable() {
     assert!(last["test_acc"].as_f64().expect("acc") > 0.5, "{last}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn train_starts_from_another_runs_weights() {
+    let (a, b) = (tmp("weights-a"), tmp("weights-b"));
+    let (ao, bo) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
+    let run = |extra: &[&str], out: &str| {
+        let mut args = vec!["train", "models/mlp.net", "--device", "cpu", "--out", out];
+        args.extend_from_slice(extra);
+        netc(&args)
+    };
+    let (code, _, err) = run(&["--epochs", "2"], ao);
+    assert_eq!(code, 0, "{err}");
+    let w = a.join("checkpoint.safetensors");
+    let w = w.to_str().expect("utf-8");
+    // Fine-tuning from the trained weights: the loss of the first step is already the trained
+    // network's (here 0.38; a fresh start's first step: 2.42).
+    let (code, _, err) = run(&["--weights", w, "--steps", "1", "--overwrite"], bo);
+    assert_eq!(code, 0, "{err}");
+    let first = metrics(&b)[0]["train_loss"].as_f64().expect("loss");
+    assert!(first < 0.8, "{first}");
+    // Weights that do not fit the network: every missing tensor is named.
+    let (code, _, err) = netc(&[
+        "train",
+        "models/lenet.net",
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--weights",
+        w,
+        "--out",
+        bo,
+        "--overwrite",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    for t in ["conv1.weight", "conv2.bias", "ip2.weight"] {
+        assert!(err.contains(&format!("no tensor `{t}`")), "{err}");
+    }
+    // --weights and --resume contradict each other.
+    assert_eq!(run(&["--weights", w, "--resume"], bo).0, 2);
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}

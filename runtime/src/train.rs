@@ -47,6 +47,9 @@ pub struct Options {
     pub resume: bool,
     /// Replace a run already in `out` (without it, and without `resume`, that is an error).
     pub overwrite: bool,
+    /// Start from the weights of this checkpoint (fine-tuning) instead of the initialisers;
+    /// the optimizer starts afresh.
+    pub weights: Option<PathBuf>,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
     /// After training, time every kernel of one step (GPU executor only).
@@ -197,6 +200,17 @@ pub fn datasets(
         train.n, test.n, shape.0, shape.1, shape.2, (classes as usize).clamp(1, data::SYNTHETIC_CLASSES)
     );
     Ok((train, test, Some(note)))
+}
+
+/// The checkpoint `--weights` names, if any (its weights only: the optimizer starts afresh).
+fn start_weights(opts: &Options) -> Result<Option<Checkpoint>, TrainError> {
+    opts.weights
+        .as_deref()
+        .map(|w| {
+            Checkpoint::load(w)
+                .map_err(|e| TrainError::Setup(format!("cannot start from --weights: {e}")))
+        })
+        .transpose()
 }
 
 /// A resumed run whose checkpoint already holds every step the run asks for would train
@@ -425,6 +439,8 @@ pub fn load_params(
         slots: vec![like.values.iter().map(|v| vec![0.0; v.len()]).collect(); slots],
         step: 0,
     };
+    // Every missing or mis-shaped tensor is named, not only the first.
+    let mut problems = vec![];
     for (i, name) in like.names.iter().enumerate() {
         let candidates = [
             weight_key(None, name),
@@ -435,16 +451,15 @@ pub fn load_params(
             .iter()
             .find_map(|k| ck.get(k).map(|t| (k.clone(), t)))
         else {
-            return Err(TrainError::Setup(format!(
-                "the checkpoint has no tensor `{}` (nor `{}`): was it written for this model?",
-                candidates[0], candidates[1]
-            )));
+            problems.push(format!("no tensor `{}`", candidates[0]));
+            continue;
         };
         if shape != like.shapes[i].as_slice() {
-            return Err(TrainError::Setup(format!(
-                "tensor `{key}` is {shape:?} in the checkpoint but {:?} in the model",
-                like.shapes[i]
-            )));
+            problems.push(format!(
+                "`{key}` is {shape:?} in the checkpoint but {:?} in network `{}`",
+                like.shapes[i], net.name
+            ));
+            continue;
         }
         p.values[i] = data.to_vec();
         let legacy = key.contains('/');
@@ -463,6 +478,15 @@ pub fn load_params(
                 slot[i] = d.to_vec();
             }
         }
+    }
+    if !problems.is_empty() {
+        return Err(TrainError::Setup(format!(
+            "the checkpoint does not fit network `{}` ({} of {} tensors): {}",
+            net.name,
+            problems.len(),
+            like.names.len(),
+            problems.join("; ")
+        )));
     }
     Ok((p, st))
 }
@@ -632,7 +656,10 @@ fn classifier(
             .ok_or_else(|| TrainError::Setup(format!("{e} epochs is too many steps to count")))?,
         Length::Steps(s) => s,
     };
-    let init: Params<f32> = Params::init(net, &mut Rng::new(cfg.seed));
+    let mut init: Params<f32> = Params::init(net, &mut Rng::new(cfg.seed));
+    if let Some(w) = &start_weights(opts)? {
+        init = load_params(w, net, &init, 0)?.0;
+    }
     let mut s = Classifier::new(net, init.clone(), cfg.optimizer.kind, batch, cfg.seed, exec)?;
     let mut lr = cfg.optimizer.lr;
     let (mut best, mut bad_epochs) = (f64::INFINITY, 0u64);
@@ -937,8 +964,12 @@ fn gan(
         }
     };
     let mut rng = Rng::new(cfg.seed);
-    let gp: Params<f32> = Params::init(gn, &mut rng);
-    let dp: Params<f32> = Params::init(dn, &mut rng);
+    let mut gp: Params<f32> = Params::init(gn, &mut rng);
+    let mut dp: Params<f32> = Params::init(dn, &mut rng);
+    if let Some(w) = &start_weights(opts)? {
+        gp = load_params(w, gn, &gp, 0)?.0;
+        dp = load_params(w, dn, &dp, 0)?.0;
+    }
     let loss = if g.non_saturating {
         GeneratorLoss::NonSaturating
     } else {
