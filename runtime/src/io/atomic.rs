@@ -4,50 +4,40 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use super::IoError;
 
-/// Writes `bytes` to `path` atomically: to `path.tmp-<pid>-<n>` in the same directory (a rename
-/// is atomic only within one file system), fsync, rename over `path`, then fsync the directory
-/// so the rename itself is durable (best effort: not every platform can open a directory).
-/// On error the temporary file is removed and an existing `path` is left untouched.
+/// Writes `bytes` to `path` atomically: to a temporary file in the same directory (a rename is
+/// atomic only within one file system; tempfile picks a fresh name, so two writers never share
+/// one), fsync, rename over `path` (tempfile's persist), then fsync the directory so the rename
+/// itself is durable (best effort: not every platform can open a directory). On error the
+/// temporary file is removed and an existing `path` is left untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
-    let tmp = temp_path(path)?;
-    let result = write_and_sync(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(source) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(IoError::Io {
+    let err = |source: std::io::Error| IoError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.file_name().is_none() {
+        return Err(IoError::Invalid {
             path: path.to_path_buf(),
-            source,
+            problem: "not a file path".into(),
         });
     }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-netc-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    // On failure persist hands the temporary file back, and dropping it deletes it.
+    tmp.persist(path).map_err(|e| err(e.error))?;
     sync_dir(path);
     Ok(())
-}
-
-/// `path` with `.tmp-<pid>-<counter>` appended to the file name; the counter keeps two threads
-/// of one process that write the same path from sharing a temporary file.
-fn temp_path(path: &Path) -> Result<PathBuf, IoError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().ok_or_else(|| IoError::Invalid {
-        path: path.to_path_buf(),
-        problem: "not a file path".into(),
-    })?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    Ok(path.with_file_name(tmp_name))
-}
-
-fn write_and_sync(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = File::create(tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 fn sync_dir(path: &Path) {
@@ -69,7 +59,7 @@ mod tests {
         std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains(".tmp-"))
+            .filter(|n| n.starts_with(".tmp"))
             .collect()
     }
 
