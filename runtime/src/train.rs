@@ -813,6 +813,7 @@ fn classifier(
                 (String::new(), String::new())
             };
             metrics.log("epoch", &m)?;
+            plot_classifier(&opts.out)?;
             pb.suspend(|| {
                 log(&format!(
                     "epoch {}/{epochs}: train loss {}, train acc {:.2}%{train_top5} | test loss {}, test acc {:.2}%{test_top5} | lr {:e} | {:.1} s ({:.1} s in all)",
@@ -881,25 +882,46 @@ fn classifier(
             }
         }
     }
-    let all = read_metrics(&opts.out);
-    let train_curve: Vec<(f64, f64)> = all
-        .iter()
-        .filter_map(|m| Some((*m.get("step")?, *m.get("train_loss")?)))
-        .collect();
-    let test_curve: Vec<(f64, f64)> = all
-        .iter()
-        .filter_map(|m| Some((*m.get("step")?, *m.get("test_loss")?)))
-        .collect();
-    io::write_line_plot(
-        &opts.out.join("loss.png"),
-        "loss",
-        &[("train", &train_curve), ("test", &test_curve)],
-        800,
-        480,
-    )?;
+    plot_classifier(&opts.out)?;
     summary.steps = s.step - start_step;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The (step, `key`) points of metrics.jsonl.
+fn curve(all: &[BTreeMap<String, f64>], key: &str) -> Vec<(f64, f64)> {
+    all.iter()
+        .filter_map(|m| Some((*m.get("step")?, *m.get(key)?)))
+        .collect()
+}
+
+/// loss.png of a classifier run from its metrics so far: redrawn after every evaluated epoch
+/// (atomically), so it can be watched during training.
+fn plot_classifier(out: &Path) -> Result<(), TrainError> {
+    let all = read_metrics(out);
+    let (train, test) = (curve(&all, "train_loss"), curve(&all, "test_loss"));
+    io::write_line_plot(
+        &out.join("loss.png"),
+        "loss",
+        &[("train", &train), ("test", &test)],
+        800,
+        480,
+    )?;
+    Ok(())
+}
+
+/// loss.png of a GAN run so far: redrawn at every log interval.
+fn plot_gan(out: &Path) -> Result<(), TrainError> {
+    let all = read_metrics(out);
+    let (d, g) = (curve(&all, "d_loss"), curve(&all, "g_loss"));
+    io::write_line_plot(
+        &out.join("loss.png"),
+        "GAN losses",
+        &[("D", &d), ("G", &g)],
+        800,
+        480,
+    )?;
+    Ok(())
 }
 
 fn draw_noise(rng: &mut Rng, noise: Noise, n: usize) -> Vec<f32> {
@@ -1137,6 +1159,7 @@ fn gan(
             m.insert("seconds_per_100_steps".to_string(), per100);
             m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
             metrics.log("train", &m)?;
+            plot_gan(&opts.out)?;
             pb.set_message(format!(
                 "at step {}: D {} G {} D(x) {dx:.2} D(G(z)) {dgz:.2}",
                 s.step_g,
@@ -1192,22 +1215,7 @@ fn gan(
             8,
         )?;
     }
-    let all = read_metrics(&opts.out);
-    let dc: Vec<(f64, f64)> = all
-        .iter()
-        .filter_map(|m| Some((*m.get("step")?, *m.get("d_loss")?)))
-        .collect();
-    let gc: Vec<(f64, f64)> = all
-        .iter()
-        .filter_map(|m| Some((*m.get("step")?, *m.get("g_loss")?)))
-        .collect();
-    io::write_line_plot(
-        &opts.out.join("loss.png"),
-        "GAN losses",
-        &[("D", &dc), ("G", &gc)],
-        800,
-        480,
-    )?;
+    plot_gan(&opts.out)?;
     summary.steps = s.step_g - start;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
