@@ -1,6 +1,6 @@
 //! `netc train`, `eval` and `sample` end to end on the shipped MNIST sample (short runs).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn netc(args: &[&str]) -> (i32, String, String) {
@@ -16,10 +16,28 @@ fn netc(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("netc-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh folder for one test, removed when it goes out of scope (tempfile: unique names, so
+/// tests running at once never share one, and no leftovers in the temp dir).
+struct Tmp(tempfile::TempDir);
+
+impl std::ops::Deref for Tmp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Tmp {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+fn tmp(name: &str) -> Tmp {
+    Tmp(tempfile::Builder::new()
+        .prefix(&format!("netc-test-{name}-"))
+        .tempdir()
+        .expect("a temporary folder"))
 }
 
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
@@ -676,7 +694,6 @@ fn alexnet_trains_from_its_training_section_on_synthetic_data() {
         .expect("a logged loss");
     assert!(loss.is_finite() && loss > 0.0, "{m:?}");
     assert!(out.join("checkpoint.safetensors").exists());
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -704,7 +721,6 @@ fn synthetic_data_is_learnable() {
     assert_eq!(code, 0, "{err}");
     let last = epoch_line(&metrics(&out), 10.0);
     assert!(last["test_acc"].as_f64().expect("acc") > 0.5, "{last}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -746,6 +762,4 @@ fn train_starts_from_another_runs_weights() {
     }
     // --weights and --resume contradict each other.
     assert_eq!(run(&["--weights", w, "--resume"], bo).0, 2);
-    let _ = std::fs::remove_dir_all(&a);
-    let _ = std::fs::remove_dir_all(&b);
 }

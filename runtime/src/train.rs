@@ -352,23 +352,37 @@ pub fn figure(x: f64) -> String {
     }
 }
 
-fn bar(total: u64, progress: bool) -> ProgressBar {
-    let pb = ProgressBar::new(total);
+/// A progress bar over `total` steps headed `prefix` (hidden when not on a terminal).
+/// A learning rate for the epoch line: five significant digits at most, `1e-2` rather than
+/// `9.910934720625748e-3`'s sixteen.
+fn rate(lr: f64) -> String {
+    let t = format!("{lr:.4e}");
+    match t.split_once('e') {
+        Some((m, e)) if m.contains('.') => {
+            format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+        }
+        _ => t,
+    }
+}
+
+fn bar(total: u64, progress: bool, prefix: String) -> ProgressBar {
+    let pb = ProgressBar::new(total).with_prefix(prefix);
     if !progress || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     // indicatif's own {per_sec} reads "236.7729/s"; a step rate and its inverse say more.
-    let style =
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  {rate}  ETA {eta}")
-            .map(|st| {
-                st.with_key(
-                    "rate",
-                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{}", step_rate(state.per_sec()));
-                    },
-                )
-            })
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{prefix} {bar:30} {pos}/{len} steps  {msg}  {rate}  ETA {eta}",
+    )
+    .map(|st| {
+        st.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", step_rate(state.per_sec()));
+            },
+        )
+    })
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     pb.set_style(style);
     pb
 }
@@ -681,8 +695,8 @@ fn classifier(
     }
     let mut metrics = Metrics::open(&opts.out, resume.is_some())?;
     let stop = interrupt_flag();
-    let pb = bar(total_steps, opts.progress);
-    pb.set_position(s.step);
+    // One bar per epoch, as Keras shows it, cleared for the epoch's summary line.
+    let mut pb = bar(0, false, String::new());
     let t0 = Instant::now();
     let start_step = s.step;
     let shuffler = Shuffler::new(train.n, cfg.seed);
@@ -729,6 +743,12 @@ fn classifier(
         // is logged twice.
         let mut last_interval = BTreeMap::new();
         let first = s.step - epoch * steps_per_epoch;
+        pb = bar(
+            steps_per_epoch.min(total_steps - epoch * steps_per_epoch),
+            opts.progress,
+            format!("epoch {}/{epochs}", epoch + 1),
+        );
+        pb.set_position(first);
         for b in first..steps_per_epoch {
             if s.step >= total_steps {
                 break;
@@ -753,8 +773,7 @@ fn classifier(
                     });
                 }
                 pb.set_message(format!(
-                    "epoch {} loss {} acc {:.2}% (at step {})",
-                    epoch + 1,
+                    "loss {} acc {:.2}% (at step {})",
                     figure(mean),
                     100.0 * st.correct / st.rows.max(1.0),
                     s.step
@@ -785,6 +804,7 @@ fn classifier(
                 break 'outer;
             }
         }
+        pb.finish_and_clear();
         if eval_due {
             let (tl, t1, t5) = evaluate(&mut s, test)?;
             let tr_loss = epoch_stats.loss / epoch_stats.rows.max(1.0);
@@ -816,13 +836,13 @@ fn classifier(
             plot_classifier(&opts.out)?;
             pb.suspend(|| {
                 log(&format!(
-                    "epoch {}/{epochs}: train loss {}, train acc {:.2}%{train_top5} | test loss {}, test acc {:.2}%{test_top5} | lr {:e} | {:.1} s ({:.1} s in all)",
+                    "epoch {}/{epochs}: train loss {}, train acc {:.2}%{train_top5} | test loss {}, test acc {:.2}%{test_top5} | lr {} | {:.1} s ({:.1} s in all)",
                     epoch + 1,
                     figure(tr_loss),
                     100.0 * tr_acc,
                     figure(tl),
                     100.0 * t1,
-                    lr * cfg.schedule.step_factor(s.step),
+                    rate(lr * cfg.schedule.step_factor(s.step)),
                     own,
                     all
                 ))
@@ -1054,7 +1074,7 @@ fn gan(
         image_shape(gn)
     };
     let stop = interrupt_flag();
-    let pb = bar(total, opts.progress);
+    let pb = bar(total, opts.progress, "generator".into());
     pb.set_position(s.step_g);
     let t0 = Instant::now();
     let start = s.step_g;
@@ -1223,7 +1243,7 @@ fn gan(
 
 #[cfg(test)]
 mod tests {
-    use super::{figure, step_rate};
+    use super::{figure, rate, step_rate};
 
     #[test]
     fn figures_stay_readable_at_any_scale() {
@@ -1236,5 +1256,8 @@ mod tests {
         assert_eq!(step_rate(236.7729), "4.2 ms/step, 236.8 steps/s");
         assert_eq!(step_rate(0.5), "2.00 s/step");
         assert_eq!(step_rate(0.0), "");
+        assert_eq!(rate(9.910934720625748e-3), "9.9109e-3");
+        assert_eq!(rate(0.01), "1e-2");
+        assert_eq!(rate(5e-4), "5e-4");
     }
 }
