@@ -275,7 +275,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             format,
             batch,
         } => {
-            let model = load_as(&file, matches!(format, CheckFormat::Json))?;
+            let json = matches!(format, CheckFormat::Json);
+            let model = load_as(&file, json)?;
+            // The training section is checked too: a file `check` passes must not be rejected
+            // by `train` for its recipe.
+            if let Err(items) = netc_compiler::train_config::read(&model) {
+                let d = netc_compiler::diag::Diagnostics {
+                    file_name: model.file_name.clone(),
+                    source: model.source.clone(),
+                    items,
+                };
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&d.json()).unwrap_or_default()
+                    );
+                }
+                eprint!("{}", d.render());
+                return Err(Failure(1));
+            }
             let memory = training_memory(&model, batch)?;
             match format {
                 CheckFormat::Text => {
@@ -589,10 +607,12 @@ fn train(
         summary.device,
         opts.out.display()
     );
-    // 128 + SIGINT, as a shell reports a command Ctrl-C ended, so a script can tell an
-    // interrupted run (checkpoint written) from a finished one.
+    // 128 + the signal (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a
+    // command a signal ended, so a script can tell an interrupted run (checkpoint written)
+    // from a finished one.
     if summary.interrupted {
-        return Err(Failure(130));
+        let sig = netc_runtime::train::stop_signal().unwrap_or(2);
+        return Err(Failure(128 + sig.clamp(1, 127) as u8));
     }
     Ok(())
 }

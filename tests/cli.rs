@@ -244,3 +244,48 @@ fn check_json_reports_model_errors_as_json() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
     assert!(v["errors"][0]["line"].is_null());
 }
+
+#[test]
+fn check_rejects_what_train_would_reject() {
+    // `check` used to pass a training section `train` rejects (batch = 0, an unknown task).
+    let dir = std::env::temp_dir().join(format!("netc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let lenet = std::fs::read_to_string("models/lenet.net").expect("model");
+    for (from, to, says) in [
+        (
+            "batch = 64",
+            "batch = 0",
+            "expected an integer of at least 1",
+        ),
+        (
+            "task = classifier",
+            "task = regression",
+            "unknown task `regression`",
+        ),
+    ] {
+        let f = dir.join("bad.net");
+        std::fs::write(&f, lenet.replace(from, to)).expect("write");
+        let (code, _, err) = netc(&["check", f.to_str().expect("utf-8")]);
+        assert_eq!(code, 1, "{to}: {err}");
+        assert!(err.contains(says), "{to}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_takes_a_very_long_layer_name() {
+    // A name over 65,535 characters made the table's padding panic (exit 101).
+    let name = "a".repeat(70_000);
+    let dir = std::env::temp_dir().join(format!("netc-cli-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let f = dir.join("long.net");
+    std::fs::write(
+        &f,
+        format!("net a {{\n input x: 4\n {name} = dense(3)\n output {name}\n}}\n"),
+    )
+    .expect("write");
+    let (code, out, err) = netc(&["check", f.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&name));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -214,6 +214,11 @@ fn mlp_learns_on_the_shipped_sample() {
         std::fs::read(out.join("metrics.jsonl")).expect("metrics"),
         log
     );
+    // Leftovers of a run killed mid-write are cleared by the next run in the folder.
+    let stale = [".tmp-netc-AbC123", "checkpoint.safetensors.tmp-4242-0"];
+    for f in stale {
+        std::fs::write(out.join(f), b"partial").expect("write");
+    }
     let (code, _, err) = netc(&[
         "train",
         "models/mlp.net",
@@ -226,6 +231,9 @@ fn mlp_learns_on_the_shipped_sample() {
         "--overwrite",
     ]);
     assert_eq!(code, 0, "{err}");
+    for f in stale {
+        assert!(!out.join(f).exists(), "{f} left behind");
+    }
     let m = metrics(&out);
     assert_eq!(m.last().expect("rows")["step"], 3, "{m:?}");
     assert!(m.iter().all(|v| v["step"].as_u64() <= Some(3)), "{m:?}");
@@ -762,4 +770,75 @@ fn train_starts_from_another_runs_weights() {
     }
     // --weights and --resume contradict each other.
     assert_eq!(run(&["--weights", w, "--resume"], bo).0, 2);
+}
+
+/// Starts `netc train` with `args` into `out`, sends `signal` once training has logged, and
+/// returns the exit status and stderr.
+#[cfg(unix)]
+fn signal_run(args: &[&str], out: &Path, signal: &str) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(args)
+        .args(["--quiet", "--out", out.to_str().expect("utf-8")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let start = std::time::Instant::now();
+    while !out.join("metrics.jsonl").is_file() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read");
+    (status, err)
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_and_sighup_checkpoint_and_exit_128_plus_the_signal() {
+    // They used to end the run with no checkpoint, losing everything since the last one.
+    let gan = tmp("sigterm");
+    let (status, err) = signal_run(
+        &[
+            "train",
+            "models/gan.yaml",
+            "--device",
+            "cpu",
+            "--steps",
+            "1000000",
+            "--batch",
+            "16",
+        ],
+        &gan,
+        "-TERM",
+    );
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(err.contains("interrupted at step"), "{err}");
+    let ck = netc_runtime::io::Checkpoint::load(&gan.join("checkpoint.safetensors"))
+        .expect("checkpoint written on SIGTERM");
+    assert!(ck.metadata["g_step"].parse::<u64>().expect("step") > 0);
+    let mlp = tmp("sighup");
+    let (status, err) = signal_run(
+        &[
+            "train",
+            "models/mlp.net",
+            "--device",
+            "cpu",
+            "--epochs",
+            "100000",
+        ],
+        &mlp,
+        "-HUP",
+    );
+    assert_eq!(status.code(), Some(129), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    netc_runtime::io::Checkpoint::load(&mlp.join("checkpoint.safetensors"))
+        .expect("checkpoint written on SIGHUP");
 }

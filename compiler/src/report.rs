@@ -81,12 +81,16 @@ pub fn table(net: &Network) -> String {
             if i > 0 {
                 s.push_str("  ");
             }
+            // Padding by hand: `{:<w$}` panics for widths over 65,535 (a very long layer name).
+            let fill = " ".repeat(width[i].saturating_sub(c.len()));
             if i == cells.len() - 1 {
                 s.push_str(c);
             } else if right[i] {
-                let _ = write!(s, "{c:>w$}", w = width[i]);
+                s.push_str(&fill);
+                s.push_str(c);
             } else {
-                let _ = write!(s, "{c:<w$}", w = width[i]);
+                s.push_str(c);
+                s.push_str(&fill);
             }
         }
         s.trim_end().to_string() + "\n"

@@ -241,6 +241,20 @@ fn prepare_out(out: &Path, resume: bool, overwrite: bool) -> Result<(), TrainErr
             existing.join(", ")
         )));
     }
+    // Temporary files of a run killed mid-write (kill -9, power loss): never complete, never
+    // read; this netc's (`.tmp-netc-*`) and earlier versions' (`<file>.tmp-<pid>-<n>`).
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tmp-netc-")
+                || name.contains(".safetensors.tmp-")
+                || name.contains(".png.tmp-")
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     if overwrite && !resume {
         // The old run goes first, so an early stop cannot leave its checkpoint beside the new
         // run's metrics.
@@ -265,16 +279,53 @@ fn prepare_out(out: &Path, resume: bool, overwrite: bool) -> Result<(), TrainErr
     Ok(())
 }
 
+/// The signal that stopped the run (SIGINT 2, SIGHUP 1, SIGTERM 15), 0 while none has.
+static STOP_SIGNAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The flag the training loops poll: set by Ctrl-C (SIGINT) and, on Unix, by SIGTERM (kill,
+/// a scheduler's timeout) and SIGHUP (the terminal went away), all of which checkpoint and
+/// stop the run instead of losing what it did since the last checkpoint.
 fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     FLAG.get_or_init(|| {
         let f = Arc::new(AtomicBool::new(false));
         let g = f.clone();
-        // Ctrl-C asks the loop to checkpoint and stop; a second one is left to the default.
-        let _ = ctrlc::set_handler(move || g.store(true, Ordering::SeqCst));
+        let _ = ctrlc::set_handler(move || {
+            let _ = STOP_SIGNAL.compare_exchange(0, 2, Ordering::SeqCst, Ordering::SeqCst);
+            g.store(true, Ordering::SeqCst)
+        });
+        #[cfg(unix)]
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+            // A second TERM or HUP, with the flag already set, takes the default action: the
+            // process ends at once (a checkpoint write is atomic, so nothing is corrupted).
+            let _ = signal_hook::flag::register_conditional_default(sig, f.clone());
+            let _ = signal_hook::flag::register(sig, f.clone());
+            let _ = register_signal_number(sig);
+        }
         f
     })
     .clone()
+}
+
+/// Remembers which signal arrived first, for the exit status.
+#[cfg(unix)]
+fn register_signal_number(sig: i32) -> std::io::Result<()> {
+    // SAFETY: the handler does one atomic compare-exchange, which is async-signal-safe.
+    unsafe {
+        signal_hook::low_level::register(sig, move || {
+            let _ =
+                STOP_SIGNAL.compare_exchange(0, sig as usize, Ordering::SeqCst, Ordering::SeqCst);
+        })
+    }
+    .map(|_| ())
+}
+
+/// The signal that stopped the run, if one did.
+pub fn stop_signal() -> Option<i32> {
+    match STOP_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s as i32),
+    }
 }
 
 struct Metrics {
@@ -544,6 +595,8 @@ pub fn run(
     opts: &Options,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, TrainError> {
+    // Signal handlers first: from here on a signal checkpoints and stops instead of killing.
+    interrupt_flag();
     let (train, test, note) = datasets(model, cfg, opts.data_dir.as_deref())?;
     prepare_out(&opts.out, opts.resume, opts.overwrite)?;
     let ck_path = opts.out.join("checkpoint.safetensors");
