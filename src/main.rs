@@ -95,19 +95,8 @@ enum Command {
         file: String,
         #[command(flatten)]
         over: Overrides,
-        /// Output folder for checkpoints, metrics, plots and samples [default: runs/<model name>]
-        #[arg(long)]
-        out: Option<String>,
-        /// Continue from <out>/checkpoint.safetensors
-        #[arg(long, conflicts_with = "overwrite")]
-        resume: bool,
-        /// Replace the run already in <out> (its checkpoint, metrics and plots)
-        #[arg(long)]
-        overwrite: bool,
-        /// Start from this checkpoint's weights (fine-tuning, transfer) instead of the
-        /// initialisers; the optimizer and the schedule start afresh
-        #[arg(long, conflicts_with = "resume")]
-        weights: Option<String>,
+        #[command(flatten)]
+        run: RunFolder,
         /// No progress bar (also off when stderr is not a terminal)
         #[arg(long)]
         quiet: bool,
@@ -207,10 +196,20 @@ fn positive_real(s: &str) -> Result<f64, String> {
 }
 
 /// Where a training run writes and what it starts from.
+#[derive(clap::Args)]
 struct RunFolder {
+    /// Output folder for checkpoints, metrics, plots and samples [default: runs/<model name>]
+    #[arg(long)]
     out: Option<String>,
+    /// Continue from <out>/checkpoint.safetensors
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Replace the run already in <out> (its checkpoint, metrics and plots)
+    #[arg(long)]
     overwrite: bool,
+    /// Start from this checkpoint's weights (fine-tuning, transfer) instead of the
+    /// initialisers; the optimizer and the schedule start afresh
+    #[arg(long, conflicts_with = "resume")]
     weights: Option<String>,
 }
 
@@ -322,24 +321,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Train {
             file,
             over,
-            out,
-            resume,
-            overwrite,
-            weights,
+            run,
             quiet,
             profile,
-        } => train(
-            &file,
-            over,
-            RunFolder {
-                out,
-                resume,
-                overwrite,
-                weights,
-            },
-            quiet,
-            profile,
-        )?,
+        } => train(&file, over, run, quiet, profile)?,
         Command::Eval {
             file,
             weights,

@@ -886,7 +886,7 @@ fn classifier(
                 (String::new(), String::new())
             };
             metrics.log("epoch", &m)?;
-            plot_classifier(&opts.out)?;
+            plot(&opts.out, "loss", CLASSIFIER_PLOT)?;
             pb.suspend(|| {
                 log(&format!(
                     "epoch {}/{epochs}: train loss {}, train acc {:.2}%{train_top5} | test loss {}, test acc {:.2}%{test_top5} | lr {} | {:.1} s ({:.1} s in all)",
@@ -955,7 +955,7 @@ fn classifier(
             }
         }
     }
-    plot_classifier(&opts.out)?;
+    plot(&opts.out, "loss", CLASSIFIER_PLOT)?;
     summary.steps = s.step - start_step;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
@@ -968,34 +968,19 @@ fn curve(all: &[BTreeMap<String, f64>], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// loss.png of a classifier run from its metrics so far: redrawn after every evaluated epoch
-/// (atomically), so it can be watched during training.
-fn plot_classifier(out: &Path) -> Result<(), TrainError> {
+/// loss.png from the run's metrics so far, one curve per (label, metrics key). Redrawn
+/// (atomically) after every classifier evaluation and GAN log interval, so it can be watched
+/// during training.
+fn plot(out: &Path, title: &str, series: [(&str, &str); 2]) -> Result<(), TrainError> {
     let all = read_metrics(out);
-    let (train, test) = (curve(&all, "train_loss"), curve(&all, "test_loss"));
-    io::write_line_plot(
-        &out.join("loss.png"),
-        "loss",
-        &[("train", &train), ("test", &test)],
-        800,
-        480,
-    )?;
+    let curves = series.map(|(label, key)| (label, curve(&all, key)));
+    let refs: Vec<(&str, &[(f64, f64)])> = curves.iter().map(|(l, c)| (*l, c.as_slice())).collect();
+    io::write_line_plot(&out.join("loss.png"), title, &refs, 800, 480)?;
     Ok(())
 }
 
-/// loss.png of a GAN run so far: redrawn at every log interval.
-fn plot_gan(out: &Path) -> Result<(), TrainError> {
-    let all = read_metrics(out);
-    let (d, g) = (curve(&all, "d_loss"), curve(&all, "g_loss"));
-    io::write_line_plot(
-        &out.join("loss.png"),
-        "GAN losses",
-        &[("D", &d), ("G", &g)],
-        800,
-        480,
-    )?;
-    Ok(())
-}
+const CLASSIFIER_PLOT: [(&str, &str); 2] = [("train", "train_loss"), ("test", "test_loss")];
+const GAN_PLOT: [(&str, &str); 2] = [("D", "d_loss"), ("G", "g_loss")];
 
 fn draw_noise(rng: &mut Rng, noise: Noise, n: usize) -> Vec<f32> {
     (0..n)
@@ -1232,7 +1217,7 @@ fn gan(
             m.insert("seconds_per_100_steps".to_string(), per100);
             m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
             metrics.log("train", &m)?;
-            plot_gan(&opts.out)?;
+            plot(&opts.out, "GAN losses", GAN_PLOT)?;
             pb.set_message(format!(
                 "at step {}: D {} G {} D(x) {dx:.2} D(G(z)) {dgz:.2}",
                 s.step_g,
@@ -1288,7 +1273,7 @@ fn gan(
             8,
         )?;
     }
-    plot_gan(&opts.out)?;
+    plot(&opts.out, "GAN losses", GAN_PLOT)?;
     summary.steps = s.step_g - start;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)

@@ -12,29 +12,16 @@ use netc_runtime::session::{step_seed, Classifier, Executor, Gan, GeneratorLoss}
 
 const TOL: f64 = 1e-4;
 
-fn rel_err(gpu: &[f32], reference: &[f32]) -> f64 {
+/// ||gpu - reference|| / ||reference||, against an f32 or an f64 reference.
+fn rel_err<R: Copy + Into<f64>>(gpu: &[f32], reference: &[R]) -> f64 {
     assert_eq!(gpu.len(), reference.len());
     let mut num = 0.0;
     let mut den = 0.0;
     for (&g, &r) in gpu.iter().zip(reference) {
         let g = g as f64;
-        let r = r as f64;
+        let r: f64 = r.into();
         num += (g - r) * (g - r);
         den += r * r;
-    }
-    if !num.is_finite() {
-        return f64::INFINITY;
-    }
-    num.sqrt() / den.sqrt().max(1e-30)
-}
-
-/// Like `rel_err`, against a gradient of the f64 reference.
-fn rel_err_f64(got: &[f32], truth: &[f64]) -> f64 {
-    assert_eq!(got.len(), truth.len());
-    let (mut num, mut den) = (0.0, 0.0);
-    for (&g, &t) in got.iter().zip(truth) {
-        num += (g as f64 - t) * (g as f64 - t);
-        den += t * t;
     }
     if !num.is_finite() {
         return f64::INFINITY;
@@ -860,7 +847,7 @@ fn alexnet_step_at_227_with_fc6_split() {
     let pg = g.params().expect("params");
     for (i, name) in params.names.iter().enumerate() {
         let (a, b) = (gg[i].as_ref().expect("gpu"), gc[i].as_ref().expect("cpu"));
-        let (e_gpu, e_cpu) = (rel_err_f64(a, &truth[i]), rel_err_f64(b, &truth[i]));
+        let (e_gpu, e_cpu) = (rel_err(a, &truth[i]), rel_err(b, &truth[i]));
         assert!(
             e_gpu < TOL.max(2.0 * e_cpu),
             "gradient {name}: {e_gpu} from the f64 truth (the f32 reference: {e_cpu})"

@@ -103,8 +103,8 @@ fn taps<'a>(g: &'a ConvGeometry, d: &'a Dims, grp: usize) -> impl Iterator<Item 
 fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, x: ArrayView2<T>, grp: usize, cols: &mut Array2<T>) {
     let (oh, ow) = (g.win.oh as usize, g.win.ow as usize);
     let s = g.win.stride as usize;
+    let row_len = x.ncols();
     let x = x.as_slice().expect("activation chunks are contiguous");
-    let row_len = x.len() / cols.ncols().div_ceil(d.pixels).max(1);
     let taps: Vec<Tap> = taps(g, d, grp).collect();
     let width = cols.ncols();
     let cols = cols
