@@ -239,6 +239,11 @@ impl Builder {
         self
     }
 
+    /// The device's largest storage-buffer binding in bytes.
+    pub fn max_binding(&self) -> u64 {
+        self.max_binding
+    }
+
     /// Row blocks of a dense weight [units, fan_in] that each fit one binding (one block when
     /// the whole weight fits).
     fn dense_blocks(&self, units: u64, fan_in: u64) -> Vec<(u64, u64)> {
@@ -597,7 +602,17 @@ impl Builder {
                     let b = g
                         .bias
                         .then(|| params.get(&format!("{}.bias", node.name)).tensor);
-                    ops::conv::lower_forward(self, &g, batch, ins[0], w, b, out, label("forward"));
+                    ops::conv::lower_forward(
+                        self,
+                        &g,
+                        batch,
+                        ins[0],
+                        w,
+                        b,
+                        out,
+                        &format!("{}:{}", net.name, node.name),
+                        label("forward"),
+                    );
                     out
                 }
                 Op::MaxPool { .. } | Op::AvgPool { .. } => {
@@ -907,6 +922,7 @@ impl Builder {
                         w.tensor,
                         (w.grad, gb),
                         dx,
+                        &format!("{}:{}", net.name, node.name),
                         &label,
                     );
                 }

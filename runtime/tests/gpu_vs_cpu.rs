@@ -754,6 +754,20 @@ fn dense_layers_split_across_bindings() {
 }
 
 #[test]
+fn conv_batch_cut_into_chunks_under_a_low_binding_limit() {
+    // With a 16 KiB binding limit the column matrices hold 2-3 samples each (a is 18 taps x
+    // 72 pixels per sample and group, b 54 x 20), so every conv runs in several chunks per
+    // group, its weight gradient accumulating over them: the step must equal the reference's.
+    let model = "net t { input x: 4x9x8\n a = conv(6, k=3, pad=same, groups=2) -> relu\n b = conv(5, k=3, s=2, pad=1, bias=false) -> tanh\n o = flatten -> dense(3) }";
+    for opt in [SGD, ADAM] {
+        for mut gpu in gpus() {
+            gpu.limits.max_storage_buffer_binding_size = 16 << 10;
+            classifier_step_on(gpu, model, 7, opt);
+        }
+    }
+}
+
+#[test]
 fn alexnet_step_at_227_with_fc6_split() {
     // The real AlexNet at 227x227, batch 8, one SGD step on the adapter's own read path: fc6's
     // 151 MB weight exceeds lavapipe's 128 MiB storage binding, so it runs in row blocks. Loss
