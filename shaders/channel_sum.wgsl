@@ -1,4 +1,5 @@
-// A conv bias's gradient: per channel, the sum of dy over the batch and the channel's pixels.
+// A conv bias's gradient: per channel, the sum of dy over the batch and the channel's pixels
+// (STORE writes it, or adds it to what an earlier micro-batch left).
 {{CONSTS}}
 {{DECLS}}
 
@@ -13,5 +14,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc += rd_dy(b + p);
         }
     }
-    gb[i] = acc;
+    {{STORE}}
 }

@@ -1069,21 +1069,39 @@ fn dropout_threshold(p: f64) -> String {
 
 /// y = x * keep / (1 - p) (or, backward, dx = dy * keep / (1 - p)); the seed is a u32 stored
 /// in `rng[0]`, written by the host each step (read from storage on both paths: a mirror
-/// would carry it as a float).
-pub fn dropout(len: u64, p: f64, backward: bool, store: Store, path: ReadPath) -> KernelSource {
+/// would carry it as a float). `offset` is the index of element 0 in the whole batch (a
+/// micro-batch's first sample times the features), so the mask is the whole batch's.
+pub fn dropout(
+    len: u64,
+    p: f64,
+    offset: u64,
+    backward: bool,
+    store: Store,
+    path: ReadPath,
+) -> KernelSource {
     let reads = Reads::new(path)
         .input(0, "x")
         .output(1, "y", store == Store::Accumulate)
         .extra("@group(0) @binding(2) var<storage, read> rng: array<u32>;")
         .extra(PCG_HASH.trim_end());
     let scale = f32_lit(1.0 / (1.0 - p));
+    let index = if offset == 0 {
+        "i".to_string()
+    } else {
+        format!("(i + {offset}u)")
+    };
     let v = format!(
-        "select(0.0, x * {scale}, pcg(i ^ seed) >= {})",
+        "select(0.0, x * {scale}, pcg({index} ^ seed) >= {})",
         dropout_threshold(p)
     );
     elementwise(
         format!(
-            "dropout[{len} p={p}{}{}]",
+            "dropout[{len} p={p}{}{}{}]",
+            if offset == 0 {
+                String::new()
+            } else {
+                format!(" at {offset}")
+            },
             if backward { " bwd" } else { "" },
             acc_tag(store)
         ),
@@ -1560,8 +1578,8 @@ mod tests {
             all.push(add_forward(77, path));
             all.push(copy(77, Store::Write, path));
             all.push(copy(77, Store::Accumulate, path));
-            all.push(dropout(77, 0.5, false, Store::Write, path));
-            all.push(dropout(77, 0.5, true, Store::Accumulate, path));
+            all.push(dropout(77, 0.5, 0, false, Store::Write, path));
+            all.push(dropout(77, 0.5, 231, true, Store::Accumulate, path));
             all.push(softmax_forward(7, 10, path));
             all.push(softmax_backward(7, 10, Store::Accumulate, path));
             all.push(softmax_xent(7, 10, 1.0 / 7.0, path));

@@ -186,6 +186,10 @@ pub struct Builder {
     threads: u64,
     /// The device's largest storage binding, in bytes: larger dense layers are split.
     max_binding: u64,
+    /// The first sample of the micro-batch being lowered (dropout masks index the whole batch).
+    sample0: u64,
+    /// How parameter gradients are stored: written by the first micro-batch, added by the rest.
+    param_store: Store,
 }
 
 impl Default for Builder {
@@ -229,6 +233,8 @@ impl Builder {
             threads: kernels::TEX_GEMM_THREADS,
             // WebGPU's guaranteed minimum, until `with_binding_limit` says more.
             max_binding: 128 << 20,
+            sample0: 0,
+            param_store: Store::Write,
         }
     }
 
@@ -242,6 +248,11 @@ impl Builder {
     /// The device's largest storage-buffer binding in bytes.
     pub fn max_binding(&self) -> u64 {
         self.max_binding
+    }
+
+    /// How the current backward pass stores parameter gradients (see [`Builder::micro_batches`]).
+    pub fn param_store(&self) -> Store {
+        self.param_store
     }
 
     /// Row blocks of a dense weight [units, fan_in] that each fit one binding (one block when
@@ -586,7 +597,14 @@ impl Builder {
                         );
                         let rng = self.rng();
                         self.emit(
-                            kernels::dropout(len, *p, false, Store::Write, self.reads),
+                            kernels::dropout(
+                                len,
+                                *p,
+                                self.sample0 * numel(&node.shape),
+                                false,
+                                Store::Write,
+                                self.reads,
+                            ),
                             vec![ins[0], out, rng],
                             label("forward"),
                         );
@@ -880,7 +898,14 @@ impl Builder {
                     let rng = self.rng();
                     let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
                     self.emit(
-                        kernels::dropout(len, *p, true, store, self.reads),
+                        kernels::dropout(
+                            len,
+                            *p,
+                            self.sample0 * numel(&node.shape),
+                            true,
+                            store,
+                            self.reads,
+                        ),
                         vec![dy, dx, rng],
                         label("backward"),
                     );
@@ -1212,20 +1237,44 @@ impl Builder {
         let x = self.tensor("x", b * feats, Kind::HostInput);
         let y = self.tensor("y", b * classes, Kind::HostInput);
         let stats = self.tensor("train_stats", 4, Kind::Stats);
+        let micro = self.micro_batches(net, b);
         self.begin_pass("train_step");
-        let fwd = self.forward(net, &set, x, b, true)?;
-        let dz = self.softmax_xent(fwd.logit, y, b, classes, 1.0 / b as f64, stats);
-        self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
+        for (k, &(n0, rows)) in micro.iter().enumerate() {
+            let (xs, ys) = self.micro_inputs((x, feats), (y, classes), n0, rows, b);
+            self.sample0 = n0;
+            self.param_store = if k == 0 {
+                Store::Write
+            } else {
+                Store::Accumulate
+            };
+            let fwd = self.forward(net, &set, xs, rows, true)?;
+            // Scaled by the whole batch: the micro-batches' gradients add up to its mean.
+            let dz = self.softmax_xent(fwd.logit, ys, rows, classes, 1.0 / b as f64, stats);
+            self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
+        }
+        self.sample0 = 0;
+        self.param_store = Store::Write;
         self.update(&mut set, opt, "opt");
         let train = self.end_pass();
         // Evaluation adds its statistics on the device too: one read-back per test set, not
         // one per batch. Padding rows (all-zero targets) add nothing.
         let eval_stats = self.tensor("eval_stats", 4, Kind::Stats);
         self.begin_pass("eval");
-        let fe = self.forward(net, &set, x, b, false)?;
-        self.keep(fe.logit);
-        self.softmax_xent(fe.logit, y, b, classes, 1.0, eval_stats);
-        let logits_eval = fe.logit;
+        let whole = (micro.len() > 1).then(|| self.tensor("logits", b * classes, Kind::Activation));
+        let mut logits_eval = 0;
+        for &(n0, rows) in &micro {
+            let (xs, ys) = self.micro_inputs((x, feats), (y, classes), n0, rows, b);
+            let fe = self.forward(net, &set, xs, rows, false)?;
+            self.softmax_xent(fe.logit, ys, rows, classes, 1.0, eval_stats);
+            logits_eval = match whole {
+                Some(t) => {
+                    self.copy(fe.logit, 0, t, n0 * classes, rows * classes);
+                    t
+                }
+                None => fe.logit,
+            };
+        }
+        self.keep(logits_eval);
         let eval = self.end_pass();
         let hyper = self.hyper("opt");
         let rng = Some(self.rng());
@@ -1243,6 +1292,47 @@ impl Builder {
             train,
             eval,
         })
+    }
+}
+
+impl Builder {
+    /// The batch cut into micro-batches whose every activation fits one storage binding (one
+    /// micro-batch when the whole batch fits). A training step runs them one after another,
+    /// the parameter gradients adding up, then one update: the same step, with activation
+    /// memory bounded by the micro-batch (AlexNet's conv1 output at batch 128 is 148 MB,
+    /// over lavapipe's 128 MiB binding).
+    pub fn micro_batches(&self, net: &Network, batch: u64) -> Vec<(u64, u64)> {
+        let per_sample = net
+            .order
+            .iter()
+            .map(|&n| numel(&net.graph[n].shape) * 4)
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let per = (self.max_binding / per_sample).clamp(1, batch.max(1));
+        (0..batch.div_ceil(per))
+            .map(|i| (i * per, per.min(batch - i * per)))
+            .collect()
+    }
+
+    /// Rows `n0..n0 + rows` of the host inputs x and y (features and classes per row): the
+    /// tensors themselves when that is the whole batch, else copies.
+    fn micro_inputs(
+        &mut self,
+        (x, feats): (TensorId, u64),
+        (y, classes): (TensorId, u64),
+        n0: u64,
+        rows: u64,
+        batch: u64,
+    ) -> (TensorId, TensorId) {
+        if rows == batch {
+            return (x, y);
+        }
+        let xs = self.tensor("x.micro", rows * feats, Kind::Activation);
+        self.copy(x, n0 * feats, xs, 0, rows * feats);
+        let ys = self.tensor("y.micro", rows * classes, Kind::Activation);
+        self.copy(y, n0 * classes, ys, 0, rows * classes);
+        (xs, ys)
     }
 }
 

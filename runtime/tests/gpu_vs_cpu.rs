@@ -768,6 +768,27 @@ fn conv_batch_cut_into_chunks_under_a_low_binding_limit() {
 }
 
 #[test]
+fn micro_batches_when_activations_exceed_a_binding() {
+    // Under a 32 KiB binding limit `a`'s output (24x12x12 floats, 13.5 KiB a sample) fits two
+    // samples, so batch 7 runs as micro-batches of 2, 2, 2 and 1 whose gradients add up before
+    // one update (fc's 40x216 weight in two row blocks as well). Dropout masks index the whole
+    // batch, so they equal the reference's; evaluation gathers the micro-batches' logits.
+    let model = "net t { input x: 2x12x12\n a = conv(24, k=2, pad=same) -> relu -> dropout(0.3)\n p = maxpool(k=2, s=2)\n b = conv(6, k=3, pad=1, groups=2) -> tanh\n fc = flatten -> dense(40) -> relu -> dropout(0.5)\n o = dense(3) }";
+    let m = compile("t.net", model).unwrap_or_else(|d| panic!("{}", d.render()));
+    let plan = Builder::new().with_binding_limit(32 << 10);
+    assert_eq!(
+        plan.micro_batches(&m.networks[0], 7),
+        vec![(0, 2), (2, 2), (4, 2), (6, 1)]
+    );
+    for opt in [SGD, ADAM] {
+        for mut gpu in gpus() {
+            gpu.limits.max_storage_buffer_binding_size = 32 << 10;
+            classifier_step_on(gpu, model, 7, opt);
+        }
+    }
+}
+
+#[test]
 fn alexnet_step_at_227_with_fc6_split() {
     // The real AlexNet at 227x227, batch 8, one SGD step on the adapter's own read path: fc6's
     // 151 MB weight exceeds lavapipe's 128 MiB storage binding, so it runs in row blocks. Loss

@@ -349,16 +349,24 @@ pub fn gather_dy_kernel(g: &ConvGeometry, batch: u64, part: Part, path: ReadPath
     )
 }
 
-/// gb[c] = the sum of dy over the batch and channel c's pixels; bindings [dy, gb].
-pub fn channel_sum_kernel(batch: u64, channels: u64, pixels: u64, path: ReadPath) -> KernelSource {
-    let reads = Reads::new(path).input(0, "dy").output(1, "gb", false);
+/// gb[c] (=|+=) the sum of dy over the batch and channel c's pixels; bindings [dy, gb].
+pub fn channel_sum_kernel(
+    batch: u64,
+    channels: u64,
+    pixels: u64,
+    store: Store,
+    path: ReadPath,
+) -> KernelSource {
+    let reads = Reads::new(path)
+        .input(0, "dy")
+        .output(1, "gb", store == Store::Accumulate);
     per_element(
-        format!("channel_sum[{batch}x{channels}x{pixels}]"),
+        format!("channel_sum[{batch}x{channels}x{pixels}{}]", acc_tag(store)),
         CHANNEL_SUM,
         channels,
         reads,
         (&[("N", batch), ("P", pixels)], &[], &[]),
-        &[],
+        &[("STORE", store_elem(store, "gb", "i", "acc"))],
     )
 }
 
@@ -448,7 +456,7 @@ pub(crate) fn lower_backward(
     let wlen = cout_g * taps;
     if let Some(gb) = grads.1 {
         b.emit(
-            channel_sum_kernel(batch, g.cout, pix, reads),
+            channel_sum_kernel(batch, g.cout, pix, b.param_store(), reads),
             vec![dy, gb],
             label("backward bias"),
         );
@@ -464,14 +472,18 @@ pub(crate) fn lower_backward(
             wg = dx.map(|_| group_weight(b, g, w, part.group, name));
             gwg = grads.0.map(|gw| {
                 if g.groups == 1 {
-                    gw
-                } else {
-                    b.tensor(
-                        format!("{name}.weight.grad#g{}", part.group),
-                        wlen,
-                        Activation,
-                    )
+                    return gw;
                 }
+                let t = b.tensor(
+                    format!("{name}.weight.grad#g{}", part.group),
+                    wlen,
+                    Activation,
+                );
+                if b.param_store() == Store::Accumulate {
+                    // An earlier micro-batch's gradient, to add this one's to.
+                    b.copy(gw, part.group * wlen, t, 0, wlen);
+                }
+                t
             });
         }
         let dyt = b.tensor(format!("{name}.dyt"), cout_g * pc, Activation);
@@ -489,7 +501,8 @@ pub(crate) fn lower_backward(
             );
             let prod = Gemm {
                 trans_b: true,
-                store: if first {
+                // The first chunk writes (or adds to an earlier micro-batch's), the rest add.
+                store: if first && b.param_store() == Store::Write {
                     Store::Write
                 } else {
                     Store::Accumulate
@@ -561,7 +574,8 @@ mod tests {
                     col2im_kernel(&g, 3, part, Store::Accumulate, path),
                     output_kernel(&g, 3, part, path),
                     gather_dy_kernel(&g, 3, part, path),
-                    channel_sum_kernel(3, g.cout, g.win.pixels(), path),
+                    channel_sum_kernel(3, g.cout, g.win.pixels(), Store::Write, path),
+                    channel_sum_kernel(3, g.cout, g.win.pixels(), Store::Accumulate, path),
                 ] {
                     validate(&k.source).unwrap_or_else(|e| panic!("{}: {e}\n{}", k.name, k.source));
                 }

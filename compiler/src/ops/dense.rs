@@ -186,12 +186,13 @@ pub(crate) fn lower_backward(
         if let Some(gw) = blk.gw {
             let k = b.matmul(Gemm {
                 trans_a: true,
+                store: b.param_store(),
                 ..Gemm::new(blk.rows, fan_in, batch)
             });
             b.emit(k, vec![dyk, x, gw], label("backward weight"));
         }
         if let Some(gb) = blk.gb {
-            let k = kernels::bias_grad(batch, blk.rows, Store::Write, b.reads());
+            let k = kernels::bias_grad(batch, blk.rows, b.param_store(), b.reads());
             b.emit(k, vec![dyk, gb], label("backward bias"));
         }
         if let Some(g) = &dx {
