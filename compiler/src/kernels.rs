@@ -188,7 +188,6 @@ impl Reads {
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_TEXTURE: &str = include_str!("../../shaders/matmul_texture.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
-const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const SOFTMAX_XENT: &str = include_str!("../../shaders/softmax_xent.wgsl");
 const BCE_LOGITS: &str = include_str!("../../shaders/bce_logits.wgsl");
 const LOSS_STATS: &str = include_str!("../../shaders/loss_stats.wgsl");
@@ -306,7 +305,7 @@ pub enum Act {
 }
 
 impl Act {
-    fn forward_expr(self, x: &str) -> String {
+    pub(crate) fn forward_expr(self, x: &str) -> String {
         match self {
             Act::Identity => x.to_string(),
             Act::Relu => format!("max({x}, 0.0)"),
@@ -321,7 +320,7 @@ impl Act {
     }
     /// The gradient at the activation's input from `dy`, the gradient at its output, and `s`,
     /// the saved output (every derivative here is a function of the output).
-    fn backward_expr(self, dy: &str, s: &str) -> String {
+    pub(crate) fn backward_expr(self, dy: &str, s: &str) -> String {
         match self {
             Act::Identity => dy.to_string(),
             Act::Relu => format!("select(0.0, {dy}, {s} > 0.0)"),
@@ -330,7 +329,7 @@ impl Act {
             Act::Tanh => format!("{dy} * (1.0 - {s} * {s})"),
         }
     }
-    fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             Act::Identity => "",
             Act::Relu => " relu",
@@ -902,7 +901,7 @@ fn quad_code(
 /// An elementwise kernel over `len` elements, four per invocation. `inputs` pairs an operand's
 /// accessor with the scalar name the body reads element `i` by; `prelude` runs once per
 /// invocation; `body` is the per-element code (statements using `i` and the scalars).
-fn elementwise(
+pub(crate) fn elementwise(
     name: String,
     len: u64,
     reads: Reads,
@@ -945,7 +944,7 @@ fn elementwise(
 }
 
 /// `dst[i] = v`, or accumulating `dst[i] = old + v` (with `old` the element read before).
-fn store_scalar(store: Store, dst: &str, v: &str) -> String {
+pub(crate) fn store_scalar(store: Store, dst: &str, v: &str) -> String {
     match store {
         Store::Write => format!("{dst}[i] = {v};"),
         Store::Accumulate => format!("{dst}[i] = {dst}_old + {v};"),
@@ -953,7 +952,7 @@ fn store_scalar(store: Store, dst: &str, v: &str) -> String {
 }
 
 /// The inputs of an elementwise kernel, plus the destination's old value when accumulating.
-fn with_old<'a>(
+pub(crate) fn with_old<'a>(
     store: Store,
     dst: &'a str,
     old: &'a str,
@@ -973,64 +972,12 @@ pub(crate) fn store_elem(store: Store, dst: &str, idx: &str, v: &str) -> String 
     }
 }
 
-/// y = act(x) over `len` elements.
-pub fn activation_forward(act: Act, len: u64, path: ReadPath) -> KernelSource {
-    let reads = Reads::new(path).input(0, "x").output(1, "y", false);
-    elementwise(
-        format!("act_fwd[{}{len}]", act.tag().trim_start().to_string() + " "),
-        len,
-        reads,
-        &[("x", "x")],
-        "",
-        &format!("y[i] = {};", act.forward_expr("x")),
-    )
-}
-
-/// dx (=|+=) dy * act'(.): relu, sigmoid and tanh use the forward output y; leaky_relu uses x
-/// (binding 1 holds whichever the rule needs).
-pub fn activation_backward(act: Act, len: u64, store: Store, path: ReadPath) -> KernelSource {
-    let reads = Reads::new(path).input(0, "dy").input(1, "saved").output(
-        2,
-        "dx",
-        store == Store::Accumulate,
-    );
-    let d = act.backward_expr("dy", "s");
-    elementwise(
-        format!(
-            "act_bwd[{}{len}{}]",
-            act.tag().trim_start().to_string() + " ",
-            acc_tag(store)
-        ),
-        len,
-        reads,
-        &with_old(store, "dx", "dx_old", vec![("dy", "dy"), ("saved", "s")]),
-        "",
-        &store_scalar(store, "dx", &d),
-    )
-}
-
 pub(crate) fn acc_tag(store: Store) -> &'static str {
     if store == Store::Accumulate {
         " acc"
     } else {
         ""
     }
-}
-
-/// y = a + b.
-pub fn add_forward(len: u64, path: ReadPath) -> KernelSource {
-    let reads = Reads::new(path)
-        .input(0, "a")
-        .input(1, "b")
-        .output(2, "y", false);
-    elementwise(
-        format!("add[{len}]"),
-        len,
-        reads,
-        &[("a", "a"), ("b", "b")],
-        "",
-        "y[i] = a + b;",
-    )
 }
 
 /// y (=|+=) x: passes a gradient through (add's backward) or accumulates it.
@@ -1048,72 +995,7 @@ pub fn copy(len: u64, store: Store, path: ReadPath) -> KernelSource {
     )
 }
 
-const PCG_HASH: &str = "fn pcg(v: u32) -> u32 {\n    let state = v * 747796405u + 2891336453u;\n    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;\n    return (word >> 22u) ^ word;\n}\n";
-
-/// The dropout keep decision for element `i` under `seed`, shared with the CPU reference so
-/// both drop exactly the same units: keep when pcg(i ^ pcg(seed)) >= p * 2^32.
-pub fn dropout_keep(seed: u32, i: u32, p: f64) -> bool {
-    fn pcg(v: u32) -> u32 {
-        let state = v.wrapping_mul(747796405).wrapping_add(2891336453);
-        let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);
-        (word >> 22) ^ word
-    }
-    (pcg(i ^ pcg(seed)) as f64) >= p * 4294967296.0
-}
-
-fn dropout_threshold(p: f64) -> String {
-    // Compare in u32: threshold = ceil(p * 2^32) clamped.
-    let t = (p * 4294967296.0).ceil().min(4294967295.0) as u64;
-    format!("{t}u")
-}
-
-/// y = x * keep / (1 - p) (or, backward, dx = dy * keep / (1 - p)); the seed is a u32 stored
-/// in `rng[0]`, written by the host each step (read from storage on both paths: a mirror
-/// would carry it as a float). `offset` is the index of element 0 in the whole batch (a
-/// micro-batch's first sample times the features), so the mask is the whole batch's.
-pub fn dropout(
-    len: u64,
-    p: f64,
-    offset: u64,
-    backward: bool,
-    store: Store,
-    path: ReadPath,
-) -> KernelSource {
-    let reads = Reads::new(path)
-        .input(0, "x")
-        .output(1, "y", store == Store::Accumulate)
-        .extra("@group(0) @binding(2) var<storage, read> rng: array<u32>;")
-        .extra(PCG_HASH.trim_end());
-    let scale = f32_lit(1.0 / (1.0 - p));
-    let index = if offset == 0 {
-        "i".to_string()
-    } else {
-        format!("(i + {offset}u)")
-    };
-    let v = format!(
-        "select(0.0, x * {scale}, pcg({index} ^ seed) >= {})",
-        dropout_threshold(p)
-    );
-    elementwise(
-        format!(
-            "dropout[{len} p={p}{}{}{}]",
-            if offset == 0 {
-                String::new()
-            } else {
-                format!(" at {offset}")
-            },
-            if backward { " bwd" } else { "" },
-            acc_tag(store)
-        ),
-        len,
-        reads,
-        &with_old(store, "y", "y_old", vec![("x", "x")]),
-        "let seed = pcg(rng[0]);",
-        &store_scalar(store, "y", &v),
-    )
-}
-
-fn row_kernel(
+pub(crate) fn row_kernel(
     name: String,
     template: &str,
     rows: u64,
@@ -1128,49 +1010,6 @@ fn row_kernel(
         groups: [rows.div_ceil(64).max(1) as u32, 1, 1],
         mirrors,
     }
-}
-
-/// Row-wise softmax forward (`rows` x `c`).
-pub fn softmax_forward(rows: u64, c: u64, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = Reads::new(path)
-        .input(0, "x")
-        .output(1, "y", false)
-        .finish();
-    let body = "var mx = rd_x(o);\n    for (var j = 1u; j < C; j++) { mx = max(mx, rd_x(o + j)); }\n    \
-                var s = 0.0;\n    for (var j = 0u; j < C; j++) { s += exp(rd_x(o + j) - mx); }\n    \
-                for (var j = 0u; j < C; j++) { y[o + j] = exp(rd_x(o + j) - mx) / s; }";
-    row_kernel(
-        format!("softmax[{rows}x{c}]"),
-        SOFTMAX,
-        rows,
-        &[
-            ("C", c.to_string()),
-            ("DECLS", decls),
-            ("BODY", body.into()),
-        ],
-        mirrors,
-    )
-}
-
-/// Softmax backward: dx (=|+=) y * (dy - sum(dy * y)).
-pub fn softmax_backward(rows: u64, c: u64, store: Store, path: ReadPath) -> KernelSource {
-    let (decls, mirrors) = Reads::new(path)
-        .input(0, "dy")
-        .input(1, "y")
-        .output(2, "dx", store == Store::Accumulate)
-        .finish();
-    let body = format!(
-        "var dot = 0.0;\n    for (var j = 0u; j < C; j++) {{ dot += rd_dy(o + j) * rd_y(o + j); }}\n    \
-         for (var j = 0u; j < C; j++) {{ let g = rd_y(o + j) * (rd_dy(o + j) - dot); {} }}",
-        store_elem(store, "dx", "o + j", "g")
-    );
-    row_kernel(
-        format!("softmax_bwd[{rows}x{c}{}]", acc_tag(store)),
-        SOFTMAX,
-        rows,
-        &[("C", c.to_string()), ("DECLS", decls), ("BODY", body)],
-        mirrors,
-    )
 }
 
 /// A loss kernel: one workgroup computes dz and adds the batch's statistics to acc.
@@ -1531,6 +1370,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::ops::{activation, add, dropout, softmax};
 
     #[test]
     fn every_kernel_variant_is_valid_wgsl() {
@@ -1571,17 +1411,22 @@ mod tests {
                 Act::Sigmoid,
                 Act::Tanh,
             ] {
-                all.push(activation_forward(act, 1000, path));
-                all.push(activation_backward(act, 1000, Store::Write, path));
-                all.push(activation_backward(act, 1000, Store::Accumulate, path));
+                all.push(activation::forward_kernel(act, 1000, path));
+                all.push(activation::backward_kernel(act, 1000, Store::Write, path));
+                all.push(activation::backward_kernel(
+                    act,
+                    1000,
+                    Store::Accumulate,
+                    path,
+                ));
             }
-            all.push(add_forward(77, path));
+            all.push(add::forward_kernel(77, path));
             all.push(copy(77, Store::Write, path));
             all.push(copy(77, Store::Accumulate, path));
-            all.push(dropout(77, 0.5, 0, false, Store::Write, path));
-            all.push(dropout(77, 0.5, 231, true, Store::Accumulate, path));
-            all.push(softmax_forward(7, 10, path));
-            all.push(softmax_backward(7, 10, Store::Accumulate, path));
+            all.push(dropout::kernel(77, 0.5, 0, false, Store::Write, path));
+            all.push(dropout::kernel(77, 0.5, 231, true, Store::Accumulate, path));
+            all.push(softmax::forward_kernel(7, 10, path));
+            all.push(softmax::backward_kernel(7, 10, Store::Accumulate, path));
             all.push(softmax_xent(7, 10, 1.0 / 7.0, path));
             all.push(bce_logits(7, 1.0 / 7.0, path));
             all.push(softmax_xent(300, 7, 1.0 / 300.0, path));
@@ -1589,7 +1434,7 @@ mod tests {
             all.push(bias_grad(7, 10, Store::Accumulate, path));
             all.push(bias_grad(7, 12, Store::Accumulate, path));
             all.push(adam(1002, 0.9, 0.999, 1e-8, 0.0, path));
-            all.push(activation_backward(
+            all.push(activation::backward_kernel(
                 Act::Relu,
                 1003,
                 Store::Accumulate,
@@ -1691,17 +1536,5 @@ mod tests {
         assert_eq!(f32_lit(1e-8), "1e-8");
         assert_eq!(f32_lit(0.999), "0.999");
         assert_eq!(f32_lit(1.0 / 128.0), "0.0078125");
-    }
-
-    #[test]
-    fn dropout_keeps_about_one_minus_p() {
-        let kept = (0..100_000u32)
-            .filter(|&i| dropout_keep(42, i, 0.5))
-            .count();
-        assert!((49_000..51_000).contains(&kept), "{kept}");
-        assert_eq!(
-            (0..1000u32).filter(|&i| dropout_keep(7, i, 0.0)).count(),
-            1000
-        );
     }
 }

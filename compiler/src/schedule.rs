@@ -1,8 +1,9 @@
 //! Autodiff and lowering: forward pass, loss, backward pass and optimizer update of IR networks
 //! become a static [`Program`]: ordered kernel dispatches over a planned set of buffers.
 //!
-//! Each op owns its rules here (forward dispatch, gradient dispatches). Gradients flow in reverse
-//! topological order; a tensor fed to several consumers gets the first gradient written and the
+//! This module walks the graph and plans buffers; every op's forward and gradient dispatches
+//! (and their WGSL) live in its module under `ops`, reached by exhaustive matches over `Op` in
+//! [`Builder::forward`] and [`Builder::backward`]. Gradients flow in reverse topological order; a tensor fed to several consumers gets the first gradient written and the
 //! rest accumulated. Frozen parameters get no gradient buffer and no update, but gradients still
 //! flow through them to earlier layers (a GAN's generator step through the discriminator).
 //! Transient buffers are reused once their last reader in a pass has run.
@@ -195,16 +196,6 @@ pub struct Builder {
 impl Default for Builder {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-fn act_of(op: &Op) -> Option<Act> {
-    match op {
-        Op::Relu => Some(Act::Relu),
-        Op::Sigmoid => Some(Act::Sigmoid),
-        Op::Tanh => Some(Act::Tanh),
-        Op::LeakyRelu { alpha } if *alpha > 0.0 => Some(Act::LeakyRelu(*alpha)),
-        _ => None,
     }
 }
 
@@ -517,13 +508,13 @@ impl Builder {
                     let fan_in = numel(&net.graph[net.inputs_of(n)[0]].shape);
                     let only = consumers.get(&n).filter(|c| c.len() == 1).map(|c| c[0]);
                     let fuse = only.filter(|&c| {
-                        act_of(&net.graph[c].op).is_some()
+                        ops::activation::act(&net.graph[c].op).is_some()
                             && c != output_node
                             && n != logit_node
                             && n != output_node
                     });
                     let act = fuse
-                        .and_then(|c| act_of(&net.graph[c].op))
+                        .and_then(|c| ops::activation::act(&net.graph[c].op))
                         .unwrap_or(Act::Identity);
                     let out = activation(self);
                     let blocks = ops::dense::blocks(params, &node.name, *bias, fan_in);
@@ -544,75 +535,50 @@ impl Builder {
                     out
                 }
                 op @ (Op::Relu | Op::Sigmoid | Op::Tanh | Op::LeakyRelu { .. }) => {
-                    let act = act_of(op).ok_or_else(|| {
+                    let act = ops::activation::act(op).ok_or_else(|| {
                         LowerError::Other(format!(
                             "layer `{}`: leaky_relu needs alpha > 0",
                             node.name
                         ))
                     })?;
-                    let out =
-                        self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
-                    self.emit(
-                        kernels::activation_forward(act, len, self.reads),
-                        vec![ins[0], out],
-                        label("forward"),
-                    );
+                    let out = activation(self);
+                    ops::activation::lower_forward(self, act, len, ins[0], out, label("forward"));
                     out
                 }
                 Op::Softmax => {
-                    let c = *node.shape.last().unwrap_or(&1);
-                    let out =
-                        self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
-                    self.emit(
-                        kernels::softmax_forward(len / c, c, self.reads),
-                        vec![ins[0], out],
+                    let out = activation(self);
+                    ops::softmax::lower_forward(
+                        self,
+                        &node.shape,
+                        batch,
+                        ins[0],
+                        out,
                         label("forward"),
                     );
                     out
                 }
                 Op::Add => {
-                    let out =
-                        self.tensor(format!("{}:{}", net.name, node.name), len, Kind::Activation);
-                    self.emit(
-                        kernels::add_forward(len, self.reads),
-                        vec![ins[0], ins[1], out],
-                        label("forward"),
-                    );
-                    for &extra in &ins[2..] {
-                        self.emit(
-                            kernels::copy(len, Store::Accumulate, self.reads),
-                            vec![extra, out],
-                            label("forward"),
-                        );
-                    }
+                    let out = activation(self);
+                    ops::add::lower_forward(self, len, &ins, out, label("forward"));
                     out
                 }
                 Op::Flatten | Op::Reshape { .. } => ins[0],
-                Op::Dropout { p } => {
-                    if train && *p > 0.0 {
-                        let out = self.tensor(
-                            format!("{}:{}", net.name, node.name),
-                            len,
-                            Kind::Activation,
-                        );
-                        let rng = self.rng();
-                        self.emit(
-                            kernels::dropout(
-                                len,
-                                *p,
-                                self.sample0 * numel(&node.shape),
-                                false,
-                                Store::Write,
-                                self.reads,
-                            ),
-                            vec![ins[0], out, rng],
-                            label("forward"),
-                        );
-                        out
-                    } else {
-                        ins[0]
-                    }
+                Op::Dropout { p } if train && *p > 0.0 => {
+                    let out = activation(self);
+                    let offset = self.sample0 * numel(&node.shape);
+                    ops::dropout::lower(
+                        self,
+                        *p,
+                        offset,
+                        len,
+                        false,
+                        ins[0],
+                        (out, Store::Write),
+                        label("forward"),
+                    );
+                    out
                 }
+                Op::Dropout { .. } => ins[0],
                 Op::Conv { .. } => {
                     let g = ConvGeometry::of(&node.op, &in_shape(0)).map_err(shape_err)?;
                     let out = activation(self);
@@ -818,7 +784,7 @@ impl Builder {
                     // When the input is an activation whose only consumer is this layer, its
                     // backward is fused into this product: one dispatch instead of two.
                     let act_in = net.inputs_of(x_node);
-                    let fused_act = act_of(&net.graph[x_node].op).filter(|_| {
+                    let fused_act = ops::activation::act(&net.graph[x_node].op).filter(|_| {
                         !grads.contains_key(&x_node)
                             && consumers.get(&x_node).map(Vec::as_slice) == Some(&[n][..])
                             && act_in.len() == 1
@@ -865,62 +831,42 @@ impl Builder {
                 }
                 op @ (Op::Relu | Op::Sigmoid | Op::Tanh | Op::LeakyRelu { .. }) => {
                     // A fused activation's input is the dense node; its gradient goes there.
-                    let act = act_of(op).unwrap_or(Act::Identity);
-                    let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
-                    self.emit(
-                        kernels::activation_backward(act, len, store, self.reads),
-                        vec![dy, y, dx],
-                        label("backward"),
-                    );
+                    let act = ops::activation::act(op).unwrap_or(Act::Identity);
+                    let dx = self.grad_slot(&mut grads, ins[0], len, net);
+                    ops::activation::lower_backward(self, act, len, dy, y, dx, label("backward"));
                 }
                 Op::Softmax => {
-                    let c = *node.shape.last().unwrap_or(&1);
-                    let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
-                    self.emit(
-                        kernels::softmax_backward(len / c, c, store, self.reads),
-                        vec![dy, y, dx],
+                    let dx = self.grad_slot(&mut grads, ins[0], len, net);
+                    ops::softmax::lower_backward(
+                        self,
+                        &node.shape,
+                        batch,
+                        dy,
+                        y,
+                        dx,
                         label("backward"),
                     );
                 }
                 Op::Add => {
-                    for &i in &ins {
-                        if needs[&i] {
-                            let (dx, store) = self.grad_slot(&mut grads, i, len, net);
-                            self.emit(
-                                kernels::copy(len, store, self.reads),
-                                vec![dy, dx],
-                                label("backward"),
-                            );
-                        }
-                    }
+                    let dxs: Vec<(TensorId, Store)> = ins
+                        .iter()
+                        .filter(|i| needs[i])
+                        .map(|&i| self.grad_slot(&mut grads, i, len, net))
+                        .collect();
+                    ops::add::lower_backward(self, len, dy, &dxs, label("backward"));
                 }
                 Op::Dropout { p } if fwd.train && *p > 0.0 => {
-                    let rng = self.rng();
-                    let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
-                    self.emit(
-                        kernels::dropout(
-                            len,
-                            *p,
-                            self.sample0 * numel(&node.shape),
-                            true,
-                            store,
-                            self.reads,
-                        ),
-                        vec![dy, dx, rng],
-                        label("backward"),
-                    );
+                    let dx = self.grad_slot(&mut grads, ins[0], len, net);
+                    let offset = self.sample0 * numel(&node.shape);
+                    ops::dropout::lower(self, *p, offset, len, true, dy, dx, label("backward"));
                 }
                 Op::Flatten | Op::Reshape { .. } | Op::Dropout { .. } => {
-                    if let std::collections::hash_map::Entry::Vacant(e) = grads.entry(ins[0]) {
+                    let existing = grads.get(&ins[0]).copied();
+                    if let Some(g) =
+                        ops::reshape::lower_backward(self, len, dy, existing, label("backward"))
+                    {
                         // No copy: the gradient buffer is shared like the value buffer.
-                        e.insert(dy);
-                    } else {
-                        let (dx, store) = self.grad_slot(&mut grads, ins[0], len, net);
-                        self.emit(
-                            kernels::copy(len, store, self.reads),
-                            vec![dy, dx],
-                            label("backward"),
-                        );
+                        grads.insert(ins[0], g);
                     }
                 }
                 Op::Conv { .. } => {

@@ -21,3 +21,61 @@ pub(super) fn infer(inputs: &[Vec<u64>]) -> Result<Vec<u64>, ShapeError> {
     }
     Ok(first)
 }
+
+// ---------------------------------------------------------------------------------------------
+// GPU: kernels and lowering.
+
+use crate::kernels::{copy, elementwise, KernelSource, ReadPath, Reads, Store};
+use crate::schedule::{Builder, TensorId};
+
+/// y = a + b.
+pub fn forward_kernel(len: u64, path: ReadPath) -> KernelSource {
+    let reads = Reads::new(path)
+        .input(0, "a")
+        .input(1, "b")
+        .output(2, "y", false);
+    elementwise(
+        format!("add[{len}]"),
+        len,
+        reads,
+        &[("a", "a"), ("b", "b")],
+        "",
+        "y[i] = a + b;",
+    )
+}
+
+/// The forward dispatches of an add node: the first two inputs summed, the rest added on.
+pub(crate) fn lower_forward(
+    b: &mut Builder,
+    len: u64,
+    ins: &[TensorId],
+    y: TensorId,
+    label: String,
+) {
+    b.emit(
+        forward_kernel(len, b.reads()),
+        vec![ins[0], ins[1], y],
+        label.clone(),
+    );
+    for &extra in &ins[2..] {
+        b.emit(
+            copy(len, Store::Accumulate, b.reads()),
+            vec![extra, y],
+            label.clone(),
+        );
+    }
+}
+
+/// The gradient of an add node reaches each input that needs one unchanged: `dxs` holds the
+/// gradient slot of each such input.
+pub(crate) fn lower_backward(
+    b: &mut Builder,
+    len: u64,
+    dy: TensorId,
+    dxs: &[(TensorId, Store)],
+    label: String,
+) {
+    for &(dx, store) in dxs {
+        b.emit(copy(len, store, b.reads()), vec![dy, dx], label.clone());
+    }
+}

@@ -1,7 +1,9 @@
 //! The op set. Each op (or small family) has one module here holding its arguments, its
-//! output-shape rule and its figures (parameters, connections, neurons, MACs); the CPU
-//! reference of an op sits in the runtime's `cpu` module under the same name. This module
-//! holds what is shared: the `Op` enum, argument checking, and exhaustive dispatch to the ops.
+//! output-shape rule and its figures (parameters, connections, neurons, MACs), and, for the
+//! GPU path, its WGSL kernels (templates in shaders/) and its forward and gradient lowering;
+//! the CPU reference of an op sits in the runtime's `cpu` module under the same name. This
+//! module holds what is shared: the `Op` enum, argument checking, and exhaustive dispatch to
+//! the ops (as `schedule` and the reference dispatch to them, with no wildcard arm).
 
 pub mod activation;
 pub mod add;
@@ -15,6 +17,7 @@ pub mod init;
 pub mod lrn;
 pub mod pool;
 pub mod reshape;
+pub mod softmax;
 pub mod window;
 
 pub use init::Init;

@@ -41,3 +41,29 @@ pub(super) fn infer(x: &[u64], shape: &[u64]) -> Result<Vec<u64>, ShapeError> {
     }
     Ok(shape.to_vec())
 }
+
+// ---------------------------------------------------------------------------------------------
+// GPU lowering: the forward pass aliases the input's tensor, and so does the gradient unless
+// the input already has one to add to.
+
+use crate::kernels::{copy, Store};
+use crate::schedule::{Builder, TensorId};
+
+/// Passes the gradient `dy` of a flatten or reshape node to its input: `Some(dy)` when the
+/// input has no gradient yet (it shares the buffer, as the value does), else one dispatch
+/// adding it to the input's gradient `existing` and None.
+pub(crate) fn lower_backward(
+    b: &mut Builder,
+    len: u64,
+    dy: TensorId,
+    existing: Option<TensorId>,
+    label: String,
+) -> Option<TensorId> {
+    match existing {
+        None => Some(dy),
+        Some(dx) => {
+            b.emit(copy(len, Store::Accumulate, b.reads()), vec![dy, dx], label);
+            None
+        }
+    }
+}

@@ -1,9 +1,9 @@
-//! dropout: the mask of `kernels::dropout_keep` (the WGSL kernel's hash), scaled by 1/(1-p).
+//! dropout: the mask of `ops::dropout::keep` (the WGSL kernel's hash), scaled by 1/(1-p).
 //! The backward applies the same mask to dy, so one function serves both.
 
 use super::Real;
 use ndarray::Array2;
-use netc_compiler::kernels::dropout_keep;
+use netc_compiler::ops::dropout::keep as dropout_keep;
 
 pub(super) fn apply<T: Real>(x: &Array2<T>, train: bool, p: f64, seed: u32) -> Array2<T> {
     if !(train && p > 0.0) {
