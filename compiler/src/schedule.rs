@@ -11,6 +11,7 @@
 use crate::ir::Network;
 use crate::kernels::{self, Act, Gemm, KernelSource, ReadPath, Store};
 use crate::ops::conv::ConvGeometry;
+use crate::ops::conv_transpose::TransposeGeometry;
 use crate::ops::{self, Op, ShapeError};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
@@ -139,10 +140,6 @@ impl Program {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LowerError {
-    #[error(
-        "layer `{layer}`: op `{op}` is not supported by the GPU lowering or the CPU executor yet"
-    )]
-    Unsupported { layer: String, op: String },
     #[error("network `{net}` has {count} inputs; training needs exactly one")]
     Inputs { net: String, count: usize },
     #[error("{0}")]
@@ -244,6 +241,14 @@ impl Builder {
     /// How the current backward pass stores parameter gradients (see [`Builder::micro_batches`]).
     pub fn param_store(&self) -> Store {
         self.param_store
+    }
+
+    /// Lowers what follows as one part of a batch run in parts: dropout masks index from
+    /// sample `first_sample`, and parameter gradients are written (the first part) or added
+    /// to the earlier parts' (`Store::Accumulate`) before one update.
+    pub fn set_part(&mut self, first_sample: u64, param_store: Store) {
+        self.sample0 = first_sample;
+        self.param_store = param_store;
     }
 
     /// Row blocks of a dense weight [units, fan_in] that each fit one binding (one block when
@@ -593,7 +598,7 @@ impl Builder {
                         ins[0],
                         w,
                         b,
-                        out,
+                        (out, Store::Write),
                         &format!("{}:{}", net.name, node.name),
                         label("forward"),
                     );
@@ -654,11 +659,49 @@ impl Builder {
                     );
                     out
                 }
-                other @ (Op::ConvTranspose { .. } | Op::BatchNorm { .. }) => {
-                    return Err(LowerError::Unsupported {
-                        layer: node.name.clone(),
-                        op: other.name().into(),
-                    })
+                Op::ConvTranspose { .. } => {
+                    let g = TransposeGeometry::of(&node.op, &in_shape(0)).map_err(shape_err)?;
+                    let out = activation(self);
+                    let w = params.get(&format!("{}.weight", node.name)).tensor;
+                    let b = g
+                        .bias
+                        .then(|| params.get(&format!("{}.bias", node.name)).tensor);
+                    ops::conv_transpose::lower_forward(
+                        self,
+                        &g,
+                        batch,
+                        ins[0],
+                        w,
+                        b,
+                        out,
+                        &format!("{}:{}", net.name, node.name),
+                        label("forward"),
+                    );
+                    out
+                }
+                Op::BatchNorm { eps, momentum } => {
+                    let out = activation(self);
+                    let t = |s: &str| params.get(&format!("{}.{s}", node.name)).tensor;
+                    let tensors = ops::batchnorm::NodeTensors {
+                        weight: t("weight"),
+                        bias: t("bias"),
+                        running_mean: t("running_mean"),
+                        running_var: t("running_var"),
+                    };
+                    let stats = ops::batchnorm::lower_forward(
+                        self,
+                        (*eps, *momentum),
+                        &in_shape(0),
+                        batch,
+                        train,
+                        ins[0],
+                        out,
+                        &tensors,
+                        &format!("{}:{}", net.name, node.name),
+                        label("forward"),
+                    );
+                    saved.insert(n, stats);
+                    out
                 }
             };
             values.insert(n, t);
@@ -893,6 +936,7 @@ impl Builder {
                         w.tensor,
                         (w.grad, gb),
                         dx,
+                        None,
                         &format!("{}:{}", net.name, node.name),
                         &label,
                     );
@@ -954,9 +998,52 @@ impl Builder {
                         &label("backward"),
                     );
                 }
-                // `forward` rejects these with `LowerError::Unsupported` (naming the layer)
-                // before any backward pass is built, so no gradient is silently dropped.
-                Op::ConvTranspose { .. } | Op::BatchNorm { .. } => {}
+                Op::ConvTranspose { .. } => {
+                    let x_node = ins[0];
+                    let Ok(g) = TransposeGeometry::of(&node.op, &net.graph[x_node].shape) else {
+                        continue; // `forward` reported it
+                    };
+                    let w = params.get(&format!("{}.weight", node.name));
+                    let gb = if g.bias {
+                        params.get(&format!("{}.bias", node.name)).grad
+                    } else {
+                        None
+                    };
+                    let dx = needs[&x_node].then(|| {
+                        let l = numel(&net.graph[x_node].shape) * batch;
+                        self.grad_slot(&mut grads, x_node, l, net)
+                    });
+                    ops::conv_transpose::lower_backward(
+                        self,
+                        &g,
+                        batch,
+                        dy,
+                        fwd.values[&x_node],
+                        w.tensor,
+                        (w.grad, gb),
+                        dx,
+                        &format!("{}:{}", net.name, node.name),
+                        &label,
+                    );
+                }
+                Op::BatchNorm { .. } => {
+                    let x_node = ins[0];
+                    let w = params.get(&format!("{}.weight", node.name));
+                    let b = params.get(&format!("{}.bias", node.name));
+                    let grads_wb = w.grad.zip(b.grad);
+                    let dx = needs[&x_node].then(|| self.grad_slot(&mut grads, x_node, len, net));
+                    ops::batchnorm::lower_backward(
+                        self,
+                        &net.graph[x_node].shape,
+                        batch,
+                        fwd.train,
+                        (dy, fwd.values[&x_node], fwd.saved[&n], w.tensor),
+                        grads_wb,
+                        dx,
+                        &format!("{}:{}", net.name, node.name),
+                        &label,
+                    );
+                }
             }
         }
         if want_input_grad {
@@ -1184,22 +1271,39 @@ impl Builder {
         let y = self.tensor("y", b * classes, Kind::HostInput);
         let stats = self.tensor("train_stats", 4, Kind::Stats);
         let micro = self.micro_batches(net, b);
+        if micro.len() > 1 {
+            if let Some(&bn) = net
+                .order
+                .iter()
+                .find(|&&n| matches!(net.graph[n].op, Op::BatchNorm { .. }))
+            {
+                return Err(LowerError::Other(format!(
+                    "batch {b} does not fit the device's {} storage binding in one piece, and layer `{}` (batchnorm) needs the whole batch for its statistics; lower the batch (at most {} fits) or use --device cpu",
+                    if self.max_binding >= 1 << 20 {
+                        format!("{} MiB", self.max_binding >> 20)
+                    } else {
+                        format!("{} KiB", self.max_binding >> 10)
+                    },
+                    net.graph[bn].name,
+                    micro[0].1
+                )));
+            }
+        }
         self.begin_pass("train_step");
         for (k, &(n0, rows)) in micro.iter().enumerate() {
             let (xs, ys) = self.micro_inputs((x, feats), (y, classes), n0, rows, b);
-            self.sample0 = n0;
-            self.param_store = if k == 0 {
+            let store = if k == 0 {
                 Store::Write
             } else {
                 Store::Accumulate
             };
+            self.set_part(n0, store);
             let fwd = self.forward(net, &set, xs, rows, true)?;
             // Scaled by the whole batch: the micro-batches' gradients add up to its mean.
             let dz = self.softmax_xent(fwd.logit, ys, rows, classes, 1.0 / b as f64, stats);
             self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
         }
-        self.sample0 = 0;
-        self.param_store = Store::Write;
+        self.set_part(0, Store::Write);
         self.update(&mut set, opt, "opt");
         let train = self.end_pass();
         // Evaluation adds its statistics on the device too: one read-back per test set, not

@@ -79,25 +79,33 @@ fn mlp_lowered(mut b: Builder) -> netc_compiler::schedule::Program {
 }
 
 #[test]
-fn an_op_without_kernels_is_reported_naming_its_layer() {
-    let m = compile(
-        "c.net",
-        "net c { input x: 1x8x8\n c = conv_transpose(4, k=3) -> flatten -> dense(2) }",
-    )
-    .expect("compiles");
-    let net = &m.networks[0];
-    let mut b = Builder::new();
-    let set = b.params(net, true);
-    let x = b.tensor("x", 64, Kind::HostInput);
-    b.begin_pass("p");
-    let e = b
-        .forward(net, &set, x, 1, true)
-        .expect_err("conv_transpose is not lowered");
-    assert!(
-        e.to_string()
-            .contains("layer `c`: op `conv_transpose` is not supported"),
-        "{e}"
-    );
+fn batchnorm_refuses_a_batch_cut_into_micro_batches_naming_its_layer() {
+    // Under a 4 KiB binding the 4x8x8 activations (1 KiB a sample) split batch 8 into parts,
+    // and batch statistics over a part are not the batch's: a typed error, not a quietly
+    // different normalisation. The same network without batchnorm runs in parts.
+    let src = "net c { input x: 1x8x8\n a = conv(4, k=3, pad=1, bias=false)\n bn = batchnorm -> relu\n o = flatten -> dense(2) }";
+    let m = compile("c.net", src).expect("compiles");
+    let sgd = Optimizer::Sgd {
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let e = Builder::new()
+        .with_binding_limit(4 << 10)
+        .classifier(&m.networks[0], sgd, 8)
+        .expect_err("batchnorm over micro-batches");
+    let msg = e.to_string();
+    assert!(msg.contains("layer `bn` (batchnorm)"), "{msg}");
+    assert!(msg.contains("at most 4 fits"), "{msg}");
+    let plain =
+        compile("p.net", &src.replace("bn = batchnorm -> relu", "bn = relu")).expect("compiles");
+    let b = Builder::new().with_binding_limit(4 << 10);
+    assert_eq!(b.micro_batches(&plain.networks[0], 8).len(), 2);
+    b.classifier(&plain.networks[0], sgd, 8)
+        .expect("runs in parts");
+    // The whole batch in one binding: batchnorm lowers.
+    Builder::new()
+        .classifier(&m.networks[0], sgd, 8)
+        .expect("batchnorm lowers");
 }
 
 #[test]

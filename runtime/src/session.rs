@@ -5,6 +5,7 @@ use crate::cpu::{self, Activations, LossStats, OptState, Params};
 use crate::gpu::{Gpu, GpuError, GpuProgram};
 use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;
+use netc_compiler::kernels::Store;
 use netc_compiler::schedule::{
     ClassifierPlan, Kind, LowerError, Optimizer, ParamBinding, ParamSet, TensorId,
 };
@@ -348,6 +349,7 @@ impl Classifier {
                 let (grads, _) =
                     cpu::backward_opt(&self.net, &c.params, &acts, self.logit, dz, false);
                 cpu::apply_update(&mut c.params, &grads, &mut c.state, &self.opt, lr);
+                c.params.apply_state(&acts);
                 c.last_grads = grads;
             }
         }
@@ -615,22 +617,38 @@ impl Gan {
                 let mut d_set = pb.params(d_net, true);
                 let z_d = pb.tensor("z_d", b * noise as u64, Kind::HostInput);
                 let z_g = pb.tensor("z_g", b * noise as u64, Kind::HostInput);
-                let x = pb.tensor("x_real_fake", 2 * b * data as u64, Kind::HostInput);
-                let t_d = pb.tensor("t_d", 2 * b, Kind::HostInput);
+                let x = pb.tensor("x_real", b * data as u64, Kind::HostInput);
+                let t_real = pb.tensor("t_real", b, Kind::HostInput);
+                let t_fake = pb.tensor("t_fake", b, Kind::HostInput);
                 let t_g = pb.tensor("t_g", b, Kind::HostInput);
                 let d_stats = pb.tensor("d_stats", 4, Kind::Stats);
                 let g_stats = pb.tensor("g_stats", 4, Kind::Stats);
                 let rng = pb.rng();
-                // D step: fakes from G (no gradient into G) join the reals in one 2B batch.
+                // D step: the reals, then fakes from G (no gradient into G), as two batches
+                // (each with its own batchnorm statistics, as PyTorch's DCGAN runs D twice)
+                // that are rows 0..B and B..2B of one for dropout; their gradients add up
+                // before one update.
                 pb.begin_pass("d_step");
                 let g_frozen = frozen(&g_set);
                 let gf = pb.forward(g_net, &g_frozen, z_d, b, true)?;
-                pb.copy(gf.output, 0, x, b * data as u64, b * data as u64);
-                let df = pb.forward(d_net, &d_set, x, 2 * b, true)?;
-                pb.keep(df.logit);
-                let d_logits = df.logit;
-                let dz = pb.bce_logits(df.logit, t_d, 2 * b, 1.0 / b as f64, d_stats);
-                pb.backward(d_net, &d_set, &df, df.logit_node, dz, false);
+                let d_logits = pb.tensor("d_logits", 2 * b, Kind::Activation);
+                for (k, (input, target)) in
+                    [(x, t_real), (gf.output, t_fake)].into_iter().enumerate()
+                {
+                    let k = k as u64;
+                    let store = if k == 0 {
+                        Store::Write
+                    } else {
+                        Store::Accumulate
+                    };
+                    pb.set_part(k * b, store);
+                    let df = pb.forward(d_net, &d_set, input, b, true)?;
+                    pb.copy(df.logit, 0, d_logits, k * b, b);
+                    let dz = pb.bce_logits(df.logit, target, b, 1.0 / b as f64, d_stats);
+                    pb.backward(d_net, &d_set, &df, df.logit_node, dz, false);
+                }
+                pb.set_part(0, Store::Write);
+                pb.keep(d_logits);
                 pb.update(&mut d_set, opt_d, "d");
                 let d_pass = pb.end_pass();
                 // G step: through D with D frozen.
@@ -668,9 +686,8 @@ impl Gan {
                         }
                     }
                 }
-                let mut td = vec![1.0f32; batch];
-                td.extend(vec![0.0f32; batch]);
-                prog.write(t_d, &td);
+                prog.write(t_real, &vec![1.0f32; batch]);
+                prog.write(t_fake, &vec![0.0f32; batch]);
                 let tg = match loss {
                     GeneratorLoss::NonSaturating => vec![1.0f32; batch],
                     GeneratorLoss::Minimax => vec![0.0f32; batch],
@@ -748,17 +765,32 @@ impl Gan {
                     unreachable!()
                 };
                 let ga = cpu::forward(&self.g_net, &c.g, zv.view(), true, seed)?;
+                c.g.apply_state(&ga);
                 let fake = ga.get(self.g_out);
-                let x = ndarray::concatenate(ndarray::Axis(0), &[rv.view(), fake.view()])
-                    .map_err(|e| RunError::Config(e.to_string()))?;
-                let da = cpu::forward(&self.d_net, &c.d, x.view(), true, seed)?;
-                let mut t = Array2::<f32>::zeros((2 * b, 1));
-                t.slice_mut(ndarray::s![..b, ..]).fill(1.0);
-                let logits = da.get(self.d_logit);
-                let (st, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
-                c.d_stats.add(st);
-                c.d_logits = logits.iter().copied().collect();
-                let (grads, _) = cpu::backward_opt(&self.d_net, &c.d, &da, self.d_logit, dz, false);
+                // D sees the reals and the fakes as two batches (each with its own batchnorm
+                // statistics, as PyTorch's DCGAN runs D twice), rows 0..b and b..2b of one
+                // batch for dropout; their gradients add up before one update.
+                c.d_logits.clear();
+                let mut grads: Vec<Option<Vec<f32>>> = vec![];
+                for (row0, x, target) in [(0, rv.view(), 1.0), (b, fake.view(), 0.0)] {
+                    let da = cpu::forward_rows(&self.d_net, &c.d, x, true, seed, row0)?;
+                    c.d.apply_state(&da);
+                    let t = Array2::<f32>::from_elem((b, 1), target);
+                    let logits = da.get(self.d_logit);
+                    let (st, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
+                    c.d_stats.add(st);
+                    c.d_logits.extend(logits.iter().copied());
+                    let (g, _) = cpu::backward_opt(&self.d_net, &c.d, &da, self.d_logit, dz, false);
+                    if grads.is_empty() {
+                        grads = g;
+                    } else {
+                        for (sum, part) in grads.iter_mut().zip(g) {
+                            if let (Some(sum), Some(part)) = (sum.as_mut(), part) {
+                                sum.iter_mut().zip(part).for_each(|(a, v)| *a += v);
+                            }
+                        }
+                    }
+                }
                 cpu::apply_update(&mut c.d, &grads, &mut c.d_state, &self.opt_d, lr);
                 c.last_d_grads = grads;
             }
@@ -786,6 +818,10 @@ impl Gan {
                 };
                 let ga = cpu::forward(&self.g_net, &c.g, zv.view(), true, seed)?;
                 let da = cpu::forward(&self.d_net, &c.d, ga.get(self.g_out).view(), true, seed)?;
+                // Both ran in training mode: their batchnorm running statistics move (D's too,
+                // though D is not trained in this step, as in PyTorch's DCGAN).
+                c.g.apply_state(&ga);
+                c.d.apply_state(&da);
                 let (target, scale) = match self.loss {
                     GeneratorLoss::NonSaturating => (1.0, 1.0 / b as f64),
                     GeneratorLoss::Minimax => (0.0, -1.0 / b as f64),

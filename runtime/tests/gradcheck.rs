@@ -100,6 +100,23 @@ fn a_small_alexnet() {
 }
 
 #[test]
+fn conv_transpose_strides_output_padding_groups_dilation() {
+    // Stride 2 with padding 1 (DCGAN's upsampling), stride 3 with output_padding 1 and two
+    // groups, dilation 2 without bias, SAME, and an output_padding that reaches the stride
+    // (allowed below the dilation, as in PyTorch).
+    passes("net t { input x: 4x3x4\n a = conv_transpose(6, k=4, s=2, pad=1) -> relu\n b = conv_transpose(4, k=3, s=3, pad=1, output_padding=1, groups=2) -> tanh\n c = conv_transpose(3, k=2, dilation=2, bias=false)\n d = conv_transpose(2, k=3, s=2, pad=same)\n o = flatten -> dense(3) }");
+    passes("net t { input x: 2x3x3\n a = conv_transpose(3, k=3, s=2, output_padding=2, dilation=3)\n o = flatten -> dense(2) }");
+}
+
+#[test]
+fn batchnorm_in_training_through_the_batch_statistics() {
+    // Per channel after a conv and a transposed conv, per feature after a dense layer. The
+    // layers before a batchnorm have no bias: the batch mean cancels it (its true gradient is
+    // zero, so there would be nothing to compare).
+    passes("net t { input x: 3x5x4\n a = conv(4, k=3, pad=1, bias=false) -> batchnorm -> relu\n b = conv_transpose(2, k=2, s=2, bias=false) -> batchnorm(eps=1e-3) -> leaky_relu(0.2)\n h = flatten -> dense(7, bias=false) -> batchnorm -> tanh\n o = dense(3) }");
+}
+
+#[test]
 fn shipped_models() {
     for f in ["mlp.net", "gan.yaml", "lenet.net"] {
         let path = format!("{}/../models/{f}", env!("CARGO_MANIFEST_DIR"));

@@ -1,7 +1,9 @@
 //! The CPU reference against an independent oracle: PyTorch's float64 outputs and gradients for
-//! conv (groups, SAME, dilation, stride > kernel), maxpool (padding, SAME, ties), avgpool and
-//! lrn on small fixed inputs, made by fixtures/make_torch_golden.py (which documents how netc's
-//! conventions map onto PyTorch's). The test reads the committed JSON, not torch.
+//! conv (groups, SAME, dilation, stride > kernel), maxpool (padding, SAME, ties), avgpool, lrn,
+//! conv_transpose (stride 2 and 3, output_padding, groups, dilation, SAME) and batchnorm (the
+//! running statistics after three training passes, and evaluation with them) on small fixed
+//! inputs, made by fixtures/make_torch_golden.py (which documents how netc's conventions map
+//! onto PyTorch's). The test reads the committed JSON, not torch.
 
 use ndarray::Array2;
 use netc_compiler::compile;
@@ -34,7 +36,7 @@ fn cpu_reference_matches_pytorch() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture exists"))
         .expect("fixture is JSON");
     let cases = doc["cases"].as_array().expect("cases");
-    assert!(cases.len() >= 12, "{} cases", cases.len());
+    assert!(cases.len() >= 19, "{} cases", cases.len());
     for case in cases {
         let name = case["name"].as_str().expect("name");
         let src = case["net"].as_str().expect("net");
@@ -56,8 +58,16 @@ fn cpu_reference_matches_pytorch() {
             p.values[i] = floats(values);
         }
         let batch = case["batch"].as_u64().expect("batch") as usize;
-        let x = floats(&case["x"]);
-        let x = Array2::from_shape_vec((batch, x.len() / batch), x).expect("x shape");
+        let rows = |v: &Value| {
+            let v = floats(v);
+            Array2::from_shape_vec((batch, v.len() / batch), v).expect("batch shape")
+        };
+        // Training passes before the compared one (batchnorm's running statistics).
+        for earlier in case["train_batches"].as_array().into_iter().flatten() {
+            let acts = cpu::forward(net, &p, rows(earlier).view(), true, 0).expect("forward");
+            p.apply_state(&acts);
+        }
+        let x = rows(&case["x"]);
         let acts = cpu::forward(net, &p, x.view(), true, 0).expect("forward");
         let y: Vec<f64> = acts.get(out).iter().copied().collect();
         let ry = rel(&y, &floats(&case["y"]));
@@ -73,6 +83,18 @@ fn cpu_reference_matches_pytorch() {
             let got = grads[i].as_ref().expect("gradient");
             let r = rel(got, &floats(want));
             assert!(r < 1e-12, "{name}: {pname} gradient differs by {r:e}");
+        }
+        if let Some(running) = case["running"].as_object() {
+            p.apply_state(&acts);
+            for (sname, want) in running {
+                let i = p.index(&format!("y.{sname}")).expect("state tensor");
+                let r = rel(&p.values[i], &floats(want));
+                assert!(r < 1e-12, "{name}: {sname} differs by {r:e}");
+            }
+            let eval = cpu::forward(net, &p, x.view(), false, 0).expect("forward");
+            let y: Vec<f64> = eval.get(out).iter().copied().collect();
+            let r = rel(&y, &floats(&case["y_eval"]));
+            assert!(r < 1e-12, "{name}: evaluation output differs by {r:e}");
         }
     }
 }

@@ -286,52 +286,69 @@ pub fn im2col_kernel(g: &ConvGeometry, batch: u64, part: Part, path: ReadPath) -
     )
 }
 
-/// dx (=|+=) the part's share of the input gradient from the columns' gradient; bindings
-/// [dcol, dx].
+/// dx (=|+=) the part's share of the input gradient from the columns' gradient, plus a bias
+/// per input channel with `bias` (a transposed convolution's forward pass); bindings [dcol,
+/// dx, (b)].
 pub fn col2im_kernel(
+    g: &ConvGeometry,
+    batch: u64,
+    part: Part,
+    store: Store,
+    bias: bool,
+    path: ReadPath,
+) -> KernelSource {
+    let mut reads = Reads::new(path).input(0, "dcol");
+    if bias {
+        reads = reads.input(2, "b");
+    }
+    let reads = reads.output(1, "dx", store == Store::Accumulate);
+    let v = if bias { "acc + rd_b(C0 + ci)" } else { "acc" };
+    per_element(
+        format!(
+            "conv_col2im[{}{}{}]",
+            g.part_tag(batch, part),
+            if bias { " bias" } else { "" },
+            acc_tag(store)
+        ),
+        COL2IM,
+        part.count * g.cin_per_group() * g.win.h * g.win.w,
+        reads,
+        (&g.part_sizes(batch, part), &g.pads(), &[]),
+        &[("STORE", store_elem(store, "dx", "o", v))],
+    )
+}
+
+/// y's channels of the part (=|+=) the product's result t (filters x pixels), plus the bias;
+/// bindings [t, y, (b)].
+pub fn output_kernel(
     g: &ConvGeometry,
     batch: u64,
     part: Part,
     store: Store,
     path: ReadPath,
 ) -> KernelSource {
-    let reads = Reads::new(path)
-        .input(0, "dcol")
-        .output(1, "dx", store == Store::Accumulate);
-    per_element(
-        format!("conv_col2im[{}{}]", g.part_tag(batch, part), acc_tag(store)),
-        COL2IM,
-        part.count * g.cin_per_group() * g.win.h * g.win.w,
-        reads,
-        (&g.part_sizes(batch, part), &g.pads(), &[]),
-        &[("STORE", store_elem(store, "dx", "o", "acc"))],
-    )
-}
-
-/// y's channels of the part from the product's result t (filters x pixels), plus the bias;
-/// bindings [t, y, (b)].
-pub fn output_kernel(g: &ConvGeometry, batch: u64, part: Part, path: ReadPath) -> KernelSource {
     let mut reads = Reads::new(path).input(0, "t");
     if g.bias {
         reads = reads.input(2, "b");
     }
-    let reads = reads.output(1, "y", false);
-    let body = if g.bias {
-        "y[o] = rd_t(i) + rd_b(CO0 + co);"
+    let reads = reads.output(1, "y", store == Store::Accumulate);
+    let v = if g.bias {
+        "rd_t(i) + rd_b(CO0 + co)"
     } else {
-        "y[o] = rd_t(i);"
+        "rd_t(i)"
     };
     per_element(
         format!(
-            "conv_output[{}{}]",
+            "conv_output[{}{}{}]",
             g.part_tag(batch, part),
-            if g.bias { " bias" } else { "" }
+            if g.bias { " bias" } else { "" },
+            acc_tag(store)
         ),
         LAYOUT,
         g.cout_per_group() * part.count * g.win.pixels(),
         reads,
         (&g.part_sizes(batch, part), &[], &[]),
-        &[("BODY", body.to_string())],
+        &[("BODY", store_elem(store, "y", "o", v))],
     )
 }
 
@@ -389,7 +406,8 @@ fn group_weight(
 }
 
 /// The forward dispatches of a conv node: per group and chunk of the batch, im2col, one
-/// matrix product with the group's filters, and the result moved into y with the bias.
+/// matrix product with the group's filters, and the result moved into y (=|+= as `store`
+/// says) with the bias.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lower_forward(
     b: &mut Builder,
@@ -398,7 +416,7 @@ pub(crate) fn lower_forward(
     x: TensorId,
     w: TensorId,
     bias: Option<TensorId>,
-    y: TensorId,
+    (y, store): (TensorId, Store),
     name: &str,
     label: String,
 ) {
@@ -426,7 +444,7 @@ pub(crate) fn lower_forward(
         let mut bindings = vec![t, y];
         bindings.extend(bias);
         b.emit(
-            output_kernel(g, batch, part, reads),
+            output_kernel(g, batch, part, store, reads),
             bindings,
             label.clone(),
         );
@@ -434,9 +452,10 @@ pub(crate) fn lower_forward(
 }
 
 /// The gradient dispatches of a conv node: its weight and bias gradients (when trained) and
-/// its input gradient `dx` (when something upstream needs it). Per group and chunk: dy as a
-/// matrix, the weight gradient dy x col^T (col recomputed, not kept from the forward pass),
-/// and the columns' gradient w^T x dy scattered back by col2im.
+/// its input gradient `dx` (when something upstream needs it), plus `dx_bias` per input
+/// channel (a transposed convolution's forward pass is this input gradient). Per group and
+/// chunk: dy as a matrix, the weight gradient dy x col^T (col recomputed, not kept from the
+/// forward pass), and the columns' gradient w^T x dy scattered back by col2im.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lower_backward(
     b: &mut Builder,
@@ -447,6 +466,7 @@ pub(crate) fn lower_backward(
     w: TensorId,
     grads: (Option<TensorId>, Option<TensorId>),
     dx: Option<(TensorId, Store)>,
+    dx_bias: Option<TensorId>,
     name: &str,
     label: &dyn Fn(&str) -> String,
 ) {
@@ -527,9 +547,11 @@ pub(crate) fn lower_backward(
                 ..Gemm::new(taps, pc, cout_g)
             };
             b.emit(b.matmul(prod), vec![wg, dyt, dcol], label("backward input"));
+            let mut bindings = vec![dcol, dx];
+            bindings.extend(dx_bias);
             b.emit(
-                col2im_kernel(g, batch, part, store, reads),
-                vec![dcol, dx],
+                col2im_kernel(g, batch, part, store, dx_bias.is_some(), reads),
+                bindings,
                 label("backward input"),
             );
         }
@@ -570,9 +592,11 @@ mod tests {
                 };
                 for k in [
                     im2col_kernel(&g, 3, part, path),
-                    col2im_kernel(&g, 3, part, Store::Write, path),
-                    col2im_kernel(&g, 3, part, Store::Accumulate, path),
-                    output_kernel(&g, 3, part, path),
+                    col2im_kernel(&g, 3, part, Store::Write, false, path),
+                    col2im_kernel(&g, 3, part, Store::Write, true, path),
+                    col2im_kernel(&g, 3, part, Store::Accumulate, false, path),
+                    output_kernel(&g, 3, part, Store::Write, path),
+                    output_kernel(&g, 3, part, Store::Accumulate, path),
                     gather_dy_kernel(&g, 3, part, path),
                     channel_sum_kernel(3, g.cout, g.win.pixels(), Store::Write, path),
                     channel_sum_kernel(3, g.cout, g.win.pixels(), Store::Accumulate, path),

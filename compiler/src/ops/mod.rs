@@ -53,6 +53,7 @@ pub enum Op {
         pad: Padding,
         output_padding: u64,
         groups: u64,
+        dilation: u64,
         bias: bool,
     },
     MaxPool {
@@ -433,23 +434,7 @@ impl Op {
                 dilation,
                 bias,
             } => conv::describe(*filters, *k, *stride, *pad, *groups, *dilation, *bias),
-            Op::ConvTranspose {
-                filters,
-                k,
-                stride,
-                pad,
-                output_padding,
-                groups,
-                bias,
-            } => conv_transpose::describe(
-                *filters,
-                *k,
-                *stride,
-                *pad,
-                *output_padding,
-                *groups,
-                *bias,
-            ),
+            Op::ConvTranspose { .. } => conv_transpose::describe(self),
             Op::MaxPool { k, stride, pad } | Op::AvgPool { k, stride, pad } => {
                 pool::describe(self.name(), *k, *stride, *pad)
             }
@@ -598,25 +583,7 @@ pub fn infer(
         Op::Input { shape } => shape.clone(),
         Op::Dense { units, bias } => dense::infer(&mut cx, &one, *units, *bias)?,
         Op::Conv { .. } => conv::infer(&mut cx, op, &one)?,
-        Op::ConvTranspose {
-            filters,
-            k,
-            stride,
-            pad,
-            output_padding,
-            groups,
-            bias,
-        } => conv_transpose::infer(
-            &mut cx,
-            &one,
-            *filters,
-            *k,
-            *stride,
-            *pad,
-            *output_padding,
-            *groups,
-            *bias,
-        )?,
+        Op::ConvTranspose { .. } => conv_transpose::infer(&mut cx, op, &one)?,
         Op::MaxPool { .. } | Op::AvgPool { .. } => pool::infer(op, &one)?,
         Op::Relu
         | Op::Sigmoid

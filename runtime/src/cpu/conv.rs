@@ -238,22 +238,51 @@ pub(super) fn backward<T: Real>(
     dy: &Array2<T>,
     want_input: bool,
 ) -> Grads<T> {
-    let d = dims(g);
-    let x = x.as_standard_layout();
+    let (weight, input) = adjoint(g, Some(x), want_input.then_some(w), dy);
+    Grads {
+        weight: weight.unwrap_or_default(),
+        bias: channel_sums(dy, g.cout as usize, g.win.pixels() as usize),
+        input,
+    }
+}
+
+/// Per channel, the sum of `dy` ([batch, channels * pixels]) over the batch and the pixels: a
+/// bias's gradient.
+pub(super) fn channel_sums<T: Real>(dy: &Array2<T>, channels: usize, pixels: usize) -> Vec<T> {
     let dy = dy.as_standard_layout();
-    let batch = x.nrows();
-    let mut gw = vec![T::zero(); w.len()];
-    let mut gb = vec![T::zero(); g.cout as usize];
-    let mut dx = want_input.then(|| Array2::<T>::zeros(x.raw_dim()));
     let dys = dy.as_slice().expect("contiguous");
-    let row_len = g.cout as usize * d.pixels;
-    gb.par_iter_mut().enumerate().for_each(|(co, gbv)| {
-        *gbv = dys.chunks(row_len).fold(T::zero(), |a, r| {
-            r[co * d.pixels..(co + 1) * d.pixels]
+    let row_len = channels * pixels;
+    let mut sums = vec![T::zero(); channels];
+    sums.par_iter_mut().enumerate().for_each(|(c, s)| {
+        *s = dys.chunks(row_len).fold(T::zero(), |a, r| {
+            r[c * pixels..(c + 1) * pixels]
                 .iter()
                 .fold(a, |a, &v| a + v)
         });
     });
+    sums
+}
+
+/// The two products of the conv `g`'s backward pass over a batch of output gradients `dy`
+/// (no bias): the weight gradient dY cols(x)^T when `x` is given, and the input gradient
+/// col2im(W^T dY) ([batch, cin * h * w]) when `w` is given. A transposed convolution runs
+/// through here too (its forward pass is the input gradient of its adjoint conv).
+pub(super) fn adjoint<T: Real>(
+    g: &ConvGeometry,
+    x: Option<&Array2<T>>,
+    w: Option<&[T]>,
+    dy: &Array2<T>,
+) -> (Option<Vec<T>>, Option<Array2<T>>) {
+    let d = dims(g);
+    let x = x.map(|x| x.as_standard_layout());
+    let dy = dy.as_standard_layout();
+    let batch = dy.nrows();
+    let mut gw = x
+        .as_ref()
+        .map(|_| vec![T::zero(); d.groups * d.cout_g * d.taps]);
+    let mut dx = w.map(|_| Array2::<T>::zeros((batch, d.cin * d.h * d.w)));
+    let dys = dy.as_slice().expect("contiguous");
+    let row_len = g.cout as usize * d.pixels;
     let step = chunk(&d, batch);
     let mut cols = Array2::<T>::zeros((d.taps, step * d.pixels));
     let mut dyg = Array2::<T>::zeros((d.cout_g, step * d.pixels));
@@ -267,7 +296,6 @@ pub(super) fn backward<T: Real>(
             dcols = Array2::zeros((d.taps, np));
         }
         for grp in 0..d.groups {
-            im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
             // dy rows -> dyg [cout_g, n * pixels], per output channel
             let width = dyg.ncols();
             let dygs = dyg.as_slice_mut().expect("contiguous");
@@ -279,12 +307,17 @@ pub(super) fn backward<T: Real>(
                         .copy_from_slice(&src[co * d.pixels..(co + 1) * d.pixels]);
                 }
             });
-            let len = d.cout_g * d.taps;
-            let mut gwg =
-                ArrayViewMut2::from_shape((d.cout_g, d.taps), &mut gw[grp * len..(grp + 1) * len])
-                    .expect("weight length matches the geometry");
-            matmul_into(dyg.view(), cols.t(), true, gwg.view_mut());
-            if let Some(dx) = dx.as_mut() {
+            if let (Some(x), Some(gw)) = (x.as_ref(), gw.as_mut()) {
+                im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
+                let len = d.cout_g * d.taps;
+                let mut gwg = ArrayViewMut2::from_shape(
+                    (d.cout_g, d.taps),
+                    &mut gw[grp * len..(grp + 1) * len],
+                )
+                .expect("weight length matches the geometry");
+                matmul_into(dyg.view(), cols.t(), true, gwg.view_mut());
+            }
+            if let (Some(w), Some(dx)) = (w, dx.as_mut()) {
                 matmul_into(
                     group_weight(&d, w, grp).t(),
                     dyg.view(),
@@ -295,9 +328,5 @@ pub(super) fn backward<T: Real>(
             }
         }
     }
-    Grads {
-        weight: gw,
-        bias: gb,
-        input: dx,
-    }
+    (gw, dx)
 }

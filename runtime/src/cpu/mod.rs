@@ -10,8 +10,10 @@
 
 mod activation;
 mod add;
+mod batchnorm;
 mod concat;
 mod conv;
+mod conv_transpose;
 mod dense;
 mod dropout;
 mod loss;
@@ -27,7 +29,8 @@ pub use optim::{apply_update, OptState};
 use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;
 use netc_compiler::ops::conv::ConvGeometry;
-use netc_compiler::ops::{pool as pool_ops, Init, Op, ShapeError};
+use netc_compiler::ops::conv_transpose::TransposeGeometry;
+use netc_compiler::ops::{batchnorm as bn_ops, pool as pool_ops, Init, Op, ShapeError};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -60,8 +63,6 @@ impl Real for f64 {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CpuError {
-    #[error("layer `{layer}`: op `{op}` is not supported by the CPU executor yet")]
-    Unsupported { layer: String, op: String },
     #[error("layer `{layer}`: {message}")]
     Shape { layer: String, message: String },
     #[error("input has {got} features per example but network `{net}` expects {want}")]
@@ -150,6 +151,15 @@ impl<T: Real> Params<T> {
     fn vector(&self, name: &str) -> &[T] {
         &self.values[self.index(name).expect("parameter exists")]
     }
+
+    /// Stores the state a training forward pass computed (batchnorm's running statistics).
+    pub fn apply_state(&mut self, acts: &Activations<T>) {
+        for (name, v) in &acts.state {
+            if let Some(i) = self.index(name) {
+                self.values[i].clone_from(v);
+            }
+        }
+    }
 }
 
 /// Flushes subnormal floats to zero on the calling thread (x86-64: the FTZ and DAZ bits of
@@ -177,6 +187,13 @@ pub struct Activations<T> {
     pub values: HashMap<NodeIndex, Array2<T>>,
     pub train: bool,
     pub seed: u32,
+    /// The batch row the first row of this pass stands for (dropout masks index the whole
+    /// batch, so a batch run in parts draws the masks it would draw at once).
+    pub row0: usize,
+    /// New values of state tensors (batchnorm's running statistics, by parameter name) that a
+    /// training pass computed; [`Params::apply_state`] stores them, so the pass itself stays a
+    /// function of the parameters (a gradient check runs it many times).
+    pub state: Vec<(String, Vec<T>)>,
 }
 
 impl<T: Real> Activations<T> {
@@ -207,17 +224,26 @@ pub fn forward<T: Real>(
     train: bool,
     seed: u32,
 ) -> Result<Activations<T>, CpuError> {
+    forward_rows(net, p, x, train, seed, 0)
+}
+
+/// [`forward`] of rows `row0..` of a batch run in parts (the GPU program's `first_sample`).
+pub fn forward_rows<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    x: ArrayView2<T>,
+    train: bool,
+    seed: u32,
+    row0: usize,
+) -> Result<Activations<T>, CpuError> {
     let mut values: HashMap<NodeIndex, Array2<T>> = HashMap::new();
+    let mut state = vec![];
     for &n in &net.order {
         let node = &net.graph[n];
         let ins = net.inputs_of(n);
         let in_shape = |i: usize| &net.graph[ins[i]].shape;
         let weight = || p.vector(&format!("{}.weight", node.name));
         let bias = || p.vector(&format!("{}.bias", node.name));
-        let unsupported = || CpuError::Unsupported {
-            layer: node.name.clone(),
-            op: node.op.name().into(),
-        };
         let y = match &node.op {
             Op::Input { shape } => {
                 if x.ncols() != numel(shape) {
@@ -270,8 +296,21 @@ pub fn forward<T: Real>(
                 concat::forward(&parts, &shapes, *axis)
             }
             Op::Flatten | Op::Reshape { .. } => values[&ins[0]].clone(),
-            Op::Dropout { p: prob } => dropout::apply(&values[&ins[0]], train, *prob, seed),
-            Op::ConvTranspose { .. } | Op::BatchNorm { .. } => return Err(unsupported()),
+            Op::Dropout { p: prob } => dropout::apply(&values[&ins[0]], train, *prob, seed, row0),
+            Op::ConvTranspose { .. } => {
+                let g =
+                    TransposeGeometry::of(&node.op, in_shape(0)).map_err(shape_err(&node.name))?;
+                conv_transpose::forward(&g, &values[&ins[0]], weight(), g.bias.then(bias))
+            }
+            Op::BatchNorm { eps, momentum } => {
+                let (s, t) = batchnorm_node(p, &node.name, in_shape(0), *eps, *momentum);
+                let (y, running) = batchnorm::forward(&s, &t, &values[&ins[0]], train);
+                if let Some((mean, var)) = running {
+                    state.push((format!("{}.running_mean", node.name), mean));
+                    state.push((format!("{}.running_var", node.name), var));
+                }
+                y
+            }
         };
         values.insert(n, y);
     }
@@ -279,7 +318,35 @@ pub fn forward<T: Real>(
         values,
         train,
         seed,
+        row0,
+        state,
     })
+}
+
+/// A batchnorm node's sizes and tensors.
+fn batchnorm_node<'a, T: Real>(
+    p: &'a Params<T>,
+    name: &str,
+    shape: &[u64],
+    eps: f64,
+    momentum: f64,
+) -> (batchnorm::Settings, batchnorm::Tensors<'a, T>) {
+    let (c, pixels) = bn_ops::channels(shape);
+    let t = |suffix: &str| p.vector(&format!("{name}.{suffix}"));
+    (
+        batchnorm::Settings {
+            channels: c as usize,
+            pixels: pixels as usize,
+            eps,
+            momentum,
+        },
+        batchnorm::Tensors {
+            weight: t("weight"),
+            bias: t("bias"),
+            running_mean: t("running_mean"),
+            running_var: t("running_var"),
+        },
+    )
 }
 
 /// Backward pass from the gradient `dy` at node `from` (the logit node when the loss is
@@ -308,8 +375,6 @@ fn into_vec<T: Real>(a: Array2<T>) -> Vec<T> {
 /// largest product of a first dense layer, and a classifier does not need it); without it the
 /// returned input gradient is empty (0x0), not a batch of zeros allocated every step.
 ///
-/// Ops a forward pass accepts all have a rule here; the ones it rejects (conv_transpose,
-/// batchnorm) never reach it.
 pub fn backward_opt<T: Real>(
     net: &Network,
     p: &Params<T>,
@@ -430,11 +495,42 @@ pub fn backward_opt<T: Real>(
             }
             Op::Flatten | Op::Reshape { .. } => add_grad(&mut grads, ins[0], dy),
             Op::Dropout { p: prob } => {
-                let dx = dropout::apply(&dy, acts.train, *prob, acts.seed);
+                let dx = dropout::apply(&dy, acts.train, *prob, acts.seed, acts.row0);
                 add_grad(&mut grads, ins[0], dx);
             }
-            // Rejected by `forward`: no activations of theirs exist to differentiate.
-            Op::ConvTranspose { .. } | Op::BatchNorm { .. } => {}
+            Op::ConvTranspose { .. } => {
+                let Ok(geom) = TransposeGeometry::of(&node.op, in_shape(0)) else {
+                    continue; // the forward pass reported it
+                };
+                let g = conv_transpose::backward(
+                    &geom,
+                    acts.get(ins[0]),
+                    p.vector(&wname),
+                    &dy,
+                    wanted(ins[0]),
+                );
+                if let Some(i) = p.index(&wname) {
+                    pgrads[i] = Some(g.weight);
+                }
+                if geom.bias {
+                    if let Some(i) = p.index(&bname) {
+                        pgrads[i] = Some(g.bias);
+                    }
+                }
+                if let Some(dx) = g.input {
+                    add_grad(&mut grads, ins[0], dx);
+                }
+            }
+            Op::BatchNorm { eps, momentum } => {
+                let (s, t) = batchnorm_node(p, &node.name, in_shape(0), *eps, *momentum);
+                let g = batchnorm::backward(&s, &t, acts.get(ins[0]), &dy, acts.train);
+                for (suffix, v) in [("weight", g.weight), ("bias", g.bias)] {
+                    if let Some(i) = p.index(&format!("{}.{suffix}", node.name)) {
+                        pgrads[i] = Some(v);
+                    }
+                }
+                add_grad(&mut grads, ins[0], g.input);
+            }
         }
     }
     for (i, t) in p.trainable.iter().enumerate() {
