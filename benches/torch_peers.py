@@ -77,3 +77,34 @@ elif what == "alexnet-synthetic":
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(m(X[idx]), Y[idx]); loss.backward(); opt.step(); tot += loss.item()
         print(f"torch alexnet synthetic epoch {e+1}: train loss {tot/(n//batch):.4f}")
+elif what == "dcgan":
+    # models/dcgan.net's networks and recipe: one training iteration = a D step on a real and a
+    # fake batch (separate forwards, as PyTorch's DCGAN example) and a G step, batch 128,
+    # Adam(2e-4, betas (0.5, 0.999)). argv: [steps]
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    G = nn.Sequential(nn.Linear(100, 6272, bias=False), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128), nn.ReLU(),
+                      nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                      nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh())
+    D = nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+                      nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+                      nn.Flatten(), nn.Linear(6272, 1))
+    og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    b = 128
+    real = torch.rand(b, 1, 28, 28) * 2 - 1
+    ones, zeros = torch.ones(b, 1), torch.zeros(b, 1)
+    ts = []
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        z = torch.rand(b, 100) * 2 - 1
+        od.zero_grad(set_to_none=True)
+        F.binary_cross_entropy_with_logits(D(real), ones).backward()
+        fake = G(z)
+        F.binary_cross_entropy_with_logits(D(fake.detach()), zeros).backward()
+        od.step()
+        og.zero_grad(set_to_none=True)
+        F.binary_cross_entropy_with_logits(D(G(torch.rand(b, 100) * 2 - 1)), ones).backward()
+        og.step()
+        if i >= 3: ts.append(time.perf_counter() - t0)
+    ts.sort()
+    print(f"torch dcgan step (D + G), batch {b}: median {ts[len(ts)//2]*1e3:.1f} ms fastest {ts[0]*1e3:.1f} ms")

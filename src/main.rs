@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use netc_compiler::{compile, ir::Model, report};
 use std::process::ExitCode;
 
+mod score;
+
 #[derive(Parser)]
 #[command(
     name = "netc",
@@ -138,7 +140,14 @@ enum Command {
         /// Seed of the noise
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Draw each pixel as an N x N block in the PNG grid [default: cells of at least 64
+        /// pixels, 3 for 28x28 digits]
+        #[arg(long, value_parser = at_least_one_usize)]
+        scale: Option<usize>,
     },
+    /// How good a GAN's samples are, by a digit classifier netc trained: Inception Score,
+    /// confident share, class histogram and Frechet distance to real images
+    Score(score::ScoreArgs),
     /// List the adapters wgpu can use (and the CPU executor)
     Devices,
     /// Benchmark the dense kernel and an MLP training step (GPU path and CPU reference)
@@ -338,7 +347,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             format,
             out,
             seed,
-        } => sample(&file, &weights, count, format, out, seed)?,
+            scale,
+        } => sample(&file, &weights, count, format, out, (seed, scale))?,
+        Command::Score(args) => score::run(args)?,
         Command::Devices => devices(),
         Command::Bench {
             device,
@@ -650,11 +661,11 @@ fn sample(
     count: usize,
     format: Option<SampleFormat>,
     out: Option<String>,
-    seed: u64,
+    (seed, scale): (u64, Option<usize>),
 ) -> Result<(), Failure> {
     let (format, out) = sample_target(weights, format, out, seed)?;
-    use netc_compiler::train_config::{Noise, Task};
-    use netc_runtime::cpu::{self, Params};
+    use netc_compiler::train_config::Task;
+    use netc_runtime::cpu::Params;
     let model = load(file)?;
     let cfg = train_config(&model)?;
     let Task::Gan(g) = &cfg.task else {
@@ -668,37 +679,18 @@ fn sample(
     let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
     let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
-    let nz: usize = gn.graph[gn.inputs[0]].shape.iter().product::<u64>() as usize;
-    let mut rng = netc_runtime::rng::Rng::new(seed);
-    let z: Vec<f32> = (0..count * nz)
-        .map(|_| match g.noise {
-            Noise::Uniform { low, high } => rng.uniform(low, high) as f32,
-            Noise::Normal { mean, std } => (mean + std * rng.normal()) as f32,
-        })
-        .collect();
-    let zv = ndarray::ArrayView2::from_shape((count, nz), &z).map_err(fail)?;
-    let acts = cpu::forward(gn, &p, zv, false, 0).map_err(fail)?;
-    let out_node = gn
-        .outputs
-        .first()
-        .map(|o| o.1)
-        .ok_or_else(|| fail("the generator has no output"))?;
-    let imgs: Vec<f32> = acts.get(out_node).iter().copied().collect();
+    // In [0, 1], as the data set's pixels, whatever range the generator was trained in.
+    let imgs =
+        netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), count, seed).map_err(fail)?;
     let (c, h, w) = netc_runtime::train::image_shape(gn);
     match format {
         SampleFormat::Png => {
             let path = out;
-            let cols = (count as f64).sqrt().ceil() as usize;
-            netc_runtime::io::write_image_grid(
-                std::path::Path::new(&path),
-                &imgs,
-                count,
-                c,
-                h,
-                w,
-                cols,
-            )
-            .map_err(fail)?;
+            let mut grid = netc_runtime::io::Grid::of(count, (c, h, w));
+            grid.cols = (count as f64).sqrt().ceil() as usize;
+            grid.scale = scale.unwrap_or(grid.scale);
+            netc_runtime::io::write_image_grid(std::path::Path::new(&path), &imgs, &grid)
+                .map_err(fail)?;
             println!("wrote {count} samples to {path}");
         }
         SampleFormat::Npy => {
@@ -857,9 +849,8 @@ fn bench(
                     r.gflops
                 );
             }
-            let t =
-                bench::train_step(net, batch, Executor::Gpu(Box::new(gpu)), reps).map_err(fail)?;
-            print_step(net, batch, reps, &t);
+            let t = step_times(model, net, batch, Executor::Gpu(Box::new(gpu)), reps)?;
+            print_step(model, net, batch, reps, &t);
             if let Some(c) = t.counters {
                 println!(
                     "  replay: {} pipelines, {} bind groups, {} buffers, {} textures created once; {} submissions for {} steps",
@@ -871,7 +862,9 @@ fn bench(
                     t.steps_run
                 );
             }
-            if profile {
+            if profile && gan_of(model).is_some() {
+                println!("  --profile: for a GAN's per-kernel times run `netc train FILE --profile --steps 20`");
+            } else if profile {
                 profile_step(net, batch, device)?;
             }
         }
@@ -887,8 +880,8 @@ fn bench(
             r.gflops
         );
     }
-    let t = bench::train_step(net, batch, Executor::Cpu, reps).map_err(fail)?;
-    print_step(net, batch, reps, &t);
+    let t = step_times(model, net, batch, Executor::Cpu, reps)?;
+    print_step(model, net, batch, reps, &t);
     if let Some(kb) = peak_rss_kb() {
         println!(
             "peak memory (resident, whole process): {:.1} MB",
@@ -973,13 +966,70 @@ fn peak_rss_kb() -> Option<u64> {
 /// the mean of steps run back to back as training runs them.
 /// The GFLOP/s figure counts a step as three forward passes' worth of multiply-adds (forward,
 /// input gradient, weight gradient), two flops each.
+/// The generator and discriminator of a model whose training section trains a GAN, with
+/// their optimizers.
+fn gan_of(
+    model: &Model,
+) -> Option<(
+    &netc_compiler::ir::Network,
+    &netc_compiler::ir::Network,
+    netc_compiler::schedule::Optimizer,
+    netc_compiler::schedule::Optimizer,
+)> {
+    let cfg = netc_compiler::train_config::read(model).ok().flatten()?;
+    match cfg.task {
+        netc_compiler::train_config::Task::Gan(g) => Some((
+            model.network(&g.generator)?,
+            model.network(&g.discriminator)?,
+            g.g_optimizer.kind,
+            g.d_optimizer.kind,
+        )),
+        netc_compiler::train_config::Task::Classifier { .. } => None,
+    }
+}
+
+/// Times the model's training step: a GAN's D and G steps, else a classifier step of `net`.
+fn step_times(
+    model: &Model,
+    net: &netc_compiler::ir::Network,
+    batch: usize,
+    exec: netc_runtime::session::Executor,
+    reps: usize,
+) -> Result<netc_runtime::bench::StepTimes, Failure> {
+    match gan_of(model) {
+        Some((g, d, og, od)) => {
+            netc_runtime::bench::gan_step((g, d), (og, od), batch, exec, reps).map_err(fail)
+        }
+        None => netc_runtime::bench::train_step(net, batch, exec, reps).map_err(fail),
+    }
+}
+
 fn print_step(
+    model: &Model,
     net: &netc_compiler::ir::Network,
     batch: usize,
     reps: usize,
     t: &netc_runtime::bench::StepTimes,
 ) {
-    let macs: u64 = net.order.iter().map(|&n| net.graph[n].stats.macs).sum();
+    let macs_of = |n: &netc_compiler::ir::Network| -> u64 {
+        n.order.iter().map(|&i| n.graph[i].stats.macs).sum()
+    };
+    if let Some((g, d, _, _)) = gan_of(model) {
+        // Per example: the D step runs G forward and D forward and backward on a real and a
+        // fake batch; the G step runs both forward and backward (a backward about twice a
+        // forward): 4 G + 9 D multiply-adds.
+        let (mg, md) = (macs_of(g), macs_of(d));
+        let flops = 2.0 * (4 * mg + 9 * md) as f64 * batch as f64;
+        println!(
+            "  GAN training step (D step + G step), batch {batch} (median of {reps}): {:.3} ms (fastest {:.3} ms; {:.3} ms per step back to back); {:.1} GFLOP/s at 2 x (4 x {mg} + 9 x {md}) MACs per example",
+            t.median * 1e3,
+            t.fastest * 1e3,
+            t.back_to_back * 1e3,
+            flops / t.median / 1e9,
+        );
+        return;
+    }
+    let macs: u64 = macs_of(net);
     let flops = 6.0 * macs as f64 * batch as f64;
     println!(
         "  {} training step, batch {batch} (median of {reps}): {:.3} ms (fastest {:.3} ms; {:.3} ms per step back to back); {:.1} GFLOP/s at 6 x {} MACs per example",

@@ -476,6 +476,109 @@ fn gan_trains_and_samples() {
 }
 
 #[test]
+fn dcgan_trains_resumes_bit_exact_samples_and_scores() {
+    // The DCGAN's batchnorm running statistics are state: saved (with PyTorch's
+    // num_batches_tracked beside them), restored on resume, not given optimizer state.
+    let (a, b) = (tmp("dcgan-full"), tmp("dcgan-resumed"));
+    let (ao, bo) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
+    let common = [
+        "train",
+        "models/dcgan.net",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--batch",
+        "16",
+    ];
+    let (code, _, err) = netc(&[&common[..], &["--steps", "4", "--out", ao]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        netc(&[&common[..], &["--steps", "2", "--out", bo]].concat()).0,
+        0
+    );
+    let (c, _, e) = netc(&[&common[..], &["--steps", "4", "--out", bo, "--resume"]].concat());
+    assert_eq!(c, 0, "{e}");
+    same_weights(&a, &b);
+    let w = a.join("checkpoint.safetensors");
+    let ck = netc_runtime::io::Checkpoint::load(&w).expect("checkpoint");
+    let (shape, mean) = ck
+        .get("generator.up1.batchnorm.running_mean")
+        .expect("running mean saved");
+    assert_eq!(shape, &[64]);
+    assert!(mean.iter().any(|&v| v != 0.0), "the running mean moved");
+    // G ran in training mode in 4 D steps and 4 G steps; D twice per D step and once per G step.
+    for (key, passes) in [
+        ("generator.up1.batchnorm.num_batches_tracked", 8.0),
+        ("discriminator.c2.batchnorm.num_batches_tracked", 12.0),
+    ] {
+        let (shape, v) = ck.get(key).unwrap_or_else(|| panic!("{key}"));
+        assert_eq!((shape, v), (&[][..], &[passes][..]), "{key}");
+    }
+    assert!(ck
+        .get("optimizer.generator.up1.batchnorm.weight.exp_avg")
+        .is_some());
+    assert!(ck
+        .get("optimizer.generator.up1.batchnorm.running_mean.exp_avg")
+        .is_none());
+    // Samples come out in [0, 1] (the tanh's [-1, 1] mapped back), the grid at 3x.
+    let npy = a.join("s.npy");
+    let (code, _, err) = netc(&[
+        "sample",
+        "models/dcgan.net",
+        "--weights",
+        w.to_str().expect("utf-8"),
+        "--count",
+        "6",
+        "--out",
+        npy.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (shape, data) = netc_runtime::io::read_npy_f32(&npy).expect("npy");
+    assert_eq!(shape, vec![6, 1, 28, 28]);
+    assert!(data.iter().all(|v| (0.0..=1.0).contains(v)));
+    // 16 samples (the batch) in rows of 8, 28x28 cells drawn at 3x: 8 x 85 + 1 wide.
+    let png = std::fs::read(a.join("samples.png")).expect("grid");
+    let size = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    assert_eq!((size(16), size(20)), (681, 171));
+    // `netc score` of the generator, and of the .npy.
+    let (code, stdout, err) = netc(&[
+        "score",
+        "models/dcgan.net",
+        "--weights",
+        w.to_str().expect("utf-8"),
+        "--count",
+        "100",
+        "--real",
+        "300",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for k in [
+        "inception score",
+        "confident (p > 0.9)",
+        "classes",
+        "Frechet distance",
+    ] {
+        assert!(stdout.contains(k), "{k}: {stdout}");
+    }
+    let (code, stdout, err) = netc(&[
+        "score",
+        "--samples",
+        npy.to_str().expect("utf-8"),
+        "--data-dir",
+        "data/mnist-sample",
+        "--real",
+        "300",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["count"], 6);
+    assert!(v["frechet_distance"].as_f64().expect("fid") > 0.0);
+    assert!(v["real"]["inception_score"].as_f64().expect("real IS") > 8.0);
+}
+
+#[test]
 fn gan_resume_equals_an_uninterrupted_run() {
     let (a, b) = (tmp("gan-full"), tmp("gan-resumed"));
     let (ao, bo) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));

@@ -92,6 +92,9 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     pub data: String,
     pub data_dir: Option<String>,
+    /// The interval image pixels are scaled to: [0, 1] by default, [-1, 1] for a generator
+    /// with a tanh output (DCGAN).
+    pub range: (f64, f64),
     pub seed: u64,
 }
 
@@ -109,6 +112,7 @@ const KEYS: &[&str] = &[
     "checkpoint_every",
     "data",
     "data_dir",
+    "range",
     "seed",
     "generator",
     "discriminator",
@@ -159,6 +163,27 @@ impl<'a> Reader<'a> {
             return default.max(1);
         }
         n
+    }
+    /// A `[low, high]` interval of finite numbers with low < high.
+    fn interval(&mut self, key: &str, default: (f64, f64)) -> (f64, f64) {
+        let Some(v) = self.get(key) else {
+            return default;
+        };
+        if let ValueKind::List(items) = &v.kind {
+            if let [a, b] = items.as_slice() {
+                if let (Some(a), Some(b)) = (a.as_f64(), b.as_f64()) {
+                    if a.is_finite() && b.is_finite() && a < b {
+                        return (a, b);
+                    }
+                }
+            }
+        }
+        self.bad(
+            v,
+            key,
+            "an interval [low, high] with low < high, e.g. [-1, 1]",
+        );
+        default
     }
     fn name(&mut self, key: &str, default: &str) -> String {
         match self.get(key) {
@@ -562,6 +587,7 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
             ValueKind::Str(s) => s.clone(),
             _ => v.to_string(),
         }),
+        range: r.interval("range", (0.0, 1.0)),
         seed: r.uint("seed", 1),
     };
     if !["mnist", "fashion_mnist", "idx", "synthetic"].contains(&cfg.data.as_str()) {
@@ -576,5 +602,42 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         Ok(Some(cfg))
     } else {
         Err(r.errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compile;
+
+    fn range_of(file: &str, src: &str) -> Result<(f64, f64), String> {
+        let m = compile(file, src).map_err(|d| d.render())?;
+        match super::read(&m) {
+            Ok(Some(cfg)) => Ok(cfg.range),
+            Ok(None) => Err("no training section".into()),
+            Err(e) => Err(e
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
+    }
+
+    #[test]
+    fn pixel_range_in_the_dsl_and_yaml() {
+        let net = "net m { input x: 4\n o = dense(2) }\n";
+        assert_eq!(
+            range_of("m.net", &format!("{net}train {{ data = mnist }}")),
+            Ok((0.0, 1.0))
+        );
+        assert_eq!(
+            range_of("m.net", &format!("{net}train {{ range = [-1, 1] }}")),
+            Ok((-1.0, 1.0))
+        );
+        let yaml = "networks:\n  - name: m\n    inputs: {x: 4}\n    layers: [{op: dense, units: 2}]\ntrain:\n  range: [-0.5, 0.5]\n";
+        assert_eq!(range_of("m.yaml", yaml), Ok((-0.5, 0.5)));
+        for bad in ["[1, -1]", "[0, 0]", "[0]", "2", "[0, 1, 2]"] {
+            let e = range_of("m.net", &format!("{net}train {{ range = {bad} }}")).expect_err(bad);
+            assert!(e.contains("training setting `range`"), "{bad}: {e}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use crate::cpu::Params;
 use crate::gpu::{Gpu, GpuProgram};
 use crate::rng::Rng;
-use crate::session::{Classifier, Executor, RunError};
+use crate::session::{Classifier, Executor, Gan, GeneratorLoss, RunError};
 use ndarray::Array2;
 use netc_compiler::ir::Network;
 use netc_compiler::kernels::Gemm;
@@ -164,17 +164,32 @@ pub fn train_step(
     for r in 0..batch {
         y[r * s.classes + r % s.classes] = 1.0;
     }
-    let wait = |s: &mut Classifier| -> Result<(), RunError> {
+    let mut step = |s: &mut Classifier| s.train_step(&x, &y, 1e-3);
+    let mut wait = |s: &mut Classifier| -> Result<(), RunError> {
         if let Some((p, _)) = s.gpu_program() {
             p.gpu.wait()?;
         }
         Ok(())
     };
+    let mut t = time_steps(&mut s, steps, &mut step, &mut wait)?;
+    t.steps_run = s.step as usize;
+    t.counters = s.gpu_program().map(|(p, _)| p.counters);
+    Ok(t)
+}
+
+/// Times `steps` steps of a session (after three warm-up steps): each followed by `wait`,
+/// and the same number back to back with one wait at the end.
+fn time_steps<S>(
+    s: &mut S,
+    steps: usize,
+    step: &mut dyn FnMut(&mut S) -> Result<(), RunError>,
+    wait: &mut dyn FnMut(&mut S) -> Result<(), RunError>,
+) -> Result<StepTimes, RunError> {
     let mut times = vec![];
     for i in 0..steps + 3 {
         let t0 = Instant::now();
-        s.train_step(&x, &y, 1e-3)?;
-        wait(&mut s)?;
+        step(s)?;
+        wait(s)?;
         if i >= 3 {
             times.push(t0.elapsed().as_secs_f64());
         }
@@ -182,18 +197,61 @@ pub fn train_step(
     let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
     let t0 = Instant::now();
     for _ in 0..steps {
-        s.train_step(&x, &y, 1e-3)?;
+        step(s)?;
     }
-    wait(&mut s)?;
+    wait(s)?;
     let back_to_back = t0.elapsed().as_secs_f64() / steps as f64;
-    let counters = s.gpu_program().map(|(p, _)| p.counters);
     Ok(StepTimes {
         median: median(times),
         fastest,
         back_to_back,
-        steps_run: s.step as usize,
-        counters,
+        steps_run: 0,
+        counters: None,
     })
+}
+
+/// Times a GAN's training step (one D step on a real and a fake batch, then one G step) at
+/// `batch`, see [`StepTimes`]; the real images are random values in [0, 1].
+pub fn gan_step(
+    (g_net, d_net): (&Network, &Network),
+    (opt_g, opt_d): (Optimizer, Optimizer),
+    batch: usize,
+    exec: Executor,
+    steps: usize,
+) -> Result<StepTimes, RunError> {
+    let mut rng = Rng::new(1);
+    let gp: Params<f32> = Params::init(g_net, &mut rng);
+    let dp: Params<f32> = Params::init(d_net, &mut rng);
+    let mut s = Gan::new(
+        g_net,
+        d_net,
+        gp,
+        dp,
+        opt_g,
+        opt_d,
+        GeneratorLoss::NonSaturating,
+        batch,
+        1,
+        exec,
+    )?;
+    let real: Vec<f32> = (0..batch * s.data).map(|_| rng.next_f64() as f32).collect();
+    let z: Vec<f32> = (0..batch * s.noise)
+        .map(|_| rng.uniform(-1.0, 1.0) as f32)
+        .collect();
+    let mut step = |s: &mut Gan| {
+        s.d_step(&real, &z, 2e-4)?;
+        s.g_step(&z, 2e-4)
+    };
+    let mut wait = |s: &mut Gan| -> Result<(), RunError> {
+        if let Some((p, _, _)) = s.gpu_program() {
+            p.gpu.wait()?;
+        }
+        Ok(())
+    };
+    let mut t = time_steps(&mut s, steps, &mut step, &mut wait)?;
+    t.steps_run = s.step_g as usize;
+    t.counters = s.gpu_program().map(|(p, _, _)| p.counters);
+    Ok(t)
 }
 
 /// One training epoch as `netc train` runs it, without the evaluation.

@@ -5,5 +5,6 @@ pub mod gpu;
 pub mod gradcheck;
 pub mod io;
 pub mod rng;
+pub mod score;
 pub mod session;
 pub mod train;

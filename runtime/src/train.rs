@@ -2,7 +2,7 @@
 //! pictures, atomic checkpoints, resume and failure handling. The same loop drives the GPU
 //! program and the CPU reference (a [`crate::session`]).
 
-use crate::cpu::{LossStats, OptState, Params};
+use crate::cpu::{self, LossStats, OptState, Params};
 use crate::data::{self, DataError, Dataset, Shuffler, Split};
 use crate::gpu::Gpu;
 use crate::io::{self, Checkpoint, IoError};
@@ -160,6 +160,19 @@ pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), Train
 /// The training and test sets a run uses: the IDX folder `dir` when there is one, else (for
 /// `data = synthetic`) a synthetic set shaped to the classifier's input and outputs.
 pub fn datasets(
+    model: &Model,
+    cfg: &TrainConfig,
+    dir: Option<&Path>,
+) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
+    let (mut train, mut test, note) = unscaled_datasets(model, cfg, dir)?;
+    for d in [&mut train, &mut test] {
+        d.rescale(cfg.range);
+    }
+    Ok((train, test, note))
+}
+
+/// The data sets with pixels in [0, 1].
+fn unscaled_datasets(
     model: &Model,
     cfg: &TrainConfig,
     dir: Option<&Path>,
@@ -477,13 +490,31 @@ fn state_key(weight: &str, slot: &str) -> String {
 /// The prefix of the optimizer-state tensors in a checkpoint.
 pub const OPTIMIZER_GROUP: &str = "optimizer.";
 
-fn save_params(ck: &mut Checkpoint, prefix: Option<&str>, p: &Params<f32>, st: &OptState<f32>) {
+/// Puts a network's weights, state and (for trained tensors) optimizer state into `ck`.
+/// `passes` is how many training passes the network ran: a batchnorm layer's
+/// `num_batches_tracked`, which a PyTorch BatchNorm has among its buffers (so a strict
+/// `load_state_dict` needs it; netc's running averages use the momentum, not the count).
+fn save_params(
+    ck: &mut Checkpoint,
+    prefix: Option<&str>,
+    (p, st): (&Params<f32>, &OptState<f32>),
+    passes: u64,
+) {
     let names = slot_names(st.slots.len());
     for (i, name) in p.names.iter().enumerate() {
         let key = weight_key(prefix, name);
-        for (slot, label) in st.slots.iter().zip(names) {
-            ck.tensors
-                .push((state_key(&key, label), p.shapes[i].clone(), slot[i].clone()));
+        if p.trainable[i] {
+            for (slot, label) in st.slots.iter().zip(names) {
+                ck.tensors
+                    .push((state_key(&key, label), p.shapes[i].clone(), slot[i].clone()));
+            }
+        }
+        if let Some(layer) = name.strip_suffix(".running_var") {
+            ck.tensors.push((
+                weight_key(prefix, &format!("{layer}.num_batches_tracked")),
+                vec![],
+                vec![passes as f32],
+            ));
         }
         ck.tensors
             .push((key, p.shapes[i].clone(), p.values[i].clone()));
@@ -766,7 +797,7 @@ fn classifier(
                 tensors: vec![],
                 metadata: BTreeMap::new(),
             };
-            save_params(&mut ck, None, &s.params()?, &s.opt_state()?);
+            save_params(&mut ck, None, (&s.params()?, &s.opt_state()?), s.step);
             for (k, v) in [
                 ("step", s.step.to_string()),
                 ("epoch", epoch.to_string()),
@@ -991,6 +1022,46 @@ fn draw_noise(rng: &mut Rng, noise: Noise, n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Samples a GAN run scores at each sample interval (and real images it compares them with).
+const SCORE_SAMPLES: usize = 1000;
+
+/// `count` samples of a trained generator on the CPU reference (evaluation mode: batchnorm
+/// with its running statistics), noise drawn as the training section says from `seed`, mapped
+/// from the training `range` to [0, 1] as a data set's pixels; 500 at a time, so memory does
+/// not grow with the count.
+pub fn generate(
+    gn: &Network,
+    p: &Params<f32>,
+    (noise, range): (Noise, (f64, f64)),
+    count: usize,
+    seed: u64,
+) -> Result<Vec<f32>, TrainError> {
+    let out = gn
+        .outputs
+        .first()
+        .map(|o| o.1)
+        .ok_or_else(|| TrainError::Setup(format!("generator `{}` has no output", gn.name)))?;
+    let nz: usize = gn.graph[gn.inputs[0]].shape.iter().product::<u64>() as usize;
+    let mut rng = Rng::new(seed);
+    let mut images = Vec::new();
+    let (lo, span) = (range.0, range.1 - range.0);
+    let mut left = count;
+    while left > 0 {
+        let rows = left.min(500);
+        let z = draw_noise(&mut rng, noise, rows * nz);
+        let zv = ndarray::ArrayView2::from_shape((rows, nz), &z)
+            .map_err(|e| TrainError::Setup(e.to_string()))?;
+        let acts = cpu::forward(gn, p, zv, false, 0).map_err(RunError::from)?;
+        images.extend(
+            acts.get(out)
+                .iter()
+                .map(|&v| ((v as f64 - lo) / span) as f32),
+        );
+        left -= rows;
+    }
+    Ok(images)
+}
+
 /// The image shape of a generator's output: CxHxW, or a square of a flat vector.
 pub fn image_shape(net: &Network) -> (usize, usize, usize) {
     let out = net
@@ -1111,6 +1182,29 @@ fn gan(
     } else {
         image_shape(gn)
     };
+    // Sample quality at each sample interval, by the built-in digit classifier, when the
+    // generator makes images of its input's size (28x28): against the features of the first
+    // training images, mapped back to [0, 1] as the classifier was trained.
+    let scoring = match crate::score::Scorer::builtin() {
+        Ok(sc) if sc.image_len == s.data => {
+            let n = SCORE_SAMPLES.min(train.n);
+            let (lo, span) = (cfg.range.0 as f32, (cfg.range.1 - cfg.range.0) as f32);
+            let real: Vec<f32> = train.images[..n * s.data]
+                .iter()
+                .map(|&v| (v - lo) / span)
+                .collect();
+            let out = sc
+                .outputs(&real)
+                .map_err(|e| TrainError::Setup(format!("scoring the real images: {e}")))?;
+            Some((sc, out))
+        }
+        _ => None,
+    };
+    // Samples drawn in the data's range: a tanh generator's [-1, 1] as black to white.
+    let grid = io::Grid {
+        range: (cfg.range.0 as f32, cfg.range.1 as f32),
+        ..io::Grid::of(batch.min(64), (c, h, w))
+    };
     let stop = interrupt_flag();
     let pb = bar(total, opts.progress, "generator".into());
     pb.set_position(s.step_g);
@@ -1130,8 +1224,11 @@ fn gan(
         };
         let (gp, dp) = s.params()?;
         let (gs, ds) = s.opt_states()?;
-        save_params(&mut ck, Some(&gn.name), &gp, &gs);
-        save_params(&mut ck, Some(&dn.name), &dp, &ds);
+        // G runs in training mode in each D step and each G step; D twice in a D step (the
+        // reals and the fakes) and once in a G step.
+        let (g_passes, d_passes) = (s.step_d + s.step_g, 2 * s.step_d + s.step_g);
+        save_params(&mut ck, Some(&gn.name), (&gp, &gs), g_passes);
+        save_params(&mut ck, Some(&dn.name), (&dp, &ds), d_passes);
         for (k, v) in [
             ("g_step", s.step_g.to_string()),
             ("d_step", s.step_d.to_string()),
@@ -1155,15 +1252,10 @@ fn gan(
     let write_samples = |s: &mut Gan| -> Result<(), TrainError> {
         let step = s.step_g;
         let imgs = s.sample(&fixed[..batch.min(64) * s.noise])?;
-        let n = batch.min(64);
         io::write_image_grid(
             &samples_dir.join(format!("step_{step:06}.png")),
             &imgs,
-            n,
-            c,
-            h,
-            w,
-            8,
+            &grid,
         )?;
         Ok(())
     };
@@ -1231,6 +1323,28 @@ fn gan(
         }
         if g.sample_every > 0 && s.step_g % g.sample_every == 0 {
             write_samples(&mut s)?;
+            if let Some((scorer, real)) = &scoring {
+                let (gp, _) = s.params()?;
+                let imgs = generate(gn, &gp, (g.noise, cfg.range), SCORE_SAMPLES, cfg.seed)?;
+                let sc = scorer
+                    .score(&imgs, Some(real))
+                    .map_err(|e| TrainError::Setup(format!("scoring the samples: {e}")))?;
+                let mut m = BTreeMap::new();
+                m.insert("step".to_string(), s.step_g as f64);
+                m.insert("inception_score".to_string(), sc.inception_score);
+                m.insert("confident".to_string(), sc.confident);
+                if let Some(f) = sc.fid {
+                    m.insert("frechet_distance".to_string(), f);
+                }
+                metrics.log("score", &m)?;
+                log(&format!(
+                    "step {}: inception score {:.3}, confident {:.1}%, Frechet distance {:.3} ({SCORE_SAMPLES} samples, the built-in LeNet)",
+                    s.step_g,
+                    sc.inception_score,
+                    100.0 * sc.confident,
+                    sc.fid.unwrap_or(f64::NAN)
+                ));
+            }
         }
         if checkpoint_due {
             last_good = Some(save(&s, d_batches, &noise_rng)?);
@@ -1266,11 +1380,7 @@ fn gan(
         io::write_image_grid(
             &opts.out.join("samples.png"),
             &s.sample(&fixed[..batch.min(64) * s.noise])?,
-            batch.min(64),
-            c,
-            h,
-            w,
-            8,
+            &grid,
         )?;
     }
     plot(&opts.out, "GAN losses", GAN_PLOT)?;

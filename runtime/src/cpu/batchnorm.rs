@@ -33,11 +33,15 @@ struct Stats<T> {
     var: Vec<T>,
 }
 
-/// The values of channel `c` across the batch, in order.
-fn channel<'a, T: Real>(x: &'a [T], s: &'a Settings, c: usize) -> impl Iterator<Item = &'a T> + 'a {
+/// Channel `c`'s plane (its `pixels` values) of every example, in batch order.
+fn planes<'a, T: Real>(
+    x: &'a [T],
+    s: &'a Settings,
+    c: usize,
+) -> impl Iterator<Item = &'a [T]> + 'a {
     let row = s.channels * s.pixels;
     x.chunks(row)
-        .flat_map(move |r| r[c * s.pixels..(c + 1) * s.pixels].iter())
+        .map(move |r| &r[c * s.pixels..(c + 1) * s.pixels])
 }
 
 fn stats<T: Real>(x: &[T], s: &Settings, t: &Tensors<T>, train: bool) -> Stats<T> {
@@ -50,9 +54,12 @@ fn stats<T: Real>(x: &[T], s: &Settings, t: &Tensors<T>, train: bool) -> Stats<T
             // Two passes (mean, then squared deviations): exact enough for f64 gradient checks
             // and free of the cancellation of E[x^2] - E[x]^2.
             let m = T::of((x.len() / (s.channels * s.pixels) * s.pixels) as f64);
-            let mean = channel(x, s, c).fold(T::zero(), |a, &v| a + v) / m;
-            let var = channel(x, s, c).fold(T::zero(), |a, &v| a + (v - mean) * (v - mean)) / m;
-            (mean, var)
+            let sum = planes(x, s, c).fold(T::zero(), |a, p| p.iter().fold(a, |a, &v| a + v));
+            let mean = sum / m;
+            let dev = planes(x, s, c).fold(T::zero(), |a, p| {
+                p.iter().fold(a, |a, &v| a + (v - mean) * (v - mean))
+            });
+            (mean, dev / m)
         })
         .collect();
     let eps = T::of(s.eps);
@@ -63,22 +70,25 @@ fn stats<T: Real>(x: &[T], s: &Settings, t: &Tensors<T>, train: bool) -> Stats<T
     }
 }
 
-/// Applies `f(channel, index in the row)` to every element of each row, channel by channel.
-fn per_element<T: Real>(
-    rows: &mut Array2<T>,
+/// Fills every channel plane of `out` (laid out as `x`) with `f(channel, x plane, out plane)`,
+/// examples in parallel.
+fn per_plane<T: Real>(
+    out: &mut Array2<T>,
+    x: &[T],
     s: &Settings,
-    f: impl Fn(usize, usize) -> T + Sync + Send,
+    f: impl Fn(usize, usize, &mut [T]) + Sync + Send,
 ) {
     let row_len = s.channels * s.pixels;
-    rows.as_slice_mut()
+    out.as_slice_mut()
         .expect("fresh arrays are contiguous")
         .par_chunks_mut(row_len)
         .enumerate()
         .for_each(|(n, r)| {
-            for (i, v) in r.iter_mut().enumerate() {
-                *v = f(i / s.pixels, n * row_len + i);
+            for (c, plane) in r.chunks_mut(s.pixels).enumerate() {
+                f(c, n * row_len + c * s.pixels, plane);
             }
         });
+    debug_assert_eq!(x.len(), out.len());
 }
 
 /// New values of the running statistics: (mean, variance) per channel.
@@ -95,8 +105,12 @@ pub(super) fn forward<T: Real>(
     let xs = x.as_slice().expect("contiguous");
     let st = stats(xs, s, t, train);
     let mut y = Array2::<T>::zeros(x.raw_dim());
-    per_element(&mut y, s, |c, i| {
-        t.weight[c] * (xs[i] - st.mean[c]) * st.inv_std[c] + t.bias[c]
+    per_plane(&mut y, xs, s, |c, at, out| {
+        let (scale, mean, shift) = (t.weight[c] * st.inv_std[c], st.mean[c], t.bias[c]);
+        let len = out.len();
+        for (o, &v) in out.iter_mut().zip(&xs[at..at + len]) {
+            *o = scale * (v - mean) + shift;
+        }
     });
     let running = train.then(|| {
         let m = x.nrows() * s.pixels;
@@ -145,23 +159,33 @@ pub(super) fn backward<T: Real>(
     let sums: Vec<(T, T)> = (0..s.channels)
         .into_par_iter()
         .map(|c| {
-            channel(dys, s, c)
-                .zip(channel(xs, s, c))
-                .fold((T::zero(), T::zero()), |(a, b), (&d, &v)| {
-                    (a + d, b + d * (v - st.mean[c]) * st.inv_std[c])
+            let (mean, inv_std) = (st.mean[c], st.inv_std[c]);
+            planes(dys, s, c)
+                .zip(planes(xs, s, c))
+                .fold((T::zero(), T::zero()), |acc, (dp, xp)| {
+                    dp.iter().zip(xp).fold(acc, |(a, b), (&d, &v)| {
+                        (a + d, b + d * (v - mean) * inv_std)
+                    })
                 })
         })
         .collect();
     let m = T::of((x.nrows() * s.pixels) as f64);
     let mut dx = Array2::<T>::zeros(x.raw_dim());
-    per_element(&mut dx, s, |c, i| {
-        let scale = t.weight[c] * st.inv_std[c];
+    per_plane(&mut dx, xs, s, |c, at, out| {
+        let (mean, inv_std) = (st.mean[c], st.inv_std[c]);
+        let scale = t.weight[c] * inv_std;
+        let len = out.len();
+        let (dyp, xp) = (&dys[at..at + len], &xs[at..at + len]);
         if train {
             // d/dx of gamma * xhat through the batch mean and variance.
-            let xhat = (xs[i] - st.mean[c]) * st.inv_std[c];
-            scale * (dys[i] - (sums[c].0 + xhat * sums[c].1) / m)
+            let (a, b) = (sums[c].0 / m, sums[c].1 / m);
+            for ((o, &d), &v) in out.iter_mut().zip(dyp).zip(xp) {
+                *o = scale * (d - (a + (v - mean) * inv_std * b));
+            }
         } else {
-            scale * dys[i]
+            for (o, &d) in out.iter_mut().zip(dyp) {
+                *o = scale * d;
+            }
         }
     });
     Grads {

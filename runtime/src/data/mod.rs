@@ -103,6 +103,15 @@ impl Dataset {
         }
     }
 
+    /// Maps the pixels from [0, 1] onto `[low, high]` (the training section's `range`).
+    pub fn rescale(&mut self, (low, high): (f64, f64)) {
+        if (low, high) == (0.0, 1.0) {
+            return;
+        }
+        let (low, span) = (low as f32, (high - low) as f32);
+        self.images.iter_mut().for_each(|v| *v = low + span * *v);
+    }
+
     /// Values per image.
     pub fn image_len(&self) -> usize {
         self.channels * self.rows * self.cols

@@ -76,13 +76,17 @@ impl Checkpoint {
     /// Reads a checkpoint written by [`Checkpoint::save`] (or any safetensors file of `F32`
     /// tensors). Tensors come back sorted by name.
     pub fn load(path: &Path) -> Result<Checkpoint, IoError> {
-        let bytes = read_file(path)?;
+        Checkpoint::from_bytes(&read_file(path)?, path)
+    }
+
+    /// [`Checkpoint::load`] of a file's bytes already in memory (`path` names it in errors).
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, IoError> {
         let st_err = |source| IoError::Safetensors {
             path: path.to_path_buf(),
             source,
         };
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(st_err)?;
-        let file = SafeTensors::deserialize(&bytes).map_err(st_err)?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(st_err)?;
+        let file = SafeTensors::deserialize(bytes).map_err(st_err)?;
         let mut tensors = Vec::new();
         for (name, view) in file.tensors() {
             if view.dtype() != Dtype::F32 {

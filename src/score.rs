@@ -1,0 +1,216 @@
+//! `netc score`: how good a GAN's samples are, by a digit classifier netc trained (see
+//! netc_runtime::score for the figures). The default classifier is the built-in LeNet
+//! (models/lenet.net with the weights in models/lenet.safetensors).
+
+use crate::{data_dir, fail, load, train_config, Failure};
+use netc_compiler::ir::Model;
+use netc_compiler::train_config::Task;
+use netc_runtime::cpu::Params;
+use netc_runtime::data::{self, Split};
+use netc_runtime::io::Checkpoint;
+use netc_runtime::score::{Score, Scorer, LENET_PATH, LENET_WEIGHTS_PATH};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ScoreFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ScoreArgs {
+    /// GAN model file whose generator is scored (with --weights)
+    #[arg(required_unless_present = "samples")]
+    file: Option<String>,
+    /// The GAN's checkpoint, written by `netc train`
+    #[arg(long, requires = "file")]
+    weights: Option<String>,
+    /// Score these images instead: an (N, C, H, W) float32 .npy in [0, 1], as `netc sample
+    /// --format npy` writes
+    #[arg(long, conflicts_with_all = ["file", "weights"])]
+    samples: Option<String>,
+    /// Samples drawn from the generator
+    #[arg(long, default_value_t = 10_000, value_parser = crate::at_least_one_usize)]
+    count: usize,
+    /// Seed of the noise
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Real images for the Frechet distance: a folder with IDX files (its test split, else
+    /// its training split) [default: the GAN model's data_dir]
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// How many real images the Frechet distance compares with
+    #[arg(long, default_value_t = 10_000, value_parser = crate::at_least_one_usize)]
+    real: usize,
+    /// Classifier model [default: models/lenet.net, built in]
+    #[arg(long, requires = "classifier_weights")]
+    classifier: Option<String>,
+    /// The classifier's checkpoint [default: models/lenet.safetensors, built in]
+    #[arg(long, requires = "classifier")]
+    classifier_weights: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    format: ScoreFormat,
+}
+
+/// The classifier a score is measured with: the built-in LeNet unless another is named.
+fn scorer(args: &ScoreArgs) -> Result<(Scorer, String), Failure> {
+    let (Some(m), Some(w)) = (&args.classifier, &args.classifier_weights) else {
+        return Ok((
+            Scorer::builtin().map_err(fail)?,
+            format!("the built-in LeNet ({LENET_PATH}, {LENET_WEIGHTS_PATH})"),
+        ));
+    };
+    let model = load(m)?;
+    let ck = Checkpoint::load(Path::new(w)).map_err(fail)?;
+    let net = classifier_net(&model)?;
+    let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
+    let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
+    Ok((Scorer::new(net, p).map_err(fail)?, format!("{m} with {w}")))
+}
+
+/// The network a classifier model trains (its training section's, else its first).
+fn classifier_net(model: &Model) -> Result<&netc_compiler::ir::Network, Failure> {
+    let name = match netc_compiler::train_config::read(model).ok().flatten() {
+        Some(cfg) => match cfg.task {
+            Task::Classifier { network } => Some(network),
+            Task::Gan(_) => return Err(fail("the scoring classifier's model trains a GAN")),
+        },
+        None => None,
+    };
+    match name {
+        Some(n) => model.network(&n),
+        None => model.networks.first(),
+    }
+    .ok_or_else(|| fail("the scoring classifier's model has no network"))
+}
+
+/// The samples to score (in [0, 1]) and what they are, and the GAN's data folder if known.
+fn samples(args: &ScoreArgs) -> Result<(Vec<f32>, String, Option<PathBuf>), Failure> {
+    if let Some(path) = &args.samples {
+        let (shape, values) = netc_runtime::io::read_npy_f32(Path::new(path)).map_err(fail)?;
+        let dir = args.data_dir.as_ref().map(PathBuf::from);
+        return Ok((values, format!("{path} ({shape:?})"), dir));
+    }
+    let (file, weights) = match (&args.file, &args.weights) {
+        (Some(f), Some(w)) => (f, w),
+        _ => {
+            return Err(fail(
+                "give the GAN's model file and --weights, or --samples",
+            ))
+        }
+    };
+    let model = load(file)?;
+    let cfg = train_config(&model)?;
+    let Task::Gan(g) = &cfg.task else {
+        return Err(fail(
+            "`score` measures a GAN's generator; this model trains a classifier (use `netc eval`)",
+        ));
+    };
+    let gn = model
+        .network(&g.generator)
+        .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
+    let ck = Checkpoint::load(Path::new(weights)).map_err(fail)?;
+    let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
+    let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
+    let images = netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), args.count, args.seed)
+        .map_err(fail)?;
+    let dir = data_dir(file, args.data_dir.clone(), &cfg).ok().flatten();
+    let what = format!(
+        "{} samples of `{}` ({file}, {weights}, seed {})",
+        args.count, gn.name, args.seed
+    );
+    Ok((images, what, dir))
+}
+
+/// The first `n` real images of a data folder: its test split, else its training split.
+fn real_images(dir: &Path, n: usize) -> Result<Vec<f32>, Failure> {
+    let set = if data::has_split(dir, Split::Test) {
+        data::load_split(dir, Split::Test)
+    } else {
+        data::load_split(dir, Split::Train)
+    }
+    .map_err(fail)?;
+    let keep = n.min(set.n) * set.image_len();
+    Ok(set.images[..keep].to_vec())
+}
+
+pub(crate) fn run(args: ScoreArgs) -> Result<(), Failure> {
+    let (scorer, classifier) = scorer(&args)?;
+    let (images, what, dir) = samples(&args)?;
+    // The real images, scored too: the ceiling the samples are measured against.
+    let real = match &dir {
+        Some(d) => {
+            let imgs = real_images(d, args.real)?;
+            let out = scorer.outputs(&imgs).map_err(fail)?;
+            let own = scorer.score(&imgs, None).map_err(fail)?;
+            Some((out, own, d.display().to_string()))
+        }
+        None => None,
+    };
+    let score = scorer
+        .score(&images, real.as_ref().map(|r| &r.0))
+        .map_err(fail)?;
+    match args.format {
+        ScoreFormat::Text => print_text(
+            &score,
+            &what,
+            &classifier,
+            real.as_ref().map(|r| (&r.1, r.2.as_str())),
+        ),
+        ScoreFormat::Json => {
+            let v = serde_json::json!({
+                "samples": what,
+                "classifier": classifier,
+                "count": score.count,
+                "inception_score": score.inception_score,
+                "confident": score.confident,
+                "histogram": score.histogram,
+                "frechet_distance": score.fid,
+                "real": real.as_ref().map(|(_, own, d)| serde_json::json!({
+                    "data_dir": d,
+                    "count": own.count,
+                    "inception_score": own.inception_score,
+                    "confident": own.confident,
+                })),
+            });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+fn print_text(s: &Score, what: &str, classifier: &str, real: Option<(&Score, &str)>) {
+    println!("{what}, scored with {classifier}");
+    let classes = s.histogram.len();
+    println!(
+        "  inception score       {:.3} (of at most {classes}{})",
+        s.inception_score,
+        real.map_or(String::new(), |(r, _)| format!(
+            "; real images: {:.3}",
+            r.inception_score
+        ))
+    );
+    println!(
+        "  confident (p > 0.9)   {:.1}%{}",
+        100.0 * s.confident,
+        real.map_or(String::new(), |(r, _)| format!(
+            " (real images: {:.1}%)",
+            100.0 * r.confident
+        ))
+    );
+    let hist: Vec<String> = s
+        .histogram
+        .iter()
+        .enumerate()
+        .map(|(c, n)| format!("{c}: {n}"))
+        .collect();
+    println!("  classes               {}", hist.join("  "));
+    match (s.fid, real) {
+        (Some(f), Some((r, d))) => println!(
+            "  Frechet distance      {f:.3} to {} real images of {d} (the classifier's penultimate features: an MNIST FID, not comparable to Inception-v3 FIDs)",
+            r.count
+        ),
+        _ => println!("  Frechet distance      - (no real images: pass --data-dir)"),
+    }
+}
