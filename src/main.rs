@@ -245,8 +245,7 @@ fn load_as(path: &str, json: bool) -> Result<Model, Failure> {
         eprintln!("error: {message}");
         Failure(1)
     };
-    let source =
-        std::fs::read(path).map_err(|e| plain(format!("cannot read model file `{path}`: {e}")))?;
+    let source = read_model_file(path).map_err(plain)?;
     let source = String::from_utf8(source).map_err(|e| {
         plain(format!(
             "model file `{path}` is not UTF-8 text (invalid byte at offset {})",
@@ -263,6 +262,26 @@ fn load_as(path: &str, json: bool) -> Result<Model, Failure> {
         eprint!("{}", d.render());
         Failure(1)
     })
+}
+
+/// A model file's bytes, refusing one over the size limit before reading it whole (a 50 MB
+/// file took 108 s and 6 GB; `/dev/zero` read until memory ran out).
+fn read_model_file(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = netc_compiler::limits::MAX_SOURCE_BYTES;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read model file `{path}`: {e}"))?;
+    let mut bytes = vec![];
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read model file `{path}`: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "model file `{path}` is larger than {} MB; a model is a few kB of text",
+            limit >> 20
+        ));
+    }
+    Ok(bytes)
 }
 
 /// `netc bench`'s default model, as shipped in models/mlp.net.
@@ -382,6 +401,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Refuses a network whose parameters do not fit the machine's memory, before allocating them.
+fn ensure_params(net: &netc_compiler::ir::Network) -> Result<(), Failure> {
+    netc_runtime::memory::ensure(4 * netc_runtime::memory::parameters(net), || {
+        format!("the parameters of network `{}`", net.name)
+    })
+    .map_err(fail)
 }
 
 fn fail(e: impl std::fmt::Display) -> Failure {
@@ -627,6 +654,7 @@ fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result
         .network(network)
         .ok_or_else(|| fail(format!("no network `{network}`")))?;
     let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
+    ensure_params(net)?;
     let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
     let dir = data_dir(file, data, &cfg)?;
@@ -677,6 +705,7 @@ fn sample(
         .network(&g.generator)
         .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
     let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
+    ensure_params(gn)?;
     let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
     // In [0, 1], as the data set's pixels, whatever range the generator was trained in.

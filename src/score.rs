@@ -64,6 +64,7 @@ fn scorer(args: &ScoreArgs) -> Result<(Scorer, String), Failure> {
     let model = load(m)?;
     let ck = Checkpoint::load(Path::new(w)).map_err(fail)?;
     let net = classifier_net(&model)?;
+    crate::ensure_params(net)?;
     let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
     Ok((Scorer::new(net, p).map_err(fail)?, format!("{m} with {w}")))
@@ -111,6 +112,7 @@ fn samples(args: &ScoreArgs) -> Result<(Vec<f32>, String, Option<PathBuf>), Fail
         .network(&g.generator)
         .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
     let ck = Checkpoint::load(Path::new(weights)).map_err(fail)?;
+    crate::ensure_params(gn)?;
     let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
     let images = netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), args.count, args.seed)

@@ -308,7 +308,10 @@ fn nan_stops_the_run_and_keeps_the_last_checkpoint() {
         "--quiet",
     ]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("the loss became"), "{err}");
+    // The CPU executor names the first step whose loss was NaN (step 63 trained from the
+    // checkpoint's weights; its update of 1e30 made step 64's loss NaN), not the step of the
+    // next read, which was the log interval's.
+    assert!(err.contains("the loss became NaN at step 64;"), "{err}");
     assert!(err.contains("checkpoint.safetensors"), "{err}");
     assert_eq!(
         std::fs::read(&ck).expect("checkpoint"),
@@ -536,6 +539,19 @@ fn dcgan_trains_resumes_bit_exact_samples_and_scores() {
     let (shape, data) = netc_runtime::io::read_npy_f32(&npy).expect("npy");
     assert_eq!(shape, vec![6, 1, 28, 28]);
     assert!(data.iter().all(|v| (0.0..=1.0).contains(v)));
+    // A count no machine holds is refused before allocating (it used to abort).
+    let (code, _, err) = netc(&[
+        "sample",
+        "models/dcgan.net",
+        "--weights",
+        w.to_str().expect("utf-8"),
+        "--count",
+        "100000000",
+        "--out",
+        npy.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("needs 313.9 GB of memory"), "{err}");
     // 16 samples (the batch) in rows of 8, 28x28 cells drawn at 3x: 8 x 85 + 1 wide.
     let png = std::fs::read(a.join("samples.png")).expect("grid");
     let size = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
@@ -576,6 +592,261 @@ fn dcgan_trains_resumes_bit_exact_samples_and_scores() {
     assert_eq!(v["count"], 6);
     assert!(v["frechet_distance"].as_f64().expect("fid") > 0.0);
     assert!(v["real"]["inception_score"].as_f64().expect("real IS") > 8.0);
+}
+
+#[test]
+fn dcgan_trains_on_the_gpu_path() {
+    if netc_runtime::gpu::test_gpu().is_none() {
+        return;
+    }
+    let out = tmp("dcgan-gpu");
+    let (code, _, err) = netc(&[
+        "train",
+        "models/dcgan.net",
+        "--device",
+        "vulkan",
+        "--steps",
+        "3",
+        "--batch",
+        "8",
+        "--quiet",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let last = metrics(&out).last().cloned().expect("a metrics line");
+    for k in ["d_loss", "g_loss", "d_x", "d_g_z"] {
+        assert!(last[k].as_f64().expect(k).is_finite(), "{k}: {last}");
+    }
+    assert!(out.join("samples.png").is_file());
+}
+
+#[test]
+fn a_second_run_into_the_same_folder_is_refused() {
+    // Two runs into one folder used to both exit 0 with their metrics interleaved.
+    let out = tmp("locked");
+    let o = out.to_str().expect("utf-8");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args([
+            "train",
+            "models/gan.yaml",
+            "--device",
+            "cpu",
+            "--steps",
+            "100000",
+            "--quiet",
+            "--out",
+            o,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("first run");
+    let lock = out.join(".netc-lock");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the first run never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for extra in [&["--overwrite"][..], &["--resume"]] {
+        let (code, _, err) = netc(
+            &[
+                &[
+                    "train",
+                    "models/gan.yaml",
+                    "--device",
+                    "cpu",
+                    "--steps",
+                    "5",
+                    "--out",
+                    o,
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("another netc run (process "), "{err}");
+    }
+    first.kill().expect("kill");
+    first.wait().expect("reaped");
+    // The lock goes with its process, even one killed with SIGKILL.
+    let (code, _, err) = netc(&[
+        "train",
+        "models/gan.yaml",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--out",
+        o,
+        "--overwrite",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_that_does_not_fit_and_logs_no_step_twice() {
+    let out = tmp("resume-strict");
+    let o = out.to_str().expect("utf-8");
+    let base = [
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        o,
+    ];
+    let (code, _, err) = netc(&[&base[..], &["--epochs", "1"]].concat());
+    assert_eq!(code, 0, "{err}");
+    // Rows a killed run logged after its last checkpoint are trained again on resume: they
+    // go, rather than appearing twice.
+    let metrics_path = out.join("metrics.jsonl");
+    let mut text = std::fs::read_to_string(&metrics_path).expect("metrics");
+    text.push_str("{\"kind\":\"train\",\"step\":99999,\"train_loss\":1.0}\n");
+    std::fs::write(&metrics_path, text).expect("write");
+    let (code, _, err) = netc(&[&base[..], &["--epochs", "2", "--resume"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let steps: Vec<u64> = metrics(&out)
+        .iter()
+        .map(|r| r["step"].as_u64().expect("step"))
+        .collect();
+    assert!(!steps.contains(&99999), "{steps:?}");
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    // The model changed since (a bias turned off): resuming would silently drop the trained
+    // bias, so it is refused naming it.
+    let changed = out.join("changed.net");
+    let src = std::fs::read_to_string("models/mlp.net").expect("model");
+    let src = src.replace("dense(128", "dense(128, bias=false");
+    assert!(src.contains("bias=false"), "the edit applies");
+    std::fs::write(&changed, src).expect("write");
+    let (code, _, err) = netc(&[
+        "train",
+        changed.to_str().expect("utf-8"),
+        "--device",
+        "cpu",
+        "--epochs",
+        "3",
+        "--out",
+        o,
+        "--resume",
+        "--data-dir",
+        "data/mnist-sample",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("which the network does not"), "{err}");
+    // A checkpoint without its step cannot be resumed (it used to restart at step 0).
+    let ck_path = out.join("checkpoint.safetensors");
+    let mut ck = netc_runtime::io::Checkpoint::load(&ck_path).expect("checkpoint");
+    ck.metadata.remove("step");
+    ck.save(&ck_path).expect("save");
+    let (code, _, err) = netc(&[&base[..], &["--epochs", "3", "--resume"]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("has no `step`"), "{err}");
+    // Non-finite weights are refused by every reader of checkpoints.
+    let mut ck = netc_runtime::io::Checkpoint::load(&ck_path).expect("checkpoint");
+    ck.metadata.insert("step".into(), "62".into());
+    let t = ck
+        .tensors
+        .iter_mut()
+        .find(|t| t.0 == "hidden.weight")
+        .expect("weight");
+    t.2[5] = f32::NAN;
+    ck.save(&ck_path).expect("save");
+    let (code, _, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        ck_path.to_str().expect("utf-8"),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`hidden.weight` holds NaN or infinite values"),
+        "{err}"
+    );
+}
+
+/// Writes an IDX split (raw, not gzipped) of `n` blank `side`x`side` images labelled 0..9.
+fn write_idx(dir: &Path, split: &str, n: u32, side: u32) {
+    let mut images = vec![];
+    for v in [2051u32, n, side, side] {
+        images.extend_from_slice(&v.to_be_bytes());
+    }
+    images.extend(std::iter::repeat_n(0u8, (n * side * side) as usize));
+    let mut labels = vec![];
+    for v in [2049u32, n] {
+        labels.extend_from_slice(&v.to_be_bytes());
+    }
+    labels.extend((0..n).map(|i| (i % 10) as u8));
+    std::fs::write(dir.join(format!("{split}-images-idx3-ubyte")), images).expect("images");
+    std::fs::write(dir.join(format!("{split}-labels-idx1-ubyte")), labels).expect("labels");
+}
+
+#[test]
+fn every_split_is_checked_against_the_network_before_training() {
+    // A 32x32 test split beside a 28x28 training split used to train first and fail at the
+    // first evaluation; `eval` blamed "rows with target values"; an empty split evaluated to
+    // "loss 0, top-1 0%".
+    let data = tmp("splits");
+    write_idx(&data, "train", 256, 28);
+    write_idx(&data, "t10k", 16, 28);
+    let d = data.to_str().expect("utf-8");
+    let out = tmp("splits-run");
+    let o = out.to_str().expect("utf-8");
+    let run = [
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--data-dir",
+        d,
+        "--out",
+        o,
+    ];
+    let (code, _, err) = netc(&[&run[..], &["--epochs", "1", "--quiet"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let w = out.join("checkpoint.safetensors");
+    write_idx(&data, "t10k", 16, 32);
+    let (code, _, err) = netc(&[&run[..], &["--overwrite", "--quiet"]].concat());
+    assert_eq!(code, 1, "{err}");
+    let expected =
+        "the test images are 1x32x32 (1024 values) but network `mlp` takes 784 (784 values)";
+    assert!(err.contains(expected), "{err}");
+    assert!(!w.exists(), "nothing was trained");
+    let (code, _, err) = netc(&[&run[..], &["--epochs", "1", "--quiet", "--overwrite"]].concat());
+    assert_eq!(code, 1, "{err}");
+    write_idx(&data, "t10k", 16, 28);
+    let (code, _, err) = netc(&[&run[..], &["--epochs", "1", "--quiet", "--overwrite"]].concat());
+    assert_eq!(code, 0, "{err}");
+    write_idx(&data, "t10k", 16, 32);
+    let (code, _, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        w.to_str().expect("utf-8"),
+        "--data-dir",
+        d,
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(expected), "{err}");
+    write_idx(&data, "t10k", 0, 28);
+    let (code, _, err) = netc(&[&run[..], &["--quiet", "--overwrite"]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the test split has no images"), "{err}");
 }
 
 #[test]

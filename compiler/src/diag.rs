@@ -7,6 +7,10 @@ use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label as CsLabe
 use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term::{self, Config};
 
+/// Source lines longer than this are not echoed under an error (a generated line of 59 KB,
+/// printed once per error, made megabytes of output).
+const MAX_LINE: usize = 400;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Label {
     pub span: Span,
@@ -66,6 +70,10 @@ impl Diagnostics {
         let config = Config::default();
         let mut out = String::new();
         for d in &self.items {
+            if let Some(long) = self.long_line(d) {
+                out.push_str(&long);
+                continue;
+            }
             let mut cs = CsDiagnostic::error().with_message(&d.message);
             let mut labels = vec![];
             if let Some(p) = &d.primary {
@@ -91,6 +99,44 @@ impl Diagnostics {
             if n == 1 { "" } else { "s" }
         ));
         out
+    }
+
+    /// A diagnostic whose labels point into a line too long to echo (generated or corrupted
+    /// text), rendered as its location and messages without the source line.
+    fn long_line(&self, d: &Diagnostic) -> Option<String> {
+        let line_len = |l: &Label| {
+            let r = clamp(l.span, &self.source);
+            let start = self.source[..r.start].rfind('\n').map_or(0, |i| i + 1);
+            let end = self.source[r.start..]
+                .find('\n')
+                .map_or(self.source.len(), |i| r.start + i);
+            end - start
+        };
+        let labels: Vec<&Label> = d.primary.iter().chain(&d.secondary).collect();
+        let longest = labels.iter().map(|l| line_len(l)).max()?;
+        if longest <= MAX_LINE {
+            return None;
+        }
+        let mut out = format!(
+            "error: {}
+",
+            d.message
+        );
+        for l in labels {
+            let (line, col) = self.line_col(l.span.start);
+            out.push_str(&format!(
+                "  --> {}:{line}:{col}: {}\n",
+                self.file_name, l.message
+            ));
+        }
+        out.push_str(&format!(
+            "   = note: the line is {longest} characters long; not shown\n"
+        ));
+        for n in &d.notes {
+            out.push_str(&format!("   = help: {n}\n"));
+        }
+        out.push('\n');
+        Some(out)
     }
 
     /// (line, column), both 1-based, of a byte offset.

@@ -8,6 +8,7 @@ pub mod build;
 pub mod diag;
 pub mod ir;
 pub mod kernels;
+pub mod limits;
 pub mod ops;
 pub mod parse_dsl;
 pub mod parse_yaml;
@@ -41,7 +42,7 @@ pub fn compile(file_name: &str, source: &str) -> Result<Model, Diagnostics> {
     let fail = |items| Diagnostics {
         file_name: file_name.to_string(),
         source: source.to_string(),
-        items,
+        items: limits::cap_errors(items),
     };
     let doc = match Format::from_path(file_name) {
         Format::Dsl => parse_dsl::parse(source),

@@ -13,6 +13,7 @@ type P<'a> = Pair<'a, Rule>;
 
 /// Parses DSL text. A syntax error stops parsing (one diagnostic); semantic checks come later.
 pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
+    crate::limits::check_nesting(source, 0).map_err(|e| vec![e])?;
     // Track literal tokens too, so a missing `:` is reported where it is missing.
     pest::set_error_detail(true);
     let pairs = DslParser::parse(Rule::file, source).map_err(|e| vec![syntax_error(e)])?;
@@ -354,6 +355,7 @@ fn syntax_error(e: pest::error::Error<Rule>) -> Diagnostic {
 
 /// Parses one DSL value (used by the YAML front end for scalars); spans are relative to `text`.
 pub fn parse_value(text: &str) -> Option<Value> {
+    crate::limits::check_nesting(text, 0).ok()?;
     let mut pairs = DslParser::parse(Rule::value_only, text).ok()?;
     let inner = pairs.next()?.into_inner().next()?;
     let mut errors = vec![];
@@ -363,6 +365,7 @@ pub fn parse_value(text: &str) -> Option<Value> {
 
 /// Parses a DSL chain such as `conv(96, k=11) -> relu` (used by the YAML front end).
 pub fn parse_chain(text: &str) -> Result<Vec<Call>, Diagnostic> {
+    crate::limits::check_nesting(text, 0)?;
     let mut pairs = DslParser::parse(Rule::chain_only, text).map_err(syntax_error)?;
     let chain = pairs.next().and_then(|p| p.into_inner().next());
     let mut errors = vec![];

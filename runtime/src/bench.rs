@@ -148,6 +148,7 @@ pub fn train_step(
     exec: Executor,
     steps: usize,
 ) -> Result<StepTimes, RunError> {
+    crate::memory::ensure_training(net, batch, 2, 4)?;
     let params: Params<f32> = Params::init(net, &mut Rng::new(1));
     let opt = Optimizer::Adam {
         beta1: 0.9,
@@ -219,6 +220,11 @@ pub fn gan_step(
     exec: Executor,
     steps: usize,
 ) -> Result<StepTimes, RunError> {
+    crate::memory::ensure(
+        crate::memory::training_bytes(g_net, batch, 2, 4)
+            + crate::memory::training_bytes(d_net, 2 * batch, 2, 4),
+        || format!("a GAN step at batch {batch}"),
+    )?;
     let mut rng = Rng::new(1);
     let gp: Params<f32> = Params::init(g_net, &mut rng);
     let dp: Params<f32> = Params::init(d_net, &mut rng);
@@ -276,6 +282,7 @@ pub fn epoch(
     exec: Executor,
     seed: u64,
 ) -> Result<EpochTimes, RunError> {
+    crate::memory::ensure_training(net, batch, 2, 4)?;
     let params: Params<f32> = Params::init(net, &mut Rng::new(seed));
     let mut s = Classifier::new(net, params, opt, batch, seed, exec)?;
     let steps = train.n / batch.max(1);

@@ -199,6 +199,8 @@ fn compare(
 /// per tensor are checked (all when the tensor is smaller). The loss is softmax cross-entropy
 /// on the logits, or binary cross-entropy when there is one logit per example.
 pub fn check(net: &Network, batch: usize, samples: usize, seed: u64) -> Result<Report, RunError> {
+    // f64 values; the parameters are copied once more per perturbed tensor.
+    crate::memory::ensure_training(net, batch, 1, 8)?;
     let mut rng = Rng::new(seed);
     let p = check_params(net, &mut rng);
     let (_, logit) = net
@@ -255,6 +257,11 @@ pub fn check_generator(
     samples: usize,
     seed: u64,
 ) -> Result<Report, RunError> {
+    crate::memory::ensure(
+        crate::memory::training_bytes(g, batch, 1, 8)
+            + crate::memory::training_bytes(d, batch, 1, 8),
+        || format!("checking generator `{}` through `{}`", g.name, d.name),
+    )?;
     let mut rng = Rng::new(seed);
     let p = check_params(g, &mut rng);
     let mut dp = check_params(d, &mut rng);

@@ -4,6 +4,7 @@ pub mod data;
 pub mod gpu;
 pub mod gradcheck;
 pub mod io;
+pub mod memory;
 pub mod rng;
 pub mod score;
 pub mod session;

@@ -21,6 +21,8 @@ pub enum RunError {
     Cpu(#[from] cpu::CpuError),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
 }
 
 /// Which executor runs a session.
@@ -229,6 +231,9 @@ pub struct Classifier {
     pub seed: u64,
     /// Optimizer steps taken.
     pub step: u64,
+    /// The first step whose loss was not finite, where the executor can tell (the CPU checks
+    /// every step; the GPU sums its losses on the device between reads).
+    pub nonfinite_at: Option<u64>,
     logit: NodeIndex,
     template: Params<f32>,
     exec: ClassifierExec,
@@ -316,6 +321,7 @@ impl Classifier {
             opt,
             seed,
             step: 0,
+            nonfinite_at: None,
             logit,
             template: params,
             exec,
@@ -345,6 +351,9 @@ impl Classifier {
                 let acts: Activations<f32> = cpu::forward(&self.net, &c.params, xv, true, seed)?;
                 let (st, dz) =
                     cpu::softmax_xent(acts.get(self.logit), &yv, 1.0 / self.batch as f64);
+                if !st.loss.is_finite() && self.nonfinite_at.is_none() {
+                    self.nonfinite_at = Some(self.step);
+                }
                 c.stats.add(st);
                 let (grads, _) =
                     cpu::backward_opt(&self.net, &c.params, &acts, self.logit, dz, false);
@@ -551,6 +560,9 @@ pub struct Gan {
     pub seed: u64,
     pub step_g: u64,
     pub step_d: u64,
+    /// The first generator step (counting a D step as part of the G step it precedes) whose
+    /// D or G loss was not finite, where the executor can tell (the CPU; see `Classifier`).
+    pub nonfinite_at: Option<u64>,
     g_template: Params<f32>,
     d_template: Params<f32>,
     d_logit: NodeIndex,
@@ -727,6 +739,7 @@ impl Gan {
             seed,
             step_g: 0,
             step_d: 0,
+            nonfinite_at: None,
             g_template: g,
             d_template: d,
             d_logit,
@@ -778,6 +791,9 @@ impl Gan {
                     let t = Array2::<f32>::from_elem((b, 1), target);
                     let logits = da.get(self.d_logit);
                     let (st, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
+                    if !st.loss.is_finite() && self.nonfinite_at.is_none() {
+                        self.nonfinite_at = Some(self.step_g + 1);
+                    }
                     c.d_stats.add(st);
                     c.d_logits.extend(logits.iter().copied());
                     let (g, _) = cpu::backward_opt(&self.d_net, &c.d, &da, self.d_logit, dz, false);
@@ -828,6 +844,9 @@ impl Gan {
                 };
                 let t = Array2::<f32>::from_elem((b, 1), target);
                 let (st, dz) = cpu::bce_logits(da.get(self.d_logit), &t, scale);
+                if !st.loss.is_finite() && self.nonfinite_at.is_none() {
+                    self.nonfinite_at = Some(self.step_g);
+                }
                 c.g_stats.add(st);
                 let mut d_frozen = c.d.clone();
                 d_frozen.trainable.iter_mut().for_each(|t| *t = false);

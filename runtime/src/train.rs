@@ -26,14 +26,52 @@ pub enum TrainError {
     Io(#[from] IoError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
     #[error("{0}")]
     Setup(String),
-    #[error("the loss became {loss} at step {step}; stopped. {}", match .checkpoint { Some(p) => format!("The last good checkpoint is {}", p.display()), None => "No checkpoint was written before it.".to_string() })]
+    #[error("the {what} became {loss} {}; stopped. {}", nonfinite_where(*.first, *.since, *.step), last_checkpoint(.checkpoint))]
     NonFinite {
+        /// What went non-finite: "loss", "test loss", "discriminator loss", ...
+        what: &'static str,
+        /// The step at which it was seen, the last step at which everything was still finite,
+        /// and the first non-finite step where the executor knows it.
         step: u64,
+        since: u64,
+        first: Option<u64>,
         loss: f64,
         checkpoint: Option<PathBuf>,
     },
+    #[error("tensor `{tensor}` holds NaN or infinite values at step {step}; stopped without writing a checkpoint from it (an earlier one in the run folder is kept)")]
+    NonFiniteWeights { tensor: String, step: u64 },
+}
+
+fn nonfinite_where(first: Option<u64>, since: u64, step: u64) -> String {
+    match first {
+        Some(f) => format!("at step {f}"),
+        None if since + 1 >= step => format!("at step {step}"),
+        // The GPU adds its losses on the device and is read at intervals.
+        None => format!(
+            "at a step between {} and {step} (the device's loss sums are read every log interval)",
+            since + 1
+        ),
+    }
+}
+
+fn last_checkpoint(c: &Option<PathBuf>) -> String {
+    match c {
+        Some(p) => format!("The last good checkpoint is {}", p.display()),
+        None => "No checkpoint was written before it.".to_string(),
+    }
+}
+
+/// The first tensor with a NaN or infinite value, if any.
+pub fn nonfinite_tensor(p: &Params<f32>) -> Option<&str> {
+    p.names
+        .iter()
+        .zip(&p.values)
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
+        .map(|(n, _)| n.as_str())
 }
 
 /// Settings that come from the command line rather than the model file.
@@ -242,7 +280,18 @@ const RUN_FILES: [&str; 2] = ["checkpoint.safetensors", "metrics.jsonl"];
 
 /// Checks before any work: the output folder can be written, and a run already in it is
 /// neither truncated nor replaced unless the user said so.
-fn prepare_out(out: &Path, resume: bool, overwrite: bool) -> Result<(), TrainError> {
+/// Makes the run folder ready: locks it for this run (the returned file holds the lock until it
+/// is dropped; the system releases it when the process ends however it ends), refuses a
+/// folder that holds another run unless resuming or overwriting, and removes what a killed run
+/// left half-written.
+fn prepare_out(out: &Path, resume: bool, overwrite: bool) -> Result<std::fs::File, TrainError> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        TrainError::Setup(format!(
+            "cannot create output folder {}: {e}",
+            out.display()
+        ))
+    })?;
+    let lock = lock_out(out)?;
     let existing: Vec<&str> = RUN_FILES
         .into_iter()
         .filter(|f| out.join(f).exists())
@@ -275,12 +324,6 @@ fn prepare_out(out: &Path, resume: bool, overwrite: bool) -> Result<(), TrainErr
             let _ = std::fs::remove_file(out.join(f));
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| {
-        TrainError::Setup(format!(
-            "cannot create output folder {}: {e}",
-            out.display()
-        ))
-    })?;
     let probe = out.join(".netc-write-test");
     std::fs::write(&probe, b"ok").map_err(|e| {
         TrainError::Setup(format!(
@@ -289,7 +332,47 @@ fn prepare_out(out: &Path, resume: bool, overwrite: bool) -> Result<(), TrainErr
         ))
     })?;
     let _ = std::fs::remove_file(probe);
-    Ok(())
+    Ok(lock)
+}
+
+/// An exclusive advisory lock on `<out>/.netc-lock`: a second run into the same folder is
+/// refused (two runs used to interleave their metrics lines and replace each other's
+/// checkpoints). The file keeps the holder's process id for the message.
+fn lock_out(out: &Path) -> Result<std::fs::File, TrainError> {
+    use std::io::{Seek, Write as _};
+    let path = out.join(".netc-lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| TrainError::Setup(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(TrainError::Setup(format!(
+                "another netc run{} is writing to {}; wait for it, or use --out for another folder",
+                match holder.trim() {
+                    "" => String::new(),
+                    pid => format!(" (process {pid})"),
+                },
+                out.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(TrainError::Setup(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.flush();
+    Ok(file)
 }
 
 /// The signal that stopped the run (SIGINT 2, SIGHUP 1, SIGTERM 15), 0 while none has.
@@ -346,8 +429,27 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn open(out: &Path, append: bool) -> Result<Metrics, TrainError> {
+    /// Opens the run's metrics; resuming from step `resumed`, the rows logged after that step
+    /// (the part of the run the checkpoint does not hold, which is trained again) are dropped
+    /// first, so no step appears twice.
+    fn open(out: &Path, resumed: Option<u64>) -> Result<Metrics, TrainError> {
         let path = out.join("metrics.jsonl");
+        let append = resumed.is_some();
+        if let (Some(step), Ok(text)) = (resumed, std::fs::read_to_string(&path)) {
+            let keep: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if keep.len() != text.len() {
+                io::write_atomic(&path, keep.as_bytes())?;
+            }
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(append)
@@ -523,12 +625,35 @@ fn save_params(
 
 /// Loads a network's weights from a checkpoint (and its optimizer state when present). The
 /// weight is looked up as `name` (a one-network checkpoint), `net.name` (one of several) and,
-/// for checkpoints of earlier netc versions, `net/name` with state `net/name.optN`.
+/// for checkpoints of earlier netc versions, `net/name` with state `net/name.optN`. A tensor
+/// of the network's in the checkpoint that the network does not have (a layer removed, a
+/// bias turned off) is an error too: the checkpoint was written from another model, and
+/// dropping the tensor silently would run a different network than the one trained.
 pub fn load_params(
     ck: &Checkpoint,
     net: &Network,
     like: &Params<f32>,
     slots: usize,
+) -> Result<(Params<f32>, OptState<f32>), TrainError> {
+    load_params_with(ck, net, like, slots, true)
+}
+
+/// [`load_params`] for `train --weights` (fine-tuning, transfer): the checkpoint may hold
+/// tensors the network does not use.
+pub fn load_weights_for_transfer(
+    ck: &Checkpoint,
+    net: &Network,
+    like: &Params<f32>,
+) -> Result<Params<f32>, TrainError> {
+    Ok(load_params_with(ck, net, like, 0, false)?.0)
+}
+
+fn load_params_with(
+    ck: &Checkpoint,
+    net: &Network,
+    like: &Params<f32>,
+    slots: usize,
+    strict: bool,
 ) -> Result<(Params<f32>, OptState<f32>), TrainError> {
     let mut p = like.clone();
     let mut st = OptState {
@@ -537,6 +662,7 @@ pub fn load_params(
     };
     // Every missing or mis-shaped tensor is named, not only the first.
     let mut problems = vec![];
+    let mut used: Vec<String> = vec![];
     for (i, name) in like.names.iter().enumerate() {
         let candidates = [
             weight_key(None, name),
@@ -557,7 +683,12 @@ pub fn load_params(
             ));
             continue;
         }
+        if data.iter().any(|v| !v.is_finite()) {
+            problems.push(format!("`{key}` holds NaN or infinite values"));
+            continue;
+        }
         p.values[i] = data.to_vec();
+        used.push(key.clone());
         let legacy = key.contains('/');
         for (s, slot) in st.slots.iter_mut().enumerate() {
             let skey = if legacy {
@@ -572,6 +703,28 @@ pub fn load_params(
                     )));
                 }
                 slot[i] = d.to_vec();
+            }
+        }
+    }
+    if strict {
+        // The network's namespace in the file: `net.` when its tensors are prefixed, else
+        // every weight (a one-network checkpoint).
+        let prefix = format!("{}.", net.name);
+        let prefixed = used.iter().any(|k| k.starts_with(&prefix));
+        for (name, _, _) in &ck.tensors {
+            let ours = if prefixed {
+                name.starts_with(&prefix)
+            } else {
+                !name.contains('/')
+            };
+            if ours
+                && !name.starts_with(OPTIMIZER_GROUP)
+                && !name.ends_with(".num_batches_tracked")
+                && !used.contains(name)
+            {
+                problems.push(format!(
+                    "the checkpoint has `{name}`, which the network does not"
+                ));
             }
         }
     }
@@ -597,11 +750,19 @@ fn check_optimizer(ck: &Checkpoint, now: String) -> Result<(), TrainError> {
     }
 }
 
-fn meta_u64(ck: &Checkpoint, key: &str) -> u64 {
-    ck.metadata
-        .get(key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// A counter the checkpoint must carry to be resumed (a missing or garbled step used to
+/// restart silently at step 0 with the trained weights).
+fn meta_u64(ck: &Checkpoint, key: &str) -> Result<u64, TrainError> {
+    let v = ck.metadata.get(key).ok_or_else(|| {
+        TrainError::Setup(format!(
+            "cannot resume: the checkpoint has no `{key}` in its metadata"
+        ))
+    })?;
+    v.parse().map_err(|_| {
+        TrainError::Setup(format!(
+            "cannot resume: the checkpoint's `{key}` is `{v}`, not a count"
+        ))
+    })
 }
 
 fn meta_f64(ck: &Checkpoint, key: &str, default: f64) -> f64 {
@@ -629,7 +790,7 @@ pub fn run(
     // Signal handlers first: from here on a signal checkpoints and stops instead of killing.
     interrupt_flag();
     let (train, test, note) = datasets(model, cfg, opts.data_dir.as_deref())?;
-    prepare_out(&opts.out, opts.resume, opts.overwrite)?;
+    let _lock = prepare_out(&opts.out, opts.resume, opts.overwrite)?;
     let ck_path = opts.out.join("checkpoint.safetensors");
     let resume = if opts.resume {
         Some(
@@ -675,9 +836,34 @@ pub(crate) fn onehot(labels: &[u32], classes: usize) -> Vec<f32> {
     y
 }
 
+/// A split's images must be what the network takes, and there must be some: checked for
+/// every split before training starts (a 32x32 test split used to fail only at the first
+/// evaluation, losing the epoch, and an empty one to evaluate to "loss 0, top-1 0%").
+pub fn check_images(net: &Network, set: &Dataset, split: &str) -> Result<(), TrainError> {
+    let want: u64 = net.graph[net.inputs[0]].shape.iter().product();
+    if set.n == 0 {
+        return Err(TrainError::Setup(format!(
+            "the {split} split has no images"
+        )));
+    }
+    if set.image_len() as u64 != want {
+        return Err(TrainError::Setup(format!(
+            "the {split} images are {}x{}x{} ({} values) but network `{}` takes {} ({want} values)",
+            set.channels,
+            set.rows,
+            set.cols,
+            set.image_len(),
+            net.name,
+            netc_compiler::ast::shape_str(&net.graph[net.inputs[0]].shape)
+        )));
+    }
+    Ok(())
+}
+
 /// Test-set loss, top-1 and top-5 accuracy, summed on the executor a batch at a time and read
 /// once at the end.
 pub fn evaluate(s: &mut Classifier, test: &Dataset) -> Result<(f64, f64, f64), TrainError> {
+    check_images(&s.net, test, "test")?;
     if let Some(&top) = test.labels.iter().max() {
         if top as usize >= s.classes {
             return Err(TrainError::Setup(format!(
@@ -754,9 +940,12 @@ fn classifier(
             .ok_or_else(|| TrainError::Setup(format!("{e} epochs is too many steps to count")))?,
         Length::Steps(s) => s,
     };
+    check_images(net, train, "training")?;
+    check_images(net, test, "test")?;
+    crate::memory::ensure_training(net, cfg.batch as usize, slots(&cfg.optimizer.kind), 4)?;
     let mut init: Params<f32> = Params::init(net, &mut Rng::new(cfg.seed));
     if let Some(w) = &start_weights(opts)? {
-        init = load_params(w, net, &init, 0)?.0;
+        init = load_weights_for_transfer(w, net, &init)?;
     }
     let mut s = Classifier::new(net, init.clone(), cfg.optimizer.kind, batch, cfg.seed, exec)?;
     let mut lr = cfg.optimizer.lr;
@@ -764,12 +953,12 @@ fn classifier(
     if let Some(ck) = &resume {
         check_optimizer(ck, format!("{:?}", cfg.optimizer.kind))?;
         let (p, mut st) = load_params(ck, net, &init, slots(&cfg.optimizer.kind))?;
-        st.step = meta_u64(ck, "step");
+        st.step = meta_u64(ck, "step")?;
         s.restore(&p, &st);
         // The schedule's factor is restored, so a --lr given on resume still applies.
         lr *= meta_f64(ck, "lr_scale", 1.0);
         best = meta_f64(ck, "best_test_loss", best);
-        bad_epochs = meta_u64(ck, "bad_epochs");
+        bad_epochs = meta_u64(ck, "bad_epochs").unwrap_or(0);
         log(&format!(
             "resumed from {} at step {}",
             opts.out.join("checkpoint.safetensors").display(),
@@ -777,7 +966,7 @@ fn classifier(
         ));
         nothing_left(s.step, total_steps, "")?;
     }
-    let mut metrics = Metrics::open(&opts.out, resume.is_some())?;
+    let mut metrics = Metrics::open(&opts.out, resume.as_ref().map(|_| s.step))?;
     let stop = interrupt_flag();
     // One bar per epoch, as Keras shows it, cleared for the epoch's summary line.
     let mut pb = bar(0, false, String::new());
@@ -797,7 +986,14 @@ fn classifier(
                 tensors: vec![],
                 metadata: BTreeMap::new(),
             };
-            save_params(&mut ck, None, (&s.params()?, &s.opt_state()?), s.step);
+            let params = s.params()?;
+            if let Some(t) = nonfinite_tensor(&params) {
+                return Err(TrainError::NonFiniteWeights {
+                    tensor: t.to_string(),
+                    step: s.step,
+                });
+            }
+            save_params(&mut ck, None, (&params, &s.opt_state()?), s.step);
             for (k, v) in [
                 ("step", s.step.to_string()),
                 ("epoch", epoch.to_string()),
@@ -818,6 +1014,7 @@ fn classifier(
             ck.save(&path)?;
             Ok(path)
         };
+    let mut last_read = s.step;
     'outer: for epoch in (s.step / steps_per_epoch)..epochs {
         let epoch_t0 = Instant::now();
         let order = shuffler.order(epoch);
@@ -851,11 +1048,15 @@ fn classifier(
                 if !mean.is_finite() {
                     pb.abandon();
                     return Err(TrainError::NonFinite {
+                        what: "loss",
                         step: s.step,
+                        since: last_read,
+                        first: s.nonfinite_at,
                         loss: mean,
                         checkpoint: last_good,
                     });
                 }
+                last_read = s.step;
                 pb.set_message(format!(
                     "loss {} acc {:.2}% (at step {})",
                     figure(mean),
@@ -891,6 +1092,16 @@ fn classifier(
         pb.finish_and_clear();
         if eval_due {
             let (tl, t1, t5) = evaluate(&mut s, test)?;
+            if !tl.is_finite() {
+                return Err(TrainError::NonFinite {
+                    what: "test loss",
+                    step: s.step,
+                    since: s.step,
+                    first: None,
+                    loss: tl,
+                    checkpoint: last_good,
+                });
+            }
             let tr_loss = epoch_stats.loss / epoch_stats.rows.max(1.0);
             let tr_acc = epoch_stats.correct / epoch_stats.rows.max(1.0);
             let tr_top5 = epoch_stats.top5 / epoch_stats.rows.max(1.0);
@@ -1042,6 +1253,11 @@ pub fn generate(
         .map(|o| o.1)
         .ok_or_else(|| TrainError::Setup(format!("generator `{}` has no output", gn.name)))?;
     let nz: usize = gn.graph[gn.inputs[0]].shape.iter().product::<u64>() as usize;
+    let per: u128 = gn.graph[out].shape.iter().map(|&d| d as u128).product();
+    crate::memory::ensure(
+        4 * (count as u128 * per + crate::memory::training_bytes(gn, 500, 0, 1)),
+        || format!("{count} samples of generator `{}`", gn.name),
+    )?;
     let mut rng = Rng::new(seed);
     let mut images = Vec::new();
     let (lo, span) = (range.0, range.1 - range.0);
@@ -1114,12 +1330,22 @@ fn gan(
             })? / g.k
         }
     };
+    let (need_g, need_d) = (
+        crate::memory::training_bytes(gn, batch, slots(&g.g_optimizer.kind), 4),
+        crate::memory::training_bytes(dn, 2 * batch, slots(&g.d_optimizer.kind), 4),
+    );
+    crate::memory::ensure(need_g + need_d, || {
+        format!(
+            "training GAN `{}` / `{}` at batch {batch}",
+            gn.name, dn.name
+        )
+    })?;
     let mut rng = Rng::new(cfg.seed);
     let mut gp: Params<f32> = Params::init(gn, &mut rng);
     let mut dp: Params<f32> = Params::init(dn, &mut rng);
     if let Some(w) = &start_weights(opts)? {
-        gp = load_params(w, gn, &gp, 0)?.0;
-        dp = load_params(w, dn, &dp, 0)?.0;
+        gp = load_weights_for_transfer(w, gn, &gp)?;
+        dp = load_weights_for_transfer(w, dn, &dp)?;
     }
     let loss = if g.non_saturating {
         GeneratorLoss::NonSaturating
@@ -1157,10 +1383,10 @@ fn gan(
         )?;
         let (g1, mut gs) = load_params(ck, gn, &gp, slots(&g.g_optimizer.kind))?;
         let (d1, mut ds) = load_params(ck, dn, &dp, slots(&g.d_optimizer.kind))?;
-        gs.step = meta_u64(ck, "g_step");
-        ds.step = meta_u64(ck, "d_step");
+        gs.step = meta_u64(ck, "g_step")?;
+        ds.step = meta_u64(ck, "d_step")?;
         s.restore(&g1, &d1, &gs, &ds);
-        d_batches = meta_u64(ck, "d_batches");
+        d_batches = meta_u64(ck, "d_batches")?;
         noise_rng = ck
             .metadata
             .get("noise_rng")
@@ -1171,7 +1397,7 @@ fn gan(
         log(&format!("resumed at generator step {}", s.step_g));
         nothing_left(s.step_g, total, "generator ")?;
     }
-    let mut metrics = Metrics::open(&opts.out, resume.is_some())?;
+    let mut metrics = Metrics::open(&opts.out, resume.as_ref().map(|_| s.step_g))?;
     let samples_dir = opts.out.join("samples");
     std::fs::create_dir_all(&samples_dir)
         .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", samples_dir.display())))?;
@@ -1223,6 +1449,12 @@ fn gan(
             metadata: BTreeMap::new(),
         };
         let (gp, dp) = s.params()?;
+        if let Some(t) = nonfinite_tensor(&gp).or(nonfinite_tensor(&dp)) {
+            return Err(TrainError::NonFiniteWeights {
+                tensor: t.to_string(),
+                step: s.step_g,
+            });
+        }
         let (gs, ds) = s.opt_states()?;
         // G runs in training mode in each D step and each G step; D twice in a D step (the
         // reals and the fakes) and once in a G step.
@@ -1259,6 +1491,7 @@ fn gan(
         )?;
         Ok(())
     };
+    let mut last_read = s.step_g;
     while s.step_g < total {
         for _ in 0..g.k {
             let epoch = d_batches / per_epoch as u64;
@@ -1285,13 +1518,21 @@ fn gan(
             let (dx, dgz) = s.d_means()?;
             if !d_loss.is_finite() || !g_loss.is_finite() {
                 pb.abandon();
-                let bad = if d_loss.is_finite() { g_loss } else { d_loss };
+                let (what, bad) = if d_loss.is_finite() {
+                    ("generator loss", g_loss)
+                } else {
+                    ("discriminator loss", d_loss)
+                };
                 return Err(TrainError::NonFinite {
+                    what,
                     step: s.step_g,
+                    since: last_read,
+                    first: s.nonfinite_at,
                     loss: bad,
                     checkpoint: last_good,
                 });
             }
+            last_read = s.step_g;
             let dt = window_t.elapsed().as_secs_f64();
             let per100 = if window_steps > 0 {
                 dt / window_steps as f64 * 100.0

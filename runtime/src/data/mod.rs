@@ -165,6 +165,11 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
     if !dir.is_dir() {
         return Err(DataError::DirNotFound(dir.to_path_buf()));
     }
+    // A folder that cannot be listed (permission denied) says so, rather than looking empty.
+    std::fs::read_dir(dir).map_err(|source| DataError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let find = |name: &str| {
         find_file(dir, name).ok_or_else(|| DataError::FileNotFound {
             dir: dir.to_path_buf(),
@@ -320,6 +325,31 @@ mod tests {
         write(&dir, "t10k-labels-idx1-ubyte", &idx_labels(&[4]));
         let ds = load_split(&dir, Split::Test).unwrap();
         assert_eq!(ds.labels, vec![4]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_gzip_bomb_behind_a_valid_header_is_not_decompressed_whole() {
+        // 10,000 28x28 images and then 200 MB of zeros, 0.2 MB compressed: the reader stops
+        // counting a megabyte past the declared data.
+        use std::io::Write;
+        let dir = temp_dir("bomb");
+        let p = dir.join("t10k-images-idx3-ubyte.gz");
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&idx_images(10_000, 28, 28)).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..200 {
+            enc.write_all(&zeros).unwrap();
+        }
+        enc.finish().unwrap();
+        let e = read_idx_images(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("more than 1048576 trailing bytes: header says 10000 images of 28x28"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
