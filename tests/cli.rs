@@ -289,3 +289,34 @@ fn check_takes_a_very_long_layer_name() {
     assert!(out.contains(&name));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_points_yaml_training_errors_at_their_key_and_checks_a_gans_shapes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = std::fs::read_to_string(format!("{}/models/gan.yaml", env!("CARGO_MANIFEST_DIR")))
+        .expect("model");
+    let bad = src
+        .replace("  k: 1", "  k: 0")
+        .replace("  batch: 128", "  batch: -128");
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(&f, &bad).expect("write");
+    let (code, _, err) = netc(&["check", f.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{err}");
+    let line = |key: &str| bad.lines().position(|l| l.starts_with(key)).expect(key) + 1;
+    for (key, msg) in [("  k:", "`k`"), ("  batch:", "`batch`")] {
+        assert!(
+            err.contains(&format!("bad.yaml:{}:3", line(key))),
+            "{key}: {err}"
+        );
+        assert!(err.contains(msg), "{err}");
+    }
+    let mismatch = src.replace("inputs: {x: 784}", "inputs: {x: 100}");
+    let f = dir.path().join("shapes.yaml");
+    std::fs::write(&f, &mismatch).expect("write");
+    let (code, _, err) = netc(&["check", f.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("generator `generator` makes 784 values per example but discriminator `discriminator` takes 100"),
+        "{err}"
+    );
+}

@@ -850,6 +850,85 @@ fn every_split_is_checked_against_the_network_before_training() {
 }
 
 #[test]
+#[cfg(unix)]
+fn kill_9_while_checkpointing_leaves_a_loadable_checkpoint_every_time() {
+    // A GAN that writes its checkpoint after every step, killed with SIGKILL at 20 moments
+    // spread over its first seconds: each time the checkpoint on disk loads (checksums
+    // verified) and resumes, and the next run removes the killed runs' temporary files.
+    let dir = tmp("kill9");
+    let model = dir.join("gan.yaml");
+    let src = std::fs::read_to_string("models/gan.yaml").expect("model");
+    let src = src
+        .replace("checkpoint_every: 1000", "checkpoint_every: 1")
+        .replace(
+            "data_dir: ../data/mnist-sample",
+            "data_dir: data/mnist-sample",
+        );
+    std::fs::write(&model, src).expect("write");
+    let out = dir.join("run");
+    let (m, o) = (model.to_str().expect("utf-8"), out.to_str().expect("utf-8"));
+    let mut seen = 0;
+    for i in 0..20u64 {
+        let mut args = vec![
+            "train", m, "--device", "cpu", "--steps", "100000", "--batch", "32",
+        ];
+        args.extend(["--quiet", "--out", o, "--data-dir", "data/mnist-sample"]);
+        args.push(if out.join("checkpoint.safetensors").exists() {
+            "--resume"
+        } else {
+            "--overwrite"
+        });
+        let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run");
+        // 0.3 to 1.2 s: setup, and then steps each ending in a checkpoint write.
+        std::thread::sleep(std::time::Duration::from_millis(300 + (i * 389) % 900));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        let ck = out.join("checkpoint.safetensors");
+        if ck.exists() {
+            let c = netc_runtime::io::Checkpoint::load(&ck)
+                .unwrap_or_else(|e| panic!("kill {i}: the checkpoint does not load: {e}"));
+            assert!(c.metadata.contains_key("g_step"), "kill {i}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "only {seen} kills came after a checkpoint");
+    // The last checkpoint resumes for one more step.
+    let c = netc_runtime::io::Checkpoint::load(&out.join("checkpoint.safetensors")).expect("ck");
+    let step: u64 = c.metadata["g_step"].parse().expect("step");
+    let more = (step + 1).to_string();
+    let (code, _, err) = netc(&[
+        "train",
+        m,
+        "--device",
+        "cpu",
+        "--steps",
+        &more,
+        "--batch",
+        "32",
+        "--quiet",
+        "--out",
+        o,
+        "--data-dir",
+        "data/mnist-sample",
+        "--resume",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let stray: Vec<String> = std::fs::read_dir(&out)
+        .expect("run folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
 fn gan_resume_equals_an_uninterrupted_run() {
     let (a, b) = (tmp("gan-full"), tmp("gan-resumed"));
     let (ao, bo) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
@@ -1149,6 +1228,47 @@ fn train_starts_from_another_runs_weights() {
 /// Starts `netc train` with `args` into `out`, sends `signal` once training has logged, and
 /// returns the exit status and stderr.
 #[cfg(unix)]
+#[test]
+#[cfg(unix)]
+fn a_second_ctrl_c_stops_at_once() {
+    // The first SIGINT asks for a checkpoint at the end of the step; a second one, while a
+    // long step still runs, ends the process at once with 130 (it used to be ignored).
+    let out = tmp("ctrl-c-twice");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args([
+            "train",
+            "models/dcgan.net",
+            "--device",
+            "cpu",
+            "--steps",
+            "100000",
+            "--quiet",
+        ])
+        .args(["--out", out.to_str().expect("utf-8")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let start = std::time::Instant::now();
+    while !out.join("metrics.jsonl").is_file() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for _ in 0..2 {
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted again"), "{err}");
+}
+
 fn signal_run(args: &[&str], out: &Path, signal: &str) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
         .args(args)

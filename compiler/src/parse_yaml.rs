@@ -170,7 +170,17 @@ pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
     }
     if let Some(t) = &ydoc.train {
         let sp = cx.peek("train");
-        doc.train = Some(yaml_value(t, sp));
+        let mut v = yaml_value(t, sp);
+        // Each setting's errors point at its own key (`k: 0`), not at `train:`.
+        if let ValueKind::Map(entries) = &mut v.kind {
+            for (key, value) in entries.iter_mut() {
+                if let Some(ks) = key_span(source, sp.end, &key.name) {
+                    key.span = ks;
+                    *value = respan_value(value.clone(), ks);
+                }
+            }
+        }
+        doc.train = Some(v);
     }
     if cx.errors.is_empty() {
         Ok(doc)
@@ -392,6 +402,25 @@ fn scalar_text(v: &Y) -> Option<String> {
         Y::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// The span of the first `key:` at or after `from` that is a whole key (not the end of a
+/// longer one: `k:` inside `task:`).
+fn key_span(src: &str, from: usize, key: &str) -> Option<Span> {
+    let needle = format!("{key}:");
+    let mut at = from.min(src.len());
+    while let Some(off) = src[at..].find(&needle) {
+        let start = at + off;
+        let whole = src[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        if whole {
+            return Some(Span::new(start, start + key.len()));
+        }
+        at = start + needle.len();
+    }
+    None
 }
 
 fn respan_value(v: Value, sp: Span) -> Value {

@@ -510,6 +510,37 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
             let d_optimizer = find("discriminator")
                 .or_else(|| find(&discriminator))
                 .unwrap_or(opt);
+            // The generator's images must be what the discriminator takes, and D must end in
+            // one logit (or one sigmoid) per example; `train` would refuse it only later.
+            let (gn, dn) = (model.network(&generator), model.network(&discriminator));
+            if let (Some(gn), Some(dn)) = (gn, dn) {
+                let numel = |n: &crate::ir::Network, i: petgraph::graph::NodeIndex| -> u64 {
+                    n.graph[i].shape.iter().product()
+                };
+                let g_out = gn.outputs.first().map(|o| numel(gn, o.1));
+                let d_in = dn.inputs.first().map(|&i| numel(dn, i));
+                let sp = r.get("discriminator").map_or(train.span, |v| v.span);
+                if let (Some(a), Some(b)) = (g_out, d_in) {
+                    if a != b {
+                        r.errors.push(
+                            Diagnostic::error(format!(
+                                "generator `{generator}` makes {a} values per example but discriminator `{discriminator}` takes {b}"
+                            ))
+                            .at(sp, "here"),
+                        );
+                    }
+                }
+                let d_out = dn.output_and_logit().map(|(_, l)| numel(dn, l));
+                if d_out.is_some_and(|n| n != 1) {
+                    r.errors.push(
+                        Diagnostic::error(format!(
+                            "discriminator `{discriminator}` must end in one logit (or one sigmoid) per example, not {}",
+                            d_out.unwrap_or(0)
+                        ))
+                        .at(sp, "here"),
+                    );
+                }
+            }
             let k = r.positive("k", 1);
             let sample_every = r.uint("sample_every", 1000);
             Task::Gan(GanConfig {

@@ -388,7 +388,12 @@ fn interrupt_flag() -> Arc<AtomicBool> {
         let g = f.clone();
         let _ = ctrlc::set_handler(move || {
             let _ = STOP_SIGNAL.compare_exchange(0, 2, Ordering::SeqCst, Ordering::SeqCst);
-            g.store(true, Ordering::SeqCst)
+            if g.swap(true, Ordering::SeqCst) {
+                // A second interrupt: stop now. Checkpoints are written atomically, so this
+                // loses at most the steps since the last one.
+                eprintln!("\ninterrupted again: stopping without a checkpoint");
+                std::process::exit(130);
+            }
         });
         #[cfg(unix)]
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {

@@ -7,7 +7,7 @@
 //! missing file; callers that can make do with less data may check [`has_split`] and fall back
 //! to `Split::Test`.
 
-mod idx;
+pub mod idx;
 mod synthetic;
 
 use std::path::{Path, PathBuf};

@@ -132,9 +132,11 @@ impl Checkpoint {
                             "tensor `{name}` does not match its checksum: the file is corrupted"
                         )))
                     }
-                    None => return Err(format(format!(
+                    None => {
+                        return Err(format(format!(
                         "tensor `{name}` has no checksum: the file was altered after netc wrote it"
-                    ))),
+                    )))
+                    }
                 }
             }
             if view.dtype() != Dtype::F32 {
