@@ -16,6 +16,16 @@ use rayon::prelude::*;
 /// Elements of one chunk's column matrix to aim for.
 const COLS_TARGET: usize = 4 << 20;
 
+/// A training pass keeps its column matrices for the weight gradient when they hold at most
+/// this many elements in all (32 MB): im2col is then done once per step instead of twice
+/// (LeNet's conv2, a DCGAN's discriminator), while AlexNet's conv1 at batch 128 (140 M
+/// elements) recomputes them chunk by chunk rather than holding 560 MB.
+const KEEP_COLS_MAX: usize = 8 << 20;
+
+/// The column matrices of a forward pass, per chunk of the batch and group, in the order the
+/// backward pass walks them.
+pub(super) type Cols<T> = Vec<Array2<T>>;
+
 struct Dims {
     cin: usize,
     h: usize,
@@ -167,8 +177,16 @@ fn col2im<T: Real>(
                 let rin = (rin0 + (i * s) as isize) as usize;
                 let dst = &mut plane[rin * d.w..(rin + 1) * d.w];
                 let src = &row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
-                for (dv, &sv) in dst[first..].iter_mut().step_by(s).zip(&src[c0..c1]) {
-                    *dv = *dv + sv;
+                if s == 1 {
+                    // Unit stride: one contiguous run, which the compiler vectorises.
+                    let n = c1 - c0;
+                    for (dv, &sv) in dst[first..first + n].iter_mut().zip(&src[c0..c1]) {
+                        *dv = *dv + sv;
+                    }
+                } else {
+                    for (dv, &sv) in dst[first..].iter_mut().step_by(s).zip(&src[c0..c1]) {
+                        *dv = *dv + sv;
+                    }
                 }
             }
         }
@@ -188,10 +206,24 @@ pub(super) fn forward<T: Real>(
     w: &[T],
     b: Option<&[T]>,
 ) -> Array2<T> {
+    forward_keeping(g, x, w, b, false).0
+}
+
+/// [`forward`], also returning the column matrices when `keep` and they are small enough
+/// (see [`KEEP_COLS_MAX`]), for [`backward`] to reuse.
+pub(super) fn forward_keeping<T: Real>(
+    g: &ConvGeometry,
+    x: &Array2<T>,
+    w: &[T],
+    b: Option<&[T]>,
+    keep: bool,
+) -> (Array2<T>, Option<Cols<T>>) {
     let d = dims(g);
     let x = x.as_standard_layout();
     let batch = x.nrows();
     debug_assert_eq!(x.ncols(), d.cin * d.h * d.w);
+    let keep = keep && d.taps * d.pixels * batch * d.groups <= KEEP_COLS_MAX;
+    let mut kept = vec![];
     let mut y = Array2::<T>::zeros((batch, g.cout as usize * d.pixels));
     let step = chunk(&d, batch);
     let mut cols = Array2::<T>::zeros((d.taps, step * d.pixels));
@@ -203,6 +235,10 @@ pub(super) fn forward<T: Real>(
             out = Array2::zeros((d.cout_g, n * d.pixels));
         }
         for grp in 0..d.groups {
+            if cols.is_empty() {
+                // The previous buffer went into `kept`.
+                cols = Array2::zeros((d.taps, n * d.pixels));
+            }
             im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
             matmul_into(group_weight(&d, w, grp), cols.view(), false, out.view_mut());
             // out [cout_g, n * pixels] -> y[b, (grp * cout_g + f) * pixels + p], per sample
@@ -220,9 +256,12 @@ pub(super) fn forward<T: Real>(
                     }
                 }
             });
+            if keep {
+                kept.push(std::mem::replace(&mut cols, Array2::zeros((0, 0))));
+            }
         }
     }
-    y
+    (y, keep.then_some(kept))
 }
 
 pub(super) struct Grads<T> {
@@ -231,14 +270,16 @@ pub(super) struct Grads<T> {
     pub input: Option<Array2<T>>,
 }
 
+/// The gradients of a conv node; `kept` are its forward pass's column matrices, if it kept them.
 pub(super) fn backward<T: Real>(
     g: &ConvGeometry,
     x: &Array2<T>,
     w: &[T],
     dy: &Array2<T>,
     want_input: bool,
+    kept: Option<&Cols<T>>,
 ) -> Grads<T> {
-    let (weight, input) = adjoint(g, Some(x), want_input.then_some(w), dy);
+    let (weight, input) = adjoint_with(g, Some(x), want_input.then_some(w), dy, kept);
     Grads {
         weight: weight.unwrap_or_default(),
         bias: channel_sums(dy, g.cout as usize, g.win.pixels() as usize),
@@ -273,7 +314,19 @@ pub(super) fn adjoint<T: Real>(
     w: Option<&[T]>,
     dy: &Array2<T>,
 ) -> (Option<Vec<T>>, Option<Array2<T>>) {
+    adjoint_with(g, x, w, dy, None)
+}
+
+/// [`adjoint`], taking the columns of `x` from `kept` (a forward pass's) instead of im2col.
+fn adjoint_with<T: Real>(
+    g: &ConvGeometry,
+    x: Option<&Array2<T>>,
+    w: Option<&[T]>,
+    dy: &Array2<T>,
+    kept: Option<&Cols<T>>,
+) -> (Option<Vec<T>>, Option<Array2<T>>) {
     let d = dims(g);
+    let mut kept = kept.map(|k| k.iter());
     let x = x.map(|x| x.as_standard_layout());
     let dy = dy.as_standard_layout();
     let batch = dy.nrows();
@@ -308,7 +361,13 @@ pub(super) fn adjoint<T: Real>(
                 }
             });
             if let (Some(x), Some(gw)) = (x.as_ref(), gw.as_mut()) {
-                im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
+                let cols = match kept.as_mut().and_then(|k| k.next()) {
+                    Some(c) => c,
+                    None => {
+                        im2col(g, &d, x.slice(s![n0..n0 + n, ..]), grp, &mut cols);
+                        &cols
+                    }
+                };
                 let len = d.cout_g * d.taps;
                 let mut gwg = ArrayViewMut2::from_shape(
                     (d.cout_g, d.taps),

@@ -187,6 +187,8 @@ pub struct Activations<T> {
     pub values: HashMap<NodeIndex, Array2<T>>,
     pub train: bool,
     pub seed: u32,
+    /// Column matrices conv nodes kept from a training pass for their weight gradient.
+    pub(crate) kept_cols: HashMap<NodeIndex, conv::Cols<T>>,
     /// The batch row the first row of this pass stands for (dropout masks index the whole
     /// batch, so a batch run in parts draws the masks it would draw at once).
     pub row0: usize,
@@ -237,6 +239,7 @@ pub fn forward_rows<T: Real>(
     row0: usize,
 ) -> Result<Activations<T>, CpuError> {
     let mut values: HashMap<NodeIndex, Array2<T>> = HashMap::new();
+    let mut kept_cols = HashMap::new();
     let mut state = vec![];
     for &n in &net.order {
         let node = &net.graph[n];
@@ -262,7 +265,12 @@ pub fn forward_rows<T: Real>(
             ),
             Op::Conv { .. } => {
                 let g = ConvGeometry::of(&node.op, in_shape(0)).map_err(shape_err(&node.name))?;
-                conv::forward(&g, &values[&ins[0]], weight(), g.bias.then(bias))
+                let (y, kept) =
+                    conv::forward_keeping(&g, &values[&ins[0]], weight(), g.bias.then(bias), train);
+                if let Some(k) = kept {
+                    kept_cols.insert(n, k);
+                }
+                y
             }
             Op::MaxPool { .. } | Op::AvgPool { .. } => {
                 let (c, win) =
@@ -318,6 +326,7 @@ pub fn forward_rows<T: Real>(
         values,
         train,
         seed,
+        kept_cols,
         row0,
         state,
     })
@@ -438,6 +447,7 @@ pub fn backward_opt<T: Real>(
                     p.vector(&wname),
                     &dy,
                     wanted(ins[0]),
+                    acts.kept_cols.get(&n),
                 );
                 if let Some(i) = p.index(&wname) {
                     pgrads[i] = Some(g.weight);
