@@ -196,6 +196,20 @@ impl Default for Builder {
     }
 }
 
+/// A weighted layer's weight tensor, the weight's gradient and the bias's (None when frozen,
+/// or without a bias).
+fn weighted(
+    params: &ParamSet,
+    layer: &str,
+    bias: bool,
+) -> (TensorId, Option<TensorId>, Option<TensorId>) {
+    let w = params.get(&format!("{layer}.weight"));
+    let gb = bias
+        .then(|| params.get(&format!("{layer}.bias")).grad)
+        .flatten();
+    (w.tensor, w.grad, gb)
+}
+
 /// Tensors up to this many elements share optimizer dispatches (see `Builder::update`).
 const GROUPED_UPDATE_MAX_LEN: u64 = 16_384;
 
@@ -917,12 +931,7 @@ impl Builder {
                     let Ok(g) = ConvGeometry::of(&node.op, &net.graph[x_node].shape) else {
                         continue; // `forward` reported it
                     };
-                    let w = params.get(&format!("{}.weight", node.name));
-                    let gb = if g.bias {
-                        params.get(&format!("{}.bias", node.name)).grad
-                    } else {
-                        None
-                    };
+                    let (w, gw, gb) = weighted(params, &node.name, g.bias);
                     let dx = needs[&x_node].then(|| {
                         let l = numel(&net.graph[x_node].shape) * batch;
                         self.grad_slot(&mut grads, x_node, l, net)
@@ -933,8 +942,8 @@ impl Builder {
                         batch,
                         dy,
                         fwd.values[&x_node],
-                        w.tensor,
-                        (w.grad, gb),
+                        w,
+                        (gw, gb),
                         dx,
                         None,
                         &format!("{}:{}", net.name, node.name),
@@ -1003,12 +1012,7 @@ impl Builder {
                     let Ok(g) = TransposeGeometry::of(&node.op, &net.graph[x_node].shape) else {
                         continue; // `forward` reported it
                     };
-                    let w = params.get(&format!("{}.weight", node.name));
-                    let gb = if g.bias {
-                        params.get(&format!("{}.bias", node.name)).grad
-                    } else {
-                        None
-                    };
+                    let (w, gw, gb) = weighted(params, &node.name, g.bias);
                     let dx = needs[&x_node].then(|| {
                         let l = numel(&net.graph[x_node].shape) * batch;
                         self.grad_slot(&mut grads, x_node, l, net)
@@ -1019,8 +1023,8 @@ impl Builder {
                         batch,
                         dy,
                         fwd.values[&x_node],
-                        w.tensor,
-                        (w.grad, gb),
+                        w,
+                        (gw, gb),
                         dx,
                         &format!("{}:{}", net.name, node.name),
                         &label,

@@ -332,6 +332,22 @@ pub fn forward_rows<T: Real>(
     })
 }
 
+/// Stores a weighted layer's parameter gradients by name: its weight's and, when it has one,
+/// its bias's.
+fn store_weighted<T: Real>(
+    p: &Params<T>,
+    pgrads: &mut [Option<Vec<T>>],
+    (wname, bname): (&str, &str),
+    (weight, bias): (Vec<T>, Option<Vec<T>>),
+) {
+    if let Some(i) = p.index(wname) {
+        pgrads[i] = Some(weight);
+    }
+    if let (Some(i), Some(b)) = (p.index(bname), bias) {
+        pgrads[i] = Some(b);
+    }
+}
+
 /// A batchnorm node's sizes and tensors.
 fn batchnorm_node<'a, T: Real>(
     p: &'a Params<T>,
@@ -449,14 +465,8 @@ pub fn backward_opt<T: Real>(
                     wanted(ins[0]),
                     acts.kept_cols.get(&n),
                 );
-                if let Some(i) = p.index(&wname) {
-                    pgrads[i] = Some(g.weight);
-                }
-                if geom.bias {
-                    if let Some(i) = p.index(&bname) {
-                        pgrads[i] = Some(g.bias);
-                    }
-                }
+                let bias = geom.bias.then_some(g.bias);
+                store_weighted(p, &mut pgrads, (&wname, &bname), (g.weight, bias));
                 if let Some(dx) = g.input {
                     add_grad(&mut grads, ins[0], dx);
                 }
@@ -519,14 +529,8 @@ pub fn backward_opt<T: Real>(
                     &dy,
                     wanted(ins[0]),
                 );
-                if let Some(i) = p.index(&wname) {
-                    pgrads[i] = Some(g.weight);
-                }
-                if geom.bias {
-                    if let Some(i) = p.index(&bname) {
-                        pgrads[i] = Some(g.bias);
-                    }
-                }
+                let bias = geom.bias.then_some(g.bias);
+                store_weighted(p, &mut pgrads, (&wname, &bname), (g.weight, bias));
                 if let Some(dx) = g.input {
                     add_grad(&mut grads, ins[0], dx);
                 }
