@@ -129,23 +129,45 @@ fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, x: ArrayView2<T>, grp: usize, col
             return;
         }
         let first = cin0 as usize;
+        if s > 1 {
+            // Strided: the tap's (column, input) index pairs of one sample, then a plain
+            // gather per sample (rows of 7 or 14 outputs made the per-row loop all overhead).
+            let pairs = tap_pairs(d, ow, s, t);
+            for (b, xs) in x.chunks(row_len).enumerate() {
+                let plane = &xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
+                let dst = &mut row[b * d.pixels..(b + 1) * d.pixels];
+                for &(di, si) in &pairs {
+                    dst[di as usize] = plane[si as usize];
+                }
+            }
+            return;
+        }
         for (b, xs) in x.chunks(row_len).enumerate() {
             let plane = &xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
             for (i, o) in (r0..r1).enumerate() {
-                let rin = (rin0 + (i * s) as isize) as usize;
+                let rin = (rin0 + i as isize) as usize;
                 let src = &plane[rin * d.w..(rin + 1) * d.w];
                 let dst = &mut row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
-                if s == 1 {
-                    // Unit stride: the valid taps of a row are one contiguous run.
-                    dst[c0..c1].copy_from_slice(&src[first..first + (c1 - c0)]);
-                } else {
-                    for (dv, &sv) in dst[c0..c1].iter_mut().zip(src[first..].iter().step_by(s)) {
-                        *dv = sv;
-                    }
-                }
+                // Unit stride: the valid taps of a row are one contiguous run.
+                dst[c0..c1].copy_from_slice(&src[first..first + (c1 - c0)]);
             }
         }
     });
+}
+
+/// For one tap of a strided conv: (output pixel, input pixel) index pairs within one sample's
+/// channel plane, for every output whose input lies inside.
+fn tap_pairs(d: &Dims, ow: usize, s: usize, t: &Tap) -> Vec<(u32, u32)> {
+    let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
+    let mut pairs = Vec::with_capacity((r1 - r0) * (c1.saturating_sub(c0)));
+    for (i, o) in (r0..r1).enumerate() {
+        let rin = (rin0 + (i * s) as isize) as usize;
+        for (j, oc) in (c0..c1).enumerate() {
+            let cin = cin0 as usize + j * s;
+            pairs.push(((o * ow + oc) as u32, (rin * d.w + cin) as u32));
+        }
+    }
+    pairs
 }
 
 /// Adds `cols` ([taps, n * pixels]) back onto the input gradient rows `dx` (adjoint of im2col).
@@ -164,6 +186,21 @@ fn col2im<T: Real>(
     let cols = cols.as_slice().expect("the column matrix is contiguous");
     let row_len = dx.ncols();
     let dx = dx.as_slice_mut().expect("gradient chunks are contiguous");
+    if s > 1 {
+        // Strided: every tap's index pairs once, then a plain scatter-add per sample (see
+        // im2col).
+        let pairs: Vec<Vec<(u32, u32)>> = taps.iter().map(|t| tap_pairs(d, ow, s, t)).collect();
+        dx.par_chunks_mut(row_len).enumerate().for_each(|(b, xs)| {
+            for (t, pairs) in taps.iter().zip(&pairs) {
+                let row = &cols[t.row * width + b * d.pixels..t.row * width + (b + 1) * d.pixels];
+                let plane = &mut xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
+                for &(di, si) in pairs {
+                    plane[si as usize] = plane[si as usize] + row[di as usize];
+                }
+            }
+        });
+        return;
+    }
     dx.par_chunks_mut(row_len).enumerate().for_each(|(b, xs)| {
         for t in &taps {
             let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
@@ -174,19 +211,13 @@ fn col2im<T: Real>(
             let row = &cols[t.row * width..(t.row + 1) * width];
             let plane = &mut xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
             for (i, o) in (r0..r1).enumerate() {
-                let rin = (rin0 + (i * s) as isize) as usize;
+                let rin = (rin0 + i as isize) as usize;
                 let dst = &mut plane[rin * d.w..(rin + 1) * d.w];
                 let src = &row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
-                if s == 1 {
-                    // Unit stride: one contiguous run, which the compiler vectorises.
-                    let n = c1 - c0;
-                    for (dv, &sv) in dst[first..first + n].iter_mut().zip(&src[c0..c1]) {
-                        *dv = *dv + sv;
-                    }
-                } else {
-                    for (dv, &sv) in dst[first..].iter_mut().step_by(s).zip(&src[c0..c1]) {
-                        *dv = *dv + sv;
-                    }
+                // Unit stride: one contiguous run, which the compiler vectorises.
+                let n = c1 - c0;
+                for (dv, &sv) in dst[first..first + n].iter_mut().zip(&src[c0..c1]) {
+                    *dv = *dv + sv;
                 }
             }
         }
