@@ -1078,6 +1078,7 @@ fn classifier(
                     last_interval = m;
                 } else {
                     metrics.log("train", &m)?;
+                    plot(&opts.out, CLASSIFIER_PLOT)?;
                 }
             }
             // Interrupted inside an epoch: checkpoint and stop now. On its last batch, finish
@@ -1133,7 +1134,7 @@ fn classifier(
                 (String::new(), String::new())
             };
             metrics.log("epoch", &m)?;
-            plot(&opts.out, "loss", CLASSIFIER_PLOT)?;
+            plot(&opts.out, CLASSIFIER_PLOT)?;
             pb.suspend(|| {
                 log(&format!(
                     "epoch {}/{epochs}: train loss {}, train acc {:.2}%{train_top5} | test loss {}, test acc {:.2}%{test_top5} | lr {} | {:.1} s ({:.1} s in all)",
@@ -1202,7 +1203,7 @@ fn classifier(
             }
         }
     }
-    plot(&opts.out, "loss", CLASSIFIER_PLOT)?;
+    plot(&opts.out, CLASSIFIER_PLOT)?;
     summary.steps = s.step - start_step;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
@@ -1215,19 +1216,77 @@ fn curve(all: &[BTreeMap<String, f64>], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// loss.png from the run's metrics so far, one curve per (label, metrics key). Redrawn
-/// (atomically) after every classifier evaluation and GAN log interval, so it can be watched
-/// during training.
-fn plot(out: &Path, title: &str, series: [(&str, &str); 2]) -> Result<(), TrainError> {
+/// One panel of loss.png: its title, the y axis's title and its curves (label, metrics key).
+type PanelSpec = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// A panel's curves read from the metrics: (label, points).
+type Curves = Vec<(&'static str, Vec<(f64, f64)>)>;
+
+/// loss.png from the run's metrics so far: a panel per spec, side by side, against the step
+/// (a panel whose curves have no points yet is left out). Redrawn (atomically) after every
+/// classifier evaluation and GAN log interval, so it can be watched during training.
+fn plot(out: &Path, specs: &[PanelSpec]) -> Result<(), TrainError> {
     let all = read_metrics(out);
-    let curves = series.map(|(label, key)| (label, curve(&all, key)));
-    let refs: Vec<(&str, &[(f64, f64)])> = curves.iter().map(|(l, c)| (*l, c.as_slice())).collect();
-    io::write_line_plot(&out.join("loss.png"), title, &refs, 800, 480)?;
+    let curves: Vec<Curves> = specs
+        .iter()
+        .map(|(_, _, series)| series.iter().map(|&(l, k)| (l, curve(&all, k))).collect())
+        .collect();
+    let panels: Vec<io::Panel> = specs
+        .iter()
+        .zip(&curves)
+        .filter(|(_, c)| c.iter().any(|(_, pts)| !pts.is_empty()))
+        .map(|(&(title, y_label, _), c)| io::Panel {
+            title,
+            y_label,
+            series: c.iter().map(|(l, pts)| (*l, pts.as_slice())).collect(),
+        })
+        .collect();
+    if panels.is_empty() {
+        return Ok(());
+    }
+    let width = 460 * panels.len() as u32;
+    io::write_chart(&out.join("loss.png"), "step", &panels, width, 400)?;
     Ok(())
 }
 
-const CLASSIFIER_PLOT: [(&str, &str); 2] = [("train", "train_loss"), ("test", "test_loss")];
-const GAN_PLOT: [(&str, &str); 2] = [("D", "d_loss"), ("G", "g_loss")];
+const CLASSIFIER_PLOT: &[PanelSpec] = &[
+    (
+        "loss",
+        "softmax cross-entropy",
+        &[("train", "train_loss"), ("test", "test_loss")],
+    ),
+    (
+        "accuracy",
+        "top-1",
+        &[("train", "train_acc"), ("test", "test_acc")],
+    ),
+];
+const GAN_PLOT: &[PanelSpec] = &[
+    (
+        "losses",
+        "binary cross-entropy",
+        &[("D", "d_loss"), ("G", "g_loss")],
+    ),
+    (
+        "discriminator",
+        "mean probability of real",
+        &[("D(x)", "d_x"), ("D(G(z))", "d_g_z")],
+    ),
+    (
+        "sample quality (built-in LeNet)",
+        "inception score",
+        &[("IS", "inception_score")],
+    ),
+    (
+        "distance to real digits",
+        "Frechet distance",
+        &[("FID", "frechet_distance")],
+    ),
+];
 
 fn draw_noise(rng: &mut Rng, noise: Noise, n: usize) -> Vec<f32> {
     (0..n)
@@ -1555,7 +1614,7 @@ fn gan(
             m.insert("seconds_per_100_steps".to_string(), per100);
             m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
             metrics.log("train", &m)?;
-            plot(&opts.out, "GAN losses", GAN_PLOT)?;
+            plot(&opts.out, GAN_PLOT)?;
             pb.set_message(format!(
                 "at step {}: D {} G {} D(x) {dx:.2} D(G(z)) {dgz:.2}",
                 s.step_g,
@@ -1629,7 +1688,7 @@ fn gan(
             &grid,
         )?;
     }
-    plot(&opts.out, "GAN losses", GAN_PLOT)?;
+    plot(&opts.out, GAN_PLOT)?;
     summary.steps = s.step_g - start;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 pub use atomic::write_atomic;
 pub use checkpoint::Checkpoint;
 pub use npy::{read_npy_f32, write_npy_f32};
-pub use plot::write_line_plot;
+pub use plot::{write_chart, Panel};
 pub use png_grid::{write_image_grid, Grid};
 
 /// An I/O failure; each message is one line that starts with the file's path.
