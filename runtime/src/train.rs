@@ -1496,8 +1496,18 @@ fn gan(
         ..io::Grid::of(batch.min(64), (c, h, w))
     };
     let stop = interrupt_flag();
-    let pb = bar(total, opts.progress, "generator".into());
-    pb.set_position(s.step_g);
+    // A bar per log interval (Keras's per-epoch bar for a run counted in steps), its summary
+    // line printed when it ends.
+    let interval_bar = |from: u64| {
+        let to = ((from / cfg.log_every + 1) * cfg.log_every).min(total);
+        let pb = bar(
+            to - from,
+            opts.progress,
+            format!("steps {}-{to}/{total}", from + 1),
+        );
+        pb
+    };
+    let mut pb = interval_bar(s.step_g);
     let t0 = Instant::now();
     let start = s.step_g;
     let mut last_good: Option<PathBuf> = resume
@@ -1615,14 +1625,15 @@ fn gan(
             m.insert("seconds".to_string(), t0.elapsed().as_secs_f64());
             metrics.log("train", &m)?;
             plot(&opts.out, GAN_PLOT)?;
-            pb.set_message(format!(
-                "at step {}: D {} G {} D(x) {dx:.2} D(G(z)) {dgz:.2}",
-                s.step_g,
-                figure(d_loss),
-                figure(g_loss)
-            ));
-            if !std::io::IsTerminal::is_terminal(&std::io::stderr()) || !opts.progress {
-                log(&format!("step {}/{total}: D loss {}, G loss {}, D(x) {dx:.3}, D(G(z)) {dgz:.3}, {per100:.2} s/100 steps", s.step_g, figure(d_loss), figure(g_loss)));
+            pb.finish_and_clear();
+            log(&format!("step {}/{total}: D loss {}, G loss {}, D(x) {dx:.3}, D(G(z)) {dgz:.3}, {per100:.2} s/100 steps", s.step_g, figure(d_loss), figure(g_loss)));
+            if s.step_g < total && !interrupted {
+                pb = interval_bar(s.step_g);
+                pb.set_message(format!(
+                    "last: D {} G {} D(x) {dx:.2} D(G(z)) {dgz:.2}",
+                    figure(d_loss),
+                    figure(g_loss)
+                ));
             }
             summary.final_metrics = m;
         }
