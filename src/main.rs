@@ -150,7 +150,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// List the adapters wgpu can use (and the CPU executor)
     Devices,
-    /// Benchmark the dense kernel and an MLP training step (GPU path and CPU reference)
+    /// Benchmark the dense kernel and a model's training step (an MLP by default; a GAN's D and G
+    /// steps), on the GPU path and the CPU executor
     Bench {
         /// Adapter for the GPU path: auto, gpu, or a name substring
         #[arg(long, default_value = "auto")]
