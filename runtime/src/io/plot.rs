@@ -87,7 +87,9 @@ fn draw_panel(area: &Area, x_label: &str, panel: &Panel) -> Result<(), Box<dyn s
             .flat_map(|(_, pts)| pts.iter())
             .filter(|(x, y)| x.is_finite() && y.is_finite())
     };
-    let (x0, x1) = padded_range(finite().map(|p| p.0), 0.0);
+    // A little room on the right, so a curve's last point (a one-epoch run's test loss) is
+    // not drawn on the frame.
+    let (x0, x1) = padded_range(finite().map(|p| p.0), 0.02);
     let (y0, y1) = padded_range(finite().map(|p| p.1), 0.05);
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, (FONT, 18))
