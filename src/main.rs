@@ -50,7 +50,8 @@ struct Overrides {
     /// Executor: auto (a hardware GPU, else the CPU), cpu, gpu, vulkan, gl, or an adapter name
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Folder with the IDX files (train-images-idx3-ubyte[.gz], ...)
+    /// Folder with the IDX files (train-images-idx3-ubyte[.gz], ...), or for a classifier an
+    /// image folder (one folder per class, under train/ and val/ or directly)
     #[arg(long)]
     data_dir: Option<String>,
 }
@@ -113,9 +114,30 @@ enum Command {
         /// Checkpoint written by `netc train` (safetensors)
         #[arg(long)]
         weights: String,
-        /// Folder with the IDX files [default: the model's data_dir]
+        /// Folder with the IDX files, or the image folder the classifier was trained on
+        /// [default: the model's data_dir]
         #[arg(long)]
         data_dir: Option<String>,
+        /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Top classes of a trained classifier for image files (JPEG, PNG) or IDX image files
+    Predict {
+        /// Model file
+        file: String,
+        /// Checkpoint written by `netc train`
+        #[arg(long)]
+        weights: String,
+        /// Images (.jpg, .jpeg, .png) or IDX image files (e.g. t10k-images-idx3-ubyte.gz)
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// Classes shown per input
+        #[arg(long, default_value_t = 5, value_parser = at_least_one_usize)]
+        top: usize,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: score::ScoreFormat,
         /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
         #[arg(long, default_value = "auto")]
         device: String,
@@ -176,9 +198,15 @@ enum Command {
         /// (its optimizer, learning rate and batch; no evaluation) on each executor
         #[arg(long)]
         epoch: bool,
-        /// Folder with the IDX files for `--epoch` (else the training section's data_dir)
+        /// Folder with the IDX files for `--epoch` (else the training section's data_dir), or
+        /// the image folder for `--loader`
         #[arg(long)]
         data_dir: Option<String>,
+        /// Instead, time the image-folder loader alone (decode, resize, crop, flip, colour
+        /// noise, normalise) with the model's pipeline on --data-dir: images per second on one
+        /// thread and on all cores, --reps batches of --batch each
+        #[arg(long, conflicts_with = "epoch")]
+        loader: bool,
     },
 }
 
@@ -370,6 +398,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             scale,
         } => sample(&file, &weights, count, format, out, (seed, scale))?,
         Command::Score(args) => score::run(args)?,
+        Command::Predict {
+            file,
+            weights,
+            inputs,
+            top,
+            format,
+            device,
+        } => predict(&file, &weights, &inputs, (top, format), &device)?,
         Command::Devices => devices(),
         Command::Bench {
             device,
@@ -380,6 +416,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             gemm,
             epoch,
             data_dir,
+            loader,
         } => {
             let extra = gemm
                 .iter()
@@ -394,7 +431,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 None => (BUILTIN_MLP_PATH.to_string(), builtin_mlp()?),
             };
-            if epoch {
+            if loader {
+                bench_loader(&path, &m, data_dir, batch, reps)?
+            } else if epoch {
                 bench_epoch(&device, &path, &m, data_dir)?
             } else {
                 bench(&device, reps, batch, &m, profile, &extra)?
@@ -659,27 +698,119 @@ fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result
     let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
     let dir = data_dir(file, data, &cfg)?;
-    let (_, test, note) =
-        netc_runtime::train::datasets(&model, &cfg, dir.as_deref()).map_err(fail)?;
-    if let Some(n) = note {
+    // An image folder's evaluation images are prepared with the normalisation the checkpoint
+    // recorded, and its classes must be the ones the network was trained on.
+    let d =
+        netc_runtime::train::classifier_data(&model, &cfg, net, dir.as_deref(), true, Some(&ck))
+            .map_err(fail)?;
+    check_classes(&ck, d.test.classes())?;
+    for n in &d.notes {
         eprintln!("note: {n}");
     }
+    let test = d.test;
     let (exec, name) = netc_runtime::train::executor(device).map_err(fail)?;
     let mut s = netc_runtime::session::Classifier::new(
         net,
         p,
         cfg.optimizer.kind,
-        500.min(test.n.max(1)),
+        (500 / test.views()).max(1).min(test.len().max(1)) * test.views(),
         0,
         exec,
     )
     .map_err(fail)?;
     let (loss, top1, top5) = netc_runtime::train::evaluate(&mut s, &test).map_err(fail)?;
-    println!("{}: {} test images on {name}", net.name, test.n);
+    println!("{}: {} test images on {name}", net.name, test.len());
     println!("  loss   {loss:.4}");
     println!("  top-1  {:.2}%", 100.0 * top1);
     if s.classes > 5 {
         println!("  top-5  {:.2}%", 100.0 * top5);
+    }
+    Ok(())
+}
+
+fn predict(
+    file: &str,
+    weights: &str,
+    inputs: &[String],
+    (top, format): (usize, score::ScoreFormat),
+    device: &str,
+) -> Result<(), Failure> {
+    use netc_compiler::train_config::Task;
+    use netc_runtime::cpu::Params;
+    let model = load(file)?;
+    let cfg = train_config(&model)?;
+    let Task::Classifier { network } = &cfg.task else {
+        return Err(fail(
+            "`predict` runs classifiers; for a GAN use `netc sample`",
+        ));
+    };
+    let net = model
+        .network(network)
+        .ok_or_else(|| fail(format!("no network `{network}`")))?;
+    let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
+    ensure_params(net)?;
+    let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
+    let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
+    let paths: Vec<std::path::PathBuf> = inputs.iter().map(Into::into).collect();
+    let sources = netc_runtime::predict::sources(&cfg, net, &ck, &paths).map_err(fail)?;
+    let names = netc_runtime::predict::class_names(&ck);
+    let (exec, _) = netc_runtime::train::executor(device).map_err(fail)?;
+    let views = cfg.images.eval_crops as usize;
+    let mut s = netc_runtime::session::Classifier::new(
+        net,
+        p,
+        cfg.optimizer.kind,
+        (64 / views).max(1) * views,
+        0,
+        exec,
+    )
+    .map_err(fail)?;
+    let class = |k: usize| {
+        names
+            .as_ref()
+            .and_then(|n| n.get(k).cloned())
+            .unwrap_or_else(|| k.to_string())
+    };
+    let mut rows = vec![];
+    for (src, labels) in &sources {
+        let preds = netc_runtime::predict::predict(&mut s, src, top).map_err(fail)?;
+        for (name, ranked) in labels.iter().zip(preds) {
+            match format {
+                score::ScoreFormat::Text => {
+                    let parts: Vec<String> = ranked
+                        .iter()
+                        .map(|&(k, p)| format!("{} {:.2}%", class(k), 100.0 * p))
+                        .collect();
+                    println!("{name}: {}", parts.join(", "));
+                }
+                score::ScoreFormat::Json => rows.push(serde_json::json!({
+                    "input": name,
+                    "top": ranked.iter().map(|&(k, p)| serde_json::json!({
+                        "class": class(k), "index": k, "probability": p
+                    })).collect::<Vec<_>>(),
+                })),
+            }
+        }
+    }
+    if matches!(format, score::ScoreFormat::Json) {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+    Ok(())
+}
+
+/// A checkpoint trained on an image folder names its classes; evaluating it on a folder with
+/// other classes would score the wrong labels.
+fn check_classes(ck: &netc_runtime::io::Checkpoint, now: Option<&[String]>) -> Result<(), Failure> {
+    let (Some(now), Some(then)) = (now, ck.metadata.get("classes")) else {
+        return Ok(());
+    };
+    let then: Vec<String> = serde_json::from_str(then).unwrap_or_default();
+    if then != now {
+        return Err(fail(format!(
+            "the folder's classes ({}) are not the ones the checkpoint was trained on ({})",
+            now.join(", "),
+            then.join(", ")
+        )));
     }
     Ok(())
 }
@@ -923,6 +1054,55 @@ fn bench(
 
 /// `netc bench --epoch`: one epoch of the training section on the GPU path (where there is an
 /// adapter) and on the CPU executor.
+/// `netc bench --loader`: the image-folder loader's images per second, to set beside the
+/// images per second a training step consumes (`batch / step time`).
+fn bench_loader(
+    file: &str,
+    model: &Model,
+    data: Option<String>,
+    batch: usize,
+    reps: usize,
+) -> Result<(), Failure> {
+    let cfg = train_config(model)?;
+    let netc_compiler::train_config::Task::Classifier { network } = &cfg.task else {
+        return Err(fail("`bench --loader` times a classifier's image folder"));
+    };
+    let net = model
+        .network(network)
+        .ok_or_else(|| fail(format!("no network `{network}` in the model")))?;
+    let dir = data_dir(file, data, &cfg)?
+        .ok_or_else(|| fail("`bench --loader` needs an image folder: pass --data-dir"))?;
+    let d = netc_runtime::train::classifier_data(model, &cfg, net, Some(&dir), true, None)
+        .map_err(fail)?;
+    let netc_runtime::data::Source::Folder(set) = d.train else {
+        return Err(fail(format!("{} is not an image folder", dir.display())));
+    };
+    let (c, h, w) = (set.needs.channels, set.needs.size.0, set.needs.size.1);
+    println!(
+        "loader: {} training images of {}, views {c}x{h}x{w} (resize {}, {} crop{}{}), batch {batch}",
+        set.items.len(),
+        dir.display(),
+        set.resize.map_or("none".to_string(), |r| r.to_string()),
+        if set.random_crop { "random" } else { "centre" },
+        if set.flip { ", flips" } else { "" },
+        if set.jitter.is_some() { ", colour noise" } else { "" },
+    );
+    let all = netc_runtime::data::loader::default_threads();
+    for threads in [1, all] {
+        let (n, secs) =
+            netc_runtime::bench::loader(set.clone(), batch, reps, threads).map_err(fail)?;
+        println!(
+            "  {threads} thread{}: {n} images in {secs:.2} s = {:.0} images/s",
+            if threads == 1 { "" } else { "s" },
+            n as f64 / secs
+        );
+        if all == 1 {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn bench_epoch(
     device: &str,
     file: &str,

@@ -96,6 +96,69 @@ pub struct TrainConfig {
     /// with a tanh output (DCGAN).
     pub range: (f64, f64),
     pub seed: u64,
+    /// How images read from an image folder are prepared (ignored for IDX data).
+    pub images: ImageConfig,
+}
+
+/// A per-channel statistic of the training images: none, given, or measured on a sample of
+/// the training set before training (`auto`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelStat {
+    None,
+    Auto,
+    Values(Vec<f64>),
+}
+
+/// What to do with an image that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadImages {
+    /// Stop (before training when the header is already bad), naming the file.
+    Stop,
+    /// Leave it out and say how many were left out.
+    Skip,
+}
+
+/// The image-folder pipeline of the training section: AlexNet's resize, random crop, flip,
+/// mean subtraction and PCA colour noise, and the evaluation crops.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageConfig {
+    /// Resize the shorter side to this many pixels first (aspect kept).
+    pub resize: Option<u64>,
+    /// Training crops are random (else the centre).
+    pub random_crop: bool,
+    /// Random horizontal flips in training.
+    pub flip: bool,
+    /// Subtracted per channel, in the units of `range` (pixels in [0, 1] by default).
+    pub mean: ChannelStat,
+    /// Divided per channel after the mean.
+    pub std: ChannelStat,
+    /// Standard deviation of AlexNet's PCA colour noise; 0 = off.
+    pub color_jitter: f64,
+    /// Crops averaged per evaluation image: 1 (centre) or 10 (corners, centre and flips).
+    pub eval_crops: u64,
+    pub bad_images: BadImages,
+    /// Share of each class held out for evaluation when the folder has no val/ split.
+    pub val_fraction: f64,
+    /// Convert images whose channel count is not the network's (grey to RGB, RGB to grey)
+    /// instead of refusing them.
+    pub convert_channels: bool,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            resize: None,
+            random_crop: true,
+            flip: false,
+            mean: ChannelStat::None,
+            std: ChannelStat::None,
+            color_jitter: 0.0,
+            eval_crops: 1,
+            bad_images: BadImages::Stop,
+            val_fraction: 0.1,
+            convert_channels: false,
+        }
+    }
 }
 
 const KEYS: &[&str] = &[
@@ -120,6 +183,16 @@ const KEYS: &[&str] = &[
     "k",
     "generator_loss",
     "sample_every",
+    "resize",
+    "crop",
+    "flip",
+    "mean",
+    "std",
+    "color_jitter",
+    "eval_crops",
+    "bad_images",
+    "val_fraction",
+    "convert_channels",
 ];
 
 struct Reader<'a> {
@@ -184,6 +257,62 @@ impl<'a> Reader<'a> {
             "an interval [low, high] with low < high, e.g. [-1, 1]",
         );
         default
+    }
+    fn flag(&mut self, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            None => default,
+            Some(v) => match v.kind {
+                ValueKind::Bool(b) => b,
+                _ => {
+                    self.bad(v, key, "true or false");
+                    default
+                }
+            },
+        }
+    }
+    /// A number in `[low, high)` (or `[low, high]` when `closed`).
+    fn number(&mut self, key: &str, default: f64, (low, high): (f64, f64), what: &str) -> f64 {
+        let Some(v) = self.get(key) else {
+            return default;
+        };
+        match v.as_f64() {
+            Some(x) if x >= low && x <= high => x,
+            _ => {
+                self.bad(v, key, what);
+                default
+            }
+        }
+    }
+    /// `auto`, or a list of numbers (one per channel, or one for all); `positive` for a divisor.
+    fn channel_stat(&mut self, key: &str, positive: bool) -> ChannelStat {
+        let Some(v) = self.get(key) else {
+            return ChannelStat::None;
+        };
+        if v.as_ident() == Some("auto") {
+            return ChannelStat::Auto;
+        }
+        let items: Vec<&Value> = match &v.kind {
+            ValueKind::List(items) => items.iter().collect(),
+            _ => vec![v],
+        };
+        let xs: Option<Vec<f64>> = items.iter().map(|x| x.as_f64()).collect();
+        match xs {
+            Some(xs)
+                if !xs.is_empty()
+                    && xs.iter().all(|x| x.is_finite() && (!positive || *x > 0.0)) =>
+            {
+                ChannelStat::Values(xs)
+            }
+            _ => {
+                let what = if positive {
+                    "auto, or positive numbers per channel, e.g. [0.229, 0.224, 0.225]"
+                } else {
+                    "auto, or numbers per channel, e.g. [0.485, 0.456, 0.406]"
+                };
+                self.bad(v, key, what);
+                ChannelStat::None
+            }
+        }
     }
     fn name(&mut self, key: &str, default: &str) -> String {
         match self.get(key) {
@@ -385,6 +514,75 @@ fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
             );
             Schedule::Constant
         }
+    }
+}
+
+/// The image-folder keys (`resize`, `crop`, `flip`, `mean`, `std`, `color_jitter`,
+/// `eval_crops`, `bad_images`, `val_fraction`, `convert_channels`).
+fn images(r: &mut Reader) -> ImageConfig {
+    let d = ImageConfig::default();
+    let resize = r.get("resize").map(|_| r.positive("resize", 256));
+    let random_crop = match r.name("crop", "random").as_str() {
+        "random" => true,
+        "center" | "centre" => false,
+        _ => {
+            if let Some(v) = r.get("crop") {
+                r.bad(v, "crop", "random or center");
+            }
+            true
+        }
+    };
+    let bad_images = match r.name("bad_images", "stop").as_str() {
+        "stop" => BadImages::Stop,
+        "skip" => BadImages::Skip,
+        _ => {
+            if let Some(v) = r.get("bad_images") {
+                r.bad(v, "bad_images", "stop or skip");
+            }
+            BadImages::Stop
+        }
+    };
+    let eval_crops = r.uint("eval_crops", 1);
+    if eval_crops != 1 && eval_crops != 10 {
+        if let Some(v) = r.get("eval_crops") {
+            r.bad(
+                v,
+                "eval_crops",
+                "1 (the centre) or 10 (corners, centre and their flips)",
+            );
+        }
+    }
+    ImageConfig {
+        resize,
+        random_crop,
+        flip: r.flag("flip", d.flip),
+        mean: r.channel_stat("mean", false),
+        std: r.channel_stat("std", true),
+        color_jitter: r.number(
+            "color_jitter",
+            0.0,
+            (0.0, 10.0),
+            "a standard deviation between 0 and 10 (AlexNet's is 0.1)",
+        ),
+        eval_crops: if eval_crops == 10 { 10 } else { 1 },
+        bad_images,
+        val_fraction: {
+            let f = r.number(
+                "val_fraction",
+                d.val_fraction,
+                (0.0, 1.0),
+                "a share between 0 and 1, e.g. 0.1",
+            );
+            if f <= 0.0 || f >= 1.0 {
+                if let Some(v) = r.get("val_fraction") {
+                    r.bad(v, "val_fraction", "a share between 0 and 1, e.g. 0.1");
+                }
+                d.val_fraction
+            } else {
+                f
+            }
+        },
+        convert_channels: r.flag("convert_channels", d.convert_channels),
     }
 }
 
@@ -620,13 +818,14 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         }),
         range: r.interval("range", (0.0, 1.0)),
         seed: r.uint("seed", 1),
+        images: images(&mut r),
     };
-    if !["mnist", "fashion_mnist", "idx", "synthetic"].contains(&cfg.data.as_str()) {
+    if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {
         let sp = r.get("data").map_or(train.span, |v| v.span);
         r.errors.push(
             Diagnostic::error(format!("unknown data set `{}`", cfg.data))
                 .at(sp, "here")
-                .help("the readers are mnist, fashion_mnist and idx (any IDX image/label files), and synthetic (generated, shaped to the network)"),
+                .help("the readers are mnist, fashion_mnist and idx (any IDX image/label files), images (a folder of class folders of JPEG/PNG files), and synthetic (generated, shaped to the network)"),
         );
     }
     if r.errors.is_empty() {

@@ -5,6 +5,7 @@ pub mod gpu;
 pub mod gradcheck;
 pub mod io;
 pub mod memory;
+pub mod predict;
 pub mod rng;
 pub mod score;
 pub mod session;

@@ -3,7 +3,7 @@
 //! program and the CPU reference (a [`crate::session`]).
 
 use crate::cpu::{self, LossStats, OptState, Params};
-use crate::data::{self, DataError, Dataset, Shuffler, Split};
+use crate::data::{self, DataError, Dataset, Shuffler, Source, Split};
 use crate::gpu::Gpu;
 use crate::io::{self, Checkpoint, IoError};
 use crate::rng::Rng;
@@ -179,6 +179,13 @@ pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), Train
     if !dir.is_dir() {
         return Err(DataError::DirNotFound(dir.to_path_buf()).into());
     }
+    if data::folder::looks_like_image_folder(dir) {
+        return Err(DataError::Folder(format!(
+            "{} is an image folder; image folders train classifiers (a GAN reads IDX files)",
+            dir.display()
+        ))
+        .into());
+    }
     if data::has_split(dir, Split::Train) {
         let train = data::load_split(dir, Split::Train)?;
         let test = data::load_split(dir, Split::Test)?;
@@ -207,6 +214,208 @@ pub fn datasets(
         d.rescale(cfg.range);
     }
     Ok((train, test, note))
+}
+
+/// A classifier's training and evaluation examples, what to tell the user about them, and what
+/// the checkpoint must record to prepare images the same way later (class names, the
+/// normalisation).
+pub struct ClassifierData {
+    pub train: Source,
+    pub test: Source,
+    pub notes: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+}
+
+/// The examples of a classifier: an image folder when `dir` is one, else as [`datasets`].
+/// `stored` is a checkpoint whose recorded normalisation an image folder reuses (evaluation,
+/// resume) instead of measuring it again.
+pub fn classifier_data(
+    model: &Model,
+    cfg: &TrainConfig,
+    net: &Network,
+    dir: Option<&Path>,
+    progress: bool,
+    stored: Option<&Checkpoint>,
+) -> Result<ClassifierData, TrainError> {
+    if let Some(d) = dir.filter(|d| data::folder::looks_like_image_folder(d)) {
+        return image_folder(cfg, net, d, progress, stored);
+    }
+    let (train, test, note) = datasets(model, cfg, dir)?;
+    Ok(ClassifierData {
+        train: Source::Memory(train),
+        test: Source::Memory(test),
+        notes: note.into_iter().collect(),
+        meta: BTreeMap::new(),
+    })
+}
+
+/// Parses a JSON list of numbers recorded in checkpoint metadata.
+fn meta_list(ck: &Checkpoint, key: &str) -> Option<Vec<f64>> {
+    serde_json::from_str(ck.metadata.get(key)?).ok()
+}
+
+/// Indexes an image folder and builds its two pipelines (training views and evaluation views).
+fn image_folder(
+    cfg: &TrainConfig,
+    net: &Network,
+    dir: &Path,
+    progress: bool,
+    stored: Option<&Checkpoint>,
+) -> Result<ClassifierData, TrainError> {
+    use data::folder::{self, FolderSet, Needs};
+    let ic = &cfg.images;
+    let dims: Vec<usize> = net.graph[net.inputs[0]]
+        .shape
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let [c, h, w] = dims[..] else {
+        return Err(TrainError::Setup(format!(
+            "network `{}` takes {} but images need a CxHxW input",
+            net.name,
+            netc_compiler::ast::shape_str(&net.graph[net.inputs[0]].shape)
+        )));
+    };
+    if c != 1 && c != 3 {
+        return Err(TrainError::Setup(format!(
+            "network `{}` takes {c} channels; image folders give 1 (grey) or 3 (RGB)",
+            net.name
+        )));
+    }
+    if let Some(r) = ic.resize {
+        if (r as usize) < h.max(w) {
+            return Err(TrainError::Setup(format!(
+                "resize = {r} makes the shorter side smaller than network `{}`'s {h}x{w} input; use at least {}",
+                net.name,
+                h.max(w)
+            )));
+        }
+    }
+    let needs = Needs {
+        channels: c,
+        size: (h, w),
+    };
+    let ix = folder::index(dir, ic, needs, cfg.seed, progress)?;
+    let mut notes: Vec<String> = ix.note.iter().cloned().collect();
+    notes.push(format!(
+        "image folder {}: {} classes, {} training and {} evaluation images",
+        dir.display(),
+        ix.classes.len(),
+        ix.train.len(),
+        ix.val.len()
+    ));
+    if let Some((p, why)) = ix.skipped.first() {
+        notes.push(format!(
+            "left out {} unreadable image file(s) (bad_images = skip), e.g. {}: {why}",
+            ix.skipped.len(),
+            p.display()
+        ));
+    }
+    if ix.ignored > 0 {
+        notes.push(format!(
+            "ignored {} files that are not .jpg, .jpeg or .png",
+            ix.ignored
+        ));
+    }
+    let set = |items, train: bool| FolderSet {
+        items,
+        classes: ix.classes.clone(),
+        needs,
+        train,
+        resize: ic.resize.map(|r| r as u32),
+        random_crop: ic.random_crop,
+        flip: ic.flip,
+        norm: data::augment::Normalise {
+            range: (0.0, 1.0),
+            mean: vec![0.0; c],
+            std: vec![1.0; c],
+        },
+        jitter: None,
+        eval_crops: ic.eval_crops as usize,
+        bad_images: ic.bad_images,
+        seed: cfg.seed,
+        failed: Default::default(),
+    };
+    let mut train = set(ix.train.clone(), true);
+    let mut test = set(ix.val.clone(), false);
+    use netc_compiler::train_config::ChannelStat;
+    let recorded =
+        stored.and_then(|ck| Some((meta_list(ck, "image_mean")?, meta_list(ck, "image_std")?)));
+    // The colour components a resumed run recorded (9 eigenvector entries, then 3 values).
+    let recorded_pca = stored
+        .and_then(|ck| meta_list(ck, "image_pca"))
+        .and_then(|v| {
+            (v.len() == 12).then(|| data::augment::Pca {
+                eigenvectors: std::array::from_fn(|i| std::array::from_fn(|k| v[i * 3 + k] as f32)),
+                eigenvalues: std::array::from_fn(|k| v[9 + k] as f32),
+            })
+        });
+    let wants_stats = if recorded.is_some() {
+        ic.color_jitter > 0.0 && recorded_pca.is_none()
+    } else {
+        matches!(ic.mean, ChannelStat::Auto)
+            || matches!(ic.std, ChannelStat::Auto)
+            || ic.color_jitter > 0.0
+    };
+    let stats = if wants_stats {
+        let st = folder::measure(&train, cfg.seed)?;
+        notes.push(format!(
+            "measured on {} training images: mean {}, std {}",
+            train.items.len().min(folder::STATS_SAMPLE),
+            list3(&st.mean),
+            list3(&st.std)
+        ));
+        Some(st)
+    } else {
+        None
+    };
+    let norm = match recorded {
+        // Evaluation and resume prepare images exactly as the run that wrote the checkpoint.
+        Some((mean, std)) if mean.len() == c && std.len() == c => data::augment::Normalise {
+            range: (cfg.range.0 as f32, cfg.range.1 as f32),
+            mean: mean.iter().map(|&x| x as f32).collect(),
+            std: std.iter().map(|&x| x as f32).collect(),
+        },
+        _ => folder::normalise(ic, c, cfg.range, stats.as_ref())?,
+    };
+    let pca = recorded_pca.or_else(|| stats.as_ref().and_then(|s| s.pca.clone()));
+    if ic.color_jitter > 0.0 {
+        train.jitter = pca.clone().map(|p| (ic.color_jitter as f32, p));
+    }
+    let mut meta = BTreeMap::new();
+    meta.insert(
+        "classes".to_string(),
+        serde_json::to_string(&ix.classes).unwrap_or_default(),
+    );
+    let json = |v: &[f32]| {
+        serde_json::to_string(&v.iter().map(|&x| x as f64).collect::<Vec<_>>()).unwrap_or_default()
+    };
+    meta.insert("image_mean".to_string(), json(&norm.mean));
+    meta.insert("image_std".to_string(), json(&norm.std));
+    if let Some(p) = &pca {
+        let flat: Vec<f32> = p
+            .eigenvectors
+            .iter()
+            .flatten()
+            .chain(&p.eigenvalues)
+            .copied()
+            .collect();
+        meta.insert("image_pca".to_string(), json(&flat));
+    }
+    train.norm = norm.clone();
+    test.norm = norm;
+    Ok(ClassifierData {
+        train: Source::Folder(std::sync::Arc::new(train)),
+        test: Source::Folder(std::sync::Arc::new(test)),
+        notes,
+        meta,
+    })
+}
+
+/// Up to three figures, short.
+fn list3(v: &[f64]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| format!("{x:.4}")).collect();
+    format!("[{}]", parts.join(", "))
 }
 
 /// The data sets with pixels in [0, 1].
@@ -784,6 +993,15 @@ fn slots(opt: &netc_compiler::schedule::Optimizer) -> usize {
     }
 }
 
+/// What a run trains on.
+enum RunData<'m> {
+    Classifier(&'m Network, ClassifierData),
+    Gan(
+        &'m netc_compiler::train_config::GanConfig,
+        (Dataset, Dataset, Option<String>),
+    ),
+}
+
 /// Runs the training the model's section describes. `log` receives one line per event worth
 /// telling the user (epoch results, notes).
 pub fn run(
@@ -794,9 +1012,27 @@ pub fn run(
 ) -> Result<Summary, TrainError> {
     // Signal handlers first: from here on a signal checkpoints and stops instead of killing.
     interrupt_flag();
-    let (train, test, note) = datasets(model, cfg, opts.data_dir.as_deref())?;
-    let _lock = prepare_out(&opts.out, opts.resume, opts.overwrite)?;
     let ck_path = opts.out.join("checkpoint.safetensors");
+    // A resumed image-folder run prepares images with the normalisation it recorded; the
+    // checkpoint is read for that before the folder is locked, and again (with its errors)
+    // after, so a run already in the folder is reported as such first.
+    let dir = opts.data_dir.as_deref();
+    let peek = if opts.resume && dir.is_some_and(data::folder::looks_like_image_folder) {
+        Checkpoint::load(&ck_path).ok()
+    } else {
+        None
+    };
+    let data = match &cfg.task {
+        Task::Classifier { network } => {
+            let net = model
+                .network(network)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{network}`")))?;
+            let d = classifier_data(model, cfg, net, dir, opts.progress, peek.as_ref())?;
+            RunData::Classifier(net, d)
+        }
+        Task::Gan(g) => RunData::Gan(g, datasets(model, cfg, dir)?),
+    };
+    let _lock = prepare_out(&opts.out, opts.resume, opts.overwrite)?;
     let resume = if opts.resume {
         Some(
             Checkpoint::load(&ck_path)
@@ -805,19 +1041,18 @@ pub fn run(
     } else {
         None
     };
-    if let Some(n) = note {
+    let notes = match &data {
+        RunData::Classifier(_, d) => d.notes.clone(),
+        RunData::Gan(_, (_, _, note)) => note.iter().cloned().collect(),
+    };
+    for n in notes {
         log(&format!("note: {n}"));
     }
     let (exec, device) = executor(&opts.device)?;
     log(&format!("device: {device}"));
-    let mut summary = match &cfg.task {
-        Task::Classifier { network } => {
-            let net = model
-                .network(network)
-                .ok_or_else(|| TrainError::Setup(format!("no network `{network}`")))?;
-            classifier(model, net, cfg, opts, exec, &train, &test, resume, log)?
-        }
-        Task::Gan(g) => {
+    let mut summary = match data {
+        RunData::Classifier(net, d) => classifier(model, net, cfg, opts, exec, &d, resume, log)?,
+        RunData::Gan(g, (train, _, _)) => {
             let gn = model
                 .network(&g.generator)
                 .ok_or_else(|| TrainError::Setup(format!("no network `{}`", g.generator)))?;
@@ -865,28 +1100,116 @@ pub fn check_images(net: &Network, set: &Dataset, split: &str) -> Result<(), Tra
     Ok(())
 }
 
-/// Test-set loss, top-1 and top-5 accuracy, summed on the executor a batch at a time and read
-/// once at the end.
-pub fn evaluate(s: &mut Classifier, test: &Dataset) -> Result<(f64, f64, f64), TrainError> {
-    check_images(&s.net, test, "test")?;
-    if let Some(&top) = test.labels.iter().max() {
-        if top as usize >= s.classes {
+/// [`check_images`] for any [`Source`], and its labels against the network's outputs.
+pub fn check_source(net: &Network, set: &Source, split: &str) -> Result<(), TrainError> {
+    let want: u64 = net.graph[net.inputs[0]].shape.iter().product();
+    if set.is_empty() {
+        return Err(TrainError::Setup(format!(
+            "the {split} split has no images"
+        )));
+    }
+    let (c, h, w) = set.shape();
+    if set.image_len() as u64 != want {
+        return Err(TrainError::Setup(format!(
+            "the {split} images are {c}x{h}x{w} ({} values) but network `{}` takes {} ({want} values)",
+            set.image_len(),
+            net.name,
+            netc_compiler::ast::shape_str(&net.graph[net.inputs[0]].shape)
+        )));
+    }
+    let outputs: u64 = net
+        .outputs
+        .first()
+        .map(|o| net.graph[o.1].shape.iter().product())
+        .ok_or_else(|| TrainError::Setup("the network has no output".into()))?;
+    if let Some(classes) = set.classes() {
+        if classes.len() as u64 != outputs {
             return Err(TrainError::Setup(format!(
-                "the test data has label {top} but network `{}` has {} outputs (one per class)",
-                s.net.name, s.classes
+                "the image folder has {} classes ({}) but network `{}` has {outputs} outputs (one per class)",
+                classes.len(),
+                short_list(classes),
+                net.name
+            )));
+        }
+    } else if let Some(top) = set.max_label() {
+        if top as u64 >= outputs {
+            return Err(TrainError::Setup(format!(
+                "the {split} data has label {top} but network `{}` has {outputs} outputs (one per class)",
+                net.name
             )));
         }
     }
-    let (mut xb, mut lb) = (vec![], vec![]);
-    let idx: Vec<usize> = (0..test.n).collect();
-    s.take_eval_stats()?;
-    for chunk in idx.chunks(s.batch) {
-        test.gather(chunk, &mut xb, &mut lb);
-        s.eval_batch(&xb, &onehot(&lb, s.classes))?;
+    Ok(())
+}
+
+/// The first few names of a list, and how many more.
+fn short_list(names: &[String]) -> String {
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        s.push_str(&format!(", ... {} more", names.len() - 5));
     }
-    let st = s.take_eval_stats()?;
-    let n = st.rows.max(1.0);
-    Ok((st.loss / n, st.correct / n, st.top5 / n))
+    s
+}
+
+/// Test-set loss, top-1 and top-5 accuracy, summed on the executor a batch at a time and read
+/// once at the end.
+pub fn evaluate(s: &mut Classifier, test: &Source) -> Result<(f64, f64, f64), TrainError> {
+    check_source(&s.net, test, "test")?;
+    let views = test.views();
+    let idx: Vec<usize> = (0..test.len()).collect();
+    let order: Vec<Vec<usize>> = idx
+        .chunks((s.batch / views).max(1))
+        .map(|c| c.to_vec())
+        .collect();
+    if views == 1 {
+        s.take_eval_stats()?;
+        for b in test.batches(0, order) {
+            let b = b?;
+            s.eval_batch(&b.images, &onehot(&b.labels, s.classes))?;
+        }
+        let st = s.take_eval_stats()?;
+        let n = st.rows.max(1.0);
+        return Ok((st.loss / n, st.correct / n, st.top5 / n));
+    }
+    // Several views per image (ten-crop): their softmax outputs are averaged, as the paper
+    // averages the ten patches' predictions, so the sums are made here.
+    let (mut loss, mut top1, mut top5, mut n) = (0f64, 0f64, 0f64, 0f64);
+    let len = test.image_len();
+    for b in test.batches(0, order) {
+        let b = b?;
+        let mut logits = Vec::with_capacity(b.labels.len() * views * s.classes);
+        for rows in b.images.chunks(s.batch * len) {
+            logits.extend(s.logits(rows)?);
+        }
+        for (k, &label) in b.labels.iter().enumerate() {
+            let p = mean_softmax(
+                &logits[k * views * s.classes..(k + 1) * views * s.classes],
+                s.classes,
+            );
+            let pl = p[label as usize];
+            loss -= pl.max(1e-30).ln();
+            let above = p.iter().filter(|&&q| q > pl).count();
+            top1 += (above == 0) as u8 as f64;
+            top5 += (above < 5) as u8 as f64;
+            n += 1.0;
+        }
+    }
+    let n = n.max(1.0);
+    Ok((loss / n, top1 / n, top5 / n))
+}
+
+/// The mean over rows of the softmax of each row of `logits` (`classes` per row), in f64.
+pub fn mean_softmax(logits: &[f32], classes: usize) -> Vec<f64> {
+    let mut p = vec![0f64; classes];
+    let rows = logits.len() / classes;
+    for row in logits.chunks(classes) {
+        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+        for (q, &v) in p.iter_mut().zip(row) {
+            *q += (v as f64 - m).exp() / z / rows as f64;
+        }
+    }
+    p
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -896,45 +1219,21 @@ fn classifier(
     cfg: &TrainConfig,
     opts: &Options,
     exec: Executor,
-    train: &Dataset,
-    test: &Dataset,
+    data: &ClassifierData,
     resume: Option<Checkpoint>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, TrainError> {
+    let (train, test) = (&data.train, &data.test);
     let batch = cfg.batch as usize;
-    let feats: u64 = net.graph[net.inputs[0]].shape.iter().product();
-    if feats as usize != train.image_len() {
-        return Err(TrainError::Setup(format!(
-            "network `{}` takes {feats} values per example but the images have {} ({}x{})",
-            net.name,
-            train.image_len(),
-            train.rows,
-            train.cols
-        )));
-    }
-    if train.n < batch {
+    check_source(net, train, "training")?;
+    check_source(net, test, "test")?;
+    if train.len() < batch {
         return Err(TrainError::Setup(format!(
             "the batch ({batch}) is larger than the training set ({} images)",
-            train.n
+            train.len()
         )));
     }
-    let classes_out: u64 = {
-        let out = net
-            .outputs
-            .first()
-            .map(|o| o.1)
-            .ok_or_else(|| TrainError::Setup("the network has no output".into()))?;
-        net.graph[out].shape.iter().product()
-    };
-    if let Some(&top) = train.labels.iter().chain(&test.labels).max() {
-        if top as u64 >= classes_out {
-            return Err(TrainError::Setup(format!(
-                "the data has label {top} but network `{}` has {classes_out} outputs (one per class)",
-                net.name
-            )));
-        }
-    }
-    let steps_per_epoch = (train.n / batch) as u64;
+    let steps_per_epoch = (train.len() / batch) as u64;
     let epochs = match cfg.length {
         Length::Epochs(e) => e,
         Length::Steps(s) => s.div_ceil(steps_per_epoch),
@@ -945,8 +1244,6 @@ fn classifier(
             .ok_or_else(|| TrainError::Setup(format!("{e} epochs is too many steps to count")))?,
         Length::Steps(s) => s,
     };
-    check_images(net, train, "training")?;
-    check_images(net, test, "test")?;
     crate::memory::ensure_training(net, cfg.batch as usize, slots(&cfg.optimizer.kind), 4)?;
     let mut init: Params<f32> = Params::init(net, &mut Rng::new(cfg.seed));
     if let Some(w) = &start_weights(opts)? {
@@ -977,14 +1274,14 @@ fn classifier(
     let mut pb = bar(0, false, String::new());
     let t0 = Instant::now();
     let start_step = s.step;
-    let shuffler = Shuffler::new(train.n, cfg.seed);
+    let shuffler = Shuffler::new(train.len(), cfg.seed);
     let mut last_good: Option<PathBuf> = if resume.is_some() {
         Some(opts.out.join("checkpoint.safetensors"))
     } else {
         None
     };
-    let (mut xb, mut lb) = (vec![], vec![]);
     let mut summary = Summary::default();
+    let mut reported_failures = 0;
     let save =
         |s: &Classifier, epoch: u64, lr: f64, best: f64, bad: u64| -> Result<PathBuf, TrainError> {
             let mut ck = Checkpoint {
@@ -1015,6 +1312,9 @@ fn classifier(
             ] {
                 ck.metadata.insert(k.to_string(), v);
             }
+            // An image folder's class names and normalisation, for eval, predict and resume.
+            ck.metadata
+                .extend(data.meta.iter().map(|(k, v)| (k.clone(), v.clone())));
             let path = opts.out.join("checkpoint.safetensors");
             ck.save(&path)?;
             Ok(path)
@@ -1035,15 +1335,36 @@ fn classifier(
             format!("epoch {}/{epochs}", epoch + 1),
         );
         pb.set_position(first);
+        let last = steps_per_epoch.min(first + total_steps.saturating_sub(s.step));
+        let planned: Vec<Vec<usize>> = (first as usize..last as usize)
+            .map(|b| order[b * batch..(b + 1) * batch].to_vec())
+            .collect();
+        // An image folder's batches are decoded ahead on background threads.
+        let mut batches = train.batches(epoch, planned);
         for b in first..steps_per_epoch {
             if s.step >= total_steps {
                 break;
             }
-            let idx = &order[(b as usize) * batch..(b as usize + 1) * batch];
-            train.gather(idx, &mut xb, &mut lb);
+            let got = match batches.next() {
+                Some(Ok(got)) => got,
+                Some(Err(e)) => {
+                    // Keep what was trained: checkpoint at this step, then stop on the file.
+                    pb.abandon();
+                    if s.step > start_step {
+                        let path = save(&s, epoch, lr, best, bad_epochs)?;
+                        log(&format!(
+                            "stopped at step {} on a file that cannot be read: checkpoint written to {}; fix or remove the file (or set bad_images = skip) and continue with --resume",
+                            s.step,
+                            path.display()
+                        ));
+                    }
+                    return Err(e.into());
+                }
+                None => break,
+            };
             // A per-step schedule (Caffe's inv) scales the learning rate at every step.
             let step_lr = lr * cfg.schedule.step_factor(s.step);
-            s.train_step(&xb, &onehot(&lb, s.classes), step_lr)?;
+            s.train_step(&got.images, &onehot(&got.labels, s.classes), step_lr)?;
             pb.inc(1);
             let end_of_epoch = b + 1 == steps_per_epoch || s.step >= total_steps;
             if s.step % cfg.log_every == 0 || end_of_epoch || stop.load(Ordering::SeqCst) {
@@ -1096,8 +1417,23 @@ fn classifier(
             }
         }
         pb.finish_and_clear();
+        drop(batches);
         if eval_due {
-            let (tl, t1, t5) = evaluate(&mut s, test)?;
+            let (tl, t1, t5) = match evaluate(&mut s, test) {
+                Ok(r) => r,
+                Err(e) => {
+                    // A file that cannot be read among the evaluation images: keep the epoch.
+                    if matches!(e, TrainError::Data(_)) {
+                        let path = save(&s, epoch, lr, best, bad_epochs)?;
+                        log(&format!(
+                            "stopped evaluating after epoch {}: checkpoint written to {}",
+                            epoch + 1,
+                            path.display()
+                        ));
+                    }
+                    return Err(e);
+                }
+            };
             if !tl.is_finite() {
                 return Err(TrainError::NonFinite {
                     what: "test loss",
@@ -1170,6 +1506,16 @@ fn classifier(
             if (epoch + 1) % every == 0 {
                 lr *= factor;
             }
+        }
+        let failed: Vec<_> = train.failed().into_iter().chain(test.failed()).collect();
+        if failed.len() > reported_failures {
+            let (p, why) = &failed[reported_failures];
+            log(&format!(
+                "left out {} image(s) that failed to decode (bad_images = skip), e.g. {}: {why}",
+                failed.len() - reported_failures,
+                p.display()
+            ));
+            reported_failures = failed.len();
         }
         let interrupted = stop.load(Ordering::SeqCst);
         if interrupted || (cfg.checkpoint_every > 0 && (epoch + 1) % cfg.checkpoint_every == 0) {

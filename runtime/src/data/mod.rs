@@ -7,10 +7,14 @@
 //! missing file; callers that can make do with less data may check [`has_split`] and fall back
 //! to `Split::Test`.
 
+pub mod augment;
+pub mod folder;
 pub mod idx;
+pub mod loader;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use idx::{read_idx_images, read_idx_labels, IMAGES_MAGIC, LABELS_MAGIC};
 pub use synthetic::{
@@ -57,6 +61,45 @@ pub enum DataError {
         n_images: usize,
         n_labels: usize,
     },
+    #[error("class folder `{}` has no JPEG or PNG images (remove it, or add images)", .0.display())]
+    EmptyClass(PathBuf),
+    #[error(
+        "`{}` has no images: expected class folders of JPEG or PNG files (DIR/<class>/<image>, or DIR/train/<class>/ and DIR/val/<class>/), or IDX files",
+        .0.display()
+    )]
+    NoImages(PathBuf),
+    #[error("class `{class}` in `{}` is not a class of `{}`", split.display(), train.display())]
+    UnknownClass {
+        class: String,
+        split: PathBuf,
+        train: PathBuf,
+    },
+    #[error(
+        "{count} image(s) have {found} colour channel(s) but the network takes {want}, e.g. {} (set `convert_channels = true` to convert them)",
+        first.display()
+    )]
+    Channels {
+        count: usize,
+        first: PathBuf,
+        found: usize,
+        want: usize,
+    },
+    #[error(
+        "{count} image(s) are smaller than the network's {}x{} input, e.g. {} ({}x{}); set `resize` in the training section to scale them first",
+        crop.1, crop.0, first.display(), size.0, size.1
+    )]
+    TooSmall {
+        count: usize,
+        first: PathBuf,
+        size: (u32, u32),
+        crop: (usize, usize),
+    },
+    /// Files that are not readable images, listed by path.
+    #[error("{0}")]
+    Unreadable(String),
+    /// An image folder that cannot be used as it is.
+    #[error("{0}")]
+    Folder(String),
 }
 
 /// Which half of a data set.
@@ -190,6 +233,117 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
         });
     }
     Ok(Dataset::from_bytes(&pixels, labels, rows, cols))
+}
+
+/// Where a classifier's examples come from: a data set in memory (IDX, synthetic), or an image
+/// folder decoded a batch at a time on background threads.
+#[derive(Debug)]
+pub enum Source {
+    Memory(Dataset),
+    Folder(Arc<folder::FolderSet>),
+}
+
+/// The batches of one pass over a [`Source`], in order.
+pub enum Batches<'a> {
+    Memory {
+        set: &'a Dataset,
+        order: std::vec::IntoIter<Vec<usize>>,
+    },
+    Folder(loader::Loader),
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Result<loader::Batch, DataError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Batches::Memory { set, order } => order.next().map(|idx| {
+                let mut b = loader::Batch {
+                    images: vec![],
+                    labels: vec![],
+                };
+                set.gather(&idx, &mut b.images, &mut b.labels);
+                Ok(b)
+            }),
+            Batches::Folder(l) => l.next(),
+        }
+    }
+}
+
+impl Source {
+    /// Examples.
+    pub fn len(&self) -> usize {
+        match self {
+            Source::Memory(d) => d.n,
+            Source::Folder(f) => f.items.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Channels, rows and columns of one view.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        match self {
+            Source::Memory(d) => (d.channels, d.rows, d.cols),
+            Source::Folder(f) => (f.needs.channels, f.needs.size.0, f.needs.size.1),
+        }
+    }
+
+    /// Values per view.
+    pub fn image_len(&self) -> usize {
+        let (c, h, w) = self.shape();
+        c * h * w
+    }
+
+    /// Views per example (10 for ten-crop evaluation, else 1).
+    pub fn views(&self) -> usize {
+        match self {
+            Source::Memory(_) => 1,
+            Source::Folder(f) => f.views(),
+        }
+    }
+
+    /// The largest label.
+    pub fn max_label(&self) -> Option<u32> {
+        match self {
+            Source::Memory(d) => d.labels.iter().copied().max(),
+            Source::Folder(f) => f.items.iter().map(|i| i.label).max(),
+        }
+    }
+
+    /// Class names, where the data has them (image folders).
+    pub fn classes(&self) -> Option<&[String]> {
+        match self {
+            Source::Memory(_) => None,
+            Source::Folder(f) => Some(&f.classes),
+        }
+    }
+
+    /// The batches `order` lists for `epoch` (the epoch seeds an image folder's random views).
+    pub fn batches(&self, epoch: u64, order: Vec<Vec<usize>>) -> Batches<'_> {
+        match self {
+            Source::Memory(set) => Batches::Memory {
+                set,
+                order: order.into_iter(),
+            },
+            Source::Folder(f) => Batches::Folder(loader::Loader::start(
+                f.clone(),
+                epoch,
+                order,
+                loader::default_threads(),
+                2,
+            )),
+        }
+    }
+
+    /// Files that failed to decode while loading and were left out (`bad_images = skip`).
+    pub fn failed(&self) -> Vec<(PathBuf, String)> {
+        match self {
+            Source::Memory(_) => vec![],
+            Source::Folder(f) => f.failed.lock().map(|v| v.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 /// Reproducible per-epoch example order.
