@@ -163,6 +163,27 @@ fn a_small_conv_net_learns_on_an_image_folder_and_eval_and_predict_name_its_clas
         "{first} vs {last}"
     );
     assert_eq!(ev("cpu").1, first);
+    // Resuming prepares images with the recorded normalisation instead of measuring again.
+    let (code, _, err) = netc(&[
+        "train",
+        &m,
+        "--data-dir",
+        s(&data),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        s(&out),
+        "--resume",
+        "--epochs",
+        "4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("resumed from") && err.contains("epoch 4/4"),
+        "{err}"
+    );
+    assert!(!err.contains("measured on"), "{err}");
 
     // predict names the classes; most validation images come out as their folder.
     let imgs: Vec<String> = (0..10)

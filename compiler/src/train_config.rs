@@ -870,4 +870,56 @@ mod tests {
             assert!(e.contains("training setting `range`"), "{bad}: {e}");
         }
     }
+
+    fn images_of(src: &str) -> Result<super::ImageConfig, String> {
+        let m = compile("m.net", src).map_err(|d| d.render())?;
+        match super::read(&m) {
+            Ok(Some(cfg)) => Ok(cfg.images),
+            Ok(None) => Err("no training section".into()),
+            Err(e) => Err(e
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
+    }
+
+    #[test]
+    fn the_image_pipeline_keys() {
+        use super::{BadImages, ChannelStat};
+        let net = "net m { input x: 3x8x8\n o = flatten -> dense(2) }\n";
+        let cfg = images_of(&format!(
+            "{net}train {{ data = images\n resize = 10\n crop = center\n flip = true\n mean = auto\n std = [0.2, 0.3, 0.4]\n color_jitter = 0.1\n eval_crops = 10\n bad_images = skip\n val_fraction = 0.2\n convert_channels = true }}"
+        ))
+        .unwrap();
+        assert_eq!(cfg.resize, Some(10));
+        assert!(!cfg.random_crop && cfg.flip && cfg.convert_channels);
+        assert_eq!(cfg.mean, ChannelStat::Auto);
+        assert_eq!(cfg.std, ChannelStat::Values(vec![0.2, 0.3, 0.4]));
+        assert_eq!((cfg.color_jitter, cfg.eval_crops), (0.1, 10));
+        assert_eq!(cfg.bad_images, BadImages::Skip);
+        assert_eq!(cfg.val_fraction, 0.2);
+        assert_eq!(
+            images_of(&format!("{net}train {{ data = mnist }}")),
+            Ok(super::ImageConfig::default())
+        );
+        for (bad, key) in [
+            ("resize = 0", "resize"),
+            ("crop = middle", "crop"),
+            ("flip = 1", "flip"),
+            ("mean = fancy", "mean"),
+            ("std = [0.2, 0]", "std"),
+            ("color_jitter = -1", "color_jitter"),
+            ("eval_crops = 5", "eval_crops"),
+            ("bad_images = ignore", "bad_images"),
+            ("val_fraction = 1", "val_fraction"),
+            ("convert_channels = yes", "convert_channels"),
+        ] {
+            let e = images_of(&format!("{net}train {{ {bad} }}")).expect_err(bad);
+            assert!(
+                e.contains(&format!("training setting `{key}`")),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -296,6 +296,20 @@ fn image_folder(
         size: (h, w),
     };
     let ix = folder::index(dir, ic, needs, cfg.seed, progress)?;
+    let outputs: u64 = net
+        .outputs
+        .first()
+        .map_or(0, |o| net.graph[o.1].shape.iter().product());
+    if ix.classes.len() as u64 != outputs {
+        return Err(TrainError::Setup(format!(
+            "the image folder {} has {} classes ({}) but network `{}` has {outputs} outputs (one per class): give its last layer {} units",
+            dir.display(),
+            ix.classes.len(),
+            short_list(&ix.classes),
+            net.name,
+            ix.classes.len()
+        )));
+    }
     let mut notes: Vec<String> = ix.note.iter().cloned().collect();
     notes.push(format!(
         "image folder {}: {} classes, {} training and {} evaluation images",
