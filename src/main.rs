@@ -680,15 +680,24 @@ fn train(
     Ok(())
 }
 
-fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result<(), Failure> {
+/// A classifier model, its training section and the weights of a checkpoint (eval, predict).
+struct Trained {
+    model: Model,
+    cfg: netc_compiler::train_config::TrainConfig,
+    network: String,
+    ck: netc_runtime::io::Checkpoint,
+    params: netc_runtime::cpu::Params<f32>,
+}
+
+fn trained_classifier(file: &str, weights: &str, verb: &str) -> Result<Trained, Failure> {
     use netc_compiler::train_config::Task;
     use netc_runtime::cpu::Params;
     let model = load(file)?;
     let cfg = train_config(&model)?;
     let Task::Classifier { network } = &cfg.task else {
-        return Err(fail(
-            "`eval` measures classifiers; for a GAN use `netc sample`",
-        ));
+        return Err(fail(format!(
+            "`{verb}` runs classifiers; for a GAN use `netc sample`"
+        )));
     };
     let net = model
         .network(network)
@@ -696,14 +705,31 @@ fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result
     let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
     ensure_params(net)?;
     let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
-    let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
-    let dir = data_dir(file, data, &cfg)?;
+    let (params, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
+    let network = network.clone();
+    Ok(Trained {
+        model,
+        cfg,
+        network,
+        ck,
+        params,
+    })
+}
+
+fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result<(), Failure> {
+    let t = trained_classifier(file, weights, "eval")?;
+    let (cfg, ck, p) = (&t.cfg, &t.ck, t.params.clone());
+    let net = t
+        .model
+        .network(&t.network)
+        .ok_or_else(|| fail("no network"))?;
+    let dir = data_dir(file, data, cfg)?;
     // An image folder's evaluation images are prepared with the normalisation the checkpoint
     // recorded, and its classes must be the ones the network was trained on.
     let d =
-        netc_runtime::train::classifier_data(&model, &cfg, net, dir.as_deref(), true, Some(&ck))
+        netc_runtime::train::classifier_data(&t.model, cfg, net, dir.as_deref(), true, Some(ck))
             .map_err(fail)?;
-    check_classes(&ck, d.test.classes())?;
+    check_classes(ck, d.test.classes())?;
     for n in &d.notes {
         eprintln!("note: {n}");
     }
@@ -735,25 +761,15 @@ fn predict(
     (top, format): (usize, score::ScoreFormat),
     device: &str,
 ) -> Result<(), Failure> {
-    use netc_compiler::train_config::Task;
-    use netc_runtime::cpu::Params;
-    let model = load(file)?;
-    let cfg = train_config(&model)?;
-    let Task::Classifier { network } = &cfg.task else {
-        return Err(fail(
-            "`predict` runs classifiers; for a GAN use `netc sample`",
-        ));
-    };
-    let net = model
-        .network(network)
-        .ok_or_else(|| fail(format!("no network `{network}`")))?;
-    let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
-    ensure_params(net)?;
-    let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
-    let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
+    let t = trained_classifier(file, weights, "predict")?;
+    let (cfg, ck, p) = (&t.cfg, &t.ck, t.params.clone());
+    let net = t
+        .model
+        .network(&t.network)
+        .ok_or_else(|| fail("no network"))?;
     let paths: Vec<std::path::PathBuf> = inputs.iter().map(Into::into).collect();
-    let sources = netc_runtime::predict::sources(&cfg, net, &ck, &paths).map_err(fail)?;
-    let names = netc_runtime::predict::class_names(&ck);
+    let sources = netc_runtime::predict::sources(cfg, net, ck, &paths).map_err(fail)?;
+    let names = netc_runtime::predict::class_names(ck);
     let (exec, _) = netc_runtime::train::executor(device).map_err(fail)?;
     let views = cfg.images.eval_crops as usize;
     let mut s = netc_runtime::session::Classifier::new(

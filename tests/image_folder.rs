@@ -95,6 +95,23 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `netc train MODEL --data-dir DATA --device DEV --quiet --out OUT EXTRA...`.
+fn train(model: &str, data: &Path, dev: &str, out: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "train",
+        model,
+        "--data-dir",
+        s(data),
+        "--device",
+        dev,
+        "--quiet",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    netc(&args)
+}
+
 #[test]
 fn a_small_conv_net_learns_on_an_image_folder_and_eval_and_predict_name_its_classes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,17 +128,7 @@ fn a_small_conv_net_learns_on_an_image_folder_and_eval_and_predict_name_its_clas
     );
     let m = model(tmp.path(), SMALL, "");
     let out = tmp.path().join("run");
-    let (code, _, err) = netc(&[
-        "train",
-        &m,
-        "--data-dir",
-        s(&data),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&out),
-    ]);
+    let (code, _, err) = train(&m, &data, "cpu", &out, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("10 classes, 600 training and 200 evaluation images"),
@@ -164,20 +171,7 @@ fn a_small_conv_net_learns_on_an_image_folder_and_eval_and_predict_name_its_clas
     );
     assert_eq!(ev("cpu").1, first);
     // Resuming prepares images with the recorded normalisation instead of measuring again.
-    let (code, _, err) = netc(&[
-        "train",
-        &m,
-        "--data-dir",
-        s(&data),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&out),
-        "--resume",
-        "--epochs",
-        "4",
-    ]);
+    let (code, _, err) = train(&m, &data, "cpu", &out, &["--resume", "--epochs", "4"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("resumed from") && err.contains("epoch 4/4"),
@@ -267,17 +261,7 @@ fn an_alexnet_shaped_net_trains_on_a_folder_of_rgb_jpegs_on_the_cpu_and_the_gpu_
     }
     for dev in devices {
         let out = tmp.path().join(format!("run-{dev}"));
-        let (code, _, err) = netc(&[
-            "train",
-            &m,
-            "--data-dir",
-            s(&data),
-            "--device",
-            dev,
-            "--quiet",
-            "--out",
-            s(&out),
-        ]);
+        let (code, _, err) = train(&m, &data, dev, &out, &[]);
         assert_eq!(code, 0, "{err}");
         assert!(err.contains("held out by the seed"), "{err}");
         assert!(err.contains("measured on"), "{err}");
@@ -323,17 +307,7 @@ fn broken_images_stop_the_run_before_training_or_are_left_out_as_asked() {
     ]);
     let m = model(tmp.path(), &SMALL.replace("dense(10", "dense(3"), "");
     let out = tmp.path().join("run");
-    let (code, _, err) = netc(&[
-        "train",
-        &m,
-        "--data-dir",
-        s(&data),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&out),
-    ]);
+    let (code, _, err) = train(&m, &data, "cpu", &out, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("2 image files cannot be read"), "{err}");
     assert!(
@@ -347,17 +321,7 @@ fn broken_images_stop_the_run_before_training_or_are_left_out_as_asked() {
         &SMALL.replace("dense(10", "dense(3"),
         "bad_images = skip",
     );
-    let (code, _, err) = netc(&[
-        "train",
-        &m,
-        "--data-dir",
-        s(&data),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&out),
-    ]);
+    let (code, _, err) = train(&m, &data, "cpu", &out, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("left out 2 unreadable image file(s)"), "{err}");
     // The cut file is found when decoded (in training or evaluation), named, and left out.
@@ -373,18 +337,7 @@ fn broken_images_stop_the_run_before_training_or_are_left_out_as_asked() {
         std::fs::remove_file(f).unwrap();
     }
     let m = model(tmp.path(), &SMALL.replace("dense(10", "dense(3"), "");
-    let (code, _, err) = netc(&[
-        "train",
-        &m,
-        "--data-dir",
-        s(&data),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&out),
-        "--overwrite",
-    ]);
+    let (code, _, err) = train(&m, &data, "cpu", &out, &["--overwrite"]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!("{}: unexpected end of file", s(&files[0][5]))),
@@ -407,33 +360,13 @@ fn a_resize_below_the_input_and_a_folder_for_a_gan_are_clear_errors() {
         },
     );
     let m = model(tmp.path(), &SMALL.replace("resize = 28", "resize = 20"), "");
-    let (code, _, err) = netc(&[
-        "train",
-        &m,
-        "--data-dir",
-        s(&data),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&tmp.path().join("r")),
-    ]);
+    let (code, _, err) = train(&m, &data, "cpu", &tmp.path().join("r"), &[]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("resize = 20") && err.contains("use at least 24"),
         "{err}"
     );
-    let (code, _, err) = netc(&[
-        "train",
-        "models/gan.yaml",
-        "--data-dir",
-        s(&data),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&tmp.path().join("g")),
-    ]);
+    let (code, _, err) = train("models/gan.yaml", &data, "cpu", &tmp.path().join("g"), &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("image folders train classifiers"), "{err}");
 }

@@ -839,10 +839,11 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
 mod tests {
     use crate::compile;
 
-    fn range_of(file: &str, src: &str) -> Result<(f64, f64), String> {
+    /// The training section of a model, or its errors' messages.
+    fn config_of(file: &str, src: &str) -> Result<super::TrainConfig, String> {
         let m = compile(file, src).map_err(|d| d.render())?;
         match super::read(&m) {
-            Ok(Some(cfg)) => Ok(cfg.range),
+            Ok(Some(cfg)) => Ok(cfg),
             Ok(None) => Err("no training section".into()),
             Err(e) => Err(e
                 .iter()
@@ -850,6 +851,10 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("; ")),
         }
+    }
+
+    fn range_of(file: &str, src: &str) -> Result<(f64, f64), String> {
+        config_of(file, src).map(|c| c.range)
     }
 
     #[test]
@@ -872,16 +877,7 @@ mod tests {
     }
 
     fn images_of(src: &str) -> Result<super::ImageConfig, String> {
-        let m = compile("m.net", src).map_err(|d| d.render())?;
-        match super::read(&m) {
-            Ok(Some(cfg)) => Ok(cfg.images),
-            Ok(None) => Err("no training section".into()),
-            Err(e) => Err(e
-                .iter()
-                .map(|d| d.message.clone())
-                .collect::<Vec<_>>()
-                .join("; ")),
-        }
+        config_of("m.net", src).map(|c| c.images)
     }
 
     #[test]

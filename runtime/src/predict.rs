@@ -121,23 +121,7 @@ fn image_set(
     ck: &Checkpoint,
     paths: Vec<PathBuf>,
 ) -> Result<(Source, Vec<String>), TrainError> {
-    let dims: Vec<usize> = net.graph[net.inputs[0]]
-        .shape
-        .iter()
-        .map(|&d| d as usize)
-        .collect();
-    let [c, h, w] = dims[..] else {
-        return Err(TrainError::Setup(format!(
-            "network `{}` does not take images (CxHxW)",
-            net.name
-        )));
-    };
-    if c != 1 && c != 3 {
-        return Err(TrainError::Setup(format!(
-            "network `{}` takes {c} channels; images have 1 or 3",
-            net.name
-        )));
-    }
+    let (c, h, w) = crate::train::image_input(net)?;
     for p in &paths {
         folder::check_file(p)?;
     }
@@ -188,11 +172,7 @@ pub fn predict(
     k: usize,
 ) -> Result<Vec<Vec<(usize, f64)>>, TrainError> {
     let views = src.views();
-    let idx: Vec<usize> = (0..src.len()).collect();
-    let order: Vec<Vec<usize>> = idx
-        .chunks((s.batch / views).max(1))
-        .map(|c| c.to_vec())
-        .collect();
+    let order = crate::train::in_order(src.len(), s.batch, views);
     let len = src.image_len();
     let mut out = vec![];
     for b in src.batches(0, order) {

@@ -254,16 +254,9 @@ fn meta_list(ck: &Checkpoint, key: &str) -> Option<Vec<f64>> {
     serde_json::from_str(ck.metadata.get(key)?).ok()
 }
 
-/// Indexes an image folder and builds its two pipelines (training views and evaluation views).
-fn image_folder(
-    cfg: &TrainConfig,
-    net: &Network,
-    dir: &Path,
-    progress: bool,
-    stored: Option<&Checkpoint>,
-) -> Result<ClassifierData, TrainError> {
-    use data::folder::{self, FolderSet, Needs};
-    let ic = &cfg.images;
+/// The channels, height and width of a network that takes images from files: CxHxW with 1
+/// (grey) or 3 (RGB) channels.
+pub fn image_input(net: &Network) -> Result<(usize, usize, usize), TrainError> {
     let dims: Vec<usize> = net.graph[net.inputs[0]]
         .shape
         .iter()
@@ -278,10 +271,24 @@ fn image_folder(
     };
     if c != 1 && c != 3 {
         return Err(TrainError::Setup(format!(
-            "network `{}` takes {c} channels; image folders give 1 (grey) or 3 (RGB)",
+            "network `{}` takes {c} channels; image files give 1 (grey) or 3 (RGB)",
             net.name
         )));
     }
+    Ok((c, h, w))
+}
+
+/// Indexes an image folder and builds its two pipelines (training views and evaluation views).
+fn image_folder(
+    cfg: &TrainConfig,
+    net: &Network,
+    dir: &Path,
+    progress: bool,
+    stored: Option<&Checkpoint>,
+) -> Result<ClassifierData, TrainError> {
+    use data::folder::{self, FolderSet, Needs};
+    let ic = &cfg.images;
+    let (c, h, w) = image_input(net)?;
     if let Some(r) = ic.resize {
         if (r as usize) < h.max(w) {
             return Err(TrainError::Setup(format!(
@@ -1170,11 +1177,7 @@ fn short_list(names: &[String]) -> String {
 pub fn evaluate(s: &mut Classifier, test: &Source) -> Result<(f64, f64, f64), TrainError> {
     check_source(&s.net, test, "test")?;
     let views = test.views();
-    let idx: Vec<usize> = (0..test.len()).collect();
-    let order: Vec<Vec<usize>> = idx
-        .chunks((s.batch / views).max(1))
-        .map(|c| c.to_vec())
-        .collect();
+    let order = in_order(test.len(), s.batch, views);
     if views == 1 {
         s.take_eval_stats()?;
         for b in test.batches(0, order) {
@@ -1210,6 +1213,14 @@ pub fn evaluate(s: &mut Classifier, test: &Source) -> Result<(f64, f64, f64), Tr
     }
     let n = n.max(1.0);
     Ok((loss / n, top1 / n, top5 / n))
+}
+
+/// `0..n` in batches of whole examples whose `views` rows each fit a batch of `batch` rows.
+pub fn in_order(n: usize, batch: usize, views: usize) -> Vec<Vec<usize>> {
+    let idx: Vec<usize> = (0..n).collect();
+    idx.chunks((batch / views).max(1))
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 /// The mean over rows of the softmax of each row of `logits` (`classes` per row), in f64.
