@@ -1349,6 +1349,8 @@ fn classifier(
         let epoch_t0 = Instant::now();
         let order = shuffler.order(epoch);
         let mut epoch_stats = LossStats::default();
+        // Time the step spent waiting for its batch: about 0 when the loader keeps up.
+        let mut data_wait = 0f64;
         let eval_due = (epoch + 1) % cfg.eval_every == 0 || epoch + 1 == epochs;
         // The last interval's row of an evaluated epoch goes into the epoch's row, so no step
         // is logged twice.
@@ -1370,7 +1372,10 @@ fn classifier(
             if s.step >= total_steps {
                 break;
             }
-            let got = match batches.next() {
+            let waited = Instant::now();
+            let next = batches.next();
+            data_wait += waited.elapsed().as_secs_f64();
+            let got = match next {
                 Some(Ok(got)) => got,
                 Some(Err(e)) => {
                     // Keep what was trained: checkpoint at this step, then stop on the file.
@@ -1483,6 +1488,7 @@ fn classifier(
             let (own, all) = (epoch_t0.elapsed().as_secs_f64(), t0.elapsed().as_secs_f64());
             m.insert("seconds".to_string(), all);
             m.insert("epoch_seconds".to_string(), own);
+            m.insert("data_wait_seconds".to_string(), data_wait);
             // Top-5 only says something when there are more than five classes.
             let (train_top5, test_top5) = if s.classes > 5 {
                 m.insert("epoch_train_top5".to_string(), tr_top5);
