@@ -37,9 +37,13 @@ pub(super) fn backward<T: Real>(
     x: &Array2<T>,
     w: &[T],
     dy: &Array2<T>,
-    want_input: bool,
+    (want_weight, want_input): (bool, bool),
 ) -> conv::Grads<T> {
-    let (weight, _) = conv::adjoint(&g.conv, Some(dy), None, x);
+    let (weight, _) = if want_weight {
+        conv::adjoint(&g.conv, Some(dy), None, x)
+    } else {
+        (None, None)
+    };
     let pixels = (g.conv.win.h * g.conv.win.w) as usize;
     conv::Grads {
         weight: weight.unwrap_or_default(),

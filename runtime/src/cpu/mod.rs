@@ -430,8 +430,9 @@ pub fn backward_opt<T: Real>(
         let Some(dy) = grads.remove(&n) else {
             continue;
         };
-        // The input's gradient is only computed when asked for.
+        // The input's gradient is only computed when asked for, a weight's only when it trains.
         let wanted = |i: NodeIndex| i != input || input_grad;
+        let trains = |name: &str| p.index(name).is_some_and(|i| p.trainable[i]);
         let node = &net.graph[n];
         let ins = net.inputs_of(n);
         let in_shape = |i: usize| &net.graph[ins[i]].shape;
@@ -462,7 +463,7 @@ pub fn backward_opt<T: Real>(
                     acts.get(ins[0]),
                     p.vector(&wname),
                     &dy,
-                    wanted(ins[0]),
+                    (trains(&wname), wanted(ins[0])),
                     acts.kept_cols.get(&n),
                 );
                 let bias = geom.bias.then_some(g.bias);
@@ -527,7 +528,7 @@ pub fn backward_opt<T: Real>(
                     acts.get(ins[0]),
                     p.vector(&wname),
                     &dy,
-                    wanted(ins[0]),
+                    (trains(&wname), wanted(ins[0])),
                 );
                 let bias = geom.bias.then_some(g.bias);
                 store_weighted(p, &mut pgrads, (&wname, &bname), (g.weight, bias));
