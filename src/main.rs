@@ -726,10 +726,15 @@ fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result
     let dir = data_dir(file, data, cfg)?;
     // An image folder's evaluation images are prepared with the normalisation the checkpoint
     // recorded, and its classes must be the ones the network was trained on.
-    let d =
-        netc_runtime::train::classifier_data(&t.model, cfg, net, dir.as_deref(), true, Some(ck))
-            .map_err(fail)?;
-    check_classes(ck, d.test.classes())?;
+    let d = netc_runtime::train::classifier_data(
+        &t.model,
+        cfg,
+        net,
+        dir.as_deref(),
+        true,
+        netc_runtime::train::Recorded::Evaluate(ck),
+    )
+    .map_err(fail)?;
     for n in &d.notes {
         eprintln!("note: {n}");
     }
@@ -810,23 +815,6 @@ fn predict(
     }
     if matches!(format, score::ScoreFormat::Json) {
         println!("{}", serde_json::Value::Array(rows));
-    }
-    Ok(())
-}
-
-/// A checkpoint trained on an image folder names its classes; evaluating it on a folder with
-/// other classes would score the wrong labels.
-fn check_classes(ck: &netc_runtime::io::Checkpoint, now: Option<&[String]>) -> Result<(), Failure> {
-    let (Some(now), Some(then)) = (now, ck.metadata.get("classes")) else {
-        return Ok(());
-    };
-    let then: Vec<String> = serde_json::from_str(then).unwrap_or_default();
-    if then != now {
-        return Err(fail(format!(
-            "the folder's classes ({}) are not the ones the checkpoint was trained on ({})",
-            now.join(", "),
-            then.join(", ")
-        )));
     }
     Ok(())
 }
@@ -1068,8 +1056,6 @@ fn bench(
     Ok(())
 }
 
-/// `netc bench --epoch`: one epoch of the training section on the GPU path (where there is an
-/// adapter) and on the CPU executor.
 /// `netc bench --loader`: the image-folder loader's images per second, to set beside the
 /// images per second a training step consumes (`batch / step time`).
 fn bench_loader(
@@ -1088,8 +1074,15 @@ fn bench_loader(
         .ok_or_else(|| fail(format!("no network `{network}` in the model")))?;
     let dir = data_dir(file, data, &cfg)?
         .ok_or_else(|| fail("`bench --loader` needs an image folder: pass --data-dir"))?;
-    let d = netc_runtime::train::classifier_data(model, &cfg, net, Some(&dir), true, None)
-        .map_err(fail)?;
+    let d = netc_runtime::train::classifier_data(
+        model,
+        &cfg,
+        net,
+        Some(&dir),
+        true,
+        netc_runtime::train::Recorded::Nothing,
+    )
+    .map_err(fail)?;
     let netc_runtime::data::Source::Folder(set) = d.train else {
         return Err(fail(format!("{} is not an image folder", dir.display())));
     };
@@ -1119,6 +1112,8 @@ fn bench_loader(
     Ok(())
 }
 
+/// `netc bench --epoch`: one epoch of the training section on the GPU path (where there is an
+/// adapter) and on the CPU executor.
 fn bench_epoch(
     device: &str,
     file: &str,

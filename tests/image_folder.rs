@@ -370,3 +370,60 @@ fn a_resize_below_the_input_and_a_folder_for_a_gan_are_clear_errors() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("image folders train classifiers"), "{err}");
 }
+
+#[test]
+fn eval_uses_the_runs_held_out_split_and_resume_refuses_other_classes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("digits");
+    write(
+        &data,
+        &Spec {
+            classes: 3,
+            per_class: 40,
+            split: false,
+            rgb: false,
+            size: 28,
+        },
+    );
+    let m = model(tmp.path(), &SMALL.replace("dense(10", "dense(3"), "");
+    let out = tmp.path().join("run");
+    // Another seed than the section's: eval must hold out what this run held out.
+    let (code, _, err) = train(&m, &data, "cpu", &out, &["--seed", "5", "--epochs", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("epoch 1/1"))
+        .expect(&err);
+    let acc = line
+        .split("test acc ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap();
+    let w = out.join("checkpoint.safetensors");
+    let (code, text, err) = netc(&[
+        "eval",
+        &m,
+        "--weights",
+        s(&w),
+        "--data-dir",
+        s(&data),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains(&format!("top-1  {acc}%")), "{text} vs {line}");
+    // The loss too: with other held-out images it would differ in its fourth decimal.
+    let loss = line.split("test loss ").nth(1).unwrap().split(',').next().unwrap();
+    assert!(text.contains(&format!("loss   {loss}\n")), "{text} vs {line}");
+
+    // The same number of classes under other names is not the run's data.
+    std::fs::rename(data.join("digit2"), data.join("zebra")).unwrap();
+    let (code, _, err) = train(&m, &data, "cpu", &out, &["--resume", "--epochs", "2"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not the ones the checkpoint was trained on"),
+        "{err}"
+    );
+}

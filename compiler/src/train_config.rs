@@ -142,6 +142,9 @@ pub struct ImageConfig {
     /// Convert images whose channel count is not the network's (grey to RGB, RGB to grey)
     /// instead of refusing them.
     pub convert_channels: bool,
+    /// Decode every image when indexing (not only its header), so a cut file stops the run
+    /// (or is left out) before training.
+    pub verify_images: bool,
 }
 
 impl Default for ImageConfig {
@@ -157,6 +160,7 @@ impl Default for ImageConfig {
             bad_images: BadImages::Stop,
             val_fraction: 0.1,
             convert_channels: false,
+            verify_images: false,
         }
     }
 }
@@ -193,6 +197,7 @@ const KEYS: &[&str] = &[
     "bad_images",
     "val_fraction",
     "convert_channels",
+    "verify_images",
 ];
 
 struct Reader<'a> {
@@ -522,6 +527,11 @@ fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
 fn images(r: &mut Reader) -> ImageConfig {
     let d = ImageConfig::default();
     let resize = r.get("resize").map(|_| r.positive("resize", 256));
+    if let (Some(n), Some(v)) = (resize, r.get("resize")) {
+        if n > 16384 {
+            r.bad(v, "resize", "a side of at most 16384 pixels");
+        }
+    }
     let random_crop = match r.name("crop", "random").as_str() {
         "random" => true,
         "center" | "centre" => false,
@@ -583,6 +593,7 @@ fn images(r: &mut Reader) -> ImageConfig {
             }
         },
         convert_channels: r.flag("convert_channels", d.convert_channels),
+        verify_images: r.flag("verify_images", d.verify_images),
     }
 }
 
@@ -910,6 +921,8 @@ mod tests {
             ("bad_images = ignore", "bad_images"),
             ("val_fraction = 1", "val_fraction"),
             ("convert_channels = yes", "convert_channels"),
+            ("resize = 100000", "resize"),
+            ("verify_images = 2", "verify_images"),
         ] {
             let e = images_of(&format!("{net}train {{ {bad} }}")).expect_err(bad);
             assert!(

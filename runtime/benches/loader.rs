@@ -74,7 +74,7 @@ fn main() {
         channels: 3,
         size: (227, 227),
     };
-    let ix = folder::index(&root, &cfg, needs, 1, false).unwrap();
+    let ix = folder::index(&root, &cfg, needs, 1, (false, false)).unwrap();
     let mut set = FolderSet {
         items: ix.train,
         classes: ix.classes,

@@ -1,7 +1,8 @@
 //! `netc predict`: a trained classifier's top classes for image files and IDX image sets.
 //!
 //! Images are prepared as evaluation prepared them in training: resized as the training
-//! section says (else the shorter side to the network's input), centre-cropped (or the ten
+//! section says (for a network trained on IDX images, the shorter side to its input),
+//! centre-cropped (or the ten
 //! crops, averaged, with `eval_crops = 10`), converted to the network's channels, and
 //! normalised with the figures the checkpoint recorded.
 
@@ -152,7 +153,14 @@ fn image_set(
             size: (h, w),
         },
         train: false,
-        resize: Some(cfg.images.resize.map_or(h.max(w) as u32, |r| r as u32)),
+        // As evaluation in training resized: the section's `resize`; a network trained on an
+        // image folder without one crops images as they are; one trained on IDX images (all
+        // of its input's size) sees a photo scaled to that size first.
+        resize: match (cfg.images.resize, ck.metadata.contains_key("image_mean")) {
+            (Some(r), _) => Some(r as u32),
+            (None, true) => None,
+            (None, false) => Some(h.max(w) as u32),
+        },
         random_crop: false,
         flip: false,
         norm,

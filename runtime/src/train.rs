@@ -235,10 +235,12 @@ pub fn classifier_data(
     net: &Network,
     dir: Option<&Path>,
     progress: bool,
-    stored: Option<&Checkpoint>,
+    recorded: Recorded,
 ) -> Result<ClassifierData, TrainError> {
-    if let Some(d) = dir.filter(|d| data::folder::looks_like_image_folder(d)) {
-        return image_folder(cfg, net, d, progress, stored);
+    // `data = images` reads the folder as an image folder whatever else it holds.
+    let images = |d: &&Path| cfg.data == "images" || data::folder::looks_like_image_folder(d);
+    if let Some(d) = dir.filter(images) {
+        return image_folder(cfg, net, d, progress, recorded);
     }
     let (train, test, note) = datasets(model, cfg, dir)?;
     Ok(ClassifierData {
@@ -247,6 +249,26 @@ pub fn classifier_data(
         notes: note.into_iter().collect(),
         meta: BTreeMap::new(),
     })
+}
+
+/// The checkpoint a run continues (`--resume`) or a command evaluates: an image folder takes
+/// its recorded pipeline from it (the held-out split's seed and share, the class names, the
+/// normalisation and colour components) instead of measuring or choosing them again.
+#[derive(Clone, Copy)]
+pub enum Recorded<'a> {
+    Nothing,
+    Resume(&'a Checkpoint),
+    /// Evaluation only: the training images' headers are not read.
+    Evaluate(&'a Checkpoint),
+}
+
+impl<'a> Recorded<'a> {
+    fn checkpoint(self) -> Option<&'a Checkpoint> {
+        match self {
+            Recorded::Nothing => None,
+            Recorded::Resume(c) | Recorded::Evaluate(c) => Some(c),
+        }
+    }
 }
 
 /// Parses a JSON list of numbers recorded in checkpoint metadata.
@@ -284,10 +306,21 @@ fn image_folder(
     net: &Network,
     dir: &Path,
     progress: bool,
-    stored: Option<&Checkpoint>,
+    recorded: Recorded,
 ) -> Result<ClassifierData, TrainError> {
     use data::folder::{self, FolderSet, Needs};
-    let ic = &cfg.images;
+    let stored = recorded.checkpoint();
+    // The held-out split of the run that wrote the checkpoint, not this command's seed: an
+    // evaluation must not score images that run trained on.
+    let recorded_meta = |k: &str| stored.and_then(|ck| ck.metadata.get(k));
+    let split_seed = recorded_meta("split_seed")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cfg.seed);
+    let mut ic = cfg.images.clone();
+    if let Some(f) = recorded_meta("val_fraction").and_then(|v| v.parse().ok()) {
+        ic.val_fraction = f;
+    }
+    let ic = &ic;
     let (c, h, w) = image_input(net)?;
     if let Some(r) = ic.resize {
         if (r as usize) < h.max(w) {
@@ -302,7 +335,19 @@ fn image_folder(
         channels: c,
         size: (h, w),
     };
-    let ix = folder::index(dir, ic, needs, cfg.seed, progress)?;
+    let eval_only = matches!(recorded, Recorded::Evaluate(_));
+    let ix = folder::index(dir, ic, needs, split_seed, (progress, eval_only))?;
+    if let Some(then) = recorded_meta("classes") {
+        let then: Vec<String> = serde_json::from_str(then).unwrap_or_default();
+        if then != ix.classes {
+            return Err(TrainError::Setup(format!(
+                "the classes of {} ({}) are not the ones the checkpoint was trained on ({})",
+                dir.display(),
+                short_list(&ix.classes),
+                short_list(&then)
+            )));
+        }
+    }
     let outputs: u64 = net
         .outputs
         .first()
@@ -408,6 +453,8 @@ fn image_folder(
         "classes".to_string(),
         serde_json::to_string(&ix.classes).unwrap_or_default(),
     );
+    meta.insert("split_seed".to_string(), split_seed.to_string());
+    meta.insert("val_fraction".to_string(), ic.val_fraction.to_string());
     let json = |v: &[f32]| {
         serde_json::to_string(&v.iter().map(|&x| x as f64).collect::<Vec<_>>()).unwrap_or_default()
     };
@@ -1038,7 +1085,9 @@ pub fn run(
     // checkpoint is read for that before the folder is locked, and again (with its errors)
     // after, so a run already in the folder is reported as such first.
     let dir = opts.data_dir.as_deref();
-    let peek = if opts.resume && dir.is_some_and(data::folder::looks_like_image_folder) {
+    let peek = if opts.resume
+        && (cfg.data == "images" || dir.is_some_and(data::folder::looks_like_image_folder))
+    {
         Checkpoint::load(&ck_path).ok()
     } else {
         None
@@ -1048,7 +1097,10 @@ pub fn run(
             let net = model
                 .network(network)
                 .ok_or_else(|| TrainError::Setup(format!("no network `{network}`")))?;
-            let d = classifier_data(model, cfg, net, dir, opts.progress, peek.as_ref())?;
+            let recorded = peek.as_ref().map_or(Recorded::Nothing, Recorded::Resume);
+            let d = classifier_data(model, cfg, net, dir, opts.progress, recorded)?;
+            // The peeked checkpoint is read again below; do not hold two copies.
+            drop(peek);
             RunData::Classifier(net, d)
         }
         Task::Gan(g) => RunData::Gan(g, datasets(model, cfg, dir)?),

@@ -29,7 +29,7 @@ const GREY24: Needs = Needs {
 };
 
 fn set(dir: &Path, cfg: &ImageConfig, needs: Needs, train: bool) -> FolderSet {
-    let ix = folder::index(dir, cfg, needs, 1, false).unwrap();
+    let ix = folder::index(dir, cfg, needs, 1, (false, false)).unwrap();
     let stats = folder::measure(
         &FolderSet {
             items: ix.train.clone(),
@@ -83,7 +83,7 @@ fn classes_are_the_sorted_folders_and_a_share_of_each_is_held_out() {
     write(dir.path(), &spec(4, 20));
     std::fs::write(dir.path().join("digit2/notes.txt"), "not an image").unwrap();
     let cfg = ImageConfig::default();
-    let ix = folder::index(dir.path(), &cfg, GREY24, 1, false).unwrap();
+    let ix = folder::index(dir.path(), &cfg, GREY24, 1, (false, false)).unwrap();
     assert_eq!(ix.classes, ["digit0", "digit1", "digit2", "digit3"]);
     assert_eq!((ix.train.len(), ix.val.len()), (72, 8));
     assert_eq!(ix.ignored, 1);
@@ -91,9 +91,9 @@ fn classes_are_the_sorted_folders_and_a_share_of_each_is_held_out() {
         assert_eq!(ix.val.iter().filter(|i| i.label == c).count(), 2);
     }
     // The held-out images follow the seed, and only the seed.
-    let again = folder::index(dir.path(), &cfg, GREY24, 1, false).unwrap();
+    let again = folder::index(dir.path(), &cfg, GREY24, 1, (false, false)).unwrap();
     assert_eq!(again.val, ix.val);
-    let other = folder::index(dir.path(), &cfg, GREY24, 2, false).unwrap();
+    let other = folder::index(dir.path(), &cfg, GREY24, 2, (false, false)).unwrap();
     assert_ne!(other.val, ix.val);
     assert!(ix.note.unwrap().contains("held out"));
 
@@ -106,7 +106,7 @@ fn classes_are_the_sorted_folders_and_a_share_of_each_is_held_out() {
             ..spec(3, 8)
         },
     );
-    let ix = folder::index(split.path(), &cfg, GREY24, 1, false).unwrap();
+    let ix = folder::index(split.path(), &cfg, GREY24, 1, (false, false)).unwrap();
     assert_eq!((ix.train.len(), ix.val.len()), (18, 6));
     assert!(ix
         .val
@@ -254,7 +254,7 @@ fn broken_files_are_named_by_path_and_skipped_when_asked() {
     let broken = [&files[0][2], &files[1][4], &files[2][7]];
     break_files(&broken.map(|p| p.as_path()));
     let cfg = ImageConfig::default();
-    let err = folder::index(dir.path(), &cfg, GREY24, 1, false).unwrap_err();
+    let err = folder::index(dir.path(), &cfg, GREY24, 1, (false, false)).unwrap_err();
     let msg = err.to_string();
     // The cut PNG still has its header; the other two do not.
     assert!(msg.starts_with("2 image files cannot be read"), "{msg}");
@@ -266,7 +266,7 @@ fn broken_files_are_named_by_path_and_skipped_when_asked() {
         bad_images: BadImages::Skip,
         ..cfg
     };
-    let ix = folder::index(dir.path(), &skip, GREY24, 1, false).unwrap();
+    let ix = folder::index(dir.path(), &skip, GREY24, 1, (false, false)).unwrap();
     assert_eq!(ix.skipped.len(), 2);
     assert_eq!(ix.train.len() + ix.val.len(), 28);
     // The cut file fails when decoded: under `skip` its place goes to the next image and it is
@@ -314,7 +314,7 @@ fn a_cut_jpeg_is_an_error_naming_it() {
         size: (24, 24),
     };
     let cfg = ImageConfig::default();
-    let ix = folder::index(dir.path(), &cfg, needs, 1, false).unwrap();
+    let ix = folder::index(dir.path(), &cfg, needs, 1, (false, false)).unwrap();
     let items: Vec<_> = ix.train.iter().chain(&ix.val).cloned().collect();
     let at = items.iter().position(|i| i.path == files[1][3]).unwrap();
     let s = FolderSet {
@@ -340,7 +340,7 @@ fn unusable_folders_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), &spec(2, 4));
     std::fs::create_dir(dir.path().join("digit9")).unwrap();
-    let e = folder::index(dir.path(), &cfg, GREY24, 1, false).unwrap_err();
+    let e = folder::index(dir.path(), &cfg, GREY24, 1, (false, false)).unwrap_err();
     assert!(
         matches!(e, DataError::EmptyClass(ref p) if p.ends_with("digit9")),
         "{e}"
@@ -349,9 +349,16 @@ fn unusable_folders_are_clear_errors() {
     let empty = tempfile::tempdir().unwrap();
     std::fs::create_dir(empty.path().join("cats")).unwrap();
     std::fs::write(empty.path().join("cats/readme.txt"), "x").unwrap();
-    let e = folder::index(empty.path(), &cfg, GREY24, 1, false).unwrap_err();
+    let e = folder::index(empty.path(), &cfg, GREY24, 1, (false, false)).unwrap_err();
     assert!(matches!(e, DataError::EmptyClass(_)), "{e}");
-    let e = folder::index(tempfile::tempdir().unwrap().path(), &cfg, GREY24, 1, false).unwrap_err();
+    let e = folder::index(
+        tempfile::tempdir().unwrap().path(),
+        &cfg,
+        GREY24,
+        1,
+        (false, false),
+    )
+    .unwrap_err();
     assert!(matches!(e, DataError::NoImages(_)), "{e}");
     // RGB images for a grey network, unless converted.
     let rgb = tempfile::tempdir().unwrap();
@@ -362,7 +369,7 @@ fn unusable_folders_are_clear_errors() {
             ..spec(2, 4)
         },
     );
-    let e = folder::index(rgb.path(), &cfg, GREY24, 1, false).unwrap_err();
+    let e = folder::index(rgb.path(), &cfg, GREY24, 1, (false, false)).unwrap_err();
     assert!(
         e.to_string()
             .contains("3 colour channel(s) but the network takes 1"),
@@ -373,7 +380,7 @@ fn unusable_folders_are_clear_errors() {
         convert_channels: true,
         ..cfg.clone()
     };
-    assert!(folder::index(rgb.path(), &conv, GREY24, 1, false).is_ok());
+    assert!(folder::index(rgb.path(), &conv, GREY24, 1, (false, false)).is_ok());
     // Images smaller than the crop without a resize.
     let small = tempfile::tempdir().unwrap();
     write(small.path(), &spec(2, 4));
@@ -385,7 +392,7 @@ fn unusable_folders_are_clear_errors() {
             size: (32, 32),
         },
         1,
-        false,
+        (false, false),
     )
     .unwrap_err();
     assert!(
@@ -394,4 +401,55 @@ fn unusable_folders_are_clear_errors() {
         "{e}"
     );
     assert!(e.to_string().contains("set `resize`"), "{e}");
+}
+
+#[test]
+fn hidden_entries_are_ignored_and_a_val_folder_needs_a_train_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &spec(2, 6));
+    // What macOS and Jupyter leave behind is neither a class nor a broken image.
+    std::fs::create_dir(dir.path().join("__MACOSX")).unwrap();
+    std::fs::create_dir(dir.path().join(".ipynb_checkpoints")).unwrap();
+    std::fs::write(dir.path().join("digit0/._00003.png"), b"resource fork").unwrap();
+    let cfg = ImageConfig::default();
+    let ix = folder::index(dir.path(), &cfg, GREY24, 1, (false, false)).unwrap();
+    assert_eq!(ix.classes, ["digit0", "digit1"]);
+    assert_eq!(ix.train.len() + ix.val.len(), 12);
+    assert_eq!(ix.ignored, 0);
+
+    let only_val = tempfile::tempdir().unwrap();
+    write(&only_val.path().join("val"), &spec(2, 4));
+    let e = folder::index(only_val.path(), &cfg, GREY24, 1, (false, false)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("has a val folder but no train/ folder"),
+        "{e}"
+    );
+}
+
+#[test]
+fn verify_images_finds_a_cut_file_before_training_and_evaluation_reads_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = write(
+        dir.path(),
+        &Spec {
+            split: true,
+            ..spec(2, 8)
+        },
+    );
+    // The last files of each class are training images (the first quarter is val/).
+    let cut = files[1][7].clone();
+    break_files(&[cut.as_path()]);
+    let cfg = ImageConfig::default();
+    // Its header is whole: only decoding finds it.
+    assert!(folder::index(dir.path(), &cfg, GREY24, 1, (false, false)).is_ok());
+    let verify = ImageConfig {
+        verify_images: true,
+        ..cfg.clone()
+    };
+    let e = folder::index(dir.path(), &verify, GREY24, 1, (false, false)).unwrap_err();
+    assert!(e.to_string().contains(&cut.display().to_string()), "{e}");
+    // An evaluation reads only the evaluation images, so a broken training file is no error.
+    let ix = folder::index(dir.path(), &verify, GREY24, 1, (false, true)).unwrap();
+    assert_eq!((ix.train.len(), ix.val.len()), (12, 4));
 }

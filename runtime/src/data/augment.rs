@@ -66,17 +66,51 @@ pub fn decode(path: &Path, channels: usize) -> Result<DynamicImage, String> {
     })
 }
 
-/// Whether a JPEG's data reaches its end: an end-of-image marker (FF D9) after the last
-/// start-of-scan (FF DA). The decoder (zune-jpeg, lenient like browsers) fills a cut file
-/// with grey instead of failing, which would train on half-grey images without a word. Both
-/// markers cannot occur inside entropy-coded data (a data FF is followed by 00 or a restart
-/// marker), and a thumbnail's markers come before the main image's scans.
-pub fn jpeg_complete(bytes: &[u8]) -> bool {
-    let last = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
-    match (last(0xDA), last(0xD9)) {
-        (Some(sos), Some(eoi)) => eoi > sos,
-        (None, _) => true,
-        (Some(_), None) => false,
+/// Whether a JPEG's data reaches its end-of-image marker (FF D9). The decoder (zune-jpeg,
+/// lenient like browsers) fills a cut file with grey instead of failing, which would train on
+/// half-grey images without a word. The marker segments are walked from the start (a
+/// thumbnail inside an APP segment is skipped with it; what follows the end marker, as in
+/// motion photos, is not read); inside a scan's entropy-coded data an FF is followed by 00 or
+/// a restart marker, so the next other marker ends the scan.
+pub fn jpeg_complete(b: &[u8]) -> bool {
+    if b.len() < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+        return false;
+    }
+    let mut i = 2;
+    loop {
+        // Fill bytes (FF FF ...) may pad between segments.
+        while i < b.len() && b[i] == 0xFF && b.get(i + 1) == Some(&0xFF) {
+            i += 1;
+        }
+        if i + 1 >= b.len() || b[i] != 0xFF {
+            return false;
+        }
+        let m = b[i + 1];
+        i += 2;
+        match m {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {
+                let Some(len) = b
+                    .get(i..i + 2)
+                    .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+                else {
+                    return false;
+                };
+                i += len;
+                if m == 0xDA {
+                    // Entropy-coded data up to the next marker that is not a stuffed byte or
+                    // a restart.
+                    loop {
+                        match b.get(i..i + 2) {
+                            None => return false,
+                            Some([0xFF, n]) if *n != 0x00 && !(0xD0..=0xD7).contains(n) => break,
+                            Some(_) => i += 1,
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -206,13 +240,17 @@ pub fn write_crop(
     }
 }
 
-/// The colour shift of one image: sum over k of eigenvector_k * alpha_k * eigenvalue_k, with
-/// alpha_k ~ N(0, std) drawn once per image (Krizhevsky et al. 2012, section 4.1).
+/// The colour shift of one image: sum over k of eigenvector_k * alpha_k * sqrt(eigenvalue_k),
+/// with alpha_k ~ N(0, std) drawn once per image (Krizhevsky et al. 2012, section 4.1). The
+/// paper writes the eigenvalue itself; its square root (the component's standard deviation,
+/// as fb.resnet.torch's Lighting and the reimplementations after it use) keeps the shift in
+/// pixel units whatever the pixel scale: with the eigenvalue of pixels in [0, 1] the shift
+/// would be about one grey level, with pixels in [0, 255] hundreds.
 pub fn pca_shift(pca: &Pca, std: f32, rng: &mut Rng) -> [f32; 3] {
     let alpha: [f32; 3] = std::array::from_fn(|_| rng.normal() as f32 * std);
     std::array::from_fn(|i| {
         (0..3)
-            .map(|k| pca.eigenvectors[i][k] * alpha[k] * pca.eigenvalues[k])
+            .map(|k| pca.eigenvectors[i][k] * alpha[k] * pca.eigenvalues[k].max(0.0).sqrt())
             .sum()
     })
 }
@@ -331,13 +369,24 @@ mod tests {
     }
 
     #[test]
-    fn a_jpeg_without_its_end_marker_after_the_last_scan_is_cut() {
-        let whole = [0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00, 3, 0xFF, 0xD9];
+    fn a_jpeg_is_whole_when_its_segments_reach_the_end_marker() {
+        // SOI, an APP1 holding a thumbnail's own SOI..EOI, a scan (header of length 3, data
+        // with a stuffed FF and a restart marker), EOI, then appended bytes.
+        let app = [0xFF, 0xE1, 0x00, 0x08, 0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9];
+        let scan = [
+            0xFF, 0xDA, 0x00, 0x03, 0x01, 7, 0xFF, 0x00, 8, 0xFF, 0xD3, 9,
+        ];
+        let mut whole = vec![0xFF, 0xD8];
+        whole.extend(app);
+        whole.extend(scan);
+        whole.extend([0xFF, 0xD9, 0xFF, 0xDA, 1, 2]);
         assert!(jpeg_complete(&whole));
-        assert!(!jpeg_complete(&whole[..9]));
-        // A thumbnail's end marker before the main scan does not count.
-        let thumb = [0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 5, 6];
-        assert!(!jpeg_complete(&thumb));
+        // Cut anywhere before the end marker: not whole (the thumbnail's EOI does not count).
+        let eoi = whole.len() - 6;
+        for cut in 2..eoi + 1 {
+            assert!(!jpeg_complete(&whole[..cut]), "cut at {cut}");
+        }
+        assert!(!jpeg_complete(b"not a jpeg"));
     }
 
     #[test]
@@ -365,9 +414,10 @@ mod tests {
                 sq[k] += (s[k] as f64).powi(2);
             }
         }
+        // Standard deviations 0.1 * sqrt(eigenvalue) along the components.
         let sd: Vec<f64> = sq.iter().map(|v| (v / n as f64).sqrt()).collect();
-        assert!((sd[0] - 0.02).abs() < 0.001, "{sd:?}");
-        assert!((sd[1] - 0.002).abs() < 0.0001, "{sd:?}");
+        assert!((sd[0] - 0.1 * 0.2f64.sqrt()).abs() < 0.001, "{sd:?}");
+        assert!((sd[1] - 0.1 * 0.02f64.sqrt()).abs() < 0.0003, "{sd:?}");
         assert_eq!(sd[2], 0.0);
     }
 }

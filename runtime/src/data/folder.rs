@@ -74,13 +74,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     }
 }
 
+/// Entries left out of a folder: hidden ones (`.DS_Store`, `._x.jpg`, `.ipynb_checkpoints`)
+/// and the resource folder macOS archives carry.
+fn hidden(name: &str) -> bool {
+    name.starts_with('.') || name == "__MACOSX"
+}
+
 /// Sorted subfolders of `dir` (by name, as torchvision sorts classes).
 fn subfolders(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
     let mut v = vec![];
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
         let e = e.map_err(io(dir))?;
         let p = e.path();
-        if p.is_dir() {
+        if p.is_dir() && !hidden(&e.file_name().to_string_lossy()) {
             v.push((e.file_name().to_string_lossy().to_string(), p));
         }
     }
@@ -92,8 +98,9 @@ fn subfolders(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
 fn image_files(dir: &Path) -> Result<(Vec<PathBuf>, usize), DataError> {
     let (mut v, mut other) = (vec![], 0);
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let p = e.map_err(io(dir))?.path();
-        if !p.is_file() {
+        let e = e.map_err(io(dir))?;
+        let p = e.path();
+        if !p.is_file() || hidden(&e.file_name().to_string_lossy()) {
             continue;
         }
         let ext = p
@@ -140,12 +147,14 @@ pub struct Needs {
 
 /// Lists the folder, reads every header, and checks the images against `needs` and the
 /// pipeline. `progress` shows a bar while it reads headers.
+/// `eval_only` reads only the evaluation images' headers (an evaluation of a trained network
+/// need not read a million training headers, nor fail on one of them).
 pub fn index(
     dir: &Path,
     cfg: &ImageConfig,
     needs: Needs,
     seed: u64,
-    progress: bool,
+    (progress, eval_only): (bool, bool),
 ) -> Result<Index, DataError> {
     if !dir.is_dir() {
         return Err(DataError::DirNotFound(dir.to_path_buf()));
@@ -176,7 +185,15 @@ pub fn index(
             (train, val)
         }
         (Some(t), None) => held_out(classes_in(&t, &mut ix.ignored)?, cfg, seed, &mut ix, &t),
-        (None, _) => held_out(classes_in(dir, &mut ix.ignored)?, cfg, seed, &mut ix, dir),
+        (None, Some(v)) => {
+            return Err(DataError::Folder(format!(
+                "{} has a {} folder but no train/ folder beside it",
+                dir.display(),
+                v.file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().to_string())
+            )))
+        }
+        (None, None) => held_out(classes_in(dir, &mut ix.ignored)?, cfg, seed, &mut ix, dir),
     };
     ix.classes = train.iter().map(|c| c.0.clone()).collect();
     let label = |name: &str| ix.classes.iter().position(|c| c == name).unwrap_or(0) as u32;
@@ -192,13 +209,18 @@ pub fn index(
             .collect()
     };
     let (train, val) = (items(&train), items(&val));
-    let (train, val) = check_headers(train, val, cfg, needs, progress, &mut ix.skipped)?;
+    let (train, val) = if eval_only {
+        let (_, val) = check_headers(vec![], val, cfg, needs, progress, &mut ix.skipped)?;
+        (train, val)
+    } else {
+        check_headers(train, val, cfg, needs, progress, &mut ix.skipped)?
+    };
     if train.is_empty() {
         return Err(DataError::NoImages(dir.to_path_buf()));
     }
     if val.is_empty() {
         return Err(DataError::Folder(format!(
-            "{}: no readable evaluation images",
+            "{}: no evaluation images (a class needs two images for one to be held out; add more, or a val/ folder)",
             dir.display()
         )));
     }
@@ -266,10 +288,17 @@ fn check_headers(
     {
         pb.set_style(st);
     }
+    // `verify_images` decodes every file, so a cut one is found before training too.
     let headers: Vec<Result<(u32, u32, usize), String>> = all
         .par_iter()
         .map(|(_, it)| {
-            let r = augment::probe(&it.path);
+            let r = augment::probe(&it.path).and_then(|h| {
+                if cfg.verify_images {
+                    augment::decode(&it.path, h.2).map(|_| h)
+                } else {
+                    Ok(h)
+                }
+            });
             pb.inc(1);
             r
         })
@@ -542,7 +571,7 @@ impl FolderSet {
             f.push((path.clone(), why.clone()));
         }
         match self.bad_images {
-            BadImages::Stop => Some(DataError::Unreadable(list_bad(&[(path, why)]))),
+            BadImages::Stop => Some(DataError::Malformed { path, problem: why }),
             BadImages::Skip => None,
         }
     }
