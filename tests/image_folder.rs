@@ -415,8 +415,17 @@ fn eval_uses_the_runs_held_out_split_and_resume_refuses_other_classes() {
     assert_eq!(code, 0, "{err}");
     assert!(text.contains(&format!("top-1  {acc}%")), "{text} vs {line}");
     // The loss too: with other held-out images it would differ in its fourth decimal.
-    let loss = line.split("test loss ").nth(1).unwrap().split(',').next().unwrap();
-    assert!(text.contains(&format!("loss   {loss}\n")), "{text} vs {line}");
+    let loss = line
+        .split("test loss ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    assert!(
+        text.contains(&format!("loss   {loss}\n")),
+        "{text} vs {line}"
+    );
 
     // The same number of classes under other names is not the run's data.
     std::fs::rename(data.join("digit2"), data.join("zebra")).unwrap();
