@@ -226,9 +226,9 @@ pub struct ClassifierData {
     pub meta: BTreeMap<String, String>,
 }
 
-/// The examples of a classifier: an image folder when `dir` is one, else as [`datasets`].
-/// `stored` is a checkpoint whose recorded normalisation an image folder reuses (evaluation,
-/// resume) instead of measuring it again.
+/// The examples of a classifier: an image folder when `dir` is one (or `data = images`), else
+/// as [`datasets`]. An image folder takes what `recorded` (the checkpoint resumed or evaluated)
+/// recorded of its pipeline.
 pub fn classifier_data(
     model: &Model,
     cfg: &TrainConfig,
