@@ -5,22 +5,12 @@
 mod digit_folder;
 
 use std::path::Path;
-use std::process::Command;
 
 use digit_folder::{break_files, write, Spec};
 
-fn netc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runs netc");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+#[path = "support/netc.rs"]
+mod run;
+use run::netc;
 
 /// A small convolutional net for grey 24x24 crops of 28x28 digits.
 const SMALL: &str = "
@@ -119,11 +109,8 @@ fn a_small_conv_net_learns_on_an_image_folder_and_eval_and_predict_name_its_clas
     write(
         &data,
         &Spec {
-            classes: 10,
-            per_class: 80,
             split: true,
-            rgb: false,
-            size: 28,
+            ..Spec::grey(10, 80)
         },
     );
     let m = model(tmp.path(), SMALL, "");
@@ -247,11 +234,9 @@ fn an_alexnet_shaped_net_trains_on_a_folder_of_rgb_jpegs_on_the_cpu_and_the_gpu_
     write(
         &data,
         &Spec {
-            classes: 10,
-            per_class: 12,
-            split: false,
             rgb: true,
             size: 64,
+            ..Spec::grey(10, 12)
         },
     );
     let m = model(tmp.path(), ALEXNET_SMALL, "");
@@ -289,16 +274,7 @@ fn an_alexnet_shaped_net_trains_on_a_folder_of_rgb_jpegs_on_the_cpu_and_the_gpu_
 fn broken_images_stop_the_run_before_training_or_are_left_out_as_asked() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("digits");
-    let files = write(
-        &data,
-        &Spec {
-            classes: 3,
-            per_class: 40,
-            split: false,
-            rgb: false,
-            size: 28,
-        },
-    );
+    let files = write(&data, &Spec::grey(3, 40));
     // The second and third lose their headers; the first is cut but keeps its header.
     break_files(&[
         files[0][5].as_path(),
@@ -349,16 +325,7 @@ fn broken_images_stop_the_run_before_training_or_are_left_out_as_asked() {
 fn a_resize_below_the_input_and_a_folder_for_a_gan_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("digits");
-    write(
-        &data,
-        &Spec {
-            classes: 2,
-            per_class: 10,
-            split: false,
-            rgb: false,
-            size: 28,
-        },
-    );
+    write(&data, &Spec::grey(2, 10));
     let m = model(tmp.path(), &SMALL.replace("resize = 28", "resize = 20"), "");
     let (code, _, err) = train(&m, &data, "cpu", &tmp.path().join("r"), &[]);
     assert_eq!(code, 1, "{err}");
@@ -375,16 +342,7 @@ fn a_resize_below_the_input_and_a_folder_for_a_gan_are_clear_errors() {
 fn eval_uses_the_runs_held_out_split_and_resume_refuses_other_classes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("digits");
-    write(
-        &data,
-        &Spec {
-            classes: 3,
-            per_class: 40,
-            split: false,
-            rgb: false,
-            size: 28,
-        },
-    );
+    write(&data, &Spec::grey(3, 40));
     let m = model(tmp.path(), &SMALL.replace("dense(10", "dense(3"), "");
     let out = tmp.path().join("run");
     // Another seed than the section's: eval must hold out what this run held out.

@@ -3,18 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-fn netc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runs netc");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+#[path = "support/netc.rs"]
+mod run;
+use run::netc;
 
 /// A fresh folder for one test, removed when it goes out of scope (tempfile: unique names, so
 /// tests running at once never share one, and no leftovers in the temp dir).

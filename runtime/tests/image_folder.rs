@@ -14,13 +14,7 @@ use netc_runtime::data::loader::Loader;
 use netc_runtime::data::{DataError, Source};
 
 fn spec(classes: usize, per_class: usize) -> Spec {
-    Spec {
-        classes,
-        per_class,
-        split: false,
-        rgb: false,
-        size: 28,
-    }
+    Spec::grey(classes, per_class)
 }
 
 const GREY24: Needs = Needs {

@@ -21,6 +21,19 @@ pub struct Spec {
     pub size: u32,
 }
 
+impl Spec {
+    /// Grey 28x28 PNGs in class folders directly under the root.
+    pub fn grey(classes: usize, per_class: usize) -> Spec {
+        Spec {
+            classes,
+            per_class,
+            split: false,
+            rgb: false,
+            size: 28,
+        }
+    }
+}
+
 /// The MNIST sample's test images and labels, in [0, 255].
 pub fn mnist_sample() -> (Vec<u8>, Vec<u8>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
