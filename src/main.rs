@@ -1352,8 +1352,9 @@ fn tune_allocator() {}
 fn main() -> ExitCode {
     tune_allocator();
     // The CPU executor's products and per-sample loops run on rayon's pool (one thread per
-    // core; RAYON_NUM_THREADS overrides).
+    // core; RAYON_NUM_THREADS overrides), flushing subnormals as this thread does.
     netc_runtime::cpu::flush_subnormals();
+    netc_runtime::cpu::flush_subnormals_in_pool();
     quiet_headless_vulkan_layer();
     let cli = Cli::parse();
     match run(cli) {

@@ -109,6 +109,14 @@ fn conv_transpose_strides_output_padding_groups_dilation() {
 }
 
 #[test]
+fn many_channel_convs_take_the_channels_last_lowering() {
+    // From 16 input channels per group the CPU lowers a conv channels-last
+    // (runtime/src/cpu/conv/channels_last.rs): a DCGAN-like stride-2 conv, a transposed conv
+    // whose adjoint reads 32 channels, a grouped dilated SAME conv with 16 per group.
+    passes("net t { input x: 16x6x5\n a = conv(16, k=4, s=2, pad=1) -> leaky_relu(0.2)\n b = conv_transpose(32, k=4, s=2, pad=1) -> tanh\n c = conv(4, k=3, pad=same, groups=2, dilation=2)\n o = flatten -> dense(3) }");
+}
+
+#[test]
 fn batchnorm_in_training_through_the_batch_statistics() {
     // Per channel after a conv and a transposed conv, per feature after a dense layer. The
     // layers before a batchnorm have no bias: the batch mean cancels it (its true gradient is

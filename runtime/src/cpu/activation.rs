@@ -4,6 +4,7 @@
 use super::Real;
 use ndarray::Array2;
 use netc_compiler::ops::Op;
+use rayon::prelude::*;
 
 /// The logistic function, without overflow for large |x|.
 pub(super) fn sigmoid<T: Real>(x: T) -> T {
@@ -14,50 +15,66 @@ pub(super) fn sigmoid<T: Real>(x: T) -> T {
     }
 }
 
-fn apply<T: Real>(op: &Op, x: T) -> T {
-    match op {
-        Op::Relu => x.max(T::zero()),
-        Op::LeakyRelu { alpha } => {
-            if x > T::zero() {
-                x
-            } else {
-                x * T::of(*alpha)
-            }
-        }
-        Op::Sigmoid => sigmoid(x),
-        Op::Tanh => x.tanh(),
-        _ => x,
-    }
+/// Elements per parallel task: a DCGAN's activations (up to 1.6 M values, tanh at about 14 ns
+/// each) ran on one core before.
+const CHUNK: usize = 1 << 14;
+
+/// `f(element)` over `xs` in parallel. Each op passes its own small closure: a closure that
+/// took the op and matched on it per element ran leaky_relu's backward at 3.5 ms instead of
+/// 0.7 on 1.6 M values (it was not inlined).
+fn par_map<T: Real>(xs: &mut [T], f: impl Fn(T) -> T + Sync) {
+    xs.par_chunks_mut(CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
 }
 
-/// f'(x) written in terms of the output y (as the kernels do).
-fn derivative<T: Real>(op: &Op, y: T) -> T {
-    match op {
-        Op::Relu => {
-            if y > T::zero() {
-                T::one()
-            } else {
-                T::zero()
+/// `d *= g(y)` elementwise over `ds` and `ys` in parallel.
+fn par_scale<T: Real>(ds: &mut [T], ys: &[T], g: impl Fn(T) -> T + Sync) {
+    ds.par_chunks_mut(CHUNK)
+        .zip(ys.par_chunks(CHUNK))
+        .for_each(|(dc, yc)| {
+            for (d, &y) in dc.iter_mut().zip(yc) {
+                *d = *d * g(y);
             }
-        }
-        Op::LeakyRelu { alpha } => {
-            if y > T::zero() {
-                T::one()
-            } else {
-                T::of(*alpha)
-            }
-        }
-        Op::Sigmoid => y * (T::one() - y),
-        Op::Tanh => T::one() - y * y,
-        _ => T::one(),
-    }
+        });
 }
 
 pub(super) fn forward<T: Real>(op: &Op, x: &Array2<T>) -> Array2<T> {
-    x.mapv(|v| apply(op, v))
+    let mut y = x.as_standard_layout().into_owned();
+    let ys = y.as_slice_mut().expect("standard layout");
+    match op {
+        Op::Relu => par_map(ys, |v| v.max(T::zero())),
+        Op::LeakyRelu { alpha } => {
+            let a = T::of(*alpha);
+            par_map(ys, move |v| if v > T::zero() { v } else { v * a })
+        }
+        Op::Sigmoid => par_map(ys, sigmoid),
+        Op::Tanh => par_map(ys, |v| v.tanh()),
+        _ => {}
+    }
+    y
 }
 
+/// The gradient through the activation, f'(x) written in terms of the output y (as the
+/// kernels do).
 pub(super) fn backward<T: Real>(op: &Op, y: &Array2<T>, mut dy: Array2<T>) -> Array2<T> {
-    dy.zip_mut_with(y, |d, &yv| *d = *d * derivative(op, yv));
+    let y = y.as_standard_layout();
+    if !dy.is_standard_layout() {
+        dy = dy.as_standard_layout().into_owned();
+    }
+    let (ds, ys) = (
+        dy.as_slice_mut().expect("standard layout"),
+        y.as_slice().expect("standard layout"),
+    );
+    let (zero, one) = (T::zero(), T::one());
+    match op {
+        Op::Relu => par_scale(ds, ys, move |y| if y > zero { one } else { zero }),
+        Op::LeakyRelu { alpha } => {
+            let a = T::of(*alpha);
+            par_scale(ds, ys, move |y| if y > zero { one } else { a })
+        }
+        Op::Sigmoid => par_scale(ds, ys, move |y| y * (one - y)),
+        Op::Tanh => par_scale(ds, ys, move |y| one - y * y),
+        _ => {}
+    }
     dy
 }

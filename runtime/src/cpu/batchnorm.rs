@@ -44,6 +44,30 @@ fn planes<'a, T: Real>(
         .map(move |r| &r[c * s.pixels..(c + 1) * s.pixels])
 }
 
+/// The sum over the paired planes of `a` and `b` of `f(a value, b value)`, kept as eight
+/// interleaved partial sums: one running sum is a chain of dependent adds (4 cycles each, a
+/// DCGAN's batchnorm spent 1-2 ms per pass that way), eight fill one vector register.
+fn lane_sum<'a, T: Real>(
+    pairs: impl Iterator<Item = (&'a [T], &'a [T])>,
+    f: impl Fn(T, T) -> T,
+) -> T {
+    const L: usize = 8;
+    let mut acc = [T::zero(); L];
+    for (a, b) in pairs {
+        let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (xa, xb) in ca.zip(cb) {
+            for i in 0..L {
+                acc[i] = acc[i] + f(xa[i], xb[i]);
+            }
+        }
+        for ((s, &va), &vb) in acc.iter_mut().zip(ra).zip(rb) {
+            *s = *s + f(va, vb);
+        }
+    }
+    acc.iter().fold(T::zero(), |s, &v| s + v)
+}
+
 fn stats<T: Real>(x: &[T], s: &Settings, t: &Tensors<T>, train: bool) -> Stats<T> {
     let per: Vec<(T, T)> = (0..s.channels)
         .into_par_iter()
@@ -54,11 +78,9 @@ fn stats<T: Real>(x: &[T], s: &Settings, t: &Tensors<T>, train: bool) -> Stats<T
             // Two passes (mean, then squared deviations): exact enough for f64 gradient checks
             // and free of the cancellation of E[x^2] - E[x]^2.
             let m = T::of((x.len() / (s.channels * s.pixels) * s.pixels) as f64);
-            let sum = planes(x, s, c).fold(T::zero(), |a, p| p.iter().fold(a, |a, &v| a + v));
-            let mean = sum / m;
-            let dev = planes(x, s, c).fold(T::zero(), |a, p| {
-                p.iter().fold(a, |a, &v| a + (v - mean) * (v - mean))
-            });
+            let both = || planes(x, s, c).zip(planes(x, s, c));
+            let mean = lane_sum(both(), |v, _| v) / m;
+            let dev = lane_sum(both(), |v, _| (v - mean) * (v - mean));
             (mean, dev / m)
         })
         .collect();
@@ -160,13 +182,11 @@ pub(super) fn backward<T: Real>(
         .into_par_iter()
         .map(|c| {
             let (mean, inv_std) = (st.mean[c], st.inv_std[c]);
-            planes(dys, s, c)
-                .zip(planes(xs, s, c))
-                .fold((T::zero(), T::zero()), |acc, (dp, xp)| {
-                    dp.iter().zip(xp).fold(acc, |(a, b), (&d, &v)| {
-                        (a + d, b + d * (v - mean) * inv_std)
-                    })
-                })
+            let both = || planes(dys, s, c).zip(planes(xs, s, c));
+            (
+                lane_sum(both(), |d, _| d),
+                lane_sum(both(), |d, v| d * (v - mean) * inv_std),
+            )
         })
         .collect();
     let m = T::of((x.nrows() * s.pixels) as f64);

@@ -1,0 +1,309 @@
+//! conv's channels-last lowering, for layers with many input channels per group.
+//!
+//! Why: the planar column matrix ([taps, pixels]) is filled by a gather per element when the
+//! stride is above 1 (a DCGAN discriminator's 4x4 stride-2 conv2: 6.4 M single-float copies
+//! per batch of 128, a quarter of the layer's time), and col2im scatters the same way. With
+//! the images stored pixel by pixel (HWC) and the columns as [pixels, taps] with the taps in
+//! (ki, kj, channel) order, every tap of a pixel is one contiguous run of the group's
+//! channels, and a kernel row of an ungrouped conv is one run of k x C. The price is
+//! transposing the input and the output between CHW and HWC once per pass (the activations,
+//! a sixth of the columns' size here) and the weight into (ki, kj, channel) order.
+
+use super::{chunk, Cols, Dims, KEEP_COLS_MAX};
+use crate::cpu::matmul::{matmul, matmul_into};
+use crate::cpu::Real;
+use ndarray::{s, Array2, ArrayView2};
+use netc_compiler::ops::conv::ConvGeometry;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// An array every element of which `fill` writes, allocated without zeroing it first (zeroing
+/// a 25 MB column matrix that is then overwritten took 1.5 ms, a tenth of the product).
+fn written<T: Real>(
+    rows: usize,
+    cols: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<T>]),
+) -> Array2<T> {
+    let mut a = Array2::<T>::uninit((rows, cols));
+    fill(a.as_slice_mut().expect("fresh arrays are contiguous"));
+    // SAFETY: every caller's `fill` writes every element (a transposition, a column matrix
+    // whose every run is copied or cleared, or a product that does not read its output).
+    unsafe { a.assume_init() }
+}
+
+/// One sample's pixels in HWC order: [batch, channels * pixels] (CHW rows) to
+/// [batch * pixels, channels].
+fn to_hwc<T: Real>(x: ArrayView2<T>, channels: usize, pixels: usize) -> Array2<T> {
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    written(x.nrows() * pixels, channels, |os| {
+        os.par_chunks_mut(channels * pixels)
+            .zip(xs.par_chunks(channels * pixels))
+            .for_each(|(dst, src)| transpose(src, dst, channels, pixels));
+    })
+}
+
+/// [batch * pixels, channels] (HWC) back to [batch, channels * pixels] (CHW), adding `bias`
+/// per channel when given.
+fn to_chw<T: Real>(x: &Array2<T>, pixels: usize, bias: Option<&[T]>) -> Array2<T> {
+    let channels = x.ncols();
+    let batch = x.nrows() / pixels.max(1);
+    let xs = x.as_slice().expect("fresh arrays are contiguous");
+    let mut out = written(batch, channels * pixels, |os| {
+        os.par_chunks_mut(channels * pixels)
+            .zip(xs.par_chunks(channels * pixels))
+            .for_each(|(dst, src)| transpose(src, dst, pixels, channels));
+    });
+    if let Some(b) = bias {
+        let os = out.as_slice_mut().expect("fresh arrays are contiguous");
+        os.par_chunks_mut(channels * pixels).for_each(|dst| {
+            for (plane, &bc) in dst.chunks_mut(pixels).zip(b) {
+                plane.iter_mut().for_each(|v| *v = *v + bc);
+            }
+        });
+    }
+    out
+}
+
+/// `dst` ([cols, rows]) = `src` ([rows, cols])^T, in 8 x 8 blocks held in registers (a plain
+/// element loop spent 1.2 ns an element on a DCGAN's activations, 8% of its step), the ragged
+/// edges element by element.
+fn transpose<T: Real>(src: &[T], dst: &mut [MaybeUninit<T>], rows: usize, cols: usize) {
+    const B: usize = 8;
+    let (rb, cb) = (rows - rows % B, cols - cols % B);
+    for r0 in (0..rb).step_by(B) {
+        for c0 in (0..cb).step_by(B) {
+            let mut t = [[T::zero(); B]; B];
+            for (i, row) in src[r0 * cols + c0..].chunks(cols).take(B).enumerate() {
+                for (j, &v) in row[..B].iter().enumerate() {
+                    t[j][i] = v;
+                }
+            }
+            for (j, tj) in t.iter().enumerate() {
+                dst[(c0 + j) * rows + r0..(c0 + j) * rows + r0 + B].write_copy_of_slice(tj);
+            }
+        }
+        for c in cb..cols {
+            for r in r0..r0 + B {
+                dst[c * rows + r].write(src[r * cols + c]);
+            }
+        }
+    }
+    for r in rb..rows {
+        for c in 0..cols {
+            dst[c * rows + r].write(src[r * cols + c]);
+        }
+    }
+}
+
+/// The weight of group `grp` as [cout_g, taps] with its taps in (ki, kj, channel) order (the
+/// weight itself is [cout, channel, ki, kj]).
+fn hwc_weight<T: Real>(d: &Dims, w: &[T], grp: usize) -> Array2<T> {
+    let (k2, len) = (d.k * d.k, d.cout_g * d.taps);
+    let wg = &w[grp * len..(grp + 1) * len];
+    Array2::from_shape_fn((d.cout_g, d.taps), |(f, t)| {
+        let (kk, ci) = (t / d.cin_g, t % d.cin_g);
+        wg[f * d.taps + ci * k2 + kk]
+    })
+}
+
+/// Adds a weight gradient in (ki, kj, channel) tap order onto `gw` (planar order), group `grp`.
+fn add_planar_weight<T: Real>(d: &Dims, gh: &Array2<T>, gw: &mut [T], grp: usize) {
+    let (k2, len) = (d.k * d.k, d.cout_g * d.taps);
+    let gwg = &mut gw[grp * len..(grp + 1) * len];
+    for ((f, t), &v) in gh.indexed_iter() {
+        let (kk, ci) = (t / d.cin_g, t % d.cin_g);
+        let dst = &mut gwg[f * d.taps + ci * k2 + kk];
+        *dst = *dst + v;
+    }
+}
+
+/// The input position of tap `kk` of an axis for output `o`, if it lies inside `len`.
+fn input_at(
+    o: usize,
+    kk: usize,
+    stride: usize,
+    dil: usize,
+    pad: usize,
+    len: usize,
+) -> Option<usize> {
+    (o * stride + kk * dil)
+        .checked_sub(pad)
+        .filter(|&i| i < len)
+}
+
+/// Walks one sample's output pixels and taps: `f(column row, tap offset, run length, input
+/// offset)` for every run of taps whose input lies inside (an input offset into the sample's
+/// HWC pixels), and `f(.., None)` for a run that falls into the padding. Runs are a whole
+/// kernel row when the conv is ungrouped, undilated and the row lies inside, otherwise one
+/// tap's channels of the group.
+fn walk(
+    g: &ConvGeometry,
+    d: &Dims,
+    grp: usize,
+    mut f: impl FnMut(usize, usize, usize, Option<usize>),
+) {
+    let win = &g.win;
+    let (s, dil) = (win.stride as usize, win.dilation as usize);
+    let (oh, ow) = (win.oh as usize, win.ow as usize);
+    let (pt, pl) = (win.pad_top as usize, win.pad_left as usize);
+    let whole_rows = d.groups == 1 && dil == 1;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let row = oy * ow + ox;
+            for ki in 0..d.k {
+                let tap0 = ki * d.k * d.cin_g;
+                let Some(iy) = input_at(oy, ki, s, dil, pt, d.h) else {
+                    f(row, tap0, d.k * d.cin_g, None);
+                    continue;
+                };
+                let first = input_at(ox, 0, s, dil, pl, d.w);
+                let last = input_at(ox, d.k - 1, s, dil, pl, d.w);
+                if whole_rows && first.is_some() && last.is_some() {
+                    let at = (iy * d.w + first.unwrap_or(0)) * d.cin;
+                    f(row, tap0, d.k * d.cin_g, Some(at));
+                    continue;
+                }
+                for kj in 0..d.k {
+                    let tap = tap0 + kj * d.cin_g;
+                    let at = input_at(ox, kj, s, dil, pl, d.w)
+                        .map(|ix| (iy * d.w + ix) * d.cin + grp * d.cin_g);
+                    f(row, tap, d.cin_g, at);
+                }
+            }
+        }
+    }
+}
+
+/// Group `grp`'s patches of `xh` (n samples' HWC pixels, [n * h * w, cin]) as a column matrix
+/// [n * pixels, taps], sample by sample in parallel. Every run of taps is copied or cleared,
+/// so the matrix is not zeroed first.
+fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, xh: &[T], grp: usize) -> Array2<T> {
+    let image = d.h * d.w * d.cin;
+    let n = xh.len() / image.max(1);
+    written(n * d.pixels, d.taps, |cs| {
+        cs.par_chunks_mut(d.pixels * d.taps)
+            .zip(xh.par_chunks(image))
+            .for_each(|(c, x)| {
+                walk(g, d, grp, |row, tap, len, at| {
+                    let dst = &mut c[row * d.taps + tap..row * d.taps + tap + len];
+                    match at {
+                        Some(i) => {
+                            dst.write_copy_of_slice(&x[i..i + len]);
+                        }
+                        None => dst.iter_mut().for_each(|v| {
+                            v.write(T::zero());
+                        }),
+                    }
+                })
+            });
+    })
+}
+
+/// Adds `cols` ([n * pixels, taps]) back onto `dxh` (n samples' HWC pixels): the adjoint of
+/// [`im2col`].
+fn col2im<T: Real>(g: &ConvGeometry, d: &Dims, cols: &Array2<T>, grp: usize, dxh: &mut [T]) {
+    let image = d.h * d.w * d.cin;
+    let cs = cols.as_slice().expect("the column matrix is contiguous");
+    dxh.par_chunks_mut(image)
+        .zip(cs.par_chunks(d.pixels * d.taps))
+        .for_each(|(dx, c)| {
+            walk(g, d, grp, |row, tap, len, at| {
+                if let Some(i) = at {
+                    let src = &c[row * d.taps + tap..row * d.taps + tap + len];
+                    for (dv, &sv) in dx[i..i + len].iter_mut().zip(src) {
+                        *dv = *dv + sv;
+                    }
+                }
+            })
+        });
+}
+
+/// The forward pass (see `super::forward_keeping`), with the columns kept in this lowering's
+/// [pixels, taps] orientation.
+pub(super) fn forward_keeping<T: Real>(
+    g: &ConvGeometry,
+    d: &Dims,
+    x: ArrayView2<T>,
+    w: &[T],
+    b: Option<&[T]>,
+    keep: bool,
+) -> (Array2<T>, Option<Cols<T>>) {
+    let batch = x.nrows();
+    let keep = keep && d.taps * d.pixels * batch * d.groups <= KEEP_COLS_MAX;
+    let mut kept = vec![];
+    let xh = to_hwc(x, d.cin, d.h * d.w);
+    let xs = xh.as_slice().expect("fresh arrays are contiguous");
+    let image = d.h * d.w * d.cin;
+    let weights: Vec<Array2<T>> = (0..d.groups).map(|grp| hwc_weight(d, w, grp)).collect();
+    let mut yh = Array2::<T>::zeros((batch * d.pixels, d.cout_g * d.groups));
+    let step = chunk(d, batch);
+    for n0 in (0..batch).step_by(step) {
+        let n = step.min(batch - n0);
+        for (grp, wg) in weights.iter().enumerate() {
+            let cols = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
+            let out = yh.slice_mut(s![
+                n0 * d.pixels..(n0 + n) * d.pixels,
+                grp * d.cout_g..(grp + 1) * d.cout_g
+            ]);
+            matmul_into(cols.view(), wg.t(), false, out);
+            if keep {
+                kept.push(cols);
+            }
+        }
+    }
+    (to_chw(&yh, d.pixels, b), keep.then_some(kept))
+}
+
+/// The backward products (see `super::adjoint_with`) in this lowering.
+pub(super) fn adjoint_with<T: Real>(
+    g: &ConvGeometry,
+    d: &Dims,
+    x: Option<ArrayView2<T>>,
+    w: Option<&[T]>,
+    dy: ArrayView2<T>,
+    kept: Option<&Cols<T>>,
+) -> (Option<Vec<T>>, Option<Array2<T>>) {
+    let batch = dy.nrows();
+    let mut kept = kept.map(|k| k.iter());
+    let dyh = to_hwc(dy, d.cout_g * d.groups, d.pixels);
+    let xh = x
+        .filter(|_| kept.is_none())
+        .map(|x| to_hwc(x, d.cin, d.h * d.w));
+    let image = d.h * d.w * d.cin;
+    let mut gw = x.map(|_| vec![T::zero(); d.groups * d.cout_g * d.taps]);
+    let weights: Option<Vec<Array2<T>>> =
+        w.map(|w| (0..d.groups).map(|grp| hwc_weight(d, w, grp)).collect());
+    let mut dxh = weights
+        .as_ref()
+        .map(|_| Array2::<T>::zeros((batch * d.h * d.w, d.cin)));
+    let step = chunk(d, batch);
+    for n0 in (0..batch).step_by(step) {
+        let n = step.min(batch - n0);
+        for grp in 0..d.groups {
+            let dyg = dyh.slice(s![
+                n0 * d.pixels..(n0 + n) * d.pixels,
+                grp * d.cout_g..(grp + 1) * d.cout_g
+            ]);
+            if let Some(gw) = gw.as_mut() {
+                let fresh;
+                let cols = match kept.as_mut().and_then(|k| k.next()) {
+                    Some(c) => c,
+                    None => {
+                        let xs = xh.as_ref().expect("columns are kept or recomputed");
+                        let xs = xs.as_slice().expect("fresh arrays are contiguous");
+                        fresh = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
+                        &fresh
+                    }
+                };
+                add_planar_weight(d, &matmul(dyg.t(), cols.view()), gw, grp);
+            }
+            if let (Some(ws), Some(dxh)) = (weights.as_ref(), dxh.as_mut()) {
+                let dcols = matmul(dyg, ws[grp].view());
+                let dxs = dxh.as_slice_mut().expect("fresh arrays are contiguous");
+                col2im(g, d, &dcols, grp, &mut dxs[n0 * image..(n0 + n) * image]);
+            }
+        }
+    }
+    (gw, dxh.map(|dxh| to_chw(&dxh, d.h * d.w, None)))
+}
