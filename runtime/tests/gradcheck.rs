@@ -109,10 +109,13 @@ fn conv_transpose_strides_output_padding_groups_dilation() {
 }
 
 #[test]
-fn many_channel_convs_take_the_channels_last_lowering() {
-    // From 16 input channels per group the CPU lowers a conv channels-last
-    // (runtime/src/cpu/conv/channels_last.rs): a DCGAN-like stride-2 conv, a transposed conv
-    // whose adjoint reads 32 channels, a grouped dilated SAME conv with 16 per group.
+fn every_cpu_conv_lowering() {
+    // The CPU lowers a conv one of three ways (runtime/src/cpu/conv.rs, `Lowering`); the
+    // small convs above run per sample. From 16 input channels per group: channels-last, here
+    // a DCGAN-like stride-2 conv, a transposed conv whose adjoint reads 32 channels, a grouped
+    // dilated SAME conv with 16 per group. Few channels with a large weight (70 x 2 x 8 x 8):
+    // planar, batched.
+    passes("net t { input x: 2x11x10\n a = conv(70, k=8, s=3, pad=2) -> tanh\n o = flatten -> dense(3) }");
     passes("net t { input x: 16x6x5\n a = conv(16, k=4, s=2, pad=1) -> leaky_relu(0.2)\n b = conv_transpose(32, k=4, s=2, pad=1) -> tanh\n c = conv(4, k=3, pad=same, groups=2, dilation=2)\n o = flatten -> dense(3) }");
 }
 

@@ -8,8 +8,10 @@
 //! col2im(W^T dY), the adjoint of im2col (a transposed convolution).
 
 mod channels_last;
+mod per_sample;
 
 use super::matmul::matmul_into;
+use super::sums::lane_sum;
 use super::Real;
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use netc_compiler::ops::conv::ConvGeometry;
@@ -30,13 +32,21 @@ const KEEP_COLS_MAX: usize = 8 << 20;
 pub(super) type Cols<T> = Vec<Array2<T>>;
 
 /// How a layer's convolution becomes matrix products: planar columns ([taps, pixels], taps in
-/// the weight's (channel, ki, kj) order, read from CHW images) or channels-last ones
-/// ([pixels, taps], (ki, kj, channel) order, from HWC copies of the images).
+/// the weight's (channel, ki, kj) order, read from CHW images) for a chunk of the batch at a
+/// time, the same per sample (`per_sample`), or channels-last columns ([pixels, taps], (ki, kj,
+/// channel) order, from HWC copies of the images; `channels_last`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lowering {
     Planar,
+    PerSample,
     ChannelsLast,
 }
+
+/// Weights (cout/groups x taps) up to which a layer with fewer channels than
+/// [`CHANNELS_LAST_MIN`] runs per sample: a DCGAN's first conv (64 x 16) and its generator's
+/// last layer, LeNet's conv1 (20 x 25), VGG's conv1 (64 x 27); AlexNet's conv1 (96 x 363)
+/// stays batched, its per-sample columns would be 4 MB.
+const PER_SAMPLE_MAX_WEIGHT: usize = 4096;
 
 /// Input channels per group from which the channels-last lowering is used: its runs are a
 /// group's channels, so with few channels (a first layer's 1 or 3) the planar lowering's runs
@@ -50,6 +60,8 @@ impl Lowering {
     fn of(d: &Dims) -> Lowering {
         if d.cin_g >= CHANNELS_LAST_MIN {
             Lowering::ChannelsLast
+        } else if d.cout_g * d.taps <= PER_SAMPLE_MAX_WEIGHT {
+            Lowering::PerSample
         } else {
             Lowering::Planar
         }
@@ -110,10 +122,10 @@ fn valid_range(len: usize, out: usize, stride: usize, offset: isize) -> (usize, 
     )
 }
 
-/// One tap of the kernel for group `grp`: its row of the column matrix, the input channel it
-/// reads, and (from `valid_range`) the output rows and columns whose input lies inside.
+/// One tap of the kernel for group `grp` (the n-th tap is the column matrix's n-th row): the
+/// input channel it reads, and (from `valid_range`) the output rows and columns whose input
+/// lies inside.
 struct Tap {
-    row: usize,
     channel: usize,
     rows: (usize, usize, isize),
     cols: (usize, usize, isize),
@@ -128,7 +140,6 @@ fn taps<'a>(g: &'a ConvGeometry, d: &'a Dims, grp: usize) -> impl Iterator<Item 
         (0..d.k).flat_map(move |ki| {
             let rows = valid_range(d.h, oh, s, (ki * dil) as isize - win.pad_top as isize);
             (0..d.k).map(move |kj| Tap {
-                row: (ci * d.k + ki) * d.k + kj,
                 channel: grp * d.cin_g + ci,
                 rows,
                 cols: valid_range(d.w, ow, s, (kj * dil) as isize - win.pad_left as isize),
@@ -137,50 +148,101 @@ fn taps<'a>(g: &'a ConvGeometry, d: &'a Dims, grp: usize) -> impl Iterator<Item 
     })
 }
 
+/// Group `grp`'s taps and, for a strided conv, each tap's (output pixel, input pixel) index
+/// pairs: a plain gather per sample (rows of 7 or 14 outputs made a per-row loop all
+/// overhead).
+struct TapPlan {
+    taps: Vec<Tap>,
+    pairs: Vec<Vec<(u32, u32)>>,
+    oh: usize,
+    ow: usize,
+    stride: usize,
+}
+
+fn plan(g: &ConvGeometry, d: &Dims, grp: usize) -> TapPlan {
+    let (oh, ow, stride) = (g.win.oh as usize, g.win.ow as usize, g.win.stride as usize);
+    let taps: Vec<Tap> = taps(g, d, grp).collect();
+    let pairs = if stride > 1 {
+        taps.iter().map(|t| tap_pairs(d, ow, stride, t)).collect()
+    } else {
+        vec![]
+    };
+    TapPlan {
+        taps,
+        pairs,
+        oh,
+        ow,
+        stride,
+    }
+}
+
+/// Tap `i`'s patch values of one sample into `dst` (the sample's `pixels` entries of the
+/// tap's column row), read from `plane` (the tap's input channel of that sample). Only a tap
+/// that reaches into padding clears its entries first (a VALID conv writes every one).
+fn fill_tap<T: Real>(p: &TapPlan, i: usize, plane: &[T], w: usize, dst: &mut [T]) {
+    let t = &p.taps[i];
+    let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
+    if (r0, r1, c0, c1) != (0, p.oh, 0, p.ow) {
+        dst.fill(T::zero());
+    }
+    if c0 >= c1 {
+        return;
+    }
+    if p.stride > 1 {
+        for &(di, si) in &p.pairs[i] {
+            dst[di as usize] = plane[si as usize];
+        }
+        return;
+    }
+    let first = cin0 as usize;
+    for (k, o) in (r0..r1).enumerate() {
+        let rin = (rin0 + k as isize) as usize;
+        let src = &plane[rin * w + first..rin * w + first + (c1 - c0)];
+        // Unit stride: the valid taps of a row are one contiguous run.
+        dst[o * p.ow + c0..o * p.ow + c1].copy_from_slice(src);
+    }
+}
+
+/// The adjoint of [`fill_tap`]: adds tap `i`'s column entries of one sample (`src`) onto its
+/// input channel's gradient `plane`.
+fn add_tap<T: Real>(p: &TapPlan, i: usize, src: &[T], w: usize, plane: &mut [T]) {
+    let t = &p.taps[i];
+    let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
+    if c0 >= c1 {
+        return;
+    }
+    if p.stride > 1 {
+        for &(di, si) in &p.pairs[i] {
+            plane[si as usize] = plane[si as usize] + src[di as usize];
+        }
+        return;
+    }
+    let first = cin0 as usize;
+    for (k, o) in (r0..r1).enumerate() {
+        let rin = (rin0 + k as isize) as usize;
+        let dst = &mut plane[rin * w + first..rin * w + first + (c1 - c0)];
+        // Unit stride: one contiguous run, which the compiler vectorises.
+        for (dv, &sv) in dst.iter_mut().zip(&src[o * p.ow + c0..o * p.ow + c1]) {
+            *dv = *dv + sv;
+        }
+    }
+}
+
 /// Fills `cols` ([taps, n * pixels]) with group `grp`'s input patches of samples `x` rows.
-/// Rows of `cols` are independent, so they are filled in parallel; only a tap that reaches
-/// into padding clears its row first (a VALID conv writes every element).
+/// Rows of `cols` are independent, so they are filled in parallel.
 fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, x: ArrayView2<T>, grp: usize, cols: &mut Array2<T>) {
-    let (oh, ow) = (g.win.oh as usize, g.win.ow as usize);
-    let s = g.win.stride as usize;
+    let p = plan(g, d, grp);
     let row_len = x.ncols();
     let x = x.as_slice().expect("activation chunks are contiguous");
-    let taps: Vec<Tap> = taps(g, d, grp).collect();
     let width = cols.ncols();
     let cols = cols
         .as_slice_mut()
         .expect("the column matrix is contiguous");
-    cols.par_chunks_mut(width).zip(&taps).for_each(|(row, t)| {
-        let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
-        if (r0, r1, c0, c1) != (0, oh, 0, ow) {
-            row.fill(T::zero());
-        }
-        if c0 >= c1 {
-            return;
-        }
-        let first = cin0 as usize;
-        if s > 1 {
-            // Strided: the tap's (column, input) index pairs of one sample, then a plain
-            // gather per sample (rows of 7 or 14 outputs made the per-row loop all overhead).
-            let pairs = tap_pairs(d, ow, s, t);
-            for (b, xs) in x.chunks(row_len).enumerate() {
-                let plane = &xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
-                let dst = &mut row[b * d.pixels..(b + 1) * d.pixels];
-                for &(di, si) in &pairs {
-                    dst[di as usize] = plane[si as usize];
-                }
-            }
-            return;
-        }
-        for (b, xs) in x.chunks(row_len).enumerate() {
-            let plane = &xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
-            for (i, o) in (r0..r1).enumerate() {
-                let rin = (rin0 + i as isize) as usize;
-                let src = &plane[rin * d.w..(rin + 1) * d.w];
-                let dst = &mut row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
-                // Unit stride: the valid taps of a row are one contiguous run.
-                dst[c0..c1].copy_from_slice(&src[first..first + (c1 - c0)]);
-            }
+    let hw = d.h * d.w;
+    cols.par_chunks_mut(width).enumerate().for_each(|(i, row)| {
+        let c = p.taps[i].channel;
+        for (xs, dst) in x.chunks(row_len).zip(row.chunks_mut(d.pixels)) {
+            fill_tap(&p, i, &xs[c * hw..(c + 1) * hw], d.w, dst);
         }
     });
 }
@@ -209,47 +271,22 @@ fn col2im<T: Real>(
     grp: usize,
     mut dx: ArrayViewMut2<T>,
 ) {
-    let ow = g.win.ow as usize;
-    let s = g.win.stride as usize;
-    let taps: Vec<Tap> = taps(g, d, grp).collect();
+    let p = plan(g, d, grp);
     let width = cols.ncols();
     let cols = cols.as_slice().expect("the column matrix is contiguous");
     let row_len = dx.ncols();
     let dx = dx.as_slice_mut().expect("gradient chunks are contiguous");
-    if s > 1 {
-        // Strided: every tap's index pairs once, then a plain scatter-add per sample (see
-        // im2col).
-        let pairs: Vec<Vec<(u32, u32)>> = taps.iter().map(|t| tap_pairs(d, ow, s, t)).collect();
-        dx.par_chunks_mut(row_len).enumerate().for_each(|(b, xs)| {
-            for (t, pairs) in taps.iter().zip(&pairs) {
-                let row = &cols[t.row * width + b * d.pixels..t.row * width + (b + 1) * d.pixels];
-                let plane = &mut xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
-                for &(di, si) in pairs {
-                    plane[si as usize] = plane[si as usize] + row[di as usize];
-                }
-            }
-        });
-        return;
-    }
+    let hw = d.h * d.w;
     dx.par_chunks_mut(row_len).enumerate().for_each(|(b, xs)| {
-        for t in &taps {
-            let ((r0, r1, rin0), (c0, c1, cin0)) = (t.rows, t.cols);
-            if c0 >= c1 {
-                continue;
-            }
-            let first = cin0 as usize;
-            let row = &cols[t.row * width..(t.row + 1) * width];
-            let plane = &mut xs[t.channel * d.h * d.w..(t.channel + 1) * d.h * d.w];
-            for (i, o) in (r0..r1).enumerate() {
-                let rin = (rin0 + i as isize) as usize;
-                let dst = &mut plane[rin * d.w..(rin + 1) * d.w];
-                let src = &row[b * d.pixels + o * ow..b * d.pixels + (o + 1) * ow];
-                // Unit stride: one contiguous run, which the compiler vectorises.
-                let n = c1 - c0;
-                for (dv, &sv) in dst[first..first + n].iter_mut().zip(&src[c0..c1]) {
-                    *dv = *dv + sv;
-                }
-            }
+        for (i, t) in p.taps.iter().enumerate() {
+            let src = &cols[i * width + b * d.pixels..i * width + (b + 1) * d.pixels];
+            add_tap(
+                &p,
+                i,
+                src,
+                d.w,
+                &mut xs[t.channel * hw..(t.channel + 1) * hw],
+            );
         }
     });
 }
@@ -292,8 +329,12 @@ fn forward_lowered<T: Real>(
     keep: bool,
 ) -> (Array2<T>, Option<Cols<T>>) {
     let d = dims(g);
-    if lowering == Lowering::ChannelsLast {
-        return channels_last::forward_keeping(g, &d, x.view(), w, b, keep);
+    match lowering {
+        Lowering::ChannelsLast => {
+            return channels_last::forward_keeping(g, &d, x.view(), w, b, keep)
+        }
+        Lowering::PerSample => return (per_sample::forward(g, &d, x.view(), w, b), None),
+        Lowering::Planar => {}
     }
     let x = x.as_standard_layout();
     let batch = x.nrows();
@@ -340,6 +381,16 @@ fn forward_lowered<T: Real>(
     (y, keep.then_some(kept))
 }
 
+/// Which gradients a conv's backward pass computes: a frozen network's weight and bias get
+/// none (a GAN's discriminator in the generator's step), a bias only when the layer has one,
+/// the network input's gradient only when asked for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Wanted {
+    pub weight: bool,
+    pub bias: bool,
+    pub input: bool,
+}
+
 pub(super) struct Grads<T> {
     pub weight: Vec<T>,
     pub bias: Vec<T>,
@@ -347,38 +398,51 @@ pub(super) struct Grads<T> {
 }
 
 /// The gradients of a conv node; `kept` are its forward pass's column matrices, if it kept them.
-/// The weight gradient is only computed when wanted (a frozen network's, as a GAN's
-/// discriminator in the generator's step, is not: empty).
+/// A gradient that is not wanted is left empty.
 pub(super) fn backward<T: Real>(
     g: &ConvGeometry,
     x: &Array2<T>,
     w: &[T],
     dy: &Array2<T>,
-    (want_weight, want_input): (bool, bool),
+    want: Wanted,
     kept: Option<&Cols<T>>,
 ) -> Grads<T> {
-    let x = want_weight.then_some(x);
-    let (weight, input) = adjoint_with(g, x, want_input.then_some(w), dy, kept);
+    let x = want.weight.then_some(x);
+    let (weight, input) = adjoint_with(g, x, want.input.then_some(w), dy, kept);
     Grads {
         weight: weight.unwrap_or_default(),
-        bias: channel_sums(dy, g.cout as usize, g.win.pixels() as usize),
+        bias: bias_gradient(dy, g.bias && want.bias, g.cout, g.win.pixels()),
         input,
+    }
+}
+
+/// A bias's gradient (the output gradient summed per channel) when `wanted`, else empty.
+pub(super) fn bias_gradient<T: Real>(
+    dy: &Array2<T>,
+    wanted: bool,
+    channels: u64,
+    pixels: u64,
+) -> Vec<T> {
+    if wanted {
+        channel_sums(dy, channels as usize, pixels as usize)
+    } else {
+        vec![]
     }
 }
 
 /// Per channel, the sum of `dy` ([batch, channels * pixels]) over the batch and the pixels: a
 /// bias's gradient.
-pub(super) fn channel_sums<T: Real>(dy: &Array2<T>, channels: usize, pixels: usize) -> Vec<T> {
+fn channel_sums<T: Real>(dy: &Array2<T>, channels: usize, pixels: usize) -> Vec<T> {
     let dy = dy.as_standard_layout();
     let dys = dy.as_slice().expect("contiguous");
     let row_len = channels * pixels;
     let mut sums = vec![T::zero(); channels];
     sums.par_iter_mut().enumerate().for_each(|(c, s)| {
-        *s = dys.chunks(row_len).fold(T::zero(), |a, r| {
-            r[c * pixels..(c + 1) * pixels]
-                .iter()
-                .fold(a, |a, &v| a + v)
-        });
+        let planes = || {
+            dys.chunks(row_len)
+                .map(move |r| &r[c * pixels..(c + 1) * pixels])
+        };
+        *s = lane_sum(planes().zip(planes()), |v, _| v);
     });
     sums
 }
@@ -417,8 +481,17 @@ fn adjoint_lowered<T: Real>(
     kept: Option<&Cols<T>>,
 ) -> (Option<Vec<T>>, Option<Array2<T>>) {
     let d = dims(g);
-    if lowering == Lowering::ChannelsLast {
-        return channels_last::adjoint_with(g, &d, x.map(|x| x.view()), w, dy.view(), kept);
+    match lowering {
+        Lowering::ChannelsLast => {
+            return channels_last::adjoint_with(g, &d, x.map(|x| x.view()), w, dy.view(), kept)
+        }
+        Lowering::PerSample => {
+            return (
+                x.map(|x| per_sample::weight_gradient(g, &d, x.view(), dy.view())),
+                w.map(|w| per_sample::input_gradient(g, &d, w, dy.view())),
+            )
+        }
+        Lowering::Planar => {}
     }
     let mut kept = kept.map(|k| k.iter());
     let x = x.map(|x| x.as_standard_layout());
@@ -538,11 +611,11 @@ mod tests {
         }
     }
 
-    /// The two lowerings are two orders of the same sums: on odd geometries (strides 2 and 3,
+    /// The three lowerings are orders of the same sums: on odd geometries (strides 2 and 3,
     /// dilation, SAME's extra bottom/right pixel, groups, taps falling wholly into padding)
     /// their outputs and both gradients agree to rounding, with and without kept columns.
     #[test]
-    fn planar_and_channels_last_lowerings_agree() {
+    fn planar_per_sample_and_channels_last_lowerings_agree() {
         let mut cases = vec![
             conv(16, (7, 9), 6, 3, 2, Padding::Explicit(1)),
             conv(18, (8, 5), 4, 4, 3, Padding::Same),
@@ -569,6 +642,9 @@ mod tests {
             bias: true,
         };
         cases.push(geometry(&dilated, &[16, 8, 9]));
+        // Few channels: a first layer (per sample by default) and one with a large weight.
+        cases.push(conv(3, (9, 8), 4, 3, 2, Padding::Same));
+        cases.push(conv(2, (11, 10), 70, 8, 3, Padding::Explicit(2)));
         for (i, g) in cases.iter().enumerate() {
             let d = dims(g);
             let batch = 3;
@@ -586,14 +662,21 @@ mod tests {
             .expect("shape");
             let run = |l: Lowering, keep: bool| {
                 let (y, kept) = forward_lowered(l, g, &x, &w, Some(&b), keep);
-                assert_eq!(kept.is_some(), keep, "case {i}: columns kept when asked");
+                let keeps = keep && l != Lowering::PerSample;
+                assert_eq!(kept.is_some(), keeps, "case {i}: columns kept when asked");
                 let (gw, dx) = adjoint_lowered(l, g, Some(&x), Some(&w), &dy, kept.as_ref());
                 (y, gw.expect("weight gradient"), dx.expect("input gradient"))
             };
             let planar = run(Lowering::Planar, false);
-            for keep in [false, true] {
-                let cl = run(Lowering::ChannelsLast, keep);
-                let what = format!("case {i}, kept {keep}");
+            let others = [
+                (Lowering::ChannelsLast, false),
+                (Lowering::ChannelsLast, true),
+                (Lowering::PerSample, false),
+                (Lowering::Planar, true),
+            ];
+            for (l, keep) in others {
+                let cl = run(l, keep);
+                let what = format!("case {i}, {l:?}, kept {keep}");
                 close(
                     planar.0.as_slice().expect("c"),
                     cl.0.as_slice().expect("c"),
@@ -606,11 +689,15 @@ mod tests {
                     &format!("{what}: input gradient"),
                 );
             }
-            assert_eq!(
-                Lowering::of(&d),
-                Lowering::ChannelsLast,
-                "case {i} takes the channels-last path"
-            );
+            // Which one a layer takes by default: channels-last from 16 input channels per
+            // group, per sample for a small weight with fewer, planar otherwise.
+            let thin = d.cin_g < CHANNELS_LAST_MIN;
+            let want = match (thin, d.cout_g * d.taps <= PER_SAMPLE_MAX_WEIGHT) {
+                (false, _) => Lowering::ChannelsLast,
+                (true, true) => Lowering::PerSample,
+                (true, false) => Lowering::Planar,
+            };
+            assert_eq!(Lowering::of(&d), want, "case {i}");
         }
     }
 }

@@ -37,17 +37,17 @@ pub(super) fn backward<T: Real>(
     x: &Array2<T>,
     w: &[T],
     dy: &Array2<T>,
-    (want_weight, want_input): (bool, bool),
+    want: conv::Wanted,
 ) -> conv::Grads<T> {
-    let (weight, _) = if want_weight {
+    let (weight, _) = if want.weight {
         conv::adjoint(&g.conv, Some(dy), None, x)
     } else {
         (None, None)
     };
-    let pixels = (g.conv.win.h * g.conv.win.w) as usize;
+    let pixels = g.conv.win.h * g.conv.win.w;
     conv::Grads {
         weight: weight.unwrap_or_default(),
-        bias: conv::channel_sums(dy, g.conv.cin as usize, pixels),
-        input: want_input.then(|| conv::forward(&g.conv, dy, w, None)),
+        bias: conv::bias_gradient(dy, g.bias && want.bias, g.conv.cin, pixels),
+        input: want.input.then(|| conv::forward(&g.conv, dy, w, None)),
     }
 }

@@ -10,6 +10,7 @@
 
 use super::Real;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use std::mem::MaybeUninit;
 
 /// `c = a b`, or `c += a b` when `accumulate`.
 pub(crate) fn matmul_into<T: Real>(
@@ -26,7 +27,47 @@ pub(crate) fn matmul_into<T: Real>(
     let (crs, ccs) = (c.strides()[0], c.strides()[1]);
     // SAFETY: `c` is a live view of the product's shape with these strides, borrowed mutably
     // (so it aliases neither operand), and initialised, so reading it to accumulate is fine.
-    unsafe { gemm_raw(a, b, accumulate, c.as_mut_ptr(), (crs, ccs)) }
+    unsafe { gemm_raw(a, b, accumulate, c.as_mut_ptr(), (crs, ccs), true) }
+}
+
+/// [`matmul_into`] on the calling thread only, for products inside a parallel loop.
+pub(crate) fn matmul_serial_into<T: Real>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    accumulate: bool,
+    mut c: ArrayViewMut2<T>,
+) {
+    assert_eq!(
+        c.dim(),
+        (a.nrows(), b.ncols()),
+        "the output has the product's shape"
+    );
+    let (crs, ccs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: as in `matmul_into`.
+    unsafe { gemm_raw(a, b, accumulate, c.as_mut_ptr(), (crs, ccs), false) }
+}
+
+/// `c = a b` on the calling thread only, into `c` taken as a row-major [a.nrows(), b.ncols()]
+/// matrix that need not be initialised: the product writes every element and reads none.
+pub(crate) fn matmul_serial_to<T: Real>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    c: &mut [MaybeUninit<T>],
+) {
+    let n = b.ncols();
+    assert_eq!(c.len(), a.nrows() * n, "the output has the product's size");
+    // SAFETY: `c` is a live, exclusively borrowed region of exactly the product's size, laid
+    // out row-major; without `accumulate` gemm_raw writes it all and reads nothing of it.
+    unsafe {
+        gemm_raw(
+            a,
+            b,
+            false,
+            c.as_mut_ptr().cast::<T>(),
+            (n as isize, 1),
+            false,
+        )
+    }
 }
 
 /// `a b` as a new array, not zeroed first: the product writes every element without reading
@@ -38,13 +79,20 @@ pub(crate) fn matmul<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     // writes every element of it (zeros when the inner dimension is empty) and reads none, so
     // it is initialised afterwards.
     unsafe {
-        gemm_raw(a, b, false, c.as_mut_ptr().cast::<T>(), (n as isize, 1));
+        gemm_raw(
+            a,
+            b,
+            false,
+            c.as_mut_ptr().cast::<T>(),
+            (n as isize, 1),
+            true,
+        );
         c.assume_init()
     }
 }
 
 /// `c = a b` or `c += a b` through gemm, for an [a.nrows(), b.ncols()] output at `c` with
-/// strides `(row, column)`.
+/// strides `(row, column)`, on rayon's pool when `parallel`.
 ///
 /// # Safety
 /// `c` with those strides must address a live, writable region of the product's shape that
@@ -55,6 +103,7 @@ unsafe fn gemm_raw<T: Real>(
     accumulate: bool,
     c: *mut T,
     (crs, ccs): (isize, isize),
+    parallel: bool,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -99,7 +148,11 @@ unsafe fn gemm_raw<T: Real>(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            if parallel {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
 }

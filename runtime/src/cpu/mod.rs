@@ -22,6 +22,7 @@ pub(crate) mod matmul;
 mod optim;
 mod pool;
 mod softmax;
+mod sums;
 
 pub use loss::{bce_logits, softmax_xent, LossStats};
 pub use optim::{apply_update, OptState};
@@ -474,7 +475,11 @@ pub fn backward_opt<T: Real>(
                     acts.get(ins[0]),
                     p.vector(&wname),
                     &dy,
-                    (trains(&wname), wanted(ins[0])),
+                    conv::Wanted {
+                        weight: trains(&wname),
+                        bias: trains(&bname),
+                        input: wanted(ins[0]),
+                    },
                     acts.kept_cols.get(&n),
                 );
                 let bias = geom.bias.then_some(g.bias);
@@ -539,7 +544,11 @@ pub fn backward_opt<T: Real>(
                     acts.get(ins[0]),
                     p.vector(&wname),
                     &dy,
-                    (trains(&wname), wanted(ins[0])),
+                    conv::Wanted {
+                        weight: trains(&wname),
+                        bias: trains(&bname),
+                        input: wanted(ins[0]),
+                    },
                 );
                 let bias = geom.bias.then_some(g.bias);
                 store_weighted(p, &mut pgrads, (&wname, &bname), (g.weight, bias));
