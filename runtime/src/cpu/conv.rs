@@ -17,18 +17,18 @@ use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use netc_compiler::ops::conv::ConvGeometry;
 use rayon::prelude::*;
 
-/// Elements of one chunk's column matrix to aim for (32 MB of f32: a DCGAN discriminator's
-/// conv2 at batch 128, 6.4 M, runs as one product instead of two).
+/// Elements of one chunk's column matrix to aim for in the planar lowering (32 MB of f32).
 const COLS_TARGET: usize = 8 << 20;
 
-/// A training pass keeps its column matrices for the weight gradient when they hold at most
-/// this many elements in all (32 MB): im2col is then done once per step instead of twice
-/// (LeNet's conv2, a DCGAN's discriminator), while AlexNet's conv1 at batch 128 (140 M
-/// elements) recomputes them chunk by chunk rather than holding 560 MB.
+/// A planar training pass keeps its column matrices for the weight gradient when they hold at
+/// most this many elements in all (32 MB): im2col is then done once per step instead of
+/// twice, while AlexNet's conv1 at batch 128 (140 M elements) recomputes them chunk by chunk
+/// rather than holding 560 MB.
 const KEEP_COLS_MAX: usize = 8 << 20;
 
-/// The column matrices of a forward pass, per chunk of the batch and group, in the order the
-/// backward pass walks them.
+/// What a training forward pass keeps for its backward pass: the planar lowering's column
+/// matrices, per chunk of the batch and group in the order the backward pass walks them, or
+/// the channels-last lowering's HWC input (one array).
 pub(super) type Cols<T> = Vec<Array2<T>>;
 
 /// How a layer's convolution becomes matrix products: planar columns ([taps, pixels], taps in
@@ -307,8 +307,8 @@ pub(super) fn forward<T: Real>(
     forward_keeping(g, x, w, b, false).0
 }
 
-/// [`forward`], also returning the column matrices when `keep` and they are small enough
-/// (see [`KEEP_COLS_MAX`]), for [`backward`] to reuse.
+/// [`forward`], also returning what [`backward`] can reuse (see [`Cols`]) when `keep` (and,
+/// for planar columns, when they are small enough: [`KEEP_COLS_MAX`]).
 pub(super) fn forward_keeping<T: Real>(
     g: &ConvGeometry,
     x: &Array2<T>,

@@ -9,7 +9,7 @@
 //! transposing the input and the output between CHW and HWC once per pass (the activations,
 //! a sixth of the columns' size here) and the weight into (ki, kj, channel) order.
 
-use super::{chunk, Cols, Dims, KEEP_COLS_MAX};
+use super::{Cols, Dims};
 use crate::cpu::matmul::{matmul, matmul_into};
 use crate::cpu::Real;
 use ndarray::{s, Array2, ArrayView2};
@@ -219,8 +219,22 @@ fn col2im<T: Real>(g: &ConvGeometry, d: &Dims, cols: &Array2<T>, grp: usize, dxh
         });
 }
 
-/// The forward pass (see `super::forward_keeping`), with the columns kept in this lowering's
-/// [pixels, taps] orientation.
+/// Elements of a chunk's column matrix to aim for (4 MB of f32): a DCGAN's conv2 runs in
+/// chunks of 16 samples, whose columns are still in the cache when the product reads them
+/// (and col2im's when the product has written them), instead of one 25 MB matrix for the
+/// batch. Chunks of 5 samples were slower (the products too small); 16-20 and 128 measured
+/// alike in time, and the small ones keep the peak memory down.
+const COLS_TARGET: usize = 1 << 20;
+
+/// Samples per chunk: as many chunks as the target asks for, of equal size.
+fn cl_chunk(d: &Dims, batch: usize) -> usize {
+    let chunks = (d.taps * d.pixels * batch).div_ceil(COLS_TARGET).max(1);
+    batch.div_ceil(chunks).max(1)
+}
+
+/// The forward pass (see `super::forward_keeping`). What it keeps for the backward pass is the
+/// HWC copy of the input, from which the backward pass rebuilds each chunk's columns (a
+/// quarter of the columns' size for a 2x2 stride-2 tap pattern, a sixteenth for DCGAN's 4x4).
 pub(super) fn forward_keeping<T: Real>(
     g: &ConvGeometry,
     d: &Dims,
@@ -230,14 +244,12 @@ pub(super) fn forward_keeping<T: Real>(
     keep: bool,
 ) -> (Array2<T>, Option<Cols<T>>) {
     let batch = x.nrows();
-    let keep = keep && d.taps * d.pixels * batch * d.groups <= KEEP_COLS_MAX;
-    let mut kept = vec![];
     let xh = to_hwc(x, d.cin, d.h * d.w);
     let xs = xh.as_slice().expect("fresh arrays are contiguous");
     let image = d.h * d.w * d.cin;
     let weights: Vec<Array2<T>> = (0..d.groups).map(|grp| hwc_weight(d, w, grp)).collect();
     let mut yh = Array2::<T>::zeros((batch * d.pixels, d.cout_g * d.groups));
-    let step = chunk(d, batch);
+    let step = cl_chunk(d, batch);
     for n0 in (0..batch).step_by(step) {
         let n = step.min(batch - n0);
         for (grp, wg) in weights.iter().enumerate() {
@@ -247,15 +259,13 @@ pub(super) fn forward_keeping<T: Real>(
                 grp * d.cout_g..(grp + 1) * d.cout_g
             ]);
             matmul_into(cols.view(), wg.t(), false, out);
-            if keep {
-                kept.push(cols);
-            }
         }
     }
-    (to_chw(&yh, d.pixels, b), keep.then_some(kept))
+    (to_chw(&yh, d.pixels, b), keep.then(|| vec![xh]))
 }
 
-/// The backward products (see `super::adjoint_with`) in this lowering.
+/// The backward products (see `super::adjoint_with`) in this lowering; `kept` is the forward
+/// pass's HWC input.
 pub(super) fn adjoint_with<T: Real>(
     g: &ConvGeometry,
     d: &Dims,
@@ -265,19 +275,28 @@ pub(super) fn adjoint_with<T: Real>(
     kept: Option<&Cols<T>>,
 ) -> (Option<Vec<T>>, Option<Array2<T>>) {
     let batch = dy.nrows();
-    let mut kept = kept.map(|k| k.iter());
     let dyh = to_hwc(dy, d.cout_g * d.groups, d.pixels);
-    let xh = x
-        .filter(|_| kept.is_none())
-        .map(|x| to_hwc(x, d.cin, d.h * d.w));
+    let fresh;
+    let xh = match (x, kept.and_then(|k| k.first())) {
+        (None, _) => None,
+        (Some(_), Some(k)) => Some(k),
+        (Some(x), None) => {
+            fresh = to_hwc(x, d.cin, d.h * d.w);
+            Some(&fresh)
+        }
+    };
     let image = d.h * d.w * d.cin;
-    let mut gw = x.map(|_| vec![T::zero(); d.groups * d.cout_g * d.taps]);
+    let mut gh: Option<Vec<Array2<T>>> = xh.map(|_| {
+        (0..d.groups)
+            .map(|_| Array2::zeros((d.cout_g, d.taps)))
+            .collect()
+    });
     let weights: Option<Vec<Array2<T>>> =
         w.map(|w| (0..d.groups).map(|grp| hwc_weight(d, w, grp)).collect());
     let mut dxh = weights
         .as_ref()
         .map(|_| Array2::<T>::zeros((batch * d.h * d.w, d.cin)));
-    let step = chunk(d, batch);
+    let step = cl_chunk(d, batch);
     for n0 in (0..batch).step_by(step) {
         let n = step.min(batch - n0);
         for grp in 0..d.groups {
@@ -285,18 +304,10 @@ pub(super) fn adjoint_with<T: Real>(
                 n0 * d.pixels..(n0 + n) * d.pixels,
                 grp * d.cout_g..(grp + 1) * d.cout_g
             ]);
-            if let Some(gw) = gw.as_mut() {
-                let fresh;
-                let cols = match kept.as_mut().and_then(|k| k.next()) {
-                    Some(c) => c,
-                    None => {
-                        let xs = xh.as_ref().expect("columns are kept or recomputed");
-                        let xs = xs.as_slice().expect("fresh arrays are contiguous");
-                        fresh = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
-                        &fresh
-                    }
-                };
-                add_planar_weight(d, &matmul(dyg.t(), cols.view()), gw, grp);
+            if let (Some(xh), Some(gh)) = (xh, gh.as_mut()) {
+                let xs = xh.as_slice().expect("fresh arrays are contiguous");
+                let cols = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
+                matmul_into(dyg.t(), cols.view(), true, gh[grp].view_mut());
             }
             if let (Some(ws), Some(dxh)) = (weights.as_ref(), dxh.as_mut()) {
                 let dcols = matmul(dyg, ws[grp].view());
@@ -305,5 +316,12 @@ pub(super) fn adjoint_with<T: Real>(
             }
         }
     }
+    let gw = gh.map(|gh| {
+        let mut gw = vec![T::zero(); d.groups * d.cout_g * d.taps];
+        for (grp, g) in gh.iter().enumerate() {
+            add_planar_weight(d, g, &mut gw, grp);
+        }
+        gw
+    });
     (gw, dxh.map(|dxh| to_chw(&dxh, d.h * d.w, None)))
 }
