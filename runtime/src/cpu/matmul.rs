@@ -73,6 +73,15 @@ pub(crate) fn matmul_serial_to<T: Real>(
 /// `a b` as a new array, not zeroed first: the product writes every element without reading
 /// it (zeroing a DCGAN conv's 25 MB column gradient first cost 1.5 ms of its 14).
 pub(crate) fn matmul<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    fresh(a, b, true)
+}
+
+/// [`matmul`] on the calling thread only, for products inside a parallel loop.
+pub(crate) fn matmul_serial<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    fresh(a, b, false)
+}
+
+fn fresh<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, parallel: bool) -> Array2<T> {
     let (m, n) = (a.nrows(), b.ncols());
     let mut c = Array2::<T>::uninit((m, n));
     // SAFETY: `c` is a fresh standard-layout [m, n] array; without `accumulate` gemm_raw
@@ -85,7 +94,7 @@ pub(crate) fn matmul<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
             false,
             c.as_mut_ptr().cast::<T>(),
             (n as isize, 1),
-            true,
+            parallel,
         );
         c.assume_init()
     }

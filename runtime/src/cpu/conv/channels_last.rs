@@ -10,9 +10,9 @@
 //! a sixth of the columns' size here) and the weight into (ki, kj, channel) order.
 
 use super::{Cols, Dims};
-use crate::cpu::matmul::{matmul, matmul_into};
+use crate::cpu::matmul::{matmul_serial, matmul_serial_into};
 use crate::cpu::Real;
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use netc_compiler::ops::conv::ConvGeometry;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -176,14 +176,14 @@ fn walk(
 }
 
 /// Group `grp`'s patches of `xh` (n samples' HWC pixels, [n * h * w, cin]) as a column matrix
-/// [n * pixels, taps], sample by sample in parallel. Every run of taps is copied or cleared,
+/// [n * pixels, taps] (on the calling thread: chunks run in parallel). Every run of taps is copied or cleared,
 /// so the matrix is not zeroed first.
 fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, xh: &[T], grp: usize) -> Array2<T> {
     let image = d.h * d.w * d.cin;
     let n = xh.len() / image.max(1);
     written(n * d.pixels, d.taps, |cs| {
-        cs.par_chunks_mut(d.pixels * d.taps)
-            .zip(xh.par_chunks(image))
+        cs.chunks_mut(d.pixels * d.taps)
+            .zip(xh.chunks(image))
             .for_each(|(c, x)| {
                 walk(g, d, grp, |row, tap, len, at| {
                     let dst = &mut c[row * d.taps + tap..row * d.taps + tap + len];
@@ -205,8 +205,8 @@ fn im2col<T: Real>(g: &ConvGeometry, d: &Dims, xh: &[T], grp: usize) -> Array2<T
 fn col2im<T: Real>(g: &ConvGeometry, d: &Dims, cols: &Array2<T>, grp: usize, dxh: &mut [T]) {
     let image = d.h * d.w * d.cin;
     let cs = cols.as_slice().expect("the column matrix is contiguous");
-    dxh.par_chunks_mut(image)
-        .zip(cs.par_chunks(d.pixels * d.taps))
+    dxh.chunks_mut(image)
+        .zip(cs.chunks(d.pixels * d.taps))
         .for_each(|(dx, c)| {
             walk(g, d, grp, |row, tap, len, at| {
                 if let Some(i) = at {
@@ -219,11 +219,11 @@ fn col2im<T: Real>(g: &ConvGeometry, d: &Dims, cols: &Array2<T>, grp: usize, dxh
         });
 }
 
-/// Elements of a chunk's column matrix to aim for (4 MB of f32): a DCGAN's conv2 runs in
-/// chunks of 16 samples, whose columns are still in the cache when the product reads them
-/// (and col2im's when the product has written them), instead of one 25 MB matrix for the
-/// batch. Chunks of 5 samples were slower (the products too small); 16-20 and 128 measured
-/// alike in time, and the small ones keep the peak memory down.
+/// Elements of a chunk's column matrix to aim for (4 MB of f32). Chunks run in parallel, each
+/// on one thread from im2col through its products to col2im: a DCGAN's conv2 runs as 8 chunks
+/// of 16 samples, whose columns stay in that core's cache between the steps, and whose
+/// single-threaded products ran at 150-170 GFLOP/s where one two-thread product over the
+/// batch ran at 130-135. Chunks of 5 samples were slower (the products too small).
 const COLS_TARGET: usize = 1 << 20;
 
 /// Samples per chunk: as many chunks as the target asks for, of equal size.
@@ -234,7 +234,7 @@ fn cl_chunk(d: &Dims, batch: usize) -> usize {
 
 /// The forward pass (see `super::forward_keeping`). What it keeps for the backward pass is the
 /// HWC copy of the input, from which the backward pass rebuilds each chunk's columns (a
-/// quarter of the columns' size for a 2x2 stride-2 tap pattern, a sixteenth for DCGAN's 4x4).
+/// sixteenth of the columns' size for DCGAN's 4x4 stride-2 taps).
 pub(super) fn forward_keeping<T: Real>(
     g: &ConvGeometry,
     d: &Dims,
@@ -247,25 +247,29 @@ pub(super) fn forward_keeping<T: Real>(
     let xh = to_hwc(x, d.cin, d.h * d.w);
     let xs = xh.as_slice().expect("fresh arrays are contiguous");
     let image = d.h * d.w * d.cin;
+    let cout = d.cout_g * d.groups;
     let weights: Vec<Array2<T>> = (0..d.groups).map(|grp| hwc_weight(d, w, grp)).collect();
-    let mut yh = Array2::<T>::zeros((batch * d.pixels, d.cout_g * d.groups));
+    let mut yh = Array2::<T>::zeros((batch * d.pixels, cout));
     let step = cl_chunk(d, batch);
-    for n0 in (0..batch).step_by(step) {
-        let n = step.min(batch - n0);
-        for (grp, wg) in weights.iter().enumerate() {
-            let cols = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
-            let out = yh.slice_mut(s![
-                n0 * d.pixels..(n0 + n) * d.pixels,
-                grp * d.cout_g..(grp + 1) * d.cout_g
-            ]);
-            matmul_into(cols.view(), wg.t(), false, out);
-        }
-    }
+    let ys = yh.as_slice_mut().expect("fresh arrays are contiguous");
+    ys.par_chunks_mut(step * d.pixels * cout)
+        .zip(xs.par_chunks(step * image))
+        .for_each(|(yc, xc)| {
+            let n = xc.len() / image;
+            let mut yv = ArrayViewMut2::from_shape((n * d.pixels, cout), yc)
+                .expect("a chunk of output rows");
+            for (grp, wg) in weights.iter().enumerate() {
+                let cols = im2col(g, d, xc, grp);
+                let out = yv.slice_mut(s![.., grp * d.cout_g..(grp + 1) * d.cout_g]);
+                matmul_serial_into(cols.view(), wg.t(), false, out);
+            }
+        });
     (to_chw(&yh, d.pixels, b), keep.then(|| vec![xh]))
 }
 
-/// The backward products (see `super::adjoint_with`) in this lowering; `kept` is the forward
-/// pass's HWC input.
+/// The backward products (see `super::adjoint_with`) in this lowering, chunk by chunk in
+/// parallel; `kept` is the forward pass's HWC input. The weight gradient is summed per chunk,
+/// then over the chunks in order, so it does not depend on the threads.
 pub(super) fn adjoint_with<T: Real>(
     g: &ConvGeometry,
     d: &Dims,
@@ -286,40 +290,53 @@ pub(super) fn adjoint_with<T: Real>(
         }
     };
     let image = d.h * d.w * d.cin;
-    let mut gh: Option<Vec<Array2<T>>> = xh.map(|_| {
-        (0..d.groups)
-            .map(|_| Array2::zeros((d.cout_g, d.taps)))
-            .collect()
-    });
     let weights: Option<Vec<Array2<T>>> =
         w.map(|w| (0..d.groups).map(|grp| hwc_weight(d, w, grp)).collect());
     let mut dxh = weights
         .as_ref()
         .map(|_| Array2::<T>::zeros((batch * d.h * d.w, d.cin)));
     let step = cl_chunk(d, batch);
-    for n0 in (0..batch).step_by(step) {
-        let n = step.min(batch - n0);
-        for grp in 0..d.groups {
-            let dyg = dyh.slice(s![
-                n0 * d.pixels..(n0 + n) * d.pixels,
-                grp * d.cout_g..(grp + 1) * d.cout_g
-            ]);
-            if let (Some(xh), Some(gh)) = (xh, gh.as_mut()) {
-                let xs = xh.as_slice().expect("fresh arrays are contiguous");
-                let cols = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
-                matmul_into(dyg.t(), cols.view(), true, gh[grp].view_mut());
+    let chunks = batch.div_ceil(step);
+    let dx_parts: Vec<Option<&mut [T]>> = match dxh.as_mut() {
+        Some(a) => a
+            .as_slice_mut()
+            .expect("fresh arrays are contiguous")
+            .chunks_mut(step * image)
+            .map(Some)
+            .collect(),
+        None => (0..chunks).map(|_| None).collect(),
+    };
+    let partial: Vec<Option<Vec<Array2<T>>>> = dx_parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(c, mut dxc)| {
+            let n0 = c * step;
+            let n = step.min(batch - n0);
+            let mut gh = xh.map(|_| vec![Array2::<T>::zeros((d.cout_g, d.taps)); d.groups]);
+            for grp in 0..d.groups {
+                let dyg = dyh.slice(s![
+                    n0 * d.pixels..(n0 + n) * d.pixels,
+                    grp * d.cout_g..(grp + 1) * d.cout_g
+                ]);
+                if let (Some(xh), Some(gh)) = (xh, gh.as_mut()) {
+                    let xs = xh.as_slice().expect("fresh arrays are contiguous");
+                    let cols = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
+                    matmul_serial_into(dyg.t(), cols.view(), false, gh[grp].view_mut());
+                }
+                if let (Some(ws), Some(dxc)) = (weights.as_ref(), dxc.as_deref_mut()) {
+                    let dcols = matmul_serial(dyg, ws[grp].view());
+                    col2im(g, d, &dcols, grp, dxc);
+                }
             }
-            if let (Some(ws), Some(dxh)) = (weights.as_ref(), dxh.as_mut()) {
-                let dcols = matmul(dyg, ws[grp].view());
-                let dxs = dxh.as_slice_mut().expect("fresh arrays are contiguous");
-                col2im(g, d, &dcols, grp, &mut dxs[n0 * image..(n0 + n) * image]);
-            }
-        }
-    }
-    let gw = gh.map(|gh| {
+            gh
+        })
+        .collect();
+    let gw = xh.map(|_| {
         let mut gw = vec![T::zero(); d.groups * d.cout_g * d.taps];
-        for (grp, g) in gh.iter().enumerate() {
-            add_planar_weight(d, g, &mut gw, grp);
+        for gh in partial.iter().flatten() {
+            for (grp, g) in gh.iter().enumerate() {
+                add_planar_weight(d, g, &mut gw, grp);
+            }
         }
         gw
     });
