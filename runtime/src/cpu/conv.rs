@@ -642,12 +642,15 @@ mod tests {
             bias: true,
         };
         cases.push(geometry(&dilated, &[16, 8, 9]));
+        cases.push(conv(16, (40, 40), 6, 3, 1, Padding::Explicit(1)));
         // Few channels: a first layer (per sample by default) and one with a large weight.
         cases.push(conv(3, (9, 8), 4, 3, 2, Padding::Same));
         cases.push(conv(2, (11, 10), 70, 8, 3, Padding::Explicit(2)));
         for (i, g) in cases.iter().enumerate() {
             let d = dims(g);
-            let batch = 3;
+            // Five samples: the largest case's channels-last columns (5 x 144 x 1600) exceed
+            // its chunk target, so it runs as two chunks whose weight gradients are summed.
+            let batch = 5;
             let x = Array2::from_shape_vec(
                 (batch, d.cin * d.h * d.w),
                 values(batch * d.cin * d.h * d.w, 1),

@@ -176,22 +176,35 @@ unsafe fn avx_block(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
 /// The weight of group `grp` as [cout_g, taps] with its taps in (ki, kj, channel) order (the
 /// weight itself is [cout, channel, ki, kj]).
 fn hwc_weight<T: Real>(d: &Dims, w: &[T], grp: usize) -> Array2<T> {
-    let (k2, len) = (d.k * d.k, d.cout_g * d.taps);
+    let len = d.cout_g * d.taps;
     let wg = &w[grp * len..(grp + 1) * len];
-    Array2::from_shape_fn((d.cout_g, d.taps), |(f, t)| {
-        let (kk, ci) = (t / d.cin_g, t % d.cin_g);
-        wg[f * d.taps + ci * k2 + kk]
-    })
+    let mut out = Array2::<T>::zeros((d.cout_g, d.taps));
+    let os = out.as_slice_mut().expect("fresh arrays are contiguous");
+    // Per filter a [channel, k*k] to [k*k, channel] transposition.
+    for (dst, src) in os.chunks_mut(d.taps).zip(wg.chunks(d.taps)) {
+        for (ci, taps) in src.chunks(d.k * d.k).enumerate() {
+            for (kk, &v) in taps.iter().enumerate() {
+                dst[kk * d.cin_g + ci] = v;
+            }
+        }
+    }
+    out
 }
 
-/// Adds a weight gradient in (ki, kj, channel) tap order onto `gw` (planar order), group `grp`.
-fn add_planar_weight<T: Real>(d: &Dims, gh: &Array2<T>, gw: &mut [T], grp: usize) {
-    let (k2, len) = (d.k * d.k, d.cout_g * d.taps);
-    let gwg = &mut gw[grp * len..(grp + 1) * len];
-    for ((f, t), &v) in gh.indexed_iter() {
-        let (kk, ci) = (t / d.cin_g, t % d.cin_g);
-        let dst = &mut gwg[f * d.taps + ci * k2 + kk];
-        *dst = *dst + v;
+/// A weight gradient in (ki, kj, channel) tap order ([cout_g, taps]) written into group
+/// `grp`'s part of `gw` (planar order).
+fn put_planar_weight<T: Real>(d: &Dims, gh: &Array2<T>, gw: &mut [T], grp: usize) {
+    let len = d.cout_g * d.taps;
+    let gs = gh.as_slice().expect("fresh arrays are contiguous");
+    for (dst, src) in gw[grp * len..(grp + 1) * len]
+        .chunks_mut(d.taps)
+        .zip(gs.chunks(d.taps))
+    {
+        for (ci, taps) in dst.chunks_mut(d.k * d.k).enumerate() {
+            for (kk, v) in taps.iter_mut().enumerate() {
+                *v = src[kk * d.cin_g + ci];
+            }
+        }
     }
 }
 
@@ -389,7 +402,7 @@ pub(super) fn adjoint_with<T: Real>(
         .map(|(c, mut dxc)| {
             let n0 = c * step;
             let n = step.min(batch - n0);
-            let mut gh = xh.map(|_| vec![Array2::<T>::zeros((d.cout_g, d.taps)); d.groups]);
+            let mut gh = xh.map(|_| Vec::with_capacity(d.groups));
             for grp in 0..d.groups {
                 let dyg = dyh.slice(s![
                     n0 * d.pixels..(n0 + n) * d.pixels,
@@ -398,7 +411,7 @@ pub(super) fn adjoint_with<T: Real>(
                 if let (Some(xh), Some(gh)) = (xh, gh.as_mut()) {
                     let xs = xh.as_slice().expect("fresh arrays are contiguous");
                     let cols = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
-                    matmul_serial_into(dyg.t(), cols.view(), false, gh[grp].view_mut());
+                    gh.push(matmul_serial(dyg.t(), cols.view()));
                 }
                 if let (Some(ws), Some(dxc)) = (weights.as_ref(), dxc.as_deref_mut()) {
                     let dcols = matmul_serial(dyg, ws[grp].view());
@@ -408,11 +421,18 @@ pub(super) fn adjoint_with<T: Real>(
             gh
         })
         .collect();
+    // The chunks' sums added in chunk order, then reordered once.
     let gw = xh.map(|_| {
+        let mut sums = partial.into_iter().flatten();
         let mut gw = vec![T::zero(); d.groups * d.cout_g * d.taps];
-        for gh in partial.iter().flatten() {
-            for (grp, g) in gh.iter().enumerate() {
-                add_planar_weight(d, g, &mut gw, grp);
+        if let Some(mut total) = sums.next() {
+            for gh in sums {
+                for (t, g) in total.iter_mut().zip(&gh) {
+                    t.zip_mut_with(g, |a, &b| *a = *a + b);
+                }
+            }
+            for (grp, g) in total.iter().enumerate() {
+                put_planar_weight(d, g, &mut gw, grp);
             }
         }
         gw
