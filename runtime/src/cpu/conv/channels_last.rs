@@ -10,7 +10,7 @@
 //! a sixth of the columns' size here) and the weight into (ki, kj, channel) order.
 
 use super::{Cols, Dims};
-use crate::cpu::matmul::{matmul_serial, matmul_serial_into};
+use crate::cpu::matmul::{matmul, matmul_into, matmul_serial, matmul_serial_into};
 use crate::cpu::Real;
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use netc_compiler::ops::conv::ConvGeometry;
@@ -316,6 +316,32 @@ fn col2im<T: Real>(g: &ConvGeometry, d: &Dims, cols: &Array2<T>, grp: usize, dxh
 /// batch ran at 130-135. Chunks of 5 samples were slower (the products too small).
 const COLS_TARGET: usize = 1 << 20;
 
+/// Whether each chunk's products should use every thread themselves: when there are fewer
+/// chunks than threads (a batch of one at evaluation), the chunks alone would leave cores
+/// idle. gemm splits the output between threads, not the sums, so either way each value is
+/// summed in the same order.
+fn products_parallel(chunks: usize) -> bool {
+    chunks < rayon::current_num_threads()
+}
+
+/// `c = a b`, on every thread when `parallel`.
+fn product_into<T: Real>(parallel: bool, a: ArrayView2<T>, b: ArrayView2<T>, c: ArrayViewMut2<T>) {
+    if parallel {
+        matmul_into(a, b, false, c)
+    } else {
+        matmul_serial_into(a, b, false, c)
+    }
+}
+
+/// `a b` as a new array, on every thread when `parallel`.
+fn product<T: Real>(parallel: bool, a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    if parallel {
+        matmul(a, b)
+    } else {
+        matmul_serial(a, b)
+    }
+}
+
 /// Samples per chunk: as many chunks as the target asks for, of equal size.
 fn cl_chunk(d: &Dims, batch: usize) -> usize {
     let chunks = (d.taps * d.pixels * batch).div_ceil(COLS_TARGET).max(1);
@@ -341,6 +367,7 @@ pub(super) fn forward_keeping<T: Real>(
     let weights: Vec<Array2<T>> = (0..d.groups).map(|grp| hwc_weight(d, w, grp)).collect();
     let mut yh = Array2::<T>::zeros((batch * d.pixels, cout));
     let step = cl_chunk(d, batch);
+    let par = products_parallel(batch.div_ceil(step));
     let ys = yh.as_slice_mut().expect("fresh arrays are contiguous");
     ys.par_chunks_mut(step * d.pixels * cout)
         .zip(xs.par_chunks(step * image))
@@ -351,7 +378,7 @@ pub(super) fn forward_keeping<T: Real>(
             for (grp, wg) in weights.iter().enumerate() {
                 let cols = im2col(g, d, xc, grp);
                 let out = yv.slice_mut(s![.., grp * d.cout_g..(grp + 1) * d.cout_g]);
-                matmul_serial_into(cols.view(), wg.t(), false, out);
+                product_into(par, cols.view(), wg.t(), out);
             }
         });
     (to_chw(&yh, d.pixels, b), keep.then(|| vec![xh]))
@@ -387,6 +414,7 @@ pub(super) fn adjoint_with<T: Real>(
         .map(|_| Array2::<T>::zeros((batch * d.h * d.w, d.cin)));
     let step = cl_chunk(d, batch);
     let chunks = batch.div_ceil(step);
+    let par = products_parallel(chunks);
     let dx_parts: Vec<Option<&mut [T]>> = match dxh.as_mut() {
         Some(a) => a
             .as_slice_mut()
@@ -411,10 +439,10 @@ pub(super) fn adjoint_with<T: Real>(
                 if let (Some(xh), Some(gh)) = (xh, gh.as_mut()) {
                     let xs = xh.as_slice().expect("fresh arrays are contiguous");
                     let cols = im2col(g, d, &xs[n0 * image..(n0 + n) * image], grp);
-                    gh.push(matmul_serial(dyg.t(), cols.view()));
+                    gh.push(product(par, dyg.t(), cols.view()));
                 }
                 if let (Some(ws), Some(dxc)) = (weights.as_ref(), dxc.as_deref_mut()) {
-                    let dcols = matmul_serial(dyg, ws[grp].view());
+                    let dcols = product(par, dyg, ws[grp].view());
                     col2im(g, d, &dcols, grp, dxc);
                 }
             }
