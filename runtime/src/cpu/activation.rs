@@ -3,7 +3,6 @@
 
 use super::Real;
 use ndarray::Array2;
-use netc_compiler::ops::Op;
 use rayon::prelude::*;
 
 /// The logistic function, without overflow for large |x|.
@@ -41,22 +40,30 @@ fn par_scale<T: Real>(ds: &mut [T], ys: &[T], g: impl Fn(T) -> T + Sync) {
         });
 }
 
-pub(super) fn forward<T: Real>(op: &Op, x: &Array2<T>) -> Array2<T> {
-    match op {
-        Op::Relu => par_map(x, |v| v.max(T::zero())),
-        Op::LeakyRelu { alpha } => {
-            let a = T::of(*alpha);
+/// The elementwise activations, each taken from its op by the executor's exhaustive match.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Act {
+    Relu,
+    LeakyRelu(f64),
+    Sigmoid,
+    Tanh,
+}
+
+pub(super) fn forward<T: Real>(act: Act, x: &Array2<T>) -> Array2<T> {
+    match act {
+        Act::Relu => par_map(x, |v| v.max(T::zero())),
+        Act::LeakyRelu(alpha) => {
+            let a = T::of(alpha);
             par_map(x, move |v| if v > T::zero() { v } else { v * a })
         }
-        Op::Sigmoid => par_map(x, sigmoid),
-        Op::Tanh => par_map(x, |v| v.tanh()),
-        _ => x.clone(),
+        Act::Sigmoid => par_map(x, sigmoid),
+        Act::Tanh => par_map(x, |v| v.tanh()),
     }
 }
 
 /// The gradient through the activation, f'(x) written in terms of the output y (as the
 /// kernels do).
-pub(super) fn backward<T: Real>(op: &Op, y: &Array2<T>, mut dy: Array2<T>) -> Array2<T> {
+pub(super) fn backward<T: Real>(act: Act, y: &Array2<T>, mut dy: Array2<T>) -> Array2<T> {
     let y = y.as_standard_layout();
     if !dy.is_standard_layout() {
         dy = dy.as_standard_layout().into_owned();
@@ -66,15 +73,14 @@ pub(super) fn backward<T: Real>(op: &Op, y: &Array2<T>, mut dy: Array2<T>) -> Ar
         y.as_slice().expect("standard layout"),
     );
     let (zero, one) = (T::zero(), T::one());
-    match op {
-        Op::Relu => par_scale(ds, ys, move |y| if y > zero { one } else { zero }),
-        Op::LeakyRelu { alpha } => {
-            let a = T::of(*alpha);
+    match act {
+        Act::Relu => par_scale(ds, ys, move |y| if y > zero { one } else { zero }),
+        Act::LeakyRelu(alpha) => {
+            let a = T::of(alpha);
             par_scale(ds, ys, move |y| if y > zero { one } else { a })
         }
-        Op::Sigmoid => par_scale(ds, ys, move |y| y * (one - y)),
-        Op::Tanh => par_scale(ds, ys, move |y| one - y * y),
-        _ => {}
+        Act::Sigmoid => par_scale(ds, ys, move |y| y * (one - y)),
+        Act::Tanh => par_scale(ds, ys, move |y| one - y * y),
     }
     dy
 }

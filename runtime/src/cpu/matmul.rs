@@ -17,7 +17,27 @@ pub(crate) fn matmul_into<T: Real>(
     a: ArrayView2<T>,
     b: ArrayView2<T>,
     accumulate: bool,
+    c: ArrayViewMut2<T>,
+) {
+    into_view(a, b, accumulate, c, true)
+}
+
+/// [`matmul_into`] on the calling thread only, for products inside a parallel loop.
+pub(crate) fn matmul_serial_into<T: Real>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    accumulate: bool,
+    c: ArrayViewMut2<T>,
+) {
+    into_view(a, b, accumulate, c, false)
+}
+
+fn into_view<T: Real>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    accumulate: bool,
     mut c: ArrayViewMut2<T>,
+    parallel: bool,
 ) {
     assert_eq!(
         c.dim(),
@@ -27,24 +47,7 @@ pub(crate) fn matmul_into<T: Real>(
     let (crs, ccs) = (c.strides()[0], c.strides()[1]);
     // SAFETY: `c` is a live view of the product's shape with these strides, borrowed mutably
     // (so it aliases neither operand), and initialised, so reading it to accumulate is fine.
-    unsafe { gemm_raw(a, b, accumulate, c.as_mut_ptr(), (crs, ccs), true) }
-}
-
-/// [`matmul_into`] on the calling thread only, for products inside a parallel loop.
-pub(crate) fn matmul_serial_into<T: Real>(
-    a: ArrayView2<T>,
-    b: ArrayView2<T>,
-    accumulate: bool,
-    mut c: ArrayViewMut2<T>,
-) {
-    assert_eq!(
-        c.dim(),
-        (a.nrows(), b.ncols()),
-        "the output has the product's shape"
-    );
-    let (crs, ccs) = (c.strides()[0], c.strides()[1]);
-    // SAFETY: as in `matmul_into`.
-    unsafe { gemm_raw(a, b, accumulate, c.as_mut_ptr(), (crs, ccs), false) }
+    unsafe { gemm_raw(a, b, accumulate, c.as_mut_ptr(), (crs, ccs), parallel) }
 }
 
 /// `c = a b` on the calling thread only, into `c` taken as a row-major [a.nrows(), b.ncols()]

@@ -37,6 +37,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 
 use crate::rng::Rng;
+use activation::Act;
 
 /// The float types the reference runs in.
 pub trait Real: ndarray::LinalgScalar + num_traits::Float + Debug + Send + Sync + 'static {
@@ -290,9 +291,12 @@ pub fn forward_rows<T: Real>(
                 let max = matches!(node.op, Op::MaxPool { .. });
                 pool::forward(max, c, &win, &values[&ins[0]])
             }
-            op @ (Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh) => {
-                activation::forward(op, &values[&ins[0]])
+            Op::Relu => activation::forward(Act::Relu, &values[&ins[0]]),
+            Op::LeakyRelu { alpha } => {
+                activation::forward(Act::LeakyRelu(*alpha), &values[&ins[0]])
             }
+            Op::Sigmoid => activation::forward(Act::Sigmoid, &values[&ins[0]]),
+            Op::Tanh => activation::forward(Act::Tanh, &values[&ins[0]]),
             Op::Softmax => softmax::forward(&values[&ins[0]]),
             Op::Lrn {
                 size,
@@ -496,13 +500,25 @@ pub fn backward_opt<T: Real>(
                 let dx = pool::backward(max, c, &win, acts.get(ins[0]), &dy);
                 add_grad(&mut grads, ins[0], dx);
             }
-            op @ (Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh) => {
-                add_grad(
-                    &mut grads,
-                    ins[0],
-                    activation::backward(op, acts.get(n), dy),
-                );
+            Op::Relu => add_grad(
+                &mut grads,
+                ins[0],
+                activation::backward(Act::Relu, acts.get(n), dy),
+            ),
+            Op::LeakyRelu { alpha } => {
+                let dx = activation::backward(Act::LeakyRelu(*alpha), acts.get(n), dy);
+                add_grad(&mut grads, ins[0], dx)
             }
+            Op::Sigmoid => add_grad(
+                &mut grads,
+                ins[0],
+                activation::backward(Act::Sigmoid, acts.get(n), dy),
+            ),
+            Op::Tanh => add_grad(
+                &mut grads,
+                ins[0],
+                activation::backward(Act::Tanh, acts.get(n), dy),
+            ),
             Op::Softmax => add_grad(&mut grads, ins[0], softmax::backward(acts.get(n), dy)),
             Op::Lrn {
                 size,

@@ -27,6 +27,13 @@ fn sample_cols<T: Real>(d: &Dims, p: &TapPlan, x: &[T], cols: &mut [T]) {
     }
 }
 
+/// Group `grp`'s output channels of one sample's output (gradient) row, as [cout_g, pixels].
+fn group_rows<'a, T: Real>(d: &Dims, row: &'a [T], grp: usize) -> ArrayView2<'a, T> {
+    let plane = d.cout_g * d.pixels;
+    ArrayView2::from_shape((d.cout_g, d.pixels), &row[grp * plane..(grp + 1) * plane])
+        .expect("a group's output channels")
+}
+
 fn plans(g: &ConvGeometry, d: &Dims) -> Vec<TapPlan> {
     (0..d.groups).map(|grp| plan(g, d, grp)).collect()
 }
@@ -106,12 +113,7 @@ pub(super) fn weight_gradient<T: Real>(
                     sample_cols(d, p, xr, &mut cols);
                     let cv = ArrayView2::from_shape((d.taps, d.pixels), &cols[..])
                         .expect("sized to the taps and pixels");
-                    let plane = d.cout_g * d.pixels;
-                    let dyg = ArrayView2::from_shape(
-                        (d.cout_g, d.pixels),
-                        &dyr[grp * plane..(grp + 1) * plane],
-                    )
-                    .expect("a group's output channels");
+                    let dyg = group_rows(d, dyr, grp);
                     let gwg = ArrayViewMut2::from_shape(
                         (d.cout_g, d.taps),
                         &mut gw[grp * len..(grp + 1) * len],
@@ -152,12 +154,7 @@ pub(super) fn input_gradient<T: Real>(
             || vec![T::zero(); d.taps * d.pixels],
             |dcols, (dxr, dyr)| {
                 for (grp, p) in plans.iter().enumerate() {
-                    let plane = d.cout_g * d.pixels;
-                    let dyg = ArrayView2::from_shape(
-                        (d.cout_g, d.pixels),
-                        &dyr[grp * plane..(grp + 1) * plane],
-                    )
-                    .expect("a group's output channels");
+                    let dyg = group_rows(d, dyr, grp);
                     let dv = ArrayViewMut2::from_shape((d.taps, d.pixels), &mut dcols[..])
                         .expect("sized to the taps and pixels");
                     matmul_serial_into(group_weight(d, w, grp).t(), dyg, false, dv);
