@@ -1354,7 +1354,8 @@ fn main() -> ExitCode {
     // The CPU executor's products and per-sample loops run on rayon's pool (one thread per
     // core; RAYON_NUM_THREADS overrides), flushing subnormals as this thread does.
     netc_runtime::cpu::flush_subnormals();
-    netc_runtime::cpu::flush_subnormals_in_pool();
+    let pool_flushes = netc_runtime::cpu::flush_subnormals_in_pool();
+    debug_assert!(pool_flushes, "nothing starts rayon's pool before main");
     quiet_headless_vulkan_layer();
     let cli = Cli::parse();
     match run(cli) {

@@ -1,11 +1,14 @@
 //! conv on the CPU: im2col and the executor's matrix product, group by group.
 //!
-//! Why im2col: it turns every convolution (any stride, dilation, padding) into one large
-//! matrix product per group, which the tuned product runs at near its peak, while a direct
-//! loop nest would need its own blocking for every shape. The price is the column matrix
-//! (taps x pixels), so the batch is processed in chunks that keep it near 16 MB. The backward
-//! pass uses the same columns: the weight gradient is dY cols^T and the input gradient is
-//! col2im(W^T dY), the adjoint of im2col (a transposed convolution).
+//! Why im2col: it turns every convolution (any stride, dilation, padding) into matrix
+//! products per group, which the tuned product runs near its peak, while a direct loop nest
+//! would need its own blocking for every shape. The price is the column matrix (taps x
+//! pixels). The backward pass uses the same columns: the weight gradient is dY cols^T and the
+//! input gradient is col2im(W^T dY), the adjoint of im2col (a transposed convolution).
+//!
+//! Three lowerings (see [`Lowering`]): planar here (columns [taps, pixels] for a chunk of the
+//! batch, chunks near 32 MB), per sample (`per_sample`, small weights) and channels-last
+//! (`channels_last`, 16 or more input channels per group).
 
 mod channels_last;
 mod per_sample;
@@ -481,6 +484,9 @@ fn adjoint_lowered<T: Real>(
     kept: Option<&Cols<T>>,
 ) -> (Option<Vec<T>>, Option<Array2<T>>) {
     let d = dims(g);
+    if x.is_none() && w.is_none() {
+        return (None, None);
+    }
     match lowering {
         Lowering::ChannelsLast => {
             return channels_last::adjoint_with(g, &d, x.map(|x| x.view()), w, dy.view(), kept)
@@ -643,14 +649,25 @@ mod tests {
         };
         cases.push(geometry(&dilated, &[16, 8, 9]));
         cases.push(conv(16, (40, 40), 6, 3, 1, Padding::Explicit(1)));
+        let grouped_wide = Op::Conv {
+            filters: 6,
+            k: 3,
+            stride: 1,
+            pad: Padding::Explicit(1),
+            groups: 2,
+            dilation: 1,
+            bias: true,
+        };
+        cases.push(geometry(&grouped_wide, &[32, 30, 30]));
         // Few channels: a first layer (per sample by default) and one with a large weight.
         cases.push(conv(3, (9, 8), 4, 3, 2, Padding::Same));
         cases.push(conv(2, (11, 10), 70, 8, 3, Padding::Explicit(2)));
         for (i, g) in cases.iter().enumerate() {
             let d = dims(g);
-            // Five samples: the largest case's channels-last columns (5 x 144 x 1600) exceed
-            // its chunk target, so it runs as two chunks whose weight gradients are summed.
-            let batch = 5;
+            // 17 samples: the two largest cases' channels-last columns exceed their chunk
+            // target, so they run as several chunks whose weight gradients are summed (one
+            // with two groups), and the per-sample lowering sums three blocks of samples.
+            let batch = 17;
             let x = Array2::from_shape_vec(
                 (batch, d.cin * d.h * d.w),
                 values(batch * d.cin * d.h * d.w, 1),
@@ -701,6 +718,53 @@ mod tests {
                 (true, false) => Lowering::Planar,
             };
             assert_eq!(Lowering::of(&d), want, "case {i}");
+        }
+    }
+
+    /// A resumed run must repeat a run exactly, so no sum may depend on the thread count:
+    /// each lowering's output and gradients in f32 under pools of one and of three threads
+    /// (channels-last in two chunks: one thread runs them in turn with single-threaded
+    /// products, three run them side by side with products on every thread).
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let cases = [
+            conv(64, (14, 14), 32, 4, 2, Padding::Explicit(1)),
+            conv(1, (28, 28), 16, 4, 2, Padding::Explicit(1)),
+            conv(2, (11, 10), 70, 8, 3, Padding::Explicit(2)),
+        ];
+        let lowerings = [
+            Lowering::ChannelsLast,
+            Lowering::PerSample,
+            Lowering::Planar,
+        ];
+        for (g, want) in cases.iter().zip(lowerings) {
+            let d = dims(g);
+            assert_eq!(Lowering::of(&d), want);
+            let batch = 24;
+            let f32s = |n: usize, seed: u64| -> Vec<f32> {
+                values(n, seed).into_iter().map(|v| v as f32).collect()
+            };
+            let x = Array2::from_shape_vec(
+                (batch, d.cin * d.h * d.w),
+                f32s(batch * d.cin * d.h * d.w, 1),
+            )
+            .expect("shape");
+            let w = f32s(g.cout as usize * d.taps, 2);
+            let b = f32s(g.cout as usize, 3);
+            let outs = g.cout as usize * d.pixels;
+            let dy = Array2::from_shape_vec((batch, outs), f32s(batch * outs, 4)).expect("shape");
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool");
+                pool.install(|| {
+                    let (y, kept) = forward_keeping(g, &x, &w, Some(&b), true);
+                    let (gw, dx) = adjoint_with(g, Some(&x), Some(&w), &dy, kept.as_ref());
+                    (y, gw, dx)
+                })
+            };
+            assert!(run(1) == run(3), "{want:?}: one thread and three differ");
         }
     }
 }

@@ -187,12 +187,13 @@ pub fn flush_subnormals() {
 /// Starts rayon's global pool with [`flush_subnormals`] on each of its threads, which do the
 /// CPU executor's products and per-sample loops: with the bits on the calling thread only,
 /// a value could round differently depending on which thread computed it. Does nothing when
-/// the pool is already running (call it before any parallel work).
-pub fn flush_subnormals_in_pool() {
+/// the pool is already running (call it before any parallel work), and then says false.
+pub fn flush_subnormals_in_pool() -> bool {
     // An error only says the global pool exists already; it keeps its threads' settings.
-    let _ = rayon::ThreadPoolBuilder::new()
+    rayon::ThreadPoolBuilder::new()
         .start_handler(|_| flush_subnormals())
-        .build_global();
+        .build_global()
+        .is_ok()
 }
 
 /// Values of every node for one batch.

@@ -6,8 +6,9 @@
 //! the images stored pixel by pixel (HWC) and the columns as [pixels, taps] with the taps in
 //! (ki, kj, channel) order, every tap of a pixel is one contiguous run of the group's
 //! channels, and a kernel row of an ungrouped conv is one run of k x C. The price is
-//! transposing the input and the output between CHW and HWC once per pass (the activations,
-//! a sixth of the columns' size here) and the weight into (ki, kj, channel) order.
+//! transposing the input and the output between CHW and HWC once per pass (for a DCGAN's
+//! conv2 the input is a quarter of the columns' size, the output an eighth) and the weight
+//! into (ki, kj, channel) order.
 
 use super::{Cols, Dims};
 use crate::cpu::matmul::{matmul, matmul_into, matmul_serial, matmul_serial_into};
@@ -36,6 +37,8 @@ fn written<T: Real>(
 fn to_hwc<T: Real>(x: ArrayView2<T>, channels: usize, pixels: usize) -> Array2<T> {
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
+    // Every output row is paired with an input row of this length (and so written).
+    assert_eq!(x.ncols(), channels * pixels, "CHW rows of the layer's size");
     written(x.nrows() * pixels, channels, |os| {
         os.par_chunks_mut(channels * pixels)
             .zip(xs.par_chunks(channels * pixels))
@@ -48,6 +51,7 @@ fn to_hwc<T: Real>(x: ArrayView2<T>, channels: usize, pixels: usize) -> Array2<T
 fn to_chw<T: Real>(x: &Array2<T>, pixels: usize, bias: Option<&[T]>) -> Array2<T> {
     let channels = x.ncols();
     let batch = x.nrows() / pixels.max(1);
+    assert_eq!(x.nrows(), batch * pixels, "whole samples of HWC pixels");
     let xs = x.as_slice().expect("fresh arrays are contiguous");
     let mut out = written(batch, channels * pixels, |os| {
         os.par_chunks_mut(channels * pixels)
@@ -71,7 +75,7 @@ fn to_chw<T: Real>(x: &Array2<T>, pixels: usize, bias: Option<&[T]>) -> Array2<T
 fn transpose<T: Real>(src: &[T], dst: &mut [MaybeUninit<T>], rows: usize, cols: usize) {
     const B: usize = 8;
     assert!(
-        src.len() >= rows * cols && dst.len() >= rows * cols,
+        src.len() == rows * cols && dst.len() == rows * cols,
         "transpose sizes"
     );
     let (rb, cb) = (rows - rows % B, cols - cols % B);
@@ -350,7 +354,7 @@ fn cl_chunk(d: &Dims, batch: usize) -> usize {
 
 /// The forward pass (see `super::forward_keeping`). What it keeps for the backward pass is the
 /// HWC copy of the input, from which the backward pass rebuilds each chunk's columns (a
-/// sixteenth of the columns' size for DCGAN's 4x4 stride-2 taps).
+/// quarter of the columns' size for DCGAN's 4x4 stride-2 taps).
 pub(super) fn forward_keeping<T: Real>(
     g: &ConvGeometry,
     d: &Dims,

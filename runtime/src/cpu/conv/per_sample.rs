@@ -52,6 +52,8 @@ pub(super) fn forward<T: Real>(
     let (image, plane) = (d.cin * d.h * d.w, d.cout_g * d.pixels);
     let row_len = g.cout as usize * d.pixels;
     let plans = plans(g, d);
+    // Every output row is paired with an input row of this length (and so written).
+    assert_eq!(x.ncols(), image, "input rows of the layer's size");
     let mut y = Array2::<T>::uninit((batch, row_len));
     let ys = y.as_slice_mut().expect("fresh arrays are contiguous");
     ys.par_chunks_mut(row_len)
