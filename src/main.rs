@@ -689,6 +689,15 @@ struct Trained {
     params: netc_runtime::cpu::Params<f32>,
 }
 
+impl Trained {
+    /// The trained network (`trained_classifier` checked that it exists).
+    fn net(&self) -> Result<&netc_compiler::ir::Network, Failure> {
+        self.model
+            .network(&self.network)
+            .ok_or_else(|| fail(format!("no network `{}`", self.network)))
+    }
+}
+
 fn trained_classifier(file: &str, weights: &str, verb: &str) -> Result<Trained, Failure> {
     use netc_compiler::train_config::Task;
     use netc_runtime::cpu::Params;
@@ -719,10 +728,7 @@ fn trained_classifier(file: &str, weights: &str, verb: &str) -> Result<Trained, 
 fn eval(file: &str, weights: &str, data: Option<String>, device: &str) -> Result<(), Failure> {
     let t = trained_classifier(file, weights, "eval")?;
     let (cfg, ck, p) = (&t.cfg, &t.ck, t.params.clone());
-    let net = t
-        .model
-        .network(&t.network)
-        .ok_or_else(|| fail("no network"))?;
+    let net = t.net()?;
     let dir = data_dir(file, data, cfg)?;
     // An image folder's evaluation images are prepared with the normalisation the checkpoint
     // recorded, and its classes must be the ones the network was trained on.
@@ -768,10 +774,7 @@ fn predict(
 ) -> Result<(), Failure> {
     let t = trained_classifier(file, weights, "predict")?;
     let (cfg, ck, p) = (&t.cfg, &t.ck, t.params.clone());
-    let net = t
-        .model
-        .network(&t.network)
-        .ok_or_else(|| fail("no network"))?;
+    let net = t.net()?;
     let paths: Vec<std::path::PathBuf> = inputs.iter().map(Into::into).collect();
     let sources = netc_runtime::predict::sources(cfg, net, ck, &paths).map_err(fail)?;
     let names = netc_runtime::predict::class_names(ck);
