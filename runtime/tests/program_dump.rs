@@ -24,9 +24,9 @@ const MODELS: [&str; 7] = [
 ];
 
 /// The adapter's own limit (0 stands for it), and the 16 KiB and 32 KiB limits of gpu_vs_cpu.
-const LIMITS: [u32; 3] = [0, 16 << 10, 32 << 10];
+const LIMITS: [u64; 3] = [0, 16 << 10, 32 << 10];
 
-fn device(reads: ReadPath, limit: u32) -> Gpu {
+fn device(reads: ReadPath, limit: u64) -> Gpu {
     let mut g = test_gpu().expect("an adapter");
     g.reads = reads;
     if limit > 0 {
@@ -44,7 +44,7 @@ fn adam() -> Optimizer {
     }
 }
 
-fn dump_model(model: &str, reads: ReadPath, limit: u32, batch: usize) -> String {
+fn dump_model(model: &str, reads: ReadPath, limit: u64, batch: usize) -> String {
     let path = format!("{}/../models/{model}", env!("CARGO_MANIFEST_DIR"));
     let src = std::fs::read_to_string(path).expect("model file");
     let m = compile(model, &src).unwrap_or_else(|d| panic!("{}", d.render()));
