@@ -1,5 +1,5 @@
-//! The `netc` command line: check, graph (and, as the runtime grows, gradcheck, train, ...).
-//! `cli` defines the arguments, `commands` runs each command, `common` holds what they share.
+//! The `netc` command line: `main` makes the process-wide settings (`setup`), parses the
+//! arguments (`cli`) and runs the command (`commands`; `common` holds what they share).
 
 use clap::Parser;
 use cli::{Cli, Command};
