@@ -2,7 +2,8 @@
 //! netc_runtime::score for the figures). The default classifier is the built-in LeNet
 //! (models/lenet.net with the weights in models/lenet.safetensors).
 
-use crate::{data_dir, fail, load, train_config, Failure};
+use crate::cli::{ScoreArgs, ScoreFormat};
+use crate::common::{data_dir, ensure_params, fail, load, train_config, Failure};
 use netc_compiler::ir::Model;
 use netc_compiler::train_config::Task;
 use netc_runtime::cpu::Params;
@@ -10,48 +11,6 @@ use netc_runtime::data::{self, Split};
 use netc_runtime::io::Checkpoint;
 use netc_runtime::score::{Score, Scorer, LENET_PATH, LENET_WEIGHTS_PATH};
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub(crate) enum ScoreFormat {
-    Text,
-    Json,
-}
-
-#[derive(clap::Args)]
-pub(crate) struct ScoreArgs {
-    /// GAN model file whose generator is scored (with --weights)
-    #[arg(required_unless_present = "samples")]
-    file: Option<String>,
-    /// The GAN's checkpoint, written by `netc train`
-    #[arg(long, requires = "file")]
-    weights: Option<String>,
-    /// Score these images instead: an (N, C, H, W) float32 .npy in [0, 1], as `netc sample
-    /// --format npy` writes
-    #[arg(long, conflicts_with_all = ["file", "weights"])]
-    samples: Option<String>,
-    /// Samples drawn from the generator
-    #[arg(long, default_value_t = 10_000, value_parser = crate::at_least_one_usize)]
-    count: usize,
-    /// Seed of the noise
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Real images for the Frechet distance: a folder with IDX files (its test split, else
-    /// its training split) [default: the GAN model's data_dir]
-    #[arg(long)]
-    data_dir: Option<String>,
-    /// How many real images the Frechet distance compares with
-    #[arg(long, default_value_t = 10_000, value_parser = crate::at_least_one_usize)]
-    real: usize,
-    /// Classifier model [default: models/lenet.net, built in]
-    #[arg(long, requires = "classifier_weights")]
-    classifier: Option<String>,
-    /// The classifier's checkpoint [default: models/lenet.safetensors, built in]
-    #[arg(long, requires = "classifier")]
-    classifier_weights: Option<String>,
-    /// Output format
-    #[arg(long, value_enum, default_value = "text")]
-    format: ScoreFormat,
-}
 
 /// The classifier a score is measured with: the built-in LeNet unless another is named.
 fn scorer(args: &ScoreArgs) -> Result<(Scorer, String), Failure> {
@@ -64,7 +23,7 @@ fn scorer(args: &ScoreArgs) -> Result<(Scorer, String), Failure> {
     let model = load(m)?;
     let ck = Checkpoint::load(Path::new(w)).map_err(fail)?;
     let net = classifier_net(&model)?;
-    crate::ensure_params(net)?;
+    ensure_params(net)?;
     let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
     Ok((Scorer::new(net, p).map_err(fail)?, format!("{m} with {w}")))
@@ -112,7 +71,7 @@ fn samples(args: &ScoreArgs) -> Result<(Vec<f32>, String, Option<PathBuf>), Fail
         .network(&g.generator)
         .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
     let ck = Checkpoint::load(Path::new(weights)).map_err(fail)?;
-    crate::ensure_params(gn)?;
+    ensure_params(gn)?;
     let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
     let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
     let images = netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), args.count, args.seed)

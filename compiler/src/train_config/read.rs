@@ -1,0 +1,313 @@
+//! `read`: the training section walked key by key into a [`TrainConfig`], every error
+//! collected in the order the keys are read.
+
+use super::calls::{noise, optimizer, schedule};
+use super::images::images;
+use super::reader::{Reader, KEYS};
+use super::{GanConfig, Length, Noise, OptimizerConfig, Schedule, Task, TrainConfig};
+use crate::ast::{Span, ValueKind};
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::ir::Model;
+use crate::schedule::Optimizer;
+
+/// Reads and checks the model's training section. `Ok(None)` when the model has none.
+pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
+    let Some(train) = &model.train else {
+        return Ok(None);
+    };
+    let ValueKind::Map(entries) = &train.kind else {
+        return Err(vec![Diagnostic::error(
+            "the training section must be a map of settings",
+        )
+        .at(train.span, "here")]);
+    };
+    let mut r = Reader {
+        entries,
+        errors: vec![],
+    };
+    unknown_keys(&mut r);
+    let task_name = r.name("task", "classifier");
+    let nets = Nets {
+        model,
+        names: model.networks.iter().map(|n| n.name.as_str()).collect(),
+        span: train.span,
+    };
+    let (opt, per_net) = optimizers(&mut r);
+    let task = match task_name.as_str() {
+        "classifier" => classifier(&mut r, &nets),
+        "gan" => gan(&mut r, &nets, opt, &per_net),
+        other => {
+            let sp = r.get("task").map_or(train.span, |v| v.span);
+            let mut d = Diagnostic::error(format!("unknown task `{other}`")).at(sp, "here");
+            d = d.help(match did_you_mean(other, ["classifier", "gan"]) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "the tasks are classifier and gan".into(),
+            });
+            r.errors.push(d);
+            Task::Classifier {
+                network: String::new(),
+            }
+        }
+    };
+    let schedule = schedule_setting(&mut r);
+    let batch = r.positive("batch", 128);
+    let length = length(&mut r, &task);
+    let default_checkpoint = if matches!(task, Task::Gan(_)) {
+        1000
+    } else {
+        1
+    };
+    let cfg = TrainConfig {
+        task,
+        optimizer: opt,
+        schedule,
+        batch,
+        length,
+        eval_every: r.positive("eval_every", 1),
+        log_every: r.positive("log_every", 100),
+        checkpoint_every: r.uint("checkpoint_every", default_checkpoint),
+        data: r.name("data", "mnist"),
+        data_dir: r.get("data_dir").map(|v| match &v.kind {
+            ValueKind::Str(s) => s.clone(),
+            _ => v.to_string(),
+        }),
+        range: r.interval("range", (0.0, 1.0)),
+        seed: r.uint("seed", 1),
+        images: images(&mut r),
+    };
+    if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {
+        let sp = r.get("data").map_or(train.span, |v| v.span);
+        r.errors.push(
+            Diagnostic::error(format!("unknown data set `{}`", cfg.data))
+                .at(sp, "here")
+                .help("the readers are mnist, fashion_mnist and idx (any IDX image/label files), images (a folder of class folders of JPEG/PNG files), and synthetic (generated, shaped to the network)"),
+        );
+    }
+    if r.errors.is_empty() {
+        Ok(Some(cfg))
+    } else {
+        Err(r.errors)
+    }
+}
+
+/// The model's networks, which the task's `network`, `generator` and `discriminator` name,
+/// and the training section's span (where an error about a key left out points).
+struct Nets<'m> {
+    model: &'m Model,
+    names: Vec<&'m str>,
+    span: Span,
+}
+
+impl Nets<'_> {
+    /// An error at `key` when the model has no network `name`.
+    fn check(&self, r: &mut Reader, key: &str, name: &str) {
+        if !self.names.contains(&name) {
+            let sp = r.get(key).map_or(self.span, |v| v.span);
+            let mut d = Diagnostic::error(format!(
+                "training setting `{key}`: no network `{name}` in this file"
+            ))
+            .at(sp, "here");
+            if let Some(s) = did_you_mean(name, self.names.iter().copied()) {
+                d = d.help(format!("did you mean `{s}`?"));
+            }
+            r.errors.push(d);
+        }
+    }
+}
+
+/// An error for every key the training section does not know.
+fn unknown_keys(r: &mut Reader) {
+    for (k, _) in r.entries {
+        if !KEYS.contains(&k.name.as_str()) {
+            let mut d = Diagnostic::error(format!("unknown training setting `{}`", k.name))
+                .at(k.span, "unknown key");
+            d = match did_you_mean(&k.name, KEYS.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!("the settings are: {}", KEYS.join(", "))),
+            };
+            r.errors.push(d);
+        }
+    }
+}
+
+/// The optimizer (the last one read), and the per-network ones of a map.
+fn optimizers(r: &mut Reader) -> (OptimizerConfig, Vec<(String, OptimizerConfig)>) {
+    let default_opt = OptimizerConfig {
+        kind: Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        lr: 1e-3,
+    };
+    // `optimizer` is one optimizer, or a map {generator: ..., discriminator: ...} for a GAN.
+    let (mut opt, mut per_net): (OptimizerConfig, Vec<(String, OptimizerConfig)>) =
+        (default_opt, vec![]);
+    if let Some(v) = r.get("optimizer") {
+        match &v.kind {
+            ValueKind::Map(m) => {
+                for (k, ov) in m {
+                    if let Some(o) = optimizer(ov, &mut r.errors) {
+                        per_net.push((k.name.clone(), o));
+                        opt = o;
+                    }
+                }
+            }
+            _ => {
+                if let Some(o) = optimizer(v, &mut r.errors) {
+                    opt = o;
+                }
+            }
+        }
+    }
+    (opt, per_net)
+}
+
+/// `task = classifier`: the network it trains and its loss.
+fn classifier(r: &mut Reader, nets: &Nets) -> Task {
+    let network = r.name("network", nets.names.first().copied().unwrap_or(""));
+    nets.check(r, "network", &network);
+    let loss = r.name("loss", "softmax_cross_entropy");
+    if loss != "softmax_cross_entropy" && loss != "cross_entropy" {
+        let v = r.get("loss").cloned();
+        if let Some(v) = v {
+            r.errors.push(
+                Diagnostic::error(format!("unknown classifier loss `{loss}`"))
+                    .at(v.span, "here")
+                    .help("classifiers train with softmax_cross_entropy (on logits)"),
+            );
+        }
+    }
+    Task::Classifier { network }
+}
+
+/// `task = gan`: the two networks, the noise, the generator's loss and the two optimizers.
+fn gan(
+    r: &mut Reader,
+    nets: &Nets,
+    opt: OptimizerConfig,
+    per_net: &[(String, OptimizerConfig)],
+) -> Task {
+    let generator = r.name("generator", "generator");
+    let discriminator = r.name("discriminator", "discriminator");
+    nets.check(r, "generator", &generator);
+    nets.check(r, "discriminator", &discriminator);
+    let nz = match r.get("noise") {
+        Some(v) => noise(v, &mut r.errors),
+        None => Noise::Uniform {
+            low: -1.0,
+            high: 1.0,
+        },
+    };
+    let gl = r.name("generator_loss", "non_saturating");
+    let non_saturating = match gl.as_str() {
+        "non_saturating" => true,
+        "minimax" => false,
+        other => {
+            let sp = r.get("generator_loss").map_or(nets.span, |v| v.span);
+            r.errors.push(
+                Diagnostic::error(format!("unknown generator loss `{other}`"))
+                    .at(sp, "here")
+                    .help("use non_saturating (-log D(G(z))) or minimax (log(1 - D(G(z))))"),
+            );
+            true
+        }
+    };
+    let find = |n: &str| per_net.iter().find(|(k, _)| k == n).map(|(_, o)| *o);
+    let g_optimizer = find("generator")
+        .or_else(|| find(&generator))
+        .unwrap_or(opt);
+    let d_optimizer = find("discriminator")
+        .or_else(|| find(&discriminator))
+        .unwrap_or(opt);
+    gan_shapes(r, nets, &generator, &discriminator);
+    let k = r.positive("k", 1);
+    let sample_every = r.uint("sample_every", 1000);
+    Task::Gan(GanConfig {
+        generator,
+        discriminator,
+        noise: nz,
+        k,
+        non_saturating,
+        g_optimizer,
+        d_optimizer,
+        sample_every,
+    })
+}
+
+/// The generator's images must be what the discriminator takes, and D must end in one logit
+/// (or one sigmoid) per example; `train` would refuse it only later.
+fn gan_shapes(r: &mut Reader, nets: &Nets, generator: &str, discriminator: &str) {
+    let (gn, dn) = (
+        nets.model.network(generator),
+        nets.model.network(discriminator),
+    );
+    if let (Some(gn), Some(dn)) = (gn, dn) {
+        let numel = |n: &crate::ir::Network, i: petgraph::graph::NodeIndex| -> u64 {
+            n.graph[i].shape.iter().product()
+        };
+        let g_out = gn.outputs.first().map(|o| numel(gn, o.1));
+        let d_in = dn.inputs.first().map(|&i| numel(dn, i));
+        let sp = r.get("discriminator").map_or(nets.span, |v| v.span);
+        if let (Some(a), Some(b)) = (g_out, d_in) {
+            if a != b {
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "generator `{generator}` makes {a} values per example but discriminator `{discriminator}` takes {b}"
+                    ))
+                    .at(sp, "here"),
+                );
+            }
+        }
+        let d_out = dn.output_and_logit().map(|(_, l)| numel(dn, l));
+        if d_out.is_some_and(|n| n != 1) {
+            r.errors.push(
+                Diagnostic::error(format!(
+                    "discriminator `{discriminator}` must end in one logit (or one sigmoid) per example, not {}",
+                    d_out.unwrap_or(0)
+                ))
+                .at(sp, "here"),
+            );
+        }
+    }
+}
+
+/// The learning-rate schedule, its factor checked.
+fn schedule_setting(r: &mut Reader) -> Schedule {
+    match r.get("schedule") {
+        Some(v) => {
+            let sc = schedule(v, &mut r.errors);
+            if let Schedule::Step { factor, .. } | Schedule::Plateau { factor, .. } = sc {
+                if !(factor > 0.0 && factor <= 1.0) {
+                    r.errors.push(
+                        Diagnostic::error(format!(
+                            "schedule factor must be in (0, 1], found {factor}"
+                        ))
+                        .at(v.span, "here"),
+                    );
+                }
+            }
+            sc
+        }
+        None => Schedule::Constant,
+    }
+}
+
+/// `epochs` or `steps` (not both); by default 5 epochs, or 10,000 steps for a GAN.
+fn length(r: &mut Reader, task: &Task) -> Length {
+    match (r.get("epochs"), r.get("steps")) {
+        (Some(_), Some(v)) => {
+            r.errors.push(
+                Diagnostic::error("give `epochs` or `steps`, not both").at(v.span, "second length"),
+            );
+            Length::Epochs(1)
+        }
+        (_, Some(_)) => Length::Steps(r.positive("steps", 1000)),
+        (Some(_), None) => Length::Epochs(r.positive("epochs", 1)),
+        (None, None) => match task {
+            Task::Gan(_) => Length::Steps(10_000),
+            _ => Length::Epochs(5),
+        },
+    }
+}

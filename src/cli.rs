@@ -1,0 +1,291 @@
+//! The command line's definition: the clap types of every command and flag, and the value
+//! parsers that turn a bad count or rate into a usage error.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "netc",
+    version,
+    about = "Declarative neural-network compiler and runner"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum SampleFormat {
+    Png,
+    Npy,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ScoreFormat {
+    Text,
+    Json,
+}
+
+/// Command-line overrides of the training section.
+#[derive(clap::Args)]
+pub(crate) struct Overrides {
+    /// Train for this many epochs
+    #[arg(long, conflicts_with = "steps", value_parser = at_least_one)]
+    pub(crate) epochs: Option<u64>,
+    /// Train for this many steps (generator steps for a GAN)
+    #[arg(long, value_parser = at_least_one)]
+    pub(crate) steps: Option<u64>,
+    /// Examples per step
+    #[arg(long, value_parser = at_least_one)]
+    pub(crate) batch: Option<u64>,
+    /// Learning rate (of both optimizers for a GAN)
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_real)]
+    pub(crate) lr: Option<f64>,
+    /// Seed of the initialisation, the shuffling, the noise and the dropout masks
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Executor: auto (a hardware GPU, else the CPU), cpu, gpu, vulkan, gl, or an adapter name
+    #[arg(long, default_value = "auto")]
+    pub(crate) device: String,
+    /// Folder with the IDX files (train-images-idx3-ubyte[.gz], ...), or for a classifier an
+    /// image folder (one folder per class, under train/ and val/ or directly)
+    #[arg(long)]
+    pub(crate) data_dir: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Parse and shape-check a model; print the per-layer table with parameters, connections, MACs
+    Check {
+        /// Model file (.net DSL, or .yaml/.yml)
+        file: String,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: CheckFormat,
+        /// Batch for the training-memory figures (default: the training section's)
+        #[arg(long, value_parser = at_least_one)]
+        batch: Option<u64>,
+    },
+    /// Print the IR as Graphviz DOT (shapes on the edges): `netc graph m.net | dot -Tpng > m.png`
+    Graph {
+        /// Model file
+        file: String,
+    },
+    /// Print the IR printout (the form the snapshot tests record)
+    Ir {
+        /// Model file
+        file: String,
+    },
+    /// Gradient check: analytic gradients (CPU reference, f64) against central differences
+    Gradcheck {
+        /// Model file
+        file: String,
+        /// Examples in the random batch
+        #[arg(long, default_value_t = 4, value_parser = at_least_one_usize)]
+        batch: usize,
+        /// Entries checked per parameter tensor (all when the tensor is smaller)
+        #[arg(long, default_value_t = 20, value_parser = at_least_one_usize)]
+        samples: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Train the model as its training section says (classifier or GAN)
+    Train {
+        /// Model file with a training section
+        file: String,
+        #[command(flatten)]
+        over: Overrides,
+        #[command(flatten)]
+        run: RunFolder,
+        /// No progress bar (also off when stderr is not a terminal)
+        #[arg(long)]
+        quiet: bool,
+        /// After training, print per-kernel times of one step and the replay counters
+        #[arg(long)]
+        profile: bool,
+    },
+    /// Accuracy (top-1, top-5) and loss of a trained classifier on the test split
+    Eval {
+        /// Model file
+        file: String,
+        /// Checkpoint written by `netc train` (safetensors)
+        #[arg(long)]
+        weights: String,
+        /// Folder with the IDX files, or the image folder the classifier was trained on
+        /// [default: the model's data_dir]
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Top classes of a trained classifier for image files (JPEG, PNG) or IDX image files
+    Predict {
+        /// Model file
+        file: String,
+        /// Checkpoint written by `netc train`
+        #[arg(long)]
+        weights: String,
+        /// Images (.jpg, .jpeg, .png) or IDX image files (e.g. t10k-images-idx3-ubyte.gz)
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// Classes shown per input
+        #[arg(long, default_value_t = 5, value_parser = at_least_one_usize)]
+        top: usize,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: ScoreFormat,
+        /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Draw samples from a trained GAN generator: a PNG grid, or an (N, C, H, W) float32 .npy
+    Sample {
+        /// Model file
+        file: String,
+        /// Checkpoint written by `netc train`
+        #[arg(long)]
+        weights: String,
+        /// Number of samples
+        #[arg(long, default_value_t = 64, value_parser = at_least_one_usize)]
+        count: usize,
+        /// Output format [default: from --out's extension, else png]
+        #[arg(long, value_enum)]
+        format: Option<SampleFormat>,
+        /// Output file [default: samples-seed<SEED>.png (or .npy) beside the weights, in the
+        /// run's folder]
+        #[arg(long)]
+        out: Option<String>,
+        /// Seed of the noise
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Draw each pixel as an N x N block in the PNG grid [default: cells of at least 64
+        /// pixels, 3 for 28x28 digits]
+        #[arg(long, value_parser = at_least_one_usize)]
+        scale: Option<usize>,
+    },
+    /// How good a GAN's samples are, by a digit classifier netc trained: Inception Score,
+    /// confident share, class histogram and Frechet distance to real images
+    Score(ScoreArgs),
+    /// List the adapters wgpu can use (and the CPU executor)
+    Devices,
+    /// Benchmark the dense kernel and a model's training step (an MLP by default; a GAN's D and G
+    /// steps), on the GPU path and the CPU executor
+    Bench {
+        /// Adapter for the GPU path: auto, gpu, or a name substring
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Timed repetitions per figure (the median is reported)
+        #[arg(long, default_value_t = 20, value_parser = at_least_one_usize)]
+        reps: usize,
+        /// Model whose training step is timed [default: models/mlp.net, built into netc]
+        #[arg(long)]
+        model: Option<String>,
+        /// Batch of the timed training step
+        #[arg(long, default_value_t = 128, value_parser = at_least_one_usize)]
+        batch: usize,
+        /// Print per-kernel times of one step and the replay counters
+        #[arg(long)]
+        profile: bool,
+        /// Also time the dense kernel at this shape: MxNxK (C[M,N] = A[M,K] B[K,N]), with
+        /// `:ta` / `:tb` for a transposed operand, as `--profile` labels kernels (repeatable)
+        #[arg(long, value_name = "MxNxK[:ta][:tb]")]
+        gemm: Vec<String>,
+        /// Instead of single steps, time one training epoch of the model's training section
+        /// (its optimizer, learning rate and batch; no evaluation) on each executor
+        #[arg(long)]
+        epoch: bool,
+        /// Folder with the IDX files for `--epoch` (else the training section's data_dir), or
+        /// the image folder for `--loader`
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// Instead, time the image-folder loader alone (decode, resize, crop, flip, colour
+        /// noise, normalise) with the model's pipeline on --data-dir: images per second on one
+        /// thread and on all cores, --reps batches of --batch each
+        #[arg(long, conflicts_with = "epoch")]
+        loader: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ScoreArgs {
+    /// GAN model file whose generator is scored (with --weights)
+    #[arg(required_unless_present = "samples")]
+    pub(crate) file: Option<String>,
+    /// The GAN's checkpoint, written by `netc train`
+    #[arg(long, requires = "file")]
+    pub(crate) weights: Option<String>,
+    /// Score these images instead: an (N, C, H, W) float32 .npy in [0, 1], as `netc sample
+    /// --format npy` writes
+    #[arg(long, conflicts_with_all = ["file", "weights"])]
+    pub(crate) samples: Option<String>,
+    /// Samples drawn from the generator
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one_usize)]
+    pub(crate) count: usize,
+    /// Seed of the noise
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Real images for the Frechet distance: a folder with IDX files (its test split, else
+    /// its training split) [default: the GAN model's data_dir]
+    #[arg(long)]
+    pub(crate) data_dir: Option<String>,
+    /// How many real images the Frechet distance compares with
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one_usize)]
+    pub(crate) real: usize,
+    /// Classifier model [default: models/lenet.net, built in]
+    #[arg(long, requires = "classifier_weights")]
+    pub(crate) classifier: Option<String>,
+    /// The classifier's checkpoint [default: models/lenet.safetensors, built in]
+    #[arg(long, requires = "classifier")]
+    pub(crate) classifier_weights: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: ScoreFormat,
+}
+
+/// Counts (epochs, steps, batch, samples): 0 would silently become 1 further down, so it is a
+/// usage error naming the flag.
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("`{s}` is not a whole number ({e})")),
+    }
+}
+
+fn at_least_one_usize(s: &str) -> Result<usize, String> {
+    at_least_one(s).and_then(|v| usize::try_from(v).map_err(|e| e.to_string()))
+}
+
+/// A learning rate: finite and above zero.
+fn positive_real(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a positive number".into()),
+        Err(e) => Err(format!("`{s}` is not a number ({e})")),
+    }
+}
+
+/// Where a training run writes and what it starts from.
+#[derive(clap::Args)]
+pub(crate) struct RunFolder {
+    /// Output folder for checkpoints, metrics, plots and samples [default: runs/<model name>]
+    #[arg(long)]
+    pub(crate) out: Option<String>,
+    /// Continue from <out>/checkpoint.safetensors
+    #[arg(long, conflicts_with = "overwrite")]
+    pub(crate) resume: bool,
+    /// Replace the run already in <out> (its checkpoint, metrics and plots)
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    /// Start from this checkpoint's weights (fine-tuning, transfer) instead of the
+    /// initialisers; the optimizer and the schedule start afresh
+    #[arg(long, conflicts_with = "resume")]
+    pub(crate) weights: Option<String>,
+}

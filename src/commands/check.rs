@@ -1,0 +1,87 @@
+//! `netc check`: the per-layer table (text or JSON), the training section checked too, and the
+//! training-memory figures.
+
+use crate::cli::CheckFormat;
+use crate::common::{load_as, Failure};
+use netc_compiler::{ir::Model, report};
+
+/// `netc check FILE [--format json] [--batch N]`.
+pub(crate) fn check(file: &str, format: CheckFormat, batch: Option<u64>) -> Result<(), Failure> {
+    let json = matches!(format, CheckFormat::Json);
+    let model = load_as(file, json)?;
+    // The training section is checked too: a file `check` passes must not be rejected
+    // by `train` for its recipe.
+    if let Err(items) = netc_compiler::train_config::read(&model) {
+        let d = netc_compiler::diag::Diagnostics {
+            file_name: model.file_name.clone(),
+            source: model.source.clone(),
+            items,
+        };
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&d.json()).unwrap_or_default()
+            );
+        }
+        eprint!("{}", d.render());
+        return Err(Failure(1));
+    }
+    let memory = training_memory(&model, batch)?;
+    match format {
+        CheckFormat::Text => {
+            print!("{}", report::check_text(&model));
+            if let Some(m) = &memory {
+                print!("\n{}", m.text());
+            }
+        }
+        CheckFormat::Json => {
+            let mut v = report::check_json(&model);
+            if let (Some(m), Some(o)) = (&memory, v.as_object_mut()) {
+                o.insert("training_memory".into(), m.json());
+            }
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// The training memory `netc check` reports: for the classifier of the model's training
+/// section (its optimizer; its batch unless `--batch`), or, with `--batch` and no such section,
+/// for the first network under SGD with momentum. None when neither applies (a GAN, or no
+/// section and no `--batch`).
+fn training_memory(
+    model: &Model,
+    batch: Option<u64>,
+) -> Result<Option<netc_compiler::report::TrainingMemory>, Failure> {
+    use netc_compiler::train_config::Task;
+    let cfg = netc_compiler::train_config::read(model).ok().flatten();
+    let (net, opt, b) = match &cfg {
+        Some(c) => match &c.task {
+            Task::Classifier { network } => match model.network(network) {
+                Some(n) => (n, c.optimizer.kind, batch.unwrap_or(c.batch)),
+                None => return Ok(None),
+            },
+            Task::Gan(_) => return Ok(None),
+        },
+        None => match (batch, model.networks.first()) {
+            (Some(b), Some(n)) => (
+                n,
+                netc_compiler::schedule::Optimizer::Sgd {
+                    momentum: 0.9,
+                    weight_decay: 0.0,
+                },
+                b,
+            ),
+            _ => return Ok(None),
+        },
+    };
+    match netc_compiler::report::training_memory(net, opt, b.max(1)) {
+        Ok(m) => Ok(Some(m)),
+        // A network the training lowering cannot take (two inputs, an op without kernels):
+        // the table stands, and the reason is said.
+        Err(e) => {
+            eprintln!("note: no training-memory figures: {e}");
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! `netc sample`: samples drawn from a trained GAN generator, as a PNG grid or a .npy array.
+
+use crate::cli::SampleFormat;
+use crate::common::{ensure_params, fail, load, train_config, Failure};
+
+pub(crate) fn sample(
+    file: &str,
+    weights: &str,
+    count: usize,
+    format: Option<SampleFormat>,
+    out: Option<String>,
+    (seed, scale): (u64, Option<usize>),
+) -> Result<(), Failure> {
+    let (format, out) = sample_target(weights, format, out, seed)?;
+    use netc_compiler::train_config::Task;
+    use netc_runtime::cpu::Params;
+    let model = load(file)?;
+    let cfg = train_config(&model)?;
+    let Task::Gan(g) = &cfg.task else {
+        return Err(fail(
+            "`sample` draws from a GAN's generator; this model trains a classifier",
+        ));
+    };
+    let gn = model
+        .network(&g.generator)
+        .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
+    let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
+    ensure_params(gn)?;
+    let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
+    let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
+    // In [0, 1], as the data set's pixels, whatever range the generator was trained in.
+    let imgs =
+        netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), count, seed).map_err(fail)?;
+    let (c, h, w) = netc_runtime::train::image_shape(gn);
+    match format {
+        SampleFormat::Png => {
+            let path = out;
+            let mut grid = netc_runtime::io::Grid::of(count, (c, h, w));
+            grid.cols = (count as f64).sqrt().ceil() as usize;
+            grid.scale = scale.unwrap_or(grid.scale);
+            netc_runtime::io::write_image_grid(std::path::Path::new(&path), &imgs, &grid)
+                .map_err(fail)?;
+            println!("wrote {count} samples to {path}");
+        }
+        SampleFormat::Npy => {
+            let path = out;
+            netc_runtime::io::write_npy_f32(std::path::Path::new(&path), &[count, c, h, w], &imgs)
+                .map_err(fail)?;
+            println!("wrote a ({count}, {c}, {h}, {w}) float32 array to {path}");
+        }
+    }
+    Ok(())
+}
+
+/// Where `sample` writes and in which format: the format follows `--out`'s extension (a PNG
+/// named x.npy helps nobody), and without `--out` the file goes beside the weights, into the
+/// run's folder, under a name that does not replace the grid training wrote.
+fn sample_target(
+    weights: &str,
+    format: Option<SampleFormat>,
+    out: Option<String>,
+    seed: u64,
+) -> Result<(SampleFormat, String), Failure> {
+    let from_ext = |p: &str| match std::path::Path::new(p)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("npy") => Some(SampleFormat::Npy),
+        Some("png") => Some(SampleFormat::Png),
+        _ => None,
+    };
+    let ext = |f: SampleFormat| match f {
+        SampleFormat::Png => "png",
+        SampleFormat::Npy => "npy",
+    };
+    match (format, out) {
+        (f, Some(out)) => match (f, from_ext(&out)) {
+            (Some(f), Some(e)) if ext(f) != ext(e) => {
+                eprintln!(
+                    "error: --format {} but --out `{out}` names a .{} file",
+                    ext(f),
+                    ext(e)
+                );
+                Err(Failure(2))
+            }
+            (f, e) => Ok((f.or(e).unwrap_or(SampleFormat::Png), out)),
+        },
+        (f, None) => {
+            let f = f.unwrap_or(SampleFormat::Png);
+            let dir = std::path::Path::new(weights)
+                .parent()
+                .unwrap_or(std::path::Path::new(""));
+            let path = dir.join(format!("samples-seed{seed}.{}", ext(f)));
+            Ok((f, path.to_string_lossy().into_owned()))
+        }
+    }
+}

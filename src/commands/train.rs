@@ -1,0 +1,84 @@
+//! `netc train`: the training section with the command line's overrides, run into a run folder.
+
+use crate::cli::{Overrides, RunFolder};
+use crate::common::{data_dir, fail, load, train_config, Failure};
+
+pub(crate) fn train(
+    file: &str,
+    over: Overrides,
+    run: RunFolder,
+    quiet: bool,
+    profile: bool,
+) -> Result<(), Failure> {
+    use netc_compiler::train_config::{Length, Task};
+    let RunFolder {
+        out,
+        resume,
+        overwrite,
+        weights,
+    } = run;
+    let model = load(file)?;
+    let mut cfg = train_config(&model)?;
+    if let Some(e) = over.epochs {
+        cfg.length = Length::Epochs(e.max(1));
+    }
+    if let Some(s) = over.steps {
+        cfg.length = Length::Steps(s.max(1));
+    }
+    if let Some(b) = over.batch {
+        cfg.batch = b.max(1);
+    }
+    if let Some(seed) = over.seed {
+        cfg.seed = seed;
+    }
+    if let Some(lr) = over.lr.filter(|lr| !(*lr > 0.0 && lr.is_finite())) {
+        eprintln!("error: --lr must be a positive number, not {lr}");
+        return Err(Failure(2));
+    }
+    if let Some(lr) = over.lr {
+        cfg.optimizer.lr = lr;
+        if let Task::Gan(g) = &mut cfg.task {
+            g.g_optimizer.lr = lr;
+            g.d_optimizer.lr = lr;
+        }
+    }
+    let stem = std::path::Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("run")
+        .to_string();
+    let opts = netc_runtime::train::Options {
+        device: over.device,
+        data_dir: data_dir(file, over.data_dir, &cfg)?,
+        out: out
+            .map(Into::into)
+            .unwrap_or_else(|| std::path::Path::new("runs").join(stem)),
+        resume,
+        overwrite,
+        weights: weights.map(Into::into),
+        progress: !quiet,
+        profile,
+    };
+    let mut say = |l: &str| eprintln!("{l}");
+    let summary = netc_runtime::train::run(&model, &cfg, &opts, &mut say).map_err(fail)?;
+    eprintln!(
+        "{} {} steps in {:.1} s on {}; outputs in {}",
+        if summary.interrupted {
+            "stopped after"
+        } else {
+            "trained"
+        },
+        summary.steps,
+        summary.seconds,
+        summary.device,
+        opts.out.display()
+    );
+    // 128 + the signal (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a
+    // command a signal ended, so a script can tell an interrupted run (checkpoint written)
+    // from a finished one.
+    if summary.interrupted {
+        let sig = netc_runtime::train::stop_signal().unwrap_or(2);
+        return Err(Failure(128 + sig.clamp(1, 127) as u8));
+    }
+    Ok(())
+}
