@@ -5,7 +5,8 @@
 use crate::ast::*;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::{Network, Node, Stats};
-use crate::ops::{self, canonical_op, is_op, takes_named_inputs, Op, OP_NAMES};
+use crate::ops::registry::{self, canonical_op, is_op, takes_named_inputs};
+use crate::ops::{self, Op};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{HashMap, HashSet};
 
@@ -285,7 +286,7 @@ impl Builder<'_> {
                                     }
                                 ));
                             } else {
-                                let known = layers.iter().copied().chain(OP_NAMES.iter().copied());
+                                let known = layers.iter().copied().chain(registry::names());
                                 if let Some(s) = did_you_mean(&ident.name, known) {
                                     d = d.help(format!("did you mean `{s}`?"));
                                 }
@@ -462,12 +463,7 @@ impl Builder<'_> {
         };
         let main = calls
             .iter()
-            .position(|c| {
-                matches!(
-                    canonical_op(&c.name.name),
-                    "dense" | "conv" | "conv_transpose" | "batchnorm"
-                )
-            })
+            .position(|c| registry::is_main_call(&c.name.name))
             .or_else(|| calls.iter().position(|c| is_op(&c.name.name)));
         let mut cur = prev;
         let mut poisoned = false;
@@ -491,14 +487,15 @@ impl Builder<'_> {
             if !is_op(cname) {
                 let mut d = Diagnostic::error(format!("unknown op `{cname}`"))
                     .at(call.name.span, "not an op or block");
-                let known: Vec<&str> = OP_NAMES
-                    .iter()
-                    .copied()
+                let known: Vec<&str> = registry::names()
                     .chain(self.blocks.keys().map(|s| s.as_str()))
                     .collect();
                 d = match did_you_mean(cname, known) {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!("the ops are: {}", OP_NAMES.join(", "))),
+                    None => d.help(format!(
+                        "the ops are: {}",
+                        registry::names().collect::<Vec<_>>().join(", ")
+                    )),
                 };
                 self.errors.push(d);
                 poisoned = true;
