@@ -83,9 +83,10 @@ impl Network {
     /// output is a sigmoid or softmax (the loss applies it, stably), else the output itself.
     pub fn output_and_logit(&self) -> Option<(NodeIndex, NodeIndex)> {
         let out = self.outputs.first()?.1;
-        let logit = match self.graph[out].op {
-            Op::Sigmoid | Op::Softmax => *self.inputs_of(out).first()?,
-            _ => out,
+        let logit = if matches!(self.graph[out].op, Op::Sigmoid | Op::Softmax) {
+            *self.inputs_of(out).first()?
+        } else {
+            out
         };
         Some((out, logit))
     }

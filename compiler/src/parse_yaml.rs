@@ -195,196 +195,8 @@ fn layers(cx: &mut Ctx, items: &[Y]) -> Vec<Stmt> {
 
 fn layer(cx: &mut Ctx, l: &Y) -> Option<Stmt> {
     match l {
-        Y::String(s) => {
-            // A DSL chain in a string, e.g. "relu" or "conv(96, k=11, s=4) -> relu".
-            let sp = cx.locate(s);
-            match parse_dsl::parse_chain(s) {
-                Ok(calls) => Some(Stmt::Chain {
-                    name: None,
-                    calls: calls.into_iter().map(|c| respan_call(c, sp)).collect(),
-                    annot: None,
-                    span: sp,
-                }),
-                Err(mut d) => {
-                    d.primary = Some(crate::diag::Label {
-                        span: sp,
-                        message: "in this layer".into(),
-                    });
-                    cx.errors.push(d);
-                    None
-                }
-            }
-        }
-        Y::Mapping(m) => {
-            let get = |k: &str| m.get(k);
-            let anchor = get("name")
-                .or(get("op"))
-                .or(get("repeat"))
-                .and_then(scalar_text)
-                .unwrap_or_default();
-            let sp = if anchor.is_empty() {
-                cx.peek("-")
-            } else {
-                cx.locate(&anchor)
-            };
-            let layer_start = cx.cursor;
-            if let Some(count) = get("repeat") {
-                let n = count.as_u64();
-                let Some(n) = n else {
-                    cx.errors.push(
-                        Diagnostic::error("`repeat` needs a positive integer").at(sp, "here"),
-                    );
-                    return None;
-                };
-                let body = match get("layers") {
-                    Some(Y::Sequence(items)) => layers(cx, items),
-                    _ => {
-                        cx.errors.push(
-                            Diagnostic::error("`repeat` needs a `layers:` list").at(sp, "here"),
-                        );
-                        vec![]
-                    }
-                };
-                return Some(Stmt::Repeat {
-                    count: Value {
-                        kind: ValueKind::Int(n as i64),
-                        span: sp,
-                    },
-                    body,
-                });
-            }
-            let name = get("name").and_then(|v| v.as_str()).map(|n| Ident {
-                name: n.to_string(),
-                span: sp,
-            });
-            let mut calls = vec![];
-            if let Some(from) = get("from").and_then(|v| v.as_str()) {
-                let fsp = cx.peek(from);
-                calls.push(Call {
-                    name: Ident {
-                        name: from.into(),
-                        span: fsp,
-                    },
-                    args: vec![],
-                    parens: false,
-                    span: fsp,
-                });
-            }
-            if let Some(chain) = get("chain").and_then(|v| v.as_str()) {
-                match parse_dsl::parse_chain(chain) {
-                    Ok(cs) => calls.extend(cs.into_iter().map(|c| respan_call(c, sp))),
-                    Err(mut d) => {
-                        d.primary = Some(crate::diag::Label {
-                            span: sp,
-                            message: "in this chain".into(),
-                        });
-                        cx.errors.push(d);
-                        return None;
-                    }
-                }
-            }
-            if let Some(op) = get("op") {
-                let Some(op) = op.as_str() else {
-                    cx.errors
-                        .push(Diagnostic::error("`op` must be a name").at(sp, "here"));
-                    return None;
-                };
-                let op_span = cx.peek(op);
-                let mut args = vec![];
-                if let Some(Y::Sequence(ins)) = get("inputs") {
-                    for i in ins {
-                        if let Some(i) = i.as_str() {
-                            let isp = cx.peek(i);
-                            args.push(Arg {
-                                key: None,
-                                value: Value {
-                                    kind: ValueKind::Call(Call {
-                                        name: Ident {
-                                            name: i.into(),
-                                            span: isp,
-                                        },
-                                        args: vec![],
-                                        parens: false,
-                                        span: isp,
-                                    }),
-                                    span: isp,
-                                },
-                            });
-                        }
-                    }
-                }
-                for (k, v) in m {
-                    let Some(k) = k.as_str() else { continue };
-                    if LAYER_KEYS.contains(&k) {
-                        continue;
-                    }
-                    let ksp = cx.peek(&format!("{k}:"));
-                    let ksp = Span::new(ksp.start, ksp.start + k.len());
-                    args.push(Arg {
-                        key: Some(Ident {
-                            name: k.into(),
-                            span: ksp,
-                        }),
-                        value: yaml_value(v, ksp),
-                    });
-                }
-                calls.push(Call {
-                    name: Ident {
-                        name: op.into(),
-                        span: op_span,
-                    },
-                    args,
-                    parens: true,
-                    span: op_span,
-                });
-            } else {
-                for (k, _) in m {
-                    if let Some(k) = k.as_str() {
-                        if !LAYER_KEYS.contains(&k) {
-                            let ksp = cx.peek(&format!("{k}:"));
-                            let mut d = Diagnostic::error(format!("unknown layer key `{k}`"))
-                                .at(Span::new(ksp.start, ksp.start + k.len()), "unknown key");
-                            d = match did_you_mean(k, LAYER_KEYS.iter().copied()) {
-                                Some(s) => d.help(format!("did you mean `{s}`?")),
-                                None => d.help(
-                                    "a layer without `op:` may only have name, from, chain, shape",
-                                ),
-                            };
-                            cx.errors.push(d);
-                        }
-                    }
-                }
-            }
-            if calls.is_empty() {
-                cx.errors.push(
-                    Diagnostic::error("a layer needs `op:` (or `chain:`, or `from:`)")
-                        .at(sp, "this layer")
-                        .help("e.g. `- {op: dense, units: 128}`"),
-                );
-                return None;
-            }
-            let annot = get("shape").map(|v| {
-                let asp = cx.peek("shape:");
-                match yaml_value(v, asp).kind {
-                    ValueKind::Shape(d) => ShapeLit { dims: d, span: asp },
-                    ValueKind::Int(i) => ShapeLit {
-                        dims: vec![i.max(0) as u64],
-                        span: asp,
-                    },
-                    _ => ShapeLit {
-                        dims: vec![],
-                        span: asp,
-                    },
-                }
-            });
-            cx.cursor = layer_start;
-            Some(Stmt::Chain {
-                name,
-                calls,
-                annot,
-                span: sp,
-            })
-        }
+        Y::String(s) => string_layer(cx, s),
+        Y::Mapping(m) => map_layer(cx, m),
         _ => {
             let sp = cx.peek("-");
             cx.errors.push(
@@ -392,6 +204,208 @@ fn layer(cx: &mut Ctx, l: &Y) -> Option<Stmt> {
                     .at(sp, "this layer"),
             );
             None
+        }
+    }
+}
+
+/// A DSL chain in a string, e.g. "relu" or "conv(96, k=11, s=4) -> relu".
+fn string_layer(cx: &mut Ctx, s: &str) -> Option<Stmt> {
+    let sp = cx.locate(s);
+    match parse_dsl::parse_chain(s) {
+        Ok(calls) => Some(Stmt::Chain {
+            name: None,
+            calls: calls.into_iter().map(|c| respan_call(c, sp)).collect(),
+            annot: None,
+            span: sp,
+        }),
+        Err(mut d) => {
+            d.primary = Some(crate::diag::Label {
+                span: sp,
+                message: "in this layer".into(),
+            });
+            cx.errors.push(d);
+            None
+        }
+    }
+}
+
+/// A layer map: `repeat:` with `layers:`, or a chain of `from:`, `chain:` and `op:` (whose
+/// other keys are its arguments), optionally named and annotated with `shape:`.
+fn map_layer(cx: &mut Ctx, m: &serde_yaml::Mapping) -> Option<Stmt> {
+    let get = |k: &str| m.get(k);
+    let anchor = get("name")
+        .or(get("op"))
+        .or(get("repeat"))
+        .and_then(scalar_text)
+        .unwrap_or_default();
+    let sp = if anchor.is_empty() {
+        cx.peek("-")
+    } else {
+        cx.locate(&anchor)
+    };
+    let layer_start = cx.cursor;
+    if let Some(count) = get("repeat") {
+        return repeat_layer(cx, count, get("layers"), sp);
+    }
+    let name = get("name").and_then(|v| v.as_str()).map(|n| Ident {
+        name: n.to_string(),
+        span: sp,
+    });
+    let mut calls = vec![];
+    if let Some(from) = get("from").and_then(|v| v.as_str()) {
+        calls.push(bare_name(from, cx.peek(from)));
+    }
+    if let Some(chain) = get("chain").and_then(|v| v.as_str()) {
+        match parse_dsl::parse_chain(chain) {
+            Ok(cs) => calls.extend(cs.into_iter().map(|c| respan_call(c, sp))),
+            Err(mut d) => {
+                d.primary = Some(crate::diag::Label {
+                    span: sp,
+                    message: "in this chain".into(),
+                });
+                cx.errors.push(d);
+                return None;
+            }
+        }
+    }
+    if let Some(op) = get("op") {
+        calls.push(op_call(cx, m, op, sp)?);
+    } else {
+        unknown_layer_keys(cx, m);
+    }
+    if calls.is_empty() {
+        cx.errors.push(
+            Diagnostic::error("a layer needs `op:` (or `chain:`, or `from:`)")
+                .at(sp, "this layer")
+                .help("e.g. `- {op: dense, units: 128}`"),
+        );
+        return None;
+    }
+    let annot = get("shape").map(|v| {
+        let asp = cx.peek("shape:");
+        match yaml_value(v, asp).kind {
+            ValueKind::Shape(d) => ShapeLit { dims: d, span: asp },
+            ValueKind::Int(i) => ShapeLit {
+                dims: vec![i.max(0) as u64],
+                span: asp,
+            },
+            _ => ShapeLit {
+                dims: vec![],
+                span: asp,
+            },
+        }
+    });
+    cx.cursor = layer_start;
+    Some(Stmt::Chain {
+        name,
+        calls,
+        annot,
+        span: sp,
+    })
+}
+
+/// `repeat: n` over a `layers:` list.
+fn repeat_layer(cx: &mut Ctx, count: &Y, body: Option<&Y>, sp: Span) -> Option<Stmt> {
+    let n = count.as_u64();
+    let Some(n) = n else {
+        cx.errors
+            .push(Diagnostic::error("`repeat` needs a positive integer").at(sp, "here"));
+        return None;
+    };
+    let body = match body {
+        Some(Y::Sequence(items)) => layers(cx, items),
+        _ => {
+            cx.errors
+                .push(Diagnostic::error("`repeat` needs a `layers:` list").at(sp, "here"));
+            vec![]
+        }
+    };
+    Some(Stmt::Repeat {
+        count: Value {
+            kind: ValueKind::Int(n as i64),
+            span: sp,
+        },
+        body,
+    })
+}
+
+/// A layer or input named without arguments (`from: x`, `inputs: [a, b]`).
+fn bare_name(name: &str, sp: Span) -> Call {
+    Call {
+        name: Ident {
+            name: name.into(),
+            span: sp,
+        },
+        args: vec![],
+        parens: false,
+        span: sp,
+    }
+}
+
+/// The call of an `op:` layer: its `inputs:` as positional names, then every key that is not
+/// a layer key as an argument.
+fn op_call(cx: &mut Ctx, m: &serde_yaml::Mapping, op: &Y, sp: Span) -> Option<Call> {
+    let Some(op) = op.as_str() else {
+        cx.errors
+            .push(Diagnostic::error("`op` must be a name").at(sp, "here"));
+        return None;
+    };
+    let op_span = cx.peek(op);
+    let mut args = vec![];
+    if let Some(Y::Sequence(ins)) = m.get("inputs") {
+        for i in ins {
+            if let Some(i) = i.as_str() {
+                let isp = cx.peek(i);
+                args.push(Arg {
+                    key: None,
+                    value: Value {
+                        kind: ValueKind::Call(bare_name(i, isp)),
+                        span: isp,
+                    },
+                });
+            }
+        }
+    }
+    for (k, v) in m {
+        let Some(k) = k.as_str() else { continue };
+        if LAYER_KEYS.contains(&k) {
+            continue;
+        }
+        let ksp = cx.peek(&format!("{k}:"));
+        let ksp = Span::new(ksp.start, ksp.start + k.len());
+        args.push(Arg {
+            key: Some(Ident {
+                name: k.into(),
+                span: ksp,
+            }),
+            value: yaml_value(v, ksp),
+        });
+    }
+    Some(Call {
+        name: Ident {
+            name: op.into(),
+            span: op_span,
+        },
+        args,
+        parens: true,
+        span: op_span,
+    })
+}
+
+/// Reports the keys of a layer without `op:` that are not layer keys.
+fn unknown_layer_keys(cx: &mut Ctx, m: &serde_yaml::Mapping) {
+    for (k, _) in m {
+        if let Some(k) = k.as_str() {
+            if !LAYER_KEYS.contains(&k) {
+                let ksp = cx.peek(&format!("{k}:"));
+                let mut d = Diagnostic::error(format!("unknown layer key `{k}`"))
+                    .at(Span::new(ksp.start, ksp.start + k.len()), "unknown key");
+                d = match did_you_mean(k, LAYER_KEYS.iter().copied()) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help("a layer without `op:` may only have name, from, chain, shape"),
+                };
+                cx.errors.push(d);
+            }
         }
     }
 }

@@ -1,9 +1,50 @@
 //! relu, leaky_relu, sigmoid, tanh: elementwise, shape-preserving, on any shape. The dense
 //! kernel fuses one into its product when it is the layer's only consumer (see `act`).
 
+use super::registry::OpDef;
 use super::{ArgDef, Op, Parsed, Ty};
 
-pub(super) const LEAKY_ARGS: &[ArgDef] = &[(
+pub(super) const RELU: OpDef = OpDef {
+    name: "relu",
+    aliases: &[],
+    args: &[],
+    example: "relu",
+    named_inputs: false,
+    main_call: false,
+    parse: |_, _| Op::Relu,
+};
+
+pub(super) const SIGMOID: OpDef = OpDef {
+    name: "sigmoid",
+    aliases: &[],
+    args: &[],
+    example: "sigmoid",
+    named_inputs: false,
+    main_call: false,
+    parse: |_, _| Op::Sigmoid,
+};
+
+pub(super) const TANH: OpDef = OpDef {
+    name: "tanh",
+    aliases: &[],
+    args: &[],
+    example: "tanh",
+    named_inputs: false,
+    main_call: false,
+    parse: |_, _| Op::Tanh,
+};
+
+pub(super) const LEAKY_RELU: OpDef = OpDef {
+    name: "leaky_relu",
+    aliases: &["leakyrelu"],
+    args: LEAKY_ARGS,
+    example: "leaky_relu(0.2)",
+    named_inputs: false,
+    main_call: false,
+    parse: |p, _| leaky_from_args(p),
+};
+
+const LEAKY_ARGS: &[ArgDef] = &[(
     "alpha",
     &["slope", "negative_slope"],
     Ty::Float,
@@ -11,7 +52,7 @@ pub(super) const LEAKY_ARGS: &[ArgDef] = &[(
     true,
 )];
 
-pub(super) fn leaky_from_args(p: &Parsed) -> Op {
+fn leaky_from_args(p: &Parsed) -> Op {
     Op::LeakyRelu {
         alpha: p.float("alpha", 0.01),
     }

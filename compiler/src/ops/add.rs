@@ -1,7 +1,18 @@
 //! add: the elementwise sum of two or more tensors of one shape (residual connections).
 
-use super::ShapeError;
+use super::registry::OpDef;
+use super::{Op, ShapeError};
 use crate::ast::shape_str;
+
+pub(super) const DEF: OpDef = OpDef {
+    name: "add",
+    aliases: &[],
+    args: &[],
+    example: "add(a, b)",
+    named_inputs: true,
+    main_call: false,
+    parse: |_, _| Op::Add,
+};
 
 pub(super) fn infer(inputs: &[Vec<u64>]) -> Result<Vec<u64>, ShapeError> {
     let first = inputs.first().cloned().unwrap_or_default();

@@ -5,15 +5,26 @@
 //! are named `weight` and `bias` as in PyTorch's state_dict; the running statistics are state,
 //! not parameters: saved and restored, never trained.
 
+use super::registry::OpDef;
 use super::{mul, ArgDef, InferCx, Op, Parsed, ShapeError, Ty};
 use crate::ops::Init;
 
-pub(super) const ARGS: &[ArgDef] = &[
+pub(super) const DEF: OpDef = OpDef {
+    name: "batchnorm",
+    aliases: &["batch_norm", "bn"],
+    args: ARGS,
+    example: "batchnorm",
+    named_inputs: false,
+    main_call: true,
+    parse: |p, _| from_args(p),
+};
+
+const ARGS: &[ArgDef] = &[
     ("eps", &["epsilon"], Ty::Float, false, false),
     ("momentum", &[], Ty::Float, false, false),
 ];
 
-pub(super) fn from_args(p: &Parsed) -> Op {
+fn from_args(p: &Parsed) -> Op {
     Op::BatchNorm {
         eps: p.float("eps", 1e-5),
         momentum: p.float("momentum", 0.1),

@@ -1,12 +1,23 @@
 //! concat: joins tensors along one axis of the per-example shape (axis 0, channels, by
 //! default); the other axes must agree.
 
+use super::registry::OpDef;
 use super::{ArgDef, Op, Parsed, ShapeError, Ty};
 use crate::ast::shape_str;
 
-pub(super) const ARGS: &[ArgDef] = &[("axis", &["dim"], Ty::Int, false, false)];
+pub(super) const DEF: OpDef = OpDef {
+    name: "concat",
+    aliases: &[],
+    args: ARGS,
+    example: "concat(a, b, axis=0)",
+    named_inputs: true,
+    main_call: false,
+    parse: |p, _| from_args(p),
+};
 
-pub(super) fn from_args(p: &Parsed) -> Op {
+const ARGS: &[ArgDef] = &[("axis", &["dim"], Ty::Int, false, false)];
+
+fn from_args(p: &Parsed) -> Op {
     Op::Concat {
         axis: p.int("axis", 0),
     }

@@ -2,12 +2,13 @@
 //! [`ConvGeometry`] is the one statement of its indexing, shared by the shape rule, the CPU
 //! reference and the kernels.
 
+use super::registry::OpDef;
 use super::window::Window2d;
 use super::{add, mul, need_image, ArgDef, InferCx, Op, Parsed, ShapeError, Ty, B, HB, W};
 use crate::diag::Diagnostic;
 use crate::shape::Padding;
 
-pub(super) const ARGS: &[ArgDef] = &[
+const ARGS: &[ArgDef] = &[
     ("filters", &["out", "channels"], Ty::Int, true, true),
     ("k", &["kernel", "kernel_size"], Ty::Int, true, false),
     ("s", &["stride"], Ty::Int, false, false),
@@ -18,9 +19,17 @@ pub(super) const ARGS: &[ArgDef] = &[
     W,
     B,
 ];
-pub(super) const EXAMPLE: &str = "conv(64, k=3)";
+pub(super) const DEF: OpDef = OpDef {
+    name: "conv",
+    aliases: &["conv2d"],
+    args: ARGS,
+    example: "conv(64, k=3)",
+    named_inputs: false,
+    main_call: true,
+    parse: from_args,
+};
 
-pub(super) fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
+fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
     let (filters, k, stride, groups, dilation) = (
         p.int("filters", 0),
         p.int("k", 0),

@@ -7,12 +7,13 @@
 //! ([`TransposeGeometry`]); every executor runs it through the conv's code.
 
 use super::conv::ConvGeometry;
+use super::registry::OpDef;
 use super::window::Window2d;
 use super::{add, mul, need_image, ArgDef, InferCx, Op, Parsed, ShapeError, Ty, B, HB, W};
 use crate::diag::Diagnostic;
 use crate::shape::Padding;
 
-pub(super) const ARGS: &[ArgDef] = &[
+const ARGS: &[ArgDef] = &[
     ("filters", &["out", "channels"], Ty::Int, true, true),
     ("k", &["kernel", "kernel_size"], Ty::Int, true, false),
     ("s", &["stride"], Ty::Int, false, false),
@@ -24,9 +25,17 @@ pub(super) const ARGS: &[ArgDef] = &[
     W,
     B,
 ];
-pub(super) const EXAMPLE: &str = "conv_transpose(64, k=4, s=2, pad=1)";
+pub(super) const DEF: OpDef = OpDef {
+    name: "conv_transpose",
+    aliases: &["deconv"],
+    args: ARGS,
+    example: "conv_transpose(64, k=4, s=2, pad=1)",
+    named_inputs: false,
+    main_call: true,
+    parse: from_args,
+};
 
-pub(super) fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
+fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
     let (filters, k, stride, groups, dilation) = (
         p.int("filters", 0),
         p.int("k", 0),

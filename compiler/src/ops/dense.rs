@@ -1,18 +1,27 @@
 //! dense: a fully connected layer, y = x W^T + b, weight [units, fan_in].
 
+use super::registry::OpDef;
 use super::{mul, prod, ArgDef, InferCx, Op, Parsed, ShapeError, Ty, B, HB, W};
 use crate::ast::shape_str;
 use crate::diag::Diagnostic;
 
-pub(super) const ARGS: &[ArgDef] = &[
+const ARGS: &[ArgDef] = &[
     ("units", &["out", "outputs"], Ty::Int, true, true),
     HB,
     W,
     B,
 ];
-pub(super) const EXAMPLE: &str = "dense(128)";
+pub(super) const DEF: OpDef = OpDef {
+    name: "dense",
+    aliases: &["fc", "linear"],
+    args: ARGS,
+    example: "dense(128)",
+    named_inputs: false,
+    main_call: true,
+    parse: from_args,
+};
 
-pub(super) fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
+fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
     let units = p.int("units", 0);
     p.positive("units", units, errors);
     Op::Dense {

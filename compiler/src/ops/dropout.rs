@@ -2,12 +2,23 @@
 //! (inverted dropout); the identity in evaluation. The mask is a hash of the step's seed and
 //! the element index ([`keep`]), identical on every executor.
 
+use super::registry::OpDef;
 use super::{ArgDef, Op, Parsed, Ty};
 use crate::diag::Diagnostic;
 
-pub(super) const ARGS: &[ArgDef] = &[("p", &["rate"], Ty::Float, false, true)];
+pub(super) const DEF: OpDef = OpDef {
+    name: "dropout",
+    aliases: &[],
+    args: ARGS,
+    example: "dropout(0.5)",
+    named_inputs: false,
+    main_call: false,
+    parse: from_args,
+};
 
-pub(super) fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
+const ARGS: &[ArgDef] = &[("p", &["rate"], Ty::Float, false, true)];
+
+fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
     let prob = p.float("p", 0.5);
     if !(0.0..1.0).contains(&prob) {
         let sp = p.get("p").map_or(p.span, |v| v.span);

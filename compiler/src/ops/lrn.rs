@@ -3,17 +3,28 @@
 //! channels (window c - size/2 ..= c + (size-1)/2, clipped at the edges). Unlike Caffe and
 //! PyTorch, alpha is not divided by size: their alpha is this alpha times size.
 
+use super::registry::OpDef;
 use super::{need_image, ArgDef, Op, Parsed, ShapeError, Ty};
 use crate::diag::Diagnostic;
 
-pub(super) const ARGS: &[ArgDef] = &[
+pub(super) const DEF: OpDef = OpDef {
+    name: "lrn",
+    aliases: &[],
+    args: ARGS,
+    example: "lrn(size=5)",
+    named_inputs: false,
+    main_call: false,
+    parse: from_args,
+};
+
+const ARGS: &[ArgDef] = &[
     ("size", &["n", "local_size"], Ty::Int, false, false),
     ("alpha", &[], Ty::Float, false, false),
     ("beta", &[], Ty::Float, false, false),
     ("k", &["bias"], Ty::Float, false, false),
 ];
 
-pub(super) fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
+fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
     let size = p.int("size", 5);
     p.positive("size", size, errors);
     Op::Lrn {
@@ -49,16 +60,18 @@ use crate::schedule::{Builder, TensorId};
 
 const TEMPLATE: &str = include_str!("../../../shaders/lrn.wgsl");
 
+/// An lrn node's (size, alpha, beta, k); any other op gives the identity's settings.
 fn settings(op: &Op) -> (u64, f64, f64, f64) {
-    match *op {
-        Op::Lrn {
-            size,
-            alpha,
-            beta,
-            k,
-        } => (size, alpha, beta, k),
-        _ => (1, 0.0, 0.0, 1.0),
-    }
+    let Op::Lrn {
+        size,
+        alpha,
+        beta,
+        k,
+    } = *op
+    else {
+        return (1, 0.0, 0.0, 1.0);
+    };
+    (size, alpha, beta, k)
 }
 
 fn kernel(

@@ -3,19 +3,41 @@
 //! with -inf; average pooling divides by k*k whatever the padding (PyTorch's default,
 //! count_include_pad=True).
 
+use super::registry::OpDef;
 use super::window::Window2d;
 use super::{need_image, ArgDef, Op, Parsed, ShapeError, Ty};
 use crate::diag::Diagnostic;
 use crate::shape::Padding;
 
-pub(super) const ARGS: &[ArgDef] = &[
+const ARGS: &[ArgDef] = &[
     ("k", &["kernel", "size"], Ty::Int, true, true),
     ("s", &["stride"], Ty::Int, false, false),
     ("pad", &["padding", "p"], Ty::Pad, false, false),
 ];
-pub(super) const EXAMPLE: &str = "maxpool(k=2)";
+/// The family's example, shown for a missing argument of either op.
+const EXAMPLE: &str = "maxpool(k=2)";
 
-pub(super) fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>, max: bool) -> Op {
+pub(super) const MAXPOOL: OpDef = OpDef {
+    name: "maxpool",
+    aliases: &["max_pool"],
+    args: ARGS,
+    example: EXAMPLE,
+    named_inputs: false,
+    main_call: false,
+    parse: |p, errors| from_args(p, errors, true),
+};
+
+pub(super) const AVGPOOL: OpDef = OpDef {
+    name: "avgpool",
+    aliases: &["avg_pool"],
+    args: ARGS,
+    example: EXAMPLE,
+    named_inputs: false,
+    main_call: false,
+    parse: |p, errors| from_args(p, errors, false),
+};
+
+fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>, max: bool) -> Op {
     let k = p.int("k", 0);
     let stride = p.int("s", k);
     p.positive("k", k, errors);

@@ -1,12 +1,32 @@
 //! flatten and reshape: views of the same values (no data moves on any executor).
 
+use super::registry::OpDef;
 use super::{prod, ArgDef, Op, Parsed, ShapeError, Ty};
 use crate::ast::{shape_str, ValueKind};
 
-pub(super) const ARGS: &[ArgDef] = &[("shape", &[], Ty::Shape, true, true)];
-pub(super) const EXAMPLE: &str = "reshape(16x7x7)";
+pub(super) const FLATTEN: OpDef = OpDef {
+    name: "flatten",
+    aliases: &[],
+    args: &[],
+    example: "flatten",
+    named_inputs: false,
+    main_call: false,
+    parse: |_, _| Op::Flatten,
+};
 
-pub(super) fn from_args(p: &Parsed) -> Op {
+pub(super) const RESHAPE: OpDef = OpDef {
+    name: "reshape",
+    aliases: &[],
+    args: ARGS,
+    example: "reshape(16x7x7)",
+    named_inputs: false,
+    main_call: false,
+    parse: |p, _| from_args(p),
+};
+
+const ARGS: &[ArgDef] = &[("shape", &[], Ty::Shape, true, true)];
+
+fn from_args(p: &Parsed) -> Op {
     let shape = match p.get("shape").map(|v| &v.kind) {
         Some(ValueKind::Shape(d)) => d.clone(),
         Some(ValueKind::Int(i)) => vec![*i as u64],

@@ -1,6 +1,19 @@
 //! softmax over the last axis (a classifier's probabilities): shape-preserving. Losses take
 //! logits, so a final softmax is skipped in training (see `Network::output_and_logit`).
 
+use super::registry::OpDef;
+use super::Op;
+
+pub(super) const DEF: OpDef = OpDef {
+    name: "softmax",
+    aliases: &[],
+    args: &[],
+    example: "softmax",
+    named_inputs: false,
+    main_call: false,
+    parse: |_, _| Op::Softmax,
+};
+
 use crate::kernels::{acc_tag, row_kernel, store_elem, KernelSource, ReadPath, Reads, Store};
 use crate::schedule::{Builder, TensorId};
 
