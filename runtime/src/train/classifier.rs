@@ -264,7 +264,7 @@ impl<'a> ClassifierTask<'a> {
             self.evaluate_epoch(run, (t0, stats, data_wait), last_interval)?;
         }
         if let Schedule::Step { every, factor } = self.cfg.schedule {
-            if (self.epoch + 1) % every == 0 {
+            if (self.epoch + 1).is_multiple_of(every) {
                 self.lr *= factor;
             }
         }
@@ -444,7 +444,7 @@ impl Task for ClassifierTask<'_> {
     }
 
     fn log_due(&self, stop: bool) -> bool {
-        self.s.step % self.cfg.log_every == 0 || self.end_of_epoch || stop
+        self.s.step.is_multiple_of(self.cfg.log_every) || self.end_of_epoch || stop
     }
 
     fn read(&mut self) -> Result<(Losses, LossStats), TrainError> {
@@ -493,7 +493,7 @@ impl Task for ClassifierTask<'_> {
 
     fn checkpoint_due(&self) -> bool {
         let every = self.cfg.checkpoint_every;
-        self.end_of_epoch && every > 0 && self.epoch % every == 0
+        self.end_of_epoch && every > 0 && self.epoch.is_multiple_of(every)
     }
 
     fn save(&self, run: &Run) -> Result<PathBuf, TrainError> {

@@ -161,6 +161,9 @@ pub(super) fn gan(
     drive(&mut task, run)
 }
 
+/// The generator's and the discriminator's weights.
+type Weights = (Params<f32>, Params<f32>);
+
 /// The session, from the initialisers (or `--weights`), and the initial weights of each
 /// network (the shapes a resumed checkpoint must fit).
 fn session(
@@ -170,7 +173,7 @@ fn session(
     opts: &Options,
     exec: Executor,
     train: &Dataset,
-) -> Result<(Gan, (Params<f32>, Params<f32>)), TrainError> {
+) -> Result<(Gan, Weights), TrainError> {
     let mut rng = Rng::new(cfg.seed);
     let mut gp: Params<f32> = Params::init(gn, &mut rng);
     let mut dp: Params<f32> = Params::init(dn, &mut rng);
@@ -211,7 +214,7 @@ fn resume_gan(
     s: &mut Gan,
     ck: &Checkpoint,
     (gn, dn): (&Network, &Network),
-    (gp, dp): &(Params<f32>, Params<f32>),
+    (gp, dp): &Weights,
     g: &GanConfig,
     total: u64,
     log: &mut dyn FnMut(&str),
@@ -383,7 +386,10 @@ impl Task for GanTask<'_> {
     /// from diverged weights.
     fn log_due(&self, stop: bool) -> bool {
         let step = self.s.step_g;
-        step % self.cfg.log_every == 0 || step == self.total || stop || self.checkpoint_due()
+        step.is_multiple_of(self.cfg.log_every)
+            || step == self.total
+            || stop
+            || self.checkpoint_due()
     }
 
     fn read(&mut self) -> Result<(Losses, GanReading), TrainError> {
@@ -437,7 +443,7 @@ impl Task for GanTask<'_> {
 
     fn after_step(&mut self, run: &mut Run) -> Result<(), TrainError> {
         let every = self.g.sample_every;
-        if every > 0 && self.s.step_g % every == 0 {
+        if every > 0 && self.s.step_g.is_multiple_of(every) {
             self.write_samples()?;
             self.score(run)?;
         }
@@ -446,7 +452,7 @@ impl Task for GanTask<'_> {
 
     fn checkpoint_due(&self) -> bool {
         let every = self.cfg.checkpoint_every;
-        every > 0 && self.s.step_g % every == 0
+        every > 0 && self.s.step_g.is_multiple_of(every)
     }
 
     fn save(&self, run: &Run) -> Result<PathBuf, TrainError> {
