@@ -86,7 +86,7 @@ impl Scorer {
             .ok_or_else(|| bad("has no network".into()))?;
         let ck = Checkpoint::from_bytes(LENET_WEIGHTS, std::path::Path::new(LENET_WEIGHTS_PATH))?;
         let like: Params<f32> = Params::init(net, &mut crate::rng::Rng::new(0));
-        let (p, _) = crate::train::load_params(&ck, net, &like, 0)
+        let (p, _) = crate::io::run_checkpoint::load_params(&ck, net, &like, 0)
             .map_err(|e| bad(format!("does not load its weights: {e}")))?;
         Scorer::new(net, p)
     }

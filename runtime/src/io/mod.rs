@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod npy;
 pub mod plot;
 pub mod png_grid;
+pub mod run_checkpoint;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,252 @@
+//! A run's data: the IDX folder or synthetic set (and a classifier's image folder, in
+//! [`super::image_folder`]), checked against the network before any training.
+
+use super::image_folder::image_folder;
+use super::TrainError;
+use crate::data::{self, DataError, Dataset, Source, Split};
+use crate::io::Checkpoint;
+use netc_compiler::ir::{Model, Network};
+use netc_compiler::train_config::{Task, TrainConfig};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The training and evaluation images. A directory holding only the test split (the shipped
+/// sample) is split 80/20 into training and evaluation images, and the caller is told so.
+pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
+    if !dir.is_dir() {
+        return Err(DataError::DirNotFound(dir.to_path_buf()).into());
+    }
+    if data::folder::looks_like_image_folder(dir) {
+        return Err(DataError::Folder(format!(
+            "{} is an image folder; image folders train classifiers (a GAN reads IDX files)",
+            dir.display()
+        ))
+        .into());
+    }
+    if data::has_split(dir, Split::Train) {
+        let train = data::load_split(dir, Split::Train)?;
+        let test = data::load_split(dir, Split::Test)?;
+        return Ok((train, test, None));
+    }
+    let all = data::load_split(dir, Split::Test)?;
+    let cut = all.n * 4 / 5;
+    let part = |a: usize, b: usize| all.slice(a, b);
+    let note = format!(
+        "{} has no training split: training on the first {cut} test images and evaluating on the other {}",
+        dir.display(),
+        all.n - cut
+    );
+    Ok((part(0, cut), part(cut, all.n), Some(note)))
+}
+
+/// The training and test sets a run uses: the IDX folder `dir` when there is one, else (for
+/// `data = synthetic`) a synthetic set shaped to the classifier's input and outputs.
+pub fn datasets(
+    model: &Model,
+    cfg: &TrainConfig,
+    dir: Option<&Path>,
+) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
+    let (mut train, mut test, note) = unscaled_datasets(model, cfg, dir)?;
+    for d in [&mut train, &mut test] {
+        d.rescale(cfg.range);
+    }
+    Ok((train, test, note))
+}
+
+/// A classifier's training and evaluation examples, what to tell the user about them, and what
+/// the checkpoint must record to prepare images the same way later (class names, the
+/// normalisation).
+pub struct ClassifierData {
+    pub train: Source,
+    pub test: Source,
+    pub notes: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+}
+
+/// The examples of a classifier: an image folder when `dir` is one (or `data = images`), else
+/// as [`datasets`]. An image folder takes what `recorded` (the checkpoint resumed or evaluated)
+/// recorded of its pipeline.
+pub fn classifier_data(
+    model: &Model,
+    cfg: &TrainConfig,
+    net: &Network,
+    dir: Option<&Path>,
+    progress: bool,
+    recorded: Recorded,
+) -> Result<ClassifierData, TrainError> {
+    // `data = images` reads the folder as an image folder whatever else it holds.
+    let images = |d: &&Path| cfg.data == "images" || data::folder::looks_like_image_folder(d);
+    if let Some(d) = dir.filter(images) {
+        return image_folder(cfg, net, d, progress, recorded);
+    }
+    let (train, test, note) = datasets(model, cfg, dir)?;
+    Ok(ClassifierData {
+        train: Source::Memory(train),
+        test: Source::Memory(test),
+        notes: note.into_iter().collect(),
+        meta: BTreeMap::new(),
+    })
+}
+
+/// The checkpoint a run continues (`--resume`) or a command evaluates: an image folder takes
+/// its recorded pipeline from it (the held-out split's seed and share, the class names, the
+/// normalisation and colour components) instead of measuring or choosing them again.
+#[derive(Clone, Copy)]
+pub enum Recorded<'a> {
+    Nothing,
+    Resume(&'a Checkpoint),
+    /// Evaluation only: the training images' headers are not read.
+    Evaluate(&'a Checkpoint),
+}
+
+impl<'a> Recorded<'a> {
+    pub(super) fn checkpoint(self) -> Option<&'a Checkpoint> {
+        match self {
+            Recorded::Nothing => None,
+            Recorded::Resume(c) | Recorded::Evaluate(c) => Some(c),
+        }
+    }
+}
+
+/// The channels, height and width of a network that takes images from files: CxHxW with 1
+/// (grey) or 3 (RGB) channels.
+pub fn image_input(net: &Network) -> Result<(usize, usize, usize), TrainError> {
+    let dims: Vec<usize> = net.graph[net.inputs[0]]
+        .shape
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let [c, h, w] = dims[..] else {
+        return Err(TrainError::Setup(format!(
+            "network `{}` takes {} but images need a CxHxW input",
+            net.name,
+            netc_compiler::ast::shape_str(&net.graph[net.inputs[0]].shape)
+        )));
+    };
+    if c != 1 && c != 3 {
+        return Err(TrainError::Setup(format!(
+            "network `{}` takes {c} channels; image files give 1 (grey) or 3 (RGB)",
+            net.name
+        )));
+    }
+    Ok((c, h, w))
+}
+
+/// The data sets with pixels in [0, 1].
+fn unscaled_datasets(
+    model: &Model,
+    cfg: &TrainConfig,
+    dir: Option<&Path>,
+) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
+    if let Some(dir) = dir {
+        return load_data(dir);
+    }
+    if cfg.data != "synthetic" {
+        return Err(TrainError::Setup(format!(
+            "data set `{}` needs a data folder: pass --data-dir or set data_dir",
+            cfg.data
+        )));
+    }
+    let Task::Classifier { network } = &cfg.task else {
+        return Err(TrainError::Setup(
+            "synthetic data is for classifiers; a GAN needs real images (--data-dir)".into(),
+        ));
+    };
+    let net = model
+        .network(network)
+        .ok_or_else(|| TrainError::Setup(format!("no network `{network}`")))?;
+    let dims: Vec<usize> = net.graph[net.inputs[0]]
+        .shape
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let shape = match dims.as_slice() {
+        [c, h, w] => (*c, *h, *w),
+        other => (1, 1, other.iter().product()),
+    };
+    let classes: u64 = net
+        .outputs
+        .first()
+        .map_or(1, |o| net.graph[o.1].shape.iter().product());
+    let (train, test) = data::synthetic(shape, classes as usize, cfg.batch as usize, cfg.seed);
+    let note = format!(
+        "synthetic data (data = synthetic): {} training and {} test images of {}x{}x{}, labelled with the first {} of {classes} classes, one noisy prototype per class",
+        train.n, test.n, shape.0, shape.1, shape.2, (classes as usize).clamp(1, data::SYNTHETIC_CLASSES)
+    );
+    Ok((train, test, Some(note)))
+}
+
+/// A split's images must be what the network takes, and there must be some: checked for
+/// every split before training starts (a 32x32 test split used to fail only at the first
+/// evaluation, losing the epoch, and an empty one to evaluate to "loss 0, top-1 0%").
+pub fn check_images(net: &Network, set: &Dataset, split: &str) -> Result<(), TrainError> {
+    let want: u64 = net.graph[net.inputs[0]].shape.iter().product();
+    if set.n == 0 {
+        return Err(TrainError::Setup(format!(
+            "the {split} split has no images"
+        )));
+    }
+    if set.image_len() as u64 != want {
+        return Err(TrainError::Setup(format!(
+            "the {split} images are {}x{}x{} ({} values) but network `{}` takes {} ({want} values)",
+            set.channels,
+            set.rows,
+            set.cols,
+            set.image_len(),
+            net.name,
+            netc_compiler::ast::shape_str(&net.graph[net.inputs[0]].shape)
+        )));
+    }
+    Ok(())
+}
+
+/// [`check_images`] for any [`Source`], and its labels against the network's outputs.
+pub fn check_source(net: &Network, set: &Source, split: &str) -> Result<(), TrainError> {
+    let want: u64 = net.graph[net.inputs[0]].shape.iter().product();
+    if set.is_empty() {
+        return Err(TrainError::Setup(format!(
+            "the {split} split has no images"
+        )));
+    }
+    let (c, h, w) = set.shape();
+    if set.image_len() as u64 != want {
+        return Err(TrainError::Setup(format!(
+            "the {split} images are {c}x{h}x{w} ({} values) but network `{}` takes {} ({want} values)",
+            set.image_len(),
+            net.name,
+            netc_compiler::ast::shape_str(&net.graph[net.inputs[0]].shape)
+        )));
+    }
+    let outputs: u64 = net
+        .outputs
+        .first()
+        .map(|o| net.graph[o.1].shape.iter().product())
+        .ok_or_else(|| TrainError::Setup("the network has no output".into()))?;
+    if let Some(classes) = set.classes() {
+        if classes.len() as u64 != outputs {
+            return Err(TrainError::Setup(format!(
+                "the image folder has {} classes ({}) but network `{}` has {outputs} outputs (one per class)",
+                classes.len(),
+                short_list(classes),
+                net.name
+            )));
+        }
+    } else if let Some(top) = set.max_label() {
+        if top as u64 >= outputs {
+            return Err(TrainError::Setup(format!(
+                "the {split} data has label {top} but network `{}` has {outputs} outputs (one per class)",
+                net.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The first few names of a list, and how many more.
+pub(super) fn short_list(names: &[String]) -> String {
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        s.push_str(&format!(", ... {} more", names.len() - 5));
+    }
+    s
+}

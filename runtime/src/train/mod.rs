@@ -1,0 +1,40 @@
+//! `netc train`: the training loops for classifiers and GANs, with data, progress, metrics,
+//! pictures, atomic checkpoints, resume and failure handling. The same loop drives the GPU
+//! program and the CPU reference (a [`crate::session`]).
+//!
+//! [`run`] prepares the data and the run folder and hands over to a task (classifier.rs,
+//! gan.rs), which the loop in skeleton.rs drives: a new task is a new file implementing
+//! [`skeleton::Task`]. What a checkpoint holds and how its tensors are named is in
+//! [`crate::io::run_checkpoint`].
+
+mod classifier;
+mod data_setup;
+mod evaluate;
+mod gan;
+mod generate;
+mod image_folder;
+mod profile;
+mod progress;
+mod run;
+mod run_folder;
+mod signals;
+mod skeleton;
+
+pub use crate::io::run_checkpoint::{load_params, load_weights_for_transfer, OPTIMIZER_GROUP};
+pub use data_setup::{
+    check_images, check_source, classifier_data, datasets, image_input, load_data, ClassifierData,
+    Recorded,
+};
+pub(crate) use evaluate::onehot;
+pub use evaluate::{evaluate, in_order, mean_softmax};
+pub use generate::{generate, image_shape};
+pub use profile::profile_lines;
+pub use progress::figure;
+pub use run::{executor, nonfinite_tensor, run, Options, Summary, TrainError};
+pub use run_folder::read_metrics;
+pub use signals::stop_signal;
+
+use data_setup::short_list;
+use run::{nothing_left, start_weights};
+use run_folder::prepare_out;
+use signals::interrupt_flag;

@@ -1,0 +1,232 @@
+//! A training run: its options from the command line, its errors, the executor it runs on,
+//! and [`run`], which prepares the data and the run folder and hands over to the task.
+
+use super::classifier::classifier;
+use super::gan::gan;
+use super::{classifier_data, datasets, interrupt_flag, prepare_out, ClassifierData, Recorded};
+use crate::cpu::Params;
+use crate::data::{self, DataError, Dataset};
+use crate::gpu::Gpu;
+use crate::io::run_checkpoint::RunCheckpointError;
+use crate::io::{Checkpoint, IoError};
+use crate::session::{Executor, RunError};
+use netc_compiler::ir::{Model, Network};
+use netc_compiler::train_config::{Task, TrainConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("the {what} became {loss} {}; stopped. {}", nonfinite_where(*.first, *.since, *.step), last_checkpoint(.checkpoint))]
+    NonFinite {
+        /// What went non-finite: "loss", "test loss", "discriminator loss", ...
+        what: &'static str,
+        /// The step at which it was seen, the last step at which everything was still finite,
+        /// and the first non-finite step where the executor knows it.
+        step: u64,
+        since: u64,
+        first: Option<u64>,
+        loss: f64,
+        checkpoint: Option<PathBuf>,
+    },
+    #[error("tensor `{tensor}` holds NaN or infinite values at step {step}; stopped without writing a checkpoint from it (an earlier one in the run folder is kept)")]
+    NonFiniteWeights { tensor: String, step: u64 },
+}
+
+fn nonfinite_where(first: Option<u64>, since: u64, step: u64) -> String {
+    match first {
+        Some(f) => format!("at step {f}"),
+        None if since + 1 >= step => format!("at step {step}"),
+        // The GPU adds its losses on the device and is read at intervals.
+        None => format!(
+            "at a step between {} and {step} (the device's loss sums are read every log interval)",
+            since + 1
+        ),
+    }
+}
+
+fn last_checkpoint(c: &Option<PathBuf>) -> String {
+    match c {
+        Some(p) => format!("The last good checkpoint is {}", p.display()),
+        None => "No checkpoint was written before it.".to_string(),
+    }
+}
+
+/// The first tensor with a NaN or infinite value, if any.
+pub fn nonfinite_tensor(p: &Params<f32>) -> Option<&str> {
+    p.names
+        .iter()
+        .zip(&p.values)
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
+        .map(|(n, _)| n.as_str())
+}
+
+/// Settings that come from the command line rather than the model file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `auto` (a hardware GPU, else the CPU executor), `cpu`, `gpu`, a backend or an adapter name.
+    pub device: String,
+    /// The IDX folder; None for `data = synthetic` (see [`datasets`]).
+    pub data_dir: Option<PathBuf>,
+    pub out: PathBuf,
+    pub resume: bool,
+    /// Replace a run already in `out` (without it, and without `resume`, that is an error).
+    pub overwrite: bool,
+    /// Start from the weights of this checkpoint (fine-tuning) instead of the initialisers;
+    /// the optimizer starts afresh.
+    pub weights: Option<PathBuf>,
+    /// Show a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+    /// After training, time every kernel of one step (GPU executor only).
+    pub profile: bool,
+}
+
+/// A checkpoint that does not fit is a setup error, its message unchanged.
+impl From<RunCheckpointError> for TrainError {
+    fn from(e: RunCheckpointError) -> Self {
+        TrainError::Setup(e.0)
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub steps: u64,
+    pub seconds: f64,
+    pub device: String,
+    pub final_metrics: BTreeMap<String, f64>,
+    pub interrupted: bool,
+}
+
+/// Picks the executor: `auto` takes a hardware GPU when there is one and otherwise the CPU
+/// reference (a software rasteriser such as lavapipe is slower than native code).
+pub fn executor(choice: &str) -> Result<(Executor, String), TrainError> {
+    match choice {
+        "cpu" => Ok((Executor::Cpu, "cpu (reference executor)".into())),
+        "auto" => match Gpu::open("gpu") {
+            Ok(g) => {
+                let name = format!("{} ({})", g.info.name, g.info.backend);
+                Ok((Executor::Gpu(Box::new(g)), name))
+            }
+            Err(_) => Ok((
+                Executor::Cpu,
+                "cpu (reference executor; no hardware GPU found)".into(),
+            )),
+        },
+        other => {
+            let g = Gpu::open(other).map_err(|e| TrainError::Setup(e.to_string()))?;
+            let name = format!("{} ({})", g.info.name, g.info.backend);
+            Ok((Executor::Gpu(Box::new(g)), name))
+        }
+    }
+}
+
+/// The checkpoint `--weights` names, if any (its weights only: the optimizer starts afresh).
+pub(super) fn start_weights(opts: &Options) -> Result<Option<Checkpoint>, TrainError> {
+    opts.weights
+        .as_deref()
+        .map(|w| {
+            Checkpoint::load(w)
+                .map_err(|e| TrainError::Setup(format!("cannot start from --weights: {e}")))
+        })
+        .transpose()
+}
+
+/// A resumed run whose checkpoint already holds every step the run asks for would train
+/// nothing; say so instead of exiting as if it had trained.
+pub(super) fn nothing_left(done: u64, total: u64, what: &str) -> Result<(), TrainError> {
+    if done < total {
+        return Ok(());
+    }
+    Err(TrainError::Setup(format!(
+        "nothing to train: the checkpoint is at {what}step {done} and this run asks for {total} {what}steps; pass a larger --epochs or --steps to continue"
+    )))
+}
+
+/// What a run trains on.
+enum RunData<'m> {
+    Classifier(&'m Network, ClassifierData),
+    Gan(
+        &'m netc_compiler::train_config::GanConfig,
+        (Dataset, Dataset, Option<String>),
+    ),
+}
+
+/// Runs the training the model's section describes. `log` receives one line per event worth
+/// telling the user (epoch results, notes).
+pub fn run(
+    model: &Model,
+    cfg: &TrainConfig,
+    opts: &Options,
+    log: &mut dyn FnMut(&str),
+) -> Result<Summary, TrainError> {
+    // Signal handlers first: from here on a signal checkpoints and stops instead of killing.
+    interrupt_flag();
+    let ck_path = opts.out.join("checkpoint.safetensors");
+    // A resumed image-folder run prepares images with the normalisation it recorded; the
+    // checkpoint is read for that before the folder is locked, and again (with its errors)
+    // after, so a run already in the folder is reported as such first.
+    let dir = opts.data_dir.as_deref();
+    let peek = if opts.resume
+        && (cfg.data == "images" || dir.is_some_and(data::folder::looks_like_image_folder))
+    {
+        Checkpoint::load(&ck_path).ok()
+    } else {
+        None
+    };
+    let data = match &cfg.task {
+        Task::Classifier { network } => {
+            let net = model
+                .network(network)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{network}`")))?;
+            let recorded = peek.as_ref().map_or(Recorded::Nothing, Recorded::Resume);
+            let d = classifier_data(model, cfg, net, dir, opts.progress, recorded)?;
+            // The peeked checkpoint is read again below; do not hold two copies.
+            drop(peek);
+            RunData::Classifier(net, d)
+        }
+        Task::Gan(g) => RunData::Gan(g, datasets(model, cfg, dir)?),
+    };
+    let _lock = prepare_out(&opts.out, opts.resume, opts.overwrite)?;
+    let resume = if opts.resume {
+        Some(
+            Checkpoint::load(&ck_path)
+                .map_err(|e| TrainError::Setup(format!("cannot resume: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let notes = match &data {
+        RunData::Classifier(_, d) => d.notes.clone(),
+        RunData::Gan(_, (_, _, note)) => note.iter().cloned().collect(),
+    };
+    for n in notes {
+        log(&format!("note: {n}"));
+    }
+    let (exec, device) = executor(&opts.device)?;
+    log(&format!("device: {device}"));
+    let mut summary = match data {
+        RunData::Classifier(net, d) => classifier(model, net, cfg, opts, exec, &d, resume, log)?,
+        RunData::Gan(g, (train, _, _)) => {
+            let gn = model
+                .network(&g.generator)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{}`", g.generator)))?;
+            let dn = model
+                .network(&g.discriminator)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{}`", g.discriminator)))?;
+            gan(model, gn, dn, cfg, opts, exec, &train, resume, log)?
+        }
+    };
+    summary.device = device;
+    Ok(summary)
+}

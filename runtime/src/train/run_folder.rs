@@ -1,0 +1,227 @@
+//! The run folder: made ready and locked for one run, its metrics log (metrics.jsonl) and the
+//! loss plot drawn from it (loss.png).
+
+use super::TrainError;
+use crate::io;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// What a finished or interrupted run leaves in its folder.
+const RUN_FILES: [&str; 2] = ["checkpoint.safetensors", "metrics.jsonl"];
+
+/// Checks before any work: the output folder can be written, and a run already in it is
+/// neither truncated nor replaced unless the user said so.
+/// Makes the run folder ready: locks it for this run (the returned file holds the lock until it
+/// is dropped; the system releases it when the process ends however it ends), refuses a
+/// folder that holds another run unless resuming or overwriting, and removes what a killed run
+/// left half-written.
+pub(super) fn prepare_out(
+    out: &Path,
+    resume: bool,
+    overwrite: bool,
+) -> Result<std::fs::File, TrainError> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        TrainError::Setup(format!(
+            "cannot create output folder {}: {e}",
+            out.display()
+        ))
+    })?;
+    let lock = lock_out(out)?;
+    let existing: Vec<&str> = RUN_FILES
+        .into_iter()
+        .filter(|f| out.join(f).exists())
+        .collect();
+    if !existing.is_empty() && !resume && !overwrite {
+        return Err(TrainError::Setup(format!(
+            "{} already holds a run ({}); pass --resume to continue it, --overwrite to replace it, or --out for another folder",
+            out.display(),
+            existing.join(", ")
+        )));
+    }
+    // Temporary files of a run killed mid-write (kill -9, power loss): never complete, never
+    // read; this netc's (`.tmp-netc-*`) and earlier versions' (`<file>.tmp-<pid>-<n>`).
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tmp-netc-")
+                || name.contains(".safetensors.tmp-")
+                || name.contains(".png.tmp-")
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if overwrite && !resume {
+        // The old run goes first, so an early stop cannot leave its checkpoint beside the new
+        // run's metrics.
+        for f in RUN_FILES.into_iter().chain(["loss.png"]) {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+    }
+    let probe = out.join(".netc-write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| {
+        TrainError::Setup(format!(
+            "output folder {} is not writable: {e}",
+            out.display()
+        ))
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(lock)
+}
+
+/// An exclusive advisory lock on `<out>/.netc-lock`: a second run into the same folder is
+/// refused (two runs used to interleave their metrics lines and replace each other's
+/// checkpoints). The file keeps the holder's process id for the message.
+fn lock_out(out: &Path) -> Result<std::fs::File, TrainError> {
+    use std::io::{Seek, Write as _};
+    let path = out.join(".netc-lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| TrainError::Setup(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(TrainError::Setup(format!(
+                "another netc run{} is writing to {}; wait for it, or use --out for another folder",
+                match holder.trim() {
+                    "" => String::new(),
+                    pid => format!(" (process {pid})"),
+                },
+                out.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(TrainError::Setup(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.flush();
+    Ok(file)
+}
+
+/// The run's metrics.jsonl, open for appending rows.
+pub(super) struct Metrics {
+    file: std::fs::File,
+}
+
+impl Metrics {
+    /// Opens the run's metrics; resuming from step `resumed`, the rows logged after that step
+    /// (the part of the run the checkpoint does not hold, which is trained again) are dropped
+    /// first, so no step appears twice.
+    pub(super) fn open(out: &Path, resumed: Option<u64>) -> Result<Metrics, TrainError> {
+        let path = out.join("metrics.jsonl");
+        let append = resumed.is_some();
+        if let (Some(step), Ok(text)) = (resumed, std::fs::read_to_string(&path)) {
+            let keep: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if keep.len() != text.len() {
+                io::write_atomic(&path, keep.as_bytes())?;
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&path)
+            .map_err(|e| TrainError::Setup(format!("cannot write {}: {e}", path.display())))?;
+        Ok(Metrics { file })
+    }
+    /// One row: `kind` says which (`train` for a log interval, `epoch` for an evaluated
+    /// epoch); counters are written as integers.
+    pub(super) fn log(&mut self, kind: &str, m: &BTreeMap<String, f64>) -> Result<(), TrainError> {
+        let mut row = serde_json::Map::new();
+        row.insert("kind".into(), kind.into());
+        for (k, &v) in m {
+            let counter = matches!(k.as_str(), "step" | "epoch") && v >= 0.0 && v.fract() == 0.0;
+            let value = if counter {
+                serde_json::Value::from(v as u64)
+            } else {
+                serde_json::Value::from(v)
+            };
+            row.insert(k.clone(), value);
+        }
+        let line = serde_json::Value::Object(row).to_string();
+        writeln!(self.file, "{line}")
+            .map_err(|e| TrainError::Setup(format!("cannot write metrics: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Reads metrics.jsonl back (for plots and tests): the numeric fields of each row.
+pub fn read_metrics(out: &Path) -> Vec<BTreeMap<String, f64>> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).ok())
+        .map(|row| {
+            row.into_iter()
+                .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+                .collect()
+        })
+        .collect()
+}
+
+/// The (step, `key`) points of metrics.jsonl.
+fn curve(all: &[BTreeMap<String, f64>], key: &str) -> Vec<(f64, f64)> {
+    all.iter()
+        .filter_map(|m| Some((*m.get("step")?, *m.get(key)?)))
+        .collect()
+}
+
+/// One panel of loss.png: its title, the y axis's title and its curves (label, metrics key).
+pub(super) type PanelSpec = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// A panel's curves read from the metrics: (label, points).
+type Curves = Vec<(&'static str, Vec<(f64, f64)>)>;
+
+/// loss.png from the run's metrics so far: a panel per spec, side by side, against the step
+/// (a panel whose curves have no points yet is left out). Redrawn (atomically) after every
+/// classifier evaluation and GAN log interval, so it can be watched during training.
+pub(super) fn plot(out: &Path, specs: &[PanelSpec]) -> Result<(), TrainError> {
+    let all = read_metrics(out);
+    let curves: Vec<Curves> = specs
+        .iter()
+        .map(|(_, _, series)| series.iter().map(|&(l, k)| (l, curve(&all, k))).collect())
+        .collect();
+    let panels: Vec<io::Panel> = specs
+        .iter()
+        .zip(&curves)
+        .filter(|(_, c)| c.iter().any(|(_, pts)| !pts.is_empty()))
+        .map(|(&(title, y_label, _), c)| io::Panel {
+            title,
+            y_label,
+            series: c.iter().map(|(l, pts)| (*l, pts.as_slice())).collect(),
+        })
+        .collect();
+    if panels.is_empty() {
+        return Ok(());
+    }
+    let width = 460 * panels.len() as u32;
+    io::write_chart(&out.join("loss.png"), "step", &panels, width, 400)?;
+    Ok(())
+}
