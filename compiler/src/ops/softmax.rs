@@ -2,7 +2,7 @@
 //! logits, so a final softmax is skipped in training (see `Network::output_and_logit`).
 
 use crate::kernels::{acc_tag, row_kernel, store_elem, KernelSource, ReadPath, Reads, Store};
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 const SOFTMAX: &str = include_str!("../../../shaders/softmax.wgsl");
 
