@@ -4,11 +4,12 @@
 //!
 //! Here: what a kernel is and how it reads and writes ([`KernelSource`], [`ReadPath`],
 //! [`Store`], [`Act`]) and what it asks of a device; the template plumbing is in `template`,
-//! the kernel families in `matmul`, `elementwise`, `loss` and `update`.
+//! the kernel families in `matmul` (and `matmul_texture`), `elementwise`, `loss` and `update`.
 
 mod elementwise;
 mod loss;
 mod matmul;
+mod matmul_texture;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -17,7 +18,8 @@ mod update;
 pub use elementwise::copy;
 pub(crate) use elementwise::{elementwise, row_kernel};
 pub use loss::{bce_logits, softmax_xent};
-pub use matmul::{bias_grad, matmul, matmul_for, Gemm, TEX_GEMM_THREADS};
+pub use matmul::{bias_grad, matmul, matmul_for, Gemm};
+pub use matmul_texture::TEX_GEMM_THREADS;
 pub use template::f32_lit;
 pub(crate) use template::{acc_tag, per_element, store_elem, store_scalar, with_old, Reads};
 pub use update::{adam, sgd, update_group, Optimizer, MAX_GROUP};

@@ -41,7 +41,7 @@ fn resources_read_from_the_source() {
     assert_eq!((r.workgroup_size, r.workgroup_bytes), ([64, 1, 1], 64 * 16));
 }
 
-use super::matmul::{texture_tile, TEX_GEMM_WORKGROUP};
+use super::matmul_texture::{texture_tile, TEX_GEMM_WORKGROUP};
 use super::template::grid;
 use super::*;
 use crate::ops::{activation, add, dropout, softmax};
