@@ -113,7 +113,7 @@ pub fn matmul(g: Gemm, path: ReadPath) -> KernelSource {
 }
 
 /// [`matmul`] for a device that runs the texture path's invocations on `threads` CPU threads
-/// (see [`texture_tile`]); the storage path ignores it.
+/// (see `matmul_texture::texture_tile`); the storage path ignores it.
 pub fn matmul_for(g: Gemm, path: ReadPath, threads: u64) -> KernelSource {
     match path {
         ReadPath::Storage => matmul_storage(g),
