@@ -68,7 +68,7 @@ pub(super) fn describe_leaky(alpha: f64) -> String {
 use crate::kernels::{
     acc_tag, elementwise, store_scalar, with_old, Act, KernelSource, ReadPath, Reads, Store,
 };
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 /// The activation an op computes, or None for every other op. leaky_relu needs alpha > 0: its
 /// backward reads the sign of the saved output.

@@ -37,7 +37,7 @@ pub(super) fn infer(inputs: &[Vec<u64>]) -> Result<Vec<u64>, ShapeError> {
 // GPU: kernels and lowering.
 
 use crate::kernels::{copy, elementwise, KernelSource, ReadPath, Reads, Store};
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 /// y = a + b.
 pub fn forward_kernel(len: u64, path: ReadPath) -> KernelSource {

@@ -60,7 +60,7 @@ pub fn channels(shape: &[u64]) -> (u64, u64) {
 // workgroup reduction per channel is the known next step for GPUs with thousands of lanes.
 
 use crate::kernels::{acc_tag, per_element, store_elem, KernelSource, ReadPath, Reads, Store};
-use crate::schedule::{Builder, Kind, TensorId};
+use crate::program::{Builder, Kind, TensorId};
 
 const STATS: &str = include_str!("../../../shaders/batchnorm_stats.wgsl");
 const APPLY: &str = include_str!("../../../shaders/batchnorm_apply.wgsl");

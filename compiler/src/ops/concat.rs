@@ -76,7 +76,7 @@ pub(super) fn infer(inputs: &[Vec<u64>], axis: u64) -> Result<Vec<u64>, ShapeErr
 // gathering its gradient back out (backward).
 
 use crate::kernels::{acc_tag, per_element, store_elem, KernelSource, ReadPath, Reads, Store};
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 const TEMPLATE: &str = include_str!("../../../shaders/concat.wgsl");
 

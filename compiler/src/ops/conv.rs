@@ -170,7 +170,7 @@ pub(super) fn infer(cx: &mut InferCx, op: &Op, x: &[u64]) -> Result<Vec<u64>, Sh
 use crate::kernels::{
     acc_tag, per_element, store_elem, Gemm, KernelSource, ReadPath, Reads, Store,
 };
-use crate::schedule::{Builder, Kind, TensorId};
+use crate::program::{Builder, Kind, TensorId};
 
 // Why im2col plus the tiled matrix product on the GPU: the direct kernels (one invocation per
 // output summing its taps, one per weight summing over the batch and every pixel) ran at about

@@ -218,7 +218,7 @@ pub(super) fn infer(cx: &mut InferCx, op: &Op, x: &[u64]) -> Result<Vec<u64>, Sh
 
 use super::conv::{self as conv_op, channel_sum_kernel};
 use crate::kernels::Store;
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 /// The forward dispatches of a conv_transpose node: y = the adjoint conv's input gradient of
 /// x, plus the bias.

@@ -75,7 +75,7 @@ pub(super) fn infer(
 
 use crate::kernels::{self, Act, Gemm, Store};
 use crate::ops::concat::copy_kernel;
-use crate::schedule::{Builder, ParamSet, TensorId};
+use crate::program::{Builder, ParamSet, TensorId};
 
 /// One row block of a dense layer: rows r0..r0+rows of the weight and bias.
 pub(crate) struct Block {

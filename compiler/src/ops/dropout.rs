@@ -40,7 +40,7 @@ pub(super) fn describe(p: f64) -> String {
 use crate::kernels::{
     acc_tag, elementwise, f32_lit, store_scalar, with_old, KernelSource, ReadPath, Reads, Store,
 };
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 const PCG_HASH: &str = "fn pcg(v: u32) -> u32 {\n    let state = v * 747796405u + 2891336453u;\n    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;\n    return (word >> 22u) ^ word;\n}\n";
 

@@ -56,7 +56,7 @@ pub(super) fn infer(x: &[u64]) -> Result<Vec<u64>, ShapeError> {
 // GPU: one invocation per element; the backward recomputes each neighbour's s from x.
 
 use crate::kernels::{acc_tag, per_element, store_elem, KernelSource, ReadPath, Reads, Store};
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 const TEMPLATE: &str = include_str!("../../../shaders/lrn.wgsl");
 

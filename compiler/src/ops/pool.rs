@@ -86,7 +86,7 @@ pub(super) fn infer(op: &Op, x: &[u64]) -> Result<Vec<u64>, ShapeError> {
 use crate::kernels::{
     acc_tag, f32_lit, per_element, store_elem, KernelSource, ReadPath, Reads, Store,
 };
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 const FORWARD: &str = include_str!("../../../shaders/pool_forward.wgsl");
 const BACKWARD: &str = include_str!("../../../shaders/pool_backward.wgsl");

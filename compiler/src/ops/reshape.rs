@@ -67,7 +67,7 @@ pub(super) fn infer(x: &[u64], shape: &[u64]) -> Result<Vec<u64>, ShapeError> {
 // the input already has one to add to.
 
 use crate::kernels::{copy, Store};
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 /// Passes the gradient `dy` of a flatten or reshape node to its input: `Some(dy)` when the
 /// input has no gradient yet (it shares the buffer, as the value does), else one dispatch

@@ -15,7 +15,7 @@ pub(super) const DEF: OpDef = OpDef {
 };
 
 use crate::kernels::{acc_tag, row_kernel, store_elem, KernelSource, ReadPath, Reads, Store};
-use crate::schedule::{Builder, TensorId};
+use crate::program::{Builder, TensorId};
 
 const SOFTMAX: &str = include_str!("../../../shaders/softmax.wgsl");
 

@@ -1,0 +1,58 @@
+//! Loss kernels: softmax cross-entropy and binary cross-entropy from logits, each writing the
+//! gradient at the logits and adding the batch's statistics.
+
+use super::template::{f32_lit, fill, Reads};
+use super::{KernelSource, ReadPath};
+
+const SOFTMAX_XENT: &str = include_str!("../../../shaders/softmax_xent.wgsl");
+const BCE_LOGITS: &str = include_str!("../../../shaders/bce_logits.wgsl");
+const LOSS_STATS: &str = include_str!("../../../shaders/loss_stats.wgsl");
+
+/// A loss kernel: one workgroup computes dz and adds the batch's statistics to acc.
+fn loss_kernel(
+    name: String,
+    template: &str,
+    path: ReadPath,
+    subs: &[(&str, String)],
+) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "z")
+        .input(1, "t")
+        .output(2, "dz", false)
+        .output(3, "acc", true)
+        .finish();
+    let mut all = subs.to_vec();
+    all.push(("READS", decls));
+    all.push(("STATS", LOSS_STATS.trim_end().to_string()));
+    KernelSource {
+        name,
+        source: fill(template, &all),
+        groups: [1, 1, 1],
+        mirrors,
+    }
+}
+
+/// Softmax cross-entropy from logits over `rows` x `c`: writes dz (scaled) and adds the
+/// batch's [loss, correct, top5, rows] to acc.
+pub fn softmax_xent(rows: u64, c: u64, scale: f64, path: ReadPath) -> KernelSource {
+    loss_kernel(
+        format!("softmax_xent[{rows}x{c}]"),
+        SOFTMAX_XENT,
+        path,
+        &[
+            ("ROWS", rows.to_string()),
+            ("C", c.to_string()),
+            ("SCALE", f32_lit(scale)),
+        ],
+    )
+}
+
+/// Binary cross-entropy from logits (one logit per row), with the batch's statistics.
+pub fn bce_logits(rows: u64, scale: f64, path: ReadPath) -> KernelSource {
+    loss_kernel(
+        format!("bce_logits[{rows}]"),
+        BCE_LOGITS,
+        path,
+        &[("ROWS", rows.to_string()), ("SCALE", f32_lit(scale))],
+    )
+}
