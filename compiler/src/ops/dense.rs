@@ -75,7 +75,7 @@ pub(super) fn infer(
 
 use crate::kernels::{self, Act, Gemm, Store};
 use crate::ops::concat::copy_kernel;
-use crate::program::{Builder, ParamSet, TensorId};
+use crate::program::{Builder, Kind, ParamSet, TensorId};
 
 /// One row block of a dense layer: rows r0..r0+rows of the weight and bias.
 pub(crate) struct Block {
@@ -127,7 +127,7 @@ pub(crate) fn lower_forward(
             b.tensor(
                 format!("{name}#{i}"),
                 batch * blk.rows,
-                crate::schedule::Kind::Activation,
+                Kind::Activation,
             )
         } else {
             y
@@ -177,7 +177,7 @@ pub(crate) fn lower_backward(
             let t = b.tensor(
                 format!("{name}#{i}.dy"),
                 batch * blk.rows,
-                crate::schedule::Kind::Activation,
+                Kind::Activation,
             );
             let copy = copy_kernel(
                 batch,

@@ -82,21 +82,8 @@ impl Builder {
         for &n in net.order[..=start].iter().rev() {
             let Some(&dy) = w.grads.get(&n) else { continue };
             let at = NodeCx::new(net, n, fwd.batch);
-            let single_input = matches!(
-                at.node.op,
-                Op::Relu
-                    | Op::Sigmoid
-                    | Op::Tanh
-                    | Op::LeakyRelu { .. }
-                    | Op::Softmax
-                    | Op::Flatten
-                    | Op::Reshape { .. }
-                    | Op::Dropout { .. }
-                    | Op::MaxPool { .. }
-                    | Op::AvgPool { .. }
-                    | Op::Lrn { .. }
-            );
-            if single_input && !w.needs[&at.ins[0]] {
+            // A single-input op whose input needs no gradient has nothing to pass back.
+            if at.node.op.single_input() && !w.needs[&at.ins[0]] {
                 continue;
             }
             self.backward_node(&mut w, &at, dy);
