@@ -65,265 +65,34 @@ pub struct GpuProgram {
 }
 
 impl GpuProgram {
+    /// Instantiates `program` on `gpu`, in stages: sizes checked, buffers, texture mirrors, the
+    /// read-back buffer, kernel limits and pipelines, then each pass's prepared commands.
     pub fn new(gpu: Gpu, program: Program) -> Result<GpuProgram, GpuError> {
-        let max_binding = gpu
-            .limits
-            .max_storage_buffer_binding_size
-            .min(gpu.limits.max_buffer_size);
-        for (t, tensor) in program.tensors.iter().enumerate() {
-            let bytes = program.buffers[program.assignment[t]] * 4;
-            if bytes > max_binding {
-                return Err(GpuError::TooLarge {
-                    tensor: tensor.name.clone(),
-                    bytes,
-                    adapter: gpu.info.name.clone(),
-                    limit: max_binding,
-                });
-            }
-        }
+        check_sizes(&gpu, &program)?;
         let mut counters = Counters::default();
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
-        let buffers: Vec<wgpu::Buffer> = program
-            .buffers
-            .iter()
-            .enumerate()
-            .map(|(i, &len)| {
-                counters.buffers_created += 1;
-                counters.buffer_bytes += padded(len) * 4;
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("netc buffer {i}")),
-                    size: padded(len) * 4,
-                    usage,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
-        // Texture mirrors, for the buffers read through textures.
-        let mut mirrored = vec![false; program.buffers.len()];
-        for p in &program.passes {
-            for c in &p.commands {
-                if let Command::Dispatch {
-                    kernel, bindings, ..
-                } = c
-                {
-                    for m in &program.kernels[*kernel].mirrors {
-                        let t = bindings[m.of as usize];
-                        let b = program.assignment[t];
-                        if !mirrored[b] {
-                            let (_, height) = mirror_extent(program.buffers[b]);
-                            let limit = gpu.limits.max_texture_dimension_2d as u64;
-                            if height > limit {
-                                return Err(GpuError::MirrorTooLarge {
-                                    tensor: program.tensors[t].name.clone(),
-                                    height,
-                                    adapter: gpu.info.name.clone(),
-                                    limit,
-                                });
-                            }
-                        }
-                        mirrored[b] = true;
-                    }
-                }
-            }
-        }
-        let mirrors: Vec<Option<wgpu::Texture>> = mirrored
-            .iter()
-            .enumerate()
-            .map(|(b, &m)| {
-                m.then(|| {
-                    counters.textures_created += 1;
-                    let (width, height) = mirror_extent(program.buffers[b]);
-                    gpu.device.create_texture(&wgpu::TextureDescriptor {
-                        label: Some(&format!("netc mirror {b}")),
-                        size: wgpu::Extent3d {
-                            width: width as u32,
-                            height: height as u32,
-                            depth_or_array_layers: 1,
-                        },
-                        mip_level_count: 1,
-                        sample_count: 1,
-                        dimension: wgpu::TextureDimension::D2,
-                        format: wgpu::TextureFormat::Rgba32Float,
-                        // Bindable both ways where the adapter allows: the program's
-                        // kernels, not the device, say which read path they take.
-                        usage: wgpu::TextureUsages::TEXTURE_BINDING
-                            | wgpu::TextureUsages::COPY_DST
-                            | if gpu.image_reads {
-                                wgpu::TextureUsages::STORAGE_BINDING
-                            } else {
-                                wgpu::TextureUsages::empty()
-                            },
-                        view_formats: &[],
-                    })
-                })
-            })
-            .collect();
+        let buffers = create_buffers(&gpu, &program, &mut counters);
+        let mirrored = mirrored_buffers(&gpu, &program)?;
+        let mirrors = create_mirrors(&gpu, &program, &mirrored, &mut counters);
         let views: Vec<Option<wgpu::TextureView>> = mirrors
             .iter()
             .map(|m| m.as_ref().map(|t| t.create_view(&Default::default())))
             .collect();
-        let largest = program
-            .buffers
-            .iter()
-            .copied()
-            .map(padded)
-            .max()
-            .unwrap_or(4)
-            * 4;
-        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("netc readback"),
-            size: largest.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        // Which layers each kernel serves, so a compile error names them.
-        let mut users: Vec<Vec<String>> = vec![vec![]; program.kernels.len()];
-        for p in &program.passes {
-            for c in &p.commands {
-                if let Command::Dispatch { kernel, label, .. } = c {
-                    if users[*kernel].len() < 4 && !users[*kernel].contains(label) {
-                        users[*kernel].push(label.clone());
-                    }
-                }
-            }
-        }
+        let staging = create_staging(&gpu, &program);
+        let users = kernel_users(&program);
         for (k, ks) in program.kernels.iter().enumerate() {
             check_limits(ks, &gpu, &users[k].join(", "))?;
         }
-        let mut pipelines = vec![];
-        for (k, ks) in program.kernels.iter().enumerate() {
-            let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let module = gpu
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&ks.name),
-                    source: wgpu::ShaderSource::Wgsl(ks.source.as_str().into()),
-                });
-            let pipeline = gpu
-                .device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(&ks.name),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-            if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(GpuError::Shader {
-                    kernel: ks.name.clone(),
-                    layers: users[k].join(", "),
-                    message: e.to_string(),
-                });
-            }
-            counters.pipelines_created += 1;
-            pipelines.push(pipeline);
-        }
+        let pipelines = create_pipelines(&gpu, &program, &users, &mut counters)?;
+        let resources = Resources {
+            gpu: &gpu,
+            program: &program,
+            buffers: &buffers,
+            views: &views,
+            pipelines: &pipelines,
+        };
         let mut passes = vec![];
         for p in &program.passes {
-            let mut prepared = vec![];
-            // Which mirrors hold their buffer's current contents. The host may write any
-            // buffer between passes, so each pass starts with none.
-            let mut fresh = vec![false; buffers.len()];
-            for c in &p.commands {
-                let item = match c {
-                    Command::Dispatch {
-                        kernel,
-                        bindings,
-                        label,
-                    } => {
-                        let ks = &program.kernels[*kernel];
-                        for m in &ks.mirrors {
-                            let b = program.assignment[bindings[m.of as usize]];
-                            if !fresh[b] {
-                                prepared.push(Prepared::Mirror { buf: b });
-                                fresh[b] = true;
-                            }
-                        }
-                        let layout = pipelines[*kernel].get_bind_group_layout(0);
-                        let mirror_at =
-                            |binding: u32| ks.mirrors.iter().find(|m| m.binding == binding);
-                        let mut entries: Vec<wgpu::BindGroupEntry> = bindings
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &t)| {
-                                let b = program.assignment[t];
-                                wgpu::BindGroupEntry {
-                                    binding: i as u32,
-                                    resource: match (mirror_at(i as u32), &views[b]) {
-                                        (Some(_), Some(v)) => wgpu::BindingResource::TextureView(v),
-                                        _ => buffers[b].as_entire_binding(),
-                                    },
-                                }
-                            })
-                            .collect();
-                        for m in ks
-                            .mirrors
-                            .iter()
-                            .filter(|m| m.binding as usize >= bindings.len())
-                        {
-                            let b = program.assignment[bindings[m.of as usize]];
-                            if let Some(v) = &views[b] {
-                                entries.push(wgpu::BindGroupEntry {
-                                    binding: m.binding,
-                                    resource: wgpu::BindingResource::TextureView(v),
-                                });
-                            }
-                        }
-                        // Whatever is bound as a buffer may be written: its mirror goes stale.
-                        for (i, &t) in bindings.iter().enumerate() {
-                            if mirror_at(i as u32).is_none() {
-                                fresh[program.assignment[t]] = false;
-                            }
-                        }
-                        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-                        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some(label),
-                            layout: &layout,
-                            entries: &entries,
-                        });
-                        if let Some(e) = pollster::block_on(scope.pop()) {
-                            return Err(GpuError::Shader {
-                                kernel: program.kernels[*kernel].name.clone(),
-                                layers: label.clone(),
-                                message: e.to_string(),
-                            });
-                        }
-                        counters.bind_groups_created += 1;
-                        Prepared::Dispatch {
-                            pipeline: *kernel,
-                            bind_group,
-                            groups: program.kernels[*kernel].groups,
-                        }
-                    }
-                    Command::Copy {
-                        src,
-                        src_offset,
-                        dst,
-                        dst_offset,
-                        len,
-                    } => {
-                        fresh[program.assignment[*dst]] = false;
-                        Prepared::Copy {
-                            src: program.assignment[*src],
-                            src_offset: src_offset * 4,
-                            dst: program.assignment[*dst],
-                            dst_offset: dst_offset * 4,
-                            bytes: len * 4,
-                        }
-                    }
-                    Command::Zero { dst } => {
-                        fresh[program.assignment[*dst]] = false;
-                        Prepared::Zero {
-                            buf: program.assignment[*dst],
-                        }
-                    }
-                };
-                prepared.push(item);
-            }
-            passes.push(prepared);
+            passes.push(resources.prepare_pass(p, &mut counters)?);
         }
         let prog = GpuProgram {
             gpu,
@@ -337,5 +106,329 @@ impl GpuProgram {
         };
         prog.warm_up()?;
         Ok(prog)
+    }
+}
+
+/// Every tensor's buffer within the adapter's largest storage binding.
+fn check_sizes(gpu: &Gpu, program: &Program) -> Result<(), GpuError> {
+    let max_binding = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size);
+    for (t, tensor) in program.tensors.iter().enumerate() {
+        let bytes = program.buffers[program.assignment[t]] * 4;
+        if bytes > max_binding {
+            return Err(GpuError::TooLarge {
+                tensor: tensor.name.clone(),
+                bytes,
+                adapter: gpu.info.name.clone(),
+                limit: max_binding,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One storage buffer per planned buffer, padded to whole texels.
+fn create_buffers(gpu: &Gpu, program: &Program, counters: &mut Counters) -> Vec<wgpu::Buffer> {
+    let usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    program
+        .buffers
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            counters.buffers_created += 1;
+            counters.buffer_bytes += padded(len) * 4;
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("netc buffer {i}")),
+                size: padded(len) * 4,
+                usage,
+                mapped_at_creation: false,
+            })
+        })
+        .collect()
+}
+
+/// Which buffers some kernel reads through textures (each mirror within the adapter's
+/// texture height).
+fn mirrored_buffers(gpu: &Gpu, program: &Program) -> Result<Vec<bool>, GpuError> {
+    let mut mirrored = vec![false; program.buffers.len()];
+    for p in &program.passes {
+        for c in &p.commands {
+            if let Command::Dispatch {
+                kernel, bindings, ..
+            } = c
+            {
+                for m in &program.kernels[*kernel].mirrors {
+                    let t = bindings[m.of as usize];
+                    let b = program.assignment[t];
+                    if !mirrored[b] {
+                        let (_, height) = mirror_extent(program.buffers[b]);
+                        let limit = gpu.limits.max_texture_dimension_2d as u64;
+                        if height > limit {
+                            return Err(GpuError::MirrorTooLarge {
+                                tensor: program.tensors[t].name.clone(),
+                                height,
+                                adapter: gpu.info.name.clone(),
+                                limit,
+                            });
+                        }
+                    }
+                    mirrored[b] = true;
+                }
+            }
+        }
+    }
+    Ok(mirrored)
+}
+
+/// Texture mirrors, for the buffers read through textures.
+fn create_mirrors(
+    gpu: &Gpu,
+    program: &Program,
+    mirrored: &[bool],
+    counters: &mut Counters,
+) -> Vec<Option<wgpu::Texture>> {
+    mirrored
+        .iter()
+        .enumerate()
+        .map(|(b, &m)| {
+            m.then(|| {
+                counters.textures_created += 1;
+                let (width, height) = mirror_extent(program.buffers[b]);
+                gpu.device.create_texture(&wgpu::TextureDescriptor {
+                    label: Some(&format!("netc mirror {b}")),
+                    size: wgpu::Extent3d {
+                        width: width as u32,
+                        height: height as u32,
+                        depth_or_array_layers: 1,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    // Bindable both ways where the adapter allows: the program's
+                    // kernels, not the device, say which read path they take.
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING
+                        | wgpu::TextureUsages::COPY_DST
+                        | if gpu.image_reads {
+                            wgpu::TextureUsages::STORAGE_BINDING
+                        } else {
+                            wgpu::TextureUsages::empty()
+                        },
+                    view_formats: &[],
+                })
+            })
+        })
+        .collect()
+}
+
+/// The read-back buffer, as large as the largest buffer.
+fn create_staging(gpu: &Gpu, program: &Program) -> wgpu::Buffer {
+    let largest = program
+        .buffers
+        .iter()
+        .copied()
+        .map(padded)
+        .max()
+        .unwrap_or(4)
+        * 4;
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("netc readback"),
+        size: largest.max(4),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// Which layers each kernel serves (at most four), so a compile error names them.
+fn kernel_users(program: &Program) -> Vec<Vec<String>> {
+    let mut users: Vec<Vec<String>> = vec![vec![]; program.kernels.len()];
+    for p in &program.passes {
+        for c in &p.commands {
+            if let Command::Dispatch { kernel, label, .. } = c {
+                if users[*kernel].len() < 4 && !users[*kernel].contains(label) {
+                    users[*kernel].push(label.clone());
+                }
+            }
+        }
+    }
+    users
+}
+
+/// One compute pipeline per kernel, a validation error reported as the kernel's.
+fn create_pipelines(
+    gpu: &Gpu,
+    program: &Program,
+    users: &[Vec<String>],
+    counters: &mut Counters,
+) -> Result<Vec<wgpu::ComputePipeline>, GpuError> {
+    let mut pipelines = vec![];
+    for (k, ks) in program.kernels.iter().enumerate() {
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&ks.name),
+                source: wgpu::ShaderSource::Wgsl(ks.source.as_str().into()),
+            });
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&ks.name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Shader {
+                kernel: ks.name.clone(),
+                layers: users[k].join(", "),
+                message: e.to_string(),
+            });
+        }
+        counters.pipelines_created += 1;
+        pipelines.push(pipeline);
+    }
+    Ok(pipelines)
+}
+
+/// What a pass's commands are prepared against.
+struct Resources<'a> {
+    gpu: &'a Gpu,
+    program: &'a Program,
+    buffers: &'a [wgpu::Buffer],
+    views: &'a [Option<wgpu::TextureView>],
+    pipelines: &'a [wgpu::ComputePipeline],
+}
+
+impl Resources<'_> {
+    /// A pass's commands with their bind groups, mirror refreshes inserted where a kernel
+    /// reads a mirror that is not fresh.
+    fn prepare_pass(
+        &self,
+        p: &netc_compiler::schedule::Pass,
+        counters: &mut Counters,
+    ) -> Result<Vec<Prepared>, GpuError> {
+        let program = self.program;
+        let mut prepared = vec![];
+        // Which mirrors hold their buffer's current contents. The host may write any
+        // buffer between passes, so each pass starts with none.
+        let mut fresh = vec![false; self.buffers.len()];
+        for c in &p.commands {
+            let item = match c {
+                Command::Dispatch {
+                    kernel,
+                    bindings,
+                    label,
+                } => {
+                    let ks = &program.kernels[*kernel];
+                    for m in &ks.mirrors {
+                        let b = program.assignment[bindings[m.of as usize]];
+                        if !fresh[b] {
+                            prepared.push(Prepared::Mirror { buf: b });
+                            fresh[b] = true;
+                        }
+                    }
+                    let bind_group = self.bind_group(*kernel, bindings, label, &mut fresh)?;
+                    counters.bind_groups_created += 1;
+                    Prepared::Dispatch {
+                        pipeline: *kernel,
+                        bind_group,
+                        groups: program.kernels[*kernel].groups,
+                    }
+                }
+                Command::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    len,
+                } => {
+                    fresh[program.assignment[*dst]] = false;
+                    Prepared::Copy {
+                        src: program.assignment[*src],
+                        src_offset: src_offset * 4,
+                        dst: program.assignment[*dst],
+                        dst_offset: dst_offset * 4,
+                        bytes: len * 4,
+                    }
+                }
+                Command::Zero { dst } => {
+                    fresh[program.assignment[*dst]] = false;
+                    Prepared::Zero {
+                        buf: program.assignment[*dst],
+                    }
+                }
+            };
+            prepared.push(item);
+        }
+        Ok(prepared)
+    }
+
+    /// A dispatch's bind group: buffers, or texture views where the kernel reads a mirror
+    /// (extra mirror bindings after the buffers); whatever is bound as a buffer goes stale in
+    /// `fresh`.
+    fn bind_group(
+        &self,
+        kernel: usize,
+        bindings: &[netc_compiler::schedule::TensorId],
+        label: &str,
+        fresh: &mut [bool],
+    ) -> Result<wgpu::BindGroup, GpuError> {
+        let (gpu, program, views) = (self.gpu, self.program, self.views);
+        let ks = &program.kernels[kernel];
+        let layout = self.pipelines[kernel].get_bind_group_layout(0);
+        let mirror_at = |binding: u32| ks.mirrors.iter().find(|m| m.binding == binding);
+        let mut entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let b = program.assignment[t];
+                wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: match (mirror_at(i as u32), &views[b]) {
+                        (Some(_), Some(v)) => wgpu::BindingResource::TextureView(v),
+                        _ => self.buffers[b].as_entire_binding(),
+                    },
+                }
+            })
+            .collect();
+        for m in ks
+            .mirrors
+            .iter()
+            .filter(|m| m.binding as usize >= bindings.len())
+        {
+            let b = program.assignment[bindings[m.of as usize]];
+            if let Some(v) = &views[b] {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: m.binding,
+                    resource: wgpu::BindingResource::TextureView(v),
+                });
+            }
+        }
+        // Whatever is bound as a buffer may be written: its mirror goes stale.
+        for (i, &t) in bindings.iter().enumerate() {
+            if mirror_at(i as u32).is_none() {
+                fresh[program.assignment[t]] = false;
+            }
+        }
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &layout,
+            entries: &entries,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Shader {
+                kernel: program.kernels[kernel].name.clone(),
+                layers: label.to_string(),
+                message: e.to_string(),
+            });
+        }
+        Ok(bind_group)
     }
 }
