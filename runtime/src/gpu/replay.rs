@@ -6,6 +6,7 @@ use netc_compiler::kernels::MIRROR_WIDTH;
 use netc_compiler::schedule::TensorId;
 
 impl GpuProgram {
+    /// Records one prepared kernel's dispatch into a compute pass.
     pub(super) fn dispatch(
         &self,
         cp: &mut wgpu::ComputePass,
