@@ -70,8 +70,6 @@ pub enum GpuError {
 }
 
 /// An adapter as `netc devices` lists it.
-
-/// An adapter as `netc devices` lists it.
 #[derive(Debug, Clone)]
 pub struct AdapterSummary {
     pub name: String,
