@@ -10,6 +10,7 @@
 
 mod activation;
 mod add;
+mod backprop;
 mod batchnorm;
 mod concat;
 mod conv;
@@ -24,6 +25,7 @@ mod pool;
 mod softmax;
 mod sums;
 
+pub use backprop::{backward, backward_opt};
 pub use loss::{bce_logits, softmax_xent, LossStats};
 pub use optim::{apply_update, OptState};
 
@@ -349,22 +351,6 @@ pub fn forward_rows<T: Real>(
     })
 }
 
-/// Stores a weighted layer's parameter gradients by name: its weight's and, when it has one,
-/// its bias's.
-fn store_weighted<T: Real>(
-    p: &Params<T>,
-    pgrads: &mut [Option<Vec<T>>],
-    (wname, bname): (&str, &str),
-    (weight, bias): (Vec<T>, Option<Vec<T>>),
-) {
-    if let Some(i) = p.index(wname) {
-        pgrads[i] = Some(weight);
-    }
-    if let (Some(i), Some(b)) = (p.index(bname), bias) {
-        pgrads[i] = Some(b);
-    }
-}
-
 /// A batchnorm node's sizes and tensors.
 fn batchnorm_node<'a, T: Real>(
     p: &'a Params<T>,
@@ -389,213 +375,6 @@ fn batchnorm_node<'a, T: Real>(
             running_var: t("running_var"),
         },
     )
-}
-
-/// Backward pass from the gradient `dy` at node `from` (the logit node when the loss is
-/// computed from logits). Returns a gradient per parameter (None for frozen or unreached ones)
-/// and the gradient at the network input.
-pub fn backward<T: Real>(
-    net: &Network,
-    p: &Params<T>,
-    acts: &Activations<T>,
-    from: NodeIndex,
-    dy: Array2<T>,
-) -> (Vec<Option<Vec<T>>>, Array2<T>) {
-    backward_opt(net, p, acts, from, dy, true)
-}
-
-/// A parameter gradient from a fresh standard-layout array: its buffer, no copy.
-fn into_vec<T: Real>(a: Array2<T>) -> Vec<T> {
-    if a.is_standard_layout() {
-        a.into_raw_vec_and_offset().0
-    } else {
-        a.iter().copied().collect()
-    }
-}
-
-/// [`backward`], skipping the gradient at the network input unless `input_grad` (it is the
-/// largest product of a first dense layer, and a classifier does not need it); without it the
-/// returned input gradient is empty (0x0), not a batch of zeros allocated every step.
-///
-pub fn backward_opt<T: Real>(
-    net: &Network,
-    p: &Params<T>,
-    acts: &Activations<T>,
-    from: NodeIndex,
-    dy: Array2<T>,
-    input_grad: bool,
-) -> (Vec<Option<Vec<T>>>, Array2<T>) {
-    let input = net.inputs[0];
-    let mut grads: HashMap<NodeIndex, Array2<T>> = HashMap::new();
-    grads.insert(from, dy);
-    let mut pgrads: Vec<Option<Vec<T>>> = vec![None; p.names.len()];
-    let start = net.order.iter().position(|&n| n == from).unwrap_or(0);
-    let add_grad =
-        |grads: &mut HashMap<NodeIndex, Array2<T>>, n: NodeIndex, g: Array2<T>| match grads
-            .get_mut(&n)
-        {
-            Some(acc) => acc.zip_mut_with(&g, |a, &b| *a = *a + b),
-            None => {
-                grads.insert(n, g);
-            }
-        };
-    for &n in net.order[..=start].iter().rev() {
-        if n == input {
-            // Its gradient is the result: leave it in the map.
-            continue;
-        }
-        let Some(dy) = grads.remove(&n) else {
-            continue;
-        };
-        // The input's gradient is only computed when asked for, a weight's only when it trains.
-        let wanted = |i: NodeIndex| i != input || input_grad;
-        let trains = |name: &str| p.index(name).is_some_and(|i| p.trainable[i]);
-        let node = &net.graph[n];
-        let ins = net.inputs_of(n);
-        let in_shape = |i: usize| &net.graph[ins[i]].shape;
-        let wname = format!("{}.weight", node.name);
-        let bname = format!("{}.bias", node.name);
-        match &node.op {
-            Op::Input { .. } => {}
-            Op::Dense { bias, .. } => {
-                let g = dense::backward(acts.get(ins[0]), p.matrix(&wname), &dy, wanted(ins[0]));
-                if let Some(i) = p.index(&wname) {
-                    pgrads[i] = Some(into_vec(g.weight));
-                }
-                if *bias {
-                    if let Some(i) = p.index(&bname) {
-                        pgrads[i] = Some(g.bias);
-                    }
-                }
-                if let Some(dx) = g.input {
-                    add_grad(&mut grads, ins[0], dx);
-                }
-            }
-            Op::Conv { .. } => {
-                let Ok(geom) = ConvGeometry::of(&node.op, in_shape(0)) else {
-                    continue; // the forward pass reported it
-                };
-                let g = conv::backward(
-                    &geom,
-                    acts.get(ins[0]),
-                    p.vector(&wname),
-                    &dy,
-                    conv::Wanted {
-                        weight: trains(&wname),
-                        bias: trains(&bname),
-                        input: wanted(ins[0]),
-                    },
-                    acts.kept_cols.get(&n),
-                );
-                let bias = geom.bias.then_some(g.bias);
-                store_weighted(p, &mut pgrads, (&wname, &bname), (g.weight, bias));
-                if let Some(dx) = g.input {
-                    add_grad(&mut grads, ins[0], dx);
-                }
-            }
-            Op::MaxPool { .. } | Op::AvgPool { .. } => {
-                let Ok((c, win)) = pool_ops::geometry(&node.op, in_shape(0)) else {
-                    continue;
-                };
-                let max = matches!(node.op, Op::MaxPool { .. });
-                let dx = pool::backward(max, c, &win, acts.get(ins[0]), &dy);
-                add_grad(&mut grads, ins[0], dx);
-            }
-            Op::Relu => add_grad(
-                &mut grads,
-                ins[0],
-                activation::backward(Act::Relu, acts.get(n), dy),
-            ),
-            Op::LeakyRelu { alpha } => {
-                let dx = activation::backward(Act::LeakyRelu(*alpha), acts.get(n), dy);
-                add_grad(&mut grads, ins[0], dx)
-            }
-            Op::Sigmoid => add_grad(
-                &mut grads,
-                ins[0],
-                activation::backward(Act::Sigmoid, acts.get(n), dy),
-            ),
-            Op::Tanh => add_grad(
-                &mut grads,
-                ins[0],
-                activation::backward(Act::Tanh, acts.get(n), dy),
-            ),
-            Op::Softmax => add_grad(&mut grads, ins[0], softmax::backward(acts.get(n), dy)),
-            Op::Lrn {
-                size,
-                alpha,
-                beta,
-                k,
-            } => {
-                let s = lrn::Settings {
-                    size: *size,
-                    alpha: *alpha,
-                    beta: *beta,
-                    k: *k,
-                };
-                let dx = lrn::backward(in_shape(0), s, acts.get(ins[0]), &dy);
-                add_grad(&mut grads, ins[0], dx);
-            }
-            Op::Add => {
-                for &i in &ins {
-                    add_grad(&mut grads, i, dy.clone());
-                }
-            }
-            Op::Concat { axis } => {
-                let shapes: Vec<_> = ins.iter().map(|i| net.graph[*i].shape.clone()).collect();
-                for (i, dx) in ins.iter().zip(concat::backward(&dy, &shapes, *axis)) {
-                    add_grad(&mut grads, *i, dx);
-                }
-            }
-            Op::Flatten | Op::Reshape { .. } => add_grad(&mut grads, ins[0], dy),
-            Op::Dropout { p: prob } => {
-                let dx = dropout::apply(&dy, acts.train, *prob, acts.seed, acts.row0);
-                add_grad(&mut grads, ins[0], dx);
-            }
-            Op::ConvTranspose { .. } => {
-                let Ok(geom) = TransposeGeometry::of(&node.op, in_shape(0)) else {
-                    continue; // the forward pass reported it
-                };
-                let g = conv_transpose::backward(
-                    &geom,
-                    acts.get(ins[0]),
-                    p.vector(&wname),
-                    &dy,
-                    conv::Wanted {
-                        weight: trains(&wname),
-                        bias: trains(&bname),
-                        input: wanted(ins[0]),
-                    },
-                );
-                let bias = geom.bias.then_some(g.bias);
-                store_weighted(p, &mut pgrads, (&wname, &bname), (g.weight, bias));
-                if let Some(dx) = g.input {
-                    add_grad(&mut grads, ins[0], dx);
-                }
-            }
-            Op::BatchNorm { eps, momentum } => {
-                let (s, t) = batchnorm_node(p, &node.name, in_shape(0), *eps, *momentum);
-                let g = batchnorm::backward(&s, &t, acts.get(ins[0]), &dy, acts.train);
-                for (suffix, v) in [("weight", g.weight), ("bias", g.bias)] {
-                    if let Some(i) = p.index(&format!("{}.{suffix}", node.name)) {
-                        pgrads[i] = Some(v);
-                    }
-                }
-                add_grad(&mut grads, ins[0], g.input);
-            }
-        }
-    }
-    for (i, t) in p.trainable.iter().enumerate() {
-        if !t {
-            pgrads[i] = None;
-        }
-    }
-    let dinput = match grads.remove(&input) {
-        Some(d) => d,
-        None if input_grad => Array2::zeros(acts.get(input).raw_dim()),
-        None => Array2::zeros((0, 0)),
-    };
-    (pgrads, dinput)
 }
 
 #[cfg(test)]

@@ -1,0 +1,284 @@
+//! The backward pass through a network: gradients flow from a node back in reverse
+//! topological order, each op's reference backward dispatched exhaustively, parameter
+//! gradients collected by name.
+
+use super::activation::{self, Act};
+use super::{
+    batchnorm, batchnorm_node, concat, conv, conv_transpose, dense, dropout, lrn, pool, softmax,
+    Activations, Params, Real,
+};
+use ndarray::Array2;
+use netc_compiler::ir::Network;
+use netc_compiler::ops::conv::ConvGeometry;
+use netc_compiler::ops::conv_transpose::TransposeGeometry;
+use netc_compiler::ops::{pool as pool_ops, Op};
+use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
+
+/// Stores a weighted layer's parameter gradients by name: its weight's and, when it has one,
+/// its bias's.
+fn store_weighted<T: Real>(
+    p: &Params<T>,
+    pgrads: &mut [Option<Vec<T>>],
+    (wname, bname): (&str, &str),
+    (weight, bias): (Vec<T>, Option<Vec<T>>),
+) {
+    if let Some(i) = p.index(wname) {
+        pgrads[i] = Some(weight);
+    }
+    if let (Some(i), Some(b)) = (p.index(bname), bias) {
+        pgrads[i] = Some(b);
+    }
+}
+
+/// Backward pass from the gradient `dy` at node `from` (the logit node when the loss is
+/// computed from logits). Returns a gradient per parameter (None for frozen or unreached ones)
+/// and the gradient at the network input.
+pub fn backward<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    from: NodeIndex,
+    dy: Array2<T>,
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    backward_opt(net, p, acts, from, dy, true)
+}
+
+/// A parameter gradient from a fresh standard-layout array: its buffer, no copy.
+fn into_vec<T: Real>(a: Array2<T>) -> Vec<T> {
+    if a.is_standard_layout() {
+        a.into_raw_vec_and_offset().0
+    } else {
+        a.iter().copied().collect()
+    }
+}
+
+/// [`backward`], skipping the gradient at the network input unless `input_grad` (it is the
+/// largest product of a first dense layer, and a classifier does not need it); without it the
+/// returned input gradient is empty (0x0), not a batch of zeros allocated every step.
+///
+pub fn backward_opt<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    from: NodeIndex,
+    dy: Array2<T>,
+    input_grad: bool,
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    let input = net.inputs[0];
+    let mut bp = Backprop {
+        net,
+        p,
+        acts,
+        input,
+        input_grad,
+        grads: HashMap::new(),
+        pgrads: vec![None; p.names.len()],
+    };
+    bp.grads.insert(from, dy);
+    let start = net.order.iter().position(|&n| n == from).unwrap_or(0);
+    for &n in net.order[..=start].iter().rev() {
+        if n == input {
+            // Its gradient is the result: leave it in the map.
+            continue;
+        }
+        let Some(dy) = bp.grads.remove(&n) else {
+            continue;
+        };
+        bp.node(n, dy);
+    }
+    let Backprop {
+        mut grads,
+        mut pgrads,
+        ..
+    } = bp;
+    for (i, t) in p.trainable.iter().enumerate() {
+        if !t {
+            pgrads[i] = None;
+        }
+    }
+    let dinput = match grads.remove(&input) {
+        Some(d) => d,
+        None if input_grad => Array2::zeros(acts.get(input).raw_dim()),
+        None => Array2::zeros((0, 0)),
+    };
+    (pgrads, dinput)
+}
+
+/// One backward pass in progress: the gradient reaching each node so far, and the parameter
+/// gradients.
+struct Backprop<'a, T: Real> {
+    net: &'a Network,
+    p: &'a Params<T>,
+    acts: &'a Activations<T>,
+    input: NodeIndex,
+    input_grad: bool,
+    grads: HashMap<NodeIndex, Array2<T>>,
+    pgrads: Vec<Option<Vec<T>>>,
+}
+
+impl<'a, T: Real> Backprop<'a, T> {
+    /// Adds `g` to the gradient reaching node `n`.
+    fn add(&mut self, n: NodeIndex, g: Array2<T>) {
+        match self.grads.get_mut(&n) {
+            Some(acc) => acc.zip_mut_with(&g, |a, &b| *a = *a + b),
+            None => {
+                self.grads.insert(n, g);
+            }
+        }
+    }
+
+    /// The input's gradient is only computed when asked for.
+    fn wanted(&self, i: NodeIndex) -> bool {
+        i != self.input || self.input_grad
+    }
+
+    /// A weight's gradient is only computed when it trains.
+    fn trains(&self, name: &str) -> bool {
+        self.p.index(name).is_some_and(|i| self.p.trainable[i])
+    }
+
+    /// Propagates `dy`, the gradient at node `n`, to its inputs and its parameters.
+    fn node(&mut self, n: NodeIndex, dy: Array2<T>) {
+        let (net, acts) = (self.net, self.acts);
+        let node = &net.graph[n];
+        let ins = net.inputs_of(n);
+        let in_shape = |i: usize| &net.graph[ins[i]].shape;
+        match &node.op {
+            Op::Input { .. } => {}
+            Op::Dense { bias, .. } => self.dense(n, ins[0], &dy, *bias),
+            Op::Conv { .. } => self.conv(n, ins[0], &dy),
+            Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                let Ok((c, win)) = pool_ops::geometry(&node.op, in_shape(0)) else {
+                    return;
+                };
+                let max = matches!(node.op, Op::MaxPool { .. });
+                let dx = pool::backward(max, c, &win, acts.get(ins[0]), &dy);
+                self.add(ins[0], dx);
+            }
+            Op::Relu => self.add(ins[0], activation::backward(Act::Relu, acts.get(n), dy)),
+            Op::LeakyRelu { alpha } => {
+                let dx = activation::backward(Act::LeakyRelu(*alpha), acts.get(n), dy);
+                self.add(ins[0], dx)
+            }
+            Op::Sigmoid => self.add(ins[0], activation::backward(Act::Sigmoid, acts.get(n), dy)),
+            Op::Tanh => self.add(ins[0], activation::backward(Act::Tanh, acts.get(n), dy)),
+            Op::Softmax => self.add(ins[0], softmax::backward(acts.get(n), dy)),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => {
+                let s = lrn::Settings {
+                    size: *size,
+                    alpha: *alpha,
+                    beta: *beta,
+                    k: *k,
+                };
+                let dx = lrn::backward(in_shape(0), s, acts.get(ins[0]), &dy);
+                self.add(ins[0], dx);
+            }
+            Op::Add => {
+                for &i in &ins {
+                    self.add(i, dy.clone());
+                }
+            }
+            Op::Concat { axis } => {
+                let shapes: Vec<_> = ins.iter().map(|i| net.graph[*i].shape.clone()).collect();
+                for (i, dx) in ins.iter().zip(concat::backward(&dy, &shapes, *axis)) {
+                    self.add(*i, dx);
+                }
+            }
+            Op::Flatten | Op::Reshape { .. } => self.add(ins[0], dy),
+            Op::Dropout { p: prob } => {
+                let dx = dropout::apply(&dy, acts.train, *prob, acts.seed, acts.row0);
+                self.add(ins[0], dx);
+            }
+            Op::ConvTranspose { .. } => self.conv_transpose(n, ins[0], &dy),
+            Op::BatchNorm { eps, momentum } => {
+                let (s, t) = batchnorm_node(self.p, &node.name, in_shape(0), *eps, *momentum);
+                let g = batchnorm::backward(&s, &t, acts.get(ins[0]), &dy, acts.train);
+                for (suffix, v) in [("weight", g.weight), ("bias", g.bias)] {
+                    if let Some(i) = self.p.index(&format!("{}.{suffix}", node.name)) {
+                        self.pgrads[i] = Some(v);
+                    }
+                }
+                self.add(ins[0], g.input);
+            }
+        }
+    }
+
+    /// The names of node `n`'s weight and bias.
+    fn param_names(&self, n: NodeIndex) -> (String, String) {
+        let name = &self.net.graph[n].name;
+        (format!("{name}.weight"), format!("{name}.bias"))
+    }
+
+    fn dense(&mut self, n: NodeIndex, x: NodeIndex, dy: &Array2<T>, bias: bool) {
+        let (p, acts) = (self.p, self.acts);
+        let (wname, bname) = self.param_names(n);
+        let g = dense::backward(acts.get(x), p.matrix(&wname), dy, self.wanted(x));
+        if let Some(i) = p.index(&wname) {
+            self.pgrads[i] = Some(into_vec(g.weight));
+        }
+        if bias {
+            if let Some(i) = p.index(&bname) {
+                self.pgrads[i] = Some(g.bias);
+            }
+        }
+        if let Some(dx) = g.input {
+            self.add(x, dx);
+        }
+    }
+
+    fn conv(&mut self, n: NodeIndex, x: NodeIndex, dy: &Array2<T>) {
+        let (p, acts) = (self.p, self.acts);
+        let Ok(geom) = ConvGeometry::of(&self.net.graph[n].op, &self.net.graph[x].shape) else {
+            return; // the forward pass reported it
+        };
+        let (wname, bname) = self.param_names(n);
+        let g = conv::backward(
+            &geom,
+            acts.get(x),
+            p.vector(&wname),
+            dy,
+            conv::Wanted {
+                weight: self.trains(&wname),
+                bias: self.trains(&bname),
+                input: self.wanted(x),
+            },
+            acts.kept_cols.get(&n),
+        );
+        let bias = geom.bias.then_some(g.bias);
+        store_weighted(p, &mut self.pgrads, (&wname, &bname), (g.weight, bias));
+        if let Some(dx) = g.input {
+            self.add(x, dx);
+        }
+    }
+
+    fn conv_transpose(&mut self, n: NodeIndex, x: NodeIndex, dy: &Array2<T>) {
+        let (p, acts) = (self.p, self.acts);
+        let Ok(geom) = TransposeGeometry::of(&self.net.graph[n].op, &self.net.graph[x].shape)
+        else {
+            return; // the forward pass reported it
+        };
+        let (wname, bname) = self.param_names(n);
+        let g = conv_transpose::backward(
+            &geom,
+            acts.get(x),
+            p.vector(&wname),
+            dy,
+            conv::Wanted {
+                weight: self.trains(&wname),
+                bias: self.trains(&bname),
+                input: self.wanted(x),
+            },
+        );
+        let bias = geom.bias.then_some(g.bias);
+        store_weighted(p, &mut self.pgrads, (&wname, &bname), (g.weight, bias));
+        if let Some(dx) = g.input {
+            self.add(x, dx);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The classifier session: softmax cross-entropy on a network's logits, on either executor.
+
+use super::backend::{ClassifierBackend, ClassifierSpec, Step};
+use super::cpu_backend::ClassifierCpu;
+use super::gpu_backend::ClassifierGpu;
+use super::{features, logit_node, step_seed, Executor, RunError};
+use crate::cpu::{LossStats, OptState, Params};
+use crate::gpu::GpuProgram;
+use netc_compiler::ir::Network;
+use netc_compiler::schedule::Optimizer;
+use petgraph::graph::NodeIndex;
+
+/// A classifier trained with softmax cross-entropy on its logits.
+pub struct Classifier {
+    pub net: Network,
+    pub batch: usize,
+    pub classes: usize,
+    pub features: usize,
+    pub opt: Optimizer,
+    pub seed: u64,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// The first step whose loss was not finite, where the executor can tell (the CPU checks
+    /// every step; the GPU sums its losses on the device between reads).
+    pub nonfinite_at: Option<u64>,
+    logit: NodeIndex,
+    exec: Box<dyn ClassifierBackend>,
+}
+
+impl Classifier {
+    pub fn new(
+        net: &Network,
+        params: Params<f32>,
+        opt: Optimizer,
+        batch: usize,
+        seed: u64,
+        exec: Executor,
+    ) -> Result<Classifier, RunError> {
+        let logit = logit_node(net)?;
+        let classes = features(net, logit);
+        let input = *net
+            .inputs
+            .first()
+            .ok_or_else(|| RunError::Config("network has no input".into()))?;
+        let feats = features(net, input);
+        let exec: Box<dyn ClassifierBackend> = match exec {
+            Executor::Cpu => Box::new(ClassifierCpu::new(net, params, &opt, feats)?),
+            Executor::Gpu(gpu) => Box::new(ClassifierGpu::new(*gpu, net, params, opt, batch)?),
+        };
+        Ok(Classifier {
+            net: net.clone(),
+            batch,
+            classes,
+            features: feats,
+            opt,
+            seed,
+            step: 0,
+            nonfinite_at: None,
+            logit,
+            exec,
+        })
+    }
+
+    /// The backend with what it reads of the session.
+    fn split(&mut self) -> (ClassifierSpec<'_>, &mut dyn ClassifierBackend) {
+        let spec = ClassifierSpec {
+            net: &self.net,
+            logit: self.logit,
+            batch: self.batch,
+            features: self.features,
+            classes: self.classes,
+            opt: &self.opt,
+        };
+        (spec, self.exec.as_mut())
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        self.exec.is_gpu()
+    }
+
+    /// One optimizer step on a full batch (`x`: batch x features, `onehot`: batch x classes).
+    pub fn train_step(&mut self, x: &[f32], onehot: &[f32], lr: f64) -> Result<(), RunError> {
+        self.step += 1;
+        let seed = step_seed(self.seed, self.step);
+        let t = self.step;
+        let mut nonfinite_at = self.nonfinite_at;
+        let (spec, exec) = self.split();
+        let step = Step {
+            lr,
+            t,
+            seed,
+            nonfinite_at: &mut nonfinite_at,
+            mark: t,
+        };
+        let r = exec.train_step(&spec, x, onehot, step);
+        self.nonfinite_at = nonfinite_at;
+        r
+    }
+
+    /// Loss and accuracy sums since the last call (one read-back on the GPU), then resets them.
+    pub fn take_stats(&mut self) -> Result<LossStats, RunError> {
+        self.exec.take_stats()
+    }
+
+    /// Evaluates a batch in inference mode (dropout off) and adds its loss and accuracy to the
+    /// evaluation sums, without a read-back on the GPU. `x` and `onehot` may hold fewer rows
+    /// than the batch.
+    pub fn eval_batch(&mut self, x: &[f32], onehot: &[f32]) -> Result<(), RunError> {
+        let rows = x.len() / self.features;
+        if onehot.len() != rows * self.classes || rows > self.batch {
+            return Err(RunError::Config(format!(
+                "evaluation batch of {rows} rows with {} target values (batch {}, {} classes)",
+                onehot.len(),
+                self.batch,
+                self.classes
+            )));
+        }
+        let (spec, exec) = self.split();
+        exec.eval_batch(&spec, x, onehot, rows)
+    }
+
+    /// Evaluation sums since the last call (one read-back on the GPU), then resets them.
+    pub fn take_eval_stats(&mut self) -> Result<LossStats, RunError> {
+        self.exec.take_eval_stats()
+    }
+
+    /// Logits of a batch in inference mode (dropout off). `x` may hold fewer rows than the batch.
+    pub fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>, RunError> {
+        let rows = x.len() / self.features;
+        let (spec, exec) = self.split();
+        exec.logits(&spec, x, rows)
+    }
+
+    pub fn params(&self) -> Result<Params<f32>, RunError> {
+        self.exec.params()
+    }
+
+    /// Gradients of the last step (the GPU keeps them in their buffers).
+    pub fn grads(&self) -> Result<Vec<Option<Vec<f32>>>, RunError> {
+        self.exec.grads()
+    }
+
+    pub fn opt_state(&self) -> Result<OptState<f32>, RunError> {
+        self.exec.opt_state(self.step)
+    }
+
+    /// Restores weights, optimizer state and step (for --resume).
+    pub fn restore(&mut self, params: &Params<f32>, state: &OptState<f32>) {
+        self.step = state.step;
+        self.exec.restore(params, state);
+    }
+
+    /// The GPU program, for profiling and replay counters.
+    pub fn gpu_program(&mut self) -> Option<(&mut GpuProgram, usize)> {
+        self.exec.gpu_program()
+    }
+}

@@ -1,0 +1,297 @@
+//! The sessions on the CPU reference: forward, loss, backward and update on the host, with
+//! the parameters, optimizer state and statistics kept here.
+
+use super::backend::{ClassifierBackend, ClassifierSpec, GanBackend, GanSpec, Step};
+use super::{GanStats, GeneratorLoss, Grads, RunError};
+use crate::cpu::{self, Activations, LossStats, OptState, Params};
+use crate::gpu::GpuProgram;
+use ndarray::{Array2, ArrayView2};
+use netc_compiler::ir::Network;
+use netc_compiler::schedule::Optimizer;
+
+/// A batch of `rows` inputs as a view and its targets as an array (the CPU loss takes one).
+fn batch_views<'a>(
+    x: &'a [f32],
+    onehot: &[f32],
+    rows: usize,
+    features: usize,
+    classes: usize,
+) -> Result<(ArrayView2<'a, f32>, Array2<f32>), RunError> {
+    let xv =
+        ArrayView2::from_shape((rows, features), x).map_err(|e| RunError::Config(e.to_string()))?;
+    let yv = ArrayView2::from_shape((rows, classes), onehot)
+        .map_err(|e| RunError::Config(e.to_string()))?
+        .to_owned();
+    Ok((xv, yv))
+}
+
+/// `v` as rows of `cols` values.
+fn view(v: &[f32], cols: usize) -> Result<ArrayView2<'_, f32>, RunError> {
+    ArrayView2::from_shape((v.len() / cols, cols), v).map_err(|e| RunError::Config(e.to_string()))
+}
+
+pub(super) struct ClassifierCpu {
+    params: Params<f32>,
+    state: OptState<f32>,
+    stats: LossStats,
+    eval_stats: LossStats,
+    last_grads: Vec<Option<Vec<f32>>>,
+}
+
+impl ClassifierCpu {
+    pub fn new(
+        net: &Network,
+        params: Params<f32>,
+        opt: &Optimizer,
+        features: usize,
+    ) -> Result<ClassifierCpu, RunError> {
+        // Check once that the reference supports every op.
+        cpu::forward(
+            net,
+            &params,
+            Array2::<f32>::zeros((1, features)).view(),
+            false,
+            0,
+        )?;
+        let state = OptState::new(&params, opt);
+        Ok(ClassifierCpu {
+            params,
+            state,
+            stats: LossStats::default(),
+            eval_stats: LossStats::default(),
+            last_grads: vec![],
+        })
+    }
+}
+
+impl ClassifierBackend for ClassifierCpu {
+    fn train_step(
+        &mut self,
+        s: &ClassifierSpec,
+        x: &[f32],
+        onehot: &[f32],
+        mut step: Step,
+    ) -> Result<(), RunError> {
+        let (xv, yv) = batch_views(x, onehot, s.batch, s.features, s.classes)?;
+        let acts: Activations<f32> = cpu::forward(s.net, &self.params, xv, true, step.seed)?;
+        let (st, dz) = cpu::softmax_xent(acts.get(s.logit), &yv, 1.0 / s.batch as f64);
+        step.watch(st.loss);
+        self.stats.add(st);
+        let (grads, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
+        cpu::apply_update(&mut self.params, &grads, &mut self.state, s.opt, step.lr);
+        self.params.apply_state(&acts);
+        self.last_grads = grads;
+        Ok(())
+    }
+
+    fn take_stats(&mut self) -> Result<LossStats, RunError> {
+        Ok(std::mem::take(&mut self.stats))
+    }
+
+    fn eval_batch(
+        &mut self,
+        s: &ClassifierSpec,
+        x: &[f32],
+        onehot: &[f32],
+        rows: usize,
+    ) -> Result<(), RunError> {
+        let (xv, yv) = batch_views(x, onehot, rows, s.features, s.classes)?;
+        let acts: Activations<f32> = cpu::forward(s.net, &self.params, xv, false, 0)?;
+        let (st, _) = cpu::softmax_xent(acts.get(s.logit), &yv, 1.0);
+        self.eval_stats.add(st);
+        Ok(())
+    }
+
+    fn take_eval_stats(&mut self) -> Result<LossStats, RunError> {
+        Ok(std::mem::take(&mut self.eval_stats))
+    }
+
+    fn logits(&mut self, s: &ClassifierSpec, x: &[f32], rows: usize) -> Result<Vec<f32>, RunError> {
+        let xv = ArrayView2::from_shape((rows, s.features), x)
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        let acts = cpu::forward(s.net, &self.params, xv, false, 0)?;
+        Ok(acts.get(s.logit).iter().copied().collect())
+    }
+
+    fn params(&self) -> Result<Params<f32>, RunError> {
+        Ok(self.params.clone())
+    }
+
+    fn grads(&self) -> Result<Grads, RunError> {
+        Ok(self.last_grads.clone())
+    }
+
+    fn opt_state(&self, _step: u64) -> Result<OptState<f32>, RunError> {
+        Ok(self.state.clone())
+    }
+
+    fn restore(&mut self, params: &Params<f32>, state: &OptState<f32>) {
+        self.params = params.clone();
+        self.state = state.clone();
+    }
+
+    fn is_gpu(&self) -> bool {
+        false
+    }
+
+    fn gpu_program(&mut self) -> Option<(&mut GpuProgram, usize)> {
+        None
+    }
+}
+
+pub(super) struct GanCpu {
+    g: Params<f32>,
+    d: Params<f32>,
+    g_state: OptState<f32>,
+    d_state: OptState<f32>,
+    d_stats: LossStats,
+    g_stats: LossStats,
+    d_logits: Vec<f32>,
+    last_g_grads: Vec<Option<Vec<f32>>>,
+    last_d_grads: Vec<Option<Vec<f32>>>,
+}
+
+impl GanCpu {
+    pub fn new(g: Params<f32>, d: Params<f32>, opt_g: &Optimizer, opt_d: &Optimizer) -> GanCpu {
+        GanCpu {
+            g_state: OptState::new(&g, opt_g),
+            d_state: OptState::new(&d, opt_d),
+            g,
+            d,
+            d_stats: LossStats::default(),
+            g_stats: LossStats::default(),
+            d_logits: vec![],
+            last_g_grads: vec![],
+            last_d_grads: vec![],
+        }
+    }
+}
+
+/// Adds `g` into the running sum `grads` (the first one becomes the sum).
+fn add_grads(grads: &mut Grads, g: Grads) {
+    if grads.is_empty() {
+        *grads = g;
+    } else {
+        for (sum, part) in grads.iter_mut().zip(g) {
+            if let (Some(sum), Some(part)) = (sum.as_mut(), part) {
+                sum.iter_mut().zip(part).for_each(|(a, v)| *a += v);
+            }
+        }
+    }
+}
+
+impl GanBackend for GanCpu {
+    fn d_step(
+        &mut self,
+        s: &GanSpec,
+        real: &[f32],
+        z: &[f32],
+        mut step: Step,
+    ) -> Result<(), RunError> {
+        let b = s.batch;
+        let seed = step.seed;
+        let zv = view(z, s.noise)?.to_owned();
+        let rv = view(real, s.data)?.to_owned();
+        let ga = cpu::forward(s.g_net, &self.g, zv.view(), true, seed)?;
+        self.g.apply_state(&ga);
+        let fake = ga.get(s.g_out);
+        // D sees the reals and the fakes as two batches (each with its own batchnorm
+        // statistics, as PyTorch's DCGAN runs D twice), rows 0..b and b..2b of one
+        // batch for dropout; their gradients add up before one update.
+        self.d_logits.clear();
+        let mut grads: Vec<Option<Vec<f32>>> = vec![];
+        for (row0, x, target) in [(0, rv.view(), 1.0), (b, fake.view(), 0.0)] {
+            let da = cpu::forward_rows(s.d_net, &self.d, x, true, seed, row0)?;
+            self.d.apply_state(&da);
+            let t = Array2::<f32>::from_elem((b, 1), target);
+            let logits = da.get(s.d_logit);
+            let (st, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
+            step.watch(st.loss);
+            self.d_stats.add(st);
+            self.d_logits.extend(logits.iter().copied());
+            let (g, _) = cpu::backward_opt(s.d_net, &self.d, &da, s.d_logit, dz, false);
+            add_grads(&mut grads, g);
+        }
+        cpu::apply_update(&mut self.d, &grads, &mut self.d_state, s.opt_d, step.lr);
+        self.last_d_grads = grads;
+        Ok(())
+    }
+
+    fn g_step(&mut self, s: &GanSpec, z: &[f32], mut step: Step) -> Result<(), RunError> {
+        let b = s.batch;
+        let seed = step.seed;
+        let zv = view(z, s.noise)?.to_owned();
+        let ga = cpu::forward(s.g_net, &self.g, zv.view(), true, seed)?;
+        let da = cpu::forward(s.d_net, &self.d, ga.get(s.g_out).view(), true, seed)?;
+        // Both ran in training mode: their batchnorm running statistics move (D's too,
+        // though D is not trained in this step, as in PyTorch's DCGAN).
+        self.g.apply_state(&ga);
+        self.d.apply_state(&da);
+        let (target, scale) = match s.loss {
+            GeneratorLoss::NonSaturating => (1.0, 1.0 / b as f64),
+            GeneratorLoss::Minimax => (0.0, -1.0 / b as f64),
+        };
+        let t = Array2::<f32>::from_elem((b, 1), target);
+        let (st, dz) = cpu::bce_logits(da.get(s.d_logit), &t, scale);
+        step.watch(st.loss);
+        self.g_stats.add(st);
+        let mut d_frozen = self.d.clone();
+        d_frozen.trainable.iter_mut().for_each(|t| *t = false);
+        let (_, dx) = cpu::backward(s.d_net, &d_frozen, &da, s.d_logit, dz);
+        let (grads, _) = cpu::backward_opt(s.g_net, &self.g, &ga, s.g_out, dx, false);
+        cpu::apply_update(&mut self.g, &grads, &mut self.g_state, s.opt_g, step.lr);
+        self.last_g_grads = grads;
+        Ok(())
+    }
+
+    fn take_stats(&mut self) -> Result<GanStats, RunError> {
+        Ok(GanStats {
+            d: std::mem::take(&mut self.d_stats),
+            g: std::mem::take(&mut self.g_stats),
+        })
+    }
+
+    fn d_logits(&self) -> Result<Vec<f32>, RunError> {
+        Ok(self.d_logits.clone())
+    }
+
+    fn sample(&mut self, s: &GanSpec, z: &[f32], rows: usize) -> Result<Vec<f32>, RunError> {
+        let zv = ArrayView2::from_shape((rows, s.noise), z)
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        let a = cpu::forward(s.g_net, &self.g, zv, false, 0)?;
+        Ok(a.get(s.g_out).iter().copied().collect())
+    }
+
+    fn params(&self) -> Result<(Params<f32>, Params<f32>), RunError> {
+        Ok((self.g.clone(), self.d.clone()))
+    }
+
+    fn opt_states(&self, _: u64, _: u64) -> Result<(OptState<f32>, OptState<f32>), RunError> {
+        Ok((self.g_state.clone(), self.d_state.clone()))
+    }
+
+    fn restore(
+        &mut self,
+        g: &Params<f32>,
+        d: &Params<f32>,
+        gs: &OptState<f32>,
+        ds: &OptState<f32>,
+    ) {
+        self.g = g.clone();
+        self.d = d.clone();
+        self.g_state = gs.clone();
+        self.d_state = ds.clone();
+    }
+
+    fn grads(&self) -> Result<(Grads, Grads), RunError> {
+        Ok((self.last_g_grads.clone(), self.last_d_grads.clone()))
+    }
+
+    fn is_gpu(&self) -> bool {
+        false
+    }
+
+    fn gpu_program(&mut self) -> Option<(&mut GpuProgram, usize, usize)> {
+        None
+    }
+}
