@@ -1,7 +1,7 @@
 //! The limits that keep any input, however hostile, from crashing or exhausting the compiler:
 //! each is checked before the work it bounds, with a located error. Nesting is bounded before
 //! the recursive-descent parsers run (pest recurses once per bracket, and a 10,000-deep input
-//! overflowed the stack); expansion is bounded by `build.rs`'s statement budget and block
+//! overflowed the stack); expansion is bounded by `build/expand.rs`'s statement budget and block
 //! depth; the number of errors reported is capped as rustc does.
 
 use crate::ast::Span;

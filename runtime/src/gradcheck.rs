@@ -275,7 +275,7 @@ pub fn check_generator(
     let nz: usize = g.graph[g.inputs[0]].shape.iter().product::<u64>() as usize;
     let z = Array2::from_shape_fn((batch, nz), |_| rng.uniform(-1.0, 1.0));
     let seed32 = rng.next_u32();
-    // The same targets and signs as the training step (session.rs, g_step).
+    // The same targets and signs as the training step (session/gpu_gan.rs and cpu_backend.rs, g_step).
     let (target, scale) = if non_saturating {
         (1.0, 1.0 / batch as f64)
     } else {
