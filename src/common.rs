@@ -162,7 +162,8 @@ pub(crate) fn trained_classifier(
     let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
     ensure_params(net)?;
     let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
-    let (params, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
+    let (params, _) =
+        netc_runtime::io::run_checkpoint::load_params(&ck, net, &like, 0).map_err(fail)?;
     let network = network.clone();
     Ok(Trained {
         model,

@@ -27,7 +27,7 @@ pub(crate) fn sample(
     let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
     ensure_params(gn)?;
     let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
-    let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
+    let (p, _) = netc_runtime::io::run_checkpoint::load_params(&ck, gn, &like, 0).map_err(fail)?;
     // In [0, 1], as the data set's pixels, whatever range the generator was trained in.
     let imgs =
         netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), count, seed).map_err(fail)?;

@@ -25,7 +25,7 @@ fn scorer(args: &ScoreArgs) -> Result<(Scorer, String), Failure> {
     let net = classifier_net(&model)?;
     ensure_params(net)?;
     let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
-    let (p, _) = netc_runtime::train::load_params(&ck, net, &like, 0).map_err(fail)?;
+    let (p, _) = netc_runtime::io::run_checkpoint::load_params(&ck, net, &like, 0).map_err(fail)?;
     Ok((Scorer::new(net, p).map_err(fail)?, format!("{m} with {w}")))
 }
 
@@ -73,7 +73,7 @@ fn samples(args: &ScoreArgs) -> Result<(Vec<f32>, String, Option<PathBuf>), Fail
     let ck = Checkpoint::load(Path::new(weights)).map_err(fail)?;
     ensure_params(gn)?;
     let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
-    let (p, _) = netc_runtime::train::load_params(&ck, gn, &like, 0).map_err(fail)?;
+    let (p, _) = netc_runtime::io::run_checkpoint::load_params(&ck, gn, &like, 0).map_err(fail)?;
     let images = netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), args.count, args.seed)
         .map_err(fail)?;
     let dir = data_dir(file, args.data_dir.clone(), &cfg).ok().flatten();

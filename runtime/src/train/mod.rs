@@ -20,21 +20,17 @@ mod run_folder;
 mod signals;
 mod skeleton;
 
-pub use crate::io::run_checkpoint::{load_params, load_weights_for_transfer, OPTIMIZER_GROUP};
 pub use data_setup::{
-    check_images, check_source, classifier_data, datasets, image_input, load_data, ClassifierData,
-    Recorded,
+    check_images, check_source, classifier_data, datasets, image_input, ClassifierData, Recorded,
 };
 pub(crate) use evaluate::onehot;
 pub use evaluate::{evaluate, in_order, mean_softmax};
 pub use generate::{generate, image_shape};
 pub use profile::profile_lines;
-pub use progress::figure;
-pub use run::{executor, nonfinite_tensor, run, Options, Summary, TrainError};
-pub use run_folder::read_metrics;
+pub use run::{executor, run, Options, Summary, TrainError};
 pub use signals::stop_signal;
 
 use data_setup::short_list;
-use run::{nothing_left, start_weights};
+use run::{nonfinite_tensor, nothing_left, start_weights};
 use run_folder::prepare_out;
 use signals::interrupt_flag;
