@@ -9,10 +9,6 @@ use std::collections::HashSet;
 mod op_models;
 use op_models::compiling_model;
 
-/// Ops whose example (shown when a required argument is missing) is their family's, naming
-/// another op: (op, the op its example builds).
-const FAMILY_EXAMPLES: &[(&str, &str)] = &[("avgpool", "maxpool")];
-
 /// The op name the layer `y` of a compiled model has.
 fn op_of_y(src: &str) -> String {
     let m = compile("op.net", src).unwrap_or_else(|d| panic!("{}", d.render()));
@@ -32,14 +28,6 @@ fn every_op_compiles_from_its_own_example() {
     for def in OPS {
         let src = compiling_model(def.example)
             .unwrap_or_else(|e| panic!("`{}`'s example does not compile:\n{e}", def.name));
-        let builds = FAMILY_EXAMPLES
-            .iter()
-            .find(|(op, _)| *op == def.name)
-            .map_or(def.name, |(_, other)| *other);
-        assert_eq!(op_of_y(&src), builds, "{src}");
-        // A family's example with the op's own name builds the op itself.
-        let own = renamed(def.example, def.name);
-        let src = compiling_model(&own).unwrap_or_else(|e| panic!("`{own}`:\n{e}"));
         assert_eq!(op_of_y(&src), def.name, "{src}");
     }
 }

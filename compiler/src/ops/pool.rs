@@ -14,14 +14,11 @@ const ARGS: &[ArgDef] = &[
     ("s", &["stride"], Ty::Int, false, false),
     ("pad", &["padding", "p"], Ty::Pad, false, false),
 ];
-/// The family's example, shown for a missing argument of either op.
-const EXAMPLE: &str = "maxpool(k=2)";
-
 pub(super) const MAXPOOL: OpDef = OpDef {
     name: "maxpool",
     aliases: &["max_pool"],
     args: ARGS,
-    example: EXAMPLE,
+    example: "maxpool(k=2)",
     named_inputs: false,
     main_call: false,
     parse: |p, errors| from_args(p, errors, true),
@@ -31,7 +28,7 @@ pub(super) const AVGPOOL: OpDef = OpDef {
     name: "avgpool",
     aliases: &["avg_pool"],
     args: ARGS,
-    example: EXAMPLE,
+    example: "avgpool(k=2)",
     named_inputs: false,
     main_call: false,
     parse: |p, errors| from_args(p, errors, false),
