@@ -162,8 +162,9 @@ PEERS = {
 
 
 def set_tf32(on):
-    """fp32 products and convolutions with TF32 tensor cores allowed or not; returns what
-    PyTorch reports back (both the new fp32_precision switches and the legacy flags)."""
+    """fp32 products and convolutions with TF32 tensor cores allowed or not (the
+    fp32_precision switches of PyTorch 2.9+, else the legacy allow_tf32 flags); returns the
+    switches as PyTorch reports them back."""
     prec = "tf32" if on else "ieee"
     try:  # PyTorch 2.9 and later; the legacy flags are deprecated there
         torch.backends.cuda.matmul.fp32_precision = prec
@@ -174,10 +175,12 @@ def set_tf32(on):
         torch.backends.cudnn.allow_tf32 = on
         api = "allow_tf32"
     seen = {"api": api}
-    for name, get in [("matmul", lambda: torch.backends.cuda.matmul.fp32_precision),
-                      ("conv", lambda: torch.backends.cudnn.conv.fp32_precision),
-                      ("matmul_allow_tf32", lambda: torch.backends.cuda.matmul.allow_tf32),
-                      ("cudnn_allow_tf32", lambda: torch.backends.cudnn.allow_tf32)]:
+    # read back through the same API only: PyTorch 2.9+ may refuse a mix of the two
+    getters = [("matmul", lambda: torch.backends.cuda.matmul.fp32_precision),
+               ("conv", lambda: torch.backends.cudnn.conv.fp32_precision)] if api == "fp32_precision" else \
+              [("matmul_allow_tf32", lambda: torch.backends.cuda.matmul.allow_tf32),
+               ("cudnn_allow_tf32", lambda: torch.backends.cudnn.allow_tf32)]
+    for name, get in getters:
         try:
             import warnings
             with warnings.catch_warnings():
