@@ -161,14 +161,20 @@ class Run:
         man = json.load(open(man_path))
         s.update(commit=man.get("commit"), dirty=man.get("dirty"), built=man.get("built"))
         # The Vulkan and EGL loaders, as the device README says, only where none is installed.
-        have = subprocess.run(["sh", "-c", "ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1 '"]).returncode == 0
+        ldconfig = shutil.which("ldconfig") or next(
+            (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
+        have = any(os.path.exists(os.path.join(d, "libvulkan.so.1")) for d in
+                   ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib",
+                    "/usr/local/lib")) or (ldconfig is not None and "libvulkan.so.1 " in subprocess.run(
+                        [ldconfig, "-p"], capture_output=True, text=True).stdout)
         debs = sorted(glob.glob(os.path.join(carry, "gl", "*.deb")))
         if have:
             s["loaders"] = "libvulkan.so.1 already installed"
         elif debs and os.geteuid() == 0 and shutil.which("dpkg"):
             for d in debs:
                 subprocess.run(["dpkg", "-x", d, "/"], check=False)
-            subprocess.run(["ldconfig"], check=False)
+            if ldconfig:
+                subprocess.run([ldconfig], check=False)
             s["loaders"] = f"unpacked {len(debs)} packages into /"
         else:
             s["loaders"] = "no libvulkan.so.1 and none unpacked (not root, or no packages)"
@@ -254,8 +260,9 @@ class Run:
                 if os.path.exists(cand):
                     vi = cand
                     env = dict(self.env)
-                    env["LD_LIBRARY_PATH"] = os.path.join(vt, "usr", "lib", "x86_64-linux-gnu") + \
-                        (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+                    env["LD_LIBRARY_PATH"] = ":".join(
+                        [os.path.join(vt, "usr", "lib", "x86_64-linux-gnu"), os.path.join(vt, "lib", "x86_64-linux-gnu")]
+                        + ([env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []))
         if vi:
             st, lines, _ = self.run("vulkaninfo --summary", [vi, "--summary"], 20, env=env)
             ad["vulkaninfo"] = {"status": st, "summary": vulkan_summary(lines)}
@@ -399,7 +406,7 @@ class Run:
         if os.path.exists(out):
             os.remove(out)
         gemms = sorted({"x".join(g.split(":")[0].split("x")) for g in
-                        ["1024x1024x1024"] + [g for g in self.a.gemm.split(",") if g]})
+                        ["1024x1024x1024", "128x128x784"] + [g for g in self.a.gemm.split(",") if g]})
         models = ",".join(m for m in self.res["models"]) or ",".join(m for m, _ in MODELS)
         cmd = [sys.executable if not self.a.python else self.a.python,
                os.path.join(ROOT, "benches", "torch_peers.py"), "--device", "cuda",
