@@ -49,9 +49,9 @@ PRESETS = {
                 budget=450, test_timeout=150, train_test_timeout=60, dense_timeout=60, bench_timeout=50,
                 profile_timeout=80, torch_timeout=120, keep_for_bench=200, keep_for_torch=60),
     # lavapipe on a 2-core machine: smaller steps, fewer repetitions, longer timeouts
-    "lavapipe": dict(batch=16, reps=2, model_batch="alexnet=4", gemm="4096x4096x4096:tb",
-                     profile="lenet", budget=460, test_timeout=200, train_test_timeout=60,
-                     dense_timeout=90, bench_timeout=40, profile_timeout=40, torch_timeout=40, keep_for_bench=150,
+    "lavapipe": dict(batch=32, reps=2, model_batch="alexnet=4", gemm="4096x4096x4096:tb",
+                     profile="alexnet", budget=460, test_timeout=200, train_test_timeout=60,
+                     dense_timeout=90, bench_timeout=40, profile_timeout=80, torch_timeout=40, keep_for_bench=150,
                      keep_for_torch=5),
 }
 
@@ -315,24 +315,17 @@ class Run:
         if self.a.models:
             keep = self.a.models.split(",")
             models = [m for m in models if m[0] in keep]
-        first = True
+        self.dense()
         for name, path in models:
             batch = int(per.get(name, self.a.batch))
             cmd = [netc, "bench", "--device", a["bench_device"], "--reps", str(self.a.reps),
                    "--batch", str(batch)]
             if path:
                 cmd += ["--model", path]
-            gemms = []
-            if first:  # the dense kernel's figures ride on the first model's run
-                gemms = [g for g in self.a.gemm.split(",") if g]
-                for g in gemms:
-                    cmd += ["--gemm", g]
             prof = name == self.a.profile
             if prof:
                 cmd.append("--profile")
             timeout = self.a.profile_timeout if prof else self.a.bench_timeout
-            if first:
-                timeout = max(timeout, self.a.dense_timeout)
             # netc bench times the CPU executor after the GPU path: not wanted here
             st, lines, secs = self.run(f"bench {name}", cmd, timeout,
                                        stop=lambda l: l.startswith("CPU executor"),
@@ -356,10 +349,6 @@ class Run:
             self.res["models"][name] = m
             if b.get("adapter") and "bench_adapter" not in a:
                 a["bench_adapter"] = b["adapter"]
-            if first:
-                self.res["dense"] = b.get("dense", [])
-                self.res["dense_status"] = st if b.get("dense") else (st if st != "ok" else "no figures")
-                first = False
             if prof:
                 p = b.get("profile") or {}
                 p.update(model=name, batch=batch,
@@ -368,6 +357,38 @@ class Run:
                 self.res["profile"] = p
             self.save()
         self.peak()
+
+    def dense(self):
+        """The dense kernel alone: netc bench's built-in products (1024^3 and 128x128x784) and
+        --gemm's, stopped after the last of them (before the step it would time next)."""
+        a = self.res["adapter"]
+        gemms = [g for g in self.a.gemm.split(",") if g]
+        cmd = [self.exe["netc"][0], "bench", "--device", a["bench_device"], "--reps", str(self.a.reps)]
+        for g in gemms:
+            cmd += ["--gemm", g]
+        want = 2 + len(gemms)
+        seen = []
+
+        def stop(line):
+            if DENSE_RE.match(line):
+                seen.append(line)
+            return len(seen) >= want or line.startswith("CPU executor") or bool(STEP_RE.match(line))
+
+        st, lines, secs = self.run("dense kernel", cmd, self.a.dense_timeout, stop=stop,
+                                   reserve=self.a.keep_for_torch)
+        b = parse_bench(lines)
+        if st == "stopped":
+            st = "ok" if len(b["dense"]) >= want else "failed (figures missing)"
+        elif st == "ok" and len(b["dense"]) < want:
+            st = "failed (figures missing)"
+        if b.get("gpu_unavailable"):
+            st = "no adapter: " + b["gpu_unavailable"]
+        self.res["dense"] = b["dense"]
+        self.res["dense_status"] = st
+        self.res["dense_seconds"] = secs
+        if b.get("adapter"):
+            a["bench_adapter"] = b["adapter"]
+        self.save()
 
     def peak(self):
         """The card's fp32 peak, for the dense kernel's share of it."""
@@ -608,8 +629,8 @@ def problems(res):
     for k, t in res.get("tests", {}).items():
         if t.get("status") != "ok":
             p.append(f"tests {k}: {t.get('status')}")
-    if not res.get("dense"):
-        p.append("no dense-kernel figures")
+    if not res.get("dense") or res.get("dense_status") != "ok":
+        p.append(f"dense kernel: {res.get('dense_status', 'no figures')}")
     for k, m in res.get("models", {}).items():
         if m.get("status") != "ok":
             p.append(f"bench {k}: {m.get('status')}")
