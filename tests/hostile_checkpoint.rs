@@ -482,12 +482,10 @@ fn check_refuses_a_batch_over_the_planner_limit_at_its_line() {
     assert_eq!(code, 0, "{err}");
 }
 
-// Unfinished (issue 31.3): the buffer plan is no longer quadratic, but what else is quadratic
-// in a chain of relus and in dense(N) is not yet found: a debug build still takes 20-40 s
-// here, too near the guard to run by default.
 #[test]
-#[ignore = "31.3 unfinished: check is still quadratic in a relu chain and in dense(N)"]
-fn check_stays_fast_on_a_long_chain_and_a_wide_layer() {
+fn check_stays_fast_on_a_long_chain_of_relus() {
+    // The buffer plan scanned every buffer for every tensor: 20,000 relus took 29 s in a debug
+    // build, 1 s with the heap-based plan.
     let tmp = tempfile::tempdir().expect("tmp");
     let relus = " -> relu".repeat(20_000);
     let chain = MLP.replace(
@@ -496,6 +494,14 @@ fn check_stays_fast_on_a_long_chain_and_a_wide_layer() {
     );
     let (code, err) = check_within(tmp.path(), &chain, &[]);
     assert_eq!(code, 0, "{err}");
+}
+
+// Unfinished (issue 31.3): what is quadratic in dense(N) is not yet found (dense(3x10^7) still
+// takes 13 s in a debug build).
+#[test]
+#[ignore = "31.3 unfinished: check is still quadratic in dense(N)"]
+fn check_stays_fast_on_a_wide_layer() {
+    let tmp = tempfile::tempdir().expect("tmp");
     let wide = MLP.replace("dense(16, init=he)", "dense(100000000, init=he)");
     let (code, err) = check_within(tmp.path(), &wide, &["--batch", "1"]);
     assert_eq!(code, 0, "{err}");
