@@ -75,6 +75,7 @@ fn training_memory(
             _ => return Ok(None),
         },
     };
+    too_large(model, batch, b)?;
     match netc_compiler::report::training_memory(net, opt, b.max(1)) {
         Ok(m) => Ok(Some(m)),
         // A network the training lowering cannot take (two inputs, an op without kernels):
@@ -84,4 +85,37 @@ fn training_memory(
             Ok(None)
         }
     }
+}
+
+/// A batch over [`MAX_BATCH`](netc_compiler::schedule::MAX_BATCH) is an error: at the
+/// section's `batch` line, or naming `--batch`.
+fn too_large(model: &Model, flag: Option<u64>, b: u64) -> Result<(), Failure> {
+    use netc_compiler::schedule::MAX_BATCH;
+    if b <= MAX_BATCH {
+        return Ok(());
+    }
+    let why = format!("netc plans training memory for batches up to {MAX_BATCH} (2^31)");
+    let at = model.train.as_ref().and_then(|t| match &t.kind {
+        netc_compiler::ast::ValueKind::Map(items) => items
+            .iter()
+            .find(|(k, _)| k.name == "batch")
+            .map(|(_, v)| v.span),
+        _ => None,
+    });
+    match (flag, at) {
+        (None, Some(span)) => {
+            let d = netc_compiler::diag::Diagnostics {
+                file_name: model.file_name.clone(),
+                source: model.source.clone(),
+                items: vec![netc_compiler::diag::Diagnostic::error(format!(
+                    "batch {b} is too large"
+                ))
+                .at(span, "over the largest batch")
+                .help(why)],
+            };
+            eprint!("{}", d.render());
+        }
+        _ => eprintln!("error: batch {b} is too large: {why}"),
+    }
+    Err(Failure(1))
 }

@@ -2,7 +2,8 @@
 //! share buffers once their last reader in a pass has run.
 
 use super::{Builder, Command, Program, TensorId};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 impl Builder {
     /// Plans physical buffers: persistent tensors get their own; transient tensors share buffers
@@ -50,22 +51,35 @@ impl Builder {
             }
             let mut order: Vec<(TensorId, (usize, usize))> = span.into_iter().collect();
             order.sort_by_key(|(t, (a, _))| (*a, *t));
-            // busy_until[buffer] = last command index of its current tensor in this pass
-            let mut busy_until: HashMap<usize, usize> = HashMap::new();
+            // First fit among free buffers of enough size, the smallest (then the lowest
+            // index): the free ones are kept ordered by (size, index), the busy ones in a heap
+            // by the last command that uses them, freed as the walk passes it. The same
+            // choice as scanning every buffer per tensor, in O(n log n), not O(n^2).
+            let mut free: BTreeSet<(u64, usize)> = (transient_start..buffers.len())
+                .map(|b| (buffers[b], b))
+                .collect();
+            let mut busy: BinaryHeap<Reverse<(usize, usize)>> = BinaryHeap::new();
             for (t, (first, last)) in order {
+                while let Some(&Reverse((until, b))) = busy.peek() {
+                    if until >= first {
+                        break;
+                    }
+                    busy.pop();
+                    free.insert((buffers[b], b));
+                }
                 let need = tensors[t].len.max(1);
-                let free = (transient_start..buffers.len())
-                    .filter(|b| busy_until.get(b).is_none_or(|&u| u < first) && buffers[*b] >= need)
-                    .min_by_key(|b| buffers[*b]);
-                let b = match free {
-                    Some(b) => b,
+                let b = match free.range((need, 0)..).next().copied() {
+                    Some(entry) => {
+                        free.remove(&entry);
+                        entry.1
+                    }
                     None => {
                         buffers.push(need);
                         buffers.len() - 1
                     }
                 };
                 assignment[t] = b;
-                busy_until.insert(b, last);
+                busy.push(Reverse((last, b)));
             }
         }
         for a in assignment.iter_mut() {

@@ -40,6 +40,24 @@ impl Builder {
             net: net.name.clone(),
             count: 0,
         })?;
+        if batch > super::MAX_BATCH {
+            return Err(LowerError::Other(format!(
+                "batch {batch} is over the largest batch netc plans a training step for ({})",
+                super::MAX_BATCH
+            )));
+        }
+        // Every value's bytes over the batch must be a count, not a wrapped product.
+        if let Some(&n) = net.order.iter().find(|&&n| {
+            numel(&net.graph[n].shape)
+                .checked_mul(batch)
+                .and_then(|v| v.checked_mul(4))
+                .is_none()
+        }) {
+            return Err(LowerError::Other(format!(
+                "layer `{}` at batch {batch} is too large to plan ({:?} values per sample)",
+                net.graph[n].name, net.graph[n].shape
+            )));
+        }
         let feats = numel(&net.graph[input].shape);
         let classes = numel(&net.graph[logit].shape);
         let b = batch;

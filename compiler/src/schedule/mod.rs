@@ -38,6 +38,11 @@ pub enum LowerError {
     Other(String),
 }
 
+/// The largest batch netc lowers a training step for: 2^31 rows. Far above any batch a device
+/// holds, and low enough that the planner's counts (a batch of 2^63 - 1 aborted it, 10^12 took
+/// hours) stay small and a tensor's size over the batch is checked, not wrapped.
+pub const MAX_BATCH: u64 = 1 << 31;
+
 fn numel(shape: &[u64]) -> u64 {
     shape.iter().product()
 }

@@ -120,10 +120,26 @@ fn image_files(dir: &Path) -> Result<(Vec<PathBuf>, usize), DataError> {
 /// A class folder's name and image files.
 type ClassFiles = (String, Vec<PathBuf>);
 
-/// The class folders of `dir`: (name, files), every class with at least one image.
+/// The class folders of `dir`: (name, files), every class with at least one image. Two
+/// classes never share a name: a folder name that is not UTF-8 is refused (read lossily,
+/// `cls\xff` and `cls\xfe` both became `cls\u{fffd}`, one class under two labels), and so is
+/// any other repeat.
 fn classes_in(dir: &Path, ignored: &mut usize) -> Result<Vec<ClassFiles>, DataError> {
     let mut out = vec![];
+    let mut seen = BTreeSet::new();
     for (name, p) in subfolders(dir)? {
+        if p.file_name().and_then(|n| n.to_str()).is_none() {
+            return Err(DataError::Folder(format!(
+                "class folder `{}` has a name that is not UTF-8 text: rename it (class names are recorded as text, and two such names could not be told apart)",
+                p.display()
+            )));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(DataError::Folder(format!(
+                "{} has two class folders named `{name}`",
+                dir.display()
+            )));
+        }
         let (files, other) = image_files(&p)?;
         *ignored += other;
         if files.is_empty() {
@@ -161,6 +177,8 @@ pub fn index(
     }
     let mut ix = Index::default();
     let top = subfolders(dir)?;
+    // The folder the evaluation images were held out of (no val/ folder), for the note.
+    let mut held_from: Option<PathBuf> = None;
     let val_dir = VAL_NAMES.iter().find_map(|n| {
         top.iter()
             .find(|(name, _)| name == n)
@@ -184,7 +202,10 @@ pub fn index(
             }
             (train, val)
         }
-        (Some(t), None) => held_out(classes_in(&t, &mut ix.ignored)?, cfg, seed, &mut ix, &t),
+        (Some(t), None) => {
+            held_from = Some(t.clone());
+            held_out(classes_in(&t, &mut ix.ignored)?, cfg, seed)
+        }
         (None, Some(v)) => {
             return Err(DataError::Folder(format!(
                 "{} has a {} folder but no train/ folder beside it",
@@ -193,7 +214,10 @@ pub fn index(
                     .map_or(String::new(), |n| n.to_string_lossy().to_string())
             )))
         }
-        (None, None) => held_out(classes_in(dir, &mut ix.ignored)?, cfg, seed, &mut ix, dir),
+        (None, None) => {
+            held_from = Some(dir.to_path_buf());
+            held_out(classes_in(dir, &mut ix.ignored)?, cfg, seed)
+        }
     };
     ix.classes = train.iter().map(|c| c.0.clone()).collect();
     let label = |name: &str| ix.classes.iter().position(|c| c == name).unwrap_or(0) as u32;
@@ -224,6 +248,15 @@ pub fn index(
             dir.display()
         )));
     }
+    // Counted after unreadable files were left out, as the summary line counts them.
+    if let Some(d) = held_from {
+        ix.note = Some(format!(
+            "{} has no val/ folder: evaluating on {} images held out by the seed ({}% of each class, val_fraction)",
+            d.display(),
+            val.len(),
+            (cfg.val_fraction * 100.0).round()
+        ));
+    }
     ix.train = train;
     ix.val = val;
     Ok(ix)
@@ -235,8 +268,6 @@ fn held_out(
     classes: Vec<ClassFiles>,
     cfg: &ImageConfig,
     seed: u64,
-    ix: &mut Index,
-    dir: &Path,
 ) -> (Vec<ClassFiles>, Vec<ClassFiles>) {
     let (mut train, mut val) = (vec![], vec![]);
     for (k, (name, mut files)) in classes.into_iter().enumerate() {
@@ -254,12 +285,6 @@ fn held_out(
         train.push((name.clone(), t));
         val.push((name, v));
     }
-    let nv: usize = val.iter().map(|c| c.1.len()).sum();
-    ix.note = Some(format!(
-        "{} has no val/ folder: evaluating on {nv} images held out by the seed ({}% of each class, val_fraction)",
-        dir.display(),
-        (cfg.val_fraction * 100.0).round()
-    ));
     (train, val)
 }
 

@@ -4,7 +4,10 @@
 //!
 //! Every tensor's CRC-32 is stored in the metadata (`netc_crc32`, a JSON object) and checked
 //! on load, so a flipped bit in the data is an error naming the tensor, not a loss of 1e32
-//! found later. Files without it (written by other tools) load unchecked.
+//! found later. Files without it (written by other tools) load unchecked. The other metadata
+//! entries carry a CRC-32 too (`netc_meta_crc32`), and every field netc reads back is checked
+//! for range on load (see [`super::checkpoint_meta`]); checkpoints of earlier versions, written
+//! without the metadata CRC, load as before.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -12,6 +15,7 @@ use std::path::Path;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
+use super::checkpoint_meta::{meta_crc, validate, META_CRC_KEY};
 use super::{read_file, write_atomic, IoError};
 
 /// The metadata key holding each tensor's CRC-32.
@@ -81,9 +85,13 @@ impl Checkpoint {
         let mut metadata: HashMap<String, String> = self
             .metadata
             .iter()
-            .filter(|(k, _)| *k != CRC_KEY)
+            .filter(|(k, _)| *k != CRC_KEY && *k != META_CRC_KEY)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        if !metadata.is_empty() {
+            let sum = meta_crc(metadata.iter(), &[]);
+            metadata.insert(META_CRC_KEY.into(), sum);
+        }
         if !raw.is_empty() {
             metadata.insert(CRC_KEY.into(), serde_json::Value::Object(sums).to_string());
         }
@@ -163,16 +171,20 @@ impl Checkpoint {
                 )));
             }
         }
-        let metadata = header
-            .metadata()
-            .as_ref()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| *k != CRC_KEY)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let raw_meta = header.metadata().clone().unwrap_or_default();
+        if let Some(want) = raw_meta.get(META_CRC_KEY) {
+            if *want != meta_crc(raw_meta.iter(), &[CRC_KEY, META_CRC_KEY]) {
+                return Err(format(
+                    "its metadata does not match its checksum: the file was altered after netc wrote it"
+                        .into(),
+                ));
+            }
+        }
+        let metadata: BTreeMap<String, String> = raw_meta
+            .into_iter()
+            .filter(|(k, _)| k != CRC_KEY && k != META_CRC_KEY)
+            .collect();
+        validate(&metadata, &tensors).map_err(format)?;
         Ok(Checkpoint { tensors, metadata })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+mod checkpoint_meta;
 pub mod npy;
 pub mod plot;
 pub mod png_grid;

@@ -144,6 +144,8 @@ fn load_params_with(
             problems.push(format!("no tensor `{}`", candidates[0]));
             continue;
         };
+        // Found, so not also "a tensor the network does not have" when it does not fit.
+        used.push(key.clone());
         if shape != like.shapes[i].as_slice() {
             problems.push(format!(
                 "`{key}` is {shape:?} in the checkpoint but {:?} in network `{}`",
@@ -156,7 +158,6 @@ fn load_params_with(
             continue;
         }
         p.values[i] = data.to_vec();
-        used.push(key.clone());
         let legacy = key.contains('/');
         for (s, slot) in st.slots.iter_mut().enumerate() {
             let skey = if legacy {
@@ -174,15 +175,25 @@ fn load_params_with(
             }
         }
     }
+    // The network's tensors that do not fit, counted apart from the checkpoint's extra ones:
+    // one count of both over the network's total read "(12 of 4 tensors)".
+    let misfits = problems.len();
     if strict {
         unused_tensors(ck, net, &used, &mut problems);
     }
     if !problems.is_empty() {
+        let extra = problems.len() - misfits;
+        let counts = match (misfits, extra) {
+            (m, 0) => format!("{m} of its {} tensors do not fit", like.names.len()),
+            (0, e) => format!("the checkpoint has {e} tensor(s) it does not"),
+            (m, e) => format!(
+                "{m} of its {} tensors do not fit, and the checkpoint has {e} it does not",
+                like.names.len()
+            ),
+        };
         return Err(RunCheckpointError(format!(
-            "the checkpoint does not fit network `{}` ({} of {} tensors): {}",
+            "the checkpoint does not fit network `{}` ({counts}): {}",
             net.name,
-            problems.len(),
-            like.names.len(),
             problems.join("; ")
         )));
     }
@@ -218,9 +229,37 @@ fn unused_tensors(ck: &Checkpoint, net: &Network, used: &[String], problems: &mu
 pub fn check_optimizer(ck: &Checkpoint, now: String) -> Result<(), RunCheckpointError> {
     match ck.metadata.get("optimizer") {
         Some(was) if *was != now => Err(RunCheckpointError(format!(
-            "the checkpoint was trained with {was} but the model now says {now}; its optimizer state cannot carry over (start a new run with another --out)"
+            "the checkpoint was trained with {was} but the model now says {now}{}; its optimizer state cannot carry over (start a new run with another --out)",
+            difference(was, &now)
         ))),
         _ => Ok(()),
+    }
+}
+
+/// What differs between two optimizer descriptions (`Adam { beta1: 0.9, eps: 1e-8 }`), part
+/// by part, so two long, nearly identical strings in a message show where they differ.
+fn difference(was: &str, now: &str) -> String {
+    let parts = |s: &str| -> Vec<String> {
+        s.split(['{', '}', ',', '/'])
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    let (a, b) = (parts(was), parts(now));
+    if a.len() != b.len() {
+        return String::new();
+    }
+    let diffs: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x != y)
+        .map(|(x, y)| format!("`{x}` then, `{y}` now"))
+        .collect();
+    if diffs.is_empty() {
+        // Same parts, other spacing or order: show the texts exactly.
+        format!(" (as text: {was:?} vs {now:?})")
+    } else {
+        format!(" (differing: {})", diffs.join("; "))
     }
 }
 
