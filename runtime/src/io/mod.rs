@@ -1,10 +1,12 @@
 //! Files a training run writes and reads: checkpoints (safetensors), image grids and loss
 //! plots (PNG), arrays for NumPy (.npy). Every writer goes through [`write_atomic`], so an
-//! interrupted run never leaves a torn file behind.
+//! interrupted run never leaves a torn file behind, and every output path through
+//! [`output_target`], so a device, a FIFO or a folder at that path is never replaced.
 
 pub mod atomic;
 pub mod checkpoint;
 pub mod npy;
+pub mod output;
 pub mod plot;
 pub mod png_grid;
 pub mod run_checkpoint;
@@ -14,6 +16,7 @@ use std::path::PathBuf;
 pub use atomic::write_atomic;
 pub use checkpoint::Checkpoint;
 pub use npy::{read_npy_f32, write_npy_f32};
+pub use output::{output_target, Output};
 pub use plot::{write_chart, Panel};
 pub use png_grid::{write_image_grid, Grid};
 

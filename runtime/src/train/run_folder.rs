@@ -138,13 +138,16 @@ impl Metrics {
                 io::write_atomic(&path, keep.as_bytes())?;
             }
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(&path)
-            .map_err(|e| TrainError::Setup(format!("cannot write {}: {e}", path.display())))?;
+        let file = match io::output_target(&path)? {
+            io::Output::Through(file) => file,
+            io::Output::Replace(_) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append)
+                .open(&path)
+                .map_err(|e| TrainError::Setup(format!("cannot write {}: {e}", path.display())))?,
+        };
         Ok(Metrics { file })
     }
     /// One row: `kind` says which (`train` for a log interval, `epoch` for an evaluated
