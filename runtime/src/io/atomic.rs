@@ -44,10 +44,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     Ok(())
 }
 
-/// The temporary file's builder.
-fn temp_builder(_keep: Option<Permissions>) -> tempfile::Builder<'static, 'static> {
+/// The temporary file's builder: created with the usual permissions, as `File::create` gives
+/// (0666 less the umask; tempfile's own default is 0600, which made every checkpoint and PNG
+/// owner-only), or with those of the file it replaces.
+fn temp_builder(keep: Option<Permissions>) -> tempfile::Builder<'static, 'static> {
     let mut b = tempfile::Builder::new();
     b.prefix(".tmp-netc-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(keep.unwrap_or_else(|| Permissions::from_mode(0o666)));
+    }
+    #[cfg(not(unix))]
+    drop(keep);
     b
 }
 
