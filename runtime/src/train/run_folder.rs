@@ -75,19 +75,14 @@ pub(super) fn prepare_out(
 /// refused (two runs used to interleave their metrics lines and replace each other's
 /// checkpoints). The file keeps the holder's process id for the message.
 fn lock_out(out: &Path) -> Result<std::fs::File, TrainError> {
-    use std::io::{Seek, Write as _};
+    use std::io::{Read, Seek, Write as _};
     let path = out.join(".netc-lock");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| TrainError::Setup(format!("cannot open {}: {e}", path.display())))?;
+    let mut file = open_lock(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
             return Err(TrainError::Setup(format!(
                 "another netc run{} is writing to {}; wait for it, or use --out for another folder",
                 match holder.trim() {
@@ -109,6 +104,41 @@ fn lock_out(out: &Path) -> Result<std::fs::File, TrainError> {
     let _ = write!(file, "{}", std::process::id());
     let _ = file.flush();
     Ok(file)
+}
+
+/// Opens (or creates) the lock file, which must be a regular file in the folder itself: a link
+/// is not followed (one planted as `.netc-lock` made the run truncate its target and write the
+/// process id into it), and the open does not block on a FIFO.
+fn open_lock(path: &Path) -> Result<std::fs::File, TrainError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let refuse = |what: &str| {
+        TrainError::Setup(format!(
+            "{} is {what}; netc's lock file must be a regular file: remove it",
+            path.display()
+        ))
+    };
+    let file = options.open(path).map_err(|e| {
+        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if link {
+            refuse("a symbolic link")
+        } else {
+            TrainError::Setup(format!("cannot open {}: {e}", path.display()))
+        }
+    })?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(m) => Err(refuse(io::output::kind(m.file_type()))),
+        Err(e) => Err(TrainError::Setup(format!(
+            "cannot open {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// The run's metrics.jsonl, open for appending rows.
