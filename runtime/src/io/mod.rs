@@ -5,6 +5,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod input;
 pub mod npy;
 pub mod output;
 pub mod plot;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 pub use atomic::write_atomic;
 pub use checkpoint::Checkpoint;
+pub use input::{open_capped, open_regular, read_capped, MAX_IMAGE_FILE_BYTES};
 pub use npy::{read_npy_f32, write_npy_f32};
 pub use output::{output_target, Output};
 pub use plot::{write_chart, Panel};
@@ -46,12 +48,28 @@ pub enum IoError {
     },
 }
 
-/// Reads a whole file, mapping the error to [`IoError::Io`].
+impl IoError {
+    /// The message without the path it starts with, for a caller that names the file itself.
+    pub fn problem(&self) -> String {
+        let path = match self {
+            IoError::Io { path, .. }
+            | IoError::Invalid { path, .. }
+            | IoError::Format { path, .. }
+            | IoError::Png { path, .. }
+            | IoError::Safetensors { path, .. } => path,
+        };
+        let full = self.to_string();
+        match full.strip_prefix(&format!("{}: ", path.display())) {
+            Some(rest) => rest.to_string(),
+            None => full,
+        }
+    }
+}
+
+/// Reads a whole regular file (see [`input`]: a device or FIFO is refused, the size is checked
+/// against the machine's memory first).
 pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, IoError> {
-    std::fs::read(path).map_err(|source| IoError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    read_capped(path, u64::MAX, "a file")
 }
 
 /// Encodes an 8-bit grayscale (`channels` 1) or RGB (`channels` 3) image as PNG.

@@ -153,7 +153,7 @@ impl Metrics {
     pub(super) fn open(out: &Path, resumed: Option<u64>) -> Result<Metrics, TrainError> {
         let path = out.join("metrics.jsonl");
         let append = resumed.is_some();
-        if let (Some(step), Ok(text)) = (resumed, std::fs::read_to_string(&path)) {
+        if let (Some(step), Some(text)) = (resumed, read_text(&path)) {
             let keep: String = text
                 .lines()
                 .filter(|l| {
@@ -203,7 +203,7 @@ impl Metrics {
 
 /// Reads metrics.jsonl back (for plots and tests): the numeric fields of each row.
 pub fn read_metrics(out: &Path) -> Vec<BTreeMap<String, f64>> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
+    read_text(&out.join("metrics.jsonl"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).ok())
@@ -213,6 +213,13 @@ pub fn read_metrics(out: &Path) -> Vec<BTreeMap<String, f64>> {
                 .collect()
         })
         .collect()
+}
+
+/// A text file of the run folder, if it is a regular file (see io::input; metrics.jsonl may be a
+/// device or a FIFO the metrics are written through, which is not read back).
+fn read_text(path: &Path) -> Option<String> {
+    let bytes = io::read_capped(path, u64::MAX, "a text file").ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// The (step, `key`) points of metrics.jsonl.
