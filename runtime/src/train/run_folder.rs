@@ -60,15 +60,28 @@ pub(super) fn prepare_out(
             let _ = std::fs::remove_file(out.join(f));
         }
     }
-    let probe = out.join(".netc-write-test");
-    std::fs::write(&probe, b"ok").map_err(|e| {
+    probe_writable(out)?;
+    Ok(lock)
+}
+
+/// Fails unless a file can be created and written in `out`. The probe is a fresh temporary
+/// file (created exclusively, so a planted link is never followed), removed when it is dropped
+/// on every path: `.netc-write-test` used to stay behind when the write failed (a full disk).
+/// Its name is one the next run clears if this process is killed before the removal.
+fn probe_writable(out: &Path) -> Result<(), TrainError> {
+    let not_writable = |e: std::io::Error| {
         TrainError::Setup(format!(
             "output folder {} is not writable: {e}",
             out.display()
         ))
-    })?;
-    let _ = std::fs::remove_file(probe);
-    Ok(lock)
+    };
+    let mut probe = tempfile::Builder::new()
+        .prefix(".tmp-netc-write-test-")
+        .tempfile_in(out)
+        .map_err(not_writable)?;
+    probe.write_all(b"ok").map_err(not_writable)?;
+    probe.flush().map_err(not_writable)?;
+    probe.close().map_err(not_writable)
 }
 
 /// An exclusive advisory lock on `<out>/.netc-lock`: a second run into the same folder is
