@@ -47,12 +47,13 @@ pub(crate) fn load_as(path: &str, json: bool) -> Result<Model, Failure> {
 }
 
 /// A model file's bytes, refusing one over the size limit before reading it whole (a 50 MB
-/// file took 108 s and 6 GB; `/dev/zero` read until memory ran out).
+/// file took 108 s and 6 GB; `/dev/zero` read until memory ran out), and one that is not a
+/// regular file (a FIFO blocked forever).
 fn read_model_file(path: &str) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let limit = netc_compiler::limits::MAX_SOURCE_BYTES;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read model file `{path}`: {e}"))?;
+    let (file, _) = netc_runtime::io::open_regular(std::path::Path::new(path))
+        .map_err(|e| format!("cannot read model file `{path}`: {}", e.problem()))?;
     let mut bytes = vec![];
     file.take(limit + 1)
         .read_to_end(&mut bytes)

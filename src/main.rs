@@ -84,6 +84,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     setup::tune_allocator();
+    setup::default_sigpipe();
     // The CPU executor's products and per-sample loops run on rayon's pool (one thread per
     // core; RAYON_NUM_THREADS overrides), flushing subnormals as this thread does.
     netc_runtime::cpu::flush_subnormals();

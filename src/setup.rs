@@ -1,5 +1,6 @@
 //! Process-wide settings made first thing in `main`, before any other thread exists: the
-//! allocator's thresholds and the switch that quiets Mesa's device-select layer.
+//! allocator's thresholds, SIGPIPE's default action and the switch that quiets Mesa's
+//! device-select layer.
 
 /// Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select asks the Wayland compositor which
 /// GPU drives the display; without XDG_RUNTIME_DIR (a server, a container, CI) it cannot ask,
@@ -39,3 +40,22 @@ pub(crate) fn tune_allocator() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn tune_allocator() {}
+
+/// A closed stdout (`netc check model.net | head -1`) ends netc as it ends `cat`: killed by
+/// SIGPIPE, quietly, status 141 in a shell. Rust ignores SIGPIPE before `main`, so each
+/// `println!` into the closed pipe panicked ("failed printing to stdout: Broken pipe", exit 101
+/// and a backtrace); the default action is restored instead. Training is unaffected: its
+/// stopping signals (SIGINT, SIGTERM, SIGHUP) keep their own handlers; a run whose stdout pipe
+/// closes ends at the next line it prints (it used to panic there), and the checkpoints already
+/// written (atomically) stay.
+#[cfg(unix)]
+pub(crate) fn default_sigpipe() {
+    // SAFETY: sets one signal's disposition to the default, first thing in main, before any
+    // other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn default_sigpipe() {}

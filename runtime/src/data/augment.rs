@@ -24,8 +24,8 @@ pub fn colour_channels(c: image::ColorType) -> usize {
 
 /// Width, height and colour channels from the file's header, without decoding the pixels.
 pub fn probe(path: &Path) -> Result<(u32, u32, usize), String> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| e.to_string())?
+    let (file, _) = open_image(path)?;
+    let reader = ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
     if reader.format().is_none() {
@@ -37,6 +37,14 @@ pub fn probe(path: &Path) -> Result<(u32, u32, usize), String> {
         return Err(format!("empty image ({w}x{h})"));
     }
     Ok((w, h, colour_channels(dec.color_type())))
+}
+
+/// An image file opened for reading: a regular file of at most
+/// [`MAX_IMAGE_FILE_BYTES`](crate::io::MAX_IMAGE_FILE_BYTES), refused before it is read
+/// otherwise. The error names no path (the callers' errors do).
+fn open_image(path: &Path) -> Result<(std::fs::File, u64), String> {
+    crate::io::open_capped(path, crate::io::MAX_IMAGE_FILE_BYTES, "an image")
+        .map_err(|e| e.problem())
 }
 
 /// An image decoded to 8-bit channels, interleaved (HWC).
@@ -51,7 +59,8 @@ pub struct Pixels {
 /// Decodes `path` with `channels` colour channels (grey images become RGB and the other way
 /// round; whether that is allowed was decided when the folder was indexed).
 pub fn decode(path: &Path, channels: usize) -> Result<DynamicImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let (file, size) = open_image(path)?;
+    let bytes = crate::io::input::read_exactly(file, size, path).map_err(|e| e.problem())?;
     let reader = ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;

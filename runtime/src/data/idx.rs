@@ -105,7 +105,11 @@ fn open(path: &Path) -> Result<(Box<dyn Read>, bool), DataError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let (file, _) = crate::io::open_regular(path).map_err(|e| DataError::Malformed {
+        path: path.to_path_buf(),
+        problem: e.problem(),
+    })?;
+    let mut file = std::io::BufReader::new(file);
     let gz = std::io::BufRead::fill_buf(&mut file)
         .map_err(io)?
         .starts_with(&[0x1f, 0x8b]);

@@ -2,17 +2,20 @@
 //! complete new one, never a torn file. Checkpoints and plots are rewritten during training, so
 //! this matters.
 
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::Write;
 use std::path::Path;
 
+use super::output::{output_target, Output};
 use super::IoError;
 
-/// Writes `bytes` to `path` atomically: to a temporary file in the same directory (a rename is
-/// atomic only within one file system; tempfile picks a fresh name, so two writers never share
-/// one), fsync, rename over `path` (tempfile's persist), then fsync the directory so the rename
-/// itself is durable (best effort: not every platform can open a directory). On error the
-/// temporary file is removed and an existing `path` is left untouched.
+/// Writes `bytes` to `path`: a regular file (or a new one) is replaced atomically, through a
+/// temporary file in the same directory (a rename is atomic only within one file system;
+/// tempfile picks a fresh name, so two writers never share one), fsync, rename over `path`
+/// (tempfile's persist), then fsync the directory so the rename itself is durable (best effort:
+/// not every platform can open a directory). On error the temporary file is removed and an
+/// existing `path` is left untouched. What is not a regular file is never replaced:
+/// [`output_target`] says whether it is written through (a device, a FIFO) or refused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let err = |source: std::io::Error| IoError::Io {
         path: path.to_path_buf(),
@@ -24,20 +27,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
             problem: "not a file path".into(),
         });
     }
+    let keep = match output_target(path)? {
+        Output::Through(mut f) => return f.write_all(bytes).and_then(|()| f.flush()).map_err(err),
+        Output::Replace(keep) => keep,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-netc-")
-        .tempfile_in(dir)
-        .map_err(err)?;
+    let mut tmp = temp_builder(keep).tempfile_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     // On failure persist hands the temporary file back, and dropping it deletes it.
     tmp.persist(path).map_err(|e| err(e.error))?;
     sync_dir(path);
     Ok(())
+}
+
+/// The temporary file's builder: created with the usual permissions, as `File::create` gives
+/// (0666 less the umask; tempfile's own default is 0600, which made every checkpoint and PNG
+/// owner-only), or with those of the file it replaces.
+fn temp_builder(keep: Option<Permissions>) -> tempfile::Builder<'static, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".tmp-netc-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(keep.unwrap_or_else(|| Permissions::from_mode(0o666)));
+    }
+    #[cfg(not(unix))]
+    drop(keep);
+    b
 }
 
 fn sync_dir(path: &Path) {

@@ -16,7 +16,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use super::checkpoint_meta::{meta_crc, validate, META_CRC_KEY};
-use super::{read_file, write_atomic, IoError};
+use super::{input::read_safetensors, write_atomic, IoError};
 
 /// The metadata key holding each tensor's CRC-32.
 const CRC_KEY: &str = "netc_crc32";
@@ -103,7 +103,7 @@ impl Checkpoint {
     /// Reads a checkpoint written by [`Checkpoint::save`] (or any safetensors file of `F32`
     /// tensors). Tensors come back sorted by name.
     pub fn load(path: &Path) -> Result<Checkpoint, IoError> {
-        Checkpoint::from_bytes(&read_file(path)?, path)
+        Checkpoint::from_bytes(&read_safetensors(path)?, path)
     }
 
     /// [`Checkpoint::load`] of a file's bytes already in memory (`path` names it in errors).

@@ -1,11 +1,14 @@
 //! Files a training run writes and reads: checkpoints (safetensors), image grids and loss
 //! plots (PNG), arrays for NumPy (.npy). Every writer goes through [`write_atomic`], so an
-//! interrupted run never leaves a torn file behind.
+//! interrupted run never leaves a torn file behind, and every output path through
+//! [`output_target`], so a device, a FIFO or a folder at that path is never replaced.
 
 pub mod atomic;
 pub mod checkpoint;
 mod checkpoint_meta;
+pub mod input;
 pub mod npy;
+pub mod output;
 pub mod plot;
 pub mod png_grid;
 pub mod run_checkpoint;
@@ -14,7 +17,9 @@ use std::path::PathBuf;
 
 pub use atomic::write_atomic;
 pub use checkpoint::Checkpoint;
+pub use input::{open_capped, open_regular, read_capped, MAX_IMAGE_FILE_BYTES};
 pub use npy::{read_npy_f32, write_npy_f32};
+pub use output::{output_target, Output};
 pub use plot::{write_chart, Panel};
 pub use png_grid::{write_image_grid, Grid};
 
@@ -44,12 +49,28 @@ pub enum IoError {
     },
 }
 
-/// Reads a whole file, mapping the error to [`IoError::Io`].
+impl IoError {
+    /// The message without the path it starts with, for a caller that names the file itself.
+    pub fn problem(&self) -> String {
+        let path = match self {
+            IoError::Io { path, .. }
+            | IoError::Invalid { path, .. }
+            | IoError::Format { path, .. }
+            | IoError::Png { path, .. }
+            | IoError::Safetensors { path, .. } => path,
+        };
+        let full = self.to_string();
+        match full.strip_prefix(&format!("{}: ", path.display())) {
+            Some(rest) => rest.to_string(),
+            None => full,
+        }
+    }
+}
+
+/// Reads a whole regular file (see [`input`]: a device or FIFO is refused, the size is checked
+/// against the machine's memory first).
 pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, IoError> {
-    std::fs::read(path).map_err(|source| IoError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    read_capped(path, u64::MAX, "a file")
 }
 
 /// Encodes an 8-bit grayscale (`channels` 1) or RGB (`channels` 3) image as PNG.

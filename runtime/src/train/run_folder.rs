@@ -60,34 +60,42 @@ pub(super) fn prepare_out(
             let _ = std::fs::remove_file(out.join(f));
         }
     }
-    let probe = out.join(".netc-write-test");
-    std::fs::write(&probe, b"ok").map_err(|e| {
+    probe_writable(out)?;
+    Ok(lock)
+}
+
+/// Fails unless a file can be created and written in `out`. The probe is a fresh temporary
+/// file (created exclusively, so a planted link is never followed), removed when it is dropped
+/// on every path: `.netc-write-test` used to stay behind when the write failed (a full disk).
+/// Its name is one the next run clears if this process is killed before the removal.
+fn probe_writable(out: &Path) -> Result<(), TrainError> {
+    let not_writable = |e: std::io::Error| {
         TrainError::Setup(format!(
             "output folder {} is not writable: {e}",
             out.display()
         ))
-    })?;
-    let _ = std::fs::remove_file(probe);
-    Ok(lock)
+    };
+    let mut probe = tempfile::Builder::new()
+        .prefix(".tmp-netc-write-test-")
+        .tempfile_in(out)
+        .map_err(not_writable)?;
+    probe.write_all(b"ok").map_err(not_writable)?;
+    probe.flush().map_err(not_writable)?;
+    probe.close().map_err(not_writable)
 }
 
 /// An exclusive advisory lock on `<out>/.netc-lock`: a second run into the same folder is
 /// refused (two runs used to interleave their metrics lines and replace each other's
 /// checkpoints). The file keeps the holder's process id for the message.
 fn lock_out(out: &Path) -> Result<std::fs::File, TrainError> {
-    use std::io::{Seek, Write as _};
+    use std::io::{Read, Seek, Write as _};
     let path = out.join(".netc-lock");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| TrainError::Setup(format!("cannot open {}: {e}", path.display())))?;
+    let mut file = open_lock(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
             return Err(TrainError::Setup(format!(
                 "another netc run{} is writing to {}; wait for it, or use --out for another folder",
                 match holder.trim() {
@@ -111,6 +119,41 @@ fn lock_out(out: &Path) -> Result<std::fs::File, TrainError> {
     Ok(file)
 }
 
+/// Opens (or creates) the lock file, which must be a regular file in the folder itself: a link
+/// is not followed (one planted as `.netc-lock` made the run truncate its target and write the
+/// process id into it), and the open does not block on a FIFO.
+fn open_lock(path: &Path) -> Result<std::fs::File, TrainError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let refuse = |what: &str| {
+        TrainError::Setup(format!(
+            "{} is {what}; netc's lock file must be a regular file: remove it",
+            path.display()
+        ))
+    };
+    let file = options.open(path).map_err(|e| {
+        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if link {
+            refuse("a symbolic link")
+        } else {
+            TrainError::Setup(format!("cannot open {}: {e}", path.display()))
+        }
+    })?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(m) => Err(refuse(io::output::kind(m.file_type()))),
+        Err(e) => Err(TrainError::Setup(format!(
+            "cannot open {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// The run's metrics.jsonl, open for appending rows.
 pub(super) struct Metrics {
     file: std::fs::File,
@@ -123,7 +166,7 @@ impl Metrics {
     pub(super) fn open(out: &Path, resumed: Option<u64>) -> Result<Metrics, TrainError> {
         let path = out.join("metrics.jsonl");
         let append = resumed.is_some();
-        if let (Some(step), Ok(text)) = (resumed, std::fs::read_to_string(&path)) {
+        if let (Some(step), Some(text)) = (resumed, read_text(&path)) {
             let keep: String = text
                 .lines()
                 .filter(|l| {
@@ -138,13 +181,16 @@ impl Metrics {
                 io::write_atomic(&path, keep.as_bytes())?;
             }
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(&path)
-            .map_err(|e| TrainError::Setup(format!("cannot write {}: {e}", path.display())))?;
+        let file = match io::output_target(&path)? {
+            io::Output::Through(file) => file,
+            io::Output::Replace(_) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append)
+                .open(&path)
+                .map_err(|e| TrainError::Setup(format!("cannot write {}: {e}", path.display())))?,
+        };
         Ok(Metrics { file })
     }
     /// One row: `kind` says which (`train` for a log interval, `epoch` for an evaluated
@@ -170,7 +216,7 @@ impl Metrics {
 
 /// Reads metrics.jsonl back (for plots and tests): the numeric fields of each row.
 pub fn read_metrics(out: &Path) -> Vec<BTreeMap<String, f64>> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
+    read_text(&out.join("metrics.jsonl"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).ok())
@@ -180,6 +226,13 @@ pub fn read_metrics(out: &Path) -> Vec<BTreeMap<String, f64>> {
                 .collect()
         })
         .collect()
+}
+
+/// A text file of the run folder, if it is a regular file (see io::input; metrics.jsonl may be a
+/// device or a FIFO the metrics are written through, which is not read back).
+fn read_text(path: &Path) -> Option<String> {
+    let bytes = io::read_capped(path, u64::MAX, "a text file").ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// The (step, `key`) points of metrics.jsonl.
