@@ -124,11 +124,7 @@ pub(crate) fn lower_forward(
     let split = blocks.len() > 1;
     for (i, blk) in blocks.iter().enumerate() {
         let out = if split {
-            b.tensor(
-                format!("{name}#{i}"),
-                batch * blk.rows,
-                Kind::Activation,
-            )
+            b.tensor(format!("{name}#{i}"), batch * blk.rows, Kind::Activation)
         } else {
             y
         };
@@ -174,11 +170,7 @@ pub(crate) fn lower_backward(
     let split = blocks.len() > 1;
     for (i, blk) in blocks.iter().enumerate() {
         let dyk = if split {
-            let t = b.tensor(
-                format!("{name}#{i}.dy"),
-                batch * blk.rows,
-                Kind::Activation,
-            );
+            let t = b.tensor(format!("{name}#{i}.dy"), batch * blk.rows, Kind::Activation);
             let copy = copy_kernel(
                 batch,
                 blk.rows,
