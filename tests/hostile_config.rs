@@ -333,3 +333,28 @@ fn a_leaky_relu_slope_out_of_range_is_a_located_error() {
         ("leaky", "-3"),
     );
 }
+
+#[test]
+fn image_settings_that_do_not_fit_the_network_fail_check_located() {
+    // Both used to pass `check` and fail at `train` with no location.
+    check_fails_at(
+        &lenet_with("mean = [0.1, 0.2]"),
+        "training setting `mean`: expected 1 value, or 1 (network `m` takes 1 channel), not 2",
+        ("mean", "["),
+    );
+    check_fails_at(&lenet_with("std = [0.1, 0.2, 0.3]"), "not 3", ("std", "["));
+    check_fails_at(
+        &lenet_with("resize = 1"),
+        "training setting `resize`: expected a shorter side of at least 28",
+        ("resize", "1"),
+    );
+    // What fits still checks.
+    let dir = tmp("fits");
+    let path = dir.path().join("m.net");
+    std::fs::write(&path, lenet_with("mean = [0.1]\n  resize = 28")).expect("write");
+    let (code, _, err) = netc_within(
+        &["check", path.to_str().expect("utf-8")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+}

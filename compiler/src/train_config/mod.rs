@@ -8,6 +8,7 @@
 
 mod args;
 mod calls;
+mod fit;
 mod images;
 mod ranges;
 mod read;

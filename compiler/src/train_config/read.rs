@@ -2,6 +2,7 @@
 //! collected in the order the keys are read.
 
 use super::calls::{noise, optimizer, schedule};
+use super::fit::fit;
 use super::images::images;
 use super::ranges;
 use super::reader::{Reader, KEYS};
@@ -76,6 +77,7 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         seed: r.uint("seed", 1),
         images: images(&mut r),
     };
+    fit(&mut r, model, &cfg);
     if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {
         let sp = r.get("data").map_or(train.span, |v| v.span);
         r.errors.push(
