@@ -358,3 +358,66 @@ fn image_settings_that_do_not_fit_the_network_fail_check_located() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_gan_with_k_at_its_bound_stops_on_sigterm_between_d_steps() {
+    // The stop flag was polled between generator steps only: with k = 10^12 a SIGTERM was
+    // still ignored 30 s later. Now k is at most 1000 and every D step polls it.
+    let dir = tmp("gan-k");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
+    let src = dcgan_with("k", "k = 1000").replace(
+        "data_dir = \"../data/mnist-sample\"",
+        &format!("data_dir = {:?}", data.to_str().expect("utf-8")),
+    );
+    let model = dir.path().join("gan.net");
+    std::fs::write(&model, src).expect("write");
+    let out = dir.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args([
+            "train",
+            model.to_str().expect("utf-8"),
+            "--device",
+            "cpu",
+            "--batch",
+            "64",
+            "--quiet",
+        ])
+        .args(["--out", out.to_str().expect("utf-8")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // Let it load and start its D steps (a G step is 1000 D steps away: tens of seconds).
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the run ended early"
+    );
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            child.kill().ok();
+            panic!("still running 10 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert_eq!(status.code(), Some(143), "{err}");
+    netc_runtime::io::Checkpoint::load(&out.join("checkpoint.safetensors"))
+        .expect("one intact checkpoint written on SIGTERM");
+}
