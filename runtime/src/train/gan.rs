@@ -366,8 +366,10 @@ impl Task for GanTask<'_> {
     /// signal off for k steps.
     fn step(&mut self, run: &mut Run) -> Result<bool, TrainError> {
         let (g, batch) = (self.g, self.batch);
-        for _ in 0..g.k {
-            if run.stop_asked() {
+        for i in 0..g.k {
+            // Polled after each D step but the last (the G step follows it, then `drive`
+            // polls): with k = 1 a stop lands where it always did.
+            if i > 0 && run.stop_asked() {
                 return Ok(false);
             }
             let epoch = self.d_batches / self.per_epoch as u64;
