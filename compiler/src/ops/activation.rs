@@ -3,6 +3,7 @@
 
 use super::registry::OpDef;
 use super::{ArgDef, Op, Parsed, Ty};
+use crate::diag::Diagnostic;
 
 pub(super) const RELU: OpDef = OpDef {
     name: "relu",
@@ -41,7 +42,7 @@ pub(super) const LEAKY_RELU: OpDef = OpDef {
     example: "leaky_relu(0.2)",
     named_inputs: false,
     main_call: false,
-    parse: |p, _| leaky_from_args(p),
+    parse: leaky_from_args,
 };
 
 const LEAKY_ARGS: &[ArgDef] = &[(
@@ -52,10 +53,21 @@ const LEAKY_ARGS: &[ArgDef] = &[(
     true,
 )];
 
-fn leaky_from_args(p: &Parsed) -> Op {
-    Op::LeakyRelu {
-        alpha: p.float("alpha", 0.01),
+/// The negative slope must be finite and in [0, 1]: 0 is a ReLU, 1 the identity; beyond,
+/// the "leak" outgrows the positive side (and `1e999` reads as infinity).
+fn leaky_from_args(p: &Parsed, errors: &mut Vec<Diagnostic>) -> Op {
+    let alpha = p.float("alpha", 0.01);
+    if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
+        let sp = p.get("alpha").map_or(p.span, |v| v.span);
+        errors.push(
+            Diagnostic::error(format!(
+                "leaky_relu's slope must be a finite number in [0, 1], found {alpha}"
+            ))
+            .at(sp, "out of range")
+            .help("0 is a ReLU, 1 the identity; DCGAN uses 0.2"),
+        );
     }
+    Op::LeakyRelu { alpha }
 }
 
 pub(super) fn describe_leaky(alpha: f64) -> String {

@@ -1,28 +1,55 @@
 //! The call-valued settings of the training section: `optimizer = adam(...)`,
-//! `noise = uniform(...)` and `schedule = step(...)`.
+//! `noise = uniform(...)` and `schedule = step(...)`. Their arguments are resolved by
+//! [`super::args`] and each is checked against its range in [`super::ranges`].
 
-use super::reader::call_args;
+use super::args::resolve;
+use super::ranges::{self as rg};
 use super::{Noise, OptimizerConfig, Schedule};
-use crate::ast::Value;
+use crate::ast::{Call, Value, ValueKind};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::schedule::Optimizer;
+
+fn call(v: &Value) -> Option<&Call> {
+    match &v.kind {
+        ValueKind::Call(c) => Some(c),
+        _ => None,
+    }
+}
 
 /// `adam(lr=5e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0)` or
 /// `sgd(lr=0.01, momentum=0.9, weight_decay=5e-4)`.
 pub(super) fn optimizer(v: &Value, errors: &mut Vec<Diagnostic>) -> Option<OptimizerConfig> {
-    let Some((name, nums, bad)) = call_args(v) else {
+    let Some(c) = call(v) else {
         errors.push(
             Diagnostic::error(format!("expected an optimizer like adam(lr=5e-4) or sgd(lr=0.01, momentum=0.9), found `{v}`"))
                 .at(v.span, "here"),
         );
         return None;
     };
-    for s in bad {
-        errors.push(Diagnostic::error("optimizer settings must be numbers").at(s, "not a number"));
-    }
-    let allowed: &[&str] = match name {
-        "adam" => &["lr", "beta1", "beta2", "eps", "weight_decay"],
-        "sgd" => &["lr", "momentum", "weight_decay"],
+    let (kind, lr) = match c.name.name.as_str() {
+        "adam" => {
+            let a = resolve(
+                c,
+                &["lr", "beta1", "beta2", "eps", "weight_decay"],
+                1,
+                errors,
+            );
+            let kind = Optimizer::Adam {
+                beta1: a.get("beta1", 0.9, &rg::BETA1, errors),
+                beta2: a.get("beta2", 0.999, &rg::BETA2, errors),
+                eps: a.get("eps", 1e-8, &rg::EPS, errors),
+                weight_decay: a.get("weight_decay", 0.0, &rg::WEIGHT_DECAY, errors),
+            };
+            (kind, a.get("lr", 1e-3, &rg::LR, errors))
+        }
+        "sgd" => {
+            let a = resolve(c, &["lr", "momentum", "weight_decay"], 1, errors);
+            let kind = Optimizer::Sgd {
+                momentum: a.get("momentum", 0.0, &rg::MOMENTUM, errors),
+                weight_decay: a.get("weight_decay", 0.0, &rg::WEIGHT_DECAY, errors),
+            };
+            (kind, a.get("lr", 0.01, &rg::LR, errors))
+        }
         other => {
             let mut d =
                 Diagnostic::error(format!("unknown optimizer `{other}`")).at(v.span, "unknown");
@@ -35,73 +62,16 @@ pub(super) fn optimizer(v: &Value, errors: &mut Vec<Diagnostic>) -> Option<Optim
             return None;
         }
     };
-    let mut positional = 0;
-    let mut vals: Vec<(&str, f64)> = vec![];
-    for (k, x, sp) in nums {
-        let key = match k {
-            Some(k) => k,
-            None => {
-                positional += 1;
-                if positional > 1 {
-                    errors.push(
-                        Diagnostic::error("only the learning rate may be given without a name")
-                            .at(sp, "name it"),
-                    );
-                    continue;
-                }
-                "lr"
-            }
-        };
-        if !allowed.contains(&key) {
-            let mut d = Diagnostic::error(format!("`{name}` has no setting `{key}`"))
-                .at(sp, "unknown setting");
-            if let Some(s) = did_you_mean(key, allowed.iter().copied()) {
-                d = d.help(format!("did you mean `{s}`?"));
-            } else {
-                d = d.help(format!("`{name}` takes {}", allowed.join(", ")));
-            }
-            errors.push(d);
-            continue;
-        }
-        vals.push((key, x));
-    }
-    let get = |k: &str, d: f64| vals.iter().find(|(n, _)| *n == k).map_or(d, |(_, x)| *x);
-    let (kind, default_lr) = match name {
-        "adam" => (
-            Optimizer::Adam {
-                beta1: get("beta1", 0.9),
-                beta2: get("beta2", 0.999),
-                eps: get("eps", 1e-8),
-                weight_decay: get("weight_decay", 0.0),
-            },
-            1e-3,
-        ),
-        _ => (
-            Optimizer::Sgd {
-                momentum: get("momentum", 0.0),
-                weight_decay: get("weight_decay", 0.0),
-            },
-            0.01,
-        ),
-    };
-    let lr = get("lr", default_lr);
-    if !(lr > 0.0 && lr.is_finite()) {
-        errors.push(
-            Diagnostic::error(format!(
-                "learning rate must be a positive number, found {lr}"
-            ))
-            .at(v.span, "here"),
-        );
-    }
     Some(OptimizerConfig { kind, lr })
 }
 
+/// `uniform(low, high)` or `normal(mean, std)`.
 pub(super) fn noise(v: &Value, errors: &mut Vec<Diagnostic>) -> Noise {
     let default = Noise::Uniform {
         low: -1.0,
         high: 1.0,
     };
-    let Some((name, nums, _)) = call_args(v) else {
+    let Some(c) = call(v) else {
         errors.push(
             Diagnostic::error(format!(
                 "expected uniform(a, b) or normal(mean, std), found `{v}`"
@@ -110,16 +80,29 @@ pub(super) fn noise(v: &Value, errors: &mut Vec<Diagnostic>) -> Noise {
         );
         return default;
     };
-    let n = |i: usize, d: f64| nums.get(i).map_or(d, |x| x.1);
-    match name {
-        "uniform" => Noise::Uniform {
-            low: n(0, -1.0),
-            high: n(1, 1.0),
-        },
-        "normal" | "gaussian" => Noise::Normal {
-            mean: n(0, 0.0),
-            std: n(1, 1.0),
-        },
+    match c.name.name.as_str() {
+        "uniform" => {
+            let a = resolve(c, &["low", "high"], 2, errors);
+            let low = a.get("low", -1.0, &rg::NOISE_VALUE, errors);
+            let high = a.get("high", 1.0, &rg::NOISE_VALUE, errors);
+            if low >= high {
+                errors.push(
+                    Diagnostic::error(format!(
+                        "uniform noise needs low < high, found uniform({low}, {high})"
+                    ))
+                    .at(a.span("high", v.span), "not above low")
+                    .help("e.g. uniform(-1, 1)"),
+                );
+            }
+            Noise::Uniform { low, high }
+        }
+        "normal" | "gaussian" => {
+            let a = resolve(c, &["mean", "std"], 2, errors);
+            Noise::Normal {
+                mean: a.get("mean", 0.0, &rg::NOISE_VALUE, errors),
+                std: a.get("std", 1.0, &rg::NOISE_STD, errors),
+            }
+        }
         other => {
             errors.push(
                 Diagnostic::error(format!("unknown noise distribution `{other}`"))
@@ -131,40 +114,48 @@ pub(super) fn noise(v: &Value, errors: &mut Vec<Diagnostic>) -> Noise {
     }
 }
 
+/// `constant`, `step(every, factor)`, `plateau(factor, patience)` or `inv(gamma, power)`.
 pub(super) fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
     if v.as_ident() == Some("constant") || v.as_ident() == Some("none") {
         return Schedule::Constant;
     }
-    let Some((name, nums, _)) = call_args(v) else {
+    let Some(c) = call(v) else {
         errors.push(Diagnostic::error(format!("expected step(every=30, factor=0.1) or plateau(factor=0.1, patience=1), found `{v}`")).at(v.span, "here"));
         return Schedule::Constant;
     };
-    let get = |k: &str, i: usize, d: f64| {
-        nums.iter()
-            .find(|x| x.0 == Some(k))
-            .or_else(|| nums.iter().filter(|x| x.0.is_none()).nth(i))
-            .map_or(d, |x| x.1)
-    };
-    match name {
-        "step" => Schedule::Step {
-            every: get("every", 0, 30.0).max(1.0) as u64,
-            factor: get("factor", 1, 0.1),
-        },
-        "plateau" => Schedule::Plateau {
-            factor: get("factor", 0, 0.1),
-            patience: get("patience", 1, 1.0).max(0.0) as u64,
-        },
-        "inv" => {
-            let (gamma, power) = (get("gamma", 0, 1e-4), get("power", 1, 0.75));
-            if !(gamma >= 0.0 && power >= 0.0 && gamma.is_finite() && power.is_finite()) {
-                errors.push(
-                    Diagnostic::error(format!(
-                        "inv schedule needs gamma >= 0 and power >= 0, found gamma={gamma}, power={power}"
-                    ))
-                    .at(v.span, "here"),
-                );
+    match c.name.name.as_str() {
+        "step" => {
+            let a = resolve(c, &["every", "factor"], 2, errors);
+            Schedule::Step {
+                every: whole(
+                    a.get("every", 30.0, &rg::STEP_EVERY, errors),
+                    &a,
+                    "every",
+                    c,
+                    errors,
+                ),
+                factor: a.get("factor", 0.1, &rg::SCHEDULE_FACTOR, errors),
             }
-            Schedule::Inv { gamma, power }
+        }
+        "plateau" => {
+            let a = resolve(c, &["factor", "patience"], 2, errors);
+            Schedule::Plateau {
+                factor: a.get("factor", 0.1, &rg::SCHEDULE_FACTOR, errors),
+                patience: whole(
+                    a.get("patience", 1.0, &rg::PATIENCE, errors),
+                    &a,
+                    "patience",
+                    c,
+                    errors,
+                ),
+            }
+        }
+        "inv" => {
+            let a = resolve(c, &["gamma", "power"], 2, errors);
+            Schedule::Inv {
+                gamma: a.get("gamma", 1e-4, &rg::INV_GAMMA, errors),
+                power: a.get("power", 0.75, &rg::INV_POWER, errors),
+            }
         }
         other => {
             errors.push(
@@ -174,5 +165,23 @@ pub(super) fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
             );
             Schedule::Constant
         }
+    }
+}
+
+/// A count of epochs read as a number: an error when it has a fraction (it used to be cut).
+fn whole(x: f64, a: &super::args::Args, key: &str, c: &Call, e: &mut Vec<Diagnostic>) -> u64 {
+    if x.fract() != 0.0 {
+        e.push(
+            Diagnostic::error(format!(
+                "`{}`'s `{key}` must be a whole number of epochs, found {x}",
+                c.name.name
+            ))
+            .at(a.span(key, c.span), "not whole"),
+        );
+    }
+    if x.is_finite() && x >= 0.0 {
+        x as u64
+    } else {
+        0
     }
 }

@@ -6,8 +6,11 @@
 //! the typed key look-ups, `calls` the call-valued settings (optimizer, noise, schedule) and
 //! `images` the image-folder pipeline.
 
+mod args;
 mod calls;
+mod fit;
 mod images;
+mod ranges;
 mod read;
 mod reader;
 

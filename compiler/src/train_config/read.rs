@@ -2,10 +2,12 @@
 //! collected in the order the keys are read.
 
 use super::calls::{noise, optimizer, schedule};
+use super::fit::fit;
 use super::images::images;
+use super::ranges;
 use super::reader::{Reader, KEYS};
 use super::{GanConfig, Length, Noise, OptimizerConfig, Schedule, Task, TrainConfig};
-use crate::ast::{Span, ValueKind};
+use crate::ast::{Ident, Span, ValueKind};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::Model;
 use crate::schedule::Optimizer;
@@ -34,7 +36,7 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
     };
     let (opt, per_net) = optimizers(&mut r);
     let task = match task_name.as_str() {
-        "classifier" => classifier(&mut r, &nets),
+        "classifier" => classifier(&mut r, &nets, &per_net),
         "gan" => gan(&mut r, &nets, opt, &per_net),
         other => {
             let sp = r.get("task").map_or(train.span, |v| v.span);
@@ -75,6 +77,7 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         seed: r.uint("seed", 1),
         images: images(&mut r),
     };
+    fit(&mut r, model, &cfg);
     if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {
         let sp = r.get("data").map_or(train.span, |v| v.span);
         r.errors.push(
@@ -115,9 +118,17 @@ impl Nets<'_> {
     }
 }
 
-/// An error for every key the training section does not know.
+/// An error for every key the training section does not know, and for every key given twice
+/// (the first used to win silently).
 fn unknown_keys(r: &mut Reader) {
-    for (k, _) in r.entries {
+    for (i, (k, _)) in r.entries.iter().enumerate() {
+        if let Some((first, _)) = r.entries[..i].iter().find(|(f, _)| f.name == k.name) {
+            r.errors.push(
+                Diagnostic::error(format!("training setting `{}` is given twice", k.name))
+                    .at(k.span, "again here")
+                    .also(first.span, "first here"),
+            );
+        }
         if !KEYS.contains(&k.name.as_str()) {
             let mut d = Diagnostic::error(format!("unknown training setting `{}`", k.name))
                 .at(k.span, "unknown key");
@@ -130,8 +141,11 @@ fn unknown_keys(r: &mut Reader) {
     }
 }
 
+/// A per-network optimizer of a map: the key as written, and the optimizer.
+type PerNet = Vec<(Ident, OptimizerConfig)>;
+
 /// The optimizer (the last one read), and the per-network ones of a map.
-fn optimizers(r: &mut Reader) -> (OptimizerConfig, Vec<(String, OptimizerConfig)>) {
+fn optimizers(r: &mut Reader) -> (OptimizerConfig, PerNet) {
     let default_opt = OptimizerConfig {
         kind: Optimizer::Adam {
             beta1: 0.9,
@@ -142,14 +156,13 @@ fn optimizers(r: &mut Reader) -> (OptimizerConfig, Vec<(String, OptimizerConfig)
         lr: 1e-3,
     };
     // `optimizer` is one optimizer, or a map {generator: ..., discriminator: ...} for a GAN.
-    let (mut opt, mut per_net): (OptimizerConfig, Vec<(String, OptimizerConfig)>) =
-        (default_opt, vec![]);
+    let (mut opt, mut per_net): (OptimizerConfig, PerNet) = (default_opt, vec![]);
     if let Some(v) = r.get("optimizer") {
         match &v.kind {
             ValueKind::Map(m) => {
                 for (k, ov) in m {
                     if let Some(o) = optimizer(ov, &mut r.errors) {
-                        per_net.push((k.name.clone(), o));
+                        per_net.push((k.clone(), o));
                         opt = o;
                     }
                 }
@@ -164,10 +177,84 @@ fn optimizers(r: &mut Reader) -> (OptimizerConfig, Vec<(String, OptimizerConfig)
     (opt, per_net)
 }
 
+/// The optimizer of each of the task's networks, `(role, network name)`, in a map
+/// `optimizer = {generator: ..., discriminator: ...}`: a key names a role or a network, every
+/// network once. An unknown key or a network left out is an error (each network used to
+/// train with the map's last entry).
+fn per_network(
+    r: &mut Reader,
+    per_net: &PerNet,
+    roles: &[(&str, &str)],
+) -> Vec<Option<OptimizerConfig>> {
+    let mut chosen: Vec<Option<OptimizerConfig>> = vec![None; roles.len()];
+    let Some(v) = r.get("optimizer") else {
+        return chosen;
+    };
+    let ValueKind::Map(entries) = &v.kind else {
+        return chosen;
+    };
+    let mut given: Vec<Option<Span>> = vec![None; roles.len()];
+    for (k, _) in entries {
+        let Some(i) = roles
+            .iter()
+            .position(|(role, net)| k.name == *role || k.name == *net)
+        else {
+            let names: Vec<&str> = roles.iter().flat_map(|(role, net)| [*role, *net]).collect();
+            let d = Diagnostic::error(format!("the optimizer map has no network `{}`", k.name))
+                .at(k.span, "unknown network");
+            let mut valid = names.clone();
+            valid.dedup();
+            // `gen` for generator: a short form is no typo but still a clear suggestion.
+            let prefix = || {
+                names
+                    .iter()
+                    .find(|n| n.starts_with(k.name.as_str()))
+                    .map(|n| n.to_string())
+            };
+            r.errors.push(
+                match did_you_mean(&k.name, names.iter().copied()).or_else(prefix) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!("the keys are {}", valid.join(", "))),
+                },
+            );
+            continue;
+        };
+        if let Some(first) = given[i] {
+            r.errors.push(
+                Diagnostic::error(format!(
+                    "the optimizer map gives the {} `{}` twice",
+                    roles[i].0, roles[i].1
+                ))
+                .at(k.span, "again here")
+                .also(first, "first here"),
+            );
+            continue;
+        }
+        given[i] = Some(k.span);
+        chosen[i] = per_net
+            .iter()
+            .find(|(pk, _)| pk.span == k.span)
+            .map(|(_, o)| *o);
+    }
+    for (i, (role, net)) in roles.iter().enumerate() {
+        if given[i].is_none() {
+            r.errors.push(
+                Diagnostic::error(format!(
+                    "the optimizer map has no entry for the {role} `{net}`"
+                ))
+                .at(v.span, "here")
+                .help("give every network an optimizer, or one optimizer for all"),
+            );
+        }
+    }
+    chosen
+}
+
 /// `task = classifier`: the network it trains and its loss.
-fn classifier(r: &mut Reader, nets: &Nets) -> Task {
+fn classifier(r: &mut Reader, nets: &Nets, per_net: &PerNet) -> Task {
     let network = r.name("network", nets.names.first().copied().unwrap_or(""));
     nets.check(r, "network", &network);
+    per_network(r, per_net, &[("network", &network)]);
     let loss = r.name("loss", "softmax_cross_entropy");
     if loss != "softmax_cross_entropy" && loss != "cross_entropy" {
         let v = r.get("loss").cloned();
@@ -183,12 +270,7 @@ fn classifier(r: &mut Reader, nets: &Nets) -> Task {
 }
 
 /// `task = gan`: the two networks, the noise, the generator's loss and the two optimizers.
-fn gan(
-    r: &mut Reader,
-    nets: &Nets,
-    opt: OptimizerConfig,
-    per_net: &[(String, OptimizerConfig)],
-) -> Task {
+fn gan(r: &mut Reader, nets: &Nets, opt: OptimizerConfig, per_net: &PerNet) -> Task {
     let generator = r.name("generator", "generator");
     let discriminator = r.name("discriminator", "discriminator");
     nets.check(r, "generator", &generator);
@@ -214,15 +296,14 @@ fn gan(
             true
         }
     };
-    let find = |n: &str| per_net.iter().find(|(k, _)| k == n).map(|(_, o)| *o);
-    let g_optimizer = find("generator")
-        .or_else(|| find(&generator))
-        .unwrap_or(opt);
-    let d_optimizer = find("discriminator")
-        .or_else(|| find(&discriminator))
-        .unwrap_or(opt);
+    let chosen = per_network(
+        r,
+        per_net,
+        &[("generator", &generator), ("discriminator", &discriminator)],
+    );
+    let (g_optimizer, d_optimizer) = (chosen[0].unwrap_or(opt), chosen[1].unwrap_or(opt));
     gan_shapes(r, nets, &generator, &discriminator);
-    let k = r.positive("k", 1);
+    let k = gan_k(r);
     let sample_every = r.uint("sample_every", 1000);
     Task::Gan(GanConfig {
         generator,
@@ -273,23 +354,21 @@ fn gan_shapes(r: &mut Reader, nets: &Nets, generator: &str, discriminator: &str)
     }
 }
 
-/// The learning-rate schedule, its factor checked.
+/// `k`, discriminator steps per generator step, within [`ranges::GAN_K`].
+fn gan_k(r: &mut Reader) -> u64 {
+    let k = r.positive("k", 1);
+    if let Some(v) = r.get("k") {
+        if !ranges::GAN_K.contains(k as f64) {
+            ranges::GAN_K.check(k as f64, v.span, &mut r.errors);
+        }
+    }
+    k
+}
+
+/// The learning-rate schedule (its arguments checked against their ranges by `schedule`).
 fn schedule_setting(r: &mut Reader) -> Schedule {
     match r.get("schedule") {
-        Some(v) => {
-            let sc = schedule(v, &mut r.errors);
-            if let Schedule::Step { factor, .. } | Schedule::Plateau { factor, .. } = sc {
-                if !(factor > 0.0 && factor <= 1.0) {
-                    r.errors.push(
-                        Diagnostic::error(format!(
-                            "schedule factor must be in (0, 1], found {factor}"
-                        ))
-                        .at(v.span, "here"),
-                    );
-                }
-            }
-            sc
-        }
+        Some(v) => schedule(v, &mut r.errors),
         None => Schedule::Constant,
     }
 }

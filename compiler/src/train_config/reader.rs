@@ -1,8 +1,8 @@
 //! Typed look-ups of the training section's keys (each wrong value becomes a diagnostic naming
 //! the key), the list of known keys, and the arguments of a call-valued setting.
 
-use super::ChannelStat;
-use crate::ast::{Span, Value, ValueKind};
+use super::{ranges, ChannelStat};
+use crate::ast::{Value, ValueKind};
 use crate::diag::Diagnostic;
 
 pub(super) const KEYS: &[&str] = &[
@@ -82,16 +82,22 @@ impl<'a> Reader<'a> {
         }
         n
     }
-    /// A `[low, high]` interval of finite numbers with low < high.
+    /// A `[low, high]` interval of numbers in [`ranges::PIXEL_RANGE`] with low < high.
     pub(super) fn interval(&mut self, key: &str, default: (f64, f64)) -> (f64, f64) {
         let Some(v) = self.get(key) else {
             return default;
         };
         if let ValueKind::List(items) = &v.kind {
             if let [a, b] = items.as_slice() {
-                if let (Some(a), Some(b)) = (a.as_f64(), b.as_f64()) {
-                    if a.is_finite() && b.is_finite() && a < b {
-                        return (a, b);
+                if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {
+                    let r = &ranges::PIXEL_RANGE;
+                    if !r.contains(x) || !r.contains(y) {
+                        r.check(x, a.span, &mut self.errors);
+                        r.check(y, b.span, &mut self.errors);
+                        return default;
+                    }
+                    if x < y {
+                        return (x, y);
                     }
                 }
             }
@@ -148,10 +154,19 @@ impl<'a> Reader<'a> {
         };
         let xs: Option<Vec<f64>> = items.iter().map(|x| x.as_f64()).collect();
         match xs {
-            Some(xs)
-                if !xs.is_empty()
-                    && xs.iter().all(|x| x.is_finite() && (!positive || *x > 0.0)) =>
-            {
+            Some(xs) if !xs.is_empty() => {
+                let range = if positive {
+                    &ranges::CHANNEL_STD
+                } else {
+                    &ranges::CHANNEL_MEAN
+                };
+                let before = self.errors.len();
+                for (x, item) in xs.iter().zip(&items) {
+                    range.check(*x, item.span, &mut self.errors);
+                }
+                if self.errors.len() > before {
+                    return ChannelStat::None;
+                }
                 ChannelStat::Values(xs)
             }
             _ => {
@@ -177,23 +192,4 @@ impl<'a> Reader<'a> {
             },
         }
     }
-}
-
-/// A call's numeric arguments: (key, value, span).
-pub(super) type NumArgs<'a> = Vec<(Option<&'a str>, f64, Span)>;
-
-/// The name, numeric arguments and spans of non-numeric arguments of a call value.
-pub(super) fn call_args(v: &Value) -> Option<(&str, NumArgs<'_>, Vec<Span>)> {
-    let ValueKind::Call(c) = &v.kind else {
-        return None;
-    };
-    let mut nums = vec![];
-    let mut bad = vec![];
-    for a in &c.args {
-        match a.value.as_f64() {
-            Some(x) => nums.push((a.key.as_ref().map(|k| k.name.as_str()), x, a.value.span)),
-            None => bad.push(a.value.span),
-        }
-    }
-    Some((c.name.name.as_str(), nums, bad))
 }

@@ -361,9 +361,17 @@ impl Task for GanTask<'_> {
         self.s.step_g >= self.total
     }
 
-    fn step(&mut self, _run: &mut Run) -> Result<bool, TrainError> {
+    /// k discriminator steps, then one generator step. A stop asked for during the D steps
+    /// takes effect after the current one (false: no G step), so a large `k` cannot hold a
+    /// signal off for k steps.
+    fn step(&mut self, run: &mut Run) -> Result<bool, TrainError> {
         let (g, batch) = (self.g, self.batch);
-        for _ in 0..g.k {
+        for i in 0..g.k {
+            // Polled after each D step but the last (the G step follows it, then `drive`
+            // polls): with k = 1 a stop lands where it always did.
+            if i > 0 && run.stop_asked() {
+                return Ok(false);
+            }
             let epoch = self.d_batches / self.per_epoch as u64;
             let b = (self.d_batches % self.per_epoch as u64) as usize;
             let order = self.shuffler.order(epoch);

@@ -127,6 +127,10 @@ pub(super) fn drive<T: Task>(task: &mut T, mut run: Run) -> Result<Summary, Trai
             if task.log_due(stop) {
                 log_interval(task, &mut run, stop)?;
             }
+        } else if matches!(T::STOP, StopCheck::AtStep) {
+            // A task that stopped part-way through a step (a GAN between its D steps) for a
+            // signal checkpoints and stops as at the end of one.
+            stop = run.stop_asked();
         }
         task.after_step(&mut run)?;
         let stopping = match T::STOP {
