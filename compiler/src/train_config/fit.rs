@@ -20,9 +20,9 @@ pub(super) fn fit(r: &mut Reader, model: &Model, cfg: &TrainConfig) {
         return;
     };
     // C x H x W, or H x W for one channel; a flat input has no channels or sides to check.
-    let (channels, h, w) = match net.graph[input].shape.as_slice() {
-        &[c, h, w] => (c, h, w),
-        &[h, w] => (1, h, w),
+    let (channels, h, w) = match *net.graph[input].shape.as_slice() {
+        [c, h, w] => (c, h, w),
+        [h, w] => (1, h, w),
         _ => return,
     };
     for (key, stat) in [("mean", &cfg.images.mean), ("std", &cfg.images.std)] {
