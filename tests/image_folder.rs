@@ -328,9 +328,12 @@ fn a_resize_below_the_input_and_a_folder_for_a_gan_are_clear_errors() {
     write(&data, &Spec::grey(2, 10));
     let m = model(tmp.path(), &SMALL.replace("resize = 28", "resize = 20"), "");
     let (code, _, err) = train(&m, &data, "cpu", &tmp.path().join("r"), &[]);
+    // Found at check, located at the setting (issue 31.13), before any data is read.
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("resize = 20") && err.contains("use at least 24"),
+        err.contains("training setting `resize`")
+            && err.contains("at least 24")
+            && err.contains("model.net:18:12"),
         "{err}"
     );
     let (code, _, err) = train("models/gan.yaml", &data, "cpu", &tmp.path().join("g"), &[]);
