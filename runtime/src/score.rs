@@ -31,6 +31,12 @@ pub enum ScoreError {
         want: usize,
         shape: String,
     },
+    #[error("the samples are an array of shape {found}, but the scoring classifier takes N x {want} (N images of {want})")]
+    SampleShape { found: String, want: String },
+    #[error("the samples are not all finite numbers: element {index} is {value}")]
+    NotFinite { index: String, value: f32 },
+    #[error("the samples must lie in [0, 1] as `netc sample --format npy` writes them (to within {SAMPLE_TOLERANCE}), but element {index} is {value}")]
+    OutOfRange { index: String, value: f32 },
     #[error("{0} images are too few to score (at least 2 are needed for a covariance)")]
     TooFew(usize),
     #[error(transparent)]
@@ -67,6 +73,10 @@ pub struct Score {
     /// Frechet distance to the real images' features, when real images were given.
     pub fid: Option<f64>,
 }
+
+/// How far outside [0, 1] a sample value may lie (rounding in a writer other than netc's);
+/// anything further is not an image of the kind scored (1e30 gave an FID of 1.5e63).
+pub const SAMPLE_TOLERANCE: f32 = 1e-3;
 
 /// Images per batch through the classifier (bounds the activations' memory).
 const BATCH: usize = 500;
@@ -116,6 +126,48 @@ impl Scorer {
             params,
             net: net.clone(),
         })
+    }
+
+    /// Checks an array of samples read from a file before it is scored: N images of the
+    /// classifier's input shape (any shape of as many values for a classifier of flat input),
+    /// every value finite and in [0, 1] (see [`SAMPLE_TOLERANCE`]). Without it, a NaN array
+    /// scored IS 1.000 and a 16x3x28x28 array 48 grey images.
+    pub fn check_samples(&self, shape: &[usize], values: &[f32]) -> Result<(), ScoreError> {
+        let input = &self.net.graph[self.net.inputs[0]].shape;
+        let want: Vec<usize> = input.iter().map(|&d| d as usize).collect();
+        let per = shape.get(1..).unwrap_or(&[]);
+        let fits = shape.len() >= 2
+            && (per == want.as_slice()
+                || (want.len() == 1 && per.iter().product::<usize>() == want[0]));
+        if !fits {
+            return Err(ScoreError::SampleShape {
+                found: if shape.is_empty() {
+                    "scalar".into()
+                } else {
+                    shape
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join("x")
+                },
+                want: netc_compiler::ast::shape_str(input),
+            });
+        }
+        let index = |i: usize| format!("{:?}", unravel(i, shape));
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(ScoreError::NotFinite {
+                index: index(i),
+                value: values[i],
+            });
+        }
+        let range = -SAMPLE_TOLERANCE..=1.0 + SAMPLE_TOLERANCE;
+        if let Some(i) = values.iter().position(|v| !range.contains(v)) {
+            return Err(ScoreError::OutOfRange {
+                index: index(i),
+                value: values[i],
+            });
+        }
+        Ok(())
     }
 
     /// Probabilities and features of `images` (`image_len` values each, in the classifier's
@@ -180,6 +232,16 @@ impl Scorer {
             fid: real.map(|r| frechet_distance(&out.features, &r.features)),
         })
     }
+}
+
+/// The position in an array of `shape` of its `flat`-th element (row-major, as .npy stores).
+fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut at = vec![0; shape.len()];
+    for (a, &d) in at.iter_mut().zip(shape).rev() {
+        *a = flat % d.max(1);
+        flat /= d.max(1);
+    }
+    at
 }
 
 /// exp(mean over rows of KL(p(y|x) || p(y))), p(y) the mean row: 1 when every image gets the

@@ -46,9 +46,15 @@ fn classifier_net(model: &Model) -> Result<&netc_compiler::ir::Network, Failure>
 }
 
 /// The samples to score (in [0, 1]) and what they are, and the GAN's data folder if known.
-fn samples(args: &ScoreArgs) -> Result<(Vec<f32>, String, Option<PathBuf>), Failure> {
+fn samples(
+    args: &ScoreArgs,
+    scorer: &Scorer,
+) -> Result<(Vec<f32>, String, Option<PathBuf>), Failure> {
     if let Some(path) = &args.samples {
         let (shape, values) = netc_runtime::io::read_npy_f32(Path::new(path)).map_err(fail)?;
+        scorer
+            .check_samples(&shape, &values)
+            .map_err(|e| fail(format!("{path}: {e}")))?;
         let dir = args.data_dir.as_ref().map(PathBuf::from);
         return Ok((values, format!("{path} ({shape:?})"), dir));
     }
@@ -98,7 +104,7 @@ fn real_images(dir: &Path, n: usize) -> Result<Vec<f32>, Failure> {
 
 pub(crate) fn run(args: ScoreArgs) -> Result<(), Failure> {
     let (scorer, classifier) = scorer(&args)?;
-    let (images, what, dir) = samples(&args)?;
+    let (images, what, dir) = samples(&args, &scorer)?;
     // The real images, scored too: the ceiling the samples are measured against.
     let real = match &dir {
         Some(d) => {

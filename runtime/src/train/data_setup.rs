@@ -168,12 +168,57 @@ fn unscaled_datasets(
         .outputs
         .first()
         .map_or(1, |o| net.graph[o.1].shape.iter().product());
+    ensure_synthetic_fits(net, cfg, shape, classes)?;
     let (train, test) = data::synthetic(shape, classes as usize, cfg.batch as usize, cfg.seed);
     let note = format!(
         "synthetic data (data = synthetic): {} training and {} test images of {}x{}x{}, labelled with the first {} of {classes} classes, one noisy prototype per class",
         train.n, test.n, shape.0, shape.1, shape.2, (classes as usize).clamp(1, data::SYNTHETIC_CLASSES)
     );
     Ok((train, test, Some(note)))
+}
+
+/// The one memory check of a run on synthetic data, made before any of it is built: the data
+/// set (both splits' images and labels, and the class prototypes) together with a training
+/// step at the batch, in checked arithmetic. Building first used to abort ("memory allocation
+/// of 247339200000 bytes failed") or spend a minute filling 6 GB before refusing.
+fn ensure_synthetic_fits(
+    net: &Network,
+    cfg: &TrainConfig,
+    (c, h, w): (usize, usize, usize),
+    classes: u64,
+) -> Result<(), TrainError> {
+    let batch = cfg.batch.max(1) as u128;
+    let images = batch * (data::SYNTHETIC_TRAIN_BATCHES + data::SYNTHETIC_TEST_BATCHES) as u128;
+    let protos = classes.clamp(1, data::SYNTHETIC_CLASSES as u64) as u128;
+    let len = (c as u128)
+        .checked_mul(h as u128)
+        .and_then(|v| v.checked_mul(w as u128));
+    let step = crate::memory::training_bytes(
+        net,
+        cfg.batch as usize,
+        crate::io::run_checkpoint::slots(&cfg.optimizer.kind),
+        4,
+    );
+    // f32 pixels and u32 labels: 4 bytes each.
+    let need = len
+        .and_then(|len| (images + protos).checked_mul(len))
+        .and_then(|px| px.checked_add(images))
+        .and_then(|v| v.checked_mul(4))
+        .and_then(|v| v.checked_add(step));
+    let what = || {
+        format!(
+            "training network `{}` at batch {} on its synthetic data ({images} images of {c}x{h}x{w})",
+            net.name, cfg.batch
+        )
+    };
+    match need {
+        // Past what can be addressed at all: refused even where free memory cannot be read.
+        Some(n) if n <= isize::MAX as u128 => Ok(crate::memory::ensure(n, what)?),
+        _ => Err(TrainError::Setup(format!(
+            "{} needs more memory than can be addressed",
+            what()
+        ))),
+    }
 }
 
 /// A split's images must be what the network takes, and there must be some: checked for
