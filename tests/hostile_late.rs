@@ -2,59 +2,12 @@
 //! array it is given, and training sizes its synthetic data before building it. Each must end
 //! with a clear error, exit 1, no panic or abort, well within a hang guard.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs netc; a run past `limit` is killed and fails the test (a hang, not a timing figure).
-fn netc_within(args: &[&str], limit: Duration) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs netc");
-    // Read both pipes as the child writes, so a full pipe cannot stall it.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut p) = pipe {
-                p.read_to_string(&mut s).ok();
-            }
-            s
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if t0.elapsed() > limit {
-            child.kill().ok();
-            panic!("netc {args:?} still ran after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (out, err) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
-    (status.code().unwrap_or(-1), out, err)
-}
+#[path = "support/within.rs"]
+mod within;
+use within::netc_within;
 
 /// `netc score --samples` on an array written to `dir`: exits 1 with `message`, no panic.
 fn score_fails_with(dir: &Path, shape: &[usize], data: &[f32], message: &str) {
