@@ -12,6 +12,7 @@ pub mod limits;
 pub mod ops;
 pub mod parse_dsl;
 pub mod parse_yaml;
+pub mod prim;
 pub mod program;
 pub mod report;
 pub mod schedule;

@@ -20,6 +20,7 @@ mod dropout;
 mod loss;
 mod lrn;
 pub(crate) mod matmul;
+pub mod prim;
 mod optim;
 mod pool;
 mod softmax;

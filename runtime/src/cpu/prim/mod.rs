@@ -1,0 +1,104 @@
+//! The CPU reference of the tensor primitives (`netc_compiler::prim`): a graph evaluated node
+//! by node at a concrete batch size, generic over f32 and f64 like the rest of the reference.
+//! It is the oracle for the generated kernels and, in f64, for the derived gradients.
+
+mod layout;
+mod ops;
+
+use super::Real;
+use netc_compiler::prim::{Graph, NodeId, Prim};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    #[error("`{name}` needs {want} values (shape {shape}), got {got}")]
+    Feed {
+        name: String,
+        shape: String,
+        want: usize,
+        got: usize,
+    },
+    #[error("`{name}` is not fed")]
+    Missing { name: String },
+    #[error("id {id} is not a row of a table of {rows} rows")]
+    Id { id: String, rows: usize },
+}
+
+/// The nodes `want` depends on (themselves included).
+fn needed(g: &Graph, want: &[NodeId]) -> Vec<bool> {
+    let mut need = vec![false; g.nodes.len()];
+    for &w in want {
+        need[w] = true;
+    }
+    for i in (0..g.nodes.len()).rev() {
+        if need[i] {
+            for &a in &g.nodes[i].inputs {
+                need[a] = true;
+            }
+        }
+    }
+    need
+}
+
+/// Evaluates the nodes `want` at batch size `batch`, the leaves (inputs and params) taken
+/// from `feeds`. Values are row-major at the nodes' concrete shapes.
+pub fn eval<T: Real>(
+    g: &Graph,
+    batch: usize,
+    feeds: &HashMap<NodeId, Vec<T>>,
+    want: &[NodeId],
+) -> Result<Vec<Vec<T>>, EvalError> {
+    let need = needed(g, want);
+    let mut vals: Vec<Option<Vec<T>>> = vec![None; g.nodes.len()];
+    for i in 0..g.nodes.len() {
+        if !need[i] {
+            continue;
+        }
+        let node = &g.nodes[i];
+        let v = match &node.prim {
+            Prim::Input { name } | Prim::Param { name } => {
+                leaf(feeds, i, name, node.shape.numel(batch), &node.shape)?
+            }
+            _ => {
+                let args: Vec<(&[T], Vec<usize>)> = node
+                    .inputs
+                    .iter()
+                    .map(|&a| {
+                        let v = vals[a].as_deref().expect("inputs come first");
+                        (v, g.nodes[a].shape.at(batch))
+                    })
+                    .collect();
+                ops::run(&node.prim, &args, &node.shape.at(batch))?
+            }
+        };
+        vals[i] = Some(v);
+    }
+    Ok(want
+        .iter()
+        .map(|&w| vals[w].clone().expect("evaluated"))
+        .collect())
+}
+
+fn leaf<T: Real>(
+    feeds: &HashMap<NodeId, Vec<T>>,
+    i: NodeId,
+    name: &str,
+    want: usize,
+    shape: &netc_compiler::prim::Shape,
+) -> Result<Vec<T>, EvalError> {
+    let v = feeds.get(&i).ok_or_else(|| EvalError::Missing {
+        name: name.to_string(),
+    })?;
+    if v.len() != want {
+        return Err(EvalError::Feed {
+            name: name.to_string(),
+            shape: shape.to_string(),
+            want,
+            got: v.len(),
+        });
+    }
+    Ok(v.clone())
+}
+
+#[cfg(test)]
+mod gradcheck;
