@@ -46,8 +46,11 @@ pub struct Node {
     pub bias_init: Option<Init>,
     /// Optional `: CxHxW` annotation the compiler verifies.
     pub expect: Option<ShapeLit>,
-    /// Filled by shape inference.
+    /// Filled by shape inference: per example when `batched`, else the whole tensor.
     pub shape: Vec<u64>,
+    /// Whether the tensor has the batch axis (all but primitives' parameters and what is
+    /// computed from them alone).
+    pub batched: bool,
     pub stats: Stats,
     pub params: Vec<ParamSpec>,
 }

@@ -17,6 +17,7 @@ pub mod program;
 pub mod report;
 pub mod schedule;
 pub mod shape;
+pub mod stdlib;
 pub mod train_config;
 
 use diag::Diagnostics;

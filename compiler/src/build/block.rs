@@ -52,7 +52,40 @@ impl Builder<'_> {
             );
             return None;
         }
-        self.expand(&block.body, &inner, cur)
+        if let Some(c) = &cur {
+            // The block's input is `in` inside it (a residual's shortcut, layernorm's x).
+            let full = inner.full("in");
+            self.names.insert(full, (c.clone(), call.span));
+        }
+        if !crate::stdlib::contains(block) {
+            return self.expand(&block.body, &inner, cur);
+        }
+        let mark = (self.graph.node_count(), self.errors.len(), self.pending.len());
+        let out = self.expand(&block.body, &inner, cur);
+        self.locate_at(call, block, mark);
+        out
+    }
+
+    /// What a library block added (nodes, pending references, errors) is located at its call
+    /// in the model file: the library's own spans index another text.
+    fn locate_at(&mut self, call: &Call, block: &BlockDef, (nodes, errors, pending): (usize, usize, usize)) {
+        for i in nodes..self.graph.node_count() {
+            self.graph[petgraph::graph::NodeIndex::new(i)].span = call.span;
+        }
+        for (_, _, src) in &mut self.pending[pending..] {
+            if let Src::Ref { ident, .. } = src {
+                ident.span = call.span;
+            }
+        }
+        for d in &mut self.errors[errors..] {
+            for l in d.primary.iter_mut().chain(d.secondary.iter_mut()) {
+                l.span = call.span;
+            }
+            d.notes.push(format!(
+                "in the standard library's `{}` (`netc stdlib` prints it)",
+                block.name.name
+            ));
+        }
     }
 
     /// A block call's parameter values: its arguments (block parameters of the caller

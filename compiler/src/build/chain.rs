@@ -21,8 +21,10 @@ struct ChainState<'c> {
     /// Whether a call failed or reads from a failed statement: later calls are still checked
     /// but add no nodes.
     poisoned: bool,
-    /// Calls of each op so far, numbering `name.op2`.
+    /// Calls of each op (and block) so far, numbering `name.op2`.
     seen_ops: HashMap<&'c str, u32>,
+    /// Block calls so far.
+    blocks: u32,
 }
 
 impl Builder<'_> {
@@ -44,6 +46,7 @@ impl Builder<'_> {
             cur: prev,
             poisoned: false,
             seen_ops: HashMap::new(),
+            blocks: 0,
         };
         for (i, call) in calls.iter().enumerate() {
             let cname = call.name.name.as_str();
@@ -55,7 +58,19 @@ impl Builder<'_> {
                 continue;
             }
             if let Some(block) = self.blocks.get(cname).copied() {
-                st.cur = self.block_call(block, call, st.full.as_deref(), scope, st.cur.take());
+                // A block alone in a named chain (with no layer taking the name) takes the
+                // statement's name as its scope; otherwise `name.block/`, as a layer's
+                // parameters are `name.weight` (`h = dense(64) -> layernorm(64) -> gelu`).
+                st.blocks += 1;
+                let k = st.seen_ops.entry(cname).or_insert(0);
+                *k += 1;
+                let inner = match (&st.full, st.blocks, *k) {
+                    (Some(f), 1, _) if st.main.is_none() => Some(f.clone()),
+                    (Some(f), _, 1) => Some(format!("{f}.{cname}")),
+                    (Some(f), _, k) => Some(format!("{f}.{cname}{k}")),
+                    (None, _, _) => None,
+                };
+                st.cur = self.block_call(block, call, inner.as_deref(), scope, st.cur.take());
                 if st.cur.is_none() {
                     st.poisoned = true;
                 }
@@ -132,6 +147,7 @@ impl Builder<'_> {
             bias_init: spec.bias_init,
             expect: None,
             shape: vec![],
+            batched: true,
             stats: Stats::default(),
             params: vec![],
         })?;
@@ -186,6 +202,9 @@ impl Builder<'_> {
         refs: Vec<Src>,
         st: &mut ChainState,
     ) -> Option<Vec<Src>> {
+        if registry::takes_no_input(op_name) {
+            return Some(vec![]);
+        }
         if takes_named_inputs(op_name) {
             let mut v = refs;
             if v.len() < 2 {

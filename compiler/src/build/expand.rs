@@ -7,6 +7,37 @@ use crate::diag::Diagnostic;
 use crate::ir::{Node, Stats};
 use crate::ops::Op;
 
+/// A constant expression of block parameters, folded (`mul(3, dim)`, `div(dim, heads)`,
+/// `rsqrt(div(dim, heads))`): arithmetic on numbers only, integers kept where exact.
+fn fold(c: &Call) -> Option<ValueKind> {
+    let nums: Vec<&Value> = c.args.iter().filter(|a| a.key.is_none()).map(|a| &a.value).collect();
+    if nums.len() != c.args.len() || nums.iter().any(|v| v.as_f64().is_none()) {
+        return None;
+    }
+    let ints: Option<Vec<i64>> = nums
+        .iter()
+        .map(|v| match v.kind {
+            ValueKind::Int(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    let f: Vec<f64> = nums.iter().filter_map(|v| v.as_f64()).collect();
+    let int = |x: Option<i64>| x.map(ValueKind::Int);
+    Some(match (c.name.name.as_str(), f.as_slice(), ints.as_deref()) {
+        ("mul", _, Some([a, b])) => int(a.checked_mul(*b))?,
+        ("add", _, Some([a, b])) => int(a.checked_add(*b))?,
+        ("sub", _, Some([a, b])) => int(a.checked_sub(*b))?,
+        ("div", _, Some([a, b])) if *b != 0 && a % b == 0 => ValueKind::Int(a / b),
+        ("mul", [a, b], _) => ValueKind::Float(a * b),
+        ("add", [a, b], _) => ValueKind::Float(a + b),
+        ("sub", [a, b], _) => ValueKind::Float(a - b),
+        ("div", [a, b], _) if *b != 0.0 => ValueKind::Float(a / b),
+        ("sqrt", [a], _) if *a >= 0.0 => ValueKind::Float(a.sqrt()),
+        ("rsqrt", [a], _) if *a > 0.0 => ValueKind::Float(1.0 / a.sqrt()),
+        _ => return None,
+    })
+}
+
 impl Builder<'_> {
     pub(super) fn subst(&self, v: &Value, scope: &Scope) -> Value {
         match &v.kind {
@@ -19,8 +50,8 @@ impl Builder<'_> {
                     None => v.clone(),
                 }
             }
-            ValueKind::Call(c) => Value {
-                kind: ValueKind::Call(Call {
+            ValueKind::Call(c) => {
+                let call = Call {
                     args: c
                         .args
                         .iter()
@@ -30,9 +61,12 @@ impl Builder<'_> {
                         })
                         .collect(),
                     ..c.clone()
-                }),
-                span: v.span,
-            },
+                };
+                Value {
+                    kind: fold(&call).unwrap_or(ValueKind::Call(call)),
+                    span: v.span,
+                }
+            }
             ValueKind::List(l) => Value {
                 kind: ValueKind::List(l.iter().map(|x| self.subst(x, scope)).collect()),
                 span: v.span,
@@ -150,6 +184,7 @@ impl Builder<'_> {
             bias_init: None,
             expect: None,
             shape: vec![],
+            batched: true,
             stats: Stats::default(),
             params: vec![],
         })?;

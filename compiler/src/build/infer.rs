@@ -25,7 +25,10 @@ pub fn infer_shapes(net: &mut Network, errors: &mut Vec<Diagnostic>, broken: Has
             failed.insert(n);
             continue;
         }
-        let in_shapes: Vec<Vec<u64>> = ins.iter().map(|&i| net.graph[i].shape.clone()).collect();
+        let in_shapes: Vec<(Vec<u64>, bool)> = ins
+            .iter()
+            .map(|&i| (net.graph[i].shape.clone(), net.graph[i].batched))
+            .collect();
         let node = &net.graph[n];
         match ops::infer(
             &node.name,
@@ -34,7 +37,12 @@ pub fn infer_shapes(net: &mut Network, errors: &mut Vec<Diagnostic>, broken: Has
             &node.weight_init,
             &node.bias_init,
         ) {
-            Ok((shape, stats, params)) => {
+            Ok(ops::Inferred {
+                shape,
+                batched,
+                stats,
+                params,
+            }) => {
                 if let Some(exp) = &node.expect {
                     if exp.dims != shape {
                         errors.push(
@@ -65,6 +73,7 @@ pub fn infer_shapes(net: &mut Network, errors: &mut Vec<Diagnostic>, broken: Has
                 }
                 let node = &mut net.graph[n];
                 node.shape = shape;
+                node.batched = batched;
                 node.stats = stats;
                 node.params = params;
             }

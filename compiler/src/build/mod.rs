@@ -97,6 +97,11 @@ pub fn lower(doc: &Document, errors: &mut Vec<Diagnostic>) -> Vec<Network> {
             blocks.insert(b.name.name.clone(), b);
         }
     }
+    for b in crate::stdlib::blocks() {
+        if !is_op(&b.name.name) {
+            blocks.entry(b.name.name.clone()).or_insert(b);
+        }
+    }
     if doc.nets.is_empty() {
         errors.push(
             Diagnostic::error("the file defines no network")

@@ -104,7 +104,8 @@ pub fn act(op: &Op) -> Option<Act> {
         | Op::Reshape { .. }
         | Op::Add
         | Op::Concat { .. }
-        | Op::BatchNorm { .. } => None,
+        | Op::BatchNorm { .. }
+        | Op::Prim(_) => None,
     }
 }
 

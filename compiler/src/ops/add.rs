@@ -14,6 +14,22 @@ pub(super) const DEF: OpDef = OpDef {
     parse: |_, _| Op::Add,
 };
 
+/// Two tensors that differ in shape, or one without the batch axis, add by broadcasting (a
+/// primitive); equal batched shapes keep the layer's fast kernel.
+pub const BROADCAST: super::prim::PrimOp =
+    super::prim::PrimOp::Binary(crate::prim::Binary::Add);
+
+/// Whether an `add` is the layer (equal batched shapes) rather than a broadcast; two shapes
+/// that do not broadcast stay with the layer, whose error suggests a projection.
+pub(super) fn is_layer(inputs: &[(Vec<u64>, bool)]) -> bool {
+    let same = inputs.iter().all(|i| i.1 && i.0 == inputs[0].0);
+    if same || inputs.len() != 2 {
+        return true;
+    }
+    let s = |i: &(Vec<u64>, bool)| super::prim::shape_of(&i.0, i.1);
+    crate::prim::broadcast(&s(&inputs[0]), &s(&inputs[1])).is_err()
+}
+
 pub(super) fn infer(inputs: &[Vec<u64>]) -> Result<Vec<u64>, ShapeError> {
     let first = inputs.first().cloned().unwrap_or_default();
     for s in &inputs[1.min(inputs.len())..] {

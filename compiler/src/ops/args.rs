@@ -16,6 +16,10 @@ pub(crate) enum Ty {
     Pad,
     Shape,
     Init,
+    /// An axis of the tensor: an integer, negative counting from the end.
+    Axis,
+    /// One axis or a list of them.
+    Axes,
 }
 
 /// One argument of an op: (name, aliases, type, required, positional).
@@ -52,6 +56,20 @@ impl Parsed {
             _ => default,
         }
     }
+    /// An axis or list of axes (negative ones count from the end).
+    pub(crate) fn axes(&self, k: &str) -> Vec<i64> {
+        match self.get(k).map(|v| &v.kind) {
+            Some(ValueKind::Int(i)) => vec![*i],
+            Some(ValueKind::List(l)) => l
+                .iter()
+                .filter_map(|x| match x.kind {
+                    ValueKind::Int(i) => Some(i),
+                    _ => None,
+                })
+                .collect(),
+            _ => vec![],
+        }
+    }
     pub(crate) fn pad(&self) -> Padding {
         match self.get("pad").map(|v| &v.kind) {
             Some(ValueKind::Int(i)) => Padding::Explicit(*i as u64),
@@ -85,6 +103,8 @@ fn check_type(v: &Value, ty: Ty) -> Result<(), String> {
             .iter()
             .all(|x| matches!(x.kind, ValueKind::Int(i) if i > 0)),
         (Ty::Init, _) => true,
+        (Ty::Axis | Ty::Axes, ValueKind::Int(_)) => true,
+        (Ty::Axes, ValueKind::List(l)) => l.iter().all(|x| matches!(x.kind, ValueKind::Int(_))),
         _ => false,
     };
     if ok {
@@ -97,6 +117,8 @@ fn check_type(v: &Value, ty: Ty) -> Result<(), String> {
         Ty::Pad => format!("expected `valid`, `same` or a number of pixels, found `{v}`"),
         Ty::Shape => format!("expected a shape like 256x6x6, found {}", v.type_name()),
         Ty::Init => "expected an initialiser".to_string(),
+        Ty::Axis => format!("expected an axis (an integer, -1 the last), found {}", v.type_name()),
+        Ty::Axes => format!("expected an axis or a list of axes, found {}", v.type_name()),
     })
 }
 

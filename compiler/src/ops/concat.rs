@@ -37,6 +37,12 @@ pub fn layout(shape: &[u64], axis: u64) -> (u64, u64) {
     )
 }
 
+/// A concat with a tensor that has no batch axis (a class token) runs as a primitive that
+/// repeats it over the batch.
+pub fn repeated(axis: u64) -> super::prim::PrimOp {
+    super::prim::PrimOp::Concat { axis: axis as i64 }
+}
+
 pub(super) fn infer(inputs: &[Vec<u64>], axis: u64) -> Result<Vec<u64>, ShapeError> {
     let first = inputs.first().cloned().unwrap_or_default();
     let ax = axis as usize;

@@ -40,10 +40,12 @@ pub(super) fn infer(
     units: u64,
     bias: bool,
 ) -> Result<Vec<u64>, ShapeError> {
-    if x.len() != 1 {
+    // Over the last axis, as PyTorch's Linear: a 64x128 token sequence gives 64xunits. An
+    // image (three axes) still needs an explicit flatten, as before.
+    let Some((&fan_in, lead)) = x.split_last().filter(|_| x.len() != 3) else {
         return Err(ShapeError {
             message: format!(
-                "`dense` needs a flat vector, but its input is {}",
+                "`dense` acts on the last axis of a vector or a token sequence, but its input is the image {}",
                 shape_str(x)
             ),
             help: Some(format!(
@@ -52,19 +54,21 @@ pub(super) fn infer(
                 prod(x).map(|n| n.to_string()).unwrap_or_default()
             )),
         });
-    }
-    let fan_in = x[0];
-    let macs = mul(fan_in, units)?;
+    };
+    let rows = prod(lead)?;
+    let weights = mul(fan_in, units)?;
     let b = if bias { units } else { 0 };
-    cx.stats.params = super::add(macs, b)?;
-    cx.stats.connections = cx.stats.params;
-    cx.stats.neurons = units;
-    cx.stats.macs = macs;
+    cx.stats.params = super::add(weights, b)?;
+    cx.stats.macs = mul(rows, weights)?;
+    cx.stats.connections = super::add(cx.stats.macs, mul(rows, b)?)?;
+    cx.stats.neurons = mul(rows, units)?;
     cx.weight("weight", vec![units, fan_in], fan_in, units);
     if bias {
         cx.bias("bias", vec![units], fan_in, units);
     }
-    Ok(vec![units])
+    let mut out = lead.to_vec();
+    out.push(units);
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------

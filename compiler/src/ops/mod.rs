@@ -19,6 +19,7 @@ pub mod dropout;
 pub mod init;
 pub mod lrn;
 pub mod pool;
+pub mod prim;
 pub mod registry;
 pub mod reshape;
 pub mod softmax;
@@ -100,6 +101,8 @@ pub enum Op {
         eps: f64,
         momentum: f64,
     },
+    /// A tensor primitive (`ops::prim`); its gradient is derived.
+    Prim(prim::PrimOp),
 }
 
 impl Op {
@@ -123,6 +126,7 @@ impl Op {
             Op::Add => "add",
             Op::Concat { .. } => "concat",
             Op::BatchNorm { .. } => "batchnorm",
+            Op::Prim(p) => p.name(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Op {
             Op::Reshape { shape } => reshape::describe(shape),
             Op::Concat { axis } => concat::describe(*axis),
             Op::BatchNorm { eps, momentum } => batchnorm::describe(*eps, *momentum),
+            Op::Prim(p) => p.describe(),
             Op::Relu | Op::Sigmoid | Op::Tanh | Op::Softmax | Op::Flatten | Op::Add => {
                 self.name().to_string()
             }
@@ -179,7 +184,8 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Add
             | Op::Concat { .. }
-            | Op::BatchNorm { .. } => false,
+            | Op::BatchNorm { .. }
+            | Op::Prim(_) => false,
         }
     }
 
@@ -189,7 +195,8 @@ impl Op {
             Op::Dense { .. }
             | Op::Conv { .. }
             | Op::ConvTranspose { .. }
-            | Op::BatchNorm { .. } => true,
+            | Op::BatchNorm { .. }
+            | Op::Prim(prim::PrimOp::Param { .. }) => true,
             Op::Input { .. }
             | Op::MaxPool { .. }
             | Op::AvgPool { .. }
@@ -203,7 +210,8 @@ impl Op {
             | Op::Flatten
             | Op::Reshape { .. }
             | Op::Add
-            | Op::Concat { .. } => false,
+            | Op::Concat { .. }
+            | Op::Prim(_) => false,
         }
     }
 
@@ -230,7 +238,8 @@ impl Op {
             | Op::ConvTranspose { .. }
             | Op::Add
             | Op::Concat { .. }
-            | Op::BatchNorm { .. } => false,
+            | Op::BatchNorm { .. }
+            | Op::Prim(_) => false,
         }
     }
 
@@ -256,6 +265,14 @@ impl Op {
             | Op::Reshape { .. }
             | Op::Add
             | Op::Concat { .. } => (Init::XavierUniform, Init::Constant(0.0)),
+            // A learned tensor starts as ViT's and GPT-2's do: normal(0, 0.02).
+            Op::Prim(_) => (
+                Init::Gaussian {
+                    mean: 0.0,
+                    std: 0.02,
+                },
+                Init::Constant(0.0),
+            ),
         }
     }
 }
@@ -347,15 +364,24 @@ impl InferCx<'_> {
     }
 }
 
-/// Output shape, figures and parameter tensors of a node with the given input shapes.
+/// What shape inference finds for a node: its shape (per example when batched), whether it
+/// has the batch axis, its figures and its parameter tensors.
+pub struct Inferred {
+    pub shape: Vec<u64>,
+    pub batched: bool,
+    pub stats: Stats,
+    pub params: Vec<ParamSpec>,
+}
+
+/// Output shape, figures and parameter tensors of a node with the given input shapes (and
+/// whether each has the batch axis: only primitives take tensors without one).
 pub fn infer(
     name: &str,
     op: &Op,
-    inputs: &[Vec<u64>],
+    inputs: &[(Vec<u64>, bool)],
     weight_init: &Option<Init>,
     bias_init: &Option<Init>,
-) -> Result<(Vec<u64>, Stats, Vec<ParamSpec>), ShapeError> {
-    let one = inputs.first().cloned().unwrap_or_default();
+) -> Result<Inferred, ShapeError> {
     let (dw, db) = op.default_inits();
     let mut cx = InferCx {
         name,
@@ -364,11 +390,53 @@ pub fn infer(
         stats: Stats::default(),
         params: vec![],
     };
-    let shape: Vec<u64> = match op {
+    let broadcasting_add = matches!(op, Op::Add) && !add::is_layer(inputs);
+    let (shape, batched) = match op {
+        Op::Prim(p) => prim::infer(&mut cx, p, inputs)?,
+        _ if broadcasting_add => prim::infer(&mut cx, &add::BROADCAST, inputs)?,
+        Op::Concat { axis } if inputs.iter().any(|i| !i.1) => {
+            prim::infer(&mut cx, &concat::repeated(*axis), inputs)?
+        }
+        _ => (layer_shape(&mut cx, op, inputs)?, true),
+    };
+    if !matches!(op, Op::BatchNorm { .. }) {
+        cx.stats.trainable = cx.stats.params;
+    }
+    if shape.contains(&0) {
+        return Err(ShapeError {
+            message: format!("output shape {} has a zero dimension", shape_str(&shape)),
+            help: None,
+        });
+    }
+    cx.stats.activation_bytes = mul(prod(&shape)?, 4)?;
+    Ok(Inferred {
+        shape,
+        batched,
+        stats: cx.stats,
+        params: cx.params,
+    })
+}
+
+/// The shape rule of a layer (every input batched).
+fn layer_shape(
+    cx: &mut InferCx,
+    op: &Op,
+    inputs: &[(Vec<u64>, bool)],
+) -> Result<Vec<u64>, ShapeError> {
+    if inputs.iter().any(|(_, b)| !b) {
+        return Err(ShapeError {
+            message: format!("`{}` needs a batched tensor, not a parameter", op.name()),
+            help: Some("combine the parameter with a batched tensor first (e.g. `add`)".into()),
+        });
+    }
+    let one = inputs.first().map(|i| i.0.clone()).unwrap_or_default();
+    let shapes: Vec<Vec<u64>> = inputs.iter().map(|i| i.0.clone()).collect();
+    let inputs = &shapes[..];
+    Ok(match op {
         Op::Input { shape } => shape.clone(),
-        Op::Dense { units, bias } => dense::infer(&mut cx, &one, *units, *bias)?,
-        Op::Conv { .. } => conv::infer(&mut cx, op, &one)?,
-        Op::ConvTranspose { .. } => conv_transpose::infer(&mut cx, op, &one)?,
+        Op::Dense { units, bias } => dense::infer(cx, &one, *units, *bias)?,
+        Op::Conv { .. } => conv::infer(cx, op, &one)?,
+        Op::ConvTranspose { .. } => conv_transpose::infer(cx, op, &one)?,
         Op::MaxPool { .. } | Op::AvgPool { .. } => pool::infer(op, &one)?,
         Op::Relu
         | Op::Sigmoid
@@ -381,17 +449,7 @@ pub fn infer(
         Op::Reshape { shape } => reshape::infer(&one, shape)?,
         Op::Add => add::infer(inputs)?,
         Op::Concat { axis } => concat::infer(inputs, *axis)?,
-        Op::BatchNorm { .. } => batchnorm::infer(&mut cx, &one)?,
-    };
-    if !matches!(op, Op::BatchNorm { .. }) {
-        cx.stats.trainable = cx.stats.params;
-    }
-    if shape.contains(&0) {
-        return Err(ShapeError {
-            message: format!("output shape {} has a zero dimension", shape_str(&shape)),
-            help: None,
-        });
-    }
-    cx.stats.activation_bytes = mul(prod(&shape)?, 4)?;
-    Ok((shape, cx.stats, cx.params))
+        Op::BatchNorm { .. } => batchnorm::infer(cx, &one)?,
+        Op::Prim(_) => unreachable!("primitives infer through ops::prim"),
+    })
 }

@@ -5,7 +5,8 @@
 
 use super::args::{ArgDef, Parsed};
 use super::{
-    activation, add, batchnorm, concat, conv, conv_transpose, dense, dropout, lrn, pool, reshape,
+    activation, add, batchnorm, concat, conv, conv_transpose, dense, dropout, lrn, pool, prim,
+    reshape,
     softmax, Op,
 };
 use crate::diag::Diagnostic;
@@ -51,17 +52,26 @@ pub const OPS: &[&OpDef] = &[
     &batchnorm::DEF,
 ];
 
+/// The layers, then the tensor primitives.
+fn all() -> impl Iterator<Item = &'static OpDef> + Clone {
+    OPS.iter().chain(prim::DEFS.iter()).copied()
+}
+
+/// Ops that read no tensor (`param`): a chain's value does not flow into them.
+pub fn takes_no_input(op: &str) -> bool {
+    find(op).is_some_and(|d| d.name == "param")
+}
+
 /// The op a name or alias stands for.
 pub fn find(name: &str) -> Option<&'static OpDef> {
-    OPS.iter()
-        .copied()
+    all()
         .find(|d| d.name == name || d.aliases.contains(&name))
 }
 
 /// The canonical op names, in registry order (as any shorter-lived `&str`, to chain with
 /// other names).
 pub fn names<'a>() -> impl Iterator<Item = &'a str> + Clone {
-    OPS.iter().map(|d| d.name as &'a str)
+    all().map(|d| d.name as &'a str)
 }
 
 pub fn is_op(name: &str) -> bool {

@@ -101,6 +101,7 @@ impl Builder {
         let label = |phase: &str| at.label(phase);
         let len = at.len;
         match &at.node.op {
+            Op::Prim(_) => unreachable!("forward lowering refuses primitives (`cpu_only`)"),
             Op::Input { .. } => {}
             Op::Dense { units, bias } => self.backward_dense(w, at, dy, *units, *bias),
             op @ (Op::Relu | Op::Sigmoid | Op::Tanh | Op::LeakyRelu { .. }) => {

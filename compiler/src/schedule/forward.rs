@@ -91,6 +91,9 @@ impl Builder {
                 count: net.inputs.len(),
             });
         }
+        if let Some(e) = super::cpu_only(net) {
+            return Err(e);
+        }
         let (output_node, logit_node) = net
             .output_and_logit()
             .ok_or_else(|| LowerError::Other(format!("network `{}` has no output", net.name)))?;
@@ -148,6 +151,7 @@ impl Builder {
                     saved.insert(n, stats);
                     out
                 }
+                Op::Prim(_) => unreachable!("`cpu_only` refused the network"),
             };
             values.insert(n, t);
         }

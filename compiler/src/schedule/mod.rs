@@ -27,6 +27,7 @@ pub use classifier::ClassifierPlan;
 pub use forward::Forward;
 
 use crate::ir::{Network, Node};
+use crate::ops::Op;
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -45,6 +46,37 @@ pub const MAX_BATCH: u64 = 1 << 31;
 
 fn numel(shape: &[u64]) -> u64 {
     shape.iter().product()
+}
+
+/// The first node the GPU lowering has no kernels for yet: a tensor primitive, an `add` that
+/// broadcasts, a `dense` over the last axis of a token sequence. The CPU executor runs them all.
+pub fn cpu_only(net: &Network) -> Option<LowerError> {
+    net.order.iter().find_map(|&n| {
+        let node = &net.graph[n];
+        let ins = net.inputs_of(n);
+        let unequal = ins.iter().any(|&i| {
+            let x = &net.graph[i];
+            !x.batched || x.shape != node.shape
+        });
+        let unbatched = ins.iter().any(|&i| !net.graph[i].batched);
+        let ranked = ins.iter().any(|&i| net.graph[i].shape.len() > 1);
+        let why = if matches!(node.op, Op::Prim(_)) {
+            "tensor primitives"
+        } else if matches!(node.op, Op::Add) && unequal {
+            "an `add` that broadcasts"
+        } else if matches!(node.op, Op::Concat { .. }) && unbatched {
+            "a `concat` of a parameter"
+        } else if matches!(node.op, Op::Dense { .. }) && ranked {
+            "`dense` over the last axis of a sequence"
+        } else {
+            return None;
+        };
+        Some(LowerError::Other(format!(
+            "layer `{}` ({}): {why} run on the CPU executor only for now; use `--device cpu`",
+            node.name,
+            node.op.name()
+        )))
+    })
 }
 
 /// The nodes that read each node (both walks decide fusions by them).

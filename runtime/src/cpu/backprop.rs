@@ -11,7 +11,8 @@ use ndarray::Array2;
 use netc_compiler::ir::Network;
 use netc_compiler::ops::conv::ConvGeometry;
 use netc_compiler::ops::conv_transpose::TransposeGeometry;
-use netc_compiler::ops::{pool as pool_ops, Op};
+use netc_compiler::ops::prim::PrimOp;
+use netc_compiler::ops::{add as add_ops, concat as concat_ops, pool as pool_ops, Op};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -179,10 +180,20 @@ impl<'a, T: Real> Backprop<'a, T> {
                 let dx = lrn::backward(in_shape(0), s, acts.get(ins[0]), &dy);
                 self.add(ins[0], dx);
             }
-            Op::Add => {
+            Op::Add if !super::broadcasts(net, n) => {
                 for &i in &ins {
                     self.add(i, dy.clone());
                 }
+            }
+            Op::Add => self.prim(n, &add_ops::BROADCAST, &dy),
+            Op::Prim(PrimOp::Param { .. }) => {
+                if let Some(i) = self.p.index(&node.name) {
+                    self.pgrads[i] = Some(dy.iter().copied().collect());
+                }
+            }
+            Op::Prim(op) => self.prim(n, op, &dy),
+            Op::Concat { axis } if super::broadcasts(net, n) => {
+                self.prim(n, &concat_ops::repeated(*axis), &dy)
             }
             Op::Concat { axis } => {
                 let shapes: Vec<_> = ins.iter().map(|i| net.graph[*i].shape.clone()).collect();
@@ -215,10 +226,32 @@ impl<'a, T: Real> Backprop<'a, T> {
         (format!("{name}.weight"), format!("{name}.bias"))
     }
 
+    /// A primitive's derived backward: gradients at the inputs that take one.
+    fn prim(&mut self, n: NodeIndex, op: &PrimOp, dy: &Array2<T>) {
+        let ins = self.net.inputs_of(n);
+        let name = &self.net.graph[n].name;
+        let xs = super::prim_ins(self.net, n, &self.acts.values);
+        // The forward pass ran this node's graph on the same values (ids checked there).
+        let grads = super::prim::node::backward(op, name, &xs, dy)
+            .expect("the forward pass ran this node");
+        for (i, g) in ins.into_iter().zip(grads) {
+            if let Some(g) = g.filter(|_| self.wanted(i)) {
+                self.add(i, g);
+            }
+        }
+    }
+
     fn dense(&mut self, n: NodeIndex, x: NodeIndex, dy: &Array2<T>, bias: bool) {
         let (p, acts) = (self.p, self.acts);
         let (wname, bname) = self.param_names(n);
-        let g = dense::backward(acts.get(x), p.matrix(&wname), dy, self.wanted(x));
+        let w = p.matrix(&wname);
+        let (xr, dyr) = (super::by_rows(acts.get(x), w.ncols()), super::by_rows(dy, w.nrows()));
+        let g = dense::backward(&xr, w, &dyr, self.wanted(x));
+        let per_example = acts.get(x).ncols();
+        let g = dense::Grads {
+            input: g.input.map(|d| super::by_rows(&d, per_example)),
+            ..g
+        };
         if let Some(i) = p.index(&wname) {
             self.pgrads[i] = Some(into_vec(g.weight));
         }

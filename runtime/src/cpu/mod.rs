@@ -34,7 +34,10 @@ use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;
 use netc_compiler::ops::conv::ConvGeometry;
 use netc_compiler::ops::conv_transpose::TransposeGeometry;
-use netc_compiler::ops::{batchnorm as bn_ops, pool as pool_ops, Init, Op, ShapeError};
+use netc_compiler::ops::prim::PrimOp;
+use netc_compiler::ops::{
+    add as add_ops, batchnorm as bn_ops, concat as concat_ops, pool as pool_ops, Init, Op, ShapeError,
+};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -275,11 +278,12 @@ pub fn forward_rows<T: Real>(
                 }
                 x.to_owned()
             }
-            Op::Dense { bias: has_bias, .. } => dense::forward(
-                &values[&ins[0]],
-                p.matrix(&format!("{}.weight", node.name)),
-                has_bias.then(bias),
-            ),
+            Op::Dense { bias: has_bias, .. } => {
+                let w = p.matrix(&format!("{}.weight", node.name));
+                let x = by_rows(&values[&ins[0]], w.ncols());
+                let y = dense::forward(&x, w, has_bias.then(bias));
+                by_rows(&y, numel(&node.shape))
+            }
             Op::Conv { .. } => {
                 let g = ConvGeometry::of(&node.op, in_shape(0)).map_err(shape_err(&node.name))?;
                 let (y, kept) =
@@ -317,7 +321,15 @@ pub fn forward_rows<T: Real>(
                 },
                 &values[&ins[0]],
             ),
-            Op::Add => add::forward(ins.iter().map(|i| &values[i])),
+            Op::Add if !broadcasts(net, n) => add::forward(ins.iter().map(|i| &values[i])),
+            Op::Add => prim_forward(net, n, &add_ops::BROADCAST, &values, None)?,
+            Op::Prim(op) => {
+                let param = matches!(op, PrimOp::Param { .. }).then(|| p.vector(&node.name));
+                prim_forward(net, n, op, &values, param)?
+            }
+            Op::Concat { axis } if broadcasts(net, n) => {
+                prim_forward(net, n, &concat_ops::repeated(*axis), &values, None)?
+            }
             Op::Concat { axis } => {
                 let parts: Vec<_> = ins.iter().map(|i| &values[i]).collect();
                 let shapes: Vec<_> = ins.iter().map(|i| net.graph[*i].shape.clone()).collect();
@@ -349,6 +361,58 @@ pub fn forward_rows<T: Real>(
         kept_cols,
         row0,
         state,
+    })
+}
+
+/// A value re-cut into rows of `cols` (a token sequence's [batch, T*C] as [batch*T, C] for a
+/// dense layer over its last axis, and back); a copy only when the rows change.
+fn by_rows<T: Real>(a: &Array2<T>, cols: usize) -> Array2<T> {
+    if a.ncols() == cols {
+        return a.clone();
+    }
+    let rows = a.len() / cols.max(1);
+    Array2::from_shape_vec((rows, cols), a.iter().copied().collect()).expect("whole rows")
+}
+
+/// Whether an `add` node broadcasts, or a `concat` repeats a tensor over the batch: then it
+/// runs as a primitive.
+fn broadcasts(net: &Network, n: NodeIndex) -> bool {
+    let concat = matches!(net.graph[n].op, Op::Concat { .. });
+    net.inputs_of(n).iter().any(|&i| {
+        let x = &net.graph[i];
+        !x.batched || (!concat && x.shape != net.graph[n].shape)
+    })
+}
+
+/// The inputs of node `n` as a primitive reads them.
+fn prim_ins<'a, T>(
+    net: &'a Network,
+    n: NodeIndex,
+    values: &'a HashMap<NodeIndex, Array2<T>>,
+) -> Vec<prim::node::In<'a, T>> {
+    net.inputs_of(n)
+        .into_iter()
+        .map(|i| prim::node::In {
+            value: &values[&i],
+            shape: &net.graph[i].shape,
+            batched: net.graph[i].batched,
+        })
+        .collect()
+}
+
+fn prim_forward<T: Real>(
+    net: &Network,
+    n: NodeIndex,
+    op: &PrimOp,
+    values: &HashMap<NodeIndex, Array2<T>>,
+    param: Option<&[T]>,
+) -> Result<Array2<T>, CpuError> {
+    let name = &net.graph[n].name;
+    prim::node::forward(op, name, &prim_ins(net, n, values), param).map_err(|message| {
+        CpuError::Shape {
+            layer: name.clone(),
+            message,
+        }
     })
 }
 

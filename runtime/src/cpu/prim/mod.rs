@@ -3,6 +3,7 @@
 //! It is the oracle for the generated kernels and, in f64, for the derived gradients.
 
 mod layout;
+pub mod node;
 mod ops;
 
 use super::Real;
