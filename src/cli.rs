@@ -82,6 +82,12 @@ pub(crate) enum Command {
         /// Model file
         file: String,
     },
+    /// Print the standard library (layernorm, gelu, attention, transformer, ...: blocks written
+    /// from tensor primitives, callable by name from any model file), or one block of it
+    Stdlib {
+        /// A block's name (all blocks when omitted)
+        name: Option<String>,
+    },
     /// Gradient check: analytic gradients (CPU reference, f64) against central differences
     Gradcheck {
         /// Model file

@@ -3,7 +3,9 @@
 
 use clap::Parser;
 use cli::{Cli, Command};
-use commands::{bench, check, devices, eval, gradcheck, graph, predict, sample, score, train};
+use commands::{
+    bench, check, devices, eval, gradcheck, graph, predict, sample, score, stdlib, train,
+};
 use common::{load, Failure};
 use std::process::ExitCode;
 
@@ -21,6 +23,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => check::check(&file, format, batch)?,
         Command::Graph { file } => graph::graph(&file)?,
         Command::Ir { file } => graph::ir(&file)?,
+        Command::Stdlib { name } => stdlib::stdlib(name.as_deref())?,
         Command::Gradcheck {
             file,
             batch,

@@ -126,6 +126,10 @@ fn bench(
                     r.gflops
                 );
             }
+            if let Some(e) = netc_compiler::schedule::cpu_only(net) {
+                println!("  training step: not on the GPU path ({e})");
+                return bench_cpu(model, net, batch, reps, &shapes);
+            }
             let t = step_times(model, net, batch, Executor::Gpu(Box::new(gpu)), reps)?;
             print_step(model, net, batch, reps, &t);
             if let Some(c) = t.counters {
@@ -147,8 +151,21 @@ fn bench(
         }
         Err(e) => println!("GPU path: not available ({e})"),
     }
+    bench_cpu(model, net, batch, reps, &shapes)
+}
+
+/// The CPU executor's figures of `netc bench`: the dense products, then the training step.
+fn bench_cpu(
+    model: &Model,
+    net: &netc_compiler::ir::Network,
+    batch: usize,
+    reps: usize,
+    shapes: &[netc_compiler::kernels::Gemm],
+) -> Result<(), Failure> {
+    use netc_runtime::bench;
+    use netc_runtime::session::Executor;
     println!("CPU executor (gemm crate):");
-    for g in &shapes {
+    for g in shapes {
         let r = bench::gemm_cpu(g, reps);
         println!(
             "  dense {}: {:>8.3} ms  {:>7.2} GFLOP/s",

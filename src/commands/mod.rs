@@ -9,4 +9,5 @@ pub(crate) mod graph;
 pub(crate) mod predict;
 pub(crate) mod sample;
 pub(crate) mod score;
+pub(crate) mod stdlib;
 pub(crate) mod train;

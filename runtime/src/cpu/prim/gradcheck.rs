@@ -56,8 +56,13 @@ impl Case {
     }
 }
 
+/// The feeds borrowed, as `eval` reads them.
+fn borrowed(f: &HashMap<NodeId, Vec<f64>>) -> HashMap<NodeId, &[f64]> {
+    f.iter().map(|(&k, v)| (k, v.as_slice())).collect()
+}
+
 fn loss(g: &Graph, y: NodeId, r: &[f64], feeds: &HashMap<NodeId, Vec<f64>>) -> f64 {
-    let v = eval(g, BATCH, feeds, &[y]).expect("evaluates");
+    let v = eval(g, BATCH, &borrowed(feeds), &[y]).expect("evaluates");
     v[0].iter().zip(r).map(|(a, b)| a * b).sum()
 }
 
@@ -75,7 +80,9 @@ fn worst(case: Case) -> f64 {
     let mut worst: f64 = 0.0;
     for (&w, gnode) in wrt.iter().zip(grads) {
         let analytic = match gnode {
-            Some(n) => eval(&g, BATCH, &all, &[n]).expect("evaluates").remove(0),
+            Some(n) => eval(&g, BATCH, &borrowed(&all), &[n])
+                .expect("evaluates")
+                .remove(0),
             None => vec![0.0; feeds[&w].len()],
         };
         let numeric: Vec<f64> = (0..feeds[&w].len())

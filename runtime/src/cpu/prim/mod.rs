@@ -8,6 +8,7 @@ mod ops;
 
 use super::Real;
 use netc_compiler::prim::{Graph, NodeId, Prim};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -46,11 +47,12 @@ fn needed(g: &Graph, want: &[NodeId]) -> Vec<bool> {
 pub fn eval<T: Real>(
     g: &Graph,
     batch: usize,
-    feeds: &HashMap<NodeId, Vec<T>>,
+    feeds: &HashMap<NodeId, &[T]>,
     want: &[NodeId],
 ) -> Result<Vec<Vec<T>>, EvalError> {
     let need = needed(g, want);
-    let mut vals: Vec<Option<Vec<T>>> = vec![None; g.nodes.len()];
+    // Leaves are borrowed from the feeds; only computed values are allocated.
+    let mut vals: Vec<Option<Cow<[T]>>> = vec![None; g.nodes.len()];
     for i in 0..g.nodes.len() {
         if !need[i] {
             continue;
@@ -69,25 +71,25 @@ pub fn eval<T: Real>(
                         (v, g.nodes[a].shape.at(batch))
                     })
                     .collect();
-                ops::run(&node.prim, &args, &node.shape.at(batch))?
+                Cow::Owned(ops::run(&node.prim, &args, &node.shape.at(batch))?)
             }
         };
         vals[i] = Some(v);
     }
     Ok(want
         .iter()
-        .map(|&w| vals[w].clone().expect("evaluated"))
+        .map(|&w| vals[w].as_deref().expect("evaluated").to_vec())
         .collect())
 }
 
-fn leaf<T: Real>(
-    feeds: &HashMap<NodeId, Vec<T>>,
+fn leaf<'a, T: Real>(
+    feeds: &HashMap<NodeId, &'a [T]>,
     i: NodeId,
     name: &str,
     want: usize,
     shape: &netc_compiler::prim::Shape,
-) -> Result<Vec<T>, EvalError> {
-    let v = feeds.get(&i).ok_or_else(|| EvalError::Missing {
+) -> Result<Cow<'a, [T]>, EvalError> {
+    let v = *feeds.get(&i).ok_or_else(|| EvalError::Missing {
         name: name.to_string(),
     })?;
     if v.len() != want {
@@ -98,7 +100,7 @@ fn leaf<T: Real>(
             got: v.len(),
         });
     }
-    Ok(v.clone())
+    Ok(Cow::Borrowed(v))
 }
 
 #[cfg(test)]

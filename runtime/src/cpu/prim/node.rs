@@ -37,11 +37,12 @@ fn batch_of<T>(ins: &[In<T>]) -> usize {
         .map_or(1, |x| x.value.nrows())
 }
 
-fn feeds<T: Real>(leaves: &[NodeId], ins: &[In<T>]) -> HashMap<NodeId, Vec<T>> {
+/// The inputs' values by leaf, borrowed (the executor's arrays are in standard layout).
+fn feeds<'a, T: Real>(leaves: &[NodeId], ins: &[In<'a, T>]) -> HashMap<NodeId, &'a [T]> {
     leaves
         .iter()
         .zip(ins)
-        .map(|(&l, x)| (l, x.value.iter().copied().collect()))
+        .map(|(&l, x)| (l, x.value.as_slice().expect("standard layout")))
         .collect()
 }
 
@@ -63,7 +64,7 @@ pub fn forward<T: Real>(
     let batch = batch_of(ins);
     let mut f = feeds(&leaves, ins);
     if let Some(p) = param {
-        f.insert(y, p.to_vec());
+        f.insert(y, p);
     }
     let v = eval(&g, batch, &f, &[y]).map_err(|e| e.to_string())?;
     let batched = g.shape(y).is_batched();
@@ -85,7 +86,8 @@ pub fn backward<T: Real>(
         .map_err(|e| e.0)?;
     let grads = derive(&mut g, y, gy, &leaves).map_err(|e| e.0)?;
     let mut f = feeds(&leaves, ins);
-    f.insert(gy, dy.iter().copied().collect());
+    let dy = dy.as_standard_layout();
+    f.insert(gy, dy.as_slice().expect("standard layout"));
     let want: Vec<NodeId> = grads.iter().flatten().copied().collect();
     let mut vals = eval(&g, batch, &f, &want)
         .map_err(|e| e.to_string())?

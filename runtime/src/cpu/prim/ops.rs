@@ -1,6 +1,8 @@
 //! Each primitive's reference computation, dispatched exhaustively.
 
-use super::layout::{broadcast_strides, expand, offsets, permuted_strides, reduce_strides, strides};
+use super::layout::{
+    broadcast_strides, expand, offsets, permuted_strides, reduce_strides, strides, walk,
+};
 use super::EvalError;
 use crate::cpu::Real;
 use netc_compiler::prim::{Binary, Compare, Prim, Reduce, Unary};
@@ -55,9 +57,10 @@ pub fn compare<T: Real>(c: Compare, x: T, y: T) -> T {
 
 /// `f` over `a` and `b` broadcast to `out`.
 fn zip<T: Real>(a: &Arg<T>, b: &Arg<T>, out: &[usize], f: impl Fn(T, T) -> T) -> Vec<T> {
-    let oa = offsets(out, &broadcast_strides(&a.1, out));
-    let ob = offsets(out, &broadcast_strides(&b.1, out));
-    oa.iter().zip(&ob).map(|(&i, &j)| f(a.0[i], b.0[j])).collect()
+    let (sa, sb) = (broadcast_strides(&a.1, out), broadcast_strides(&b.1, out));
+    let mut y = Vec::with_capacity(out.iter().product());
+    walk(out, [&sa, &sb], |[i, j]| y.push(f(a.0[i], b.0[j])));
+    y
 }
 
 fn reduce<T: Real>(op: Reduce, x: &Arg<T>, axes: &[usize], out_len: usize) -> Vec<T> {
@@ -66,13 +69,15 @@ fn reduce<T: Real>(op: Reduce, x: &Arg<T>, axes: &[usize], out_len: usize) -> Ve
         Reduce::Max => T::neg_infinity(),
     };
     let mut out = vec![init; out_len];
-    let slots = offsets(&x.1, &reduce_strides(&x.1, axes));
-    for (&v, &o) in x.0.iter().zip(&slots) {
+    let mut at = 0;
+    walk(&x.1, [&reduce_strides(&x.1, axes)], |[o]| {
+        let v = x.0[at];
+        at += 1;
         out[o] = match op {
             Reduce::Sum | Reduce::Mean => out[o] + v,
             Reduce::Max => out[o].max(v),
         };
-    }
+    });
     if op == Reduce::Mean {
         let n: usize = axes.iter().map(|&a| x.1[a]).product();
         let k = T::of(1.0 / n as f64);
@@ -142,17 +147,20 @@ fn scatter_add<T: Real>(g: &Arg<T>, ids: &Arg<T>, rows: usize) -> Result<Vec<T>,
 /// Copies `part` into `out` (of shape `dims`) at `at` along `axis`.
 fn place<T: Real>(out: &mut [T], dims: &[usize], part: &Arg<T>, axis: usize, at: usize) {
     let s = strides(dims);
-    for (&v, o) in part.0.iter().zip(offsets(&part.1, &s)) {
-        out[o + at * s[axis]] = v;
-    }
+    let base = at * s[axis];
+    let mut i = 0;
+    walk(&part.1, [&s], |[o]| {
+        out[o + base] = part.0[i];
+        i += 1;
+    });
 }
 
 fn slice<T: Real>(x: &Arg<T>, axis: usize, start: usize, out: &[usize]) -> Vec<T> {
     let s = strides(&x.1);
-    offsets(out, &s)
-        .into_iter()
-        .map(|o| x.0[o + start * s[axis]])
-        .collect()
+    let base = start * s[axis];
+    let mut y = Vec::with_capacity(out.iter().product());
+    walk(out, [&s], |[o]| y.push(x.0[o + base]));
+    y
 }
 
 pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T>, EvalError> {
@@ -178,10 +186,11 @@ pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T
         Prim::Expand => expand(args[0].0, &args[0].1, out),
         Prim::Matmul => matmul(&args[0], &args[1], out),
         Prim::Reshape => args[0].0.to_vec(),
-        Prim::Permute { perm } => offsets(out, &permuted_strides(&args[0].1, perm))
-            .into_iter()
-            .map(|o| args[0].0[o])
-            .collect(),
+        Prim::Permute { perm } => {
+            let mut y = Vec::with_capacity(len);
+            walk(out, [&permuted_strides(&args[0].1, perm)], |[o]| y.push(args[0].0[o]));
+            y
+        }
         Prim::Slice { axis, start, .. } => slice(&args[0], *axis, *start, out),
         Prim::Pad { axis, before, .. } => {
             let mut y = vec![T::zero(); len];
