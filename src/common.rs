@@ -34,7 +34,7 @@ pub(crate) fn load_as(path: &str, json: bool) -> Result<Model, Failure> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    compile(path, &source).map_err(|d| {
+    let model = compile(path, &source).map_err(|d| {
         if json {
             println!(
                 "{}",
@@ -43,7 +43,18 @@ pub(crate) fn load_as(path: &str, json: bool) -> Result<Model, Failure> {
         }
         eprint!("{}", d.render());
         Failure(1)
-    })
+    })?;
+    // Warnings (a layer nothing reads) go to stderr, so stdout stays the command's output.
+    let items = netc_compiler::lint::warnings(&model);
+    if !items.is_empty() {
+        let d = netc_compiler::diag::Diagnostics {
+            file_name: model.file_name.clone(),
+            source: model.source.clone(),
+            items,
+        };
+        eprint!("{}", d.render_warnings());
+    }
+    Ok(model)
 }
 
 /// A model file's bytes, refusing one over the size limit before reading it whole (a 50 MB

@@ -117,3 +117,134 @@ fn a_model_without_a_section_and_no_data_says_what_to_pass() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("default recipe"), "{err}");
 }
+
+// ---- item 8: diagnostics that disagreed with the rest ---------------------------------
+
+/// `netc check` of `src` written to `name`: (exit code, stderr).
+fn check(name: &str, src: &str) -> (i32, String) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = model(tmp.path(), name, src);
+    let (code, _, err) = netc(&["check", &f]);
+    (code, err)
+}
+
+#[test]
+fn an_unknown_op_standing_alone_is_one_located_unknown_op() {
+    // Read by the output: was "undefined name" twice.
+    let (code, err) = check(
+        "u.net",
+        "net m {\n  input x: 4\n  b = layernorm\n  output b\n}\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("unknown op `layernorm`").count(), 1, "{err}");
+    assert!(!err.contains("undefined name"), "{err}");
+    assert!(err.contains("u.net:3:7"), "{err}");
+    assert!(err.contains("the ops are: dense"), "{err}");
+    // Read by nothing: was no error at all.
+    let (code, err) = check(
+        "u.net",
+        "net m {\n  input x: 4\n  a = dense(3)\n  b = layernorm\n  o = a -> dense(2)\n  output o\n}\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("unknown op `layernorm`").count(), 1, "{err}");
+    // The registry's "did you mean" for a near miss.
+    let (_, err) = check(
+        "u.net",
+        "net m {\n  input x: 4\n  a = dense(3)\n  b = rleu\n}\n",
+    );
+    assert!(err.contains("unknown op `rleu`"), "{err}");
+    assert!(err.contains("did you mean `relu`?"), "{err}");
+    // A misspelt layer name standing alone is still an undefined name, with the layer offered.
+    let (_, err) = check(
+        "u.net",
+        "net m {\n  input x: 4\n  hidden = dense(3)\n  b = hiden\n  output b\n}\n",
+    );
+    assert!(err.contains("undefined name `hiden`"), "{err}");
+    assert!(err.contains("did you mean `hidden`?"), "{err}");
+}
+
+#[test]
+fn a_yaml_chain_says_what_the_same_chain_says_in_a_net_file() {
+    let (code, err) = check(
+        "m.yaml",
+        "networks:\n  - name: m\n    inputs: {x: 784}\n    layers:\n      - dense(10\" -> relu\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("expected `)`"), "{err}");
+    assert!(!err.contains("a shape like 784"), "{err}");
+    assert!(err.contains("m.yaml:5:17"), "{err}");
+    // Quoted with an escape: located at its own line, not at the inputs above.
+    let (_, err) = check(
+        "m.yaml",
+        "networks:\n  - name: m\n    inputs: {x: 784}\n    layers:\n      - \"dense(10\\\"\"\n",
+    );
+    assert!(err.contains("expected `)`"), "{err}");
+    assert!(err.contains("m.yaml:5:"), "{err}");
+}
+
+#[test]
+fn an_unknown_yaml_key_hides_no_other_error() {
+    let (code, err) = check(
+        "m.yaml",
+        "networks:\n  - name: m\n    inputs: {x: 784}\n    colour: red\n    layers:\n      - {op: dense, units: -3}\n      - {op: dense, unitz: 3}\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    assert!(err.contains("m.yaml:4:5"), "{err}");
+    assert!(err.contains("found -3"), "{err}");
+    assert!(err.contains("no argument `unitz`"), "{err}");
+    assert!(err.contains("3 errors"), "{err}");
+}
+
+#[test]
+fn a_negative_count_is_named_by_its_value() {
+    let (code, err) = check(
+        "c.net",
+        "net m {\n  input x: 1x8x8\n  c = conv(-4, k=3)\n}\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("expected a non-negative integer, found -4"),
+        "{err}"
+    );
+    assert!(!err.contains("found an integer"), "{err}");
+}
+
+#[test]
+fn a_yaml_indentation_slip_is_said_to_be_one_at_its_line() {
+    let (code, err) = check(
+        "m.yaml",
+        "networks:\n  - name: m\n   inputs: {x: 784}\n    layers:\n      - {op: dense, units: 10}\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`inputs` on line 3 is indented 3 spaces, the keys above it 4"),
+        "{err}"
+    );
+    assert!(err.contains("m.yaml:3:4"), "{err}");
+}
+
+#[test]
+fn a_layer_nothing_reads_is_a_warning_and_its_parameters_still_count() {
+    let (code, err) = check(
+        "w.net",
+        "net m {\n  input x: 4\n  a = dense(3)\n  side = dense(5) -> relu\n  o = a -> dense(2)\n  output o\n}\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: the output of `side.relu` is never used"),
+        "{err}"
+    );
+    assert!(err.contains("w.net:4:22"), "{err}");
+    assert!(err.contains("its 20 parameters still count"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+    // The shipped models have none.
+    for m in [
+        "models/alexnet.net",
+        "models/resnet_block.net",
+        "models/gan.yaml",
+    ] {
+        let (_, _, err) = netc(&["check", m]);
+        assert!(!err.contains("warning"), "{m}: {err}");
+    }
+}
