@@ -130,7 +130,7 @@ fn check_shows_the_training_memory_of_a_step() {
     .map(|k| m[*k].as_u64().expect("bytes"))
     .sum();
     assert_eq!(m["total_bytes"].as_u64(), Some(parts));
-    // AlexNet has no training section: with --batch it is planned under the default recipe (Adam),
+    // AlexNet has no training section: with --batch it is planned under SGD with momentum,
     // fc6 split into blocks that fit 128 MiB bindings.
     let (code, out, _) = netc(&["check", "models/alexnet.net", "--batch", "8"]);
     assert_eq!(code, 0);
