@@ -34,7 +34,7 @@ pub(crate) fn load_as(path: &str, json: bool) -> Result<Model, Failure> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    compile(path, &source).map_err(|d| {
+    let model = compile(path, &source).map_err(|d| {
         if json {
             println!(
                 "{}",
@@ -43,7 +43,18 @@ pub(crate) fn load_as(path: &str, json: bool) -> Result<Model, Failure> {
         }
         eprint!("{}", d.render());
         Failure(1)
-    })
+    })?;
+    // Warnings (a layer nothing reads) go to stderr, so stdout stays the command's output.
+    let items = netc_compiler::lint::warnings(&model);
+    if !items.is_empty() {
+        let d = netc_compiler::diag::Diagnostics {
+            file_name: model.file_name.clone(),
+            source: model.source.clone(),
+            items,
+        };
+        eprint!("{}", d.render_warnings());
+    }
+    Ok(model)
 }
 
 /// A model file's bytes, refusing one over the size limit before reading it whole (a 50 MB
@@ -80,15 +91,24 @@ pub(crate) fn fail(e: impl std::fmt::Display) -> Failure {
     Failure(1)
 }
 
+/// The model's training section, or for a model without one the default recipe
+/// ([`default_recipe`](netc_compiler::train_config::default_recipe)); a bad section's errors
+/// are printed.
 pub(crate) fn train_config(
     model: &Model,
 ) -> Result<netc_compiler::train_config::TrainConfig, Failure> {
     match netc_compiler::train_config::read(model) {
         Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(fail(format!(
-            "{} has no training section: add `train {{ ... }}` (or `train:` in YAML); see README.md",
-            model.file_name
-        ))),
+        // No section: the default recipe (`train` and `check` state it).
+        Ok(None) => netc_compiler::train_config::default_recipe(model).map_err(|items| {
+            let d = netc_compiler::diag::Diagnostics {
+                file_name: model.file_name.clone(),
+                source: model.source.clone(),
+                items,
+            };
+            eprint!("{}", d.render());
+            Failure(1)
+        }),
         Err(items) => {
             let d = netc_compiler::diag::Diagnostics {
                 file_name: model.file_name.clone(),
@@ -173,4 +193,20 @@ pub(crate) fn trained_classifier(
         ck,
         params,
     })
+}
+
+/// The default recipe stated for a model without a training section: a heading and the
+/// settings `cfg` (the recipe with the command line's overrides) as a section would give them.
+pub(crate) fn default_recipe_text(
+    model: &Model,
+    cfg: &netc_compiler::train_config::TrainConfig,
+) -> String {
+    let mut s = format!(
+        "{} has no training section; it trains with the default recipe, as an empty `train {{ }}` (--epochs, --steps, --batch, --lr, --seed and --data-dir override it):\n",
+        model.file_name
+    );
+    for l in netc_compiler::train_config::recipe_lines(cfg) {
+        s.push_str(&format!("  {l}\n"));
+    }
+    s
 }

@@ -2,19 +2,12 @@
 //! allocator's thresholds, SIGPIPE's default action and the switch that quiets Mesa's
 //! device-select layer.
 
-/// Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select asks the Wayland compositor which
-/// GPU drives the display; without XDG_RUNTIME_DIR (a server, a container, CI) it cannot ask,
-/// changes nothing and prints `error: XDG_RUNTIME_DIR is invalid or not set` twice, which users
-/// read as netc failing. netc ranks adapters itself, so the layer is switched off (the layer's
-/// own NODEVICE_SELECT switch) in exactly that case, unless the user set the switch.
+/// Switches Mesa's device-select Vulkan layer off where it can only print errors (no
+/// XDG_RUNTIME_DIR): first thing in main, before any other thread exists, so nothing reads the
+/// environment concurrently (the runtime does it too before its first wgpu instance, for
+/// library users and tests; see [`netc_runtime::gpu::quiet_headless_vulkan_layer`]).
 pub(crate) fn quiet_headless_vulkan_layer() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
-        && std::env::var_os("NODEVICE_SELECT").is_none()
-    {
-        // Before any thread exists (first thing in main), so nothing reads the environment
-        // concurrently.
-        std::env::set_var("NODEVICE_SELECT", "1");
-    }
+    netc_runtime::gpu::quiet_headless_vulkan_layer();
 }
 
 /// Keeps glibc's allocator from handing the CPU executor's large per-step buffers (im2col

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""The README's "On a real GPU" figures from run.py's JSON.
+"""The "On a real GPU" figures (docs/gpu.md) from run.py's JSON.
 
     python3 benches/device/render.py netc-gpu.json                 # print the markdown
-    python3 benches/device/render.py netc-gpu.json --readme README.md
-        # replace what stands between the README's <!-- gpu-figures:begin --> and
-        # <!-- gpu-figures:end --> markers
+    python3 benches/device/render.py netc-gpu.json --readme [PAGE]
+        # replace what stands between the page's <!-- gpu-figures:begin --> and
+        # <!-- gpu-figures:end --> markers; PAGE defaults to docs/gpu.md of this checkout
 """
 import json
+import os
 import sys
 
 BEGIN, END = "<!-- gpu-figures:begin -->", "<!-- gpu-figures:end -->"
+# The page holding the section (it moved there from the README).
+DEFAULT_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "gpu.md")
 
 
 def f(v, fmt="{:.3f}"):
@@ -116,8 +119,8 @@ def main(argv):
         return 0
     res = json.load(open(argv[0]))
     text = section(res)
-    if len(argv) >= 3 and argv[1] == "--readme":
-        path = argv[2]
+    if len(argv) >= 2 and argv[1] == "--readme":
+        path = argv[2] if len(argv) >= 3 else os.path.normpath(DEFAULT_PAGE)
         readme = open(path).read()
         if BEGIN not in readme or END not in readme:
             sys.exit(f"{path} has no {BEGIN} ... {END} markers")

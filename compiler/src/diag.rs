@@ -66,15 +66,37 @@ pub struct Diagnostics {
 impl Diagnostics {
     /// Renders every diagnostic, rustc style, followed by a count.
     pub fn render(&self) -> String {
+        let mut out = self.render_items(false);
+        let n = self.items.len();
+        out.push_str(&format!(
+            "error: {} was not compiled: {} error{}\n",
+            self.file_name,
+            n,
+            if n == 1 { "" } else { "s" }
+        ));
+        out
+    }
+
+    /// Renders the items as warnings (of a model that compiled: no count, no "not compiled").
+    pub fn render_warnings(&self) -> String {
+        self.render_items(true)
+    }
+
+    fn render_items(&self, warning: bool) -> String {
         let file = SimpleFile::new(self.file_name.as_str(), self.source.as_str());
         let config = Config::default();
         let mut out = String::new();
         for d in &self.items {
-            if let Some(long) = self.long_line(d) {
+            if let Some(long) = self.long_line(d, warning) {
                 out.push_str(&long);
                 continue;
             }
-            let mut cs = CsDiagnostic::error().with_message(&d.message);
+            let cs = if warning {
+                CsDiagnostic::warning()
+            } else {
+                CsDiagnostic::error()
+            };
+            let mut cs = cs.with_message(&d.message);
             let mut labels = vec![];
             if let Some(p) = &d.primary {
                 labels.push(
@@ -91,19 +113,12 @@ impl Diagnostics {
             // Writing into a String cannot fail.
             let _ = term::emit_to_string(&mut out, &config, &file, &cs);
         }
-        let n = self.items.len();
-        out.push_str(&format!(
-            "error: {} was not compiled: {} error{}\n",
-            self.file_name,
-            n,
-            if n == 1 { "" } else { "s" }
-        ));
         out
     }
 
     /// A diagnostic whose labels point into a line too long to echo (generated or corrupted
     /// text), rendered as its location and messages without the source line.
-    fn long_line(&self, d: &Diagnostic) -> Option<String> {
+    fn long_line(&self, d: &Diagnostic, warning: bool) -> Option<String> {
         let line_len = |l: &Label| {
             let r = clamp(l.span, &self.source);
             let start = self.source[..r.start].rfind('\n').map_or(0, |i| i + 1);
@@ -118,8 +133,8 @@ impl Diagnostics {
             return None;
         }
         let mut out = format!(
-            "error: {}
-",
+            "{}: {}\n",
+            if warning { "warning" } else { "error" },
             d.message
         );
         for l in labels {

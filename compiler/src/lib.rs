@@ -9,6 +9,7 @@ pub mod diag;
 pub mod ir;
 pub mod kernels;
 pub mod limits;
+pub mod lint;
 pub mod ops;
 pub mod parse_dsl;
 pub mod parse_yaml;
@@ -47,12 +48,11 @@ pub fn compile(file_name: &str, source: &str) -> Result<Model, Diagnostics> {
         source: source.to_string(),
         items: limits::cap_errors(items),
     };
-    let doc = match Format::from_path(file_name) {
-        Format::Dsl => parse_dsl::parse(source),
-        Format::Yaml => parse_yaml::parse(source),
+    let (doc, mut errors) = match Format::from_path(file_name) {
+        Format::Dsl => parse_dsl::parse(source).map(|d| (d, vec![])),
+        Format::Yaml => parse_yaml::parse_keeping(source),
     }
     .map_err(fail)?;
-    let mut errors = vec![];
     let networks = build::lower(&doc, &mut errors);
     if !errors.is_empty() {
         return Err(fail(errors));

@@ -366,6 +366,9 @@ pub fn parse_value(text: &str) -> Option<Value> {
 /// Parses a DSL chain such as `conv(96, k=11) -> relu` (used by the YAML front end).
 pub fn parse_chain(text: &str) -> Result<Vec<Call>, Diagnostic> {
     crate::limits::check_nesting(text, 0)?;
+    // As `parse`: the literal tokens tried make the message (`dense(10"` expects `)`, not "a
+    // shape or a name"), so a chain in YAML is told what the same chain in a .net file is.
+    pest::set_error_detail(true);
     let mut pairs = DslParser::parse(Rule::chain_only, text).map_err(syntax_error)?;
     let chain = pairs.next().and_then(|p| p.into_inner().next());
     let mut errors = vec![];

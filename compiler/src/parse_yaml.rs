@@ -8,6 +8,8 @@ use crate::parse_dsl;
 use serde::Deserialize;
 use serde_yaml::Value as Y;
 
+mod keys;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct YDoc {
@@ -73,7 +75,17 @@ impl Ctx<'_> {
 }
 
 pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
-    let ydoc: YDoc = serde_yaml::from_str(source).map_err(|e| vec![yaml_error(source, &e)])?;
+    match parse_keeping(source)? {
+        (doc, errors) if errors.is_empty() => Ok(doc),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// The document, and the errors that leave the rest of it sound to check (unknown keys, which
+/// are dropped): the caller lowers the document too, so one unknown key no longer hides every
+/// other error of the file.
+pub fn parse_keeping(source: &str) -> Result<(Document, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let (ydoc, mut key_errors) = keys::document(source)?;
     let mut cx = Ctx {
         src: source,
         cursor: 0,
@@ -183,9 +195,10 @@ pub fn parse(source: &str) -> Result<Document, Vec<Diagnostic>> {
         doc.train = Some(v);
     }
     if cx.errors.is_empty() {
-        Ok(doc)
+        Ok((doc, key_errors))
     } else {
-        Err(cx.errors)
+        key_errors.append(&mut cx.errors);
+        Err(key_errors)
     }
 }
 
@@ -210,7 +223,13 @@ fn layer(cx: &mut Ctx, l: &Y) -> Option<Stmt> {
 
 /// A DSL chain in a string, e.g. "relu" or "conv(96, k=11, s=4) -> relu".
 fn string_layer(cx: &mut Ctx, s: &str) -> Option<Stmt> {
-    let sp = cx.locate(s);
+    // A quoted layer may hold escapes (`"dense(10\""`): look for it as written too.
+    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
+    let sp = if cx.src[cx.cursor..].contains(s) || escaped == s {
+        cx.locate(s)
+    } else {
+        cx.locate(&escaped)
+    };
     match parse_dsl::parse_chain(s) {
         Ok(calls) => Some(Stmt::Chain {
             name: None,
@@ -219,9 +238,17 @@ fn string_layer(cx: &mut Ctx, s: &str) -> Option<Stmt> {
             span: sp,
         }),
         Err(mut d) => {
-            d.primary = Some(crate::diag::Label {
-                span: sp,
-                message: "in this layer".into(),
+            // Point into the layer where its text stands as written, else at the whole layer.
+            let verbatim = cx.src.get(sp.start..sp.end) == Some(s);
+            d.primary = Some(match d.primary.take() {
+                Some(l) if verbatim && l.span.end <= s.len() + 1 => crate::diag::Label {
+                    span: Span::new(sp.start + l.span.start, (sp.start + l.span.end).min(sp.end)),
+                    message: l.message,
+                },
+                _ => crate::diag::Label {
+                    span: sp,
+                    message: "in this layer".into(),
+                },
             });
             cx.errors.push(d);
             None
@@ -506,26 +533,4 @@ pub fn yaml_value(v: &Y, sp: Span) -> Value {
         Y::Tagged(t) => return yaml_value(&t.value, sp),
     };
     Value { kind, span: sp }
-}
-
-fn yaml_error(source: &str, e: &serde_yaml::Error) -> Diagnostic {
-    let msg = e.to_string();
-    // serde_yaml appends " at line L column C"; the span carries that already.
-    let text = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-    let mut d = Diagnostic::error(format!("invalid YAML model: {text}"));
-    let start = e
-        .location()
-        .map(|l| l.index())
-        .unwrap_or(0)
-        .min(source.len());
-    let end = source[start..]
-        .find('\n')
-        .map_or(source.len(), |o| start + o)
-        .max(start + 1)
-        .min(source.len().max(start));
-    d = d.at(Span::new(start, end), "here");
-    if text.contains("unknown field") {
-        d = d.help("the keys of a YAML model are: networks, blocks, train; a network has name, inputs, layers, outputs");
-    }
-    d
 }

@@ -27,17 +27,30 @@ pub(crate) fn check(file: &str, format: CheckFormat, batch: Option<u64>) -> Resu
         return Err(Failure(1));
     }
     let memory = training_memory(&model, batch)?;
+    // A model without a section trains with the default recipe: say which.
+    let recipe = match model.train {
+        Some(_) => None,
+        None => netc_compiler::train_config::default_recipe(&model)
+            .ok()
+            .map(|c| crate::common::default_recipe_text(&model, &c)),
+    };
     match format {
         CheckFormat::Text => {
             print!("{}", report::check_text(&model));
             if let Some(m) = &memory {
                 print!("\n{}", m.text());
             }
+            if let Some(r) = &recipe {
+                print!("\n{r}");
+            }
         }
         CheckFormat::Json => {
             let mut v = report::check_json(&model);
             if let (Some(m), Some(o)) = (&memory, v.as_object_mut()) {
                 o.insert("training_memory".into(), m.json());
+            }
+            if let (Some(r), Some(o)) = (&recipe, v.as_object_mut()) {
+                o.insert("default_recipe".into(), r.as_str().into());
             }
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
@@ -46,15 +59,19 @@ pub(crate) fn check(file: &str, format: CheckFormat, batch: Option<u64>) -> Resu
 }
 
 /// The training memory `netc check` reports: for the classifier of the model's training
-/// section (its optimizer; its batch unless `--batch`), or, with `--batch` and no such section,
-/// for the first network under SGD with momentum. None when neither applies (a GAN, or no
-/// section and no `--batch`).
+/// section, or of the default recipe without one (its optimizer; its batch unless `--batch`).
+/// None for a GAN.
 fn training_memory(
     model: &Model,
     batch: Option<u64>,
 ) -> Result<Option<netc_compiler::report::TrainingMemory>, Failure> {
     use netc_compiler::train_config::Task;
-    let cfg = netc_compiler::train_config::read(model).ok().flatten();
+    // The section's recipe, or the default one `train` would use.
+    let cfg = match netc_compiler::train_config::read(model) {
+        Ok(Some(c)) => Some(c),
+        Ok(None) => netc_compiler::train_config::default_recipe(model).ok(),
+        Err(_) => None,
+    };
     let (net, opt, b) = match &cfg {
         Some(c) => match &c.task {
             Task::Classifier { network } => match model.network(network) {
@@ -63,17 +80,7 @@ fn training_memory(
             },
             Task::Gan(_) => return Ok(None),
         },
-        None => match (batch, model.networks.first()) {
-            (Some(b), Some(n)) => (
-                n,
-                netc_compiler::schedule::Optimizer::Sgd {
-                    momentum: 0.9,
-                    weight_decay: 0.0,
-                },
-                b,
-            ),
-            _ => return Ok(None),
-        },
+        None => return Ok(None),
     };
     too_large(model, batch, b)?;
     match netc_compiler::report::training_memory(net, opt, b.max(1)) {

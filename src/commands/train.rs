@@ -1,7 +1,7 @@
 //! `netc train`: the training section with the command line's overrides, run into a run folder.
 
 use crate::cli::{Overrides, RunFolder};
-use crate::common::{data_dir, fail, load, train_config, Failure};
+use crate::common::{data_dir, default_recipe_text, fail, load, train_config, Failure};
 
 pub(crate) fn train(
     file: &str,
@@ -47,9 +47,17 @@ pub(crate) fn train(
         .and_then(|s| s.to_str())
         .unwrap_or("run")
         .to_string();
+    let dir = data_dir(file, over.data_dir.clone(), &cfg)?;
+    if model.train.is_none() {
+        // The recipe run, with the data folder of --data-dir (a setup error such as no data
+        // folder stays one line).
+        let mut shown = cfg.clone();
+        shown.data_dir = over.data_dir;
+        eprint!("{}", default_recipe_text(&model, &shown));
+    }
     let opts = netc_runtime::train::Options {
         device: over.device,
-        data_dir: data_dir(file, over.data_dir, &cfg)?,
+        data_dir: dir,
         out: out
             .map(Into::into)
             .unwrap_or_else(|| std::path::Path::new("runs").join(stem)),

@@ -51,10 +51,15 @@ impl Builder<'_> {
         for (i, call) in calls.iter().enumerate() {
             let cname = call.name.name.as_str();
             if i == 0 && self.is_ref(call) {
-                st.cur = Some(Src::Ref {
+                let src = Src::Ref {
                     cands: scope.cands(cname),
                     ident: call.name.clone(),
-                });
+                };
+                if calls.len() == 1 {
+                    self.alone.insert(call.name.span);
+                }
+                self.refs.push(src.clone());
+                st.cur = Some(src);
                 continue;
             }
             if let Some(block) = self.blocks.get(cname).copied() {
@@ -77,7 +82,7 @@ impl Builder<'_> {
                 continue;
             }
             if !is_op(cname) {
-                self.unknown_op(call);
+                self.unknown_op(&call.name, "not an op or block");
                 st.poisoned = true;
                 continue;
             }
@@ -94,10 +99,10 @@ impl Builder<'_> {
             && !self.blocks.contains_key(&c.name.name)
     }
 
-    fn unknown_op(&mut self, call: &Call) {
-        let cname = call.name.name.as_str();
-        let mut d = Diagnostic::error(format!("unknown op `{cname}`"))
-            .at(call.name.span, "not an op or block");
+    /// An unknown op `name`, with the registry's (and the blocks') "did you mean".
+    pub(super) fn unknown_op(&mut self, name: &Ident, label: &str) {
+        let cname = name.name.as_str();
+        let mut d = Diagnostic::error(format!("unknown op `{cname}`")).at(name.span, label);
         let known: Vec<&str> = registry::names()
             .chain(self.blocks.keys().map(|s| s.as_str()))
             .collect();

@@ -72,6 +72,14 @@ struct Builder<'a> {
     expanded: usize,
     /// Nodes with an input that did not resolve; shape inference skips them.
     broken: HashSet<NodeIndex>,
+    /// Every reference a chain starts with, resolved at the end whether used or not (an
+    /// unused `b = layernorm` used to pass without a word).
+    refs: Vec<Src>,
+    /// Names of statements that are a bare name alone (`x = layernorm`): an undefined one is
+    /// more likely an op misspelt or missing than a layer.
+    alone: HashSet<Span>,
+    /// Where a name error was reported: each is reported once, however often it is read.
+    reported: HashSet<Span>,
 }
 
 /// Lowers every network of the document.
@@ -147,6 +155,9 @@ fn lower_net(
         too_big: false,
         expanded: 0,
         broken: HashSet::new(),
+        refs: vec![],
+        alone: HashSet::new(),
+        reported: HashSet::new(),
     };
     let scope = Scope {
         prefix: String::new(),
@@ -190,6 +201,10 @@ fn lower_net(
         if let Some(n) = last.and_then(|s| b.resolve(&s)) {
             outputs.push((b.graph[n].name.clone(), n));
         }
+    }
+    // The references nothing read: an error in them is still an error.
+    for src in std::mem::take(&mut b.refs) {
+        b.resolve(&src);
     }
     let Builder {
         graph,

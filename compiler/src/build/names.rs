@@ -69,6 +69,9 @@ impl Builder<'_> {
                     match found {
                         Some((name, next)) => {
                             if !seen.insert(name.clone()) {
+                                if !self.reported.insert(ident.span) {
+                                    return None;
+                                }
                                 self.errors.push(
                                     Diagnostic::error(format!(
                                         "`{}` is defined as itself",
@@ -81,36 +84,51 @@ impl Builder<'_> {
                             cur = next;
                         }
                         None => {
-                            let mut d =
-                                Diagnostic::error(format!("undefined name `{}`", ident.name))
-                                    .at(ident.span, "not defined in this network");
-                            let mut layers: Vec<&str> =
-                                self.names.keys().map(|s| s.as_str()).collect();
-                            layers.sort_unstable();
-                            if is_op(&ident.name) {
-                                // An op's name where a layer's is wanted: suggesting the op
-                                // itself ("did you mean `relu`?") would say nothing.
-                                d = d.help(format!(
-                                    "`{}` is an op, not a layer; name a layer here ({})",
-                                    ident.name,
-                                    match layers.len() {
-                                        0 => "none is defined yet".to_string(),
-                                        n if n <= 8 => layers.join(", "),
-                                        _ => format!("{}, ...", layers[..8].join(", ")),
-                                    }
-                                ));
-                            } else {
-                                let known = layers.iter().copied().chain(registry::names());
-                                if let Some(s) = did_you_mean(&ident.name, known) {
-                                    d = d.help(format!("did you mean `{s}`?"));
-                                }
+                            if !self.reported.insert(ident.span) {
+                                return None;
                             }
-                            self.errors.push(d);
+                            let ident = ident.clone();
+                            self.undefined(&ident);
                             return None;
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The error for a reference to `ident`, which nothing defines: an unknown op for a bare
+    /// name standing alone that no layer's name is close to, else an undefined name.
+    fn undefined(&mut self, ident: &crate::ast::Ident) {
+        let mut layers: Vec<&str> = self.names.keys().map(|s| s.as_str()).collect();
+        layers.sort_unstable();
+        if self.alone.contains(&ident.span)
+            && !is_op(&ident.name)
+            && did_you_mean(&ident.name, layers.iter().copied()).is_none()
+        {
+            self.unknown_op(ident, "not an op, block or layer");
+            return;
+        }
+        let mut d = Diagnostic::error(format!("undefined name `{}`", ident.name))
+            .at(ident.span, "not defined in this network");
+        if is_op(&ident.name) {
+            // An op's name where a layer's is wanted: suggesting the op
+            // itself ("did you mean `relu`?") would say nothing.
+            d = d.help(format!(
+                "`{}` is an op, not a layer; name a layer here ({})",
+                ident.name,
+                match layers.len() {
+                    0 => "none is defined yet".to_string(),
+                    n if n <= 8 => layers.join(", "),
+                    _ => format!("{}, ...", layers[..8].join(", ")),
+                }
+            ));
+        } else {
+            let known = layers.iter().copied().chain(registry::names());
+            if let Some(s) = did_you_mean(&ident.name, known) {
+                d = d.help(format!("did you mean `{s}`?"));
+            }
+        }
+        self.errors.push(d);
     }
 }

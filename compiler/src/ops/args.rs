@@ -110,8 +110,14 @@ fn check_type(v: &Value, ty: Ty) -> Result<(), String> {
     if ok {
         return Ok(());
     }
+    // A value of the right kind out of range is named by its value (`found -4`): "found an
+    // integer" after "expected a non-negative integer" said nothing.
+    let found = match v.kind {
+        ValueKind::Int(i) => i.to_string(),
+        _ => v.type_name().to_string(),
+    };
     Err(match ty {
-        Ty::Int => format!("expected a non-negative integer, found {}", v.type_name()),
+        Ty::Int => format!("expected a non-negative integer, found {found}"),
         Ty::Float => format!("expected a number, found {}", v.type_name()),
         Ty::Bool => format!("expected true or false, found {}", v.type_name()),
         Ty::Pad => format!("expected `valid`, `same` or a number of pixels, found `{v}`"),
@@ -214,9 +220,13 @@ fn check_args(
                 continue;
             }
         } else if let Err(msg) = check_type(&a.value, entry.2) {
+            let label = match a.value.kind {
+                ValueKind::Int(i) if i < 0 => "negative",
+                _ => "wrong type",
+            };
             errors.push(
                 Diagnostic::error(format!("argument `{}` of `{op}`: {msg}", entry.0))
-                    .at(a.value.span, "wrong type"),
+                    .at(a.value.span, label),
             );
             continue;
         }

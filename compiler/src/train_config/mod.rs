@@ -4,7 +4,7 @@
 //!
 //! This file holds the types the section reads into; `read` walks the section, `reader` holds
 //! the typed key look-ups, `calls` the call-valued settings (optimizer, noise, schedule) and
-//! `images` the image-folder pipeline.
+//! `images` the image-folder pipeline, `recipe` a recipe written out as settings.
 
 mod args;
 mod calls;
@@ -13,9 +13,11 @@ mod images;
 mod ranges;
 mod read;
 mod reader;
+mod recipe;
 
 pub use images::{BadImages, ChannelStat, ImageConfig};
-pub use read::read;
+pub use read::{default_recipe, read};
+pub use recipe::recipe_lines;
 
 use crate::schedule::Optimizer;
 

@@ -23,6 +23,23 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         )
         .at(train.span, "here")]);
     };
+    section(model, entries, train.span).map(Some)
+}
+
+/// The recipe a model without a training section trains with: what an empty `train { }` reads
+/// into (a classifier of the first network, softmax cross-entropy on its logits, Adam at 1e-3,
+/// batch 128, 5 epochs), so a model needs no section to train, as a Keras model needs only
+/// `fit`. Errors only where the model has no network to train.
+pub fn default_recipe(model: &Model) -> Result<TrainConfig, Vec<Diagnostic>> {
+    section(model, &[], Span::new(0, 0))
+}
+
+/// The section's settings `entries` (`span` is where an error about a key left out points).
+fn section(
+    model: &Model,
+    entries: &[(Ident, crate::ast::Value)],
+    span: Span,
+) -> Result<TrainConfig, Vec<Diagnostic>> {
     let mut r = Reader {
         entries,
         errors: vec![],
@@ -32,14 +49,14 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
     let nets = Nets {
         model,
         names: model.networks.iter().map(|n| n.name.as_str()).collect(),
-        span: train.span,
+        span,
     };
     let (opt, per_net) = optimizers(&mut r);
     let task = match task_name.as_str() {
         "classifier" => classifier(&mut r, &nets, &per_net),
         "gan" => gan(&mut r, &nets, opt, &per_net),
         other => {
-            let sp = r.get("task").map_or(train.span, |v| v.span);
+            let sp = r.get("task").map_or(span, |v| v.span);
             let mut d = Diagnostic::error(format!("unknown task `{other}`")).at(sp, "here");
             d = d.help(match did_you_mean(other, ["classifier", "gan"]) {
                 Some(s) => format!("did you mean `{s}`?"),
@@ -79,7 +96,7 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
     };
     fit(&mut r, model, &cfg);
     if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {
-        let sp = r.get("data").map_or(train.span, |v| v.span);
+        let sp = r.get("data").map_or(span, |v| v.span);
         r.errors.push(
             Diagnostic::error(format!("unknown data set `{}`", cfg.data))
                 .at(sp, "here")
@@ -87,7 +104,7 @@ pub fn read(model: &Model) -> Result<Option<TrainConfig>, Vec<Diagnostic>> {
         );
     }
     if r.errors.is_empty() {
-        Ok(Some(cfg))
+        Ok(cfg)
     } else {
         Err(r.errors)
     }

@@ -7,7 +7,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn instance() -> wgpu::Instance {
+    quiet_headless_vulkan_layer();
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select asks the Wayland compositor which
+/// GPU drives the display; without XDG_RUNTIME_DIR (a server, a container, CI) it cannot ask,
+/// changes nothing and prints `error: XDG_RUNTIME_DIR is invalid or not set` twice per
+/// instance, which users read as a failure (and a passing test run printed 298 times). netc
+/// ranks adapters itself, so the layer is switched off (its own NODEVICE_SELECT switch) in
+/// exactly that case, unless the user set the switch. Done once, before the first instance:
+/// `netc`'s `main` calls it first thing, before any thread exists; a library user (the tests)
+/// gets it from the first [`instance`], before any Vulkan or Mesa code runs to read the
+/// environment.
+pub fn quiet_headless_vulkan_layer() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+            && std::env::var_os("NODEVICE_SELECT").is_none()
+        {
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    });
 }
 
 fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {

@@ -9,7 +9,7 @@ mod profile;
 mod program;
 mod replay;
 
-pub use device::{adapters, test_gpu, Gpu};
+pub use device::{adapters, quiet_headless_vulkan_layer, test_gpu, Gpu};
 pub use profile::KernelTime;
 pub use program::{Counters, GpuProgram};
 
