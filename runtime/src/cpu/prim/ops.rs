@@ -86,27 +86,25 @@ fn reduce<T: Real>(op: Reduce, x: &Arg<T>, axes: &[usize], out_len: usize) -> Ve
     out
 }
 
-/// Batched matrix product over the last two axes, the leading ones broadcast to `out`'s.
+/// Batched matrix product over the last two axes, the leading ones broadcast to `out`'s:
+/// one gemm per matrix, the matrices in parallel.
 fn matmul<T: Real>(a: &Arg<T>, b: &Arg<T>, out: &[usize]) -> Vec<T> {
+    use ndarray::{ArrayView2, ArrayViewMut2};
+    use rayon::prelude::*;
     let (ra, rb, r) = (a.1.len(), b.1.len(), out.len());
     let (m, k, n) = (a.1[ra - 2], a.1[ra - 1], b.1[rb - 1]);
     let lead = &out[..r - 2];
-    let la = broadcast_strides(&a.1[..ra - 2], lead);
-    let lb = broadcast_strides(&b.1[..rb - 2], lead);
-    let (oa, ob) = (offsets(lead, &la), offsets(lead, &lb));
+    let oa = offsets(lead, &broadcast_strides(&a.1[..ra - 2], lead));
+    let ob = offsets(lead, &broadcast_strides(&b.1[..rb - 2], lead));
     let mut y = vec![T::zero(); out.iter().product()];
-    for (l, (&pa, &pb)) in oa.iter().zip(&ob).enumerate() {
-        let (xa, xb) = (&a.0[pa * m * k..], &b.0[pb * k * n..]);
-        let dst = &mut y[l * m * n..(l + 1) * m * n];
-        for i in 0..m {
-            for p in 0..k {
-                let s = xa[i * k + p];
-                for j in 0..n {
-                    dst[i * n + j] = dst[i * n + j] + s * xb[p * n + j];
-                }
-            }
-        }
-    }
+    y.par_chunks_mut(m * n).enumerate().for_each(|(l, dst)| {
+        let xa = &a.0[oa[l] * m * k..(oa[l] + 1) * m * k];
+        let xb = &b.0[ob[l] * k * n..(ob[l] + 1) * k * n];
+        let va = ArrayView2::from_shape((m, k), xa).expect("m x k");
+        let vb = ArrayView2::from_shape((k, n), xb).expect("k x n");
+        let vy = ArrayViewMut2::from_shape((m, n), dst).expect("m x n");
+        crate::cpu::matmul::matmul_serial_into(va, vb, false, vy);
+    });
     y
 }
 
