@@ -32,6 +32,11 @@ pub struct Builder {
     sample0: u64,
     /// How parameter gradients are stored: written by the first micro-batch, added by the rest.
     param_store: Store,
+    /// Lowered for its memory plan only (`netc check`): micro-batches that repeat another's
+    /// commands at other offsets are counted, not lowered (see [`Builder::for_memory`]).
+    memory_only: bool,
+    /// Activation bytes the micro-batches left out by `memory_only` would have added.
+    pub(super) repeated_bytes: u64,
 }
 
 impl Default for Builder {
@@ -60,7 +65,41 @@ impl Builder {
             max_binding: 128 << 20,
             sample0: 0,
             param_store: Store::Write,
+            memory_only: false,
+            repeated_bytes: 0,
         }
+    }
+
+    /// A builder whose program is for its memory plan, never run: of a batch cut into many
+    /// micro-batches it lowers the first, the second and the last (the others repeat the
+    /// second's commands at other offsets, and their transient tensors are dead when the
+    /// next begins, so the buffer plan is the same), keeping `netc check` independent of the
+    /// number of micro-batches.
+    pub fn for_memory(mut self) -> Self {
+        self.memory_only = true;
+        self
+    }
+
+    pub(crate) fn memory_only(&self) -> bool {
+        self.memory_only
+    }
+
+    /// Tensors recorded so far (the id the next one gets).
+    pub(crate) fn tensor_count(&self) -> TensorId {
+        self.tensors.len()
+    }
+
+    /// Counts the activation tensors recorded since `since` `times` more (micro-batches a
+    /// memory plan leaves out): the figure without buffer reuse stays that of the whole step.
+    pub(crate) fn count_repeated(&mut self, since: TensorId, times: u64) {
+        let bytes: u64 = self.tensors[since..]
+            .iter()
+            .filter(|t| t.kind == Kind::Activation)
+            .map(|t| super::padded_len(t.len) * 4)
+            .sum();
+        self.repeated_bytes = self
+            .repeated_bytes
+            .saturating_add(bytes.saturating_mul(times));
     }
 
     /// The device's largest storage-buffer binding in bytes (dense layers whose weight exceeds

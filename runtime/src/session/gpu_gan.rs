@@ -155,6 +155,8 @@ impl GanGpu {
     pub fn new(gpu: Gpu, s: &GanSpec, g: Params<f32>, d: Params<f32>) -> Result<GanGpu, RunError> {
         let b = s.batch as u64;
         let mut pb = gpu.builder();
+        pb.check_blocks(s.g_net)?;
+        pb.check_blocks(s.d_net)?;
         let mut g_set = pb.params(s.g_net, true);
         let mut d_set = pb.params(s.d_net, true);
         let io = inputs(&mut pb, s);
