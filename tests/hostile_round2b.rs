@@ -77,3 +77,73 @@ fn check_of_the_largest_batch_is_answered_fast() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("at batch 2147483648"), "{out}");
 }
+
+/// A small ReLU MLP that trains four steps and writes a checkpoint at the end, logging every
+/// 100 steps (so no log interval falls on the step that goes bad).
+const SMALL: &str = "
+net mlp {
+  input image: 784
+  hidden = dense(16, init=he) -> relu
+  logits = dense(10, init=he)
+  output logits
+}
+train {
+  task = classifier
+  network = mlp
+  optimizer = sgd(lr=0.01, momentum=0.9)
+  batch = 10
+  steps = 4
+  log_every = 100
+  data = mnist
+  data_dir = \"data/mnist-sample\"
+  seed = 1
+}
+";
+
+/// Trains SMALL on `device` for 4 steps, then resumes it for 8 more at `--lr 1e300`: the
+/// first resumed step's loss is finite (taken before its update), and that update (an
+/// infinite f32 rate) leaves every weight NaN or infinite. The run must stop naming step 5
+/// and a parameter, exit 1, and keep the step-4 checkpoint as it was.
+fn overflow_stops_at_its_step(device: &str) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model.net");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist-sample");
+    std::fs::write(&model, SMALL.replace("data/mnist-sample", data)).expect("model");
+    let out = tmp.path().join("run");
+    let (m, o) = (model.to_str().expect("utf-8"), out.to_str().expect("utf-8"));
+    let base = ["train", m, "--device", device, "--quiet", "--out", o];
+    let limit = Duration::from_secs(120);
+    let (code, _, err) = netc_within(&base, limit);
+    assert_eq!(code, 0, "{err}");
+    let ck = out.join("checkpoint.safetensors");
+    let before = std::fs::read(&ck).expect("checkpoint");
+    let more = ["--resume", "--steps", "12", "--lr", "1e300"];
+    let (code, _, err) = netc_within(&[&base[..], &more[..]].concat(), limit);
+    assert_eq!(code, 1, "{device}: {err}");
+    assert!(
+        err.contains("became NaN or infinite in the update of step 5"),
+        "{device}: {err}"
+    );
+    assert!(err.contains("parameter `hidden."), "{device}: {err}");
+    assert!(err.contains("checkpoint.safetensors"), "{device}: {err}");
+    let after = std::fs::read(&ck).expect("checkpoint");
+    assert!(
+        after == before,
+        "{device}: the last good checkpoint changed"
+    );
+}
+
+#[test]
+fn an_update_that_overflows_stops_the_run_at_its_step_on_the_cpu() {
+    overflow_stops_at_its_step("cpu");
+}
+
+#[test]
+fn an_update_that_overflows_stops_the_run_at_its_step_on_the_gpu() {
+    // lavapipe counts: a CPU adapter runs the same program. NETC_REQUIRE_GPU=1 makes a
+    // missing adapter a failure.
+    if netc_runtime::gpu::test_gpu().is_none() {
+        return;
+    }
+    overflow_stops_at_its_step("vulkan");
+}

@@ -17,6 +17,7 @@ pub struct Builder {
     pub(super) params: Vec<ParamBinding>,
     hyper: HashMap<String, TensorId>,
     rng: Option<TensorId>,
+    health: Option<TensorId>,
     /// How the generated kernels read their inputs (storage loads, or texture mirrors).
     reads: ReadPath,
     /// The device's storage buffers and textures of the read path's kind (sampled, or
@@ -56,6 +57,7 @@ impl Builder {
             params: vec![],
             hyper: HashMap::new(),
             rng: None,
+            health: None,
             reads: ReadPath::Storage,
             // WebGPU's guaranteed minimums, until `with_limits` says more.
             max_storage: 8,
@@ -148,13 +150,12 @@ impl Builder {
     /// How many tensors one update dispatch may take under the limits (at least one).
     pub(crate) fn group_size(&self, per: u32) -> usize {
         let g = match self.reads {
-            // Every operand a storage buffer: per tensor `per`, plus hyper.
-            ReadPath::Storage => self.max_storage.saturating_sub(1) / per,
-            // w and state written (storage); g, the mirrors of w and state, and hyper read
-            // as textures.
-            ReadPath::Texture | ReadPath::Image => {
-                (self.max_storage / (per - 1)).min(self.max_textures.saturating_sub(1) / per)
-            }
+            // Every operand a storage buffer: per tensor `per`, plus hyper and health.
+            ReadPath::Storage => self.max_storage.saturating_sub(2) / per,
+            // w and state written (storage), and health; g, the mirrors of w and state, and
+            // hyper read as textures.
+            ReadPath::Texture | ReadPath::Image => (self.max_storage.saturating_sub(1) / (per - 1))
+                .min(self.max_textures.saturating_sub(1) / per),
         };
         (g as usize).clamp(1, kernels::MAX_GROUP)
     }
@@ -269,7 +270,21 @@ impl Builder {
         }
     }
 
-    /// Host-written hyper-parameters of an optimizer: [lr, 1 - beta1^t, 1 - beta2^t, 0].
+    /// The step at which an optimizer update first wrote a NaN or infinite weight, 0 while
+    /// none did (see `kernels::update_group`); the host zeroes it and reads it at intervals.
+    pub fn health(&mut self) -> TensorId {
+        match self.health {
+            Some(t) => t,
+            None => {
+                let t = self.tensor("param_health", 4, Kind::Stats);
+                self.health = Some(t);
+                t
+            }
+        }
+    }
+
+    /// Host-written hyper-parameters of an optimizer: [lr, 1 - beta1^t, 1 - beta2^t, step],
+    /// the step the one a non-finite update is marked with.
     pub fn hyper(&mut self, name: &str) -> TensorId {
         if let Some(&t) = self.hyper.get(name) {
             return t;

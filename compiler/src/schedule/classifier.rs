@@ -19,6 +19,8 @@ pub struct ClassifierPlan {
     pub stats: TensorId,
     pub eval_stats: TensorId,
     pub hyper: TensorId,
+    /// The step an update first wrote a non-finite weight at (see [`Builder::health`]).
+    pub health: TensorId,
     pub rng: Option<TensorId>,
     pub logits_eval: TensorId,
     pub train: usize,
@@ -68,24 +70,7 @@ impl Builder {
         let stats = self.tensor("train_stats", 4, Kind::Stats);
         let micro = self.micro_split(net, b);
         let parts = self.parts_to_lower(&micro);
-        if micro.count > 1 {
-            if let Some(&bn) = net
-                .order
-                .iter()
-                .find(|&&n| matches!(net.graph[n].op, Op::BatchNorm { .. }))
-            {
-                return Err(LowerError::Other(format!(
-                    "batch {b} does not fit the device's {} storage binding in one piece, and layer `{}` (batchnorm) needs the whole batch for its statistics; lower the batch (at most {} fits) or use --device cpu",
-                    if self.max_binding() >= 1 << 20 {
-                        format!("{} MiB", self.max_binding() >> 20)
-                    } else {
-                        format!("{} KiB", self.max_binding() >> 10)
-                    },
-                    net.graph[bn].name,
-                    micro.per
-                )));
-            }
-        }
+        self.whole_batch_layers(net, &micro)?;
         self.begin_pass("train_step");
         for &k in &parts {
             let (n0, rows) = micro.part(k);
@@ -130,6 +115,7 @@ impl Builder {
         self.keep(logits_eval);
         let eval = self.end_pass();
         let hyper = self.hyper("opt");
+        let health = self.health();
         let rng = Some(self.rng());
         self.register(&set);
         Ok(ClassifierPlan {
@@ -140,6 +126,7 @@ impl Builder {
             stats,
             eval_stats,
             hyper,
+            health,
             rng,
             logits_eval,
             train,
@@ -149,6 +136,31 @@ impl Builder {
 }
 
 impl Builder {
+    /// A batch cut into micro-batches is refused when a layer needs the whole batch at once
+    /// (batchnorm's statistics), naming the layer and the batch that fits.
+    fn whole_batch_layers(&self, net: &Network, micro: &MicroBatches) -> Result<(), LowerError> {
+        let b = micro.batch;
+        if micro.count > 1 {
+            if let Some(&bn) = net
+                .order
+                .iter()
+                .find(|&&n| matches!(net.graph[n].op, Op::BatchNorm { .. }))
+            {
+                return Err(LowerError::Other(format!(
+                    "batch {b} does not fit the device's {} storage binding in one piece, and layer `{}` (batchnorm) needs the whole batch for its statistics; lower the batch (at most {} fits) or use --device cpu",
+                    if self.max_binding() >= 1 << 20 {
+                        format!("{} MiB", self.max_binding() >> 20)
+                    } else {
+                        format!("{} KiB", self.max_binding() >> 10)
+                    },
+                    net.graph[bn].name,
+                    micro.per
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The batch cut into micro-batches whose every activation fits one storage binding (one
     /// micro-batch when the whole batch fits). A training step runs them one after another,
     /// the parameter gradients adding up, then one update: the same step, with activation
