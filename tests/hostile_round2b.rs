@@ -147,3 +147,63 @@ fn an_update_that_overflows_stops_the_run_at_its_step_on_the_gpu() {
     }
     overflow_stops_at_its_step("vulkan");
 }
+
+/// A classifier taking `input` with `outputs` classes, trained on `data`: the `data` line is
+/// line 11 of the file.
+fn classifier_on(input: &str, outputs: u32, data: &str) -> String {
+    format!(
+        "net m {{\n  input image: {input}\n  f = flatten\n  hidden = dense(8) -> relu\n  logits = dense({outputs})\n  output logits\n}}\ntrain {{\n  task = classifier\n  network = m\n  data = {data}\n  steps = 2\n}}\n"
+    )
+}
+
+#[test]
+fn check_refuses_data_the_network_cannot_take_at_the_data_line() {
+    // Each passed `check` and failed only at `train`, with no location.
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (text, says) in [
+        (
+            classifier_on("3x32x32", 10, "mnist"),
+            "it takes 3x32x32 (3072 values)",
+        ),
+        (classifier_on("784", 5, "fashion_mnist"), "it has 5 outputs"),
+        (classifier_on("784", 10, "images"), "and it takes 784"),
+        (
+            classifier_on("2x8x8", 10, "images"),
+            "1 (grey) or 3 (RGB) channels",
+        ),
+    ] {
+        let (code, _, err) = check(tmp.path(), &text, &[]);
+        assert_eq!(code, 1, "{text}: {err}");
+        assert!(err.contains("training setting `data`"), "{err}");
+        assert!(
+            err.contains("model.net:11:"),
+            "located at the data line: {err}"
+        );
+        assert!(err.contains(says), "{err}");
+    }
+    // What fits still passes: MNIST into 1x28x28 and more classes than ten, RGB images.
+    for text in [
+        classifier_on("1x28x28", 12, "mnist"),
+        classifier_on("3x16x16", 4, "images"),
+        classifier_on("7", 3, "synthetic"),
+    ] {
+        let (code, _, err) = check(tmp.path(), &text, &[]);
+        assert_eq!(code, 0, "{text}: {err}");
+    }
+}
+
+#[test]
+fn check_refuses_synthetic_data_for_a_gan_at_the_data_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let gan = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/dcgan.net"))
+        .expect("dcgan");
+    assert!(gan.contains("data = mnist"));
+    let (code, _, err) = check(
+        tmp.path(),
+        &gan.replace("data = mnist", "data = synthetic"),
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("synthetic data is for classifiers"), "{err}");
+    assert!(err.contains("training setting `data`"), "{err}");
+}
