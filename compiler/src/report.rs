@@ -260,7 +260,9 @@ pub fn training_memory(
     opt: crate::schedule::Optimizer,
     batch: u64,
 ) -> Result<TrainingMemory, crate::schedule::LowerError> {
-    let plan = crate::schedule::Builder::new().classifier(net, opt, batch)?;
+    let plan = crate::schedule::Builder::new()
+        .for_memory()
+        .classifier(net, opt, batch)?;
     Ok(TrainingMemory {
         network: net.name.clone(),
         batch,
@@ -278,7 +280,8 @@ pub fn training_memory(
             .iter()
             .filter(|t| t.kind == crate::schedule::Kind::Activation)
             .map(|t| crate::schedule::padded_len(t.len) * 4)
-            .sum(),
+            .sum::<u64>()
+            .saturating_add(plan.program.repeated_bytes),
     })
 }
 

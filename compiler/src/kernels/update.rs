@@ -9,6 +9,27 @@ const SGD: &str = include_str!("../../../shaders/sgd.wgsl");
 const ADAM: &str = include_str!("../../../shaders/adam.wgsl");
 const UPDATE_GROUP: &str = include_str!("../../../shaders/update_group.wgsl");
 
+/// The finiteness test of an updated quad and the mark it leaves in `health`. An exponent of
+/// all ones is an infinity or a NaN (compared as bits: a compiler may assume floats finite).
+const HEALTH: &str = "fn finite4(v: vec4<f32>) -> bool {
+    let e = bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u);
+    return all(e != vec4<u32>(0x7f800000u));
+}
+fn mark_nonfinite(step: f32) {
+    if (health[0] == 0.0) { health[0] = max(step, 1.0); }
+}";
+
+/// After tensor `t`'s quad `q` is written: its new weights checked (stored as quads when
+/// `len` is a whole number of them, else element by element up to the length).
+fn finite_check(t: usize, len: u64) -> String {
+    if len.is_multiple_of(4) {
+        return format!("    if (!finite4(w_out{t}[q])) {{ mark_nonfinite(h.w); }}\n");
+    }
+    format!(
+        "    var wn = vec4<f32>(0.0);\n    for (var k = 0u; k < 4u; k++) {{ if (4u * q + k < LEN{t}) {{ wn[k] = w_out{t}[4u * q + k]; }} }}\n    if (!finite4(wn)) {{ mark_nonfinite(h.w); }}\n"
+    )
+}
+
 /// SGD update of one parameter tensor (bindings w, g, velocity, hyper).
 pub fn sgd(len: u64, momentum: f64, weight_decay: f64, path: ReadPath) -> KernelSource {
     update_group(
@@ -71,7 +92,10 @@ impl Optimizer {
 pub const MAX_GROUP: usize = ((MIRROR_BINDING_BASE - 1) / 4) as usize;
 
 /// The update of one or several tensors of lengths `lens` in one dispatch. Bindings: per
-/// tensor w, g, then the state (v for SGD; m, v for Adam), then hyper last.
+/// tensor w, g, then the state (v for SGD; m, v for Adam), then hyper, then health: the
+/// step (hyper's fourth value) at which an updated weight was first NaN or infinite, 0 while
+/// none was. The check is four compares per quad the kernel has just written, so a run learns
+/// the step a parameter went bad at its next read-back of the device, with no read per step.
 pub fn update_group(lens: &[u64], rule: Optimizer, path: ReadPath) -> KernelSource {
     assert!(!lens.is_empty() && lens.len() <= MAX_GROUP);
     let per = rule.operands();
@@ -130,6 +154,7 @@ pub fn update_group(lens: &[u64], rule: Optimizer, path: ReadPath) -> KernelSour
         }
         let quads = len.div_ceil(4);
         let (pre, b) = quad_code(&format!("LEN{t}"), len, &inputs, &outputs, template);
+        let b = format!("{b}{}", finite_check(t, len));
         let cond = if t + 1 == lens.len() {
             String::new()
         } else {
@@ -143,7 +168,12 @@ pub fn update_group(lens: &[u64], rule: Optimizer, path: ReadPath) -> KernelSour
         ));
         start += quads;
     }
-    reads = reads.input(lens.len() as u32 * per, "hyper");
+    reads = reads
+        .input(lens.len() as u32 * per, "hyper")
+        .extra(&format!(
+            "@group(0) @binding({}) var<storage, read_write> health: array<f32>;\n{HEALTH}",
+            lens.len() as u32 * per + 1
+        ));
     let (decls, mirrors) = reads.finish();
     let (groups, row) = grid(start, 64);
     let list: Vec<String> = lens.iter().map(u64::to_string).collect();

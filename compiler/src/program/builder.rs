@@ -17,6 +17,7 @@ pub struct Builder {
     pub(super) params: Vec<ParamBinding>,
     hyper: HashMap<String, TensorId>,
     rng: Option<TensorId>,
+    health: Option<TensorId>,
     /// How the generated kernels read their inputs (storage loads, or texture mirrors).
     reads: ReadPath,
     /// The device's storage buffers and textures of the read path's kind (sampled, or
@@ -32,6 +33,11 @@ pub struct Builder {
     sample0: u64,
     /// How parameter gradients are stored: written by the first micro-batch, added by the rest.
     param_store: Store,
+    /// Lowered for its memory plan only (`netc check`): micro-batches that repeat another's
+    /// commands at other offsets are counted, not lowered (see [`Builder::for_memory`]).
+    memory_only: bool,
+    /// Activation bytes the micro-batches left out by `memory_only` would have added.
+    pub(super) repeated_bytes: u64,
 }
 
 impl Default for Builder {
@@ -51,6 +57,7 @@ impl Builder {
             params: vec![],
             hyper: HashMap::new(),
             rng: None,
+            health: None,
             reads: ReadPath::Storage,
             // WebGPU's guaranteed minimums, until `with_limits` says more.
             max_storage: 8,
@@ -60,7 +67,41 @@ impl Builder {
             max_binding: 128 << 20,
             sample0: 0,
             param_store: Store::Write,
+            memory_only: false,
+            repeated_bytes: 0,
         }
+    }
+
+    /// A builder whose program is for its memory plan, never run: of a batch cut into many
+    /// micro-batches it lowers the first, the second and the last (the others repeat the
+    /// second's commands at other offsets, and their transient tensors are dead when the
+    /// next begins, so the buffer plan is the same), keeping `netc check` independent of the
+    /// number of micro-batches.
+    pub fn for_memory(mut self) -> Self {
+        self.memory_only = true;
+        self
+    }
+
+    pub(crate) fn memory_only(&self) -> bool {
+        self.memory_only
+    }
+
+    /// Tensors recorded so far (the id the next one gets).
+    pub(crate) fn tensor_count(&self) -> TensorId {
+        self.tensors.len()
+    }
+
+    /// Counts the activation tensors recorded since `since` `times` more (micro-batches a
+    /// memory plan leaves out): the figure without buffer reuse stays that of the whole step.
+    pub(crate) fn count_repeated(&mut self, since: TensorId, times: u64) {
+        let bytes: u64 = self.tensors[since..]
+            .iter()
+            .filter(|t| t.kind == Kind::Activation)
+            .map(|t| super::padded_len(t.len) * 4)
+            .sum();
+        self.repeated_bytes = self
+            .repeated_bytes
+            .saturating_add(bytes.saturating_mul(times));
     }
 
     /// The device's largest storage-buffer binding in bytes (dense layers whose weight exceeds
@@ -109,13 +150,12 @@ impl Builder {
     /// How many tensors one update dispatch may take under the limits (at least one).
     pub(crate) fn group_size(&self, per: u32) -> usize {
         let g = match self.reads {
-            // Every operand a storage buffer: per tensor `per`, plus hyper.
-            ReadPath::Storage => self.max_storage.saturating_sub(1) / per,
-            // w and state written (storage); g, the mirrors of w and state, and hyper read
-            // as textures.
-            ReadPath::Texture | ReadPath::Image => {
-                (self.max_storage / (per - 1)).min(self.max_textures.saturating_sub(1) / per)
-            }
+            // Every operand a storage buffer: per tensor `per`, plus hyper and health.
+            ReadPath::Storage => self.max_storage.saturating_sub(2) / per,
+            // w and state written (storage), and health; g, the mirrors of w and state, and
+            // hyper read as textures.
+            ReadPath::Texture | ReadPath::Image => (self.max_storage.saturating_sub(1) / (per - 1))
+                .min(self.max_textures.saturating_sub(1) / per),
         };
         (g as usize).clamp(1, kernels::MAX_GROUP)
     }
@@ -230,7 +270,21 @@ impl Builder {
         }
     }
 
-    /// Host-written hyper-parameters of an optimizer: [lr, 1 - beta1^t, 1 - beta2^t, 0].
+    /// The step at which an optimizer update first wrote a NaN or infinite weight, 0 while
+    /// none did (see `kernels::update_group`); the host zeroes it and reads it at intervals.
+    pub fn health(&mut self) -> TensorId {
+        match self.health {
+            Some(t) => t,
+            None => {
+                let t = self.tensor("param_health", 4, Kind::Stats);
+                self.health = Some(t);
+                t
+            }
+        }
+    }
+
+    /// Host-written hyper-parameters of an optimizer: [lr, 1 - beta1^t, 1 - beta2^t, step],
+    /// the step the one a non-finite update is marked with.
     pub fn hyper(&mut self, name: &str) -> TensorId {
         if let Some(&t) = self.hyper.get(name) {
             return t;

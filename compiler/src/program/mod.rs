@@ -118,6 +118,9 @@ pub struct Program {
     /// Physical buffer sizes (elements) and the tensor -> buffer assignment.
     pub buffers: Vec<u64>,
     pub assignment: Vec<usize>,
+    /// Activation bytes of micro-batches a memory plan counted but did not lower
+    /// ([`Builder::for_memory`]); 0 in a program that runs.
+    pub repeated_bytes: u64,
 }
 
 impl Program {

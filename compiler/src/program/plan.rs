@@ -96,6 +96,7 @@ impl Builder {
             params: self.params,
             buffers,
             assignment,
+            repeated_bytes: self.repeated_bytes,
         }
     }
 }

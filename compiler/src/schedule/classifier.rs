@@ -19,6 +19,8 @@ pub struct ClassifierPlan {
     pub stats: TensorId,
     pub eval_stats: TensorId,
     pub hyper: TensorId,
+    /// The step an update first wrote a non-finite weight at (see [`Builder::health`]).
+    pub health: TensorId,
     pub rng: Option<TensorId>,
     pub logits_eval: TensorId,
     pub train: usize,
@@ -58,6 +60,7 @@ impl Builder {
                 net.graph[n].name, net.graph[n].shape
             )));
         }
+        self.check_blocks(net)?;
         let feats = numel(&net.graph[input].shape);
         let classes = numel(&net.graph[logit].shape);
         let b = batch;
@@ -65,8 +68,79 @@ impl Builder {
         let x = self.tensor("x", b * feats, Kind::HostInput);
         let y = self.tensor("y", b * classes, Kind::HostInput);
         let stats = self.tensor("train_stats", 4, Kind::Stats);
-        let micro = self.micro_batches(net, b);
-        if micro.len() > 1 {
+        let micro = self.micro_split(net, b);
+        let parts = self.parts_to_lower(&micro);
+        self.whole_batch_layers(net, &micro)?;
+        self.begin_pass("train_step");
+        for &k in &parts {
+            let (n0, rows) = micro.part(k);
+            let t0 = self.tensor_count();
+            let (xs, ys) = self.micro_inputs((x, feats), (y, classes), n0, rows, b);
+            let store = if k == 0 {
+                Store::Write
+            } else {
+                Store::Accumulate
+            };
+            self.set_part(n0, store);
+            let fwd = self.forward(net, &set, xs, rows, true)?;
+            // Scaled by the whole batch: the micro-batches' gradients add up to its mean.
+            let dz = self.softmax_xent(fwd.logit, ys, rows, classes, 1.0 / b as f64, stats);
+            self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
+            self.count_repeats(&micro, &parts, k, t0);
+        }
+        self.set_part(0, Store::Write);
+        self.update(&mut set, opt, "opt");
+        let train = self.end_pass();
+        // Evaluation adds its statistics on the device too: one read-back per test set, not
+        // one per batch. Padding rows (all-zero targets) add nothing.
+        let eval_stats = self.tensor("eval_stats", 4, Kind::Stats);
+        self.begin_pass("eval");
+        let whole = (micro.count > 1).then(|| self.tensor("logits", b * classes, Kind::Activation));
+        let mut logits_eval = 0;
+        for &k in &parts {
+            let (n0, rows) = micro.part(k);
+            let t0 = self.tensor_count();
+            let (xs, ys) = self.micro_inputs((x, feats), (y, classes), n0, rows, b);
+            let fe = self.forward(net, &set, xs, rows, false)?;
+            self.softmax_xent(fe.logit, ys, rows, classes, 1.0, eval_stats);
+            logits_eval = match whole {
+                Some(t) => {
+                    self.copy(fe.logit, 0, t, n0 * classes, rows * classes);
+                    t
+                }
+                None => fe.logit,
+            };
+            self.count_repeats(&micro, &parts, k, t0);
+        }
+        self.keep(logits_eval);
+        let eval = self.end_pass();
+        let hyper = self.hyper("opt");
+        let health = self.health();
+        let rng = Some(self.rng());
+        self.register(&set);
+        Ok(ClassifierPlan {
+            program: self.finish(),
+            set,
+            x,
+            y,
+            stats,
+            eval_stats,
+            hyper,
+            health,
+            rng,
+            logits_eval,
+            train,
+            eval,
+        })
+    }
+}
+
+impl Builder {
+    /// A batch cut into micro-batches is refused when a layer needs the whole batch at once
+    /// (batchnorm's statistics), naming the layer and the batch that fits.
+    fn whole_batch_layers(&self, net: &Network, micro: &MicroBatches) -> Result<(), LowerError> {
+        let b = micro.batch;
+        if micro.count > 1 {
             if let Some(&bn) = net
                 .order
                 .iter()
@@ -80,84 +154,56 @@ impl Builder {
                         format!("{} KiB", self.max_binding() >> 10)
                     },
                     net.graph[bn].name,
-                    micro[0].1
+                    micro.per
                 )));
             }
         }
-        self.begin_pass("train_step");
-        for (k, &(n0, rows)) in micro.iter().enumerate() {
-            let (xs, ys) = self.micro_inputs((x, feats), (y, classes), n0, rows, b);
-            let store = if k == 0 {
-                Store::Write
-            } else {
-                Store::Accumulate
-            };
-            self.set_part(n0, store);
-            let fwd = self.forward(net, &set, xs, rows, true)?;
-            // Scaled by the whole batch: the micro-batches' gradients add up to its mean.
-            let dz = self.softmax_xent(fwd.logit, ys, rows, classes, 1.0 / b as f64, stats);
-            self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
-        }
-        self.set_part(0, Store::Write);
-        self.update(&mut set, opt, "opt");
-        let train = self.end_pass();
-        // Evaluation adds its statistics on the device too: one read-back per test set, not
-        // one per batch. Padding rows (all-zero targets) add nothing.
-        let eval_stats = self.tensor("eval_stats", 4, Kind::Stats);
-        self.begin_pass("eval");
-        let whole = (micro.len() > 1).then(|| self.tensor("logits", b * classes, Kind::Activation));
-        let mut logits_eval = 0;
-        for &(n0, rows) in &micro {
-            let (xs, ys) = self.micro_inputs((x, feats), (y, classes), n0, rows, b);
-            let fe = self.forward(net, &set, xs, rows, false)?;
-            self.softmax_xent(fe.logit, ys, rows, classes, 1.0, eval_stats);
-            logits_eval = match whole {
-                Some(t) => {
-                    self.copy(fe.logit, 0, t, n0 * classes, rows * classes);
-                    t
-                }
-                None => fe.logit,
-            };
-        }
-        self.keep(logits_eval);
-        let eval = self.end_pass();
-        let hyper = self.hyper("opt");
-        let rng = Some(self.rng());
-        self.register(&set);
-        Ok(ClassifierPlan {
-            program: self.finish(),
-            set,
-            x,
-            y,
-            stats,
-            eval_stats,
-            hyper,
-            rng,
-            logits_eval,
-            train,
-            eval,
-        })
+        Ok(())
     }
-}
 
-impl Builder {
     /// The batch cut into micro-batches whose every activation fits one storage binding (one
     /// micro-batch when the whole batch fits). A training step runs them one after another,
     /// the parameter gradients adding up, then one update: the same step, with activation
     /// memory bounded by the micro-batch (AlexNet's conv1 output at batch 128 is 148 MB,
-    /// over lavapipe's 128 MiB binding).
-    pub fn micro_batches(&self, net: &Network, batch: u64) -> Vec<(u64, u64)> {
+    /// over lavapipe's 128 MiB binding). Counted, not listed: O(1) in the batch.
+    pub fn micro_split(&self, net: &Network, batch: u64) -> MicroBatches {
         let per_sample = net
             .order
             .iter()
-            .map(|&n| numel(&net.graph[n].shape) * 4)
+            .map(|&n| numel(&net.graph[n].shape).saturating_mul(4))
             .max()
             .unwrap_or(4)
             .max(4);
-        let per = (self.max_binding() / per_sample).clamp(1, batch.max(1));
-        (0..batch.div_ceil(per))
-            .map(|i| (i * per, per.min(batch - i * per)))
-            .collect()
+        let batch = batch.max(1);
+        let per = (self.max_binding() / per_sample).clamp(1, batch);
+        MicroBatches {
+            batch,
+            per,
+            count: batch.div_ceil(per),
+        }
+    }
+
+    /// Every micro-batch of [`Builder::micro_split`] as (first sample, rows).
+    pub fn micro_batches(&self, net: &Network, batch: u64) -> Vec<(u64, u64)> {
+        let m = self.micro_split(net, batch);
+        (0..m.count).map(|k| m.part(k)).collect()
+    }
+
+    /// The micro-batches a program lowers: all of them, or for a memory plan only those that
+    /// differ (see [`Builder::for_memory`]).
+    fn parts_to_lower(&self, m: &MicroBatches) -> Vec<u64> {
+        if !self.memory_only() || m.count <= 3 {
+            return (0..m.count).collect();
+        }
+        vec![0, 1, m.count - 1]
+    }
+    /// After lowering micro-batch `k` from tensor `t0` on: when `k` stands for the ones a
+    /// memory plan leaves out (the second, repeated by all up to the last), count them.
+    fn count_repeats(&mut self, m: &MicroBatches, parts: &[u64], k: u64, t0: TensorId) {
+        let left_out = m.count - parts.len() as u64;
+        if k == 1 && left_out > 0 {
+            self.count_repeated(t0, left_out);
+        }
     }
 
     /// Rows `n0..n0 + rows` of the host inputs x and y (features and classes per row): the
@@ -178,5 +224,67 @@ impl Builder {
         let ys = self.tensor("y.micro", rows * classes, Kind::Activation);
         self.copy(y, n0 * classes, ys, 0, rows * classes);
         (xs, ys)
+    }
+}
+
+/// How a batch is cut into micro-batches: `count` parts of `per` rows, the last one holding
+/// what remains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MicroBatches {
+    pub batch: u64,
+    pub per: u64,
+    pub count: u64,
+}
+
+impl MicroBatches {
+    /// Micro-batch `k` as (first sample, rows).
+    pub fn part(&self, k: u64) -> (u64, u64) {
+        let n0 = k * self.per;
+        (n0, self.per.min(self.batch - n0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kernels::Optimizer;
+    use crate::program::Builder;
+
+    /// A memory plan that lowers only the micro-batches that differ has the same buffers,
+    /// and the same bytes without reuse, as the program that runs every one.
+    #[test]
+    fn a_memory_plan_of_some_micro_batches_equals_the_whole() {
+        let src = "net t { input x: 2x12x12\n a = conv(24, k=2, pad=same) -> relu -> dropout(0.3)\n p = maxpool(k=2, s=2)\n b = conv(6, k=3, pad=1, groups=2) -> tanh\n fc = flatten -> dense(40) -> relu -> dropout(0.5)\n o = dense(3) }";
+        let m = crate::compile("t.net", src).unwrap_or_else(|d| panic!("{}", d.render()));
+        let net = &m.networks[0];
+        let adam = Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
+        for batch in [1, 3, 7, 8, 9, 13, 40] {
+            let b = || Builder::new().with_binding_limit(32 << 10);
+            assert!(b().micro_split(net, batch).count >= batch.div_ceil(2));
+            let all = b().classifier(net, adam, batch).expect("lowers").program;
+            let some = b()
+                .for_memory()
+                .classifier(net, adam, batch)
+                .expect("lowers");
+            let some = some.program;
+            assert_eq!(some.memory(), all.memory(), "batch {batch}");
+            assert_eq!(some.buffers, all.buffers, "batch {batch}");
+            let unplanned = |p: &crate::program::Program| {
+                p.tensors
+                    .iter()
+                    .filter(|t| t.kind == crate::program::Kind::Activation)
+                    .map(|t| crate::program::padded_len(t.len) * 4)
+                    .sum::<u64>()
+                    + p.repeated_bytes
+            };
+            assert_eq!(unplanned(&some), unplanned(&all), "batch {batch}");
+            if batch >= 9 {
+                assert!(some.passes[0].commands.len() < all.passes[0].commands.len());
+            }
+        }
     }
 }

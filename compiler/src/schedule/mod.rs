@@ -23,7 +23,7 @@ pub use crate::program::{
     padded_len, Builder, Command, Kind, Memory, ParamBinding, ParamSet, Pass, Program, Tensor,
     TensorId,
 };
-pub use classifier::ClassifierPlan;
+pub use classifier::{ClassifierPlan, MicroBatches};
 pub use forward::Forward;
 
 use crate::ir::{Network, Node};

@@ -1,11 +1,16 @@
 //! A network's parameter buffers: a tensor per parameter (and a gradient when trainable), a
 //! dense weight over the device's binding limit split in row blocks.
 
-use super::numel;
+use super::{numel, LowerError};
 use crate::ir::Network;
 use crate::ops::Op;
 use crate::program::{Builder, Kind, ParamBinding, ParamSet};
 use std::collections::HashMap;
+
+/// Row blocks a network's dense weights may be held in, in all: 65,536 blocks of WebGPU's
+/// least binding (128 MiB) are 8 TiB of weights, beyond any device, while the planner's work
+/// and memory stay bounded.
+pub const MAX_ROW_BLOCKS: u64 = 1 << 16;
 
 impl Builder {
     /// Parameter (and, when trainable, gradient) buffers for a network.
@@ -61,6 +66,33 @@ impl Builder {
             }
         }
         set
+    }
+
+    /// Refuses a network whose dense weights would be held in more than [`MAX_ROW_BLOCKS`]
+    /// row blocks in all, naming the layer that passes it, before any is made: the blocks
+    /// are counted, never listed (dense(99999999999) was 2.3 million blocks, 3 GB of planner
+    /// state and an abort).
+    pub fn check_blocks(&self, net: &Network) -> Result<(), LowerError> {
+        let mut total = 0u64;
+        for &n in &net.order {
+            let Op::Dense { units, .. } = net.graph[n].op else {
+                continue;
+            };
+            let fan_in = numel(&net.graph[net.inputs_of(n)[0]].shape);
+            let rows = (self.max_binding() / 4 / fan_in.max(1)).max(1);
+            total = total.saturating_add(units.div_ceil(rows));
+            if total > MAX_ROW_BLOCKS {
+                let bytes = units.saturating_mul(fan_in).saturating_mul(4);
+                return Err(LowerError::Other(format!(
+                    "layer `{}`'s weight ({units} x {fan_in}, {:.3e} bytes) would be held in {} row blocks of the device's {} MiB storage binding, more than the {MAX_ROW_BLOCKS} netc plans for a network; no device holds a layer this large",
+                    net.graph[n].name,
+                    bytes as f64,
+                    units.div_ceil(rows),
+                    self.max_binding() >> 20
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Row blocks of a dense weight [units, fan_in] that each fit one binding (one block when

@@ -13,6 +13,7 @@ impl Builder {
     /// Tensors are updated in groups, as many per dispatch as the device's limits allow.
     pub fn update(&mut self, set: &mut ParamSet, opt: Optimizer, hyper_name: &str) {
         let hyper = self.hyper(hyper_name);
+        let health = self.health();
         let states: &[&str] = match opt {
             Optimizer::Sgd { .. } => &["velocity"],
             Optimizer::Adam { .. } => &["adam_m", "adam_v"],
@@ -61,6 +62,7 @@ impl Builder {
                 names.push(b.name.clone());
             }
             bindings.push(hyper);
+            bindings.push(health);
             let net = &set.bindings[chunk[0].0].net;
             let label = format!("{net}.{} update", names.join(", "));
             let kernel = kernels::update_group(&lens, opt, self.reads());

@@ -140,7 +140,7 @@ mod tests {
     fn pixel_range_in_the_dsl_and_yaml() {
         let net = "net m { input x: 4\n o = dense(2) }\n";
         assert_eq!(
-            range_of("m.net", &format!("{net}train {{ data = mnist }}")),
+            range_of("m.net", &format!("{net}train {{ data = synthetic }}")),
             Ok((0.0, 1.0))
         );
         assert_eq!(
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(cfg.bad_images, BadImages::Skip);
         assert_eq!(cfg.val_fraction, 0.2);
         assert_eq!(
-            images_of(&format!("{net}train {{ data = mnist }}")),
+            images_of(&format!("{net}train {{ data = synthetic }}")),
             Ok(super::ImageConfig::default())
         );
         for (bad, key) in [

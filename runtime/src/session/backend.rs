@@ -67,6 +67,11 @@ pub(super) trait ClassifierBackend {
     ) -> Result<(), RunError>;
     /// Training sums since the last call, then resets them.
     fn take_stats(&mut self) -> Result<LossStats, RunError>;
+    /// The step whose update first left a NaN or infinite parameter, if one did: known at
+    /// once on the CPU; on the GPU the update kernels mark it on the device, read back only
+    /// with `read_device` (at a log interval or a checkpoint, no read per step).
+    fn nonfinite_params_at(&mut self, read_device: bool) -> Result<Option<u64>, RunError>;
+
     /// Adds a batch of `rows` (at most the batch) to the evaluation sums.
     fn eval_batch(
         &mut self,
@@ -97,6 +102,11 @@ pub(super) trait GanBackend {
     fn g_step(&mut self, s: &GanSpec, z: &[f32], step: Step) -> Result<(), RunError>;
     /// Sums since the last call, then resets them.
     fn take_stats(&mut self) -> Result<GanStats, RunError>;
+    /// The step whose update first left a NaN or infinite parameter, if one did: known at
+    /// once on the CPU; on the GPU the update kernels mark it on the device, read back only
+    /// with `read_device` (at a log interval or a checkpoint, no read per step).
+    fn nonfinite_params_at(&mut self, read_device: bool) -> Result<Option<u64>, RunError>;
+
     /// D's logits of the last D step: the reals' rows, then the fakes'.
     fn d_logits(&self) -> Result<Vec<f32>, RunError>;
     /// G(z) in inference mode for `rows` noise rows.

@@ -135,6 +135,20 @@ impl Classifier {
         self.exec.params()
     }
 
+    /// The step whose update first left a NaN or infinite parameter, and the first such
+    /// tensor, if one did (see `ClassifierBackend::nonfinite_params_at`; the GPU's mark is
+    /// read back only with `read_device`).
+    pub fn nonfinite_params(
+        &mut self,
+        read_device: bool,
+    ) -> Result<Option<(u64, String)>, RunError> {
+        let Some(step) = self.exec.nonfinite_params_at(read_device)? else {
+            return Ok(None);
+        };
+        let p = self.exec.params()?;
+        Ok(Some((step, super::first_nonfinite(&[&p]))))
+    }
+
     /// Gradients of the last step (the GPU keeps them in their buffers).
     pub fn grads(&self) -> Result<Vec<Option<Vec<f32>>>, RunError> {
         self.exec.grads()

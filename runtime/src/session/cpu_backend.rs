@@ -25,6 +25,15 @@ fn batch_views<'a>(
     Ok((xv, yv))
 }
 
+/// Records `mark` as the step whose update first left a NaN or infinite parameter in `p`:
+/// a scan after every update (the update itself reads every value), so a run stops at that
+/// step, not at its next checkpoint.
+fn watch_params(p: &Params<f32>, bad_at: &mut Option<u64>, mark: u64) {
+    if bad_at.is_none() && p.values.iter().any(|v| v.iter().any(|x| !x.is_finite())) {
+        *bad_at = Some(mark);
+    }
+}
+
 /// `v` as rows of `cols` values.
 fn view(v: &[f32], cols: usize) -> Result<ArrayView2<'_, f32>, RunError> {
     ArrayView2::from_shape((v.len() / cols, cols), v).map_err(|e| RunError::Config(e.to_string()))
@@ -36,6 +45,8 @@ pub(super) struct ClassifierCpu {
     stats: LossStats,
     eval_stats: LossStats,
     last_grads: Vec<Option<Vec<f32>>>,
+    /// The step whose update first left a non-finite parameter.
+    bad_at: Option<u64>,
 }
 
 impl ClassifierCpu {
@@ -60,6 +71,7 @@ impl ClassifierCpu {
             stats: LossStats::default(),
             eval_stats: LossStats::default(),
             last_grads: vec![],
+            bad_at: None,
         })
     }
 }
@@ -80,12 +92,17 @@ impl ClassifierBackend for ClassifierCpu {
         let (grads, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
         cpu::apply_update(&mut self.params, &grads, &mut self.state, s.opt, step.lr);
         self.params.apply_state(&acts);
+        watch_params(&self.params, &mut self.bad_at, step.mark);
         self.last_grads = grads;
         Ok(())
     }
 
     fn take_stats(&mut self) -> Result<LossStats, RunError> {
         Ok(std::mem::take(&mut self.stats))
+    }
+
+    fn nonfinite_params_at(&mut self, _read_device: bool) -> Result<Option<u64>, RunError> {
+        Ok(self.bad_at)
     }
 
     fn eval_batch(
@@ -149,6 +166,8 @@ pub(super) struct GanCpu {
     d_logits: Vec<f32>,
     last_g_grads: Vec<Option<Vec<f32>>>,
     last_d_grads: Vec<Option<Vec<f32>>>,
+    /// The step whose update first left a non-finite parameter in either network.
+    bad_at: Option<u64>,
 }
 
 impl GanCpu {
@@ -163,6 +182,7 @@ impl GanCpu {
             d_logits: vec![],
             last_g_grads: vec![],
             last_d_grads: vec![],
+            bad_at: None,
         }
     }
 }
@@ -213,6 +233,7 @@ impl GanBackend for GanCpu {
             add_grads(&mut grads, g);
         }
         cpu::apply_update(&mut self.d, &grads, &mut self.d_state, s.opt_d, step.lr);
+        watch_params(&self.d, &mut self.bad_at, step.mark);
         self.last_d_grads = grads;
         Ok(())
     }
@@ -240,8 +261,13 @@ impl GanBackend for GanCpu {
         let (_, dx) = cpu::backward(s.d_net, &d_frozen, &da, s.d_logit, dz);
         let (grads, _) = cpu::backward_opt(s.g_net, &self.g, &ga, s.g_out, dx, false);
         cpu::apply_update(&mut self.g, &grads, &mut self.g_state, s.opt_g, step.lr);
+        watch_params(&self.g, &mut self.bad_at, step.mark);
         self.last_g_grads = grads;
         Ok(())
+    }
+
+    fn nonfinite_params_at(&mut self, _read_device: bool) -> Result<Option<u64>, RunError> {
+        Ok(self.bad_at)
     }
 
     fn take_stats(&mut self) -> Result<GanStats, RunError> {

@@ -205,6 +205,19 @@ impl Gan {
         self.exec.params()
     }
 
+    /// The step whose update first left a NaN or infinite parameter in either network, and
+    /// the first such tensor, if one did (the GPU's mark read back only with `read_device`).
+    pub fn nonfinite_params(
+        &mut self,
+        read_device: bool,
+    ) -> Result<Option<(u64, String)>, RunError> {
+        let Some(step) = self.exec.nonfinite_params_at(read_device)? else {
+            return Ok(None);
+        };
+        let (g, d) = self.exec.params()?;
+        Ok(Some((step, super::first_nonfinite(&[&g, &d]))))
+    }
+
     pub fn opt_states(&self) -> Result<(OptState<f32>, OptState<f32>), RunError> {
         self.exec.opt_states(self.step_g, self.step_d)
     }

@@ -17,6 +17,8 @@ pub(super) struct ClassifierGpu {
     stats: TensorId,
     eval_stats: TensorId,
     hyper: TensorId,
+    /// The step an update first wrote a non-finite weight at (0: none).
+    health: TensorId,
     rng: Option<TensorId>,
     logits_eval: TensorId,
     train: usize,
@@ -42,6 +44,7 @@ impl ClassifierGpu {
             stats,
             eval_stats,
             hyper: hyper_t,
+            health,
             rng,
             logits_eval,
             train,
@@ -52,6 +55,7 @@ impl ClassifierGpu {
         zero_state(&prog, &set);
         prog.write(stats, &[0.0; 4]);
         prog.write(eval_stats, &[0.0; 4]);
+        prog.write(health, &[0.0; 4]);
         Ok(ClassifierGpu {
             prog,
             set,
@@ -60,6 +64,7 @@ impl ClassifierGpu {
             stats,
             eval_stats,
             hyper: hyper_t,
+            health,
             rng,
             logits_eval,
             train,
@@ -86,7 +91,8 @@ impl ClassifierBackend for ClassifierGpu {
     ) -> Result<(), RunError> {
         self.prog.write(self.x, x);
         self.prog.write(self.y, onehot);
-        self.prog.write(self.hyper, &hyper(s.opt, step.lr, step.t));
+        self.prog
+            .write(self.hyper, &hyper(s.opt, step.lr, step.t, step.mark));
         if let Some(r) = self.rng {
             self.prog.write_u32(r, &[step.seed]);
         }
@@ -96,6 +102,10 @@ impl ClassifierBackend for ClassifierGpu {
 
     fn take_stats(&mut self) -> Result<LossStats, RunError> {
         self.take(self.stats)
+    }
+
+    fn nonfinite_params_at(&mut self, read_device: bool) -> Result<Option<u64>, RunError> {
+        super::read_health(&self.prog, self.health, read_device)
     }
 
     fn eval_batch(

@@ -23,6 +23,8 @@ pub(super) struct GanGpu {
     d_logits: TensorId,
     hyper_d: TensorId,
     hyper_g: TensorId,
+    /// The step an update of either network first wrote a non-finite weight at (0: none).
+    health: TensorId,
     rng: TensorId,
     sample_out: TensorId,
     d_pass: usize,
@@ -155,6 +157,8 @@ impl GanGpu {
     pub fn new(gpu: Gpu, s: &GanSpec, g: Params<f32>, d: Params<f32>) -> Result<GanGpu, RunError> {
         let b = s.batch as u64;
         let mut pb = gpu.builder();
+        pb.check_blocks(s.g_net)?;
+        pb.check_blocks(s.d_net)?;
         let mut g_set = pb.params(s.g_net, true);
         let mut d_set = pb.params(s.d_net, true);
         let io = inputs(&mut pb, s);
@@ -167,10 +171,12 @@ impl GanGpu {
         let sample_pass = pb.end_pass();
         let hyper_d = pb.hyper("d");
         let hyper_g = pb.hyper("g");
+        let health = pb.health();
         pb.register(&g_set);
         pb.register(&d_set);
         let prog = GpuProgram::new(gpu, pb.finish())?;
         initialize(&prog, s, [&g_set, &d_set], &g, &d, &io);
+        prog.write(health, &[0.0; 4]);
         Ok(GanGpu {
             prog,
             g_set,
@@ -183,6 +189,7 @@ impl GanGpu {
             d_logits,
             hyper_d,
             hyper_g,
+            health,
             rng: io.rng,
             sample_out,
             d_pass,
@@ -199,7 +206,7 @@ impl GanBackend for GanGpu {
         self.prog.write(self.x, real);
         self.prog.write(self.z_d, z);
         self.prog
-            .write(self.hyper_d, &hyper(s.opt_d, step.lr, step.t));
+            .write(self.hyper_d, &hyper(s.opt_d, step.lr, step.t, step.mark));
         self.prog.write_u32(self.rng, &[step.seed]);
         self.prog.run(self.d_pass);
         Ok(())
@@ -208,10 +215,14 @@ impl GanBackend for GanGpu {
     fn g_step(&mut self, s: &GanSpec, z: &[f32], step: Step) -> Result<(), RunError> {
         self.prog.write(self.z_g, z);
         self.prog
-            .write(self.hyper_g, &hyper(s.opt_g, step.lr, step.t));
+            .write(self.hyper_g, &hyper(s.opt_g, step.lr, step.t, step.mark));
         self.prog.write_u32(self.rng, &[step.seed]);
         self.prog.run(self.g_pass);
         Ok(())
+    }
+
+    fn nonfinite_params_at(&mut self, read_device: bool) -> Result<Option<u64>, RunError> {
+        super::read_health(&self.prog, self.health, read_device)
     }
 
     fn take_stats(&mut self) -> Result<GanStats, RunError> {

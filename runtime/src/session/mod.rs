@@ -49,18 +49,42 @@ pub fn step_seed(seed: u64, step: u64) -> u32 {
     (crate::rng::mix64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 32) as u32
 }
 
-/// Adam's bias corrections for step t (1-based) as the kernels take them: [lr, 1/c1, 1/c2, 0]
-/// with c = 1 - beta^t (shaders/adam.wgsl), reciprocals taken in f64 as the CPU reference does.
-fn hyper(opt: &Optimizer, lr: f64, t: u64) -> [f32; 4] {
+/// Adam's bias corrections for step t (1-based) as the kernels take them: [lr, 1/c1, 1/c2,
+/// mark] with c = 1 - beta^t (shaders/adam.wgsl), reciprocals taken in f64 as the CPU
+/// reference does; `mark` is the step a non-finite update is recorded at (exact as an f32 up
+/// to 2^24 steps).
+fn hyper(opt: &Optimizer, lr: f64, t: u64, mark: u64) -> [f32; 4] {
     match opt {
         Optimizer::Adam { beta1, beta2, .. } => [
             lr as f32,
             (1.0 / (1.0 - beta1.powi(t as i32))) as f32,
             (1.0 / (1.0 - beta2.powi(t as i32))) as f32,
-            0.0,
+            mark as f32,
         ],
-        Optimizer::Sgd { .. } => [lr as f32, 1.0, 1.0, 0.0],
+        Optimizer::Sgd { .. } => [lr as f32, 1.0, 1.0, mark as f32],
     }
+}
+
+/// The step the update kernels marked in `health` (see `Builder::health`), read back only
+/// with `read_device`.
+fn read_health(
+    prog: &crate::gpu::GpuProgram,
+    health: netc_compiler::schedule::TensorId,
+    read_device: bool,
+) -> Result<Option<u64>, RunError> {
+    if !read_device {
+        return Ok(None);
+    }
+    let v = prog.read(health)?;
+    Ok(v.first().filter(|&&s| s != 0.0).map(|&s| s as u64))
+}
+
+/// The name of the first tensor of `sets` holding a NaN or an infinity.
+fn first_nonfinite(sets: &[&crate::cpu::Params<f32>]) -> String {
+    sets.iter()
+        .flat_map(|p| p.names.iter().zip(&p.values))
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
+        .map_or_else(|| "(one of the parameters)".to_string(), |(n, _)| n.clone())
 }
 
 fn logit_node(net: &Network) -> Result<NodeIndex, RunError> {

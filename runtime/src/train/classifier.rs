@@ -460,6 +460,10 @@ impl Task for ClassifierTask<'_> {
         self.s.nonfinite_at
     }
 
+    fn nonfinite_params(&mut self, read_device: bool) -> Result<Option<(u64, String)>, TrainError> {
+        Ok(self.s.nonfinite_params(read_device)?)
+    }
+
     fn report(&mut self, run: &mut Run, st: LossStats, _stop: bool) -> Result<(), TrainError> {
         let mean = st.loss / st.rows.max(1.0);
         run.pb.set_message(format!(

@@ -414,6 +414,10 @@ impl Task for GanTask<'_> {
         self.s.nonfinite_at
     }
 
+    fn nonfinite_params(&mut self, read_device: bool) -> Result<Option<(u64, String)>, TrainError> {
+        Ok(self.s.nonfinite_params(read_device)?)
+    }
+
     fn report(&mut self, run: &mut Run, r: GanReading, stop: bool) -> Result<(), TrainError> {
         let (d_loss, g_loss, dx, dgz) = r;
         let (step, total) = (self.s.step_g, self.total);

@@ -39,6 +39,12 @@ pub enum TrainError {
         loss: f64,
         checkpoint: Option<PathBuf>,
     },
+    #[error("parameter `{tensor}` became NaN or infinite in the update of step {step} (the update overflowed: lower the learning rate, or look for extreme inputs); stopped. {}", last_checkpoint(.checkpoint))]
+    NonFiniteParams {
+        tensor: String,
+        step: u64,
+        checkpoint: Option<PathBuf>,
+    },
     #[error("tensor `{tensor}` holds NaN or infinite values at step {step}; stopped without writing a checkpoint from it (an earlier one in the run folder is kept)")]
     NonFiniteWeights { tensor: String, step: u64 },
 }

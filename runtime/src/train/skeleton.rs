@@ -46,6 +46,9 @@ pub(super) trait Task {
     fn read(&mut self) -> Result<(Losses, Self::Reading), TrainError>;
     /// The step at which the executor saw the first non-finite value, where it knows.
     fn nonfinite_at(&self) -> Option<u64>;
+    /// The step whose update first left a NaN or infinite parameter, and that tensor: known
+    /// at once on the CPU, on the GPU read from the device only with `read_device`.
+    fn nonfinite_params(&mut self, read_device: bool) -> Result<Option<(u64, String)>, TrainError>;
     /// Writes the interval's row and tells the user (its losses are finite).
     fn report(&mut self, run: &mut Run, r: Self::Reading, stop: bool) -> Result<(), TrainError>;
     /// What comes after the step and its interval: sample grids, the end of an epoch.
@@ -124,7 +127,18 @@ pub(super) fn drive<T: Task>(task: &mut T, mut run: Run) -> Result<Summary, Trai
         if task.step(&mut run)? {
             run.pb.inc(1);
             stop = run.stop_asked();
-            if task.log_due(stop) {
+            let due = task.log_due(stop);
+            // Parameters are checked at every step where that costs no read of the device
+            // (the CPU), else with the interval's losses. A loss known to be non-finite at
+            // that step or before is the first symptom, and is named instead.
+            if let Some((step, tensor)) = task.nonfinite_params(due)? {
+                if task.nonfinite_at().is_some_and(|first| first <= step) {
+                    let (losses, _) = task.read()?;
+                    check_losses(task, &mut run, &losses)?;
+                }
+                return Err(bad_params(&mut run, step, tensor));
+            }
+            if due {
                 log_interval(task, &mut run, stop)?;
             }
         } else if matches!(T::STOP, StopCheck::AtStep) {
@@ -138,6 +152,10 @@ pub(super) fn drive<T: Task>(task: &mut T, mut run: Run) -> Result<Summary, Trai
             StopCheck::AfterStep => run.stop_asked(),
         };
         if task.checkpoint_due() || stopping {
+            // Read from the device before a checkpoint: never one from bad weights.
+            if let Some((step, tensor)) = task.nonfinite_params(true)? {
+                return Err(bad_params(&mut run, step, tensor));
+            }
             run.last_good = Some(task.save(&run)?);
         }
         if stopping {
@@ -161,6 +179,13 @@ pub(super) fn drive<T: Task>(task: &mut T, mut run: Run) -> Result<Summary, Trai
 /// naming the last checkpoint), then the task's row and line.
 fn log_interval<T: Task>(task: &mut T, run: &mut Run, stop: bool) -> Result<(), TrainError> {
     let (losses, reading) = task.read()?;
+    check_losses(task, run, &losses)?;
+    run.last_read = task.step_count();
+    task.report(run, reading, stop)
+}
+
+/// A non-finite loss of the interval stops the run, naming the last checkpoint.
+fn check_losses<T: Task>(task: &T, run: &mut Run, losses: &Losses) -> Result<(), TrainError> {
     if let Some(&(what, loss)) = losses.iter().find(|(_, l)| !l.is_finite()) {
         run.pb.abandon();
         return Err(TrainError::NonFinite {
@@ -172,6 +197,16 @@ fn log_interval<T: Task>(task: &mut T, run: &mut Run, stop: bool) -> Result<(), 
             checkpoint: run.last_good.take(),
         });
     }
-    run.last_read = task.step_count();
-    task.report(run, reading, stop)
+    Ok(())
+}
+
+/// The run stops at the step whose update left `tensor` non-finite; the last checkpoint
+/// written stays as it was, and is named.
+fn bad_params(run: &mut Run, step: u64, tensor: String) -> TrainError {
+    run.pb.abandon();
+    TrainError::NonFiniteParams {
+        tensor,
+        step,
+        checkpoint: run.last_good.take(),
+    }
 }
