@@ -278,9 +278,14 @@ pub(crate) struct RunFolder {
     /// Output folder for checkpoints, metrics, plots and samples [default: runs/<model name>]
     #[arg(long)]
     pub(crate) out: Option<String>,
-    /// Continue from <out>/checkpoint.safetensors
+    /// Continue from <out>/checkpoint.safetensors, on the data it recorded unless --data-dir
+    /// names other data
     #[arg(long, conflicts_with = "overwrite")]
     pub(crate) resume: bool,
+    /// With --resume: continue on other data than the checkpoint was trained on (--data-dir)
+    /// instead of refusing
+    #[arg(long, requires = "resume")]
+    pub(crate) allow_other_data: bool,
     /// Replace the run already in <out> (its checkpoint, metrics and plots)
     #[arg(long)]
     pub(crate) overwrite: bool,

@@ -3,6 +3,7 @@
 
 use super::image_folder::image_folder;
 use super::TrainError;
+use crate::data::record::{self, DataRecord};
 use crate::data::{self, DataError, Dataset, Source, Split};
 use crate::io::Checkpoint;
 use netc_compiler::ir::{Model, Network};
@@ -76,16 +77,27 @@ pub fn classifier_data(
 ) -> Result<ClassifierData, TrainError> {
     // `data = images` reads the folder as an image folder whatever else it holds.
     let images = |d: &&Path| cfg.data == "images" || data::folder::looks_like_image_folder(d);
-    if let Some(d) = dir.filter(images) {
-        return image_folder(cfg, net, d, progress, recorded);
+    let mut d = if let Some(d) = dir.filter(images) {
+        image_folder(cfg, net, d, progress, recorded)?
+    } else {
+        let (train, test, note) = datasets(model, cfg, dir)?;
+        let mut meta = BTreeMap::new();
+        if dir.is_some() {
+            // The IDX header's image shape, so `predict` can give a flat input an image.
+            let shape = [train.channels, train.rows, train.cols];
+            meta.insert(record::SHAPE_KEY.into(), format!("{shape:?}"));
+        }
+        ClassifierData {
+            train: Source::Memory(train),
+            test: Source::Memory(test),
+            notes: note.into_iter().collect(),
+            meta,
+        }
+    };
+    if let Some(dir) = dir {
+        DataRecord::of(dir)?.insert(&mut d.meta);
     }
-    let (train, test, note) = datasets(model, cfg, dir)?;
-    Ok(ClassifierData {
-        train: Source::Memory(train),
-        test: Source::Memory(test),
-        notes: note.into_iter().collect(),
-        meta: BTreeMap::new(),
-    })
+    Ok(d)
 }
 
 /// The checkpoint a run continues (`--resume`) or a command evaluates: an image folder takes

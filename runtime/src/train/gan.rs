@@ -59,6 +59,8 @@ struct GanTask<'a> {
     cfg: &'a TrainConfig,
     g: &'a GanConfig,
     train: &'a Dataset,
+    /// What the checkpoint records of the data.
+    data_meta: &'a BTreeMap<String, String>,
     s: Gan,
     batch: usize,
     total: u64,
@@ -95,7 +97,7 @@ pub(super) fn gan(
     cfg: &TrainConfig,
     opts: &Options,
     exec: Executor,
-    train: &Dataset,
+    (train, data_meta): (&Dataset, &BTreeMap<String, String>),
     resume: Option<Checkpoint>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, TrainError> {
@@ -142,6 +144,7 @@ pub(super) fn gan(
         cfg,
         g,
         train,
+        data_meta,
         s,
         batch,
         total,
@@ -498,6 +501,7 @@ impl Task for GanTask<'_> {
         ] {
             ck.metadata.insert(k.to_string(), v);
         }
+        ck.metadata.extend(self.data_meta.clone());
         let path = run.opts.out.join("checkpoint.safetensors");
         ck.save(&path)?;
         Ok(path)

@@ -1,0 +1,281 @@
+//! Everyday use, second round (issue 30, items 1, 5, 3 and 10): a run remembers its data, class
+//! names reach `predict` and `eval`, `predict` gives a flat-input MLP a PNG, and the smaller
+//! wording fixes. Small synthetic IDX sets written by each test; everything on the CPU.
+
+use std::path::{Path, PathBuf};
+
+#[path = "support/netc.rs"]
+mod run;
+use run::netc;
+
+/// A fresh folder for one test, removed when it goes out of scope.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("netc-everyday-{name}-"))
+        .tempdir()
+        .expect("a temporary folder")
+}
+
+fn be(v: u32) -> [u8; 4] {
+    v.to_be_bytes()
+}
+
+/// Writes an IDX test split of `n` images of `side`x`side` into `dir` (created): each image a
+/// bright bar whose row says its label (0..10), with noise from `seed`, so a small MLP learns
+/// it in an epoch and two sets with other seeds hold other data.
+fn idx_set(dir: &Path, n: usize, side: usize, seed: u64) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut images = vec![];
+    images.extend(be(0x0803));
+    images.extend(be(n as u32));
+    images.extend(be(side as u32));
+    images.extend(be(side as u32));
+    let mut labels = vec![];
+    labels.extend(be(0x0801));
+    labels.extend(be(n as u32));
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    for i in 0..n {
+        let label = (i % 10) as u8;
+        labels.push(label);
+        let bar = label as usize * side / 10;
+        for r in 0..side {
+            for _ in 0..side {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let noise = (state >> 59) as u8;
+                images.push(if r == bar { 220 + noise } else { noise });
+            }
+        }
+    }
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), images).expect("write images");
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), labels).expect("write labels");
+    dir.to_path_buf()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Trains models/mlp.net one epoch on `data` into `out` on the CPU; panics with the output
+/// unless it succeeds.
+fn train_mlp(data: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--batch",
+        "20",
+        "--data-dir",
+        s(data),
+        "--out",
+        s(out),
+    ];
+    args.extend(extra);
+    let (code, out, err) = netc(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    err
+}
+
+fn ck(out: &Path) -> PathBuf {
+    out.join("checkpoint.safetensors")
+}
+
+// ---- item 1: a run remembers its data ----
+
+#[test]
+fn eval_without_data_dir_takes_the_data_the_run_trained_on() {
+    let t = tmp("eval-default");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    let (code, stdout, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        s(&ck(&out)),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The 30 held-out images of the 150, not the 2000 of the model's default MNIST sample.
+    assert!(stdout.contains(": 30 test images"), "{stdout}");
+    assert!(!stdout.contains("other data"), "{stdout}");
+}
+
+#[test]
+fn eval_on_other_data_says_so() {
+    let t = tmp("eval-other");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let b = idx_set(&t.path().join("b"), 100, 28, 2);
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    let w = ck(&out);
+    let (code, stdout, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        s(&w),
+        "--device",
+        "cpu",
+        "--data-dir",
+        s(&b),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("other data"), "{stdout}");
+    assert!(
+        stdout.contains(s(&std::fs::canonicalize(&a).unwrap())),
+        "{stdout}"
+    );
+    // The same files copied elsewhere are the same data.
+    let a2 = t.path().join("a-copy");
+    std::fs::create_dir_all(&a2).unwrap();
+    for f in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+        std::fs::copy(a.join(f), a2.join(f)).unwrap();
+    }
+    let (code, stdout, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        s(&w),
+        "--device",
+        "cpu",
+        "--data-dir",
+        s(&a2),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!stdout.contains("other data"), "{stdout}");
+}
+
+#[test]
+fn resume_continues_on_the_recorded_data_and_refuses_other_data() {
+    let t = tmp("resume");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let b = idx_set(&t.path().join("b"), 150, 28, 2);
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    let resume = |epochs: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "models/mlp.net",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--epochs",
+            epochs,
+            "--batch",
+            "20",
+            "--out",
+            s(&out),
+            "--resume",
+        ];
+        args.extend(extra);
+        netc(&args)
+    };
+    let (code, _, err) = resume("2", &["--data-dir", s(&b)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot resume on other data"), "{err}");
+    assert!(err.contains("--allow-other-data"), "{err}");
+    // Without --data-dir: the recorded folder, not the model's MNIST sample.
+    let (code, _, err) = resume("2", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(s(&std::fs::canonicalize(&a).unwrap())),
+        "{err}"
+    );
+    assert!(!err.contains("mnist-sample"), "{err}");
+    let (code, _, err) = resume("3", &["--data-dir", s(&b), "--allow-other-data"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("--allow-other-data"), "{err}");
+}
+
+#[test]
+fn the_checkpoint_records_the_data_and_checks_the_record() {
+    use netc_runtime::io::Checkpoint;
+    let t = tmp("record");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    let c = Checkpoint::load(&ck(&out)).expect("loads");
+    let m = &c.metadata;
+    assert_eq!(m["data_dir"], s(&std::fs::canonicalize(&a).unwrap()));
+    assert_eq!(m["data_shape"], "[1, 28, 28]");
+    let files: serde_json::Value = serde_json::from_str(&m["data_files"]).unwrap();
+    assert_eq!(files["t10k-images-idx3-ubyte"], 16 + 150 * 784);
+    assert_eq!(m["data_fingerprint"].len(), 64);
+    // A garbled record is refused on load, naming the field (the metadata CRC is recomputed
+    // on save, so this is the range check, not the checksum).
+    for (key, value, says) in [
+        ("data_fingerprint", "xyz", "SHA-256"),
+        ("data_files", "[1]", "file names and sizes"),
+        ("data_shape", "[1, 0, 28]", "[channels, height, width]"),
+    ] {
+        let mut bad = c.clone();
+        bad.metadata.insert(key.into(), value.into());
+        let p = t.path().join(format!("bad-{key}.safetensors"));
+        bad.save(&p).expect("save");
+        let e = Checkpoint::load(&p).expect_err(key).to_string();
+        assert!(e.contains(key) && e.contains(says), "{key}: {e}");
+    }
+    let mut part = c.clone();
+    part.metadata.remove("data_files");
+    let p = t.path().join("part.safetensors");
+    part.save(&p).expect("save");
+    let e = Checkpoint::load(&p).expect_err("part").to_string();
+    assert!(e.contains("no `data_files`"), "{e}");
+}
+
+#[test]
+fn a_checkpoint_without_the_record_keeps_the_old_default() {
+    use netc_runtime::io::Checkpoint;
+    let t = tmp("old");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    let mut c = Checkpoint::load(&ck(&out)).expect("loads");
+    for k in ["data_dir", "data_files", "data_fingerprint", "data_shape"] {
+        c.metadata.remove(k);
+    }
+    let old = t.path().join("old.safetensors");
+    c.save(&old).expect("save");
+    let (code, stdout, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        s(&old),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The model's data_dir: the shipped sample's 2000 held-out images.
+    assert!(stdout.contains(": 2000 test images"), "{stdout}");
+    assert!(!stdout.contains("other data"), "{stdout}");
+}
+
+#[test]
+fn eval_of_a_run_whose_data_is_gone_says_what_to_pass() {
+    let t = tmp("gone");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    std::fs::remove_dir_all(&a).unwrap();
+    let (code, _, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        s(&ck(&out)),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not there any more") && err.contains("--data-dir"),
+        "{err}"
+    );
+}
