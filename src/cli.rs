@@ -110,7 +110,8 @@ pub(crate) enum Command {
         #[arg(long)]
         profile: bool,
     },
-    /// Accuracy (top-1, top-5) and loss of a trained classifier on the test split
+    /// Accuracy (top-1, top-5, per class), loss and confusion matrix of a trained classifier on
+    /// the test split of the data it was trained on (or --data-dir); writes confusion.png
     Eval {
         /// Model file
         file: String,
@@ -124,6 +125,9 @@ pub(crate) enum Command {
         /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: ScoreFormat,
     },
     /// Top classes of a trained classifier for image files (JPEG, PNG) or IDX image files
     Predict {

@@ -279,3 +279,168 @@ fn eval_of_a_run_whose_data_is_gone_says_what_to_pass() {
         "{err}"
     );
 }
+
+// ---- item 5: class names ----
+
+const FASHION: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// models/mlp.net with `setting` added to its training section, written into `dir`.
+fn mlp_with(dir: &Path, setting: &str) -> PathBuf {
+    let text = std::fs::read_to_string("models/mlp.net").expect("models/mlp.net");
+    let text = text.replace("  seed = 1\n", &format!("  seed = 1\n  {setting}\n"));
+    let p = dir.join("mlp.net");
+    std::fs::write(&p, text).expect("write model");
+    p
+}
+
+fn quoted(names: &[&str]) -> String {
+    let q: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    format!("[{}]", q.join(", "))
+}
+
+#[test]
+fn the_classes_setting_names_predict_and_eval_classes() {
+    let t = tmp("classes");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let model = mlp_with(t.path(), &format!("classes = {}", quoted(&FASHION)));
+    let out = t.path().join("run");
+    let (code, o, err) = netc(&[
+        "train",
+        s(&model),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--batch",
+        "20",
+        "--data-dir",
+        s(&a),
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{o}{err}");
+    let w = ck(&out);
+    let images = a.join("t10k-images-idx3-ubyte");
+    let (code, o, err) = netc(&[
+        "predict",
+        s(&model),
+        "--weights",
+        s(&w),
+        "--device",
+        "cpu",
+        "--top",
+        "10",
+        s(&images),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        o.contains("Ankle boot ") && o.contains("T-shirt/top "),
+        "{o}"
+    );
+    let (code, o, err) = netc(&["eval", s(&model), "--weights", s(&w), "--device", "cpu"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(o.contains("per class:"), "{o}");
+    assert!(o.contains(" 9 Ankle boot"), "{o}");
+    assert!(o.contains("confusion matrix (rows: true class"), "{o}");
+    assert!(out.join("confusion.png").is_file(), "{o}");
+    let (code, o, err) = netc(&[
+        "eval",
+        s(&model),
+        "--weights",
+        s(&w),
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&o).expect("eval --format json is JSON");
+    assert_eq!(v["images"], 30);
+    assert_eq!(v["classes"][9], "Ankle boot");
+    let m: Vec<Vec<u64>> = serde_json::from_value(v["confusion"].clone()).unwrap();
+    assert_eq!(m.iter().flatten().sum::<u64>(), 30);
+    let diag: u64 = (0..10).map(|k| m[k][k]).sum();
+    let top1 = v["top1"].as_f64().unwrap();
+    assert!((diag as f64 / 30.0 - top1).abs() < 1e-9, "{diag} vs {top1}");
+    assert_eq!(v["per_class"][9]["class"], "Ankle boot");
+    assert_eq!(v["per_class"][9]["images"], 3);
+}
+
+#[test]
+fn classes_txt_beside_the_data_names_the_classes() {
+    let t = tmp("classes-txt");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    std::fs::write(a.join("classes.txt"), FASHION.join("\n") + "\n").unwrap();
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    let c = netc_runtime::io::Checkpoint::load(&ck(&out)).expect("loads");
+    let names: Vec<String> = serde_json::from_str(&c.metadata["classes"]).unwrap();
+    assert_eq!(names, FASHION);
+    let (code, o, err) = netc(&[
+        "predict",
+        "models/mlp.net",
+        "--weights",
+        s(&ck(&out)),
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+        s(&a.join("t10k-images-idx3-ubyte")),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let class = v[0]["top"][0]["class"].as_str().unwrap().to_string();
+    assert!(FASHION.contains(&class.as_str()), "{o}");
+}
+
+#[test]
+fn class_names_must_be_one_per_output() {
+    let t = tmp("classes-count");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    std::fs::write(a.join("classes.txt"), FASHION[..9].join("\n")).unwrap();
+    let (code, _, err) = netc(&[
+        "train",
+        "models/mlp.net",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--batch",
+        "20",
+        "--data-dir",
+        s(&a),
+        "--out",
+        s(&t.path().join("run")),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("classes.txt names 9 classes") && err.contains("10 outputs"),
+        "{err}"
+    );
+    // The setting is checked at `check`, located.
+    let model = mlp_with(t.path(), &format!("classes = {}", quoted(&FASHION[..9])));
+    let (code, _, err) = netc(&["check", s(&model)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("training setting `classes`") && err.contains("10 outputs"),
+        "{err}"
+    );
+    assert!(err.contains("mlp.net:"), "{err}");
+    let model = mlp_with(t.path(), "classes = [\"a\", \"b\", \"a\"]");
+    let (code, _, err) = netc(&["check", s(&model)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`a` appears twice"), "{err}");
+}

@@ -97,7 +97,60 @@ pub fn classifier_data(
     if let Some(dir) = dir {
         DataRecord::of(dir)?.insert(&mut d.meta);
     }
+    class_names(cfg, net, dir, &mut d)?;
     Ok(d)
+}
+
+/// The class names the checkpoint records: an image folder's folder names (which a `classes`
+/// setting must repeat, if given), else the training section's `classes`, else the lines of
+/// `classes.txt` beside the IDX files; one per output of the network.
+fn class_names(
+    cfg: &TrainConfig,
+    net: &Network,
+    dir: Option<&Path>,
+    d: &mut ClassifierData,
+) -> Result<(), TrainError> {
+    if let Some(folders) = d.train.classes() {
+        return match &cfg.classes {
+            Some(named) if named.as_slice() != folders => Err(TrainError::Setup(format!(
+                "training setting `classes` ({}) is not the image folder's classes ({}); an image folder's classes are its folder names, so leave `classes` out or list them in order",
+                short_list(named),
+                short_list(folders)
+            ))),
+            _ => Ok(()),
+        };
+    }
+    let (names, from) = match (&cfg.classes, dir) {
+        (Some(n), _) => (n.clone(), "training setting `classes`".to_string()),
+        (None, Some(dir)) => match record::classes_file(dir)? {
+            Some(n) => (n, dir.join("classes.txt").display().to_string()),
+            None => return Ok(()),
+        },
+        (None, None) => return Ok(()),
+    };
+    let outputs: u64 = net
+        .outputs
+        .first()
+        .map_or(0, |o| net.graph[o.1].shape.iter().product());
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = names.iter().find(|n| !seen.insert(*n)) {
+        return Err(TrainError::Setup(format!(
+            "{from} names class `{twice}` twice"
+        )));
+    }
+    if names.len() as u64 != outputs {
+        return Err(TrainError::Setup(format!(
+            "{from} names {} classes ({}) but network `{}` has {outputs} outputs (one per class)",
+            names.len(),
+            short_list(&names),
+            net.name
+        )));
+    }
+    d.meta.insert(
+        "classes".into(),
+        serde_json::to_string(&names).unwrap_or_default(),
+    );
+    Ok(())
 }
 
 /// The checkpoint a run continues (`--resume`) or a command evaluates: an image folder takes
