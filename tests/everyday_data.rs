@@ -444,3 +444,97 @@ fn class_names_must_be_one_per_output() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("`a` appears twice"), "{err}");
 }
+
+// ---- item 3: predict gives a flat-input MLP an image ----
+
+/// A 28x28 grey PNG: the bar of label `label` of [`idx_set`], without noise.
+fn bar_png(path: &Path, label: usize) {
+    let img = image::GrayImage::from_fn(28, 28, |_, r| {
+        image::Luma([if r as usize == label * 28 / 10 {
+            235
+        } else {
+            0
+        }])
+    });
+    img.save(path).expect("write png");
+}
+
+#[test]
+fn predict_classifies_a_png_with_a_flat_input_mlp() {
+    let t = tmp("flat-png");
+    let a = idx_set(&t.path().join("a"), 300, 28, 1);
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    let png = t.path().join("three.png");
+    bar_png(&png, 3);
+    let w = ck(&out);
+    let (code, o, err) = netc(&[
+        "predict",
+        "models/mlp.net",
+        "--weights",
+        s(&w),
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+        s(&png),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&o).expect("json");
+    assert_eq!(v[0]["input"], s(&png));
+    assert_eq!(v[0]["top"].as_array().map(Vec::len), Some(5), "{o}");
+    // The same image as an IDX file gives the same probabilities: the PNG is the flat vector
+    // the network trained on.
+    let mut idx = vec![];
+    for x in [0x0803u32, 1, 28, 28] {
+        idx.extend(x.to_be_bytes());
+    }
+    idx.extend(image::open(&png).unwrap().to_luma8().into_raw());
+    let idx_path = t.path().join("three-images-idx3-ubyte");
+    std::fs::write(&idx_path, idx).unwrap();
+    let (code, o2, err) = netc(&[
+        "predict",
+        "models/mlp.net",
+        "--weights",
+        s(&w),
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+        s(&idx_path),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v2: serde_json::Value = serde_json::from_str(&o2).expect("json");
+    assert_eq!(v[0]["top"], v2[0]["top"], "{o}\n{o2}");
+}
+
+#[test]
+fn predict_says_what_to_declare_when_the_image_shape_is_unknown() {
+    use netc_runtime::io::Checkpoint;
+    let t = tmp("flat-unknown");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let out = t.path().join("run");
+    train_mlp(&a, &out, &[]);
+    let mut c = Checkpoint::load(&ck(&out)).expect("loads");
+    c.metadata.remove("data_shape");
+    let old = t.path().join("old.safetensors");
+    c.save(&old).expect("save");
+    let png = t.path().join("x.png");
+    bar_png(&png, 3);
+    let (code, _, err) = netc(&[
+        "predict",
+        "models/mlp.net",
+        "--weights",
+        s(&old),
+        "--device",
+        "cpu",
+        s(&png),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("takes 784 values"), "{err}");
+    assert!(
+        err.contains("`input image: 1x28x28`") && err.contains("`flatten ->`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
