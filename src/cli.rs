@@ -14,6 +14,9 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// What `--device` takes, in the same words for every command that has it.
+const DEVICE_HELP: &str = "Where to run: auto (a hardware GPU, else the CPU), cpu, gpu, a backend (vulkan, gl, ...) or an adapter name (part of it)";
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum CheckFormat {
     Text,
@@ -50,8 +53,7 @@ pub(crate) struct Overrides {
     /// Seed of the initialisation, the shuffling, the noise and the dropout masks
     #[arg(long)]
     pub(crate) seed: Option<u64>,
-    /// Executor: auto (a hardware GPU, else the CPU), cpu, gpu, vulkan, gl, or an adapter name
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub(crate) device: String,
     /// Folder with the IDX files (train-images-idx3-ubyte[.gz], ...), or for a classifier an
     /// image folder (one folder per class, under train/ and val/ or directly)
@@ -92,6 +94,7 @@ pub(crate) enum Command {
         /// Entries checked per parameter tensor (all when the tensor is smaller)
         #[arg(long, default_value_t = 20, value_parser = at_least_one_usize)]
         samples: usize,
+        /// Seed of the random weights, batch and labels (and dropout masks) checked
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -122,8 +125,7 @@ pub(crate) enum Command {
         /// [default: the model's data_dir]
         #[arg(long)]
         data_dir: Option<String>,
-        /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help = DEVICE_HELP)]
         device: String,
         /// Output format
         #[arg(long, value_enum, default_value = "text")]
@@ -145,8 +147,7 @@ pub(crate) enum Command {
         /// Output format
         #[arg(long, value_enum, default_value = "text")]
         format: ScoreFormat,
-        /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help = DEVICE_HELP)]
         device: String,
     },
     /// Draw samples from a trained GAN generator: a PNG grid, or an (N, C, H, W) float32 .npy
@@ -180,10 +181,10 @@ pub(crate) enum Command {
     /// List the adapters wgpu can use (and the CPU executor)
     Devices,
     /// Benchmark the dense kernel and a model's training step (an MLP by default; a GAN's D and G
-    /// steps), on the GPU path and the CPU executor
+    /// steps), on the GPU path (the --device adapter; none with --device cpu) and the CPU
+    /// executor
     Bench {
-        /// Adapter for the GPU path: auto, gpu, or a name substring
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help = DEVICE_HELP)]
         device: String,
         /// Timed repetitions per figure (the median is reported)
         #[arg(long, default_value_t = 20, value_parser = at_least_one_usize)]

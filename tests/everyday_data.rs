@@ -280,6 +280,49 @@ fn eval_of_a_run_whose_data_is_gone_says_what_to_pass() {
     );
 }
 
+#[test]
+fn score_compares_with_the_data_the_gan_trained_on() {
+    let t = tmp("score");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let gan = t.path().join("gan");
+    let (code, _, err) = netc(&[
+        "train",
+        "models/gan.yaml",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--steps",
+        "1",
+        "--batch",
+        "8",
+        "--data-dir",
+        s(&a),
+        "--out",
+        s(&gan),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, o, err) = netc(&[
+        "score",
+        "models/gan.yaml",
+        "--weights",
+        s(&ck(&gan)),
+        "--count",
+        "20",
+        "--real",
+        "20",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&o).expect("json");
+    // The folder the GAN trained on, not the model's data_dir (the MNIST sample).
+    assert_eq!(
+        v["real"]["data_dir"],
+        s(&std::fs::canonicalize(&a).unwrap()),
+        "{o}"
+    );
+}
+
 // ---- item 5: class names ----
 
 const FASHION: [&str; 10] = [
@@ -537,4 +580,93 @@ fn predict_says_what_to_declare_when_the_image_shape_is_unknown() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+// ---- item 10: smaller things ----
+
+/// The help paragraph of `flag` in `netc <command> --help`, whitespace joined.
+fn flag_help(command: &str, flag: &str) -> String {
+    let (code, out, err) = netc(&[command, "--help"]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(flag));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("{command}: no {flag} in\n{out}"));
+    let mut text = vec![first.trim_start()[flag.len()..].trim().to_string()];
+    text.extend(
+        lines
+            .take_while(|l| !l.trim_start().starts_with('-') && !l.trim().is_empty())
+            .map(|l| l.trim().to_string()),
+    );
+    text.join(" ")
+}
+
+#[test]
+fn every_flag_has_help_and_device_reads_the_same_everywhere() {
+    let seed = flag_help("gradcheck", "--seed <SEED>");
+    assert!(seed.contains("Seed of"), "gradcheck --seed: {seed:?}");
+    let device: Vec<String> = ["train", "eval", "predict", "bench"]
+        .iter()
+        .map(|c| flag_help(c, "--device <DEVICE>"))
+        .collect();
+    assert!(device[0].starts_with("Where to run: auto"), "{device:?}");
+    assert!(device.iter().all(|d| *d == device[0]), "{device:#?}");
+}
+
+#[test]
+fn bench_on_the_cpu_does_not_talk_about_the_gpu_path() {
+    let (code, out, err) = netc(&["bench", "--device", "cpu", "--reps", "1", "--batch", "8"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CPU executor"), "{out}");
+    assert!(!out.contains("GPU"), "{out}");
+}
+
+#[test]
+fn the_no_training_split_note_says_only_what_applies() {
+    let t = tmp("notes");
+    let a = idx_set(&t.path().join("a"), 150, 28, 1);
+    let out = t.path().join("run");
+    let err = train_mlp(&a, &out, &[]);
+    assert!(
+        err.contains("no training split: training on the first 120 test images and evaluating on the other 30"),
+        "{err}"
+    );
+    let (code, _, err) = netc(&[
+        "eval",
+        "models/mlp.net",
+        "--weights",
+        s(&ck(&out)),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("evaluating on the last 30 of its 150 test images"),
+        "{err}"
+    );
+    assert!(!err.contains("training on"), "{err}");
+    // A GAN evaluates nothing.
+    let (code, _, err) = netc(&[
+        "train",
+        "models/gan.yaml",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--steps",
+        "1",
+        "--batch",
+        "8",
+        "--data-dir",
+        s(&a),
+        "--out",
+        s(&t.path().join("gan")),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the GAN trains on the first 120 of its 150 test images"),
+        "{err}"
+    );
+    assert!(!err.contains("evaluating"), "{err}");
 }

@@ -11,9 +11,22 @@ use netc_compiler::train_config::{Task, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// What data is loaded for, so its note says only what applies: training a classifier (which
+/// evaluates on held-out images), evaluating one, or training a GAN (which evaluates nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Train,
+    Evaluate,
+    Gan,
+}
+
 /// The training and evaluation images. A directory holding only the test split (the shipped
-/// sample) is split 80/20 into training and evaluation images, and the caller is told so.
-pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
+/// sample) is split 80/20 into training and evaluation images, and the caller is told what of
+/// that concerns `purpose`.
+pub fn load_data(
+    dir: &Path,
+    purpose: Purpose,
+) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
     if !dir.is_dir() {
         return Err(DataError::DirNotFound(dir.to_path_buf()).into());
     }
@@ -32,11 +45,18 @@ pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), Train
     let all = data::load_split(dir, Split::Test)?;
     let cut = all.n * 4 / 5;
     let part = |a: usize, b: usize| all.slice(a, b);
-    let note = format!(
-        "{} has no training split: training on the first {cut} test images and evaluating on the other {}",
-        dir.display(),
-        all.n - cut
-    );
+    let (d, n, rest) = (dir.display(), all.n, all.n - cut);
+    let note = match purpose {
+        Purpose::Train => format!(
+            "{d} has no training split: training on the first {cut} test images and evaluating on the other {rest}"
+        ),
+        Purpose::Evaluate => format!(
+            "{d} has no training split: evaluating on the last {rest} of its {n} test images, which training held out"
+        ),
+        Purpose::Gan => format!(
+            "{d} has no training split: the GAN trains on the first {cut} of its {n} test images"
+        ),
+    };
     Ok((part(0, cut), part(cut, all.n), Some(note)))
 }
 
@@ -46,8 +66,9 @@ pub fn datasets(
     model: &Model,
     cfg: &TrainConfig,
     dir: Option<&Path>,
+    purpose: Purpose,
 ) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
-    let (mut train, mut test, note) = unscaled_datasets(model, cfg, dir)?;
+    let (mut train, mut test, note) = unscaled_datasets(model, cfg, dir, purpose)?;
     for d in [&mut train, &mut test] {
         d.rescale(cfg.range);
     }
@@ -80,7 +101,11 @@ pub fn classifier_data(
     let mut d = if let Some(d) = dir.filter(images) {
         image_folder(cfg, net, d, progress, recorded)?
     } else {
-        let (train, test, note) = datasets(model, cfg, dir)?;
+        let purpose = match recorded {
+            Recorded::Evaluate(_) => Purpose::Evaluate,
+            Recorded::Nothing | Recorded::Resume(_) => Purpose::Train,
+        };
+        let (train, test, note) = datasets(model, cfg, dir, purpose)?;
         let mut meta = BTreeMap::new();
         if dir.is_some() {
             // The IDX header's image shape, so `predict` can give a flat input an image.
@@ -202,9 +227,10 @@ fn unscaled_datasets(
     model: &Model,
     cfg: &TrainConfig,
     dir: Option<&Path>,
+    purpose: Purpose,
 ) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
     if let Some(dir) = dir {
-        return load_data(dir);
+        return load_data(dir, purpose);
     }
     if cfg.data != "synthetic" {
         return Err(TrainError::Setup(format!(

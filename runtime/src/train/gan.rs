@@ -30,21 +30,25 @@ const GAN_PLOT: &[PanelSpec] = &[
         "losses",
         "binary cross-entropy",
         &[("D", "d_loss"), ("G", "g_loss")],
+        1.0,
     ),
     (
         "discriminator",
         "mean probability of real",
         &[("D(x)", "d_x"), ("D(G(z))", "d_g_z")],
+        1.0,
     ),
     (
         "sample quality (built-in LeNet)",
         "inception score",
         &[("IS", "inception_score")],
+        1.0,
     ),
     (
         "distance to real digits",
         "Frechet distance",
         &[("FID", "frechet_distance")],
+        1.0,
     ),
 ];
 

@@ -21,7 +21,8 @@ mod signals;
 mod skeleton;
 
 pub use data_setup::{
-    check_images, check_source, classifier_data, datasets, image_input, ClassifierData, Recorded,
+    check_images, check_source, classifier_data, datasets, image_input, ClassifierData, Purpose,
+    Recorded,
 };
 pub(crate) use evaluate::onehot;
 pub use evaluate::{confusion, evaluate, in_order, mean_softmax};

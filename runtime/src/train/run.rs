@@ -3,7 +3,9 @@
 
 use super::classifier::classifier;
 use super::gan::gan;
-use super::{classifier_data, datasets, interrupt_flag, prepare_out, ClassifierData, Recorded};
+use super::{
+    classifier_data, datasets, interrupt_flag, prepare_out, ClassifierData, Purpose, Recorded,
+};
 use crate::cpu::Params;
 use crate::data::record::DataRecord;
 use crate::data::{self, DataError, Dataset};
@@ -244,7 +246,7 @@ pub fn run(
             if let Some(d) = dir {
                 DataRecord::of(d)?.insert(&mut meta);
             }
-            RunData::Gan(g, datasets(model, cfg, dir)?, meta)
+            RunData::Gan(g, datasets(model, cfg, dir, Purpose::Gan)?, meta)
         }
     };
     let _lock = prepare_out(&opts.out, opts.resume, opts.overwrite)?;
