@@ -670,3 +670,22 @@ fn the_no_training_split_note_says_only_what_applies() {
     );
     assert!(!err.contains("evaluating"), "{err}");
 }
+
+#[test]
+fn yaml_models_name_their_classes_too_and_a_gan_has_none() {
+    let t = tmp("classes-yaml");
+    let yaml = "networks:\n  - name: m\n    inputs: {x: 784}\n    layers: [{op: dense, units: 3}]\ntrain:\n  classes: [cat, \"dog\", Ankle boot]\n";
+    let p = t.path().join("m.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let (code, o, err) = netc(&["check", s(&p)]);
+    assert_eq!(code, 0, "{o}{err}");
+    let gan = std::fs::read_to_string("models/gan.yaml").unwrap();
+    let p = t.path().join("gan.yaml");
+    std::fs::write(&p, gan.replace("train:\n", "train:\n  classes: [a, b]\n")).unwrap();
+    let (code, _, err) = netc(&["check", s(&p)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("training setting `classes`") && err.contains("GAN"),
+        "{err}"
+    );
+}

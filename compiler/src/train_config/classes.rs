@@ -40,9 +40,20 @@ pub(super) fn classes(r: &mut Reader) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// One name per output of the classifier.
+/// One name per output of the classifier (and none for a GAN).
 pub(super) fn classes_fit(r: &mut Reader, model: &Model, cfg: &TrainConfig) {
-    let (Some(names), Task::Classifier { network }) = (&cfg.classes, &cfg.task) else {
+    let Some(names) = &cfg.classes else {
+        return;
+    };
+    let Task::Classifier { network } = &cfg.task else {
+        // Said rather than ignored: a GAN's images carry no classes it could name.
+        if let Some(v) = r.get("classes") {
+            r.bad(
+                v,
+                "classes",
+                "no class names: a GAN learns images without classes",
+            );
+        }
         return;
     };
     let Some(net) = model.network(network) else {
