@@ -122,7 +122,7 @@ pub(crate) enum Command {
         #[arg(long)]
         weights: String,
         /// Folder with the IDX files, or the image folder the classifier was trained on
-        /// [default: the model's data_dir]
+        /// [default: the data the checkpoint recorded, else the model's data_dir]
         #[arg(long)]
         data_dir: Option<String>,
         #[arg(long, default_value = "auto", help = DEVICE_HELP)]
@@ -237,7 +237,8 @@ pub(crate) struct ScoreArgs {
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Real images for the Frechet distance: a folder with IDX files (its test split, else
-    /// its training split) [default: the GAN model's data_dir]
+    /// its training split) [default: the data the GAN's checkpoint recorded, else the GAN
+    /// model's data_dir]
     #[arg(long)]
     pub(crate) data_dir: Option<String>,
     /// How many real images the Frechet distance compares with
