@@ -14,6 +14,9 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// What `--device` takes, in the same words for every command that has it.
+const DEVICE_HELP: &str = "Where to run: auto (a hardware GPU, else the CPU), cpu, gpu, a backend (vulkan, gl, ...) or an adapter name (part of it)";
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum CheckFormat {
     Text,
@@ -50,8 +53,7 @@ pub(crate) struct Overrides {
     /// Seed of the initialisation, the shuffling, the noise and the dropout masks
     #[arg(long)]
     pub(crate) seed: Option<u64>,
-    /// Executor: auto (a hardware GPU, else the CPU), cpu, gpu, vulkan, gl, or an adapter name
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub(crate) device: String,
     /// Folder with the IDX files (train-images-idx3-ubyte[.gz], ...), or for a classifier an
     /// image folder (one folder per class, under train/ and val/ or directly)
@@ -98,6 +100,7 @@ pub(crate) enum Command {
         /// Entries checked per parameter tensor (all when the tensor is smaller)
         #[arg(long, default_value_t = 20, value_parser = at_least_one_usize)]
         samples: usize,
+        /// Seed of the random weights, batch and labels (and dropout masks) checked
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -116,7 +119,8 @@ pub(crate) enum Command {
         #[arg(long)]
         profile: bool,
     },
-    /// Accuracy (top-1, top-5) and loss of a trained classifier on the test split
+    /// Accuracy (top-1, top-5, per class), loss and confusion matrix of a trained classifier on
+    /// the test split of the data it was trained on (or --data-dir); writes confusion.png
     Eval {
         /// Model file
         file: String,
@@ -124,12 +128,14 @@ pub(crate) enum Command {
         #[arg(long)]
         weights: String,
         /// Folder with the IDX files, or the image folder the classifier was trained on
-        /// [default: the model's data_dir]
+        /// [default: the data the checkpoint recorded, else the model's data_dir]
         #[arg(long)]
         data_dir: Option<String>,
-        /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help = DEVICE_HELP)]
         device: String,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: ScoreFormat,
     },
     /// Top classes of a trained classifier for image files (JPEG, PNG) or IDX image files
     Predict {
@@ -147,8 +153,7 @@ pub(crate) enum Command {
         /// Output format
         #[arg(long, value_enum, default_value = "text")]
         format: ScoreFormat,
-        /// Executor: auto, cpu, gpu, a backend (vulkan, gl, ...) or an adapter name
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help = DEVICE_HELP)]
         device: String,
     },
     /// Draw samples from a trained GAN generator: a PNG grid, or an (N, C, H, W) float32 .npy
@@ -182,10 +187,10 @@ pub(crate) enum Command {
     /// List the adapters wgpu can use (and the CPU executor)
     Devices,
     /// Benchmark the dense kernel and a model's training step (an MLP by default; a GAN's D and G
-    /// steps), on the GPU path and the CPU executor
+    /// steps), on the GPU path (the --device adapter; none with --device cpu) and the CPU
+    /// executor
     Bench {
-        /// Adapter for the GPU path: auto, gpu, or a name substring
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help = DEVICE_HELP)]
         device: String,
         /// Timed repetitions per figure (the median is reported)
         #[arg(long, default_value_t = 20, value_parser = at_least_one_usize)]
@@ -238,7 +243,8 @@ pub(crate) struct ScoreArgs {
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Real images for the Frechet distance: a folder with IDX files (its test split, else
-    /// its training split) [default: the GAN model's data_dir]
+    /// its training split) [default: the data the GAN's checkpoint recorded, else the GAN
+    /// model's data_dir]
     #[arg(long)]
     pub(crate) data_dir: Option<String>,
     /// How many real images the Frechet distance compares with
@@ -284,9 +290,14 @@ pub(crate) struct RunFolder {
     /// Output folder for checkpoints, metrics, plots and samples [default: runs/<model name>]
     #[arg(long)]
     pub(crate) out: Option<String>,
-    /// Continue from <out>/checkpoint.safetensors
+    /// Continue from <out>/checkpoint.safetensors, on the data it recorded unless --data-dir
+    /// names other data
     #[arg(long, conflicts_with = "overwrite")]
     pub(crate) resume: bool,
+    /// With --resume: continue on other data than the checkpoint was trained on (--data-dir)
+    /// instead of refusing
+    #[arg(long, requires = "resume")]
+    pub(crate) allow_other_data: bool,
     /// Replace the run already in <out> (its checkpoint, metrics and plots)
     #[arg(long)]
     pub(crate) overwrite: bool,

@@ -145,6 +145,28 @@ pub(crate) fn data_dir(
     }
 }
 
+/// The data folder of a command that reads a checkpoint (`eval`, `score`, `train --resume`):
+/// the command line's, else the one the checkpoint recorded (a model trained on Fashion-MNIST
+/// used to be evaluated on the model file's default, the MNIST sample), else as [`data_dir`]
+/// (a checkpoint of an earlier netc records none).
+pub(crate) fn recorded_data_dir(
+    model_file: &str,
+    cli: Option<String>,
+    cfg: &netc_compiler::train_config::TrainConfig,
+    ck: Option<&netc_runtime::io::Checkpoint>,
+) -> Result<Option<std::path::PathBuf>, Failure> {
+    use netc_runtime::data::record::DataRecord;
+    let recorded = ck.and_then(|c| DataRecord::recorded(&c.metadata));
+    match (cli, recorded) {
+        (None, Some(r)) if r.dir.is_dir() => Ok(Some(r.dir)),
+        (None, Some(r)) => Err(fail(format!(
+            "the checkpoint was trained on the data in {}, which is not there any more: pass --data-dir (the same files elsewhere are recognised by their fingerprint)",
+            r.dir.display()
+        ))),
+        (cli, _) => data_dir(model_file, cli, cfg),
+    }
+}
+
 /// A classifier model, its training section and the weights of a checkpoint (eval, predict).
 pub(crate) struct Trained {
     pub(crate) model: Model,

@@ -42,7 +42,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             weights,
             data_dir,
             device,
-        } => eval::eval(&file, &weights, data_dir, &device)?,
+            format,
+        } => eval::eval(&file, &weights, data_dir, &device, format)?,
         Command::Sample {
             file,
             weights,

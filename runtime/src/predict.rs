@@ -122,7 +122,7 @@ fn image_set(
     ck: &Checkpoint,
     paths: Vec<PathBuf>,
 ) -> Result<(Source, Vec<String>), TrainError> {
-    let (c, h, w) = crate::train::image_input(net)?;
+    let (c, h, w) = input_image(net, ck)?;
     for p in &paths {
         folder::check_file(p)?;
     }
@@ -171,6 +171,49 @@ fn image_set(
         failed: Default::default(),
     };
     Ok((Source::Folder(Arc::new(set)), names))
+}
+
+/// The image a network takes: its CxHxW input, or for a flat input (the MLP's 784) the shape
+/// of the IDX images it was trained on, which the checkpoint records, when the sizes agree:
+/// the pixels in CHW order are exactly the flat vector it trained on. Otherwise the error
+/// says what to declare.
+fn input_image(net: &Network, ck: &Checkpoint) -> Result<(usize, usize, usize), TrainError> {
+    let shape = &net.graph[net.inputs[0]].shape;
+    if shape.len() == 3 {
+        return crate::train::image_input(net);
+    }
+    let n: u64 = shape.iter().product();
+    let declared = netc_compiler::ast::shape_str(shape);
+    let recorded = crate::data::record::recorded_shape(&ck.metadata);
+    if let Some((c, h, w)) = recorded {
+        if (c * h * w) as u64 == n && (c == 1 || c == 3) {
+            return Ok((c, h, w));
+        }
+    }
+    let why = match recorded {
+        Some((c, h, w)) => format!(
+            "the checkpoint records training images of {c}x{h}x{w} ({} values)",
+            c * h * w
+        ),
+        None => "the checkpoint does not record the shape of the images it was trained on (an earlier netc's, or trained on synthetic data)".into(),
+    };
+    Err(TrainError::Setup(format!(
+        "network `{}` takes {declared} values, not an image, and {why}; to classify image files, declare its input as an image, `input {}: {}`, with `flatten ->` before its first dense layer, and train again",
+        net.name,
+        net.graph[net.inputs[0]].name,
+        image_suggestion(n)
+    )))
+}
+
+/// An image shape with `n` values: 1xSxS or 3xSxS where one fits, else the general form.
+fn image_suggestion(n: u64) -> String {
+    for c in [1u64, 3] {
+        let side = ((n / c) as f64).sqrt().round() as u64;
+        if n.is_multiple_of(c) && side * side == n / c && side > 0 {
+            return format!("{c}x{side}x{side}");
+        }
+    }
+    format!("CxHxW with C*H*W = {n}")
 }
 
 /// The `k` most probable classes of every example of `src`.

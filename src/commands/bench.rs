@@ -102,8 +102,10 @@ fn bench(
         .map(|(m, n, k)| bench::dense_forward(m, n, k))
         .chain(extra.iter().copied())
         .collect();
-    match Gpu::open(device) {
-        Ok(gpu) => {
+    // `--device cpu` asks for the CPU executor alone: no GPU path, not even its absence.
+    match (device != "cpu").then(|| Gpu::open(device)) {
+        None => {}
+        Some(Ok(gpu)) => {
             println!(
                 "GPU adapter: {} ({}, {}); kernels read {}",
                 gpu.info.name,
@@ -149,7 +151,7 @@ fn bench(
                 profile_step(net, batch, device)?;
             }
         }
-        Err(e) => println!("GPU path: not available ({e})"),
+        Some(Err(e)) => println!("GPU path: not available ({e})"),
     }
     bench_cpu(model, net, batch, reps, &shapes)
 }
@@ -263,7 +265,13 @@ fn bench_epoch(
         .find(|n| &n.name == network)
         .ok_or_else(|| fail(format!("no network `{network}` in the model")))?;
     let dir = data_dir(file, data, &cfg)?;
-    let (train, _, _) = netc_runtime::train::datasets(model, &cfg, dir.as_deref()).map_err(fail)?;
+    let (train, _, _) = netc_runtime::train::datasets(
+        model,
+        &cfg,
+        dir.as_deref(),
+        netc_runtime::train::Purpose::Train,
+    )
+    .map_err(fail)?;
     let batch = cfg.batch as usize;
     let run = |exec: Executor, label: &str| -> Result<(), Failure> {
         let t = netc_runtime::bench::epoch(
@@ -288,12 +296,13 @@ fn bench_epoch(
         );
         Ok(())
     };
-    match Gpu::open(device) {
-        Ok(gpu) => {
+    match (device != "cpu").then(|| Gpu::open(device)) {
+        None => {}
+        Some(Ok(gpu)) => {
             let name = format!("GPU path ({})", gpu.info.name);
             run(Executor::Gpu(Box::new(gpu)), &name)?
         }
-        Err(e) => println!("GPU path: not available ({e})"),
+        Some(Err(e)) => println!("GPU path: not available ({e})"),
     }
     run(Executor::Cpu, "CPU executor")?;
     if let Some(kb) = peak_rss_kb() {

@@ -82,7 +82,16 @@ fn samples(
     let (p, _) = netc_runtime::io::run_checkpoint::load_params(&ck, gn, &like, 0).map_err(fail)?;
     let images = netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), args.count, args.seed)
         .map_err(fail)?;
-    let dir = data_dir(file, args.data_dir.clone(), &cfg).ok().flatten();
+    // The real images the GAN was trained on, as its checkpoint recorded them.
+    // (A recorded folder since removed falls back to the model's, as the real images only
+    // add a reference figure.)
+    let recorded = netc_runtime::data::record::DataRecord::recorded(&ck.metadata)
+        .map(|r| r.dir)
+        .filter(|d| d.is_dir());
+    let dir = match (args.data_dir.clone(), recorded) {
+        (None, Some(d)) => Some(d),
+        (cli, _) => data_dir(file, cli, &cfg).ok().flatten(),
+    };
     let what = format!(
         "{} samples of `{}` ({file}, {weights}, seed {})",
         args.count, gn.name, args.seed

@@ -1,7 +1,7 @@
 //! `netc train`: the training section with the command line's overrides, run into a run folder.
 
 use crate::cli::{Overrides, RunFolder};
-use crate::common::{data_dir, default_recipe_text, fail, load, train_config, Failure};
+use crate::common::{default_recipe_text, fail, load, recorded_data_dir, train_config, Failure};
 
 pub(crate) fn train(
     file: &str,
@@ -16,6 +16,7 @@ pub(crate) fn train(
         resume,
         overwrite,
         weights,
+        allow_other_data,
     } = run;
     let model = load(file)?;
     let mut cfg = train_config(&model)?;
@@ -47,7 +48,15 @@ pub(crate) fn train(
         .and_then(|s| s.to_str())
         .unwrap_or("run")
         .to_string();
-    let dir = data_dir(file, over.data_dir.clone(), &cfg)?;
+    let out: std::path::PathBuf = out
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new("runs").join(stem));
+    // A resumed run continues on the data its checkpoint recorded, not the model's data_dir
+    // (an unreadable checkpoint is reported by the run itself).
+    let ck = resume
+        .then(|| netc_runtime::io::Checkpoint::load(&out.join("checkpoint.safetensors")).ok())
+        .flatten();
+    let dir = recorded_data_dir(file, over.data_dir.clone(), &cfg, ck.as_ref())?;
     if model.train.is_none() {
         // The recipe run, with the data folder of --data-dir (a setup error such as no data
         // folder stays one line).
@@ -58,10 +67,9 @@ pub(crate) fn train(
     let opts = netc_runtime::train::Options {
         device: over.device,
         data_dir: dir,
-        out: out
-            .map(Into::into)
-            .unwrap_or_else(|| std::path::Path::new("runs").join(stem)),
+        out,
         resume,
+        allow_other_data,
         overwrite,
         weights: weights.map(Into::into),
         progress: !quiet,

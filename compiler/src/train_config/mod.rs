@@ -8,6 +8,7 @@
 
 mod args;
 mod calls;
+mod classes;
 mod fit;
 mod images;
 mod ranges;
@@ -112,6 +113,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// How images read from an image folder are prepared (ignored for IDX data).
     pub images: ImageConfig,
+    /// The names of an IDX data set's classes, one per output (an image folder's are its
+    /// folder names).
+    pub classes: Option<Vec<String>>,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! collected in the order the keys are read.
 
 use super::calls::{noise, optimizer, schedule};
+use super::classes::{classes, classes_fit};
 use super::fit::fit;
 use super::images::images;
 use super::ranges;
@@ -93,8 +94,10 @@ fn section(
         range: r.interval("range", (0.0, 1.0)),
         seed: r.uint("seed", 1),
         images: images(&mut r),
+        classes: classes(&mut r),
     };
     fit(&mut r, model, &cfg);
+    classes_fit(&mut r, model, &cfg);
     if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {
         let sp = r.get("data").map_or(span, |v| v.span);
         r.errors.push(

@@ -38,6 +38,7 @@ pub(super) const KEYS: &[&str] = &[
     "val_fraction",
     "convert_channels",
     "verify_images",
+    "classes",
 ];
 
 pub(super) struct Reader<'a> {

@@ -11,6 +11,7 @@ pub mod augment;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+pub mod record;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -190,7 +191,7 @@ impl Dataset {
 }
 
 /// `dir/name.gz` if it exists, else `dir/name` if it exists.
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     [format!("{name}.gz"), name.to_string()]
         .into_iter()
         .map(|f| dir.join(f))

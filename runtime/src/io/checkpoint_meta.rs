@@ -98,7 +98,54 @@ pub(super) fn validate(
     if meta.contains_key("classes") {
         classes(&meta["classes"]).or_else(|why| bad("classes", &why))?;
     }
+    data_record(meta)?;
     optimizer_state(tensors)
+}
+
+/// The record of the data a run trained on (see [`crate::data::record`]): a folder, its files
+/// with their sizes, a SHA-256 fingerprint and the images' shape, each in its form.
+fn data_record(meta: &BTreeMap<String, String>) -> Result<(), String> {
+    use crate::data::record::{DIR_KEY, FILES_KEY, FINGERPRINT_KEY, SHAPE_KEY};
+    let bad = |key: &str, why: &str| {
+        Err(format!(
+            "its metadata `{key}` is `{}`, but it must be {why}",
+            short(&meta[key])
+        ))
+    };
+    if meta.get(DIR_KEY).is_some_and(|d| d.is_empty()) {
+        return bad(DIR_KEY, "the data folder's path");
+    }
+    if let Some(f) = meta.get(FILES_KEY) {
+        if serde_json::from_str::<BTreeMap<String, u64>>(f).is_err() {
+            return bad(FILES_KEY, "a JSON object of file names and sizes in bytes");
+        }
+    }
+    if let Some(f) = meta.get(FINGERPRINT_KEY) {
+        if f.len() != 64 || !f.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return bad(FINGERPRINT_KEY, "a SHA-256 (64 hexadecimal digits)");
+        }
+    }
+    let record = [DIR_KEY, FILES_KEY, FINGERPRINT_KEY].map(|k| meta.contains_key(k));
+    if record.contains(&true) && record.contains(&false) {
+        let missing = [DIR_KEY, FILES_KEY, FINGERPRINT_KEY]
+            .into_iter()
+            .find(|k| !meta.contains_key(*k))
+            .unwrap_or(DIR_KEY);
+        return Err(format!(
+            "its metadata records the data set only in part (no `{missing}`)"
+        ));
+    }
+    if let Some(s) = meta.get(SHAPE_KEY) {
+        let ok = serde_json::from_str::<Vec<u64>>(s)
+            .is_ok_and(|v| v.len() == 3 && v.iter().all(|&d| (1..=1 << 20).contains(&d)));
+        if !ok {
+            return bad(
+                SHAPE_KEY,
+                "a JSON list of 3 sizes [channels, height, width]",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The class names: a JSON list of distinct, non-empty strings.

@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod checkpoint;
 mod checkpoint_meta;
+pub mod confusion_png;
 pub mod input;
 pub mod npy;
 pub mod output;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 pub use atomic::write_atomic;
 pub use checkpoint::Checkpoint;
+pub use confusion_png::write_confusion;
 pub use input::{open_capped, open_regular, read_capped, MAX_IMAGE_FILE_BYTES};
 pub use npy::{read_npy_f32, write_npy_f32};
 pub use output::{output_target, Output};

@@ -12,7 +12,7 @@ use plotters::style::{register_font, FontStyle};
 
 use super::{encode_png, write_atomic, IoError};
 
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 static DEJAVU: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// Series colours (matplotlib's "tab10"), reused cyclically.
@@ -33,7 +33,7 @@ pub struct Panel<'a> {
     pub series: Vec<(&'a str, &'a [(f64, f64)])>,
 }
 
-fn register() -> Result<(), String> {
+pub(super) fn register() -> Result<(), String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         register_font(FONT, FontStyle::Normal, DEJAVU)

@@ -27,11 +27,13 @@ const CLASSIFIER_PLOT: &[PanelSpec] = &[
         "loss",
         "softmax cross-entropy",
         &[("train", "train_loss"), ("test", "test_loss")],
+        1.0,
     ),
     (
         "accuracy",
-        "top-1",
+        "top-1 (%)",
         &[("train", "train_acc"), ("test", "test_acc")],
+        100.0,
     ),
 ];
 

@@ -3,6 +3,7 @@
 
 use super::image_folder::image_folder;
 use super::TrainError;
+use crate::data::record::{self, DataRecord};
 use crate::data::{self, DataError, Dataset, Source, Split};
 use crate::io::Checkpoint;
 use netc_compiler::ir::{Model, Network};
@@ -10,9 +11,22 @@ use netc_compiler::train_config::{Task, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// What data is loaded for, so its note says only what applies: training a classifier (which
+/// evaluates on held-out images), evaluating one, or training a GAN (which evaluates nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Train,
+    Evaluate,
+    Gan,
+}
+
 /// The training and evaluation images. A directory holding only the test split (the shipped
-/// sample) is split 80/20 into training and evaluation images, and the caller is told so.
-pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
+/// sample) is split 80/20 into training and evaluation images, and the caller is told what of
+/// that concerns `purpose`.
+pub fn load_data(
+    dir: &Path,
+    purpose: Purpose,
+) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
     if !dir.is_dir() {
         return Err(DataError::DirNotFound(dir.to_path_buf()).into());
     }
@@ -31,11 +45,18 @@ pub fn load_data(dir: &Path) -> Result<(Dataset, Dataset, Option<String>), Train
     let all = data::load_split(dir, Split::Test)?;
     let cut = all.n * 4 / 5;
     let part = |a: usize, b: usize| all.slice(a, b);
-    let note = format!(
-        "{} has no training split: training on the first {cut} test images and evaluating on the other {}",
-        dir.display(),
-        all.n - cut
-    );
+    let (d, n, rest) = (dir.display(), all.n, all.n - cut);
+    let note = match purpose {
+        Purpose::Train => format!(
+            "{d} has no training split: training on the first {cut} test images and evaluating on the other {rest}"
+        ),
+        Purpose::Evaluate => format!(
+            "{d} has no training split: evaluating on the last {rest} of its {n} test images, which training held out"
+        ),
+        Purpose::Gan => format!(
+            "{d} has no training split: the GAN trains on the first {cut} of its {n} test images"
+        ),
+    };
     Ok((part(0, cut), part(cut, all.n), Some(note)))
 }
 
@@ -45,8 +66,9 @@ pub fn datasets(
     model: &Model,
     cfg: &TrainConfig,
     dir: Option<&Path>,
+    purpose: Purpose,
 ) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
-    let (mut train, mut test, note) = unscaled_datasets(model, cfg, dir)?;
+    let (mut train, mut test, note) = unscaled_datasets(model, cfg, dir, purpose)?;
     for d in [&mut train, &mut test] {
         d.rescale(cfg.range);
     }
@@ -76,16 +98,84 @@ pub fn classifier_data(
 ) -> Result<ClassifierData, TrainError> {
     // `data = images` reads the folder as an image folder whatever else it holds.
     let images = |d: &&Path| cfg.data == "images" || data::folder::looks_like_image_folder(d);
-    if let Some(d) = dir.filter(images) {
-        return image_folder(cfg, net, d, progress, recorded);
+    let mut d = if let Some(d) = dir.filter(images) {
+        image_folder(cfg, net, d, progress, recorded)?
+    } else {
+        let purpose = match recorded {
+            Recorded::Evaluate(_) => Purpose::Evaluate,
+            Recorded::Nothing | Recorded::Resume(_) => Purpose::Train,
+        };
+        let (train, test, note) = datasets(model, cfg, dir, purpose)?;
+        let mut meta = BTreeMap::new();
+        if dir.is_some() {
+            // The IDX header's image shape, so `predict` can give a flat input an image.
+            let shape = [train.channels, train.rows, train.cols];
+            meta.insert(record::SHAPE_KEY.into(), format!("{shape:?}"));
+        }
+        ClassifierData {
+            train: Source::Memory(train),
+            test: Source::Memory(test),
+            notes: note.into_iter().collect(),
+            meta,
+        }
+    };
+    if let Some(dir) = dir {
+        DataRecord::of(dir)?.insert(&mut d.meta);
     }
-    let (train, test, note) = datasets(model, cfg, dir)?;
-    Ok(ClassifierData {
-        train: Source::Memory(train),
-        test: Source::Memory(test),
-        notes: note.into_iter().collect(),
-        meta: BTreeMap::new(),
-    })
+    class_names(cfg, net, dir, &mut d)?;
+    Ok(d)
+}
+
+/// The class names the checkpoint records: an image folder's folder names (which a `classes`
+/// setting must repeat, if given), else the training section's `classes`, else the lines of
+/// `classes.txt` beside the IDX files; one per output of the network.
+fn class_names(
+    cfg: &TrainConfig,
+    net: &Network,
+    dir: Option<&Path>,
+    d: &mut ClassifierData,
+) -> Result<(), TrainError> {
+    if let Some(folders) = d.train.classes() {
+        return match &cfg.classes {
+            Some(named) if named.as_slice() != folders => Err(TrainError::Setup(format!(
+                "training setting `classes` ({}) is not the image folder's classes ({}); an image folder's classes are its folder names, so leave `classes` out or list them in order",
+                short_list(named),
+                short_list(folders)
+            ))),
+            _ => Ok(()),
+        };
+    }
+    let (names, from) = match (&cfg.classes, dir) {
+        (Some(n), _) => (n.clone(), "training setting `classes`".to_string()),
+        (None, Some(dir)) => match record::classes_file(dir)? {
+            Some(n) => (n, dir.join("classes.txt").display().to_string()),
+            None => return Ok(()),
+        },
+        (None, None) => return Ok(()),
+    };
+    let outputs: u64 = net
+        .outputs
+        .first()
+        .map_or(0, |o| net.graph[o.1].shape.iter().product());
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = names.iter().find(|n| !seen.insert(*n)) {
+        return Err(TrainError::Setup(format!(
+            "{from} names class `{twice}` twice"
+        )));
+    }
+    if names.len() as u64 != outputs {
+        return Err(TrainError::Setup(format!(
+            "{from} names {} classes ({}) but network `{}` has {outputs} outputs (one per class)",
+            names.len(),
+            short_list(&names),
+            net.name
+        )));
+    }
+    d.meta.insert(
+        "classes".into(),
+        serde_json::to_string(&names).unwrap_or_default(),
+    );
+    Ok(())
 }
 
 /// The checkpoint a run continues (`--resume`) or a command evaluates: an image folder takes
@@ -137,9 +227,10 @@ fn unscaled_datasets(
     model: &Model,
     cfg: &TrainConfig,
     dir: Option<&Path>,
+    purpose: Purpose,
 ) -> Result<(Dataset, Dataset, Option<String>), TrainError> {
     if let Some(dir) = dir {
-        return load_data(dir);
+        return load_data(dir, purpose);
     }
     if cfg.data != "synthetic" {
         return Err(TrainError::Setup(format!(

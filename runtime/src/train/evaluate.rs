@@ -59,6 +59,31 @@ pub fn evaluate(s: &mut Classifier, test: &Source) -> Result<(f64, f64, f64), Tr
     Ok((loss / n, top1 / n, top5 / n))
 }
 
+/// The confusion matrix of the test set: `m[true][predicted]`, the prediction being the most
+/// probable class (its views' softmax averaged, as [`evaluate`] averages them); ties go to the
+/// lower class, as `predict` ranks them.
+pub fn confusion(s: &mut Classifier, test: &Source) -> Result<Vec<Vec<u64>>, TrainError> {
+    check_source(&s.net, test, "test")?;
+    let (views, k) = (test.views(), s.classes);
+    let mut m = vec![vec![0u64; k]; k];
+    let len = test.image_len();
+    for b in test.batches(0, in_order(test.len(), s.batch, views)) {
+        let b = b?;
+        let mut logits = Vec::with_capacity(b.labels.len() * views * k);
+        for rows in b.images.chunks(s.batch * len) {
+            logits.extend(s.logits(rows)?);
+        }
+        for (row, &label) in logits.chunks(views * k).zip(&b.labels) {
+            let p = mean_softmax(row, k);
+            let best = (0..k).fold(0, |a, i| if p[i] > p[a] { i } else { a });
+            if let Some(r) = m.get_mut(label as usize) {
+                r[best] += 1;
+            }
+        }
+    }
+    Ok(m)
+}
+
 /// `0..n` in batches of whole examples whose `views` rows each fit a batch of `batch` rows.
 pub fn in_order(n: usize, batch: usize, views: usize) -> Vec<Vec<usize>> {
     let idx: Vec<usize> = (0..n).collect();

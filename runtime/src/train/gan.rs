@@ -30,21 +30,25 @@ const GAN_PLOT: &[PanelSpec] = &[
         "losses",
         "binary cross-entropy",
         &[("D", "d_loss"), ("G", "g_loss")],
+        1.0,
     ),
     (
         "discriminator",
         "mean probability of real",
         &[("D(x)", "d_x"), ("D(G(z))", "d_g_z")],
+        1.0,
     ),
     (
         "sample quality (built-in LeNet)",
         "inception score",
         &[("IS", "inception_score")],
+        1.0,
     ),
     (
         "distance to real digits",
         "Frechet distance",
         &[("FID", "frechet_distance")],
+        1.0,
     ),
 ];
 
@@ -59,6 +63,8 @@ struct GanTask<'a> {
     cfg: &'a TrainConfig,
     g: &'a GanConfig,
     train: &'a Dataset,
+    /// What the checkpoint records of the data.
+    data_meta: &'a BTreeMap<String, String>,
     s: Gan,
     batch: usize,
     total: u64,
@@ -95,7 +101,7 @@ pub(super) fn gan(
     cfg: &TrainConfig,
     opts: &Options,
     exec: Executor,
-    train: &Dataset,
+    (train, data_meta): (&Dataset, &BTreeMap<String, String>),
     resume: Option<Checkpoint>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, TrainError> {
@@ -142,6 +148,7 @@ pub(super) fn gan(
         cfg,
         g,
         train,
+        data_meta,
         s,
         batch,
         total,
@@ -502,6 +509,7 @@ impl Task for GanTask<'_> {
         ] {
             ck.metadata.insert(k.to_string(), v);
         }
+        ck.metadata.extend(self.data_meta.clone());
         let path = run.opts.out.join("checkpoint.safetensors");
         ck.save(&path)?;
         Ok(path)

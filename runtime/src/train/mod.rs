@@ -21,10 +21,11 @@ mod signals;
 mod skeleton;
 
 pub use data_setup::{
-    check_images, check_source, classifier_data, datasets, image_input, ClassifierData, Recorded,
+    check_images, check_source, classifier_data, datasets, image_input, ClassifierData, Purpose,
+    Recorded,
 };
 pub(crate) use evaluate::onehot;
-pub use evaluate::{evaluate, in_order, mean_softmax};
+pub use evaluate::{confusion, evaluate, in_order, mean_softmax};
 pub use generate::{generate, image_shape};
 pub use profile::profile_lines;
 pub use run::{executor, run, Options, Summary, TrainError};

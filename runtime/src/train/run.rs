@@ -3,8 +3,11 @@
 
 use super::classifier::classifier;
 use super::gan::gan;
-use super::{classifier_data, datasets, interrupt_flag, prepare_out, ClassifierData, Recorded};
+use super::{
+    classifier_data, datasets, interrupt_flag, prepare_out, ClassifierData, Purpose, Recorded,
+};
 use crate::cpu::Params;
+use crate::data::record::DataRecord;
 use crate::data::{self, DataError, Dataset};
 use crate::gpu::Gpu;
 use crate::io::run_checkpoint::RunCheckpointError;
@@ -93,6 +96,8 @@ pub struct Options {
     pub weights: Option<PathBuf>,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// Resume on other data than the checkpoint recorded (else that is refused).
+    pub allow_other_data: bool,
     /// After training, time every kernel of one step (GPU executor only).
     pub profile: bool,
 }
@@ -165,7 +170,48 @@ enum RunData<'m> {
     Gan(
         &'m netc_compiler::train_config::GanConfig,
         (Dataset, Dataset, Option<String>),
+        BTreeMap<String, String>,
     ),
+}
+
+impl RunData<'_> {
+    /// What the checkpoint records of the data (the folder, its files, the class names).
+    fn meta(&self) -> &BTreeMap<String, String> {
+        match self {
+            RunData::Classifier(_, d) => &d.meta,
+            RunData::Gan(_, _, meta) => meta,
+        }
+    }
+}
+
+/// A run resumed on other data than the checkpoint recorded is refused, unless the user asks
+/// for it: `--resume` without `--data-dir` takes the recorded folder, so this is a
+/// `--data-dir` naming another data set (or the recorded files changed since).
+fn check_same_data(
+    ck: &Checkpoint,
+    now: &BTreeMap<String, String>,
+    allow: bool,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), TrainError> {
+    let Some(then) = DataRecord::recorded(&ck.metadata) else {
+        return Ok(());
+    };
+    let now = DataRecord::recorded(now);
+    if now.as_ref().is_some_and(|n| then.same_data(n)) {
+        return Ok(());
+    }
+    let now = now.map_or("synthetic data".to_string(), |n| n.describe());
+    if allow {
+        log(&format!(
+            "note: continuing on other data than the checkpoint was trained on (--allow-other-data): trained on {}, now on {now}",
+            then.describe()
+        ));
+        return Ok(());
+    }
+    Err(TrainError::Setup(format!(
+        "cannot resume on other data: the checkpoint was trained on {}, but this run's data is {now}; leave out --data-dir to continue on the data it was trained on, or pass --allow-other-data to continue on this data",
+        then.describe()
+    )))
 }
 
 /// Runs the training the model's section describes. `log` receives one line per event worth
@@ -201,7 +247,13 @@ pub fn run(
             drop(peek);
             RunData::Classifier(net, d)
         }
-        Task::Gan(g) => RunData::Gan(g, datasets(model, cfg, dir)?),
+        Task::Gan(g) => {
+            let mut meta = BTreeMap::new();
+            if let Some(d) = dir {
+                DataRecord::of(d)?.insert(&mut meta);
+            }
+            RunData::Gan(g, datasets(model, cfg, dir, Purpose::Gan)?, meta)
+        }
     };
     let _lock = prepare_out(&opts.out, opts.resume, opts.overwrite)?;
     let resume = if opts.resume {
@@ -212,9 +264,12 @@ pub fn run(
     } else {
         None
     };
+    if let Some(ck) = &resume {
+        check_same_data(ck, data.meta(), opts.allow_other_data, log)?;
+    }
     let notes = match &data {
         RunData::Classifier(_, d) => d.notes.clone(),
-        RunData::Gan(_, (_, _, note)) => note.iter().cloned().collect(),
+        RunData::Gan(_, (_, _, note), _) => note.iter().cloned().collect(),
     };
     for n in notes {
         log(&format!("note: {n}"));
@@ -223,14 +278,14 @@ pub fn run(
     log(&format!("device: {device}"));
     let mut summary = match data {
         RunData::Classifier(net, d) => classifier(model, net, cfg, opts, exec, &d, resume, log)?,
-        RunData::Gan(g, (train, _, _)) => {
+        RunData::Gan(g, (train, _, _), meta) => {
             let gn = model
                 .network(&g.generator)
                 .ok_or_else(|| TrainError::Setup(format!("no network `{}`", g.generator)))?;
             let dn = model
                 .network(&g.discriminator)
                 .ok_or_else(|| TrainError::Setup(format!("no network `{}`", g.discriminator)))?;
-            gan(model, gn, dn, cfg, opts, exec, &train, resume, log)?
+            gan(model, gn, dn, cfg, opts, exec, (&train, &meta), resume, log)?
         }
     };
     summary.device = device;

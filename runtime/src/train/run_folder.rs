@@ -242,30 +242,62 @@ fn curve(all: &[BTreeMap<String, f64>], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// One panel of loss.png: its title, the y axis's title and its curves (label, metrics key).
+/// One panel of loss.png: its title, the y axis's title, its curves (label, metrics key) and
+/// the factor its values are drawn at (100 for an accuracy in percent, as the terminal prints
+/// it).
 pub(super) type PanelSpec = (
     &'static str,
     &'static str,
     &'static [(&'static str, &'static str)],
+    f64,
 );
 
 /// A panel's curves read from the metrics: (label, points).
 type Curves = Vec<(&'static str, Vec<(f64, f64)>)>;
 
-/// loss.png from the run's metrics so far: a panel per spec, side by side, against the step
-/// (a panel whose curves have no points yet is left out). Redrawn (atomically) after every
+/// The x axis's title and each panel's curves, scaled as its spec says. A classifier's curves
+/// are drawn against the epoch (fractional between evaluations), as the terminal counts its
+/// progress; a GAN's (and a first epoch's) against the step.
+fn panel_curves(all: &[BTreeMap<String, f64>], specs: &[PanelSpec]) -> (&'static str, Vec<Curves>) {
+    let (x_label, per_unit) = match epoch_steps(all) {
+        Some(spe) => ("epoch", spe),
+        None => ("step", 1.0),
+    };
+    let curves = specs
+        .iter()
+        .map(|(_, _, series, scale)| {
+            series
+                .iter()
+                .map(|&(l, k)| {
+                    let pts = curve(all, k)
+                        .into_iter()
+                        .map(|(x, y)| (x / per_unit, y * scale));
+                    (l, pts.collect())
+                })
+                .collect()
+        })
+        .collect();
+    (x_label, curves)
+}
+
+/// The steps per epoch of a classifier run, from its first evaluated epoch's row (the step at
+/// which epoch `e` ended, over `e`); None for a GAN's metrics, or before the first epoch ends.
+fn epoch_steps(all: &[BTreeMap<String, f64>]) -> Option<f64> {
+    let row = all.iter().find(|m| m.contains_key("epoch_seconds"))?;
+    let (step, epoch) = (*row.get("step")?, *row.get("epoch")?);
+    (epoch >= 1.0 && step > 0.0).then(|| step / epoch)
+}
+
+/// loss.png from the run's metrics so far: a panel per spec, side by side, against the epoch
+/// or the step (a panel whose curves have no points yet is left out). Redrawn (atomically) after every
 /// classifier evaluation and GAN log interval, so it can be watched during training.
 pub(super) fn plot(out: &Path, specs: &[PanelSpec]) -> Result<(), TrainError> {
-    let all = read_metrics(out);
-    let curves: Vec<Curves> = specs
-        .iter()
-        .map(|(_, _, series)| series.iter().map(|&(l, k)| (l, curve(&all, k))).collect())
-        .collect();
+    let (x_label, curves) = panel_curves(&read_metrics(out), specs);
     let panels: Vec<io::Panel> = specs
         .iter()
         .zip(&curves)
         .filter(|(_, c)| c.iter().any(|(_, pts)| !pts.is_empty()))
-        .map(|(&(title, y_label, _), c)| io::Panel {
+        .map(|(&(title, y_label, _, _), c)| io::Panel {
             title,
             y_label,
             series: c.iter().map(|(l, pts)| (*l, pts.as_slice())).collect(),
@@ -275,6 +307,47 @@ pub(super) fn plot(out: &Path, specs: &[PanelSpec]) -> Result<(), TrainError> {
         return Ok(());
     }
     let width = 460 * panels.len() as u32;
-    io::write_chart(&out.join("loss.png"), "step", &panels, width, 400)?;
+    io::write_chart(&out.join("loss.png"), x_label, &panels, width, 400)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
+    }
+
+    /// loss.png counts epochs on its x axis once an epoch has ended, and an accuracy in
+    /// percent, as the terminal prints both.
+    #[test]
+    fn curves_are_drawn_against_epochs_with_accuracy_in_percent() {
+        const SPECS: &[PanelSpec] = &[
+            ("loss", "l", &[("train", "train_loss")], 1.0),
+            ("accuracy", "top-1 (%)", &[("train", "train_acc")], 100.0),
+        ];
+        let first = [row(&[
+            ("step", 3.0),
+            ("train_loss", 2.0),
+            ("train_acc", 0.25),
+        ])];
+        let (label, c) = panel_curves(&first, SPECS);
+        assert_eq!((label, c[0][0].1.clone()), ("step", vec![(3.0, 2.0)]));
+        let all = [
+            first[0].clone(),
+            row(&[
+                ("step", 6.0),
+                ("epoch", 1.0),
+                ("epoch_seconds", 0.1),
+                ("train_loss", 1.5),
+                ("train_acc", 0.5),
+            ]),
+            row(&[("step", 9.0), ("train_loss", 1.0), ("train_acc", 0.75)]),
+        ];
+        let (label, c) = panel_curves(&all, SPECS);
+        assert_eq!(label, "epoch");
+        assert_eq!(c[0][0].1, vec![(0.5, 2.0), (1.0, 1.5), (1.5, 1.0)]);
+        assert_eq!(c[1][0].1, vec![(0.5, 25.0), (1.0, 50.0), (1.5, 75.0)]);
+    }
 }
