@@ -27,13 +27,40 @@ pub fn megabytes(bytes: u64) -> String {
 }
 
 fn init_text(net: &Network, n: petgraph::graph::NodeIndex) -> String {
-    net.graph[n]
-        .params
+    let node = &net.graph[n];
+    let prefix = format!("{}.", node.name);
+    node.params
         .iter()
         .filter(|p| p.trainable)
-        .map(|p| format!("{}={}", p.name.rsplit('.').next().unwrap_or(""), p.init))
+        .map(|p| match p.name.strip_prefix(&prefix) {
+            Some(suffix) => format!("{suffix}={}", p.init),
+            // A `param` is its own tensor.
+            None => p.init.to_string(),
+        })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The parameters of each block call (`b1 33,472, b2 33,472`), layers named `call/...`, in the
+/// order they come; None when the network calls no block with parameters.
+fn block_params(net: &Network) -> Option<String> {
+    let mut sums: Vec<(&str, u64)> = vec![];
+    for &n in &net.order {
+        let node = &net.graph[n];
+        let Some((call, _)) = node.name.split_once('/') else {
+            continue;
+        };
+        match sums.iter_mut().find(|(c, _)| *c == call) {
+            Some((_, p)) => *p = p.saturating_add(node.stats.params),
+            None => sums.push((call, node.stats.params)),
+        }
+    }
+    let parts: Vec<String> = sums
+        .iter()
+        .filter(|(_, p)| *p > 0)
+        .map(|(c, p)| format!("{c} {}", thousands(*p)))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// The fixed-width table of one network with its totals.
@@ -129,6 +156,9 @@ pub fn table(net: &Network) -> String {
         thousands(t.params),
         thousands(t.trainable)
     );
+    if let Some(blocks) = block_params(net) {
+        let _ = writeln!(out, "by block:          {blocks}");
+    }
     let _ = writeln!(out, "connections:       {}", thousands(t.connections));
     let _ = writeln!(out, "neurons:           {}", thousands(t.neurons));
     let _ = writeln!(out, "multiply-adds:     {} per example", thousands(t.macs));

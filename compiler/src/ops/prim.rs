@@ -251,12 +251,17 @@ fn unflatten(g: &mut Graph, x: NodeId, a: i64, sizes: &[i64]) -> Result<NodeId, 
         Dim::Fixed(n) => n,
         Dim::Batch => return Err(PrimError(format!("cannot unflatten the batch axis of {s}"))),
     };
-    let known: i64 = sizes.iter().filter(|&&d| d != -1).product();
+    let known = sizes
+        .iter()
+        .filter(|&&d| d != -1)
+        .try_fold(1i64, |a, &d| a.checked_mul(d))
+        .unwrap_or(-1);
     let free = sizes.iter().filter(|&&d| d == -1).count();
     let bad = sizes.iter().any(|&d| d == 0 || d < -1) || free > 1 || known <= 0;
     let fill = if free == 1 { n as i64 / known.max(1) } else { 1 };
     let dims: Vec<usize> = sizes.iter().map(|&d| if d == -1 { fill } else { d } as usize).collect();
-    if bad || dims.iter().product::<usize>() != n {
+    let total = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if bad || total != Some(n) {
         return Err(PrimError(format!(
             "cannot split axis {a} of {s} (size {n}) into {sizes:?}"
         )));
@@ -332,7 +337,7 @@ pub(super) fn infer(
     let s = g.shape(y).clone();
     cx.stats = figures(op, &g, &leaves, y)?;
     if let PrimOp::Param { shape } = op {
-        let fan_in = shape.iter().skip(1).product::<u64>().max(1);
+        let fan_in = super::prod(&shape[1.min(shape.len())..])?.max(1);
         let init = cx.w_init.clone();
         cx.params.push(crate::ir::ParamSpec {
             name: cx.name.to_string(),
@@ -363,11 +368,9 @@ fn err(message: String) -> ShapeError {
 /// Parameters of a `param`, multiply-adds of a `matmul` (per example).
 fn figures(op: &PrimOp, g: &Graph, ins: &[NodeId], y: NodeId) -> Result<Stats, ShapeError> {
     let mut st = Stats::default();
-    let per_example = |s: &Shape| -> u64 {
-        s.0.iter()
-            .filter(|d| **d != Dim::Batch)
-            .map(|d| d.at(1) as u64)
-            .product()
+    let per_example = |s: &Shape| -> Result<u64, ShapeError> {
+        let dims: Vec<u64> = s.0.iter().map(|d| d.at(1) as u64).collect();
+        super::prod(&dims)
     };
     match op {
         PrimOp::Param { shape } => {
@@ -376,7 +379,7 @@ fn figures(op: &PrimOp, g: &Graph, ins: &[NodeId], y: NodeId) -> Result<Stats, S
         PrimOp::Matmul => {
             let a = g.shape(ins[0]);
             let k = a.0[a.rank() - 1].at(1) as u64;
-            st.macs = super::mul(per_example(g.shape(y)), k)?;
+            st.macs = super::mul(per_example(g.shape(y))?, k)?;
         }
         PrimOp::Unary(_)
         | PrimOp::Scalar { .. }

@@ -8,6 +8,7 @@ use ndarray::Array2;
 use netc_compiler::ops::prim::{lower, shape_of, PrimOp};
 use netc_compiler::prim::grad::backward as derive;
 use netc_compiler::prim::{Graph, NodeId};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// An input of the node: its value ([batch, per-example] or [1, n] without the batch axis),
@@ -37,13 +38,52 @@ fn batch_of<T>(ins: &[In<T>]) -> usize {
         .map_or(1, |x| x.value.nrows())
 }
 
-/// The inputs' values by leaf, borrowed (the executor's arrays are in standard layout).
-fn feeds<'a, T: Real>(leaves: &[NodeId], ins: &[In<'a, T>]) -> HashMap<NodeId, &'a [T]> {
+/// Row ranges splitting a batch over the pool's threads: a primitive works on each example
+/// alone (its reductions never cross the batch), so parts of the batch run in parallel. One
+/// range when no input has the batch.
+fn parts(batch: usize, batched: bool) -> Vec<(usize, usize)> {
+    let k = match batched {
+        true => rayon::current_num_threads().min(batch).max(1),
+        false => 1,
+    };
+    (0..k).map(|i| (i * batch / k, (i + 1) * batch / k)).collect()
+}
+
+/// Rows `r0..r1` of a value laid out [batch, rest], or all of it without the batch.
+fn rows_of<'a, T>(v: &'a Array2<T>, batched: bool, (r0, r1): (usize, usize)) -> &'a [T] {
+    let s = v.as_slice().expect("standard layout");
+    match batched {
+        true => &s[r0 * v.ncols()..r1 * v.ncols()],
+        false => s,
+    }
+}
+
+/// The inputs' values for rows `r` by leaf, borrowed (the executor's arrays are in standard
+/// layout).
+fn feeds<'a, T: Real>(
+    leaves: &[NodeId],
+    ins: &[In<'a, T>],
+    r: (usize, usize),
+) -> HashMap<NodeId, &'a [T]> {
     leaves
         .iter()
         .zip(ins)
-        .map(|(&l, x)| (l, x.value.as_slice().expect("standard layout")))
+        .map(|(&l, x)| (l, rows_of(x.value, x.batched, r)))
         .collect()
+}
+
+/// Per-part results joined: batched values one after another, others summed (a parameter's
+/// gradient over the whole batch).
+fn join<T: Real>(parts: Vec<Vec<T>>, batched: bool) -> Vec<T> {
+    let mut it = parts.into_iter();
+    let mut acc = it.next().unwrap_or_default();
+    for p in it {
+        match batched {
+            true => acc.extend(p),
+            false => acc.iter_mut().zip(p).for_each(|(a, b)| *a = *a + b),
+        }
+    }
+    acc
 }
 
 /// A flat value as the executor holds it: [batch, rest] when batched, else [1, n].
@@ -62,13 +102,19 @@ pub fn forward<T: Real>(
 ) -> Result<Array2<T>, String> {
     let (g, leaves, y) = graph(op, name, ins)?;
     let batch = batch_of(ins);
-    let mut f = feeds(&leaves, ins);
-    if let Some(p) = param {
-        f.insert(y, p);
-    }
-    let v = eval(&g, batch, &f, &[y]).map_err(|e| e.to_string())?;
     let batched = g.shape(y).is_batched();
-    Ok(rows(v.into_iter().next().unwrap_or_default(), batch, batched))
+    let done: Result<Vec<Vec<T>>, String> = parts(batch, batched)
+        .into_par_iter()
+        .map(|r| {
+            let mut f = feeds(&leaves, ins, r);
+            if let Some(p) = param {
+                f.insert(y, p);
+            }
+            let v = eval(&g, r.1 - r.0, &f, &[y]).map_err(|e| e.to_string())?;
+            Ok(v.into_iter().next().unwrap_or_default())
+        })
+        .collect();
+    Ok(rows(join(done?, batched), batch, batched))
 }
 
 /// Gradients at the node's inputs (None where an input takes none: ids, masks) for the
@@ -85,18 +131,27 @@ pub fn backward<T: Real>(
         .input_shaped("dy", g.shape(y).clone())
         .map_err(|e| e.0)?;
     let grads = derive(&mut g, y, gy, &leaves).map_err(|e| e.0)?;
-    let mut f = feeds(&leaves, ins);
-    let dy = dy.as_standard_layout();
-    f.insert(gy, dy.as_slice().expect("standard layout"));
+    let dy = dy.as_standard_layout().to_owned();
+    let batched = g.shape(y).is_batched();
     let want: Vec<NodeId> = grads.iter().flatten().copied().collect();
-    let mut vals = eval(&g, batch, &f, &want)
-        .map_err(|e| e.to_string())?
-        .into_iter();
+    let done: Result<Vec<Vec<Vec<T>>>, String> = parts(batch, batched)
+        .into_par_iter()
+        .map(|r| {
+            let mut f = feeds(&leaves, ins, r);
+            f.insert(gy, rows_of(&dy, batched, r));
+            eval(&g, r.1 - r.0, &f, &want).map_err(|e| e.to_string())
+        })
+        .collect();
+    let mut per_part: Vec<std::vec::IntoIter<Vec<T>>> =
+        done?.into_iter().map(|v| v.into_iter()).collect();
     Ok(grads
         .iter()
         .zip(ins)
         .map(|(gnode, x)| {
-            gnode.map(|_| rows(vals.next().unwrap_or_default(), batch, x.batched))
+            gnode.map(|_| {
+                let pieces = per_part.iter_mut().map(|p| p.next().unwrap_or_default());
+                rows(join(pieces.collect(), x.batched), batch, x.batched)
+            })
         })
         .collect())
 }
