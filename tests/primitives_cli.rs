@@ -2,8 +2,9 @@
 //! of the ViT (its count and its blocks' parameters), a model written from library blocks
 //! training on the CPU executor, and the GPU path's located refusal.
 
-mod support;
-use support::netc::netc;
+#[path = "support/netc.rs"]
+mod run;
+use run::netc;
 
 #[test]
 fn stdlib_prints_the_library_and_one_block_and_suggests_a_name() {
@@ -31,7 +32,7 @@ fn check_of_the_vit_counts_pytorchs_parameters_and_shows_each_block() {
 fn model_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let src = "net tiny {\n  input x: 784\n  h = dense(32) -> layernorm(32) -> gelu\n  t = reshape(4x8) -> attention(8, 2)\n  logits = flatten -> dense(10)\n}\n\
-               train {\n  task = classifier\n  network = tiny\n  loss = softmax_cross_entropy\n  optimizer = adam(lr=1e-3)\n  batch = 50\n  steps = 40\n  data = mnist\n  seed = 3\n}\n";
+               train {\n  task = classifier\n  network = tiny\n  loss = softmax_cross_entropy\n  optimizer = adam(lr=1e-3)\n  batch = 50\n  steps = 40\n  log_every = 10\n  data = mnist\n  seed = 3\n}\n";
     std::fs::write(dir.path().join("tiny.net"), src).expect("model written");
     dir
 }
@@ -77,7 +78,7 @@ fn the_gpu_path_refuses_primitives_with_the_layer_and_what_to_do() {
         "train",
         model.to_str().expect("utf-8"),
         "--device",
-        "gpu",
+        "vulkan",
         "--data-dir",
         data,
         "--out",

@@ -44,21 +44,23 @@ fn init_text(net: &Network, n: petgraph::graph::NodeIndex) -> String {
 /// The parameters of each block call (`b1 33,472, b2 33,472`), layers named `call/...`, in the
 /// order they come; None when the network calls no block with parameters.
 fn block_params(net: &Network) -> Option<String> {
-    let mut sums: Vec<(&str, u64)> = vec![];
-    for &n in &net.order {
+    // (call, first node written, parameters), in the order the calls are written.
+    let mut sums: Vec<(&str, usize, u64)> = vec![];
+    for n in net.graph.node_indices() {
         let node = &net.graph[n];
         let Some((call, _)) = node.name.split_once('/') else {
             continue;
         };
-        match sums.iter_mut().find(|(c, _)| *c == call) {
-            Some((_, p)) => *p = p.saturating_add(node.stats.params),
-            None => sums.push((call, node.stats.params)),
+        match sums.iter_mut().find(|(c, _, _)| *c == call) {
+            Some((_, _, p)) => *p = p.saturating_add(node.stats.params),
+            None => sums.push((call, n.index(), node.stats.params)),
         }
     }
+    sums.sort_by_key(|s| s.1);
     let parts: Vec<String> = sums
         .iter()
-        .filter(|(_, p)| *p > 0)
-        .map(|(c, p)| format!("{c} {}", thousands(*p)))
+        .filter(|(_, _, p)| *p > 0)
+        .map(|(c, _, p)| format!("{c} {}", thousands(*p)))
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }

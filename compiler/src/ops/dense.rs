@@ -41,11 +41,11 @@ pub(super) fn infer(
     bias: bool,
 ) -> Result<Vec<u64>, ShapeError> {
     // Over the last axis, as PyTorch's Linear: a 64x128 token sequence gives 64xunits. An
-    // image (three axes) still needs an explicit flatten, as before.
+    // image (three axes) still needs an explicit flatten, with the message it always had.
     let Some((&fan_in, lead)) = x.split_last().filter(|_| x.len() != 3) else {
         return Err(ShapeError {
             message: format!(
-                "`dense` acts on the last axis of a vector or a token sequence, but its input is the image {}",
+                "`dense` needs a flat vector, but its input is {}",
                 shape_str(x)
             ),
             help: Some(format!(
