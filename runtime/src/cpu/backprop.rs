@@ -246,10 +246,10 @@ impl<'a, T: Real> Backprop<'a, T> {
         let (wname, bname) = self.param_names(n);
         let w = p.matrix(&wname);
         let (xr, dyr) = (super::by_rows(acts.get(x), w.ncols()), super::by_rows(dy, w.nrows()));
-        let g = dense::backward(&xr, w, &dyr, self.wanted(x));
+        let g = dense::backward(xr.view(), w, dyr.view(), self.wanted(x));
         let per_example = acts.get(x).ncols();
         let g = dense::Grads {
-            input: g.input.map(|d| super::by_rows(&d, per_example)),
+            input: g.input.map(|d| super::into_rows(d, per_example)),
             ..g
         };
         if let Some(i) = p.index(&wname) {

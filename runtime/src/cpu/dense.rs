@@ -4,8 +4,8 @@ use super::matmul::matmul;
 use super::Real;
 use ndarray::{Array2, ArrayView2, Axis};
 
-pub(super) fn forward<T: Real>(x: &Array2<T>, w: ArrayView2<T>, b: Option<&[T]>) -> Array2<T> {
-    let mut y = matmul(x.view(), w.t());
+pub(super) fn forward<T: Real>(x: ArrayView2<T>, w: ArrayView2<T>, b: Option<&[T]>) -> Array2<T> {
+    let mut y = matmul(x, w.t());
     if let Some(b) = b {
         for mut row in y.rows_mut() {
             for (v, &bj) in row.iter_mut().zip(b) {
@@ -23,14 +23,14 @@ pub(super) struct Grads<T> {
 }
 
 pub(super) fn backward<T: Real>(
-    x: &Array2<T>,
+    x: ArrayView2<T>,
     w: ArrayView2<T>,
-    dy: &Array2<T>,
+    dy: ArrayView2<T>,
     want_input: bool,
 ) -> Grads<T> {
     Grads {
-        weight: matmul(dy.t(), x.view()),
+        weight: matmul(dy.t(), x),
         bias: dy.sum_axis(Axis(0)).to_vec(),
-        input: want_input.then(|| matmul(dy.view(), w)),
+        input: want_input.then(|| matmul(dy, w)),
     }
 }

@@ -281,8 +281,8 @@ pub fn forward_rows<T: Real>(
             Op::Dense { bias: has_bias, .. } => {
                 let w = p.matrix(&format!("{}.weight", node.name));
                 let x = by_rows(&values[&ins[0]], w.ncols());
-                let y = dense::forward(&x, w, has_bias.then(bias));
-                by_rows(&y, numel(&node.shape))
+                let y = dense::forward(x.view(), w, has_bias.then(bias));
+                into_rows(y, numel(&node.shape))
             }
             Op::Conv { .. } => {
                 let g = ConvGeometry::of(&node.op, in_shape(0)).map_err(shape_err(&node.name))?;
@@ -364,14 +364,27 @@ pub fn forward_rows<T: Real>(
     })
 }
 
-/// A value re-cut into rows of `cols` (a token sequence's [batch, T*C] as [batch*T, C] for a
-/// dense layer over its last axis, and back); a copy only when the rows change.
-fn by_rows<T: Real>(a: &Array2<T>, cols: usize) -> Array2<T> {
-    if a.ncols() == cols {
-        return a.clone();
-    }
+/// A value re-cut into rows of `cols` (a token sequence's [batch, T*C] read as [batch*T, C]
+/// by a dense layer over its last axis): a view, copied only when not in standard layout.
+fn by_rows<T: Real>(a: &Array2<T>, cols: usize) -> ndarray::CowArray<'_, T, ndarray::Ix2> {
     let rows = a.len() / cols.max(1);
-    Array2::from_shape_vec((rows, cols), a.iter().copied().collect()).expect("whole rows")
+    match a.as_slice() {
+        Some(s) => ArrayView2::from_shape((rows, cols), s)
+            .expect("whole rows")
+            .into(),
+        None => Array2::from_shape_vec((rows, cols), a.iter().copied().collect())
+            .expect("whole rows")
+            .into(),
+    }
+}
+
+/// A fresh value re-cut into rows of `cols` (back to [batch, T*C]), moved when it can be.
+fn into_rows<T: Real>(a: Array2<T>, cols: usize) -> Array2<T> {
+    let rows = a.len() / cols.max(1);
+    match a.is_standard_layout() {
+        true => a.into_shape_with_order((rows, cols)).expect("whole rows"),
+        false => Array2::from_shape_vec((rows, cols), a.iter().copied().collect()).expect("whole rows"),
+    }
 }
 
 /// Whether an `add` node broadcasts, or a `concat` repeats a tensor over the batch: then it

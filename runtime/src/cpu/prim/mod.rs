@@ -76,10 +76,23 @@ pub fn eval<T: Real>(
         };
         vals[i] = Some(v);
     }
-    Ok(want
-        .iter()
-        .map(|&w| vals[w].as_deref().expect("evaluated").to_vec())
-        .collect())
+    // Computed values move out; a leaf, or a node wanted twice (one gradient for two inputs
+    // of an `add`), is copied.
+    let mut out: Vec<Vec<T>> = Vec::with_capacity(want.len());
+    for (k, &w) in want.iter().enumerate() {
+        let v = match (want[k + 1..].contains(&w), vals[w].take()) {
+            (false, Some(Cow::Owned(v))) => v,
+            (true, Some(c)) => {
+                let v = c.to_vec();
+                vals[w] = Some(c);
+                v
+            }
+            (false, Some(Cow::Borrowed(b))) => b.to_vec(),
+            (_, None) => unreachable!("every wanted node is evaluated and kept until its last use"),
+        };
+        out.push(v);
+    }
+    Ok(out)
 }
 
 fn leaf<'a, T: Real>(

@@ -55,12 +55,96 @@ pub fn compare<T: Real>(c: Compare, x: T, y: T) -> T {
     }
 }
 
-/// `f` over `a` and `b` broadcast to `out`.
-fn zip<T: Real>(a: &Arg<T>, b: &Arg<T>, out: &[usize], f: impl Fn(T, T) -> T) -> Vec<T> {
+/// `f` over `a` and `b` broadcast to `out`. The common layouts are slice loops the compiler
+/// vectorises: equal shapes, a scalar, an operand repeated over leading axes (a bias over
+/// tokens), an operand with trailing size-1 axes (a per-token mean); others walk the strides.
+fn zip<T: Real>(a: &Arg<T>, b: &Arg<T>, out: &[usize], f: impl Fn(T, T) -> T + Copy) -> Vec<T> {
+    let n: usize = out.iter().product();
+    let full = |x: &Arg<T>| x.0.len() == n;
+    if full(a) && full(b) {
+        return a.0.iter().zip(b.0).map(|(&x, &y)| f(x, y)).collect();
+    }
+    if full(a) && b.0.len() == 1 {
+        return a.0.iter().map(|&x| f(x, b.0[0])).collect();
+    }
+    if full(b) && a.0.len() == 1 {
+        return b.0.iter().map(|&y| f(a.0[0], y)).collect();
+    }
+    if full(a) && suffix(&b.1, out) {
+        return a.0.chunks(b.0.len()).flat_map(|c| c.iter().zip(b.0).map(move |(&x, &y)| f(x, y))).collect();
+    }
+    if full(a) && trailing_ones(&b.1, out) {
+        let w = n / b.0.len();
+        return a.0.chunks(w).zip(b.0).flat_map(|(c, &y)| c.iter().map(move |&x| f(x, y))).collect();
+    }
+    if full(b) && trailing_ones(&a.1, out) {
+        let w = n / a.0.len();
+        return b.0.chunks(w).zip(a.0).flat_map(|(c, &x)| c.iter().map(move |&y| f(x, y))).collect();
+    }
     let (sa, sb) = (broadcast_strides(&a.1, out), broadcast_strides(&b.1, out));
-    let mut y = Vec::with_capacity(out.iter().product());
+    let mut y = Vec::with_capacity(n);
     walk(out, [&sa, &sb], |[i, j]| y.push(f(a.0[i], b.0[j])));
     y
+}
+
+/// Whether `s` (aligned right) equals the trailing axes of `out`: it repeats over the rest.
+fn suffix(s: &[usize], out: &[usize]) -> bool {
+    let s = &s[s.iter().take_while(|&&d| d == 1).count()..];
+    !s.is_empty() && s.len() <= out.len() && out[out.len() - s.len()..] == *s
+}
+
+/// Whether `s` is `out` with some trailing axes of size 1 (and at least one kept).
+fn trailing_ones(s: &[usize], out: &[usize]) -> bool {
+    let k = s.iter().rev().take_while(|&&d| d == 1).count();
+    s.len() == out.len() && k > 0 && k < s.len() && s[..s.len() - k] == out[..out.len() - k]
+}
+
+/// An elementwise map with the op chosen once, outside the loop.
+fn map_unary<T: Real>(u: Unary, x: &[T]) -> Vec<T> {
+    macro_rules! m {
+        ($f:expr) => {
+            x.iter().map(|&v| $f(v)).collect()
+        };
+    }
+    match u {
+        Unary::Neg => m!(|v: T| -v),
+        Unary::Exp => m!(|v: T| v.exp()),
+        Unary::Square => m!(|v: T| v * v),
+        Unary::Rsqrt => m!(|v: T| T::one() / v.sqrt()),
+        Unary::Erf
+        | Unary::Log
+        | Unary::Sqrt
+        | Unary::Tanh
+        | Unary::Sigmoid
+        | Unary::Relu
+        | Unary::Abs
+        | Unary::Reciprocal
+        | Unary::Pow(_) => m!(|v| unary(u, v)),
+    }
+}
+
+/// A binary op with the op chosen once, outside the loop.
+fn map_binary<T: Real>(b: Binary, x: &Arg<T>, y: &Arg<T>, out: &[usize]) -> Vec<T> {
+    match b {
+        Binary::Add => zip(x, y, out, |p, q| p + q),
+        Binary::Sub => zip(x, y, out, |p, q| p - q),
+        Binary::Mul => zip(x, y, out, |p, q| p * q),
+        Binary::Div => zip(x, y, out, |p, q| p / q),
+        Binary::Max | Binary::Min => zip(x, y, out, move |p, q| binary(b, p, q)),
+    }
+}
+
+/// A reduction over the last axis alone: one contiguous run per output element.
+fn reduce_last<T: Real>(op: Reduce, x: &Arg<T>) -> Vec<T> {
+    let w = x.1[x.1.len() - 1];
+    let k = T::of(1.0 / w as f64);
+    x.0.chunks(w)
+        .map(|c| match op {
+            Reduce::Sum => c.iter().fold(T::zero(), |a, &v| a + v),
+            Reduce::Mean => c.iter().fold(T::zero(), |a, &v| a + v) * k,
+            Reduce::Max => c.iter().fold(T::neg_infinity(), |a, &v| a.max(v)),
+        })
+        .collect()
 }
 
 fn reduce<T: Real>(op: Reduce, x: &Arg<T>, axes: &[usize], out_len: usize) -> Vec<T> {
@@ -169,9 +253,9 @@ pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T
         Prim::CausalMask { t } => (0..t * t)
             .map(|i| if i % t <= i / t { T::one() } else { T::zero() })
             .collect(),
-        Prim::Unary(u) => args[0].0.iter().map(|&x| unary(*u, x)).collect(),
-        Prim::Binary(b) => zip(&args[0], &args[1], out, |x, y| binary(*b, x, y)),
-        Prim::Compare(c) => zip(&args[0], &args[1], out, |x, y| compare(*c, x, y)),
+        Prim::Unary(u) => map_unary(*u, args[0].0),
+        Prim::Binary(b) => map_binary(*b, &args[0], &args[1], out),
+        Prim::Compare(c) => zip(&args[0], &args[1], out, move |x, y| compare(*c, x, y)),
         Prim::Where => {
             let c = expand(args[0].0, &args[0].1, out);
             let a = expand(args[1].0, &args[1].1, out);
@@ -179,6 +263,9 @@ pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T
             (0..len)
                 .map(|i| if c[i] != T::zero() { a[i] } else { b[i] })
                 .collect()
+        }
+        Prim::Reduce { op, axes, .. } if *axes == [args[0].1.len() - 1] => {
+            reduce_last(*op, &args[0])
         }
         Prim::Reduce { op, axes, .. } => reduce(*op, &args[0], axes, len),
         Prim::Expand => expand(args[0].0, &args[0].1, out),
