@@ -15,6 +15,7 @@ AdamW with weight decay and warm-up cosine once models/vit.net uses them).
 """
 import argparse
 import gzip
+import math
 import os
 import struct
 import time
@@ -85,6 +86,11 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--weight-decay", type=float, default=0.0,
+                    help="AdamW's decoupled decay on weights of rank >= 2 except cls and pos "
+                         "(0: Adam, as the training section without it)")
+    ap.add_argument("--warmup", type=float, default=0.0,
+                    help="fraction of all steps of linear warm-up, then cosine to 0 (0: constant)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -92,26 +98,44 @@ def main():
     xte, yte = load(a.data_dir, "t10k")
     model = ViT()
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}")
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n not in ("cls", "pos")]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and n not in ("cls", "pos"))]
+    if a.weight_decay > 0:
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=a.lr)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    total = a.epochs * (len(xtr) // a.batch)
+    warm = round(a.warmup * total)
+
+    def factor(step):
+        # Step `step` (0-based) trains at lr * factor: linear warm-up to 1, then cosine to 0.
+        if a.warmup <= 0:
+            return 1.0
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     for epoch in range(a.epochs):
         model.train()
         perm = torch.randperm(len(xtr))
         t0 = time.perf_counter()
-        total = 0.0
+        seen = 0.0
         for i in range(0, len(xtr) - a.batch + 1, a.batch):
             idx_ = perm[i:i + a.batch]
             loss = F.cross_entropy(model(xtr[idx_]), ytr[idx_])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item()
+            sched.step()
+            seen += loss.item()
         dt = time.perf_counter() - t0
         model.eval()
         with torch.no_grad():
             pred = torch.cat([model(xte[i:i + 1000]).argmax(1) for i in range(0, len(xte), 1000)])
         acc = (pred == yte).float().mean().item() * 100
         steps = len(xtr) // a.batch
-        print(f"epoch {epoch + 1}: train loss {total / steps:.4f}, test acc {acc:.2f}%, "
+        print(f"epoch {epoch + 1}: train loss {seen / steps:.4f}, test acc {acc:.2f}%, "
               f"{dt:.1f} s ({dt / steps * 1e3:.1f} ms/step)", flush=True)
 
 
