@@ -462,9 +462,9 @@ def!(LT, "lt", true, &[], "lt(a, b)", |_, _| prim(PrimOp::Compare(Compare::Lt)))
 def!(LE, "le", true, &[], "le(a, b)", |_, _| prim(PrimOp::Compare(Compare::Le)));
 def!(EQ, "eq", true, &[], "eq(a, b)", |_, _| prim(PrimOp::Compare(Compare::Eq)));
 def!(NE, "ne", true, &[], "ne(a, b)", |_, _| prim(PrimOp::Compare(Compare::Ne)));
-def!(WHERE, "where", true, &[], "where(mask, a, b)", |_, _| prim(PrimOp::Where));
-def!(MATMUL, "matmul", true, &[], "matmul(a, b)", |_, _| prim(PrimOp::Matmul));
-def!(GATHER, "gather", true, &[], "gather(table, ids)", |_, _| prim(PrimOp::Gather));
+def!(WHERE, "where", true, &[], "where(a, a, b)", |_, _| prim(PrimOp::Where));
+def!(MATMUL, "matmul", true, &[], "matmul(x, w)", |_, _| prim(PrimOp::Matmul));
+def!(GATHER, "gather", true, &[], "gather(w, x)", |_, _| prim(PrimOp::Gather));
 
 const RED: &[ArgDef] = &[
     ("axis", &["axes", "dim"], Ty::Axes, false, true),
@@ -549,11 +549,3 @@ def!(MERGE_DEF, "merge", false, MERGE, "merge(-2, -1)", |p, _| {
         end: p.axes("end").first().copied().unwrap_or(0),
     })
 });
-
-/// Every primitive's definition, in the order errors list them.
-pub(super) const DEFS: &[&OpDef] = &[
-    &NEG, &EXP, &LOG, &SQRT, &RSQRT, &ERF, &ABS, &SQUARE, &RECIPROCAL, &POW, &SCALE, &SHIFT,
-    &SUB, &MUL, &DIV, &MAXIMUM, &MINIMUM, &GT, &GE, &LT, &LE, &EQ, &NE, &WHERE, &SUM, &MEAN,
-    &MAX, &MATMUL, &PERMUTE, &TRANSPOSE, &SLICE_DEF, &GATHER, &PARAM_DEF, &CAUSAL,
-    &UNFLATTEN_DEF, &MERGE_DEF,
-];

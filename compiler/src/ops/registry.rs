@@ -50,11 +50,47 @@ pub const OPS: &[&OpDef] = &[
     &add::DEF,
     &concat::DEF,
     &batchnorm::DEF,
+    // The tensor primitives (ops::prim): layers are written from them (the standard library).
+    &prim::NEG,
+    &prim::EXP,
+    &prim::LOG,
+    &prim::SQRT,
+    &prim::RSQRT,
+    &prim::ERF,
+    &prim::ABS,
+    &prim::SQUARE,
+    &prim::RECIPROCAL,
+    &prim::POW,
+    &prim::SCALE,
+    &prim::SHIFT,
+    &prim::SUB,
+    &prim::MUL,
+    &prim::DIV,
+    &prim::MAXIMUM,
+    &prim::MINIMUM,
+    &prim::GT,
+    &prim::GE,
+    &prim::LT,
+    &prim::LE,
+    &prim::EQ,
+    &prim::NE,
+    &prim::WHERE,
+    &prim::SUM,
+    &prim::MEAN,
+    &prim::MAX,
+    &prim::MATMUL,
+    &prim::PERMUTE,
+    &prim::TRANSPOSE,
+    &prim::SLICE_DEF,
+    &prim::GATHER,
+    &prim::PARAM_DEF,
+    &prim::CAUSAL,
+    &prim::UNFLATTEN_DEF,
+    &prim::MERGE_DEF,
 ];
 
-/// The layers, then the tensor primitives.
 fn all() -> impl Iterator<Item = &'static OpDef> + Clone {
-    OPS.iter().chain(prim::DEFS.iter()).copied()
+    OPS.iter().copied()
 }
 
 /// Ops that read no tensor (`param`): a chain's value does not flow into them.

@@ -9,10 +9,11 @@ use netc_compiler::compile;
 const INPUTS: &[&str] = &["784", "16x7x7"];
 
 /// A model whose layer `y` is `call` on the input `x`; `a` and `b` are there for the ops that
-/// name their inputs (`add(a, b)`).
+/// name their inputs (`add(a, b)`), `w` for the primitives that take a parameter
+/// (`matmul(x, w)`, `gather(w, x)`).
 pub fn model(input: &str, call: &str) -> String {
     format!(
-        "net t {{\n  input x: {input}\n  a = x -> relu\n  b = x -> relu\n  y = x -> {call}\n  output y\n}}\n"
+        "net t {{\n  input x: {input}\n  a = x -> relu\n  b = x -> relu\n  w = param(7x4)\n  y = x -> {call}\n  output y\n}}\n"
     )
 }
 
