@@ -10,10 +10,16 @@ use run::netc;
 fn stdlib_prints_the_library_and_one_block_and_suggests_a_name() {
     let (code, all, _) = netc(&["stdlib"]);
     assert_eq!(code, 0);
-    assert!(all.contains("block transformer(") && all.contains("block layernorm("), "{all}");
+    assert!(
+        all.contains("block transformer(") && all.contains("block layernorm("),
+        "{all}"
+    );
     let (code, one, _) = netc(&["stdlib", "gelu"]);
     assert_eq!(code, 0);
-    assert!(one.starts_with("# GELU") && one.contains("block gelu {"), "{one}");
+    assert!(
+        one.starts_with("# GELU") && one.contains("block gelu {"),
+        "{one}"
+    );
     assert!(!one.contains("block silu"), "{one}");
     let (code, _, err) = netc(&["stdlib", "layernrom"]);
     assert_eq!(code, 1);
@@ -25,8 +31,14 @@ fn check_of_the_vit_counts_pytorchs_parameters_and_shows_each_block() {
     let (code, out, err) = netc(&["check", "models/vit.net"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("parameters:        139,018"), "{out}");
-    assert!(out.contains("b1 33,472, b2 33,472, b3 33,472, b4 33,472"), "{out}");
-    assert!(out.contains("b1/attn/qkv") && out.contains("17x192"), "{out}");
+    assert!(
+        out.contains("b1 33,472, b2 33,472, b3 33,472, b4 33,472"),
+        "{out}"
+    );
+    assert!(
+        out.contains("b1/attn/qkv") && out.contains("17x192"),
+        "{out}"
+    );
 }
 
 fn model_dir() -> tempfile::TempDir {
@@ -86,6 +98,9 @@ fn the_gpu_path_refuses_primitives_with_the_layer_and_what_to_do() {
     ];
     let (code, _, err) = netc(&args);
     assert_ne!(code, 0);
-    assert!(err.contains("run on the CPU executor only for now; use `--device cpu`"), "{err}");
+    assert!(
+        err.contains("run on the CPU executor only for now; use `--device cpu`"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }

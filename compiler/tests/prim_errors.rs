@@ -43,12 +43,17 @@ fn an_error_inside_a_library_block_points_at_the_call() {
     // layernorm(7) on 8 features: its scale of 7 does not broadcast against 5x8.
     let e = error("net t {\n input x: 5x8\n y = layernorm(7)\n}");
     assert!(e.contains("e.net:3:"), "{e}");
-    assert!(e.contains("`y/scaled`") && e.contains("Bx5x8 and 7 do not broadcast"), "{e}");
+    assert!(
+        e.contains("`y/scaled`") && e.contains("Bx5x8 and 7 do not broadcast"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_layer_refuses_a_parameter_input() {
-    let e = error("net t {\n input x: 8\n w = param(4x8)\n y = w -> relu -> dense(3)\n o = add(x, y)\n}");
+    let e = error(
+        "net t {\n input x: 8\n w = param(4x8)\n y = w -> relu -> dense(3)\n o = add(x, y)\n}",
+    );
     assert!(e.contains("needs a batched tensor"), "{e}");
 }
 

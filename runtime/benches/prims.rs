@@ -43,6 +43,9 @@ fn time(label: &str, src: &str) {
 
 fn main() {
     netc_runtime::cpu::flush_subnormals_in_pool();
-    time("layernorm(64)", "net t { input x: 17x64\n y = layernorm(64) }");
+    time(
+        "layernorm(64)",
+        "net t { input x: 17x64\n y = layernorm(64) }",
+    );
     time("gelu", "net t { input x: 17x64\n y = gelu }");
 }

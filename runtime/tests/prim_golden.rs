@@ -34,9 +34,16 @@ fn check_case(case: &Value) {
     let batch = case["batch"].as_u64().expect("batch") as usize;
     let mut p: Params<f64> = Params::init(net, &mut Rng::new(1));
     let given = case["params"].as_object().expect("params");
-    assert_eq!(given.len(), p.names.len(), "{name}: parameters {:?}", p.names);
+    assert_eq!(
+        given.len(),
+        p.names.len(),
+        "{name}: parameters {:?}",
+        p.names
+    );
     for (k, v) in given {
-        let i = p.index(k).unwrap_or_else(|| panic!("{name}: no parameter {k} in {:?}", p.names));
+        let i = p
+            .index(k)
+            .unwrap_or_else(|| panic!("{name}: no parameter {k} in {:?}", p.names));
         let v = floats(v);
         assert_eq!(v.len(), p.values[i].len(), "{name}: {k} size");
         p.values[i] = v;
@@ -52,7 +59,9 @@ fn check_case(case: &Value) {
     let dy = Array2::from_shape_vec((batch, r.len() / batch), r).expect("r");
     let (grads, dx) = cpu::backward(net, &p, &acts, out, dy);
     for (k, want) in given.keys().map(|k| (k, floats(&case["grads"][k]))) {
-        let got = grads[p.index(k).expect("param")].clone().expect("a gradient");
+        let got = grads[p.index(k).expect("param")]
+            .clone()
+            .expect("a gradient");
         let e = rel(&got, &want);
         assert!(e < 1e-12, "{name}: gradient of {k} differs by {e:e}");
     }
@@ -65,7 +74,10 @@ fn check_case(case: &Value) {
 
 #[test]
 fn library_blocks_match_pytorch() {
-    let path = format!("{}/tests/fixtures/prim_golden.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/prim_golden.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture"))
         .expect("fixture is JSON");
     let cases = doc["cases"].as_array().expect("cases");

@@ -42,7 +42,9 @@ fn attention_with_and_without_the_causal_mask() {
 
 #[test]
 fn a_pre_ln_transformer_block() {
-    passes("net t { input x: 4x8\n b = transformer(8, 2, 12, causal=true)\n o = flatten -> dense(3) }");
+    passes(
+        "net t { input x: 4x8\n b = transformer(8, 2, 12, causal=true)\n o = flatten -> dense(3) }",
+    );
 }
 
 #[test]
@@ -74,17 +76,48 @@ mod random_chains {
     use netc_runtime::rng::Rng;
 
     const CALLS: &[&str] = &[
-        "exp", "neg", "square", "abs", "erf", "scale(0.5)", "shift(-1)", "pow(2)",
-        "mean(axis=AX, keep=true)", "sum(axis=AX)", "max(axis=-1, keep=true)",
-        "permute([1, 0])", "transpose", "slice(AX, 0, 1)", "unflatten(AX, [N, -1])",
-        "merge(0, 1)", "causal_mask", "softmax_over(AX)", "layernorm(N)", "gelu", "silu",
-        "attention(N, 1)", "dense(N)", "mul(in0, w)", "sub(w)", "maximum(w)", "matmul(in0, w)",
-        "gather(w, in0)", "add(in0, w)", "concat(w, in0, axis=0)", "flatten", "relu",
+        "exp",
+        "neg",
+        "square",
+        "abs",
+        "erf",
+        "scale(0.5)",
+        "shift(-1)",
+        "pow(2)",
+        "mean(axis=AX, keep=true)",
+        "sum(axis=AX)",
+        "max(axis=-1, keep=true)",
+        "permute([1, 0])",
+        "transpose",
+        "slice(AX, 0, 1)",
+        "unflatten(AX, [N, -1])",
+        "merge(0, 1)",
+        "causal_mask",
+        "softmax_over(AX)",
+        "layernorm(N)",
+        "gelu",
+        "silu",
+        "attention(N, 1)",
+        "dense(N)",
+        "mul(in0, w)",
+        "sub(w)",
+        "maximum(w)",
+        "matmul(in0, w)",
+        "gather(w, in0)",
+        "add(in0, w)",
+        "concat(w, in0, axis=0)",
+        "flatten",
+        "relu",
     ];
 
     fn source(dims: &[u64], picks: &[(usize, i64, u64)]) -> String {
         let shape: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
-        let mut s = format!("net t {{\n input in0: {}\n w = param({}x{})\n", shape.join("x"), dims[0], dims[dims.len() - 1]);
+        let mut s = format!(
+            "net t {{\n input in0: {}\n w = param({}x{})\n",
+            shape.join("x"),
+            dims[0],
+            dims[dims.len() - 1]
+        );
         s.push_str(" y = in0");
         for &(c, ax, n) in picks {
             let call = CALLS[c % CALLS.len()]
@@ -103,10 +136,18 @@ mod random_chains {
         for _ in 0..400 {
             let dims: Vec<u64> = (0..1 + rng.below(3)).map(|_| 1 + rng.below(4)).collect();
             let picks: Vec<(usize, i64, u64)> = (0..1 + rng.below(3))
-                .map(|_| (rng.below(64) as usize, rng.below(5) as i64 - 2, 1 + rng.below(4)))
+                .map(|_| {
+                    (
+                        rng.below(64) as usize,
+                        rng.below(5) as i64 - 2,
+                        1 + rng.below(4),
+                    )
+                })
                 .collect();
             let src = source(&dims, &picks);
-            let Ok(m) = compile("r.net", &src) else { continue };
+            let Ok(m) = compile("r.net", &src) else {
+                continue;
+            };
             compiled += 1;
             let net = &m.networks[0];
             let p: Params<f64> = Params::init(net, &mut rng);
@@ -120,6 +161,9 @@ mod random_chains {
             }
         }
         // Not vacuous: a good share of the chains compile and run.
-        assert!(compiled >= 80 && ran >= 60, "compiled {compiled}, ran {ran} of 400");
+        assert!(
+            compiled >= 80 && ran >= 60,
+            "compiled {compiled}, ran {ran} of 400"
+        );
     }
 }

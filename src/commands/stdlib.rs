@@ -16,7 +16,9 @@ pub(crate) fn stdlib(name: Option<&str>) -> Result<(), Failure> {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("the blocks are: {}", names.collect::<Vec<_>>().join(", ")),
         };
-        return Err(fail(format!("the standard library has no block `{name}`; {hint}")));
+        return Err(fail(format!(
+            "the standard library has no block `{name}`; {hint}"
+        )));
     };
     // The block's text with the comment lines right above it.
     let head = &SOURCE[..b.span.start];

@@ -390,14 +390,9 @@ pub fn infer(
         stats: Stats::default(),
         params: vec![],
     };
-    let broadcasting_add = matches!(op, Op::Add) && !add::is_layer(inputs);
-    let (shape, batched) = match op {
-        Op::Prim(p) => prim::infer(&mut cx, p, inputs)?,
-        _ if broadcasting_add => prim::infer(&mut cx, &add::BROADCAST, inputs)?,
-        Op::Concat { axis } if inputs.iter().any(|i| !i.1) => {
-            prim::infer(&mut cx, &concat::repeated(*axis), inputs)?
-        }
-        _ => (layer_shape(&mut cx, op, inputs)?, true),
+    let (shape, batched) = match as_primitive(op, inputs) {
+        Some(p) => prim::infer(&mut cx, &p, inputs)?,
+        None => (layer_shape(&mut cx, op, inputs)?, true),
     };
     if !matches!(op, Op::BatchNorm { .. }) {
         cx.stats.trainable = cx.stats.params;
@@ -415,6 +410,20 @@ pub fn infer(
         stats: cx.stats,
         params: cx.params,
     })
+}
+
+/// The primitive a node runs as: a primitive's own, an `add` that broadcasts, a `concat` that
+/// repeats a parameter over the batch; None for a layer.
+fn as_primitive(op: &Op, inputs: &[(Vec<u64>, bool)]) -> Option<prim::PrimOp> {
+    if let Op::Prim(p) = op {
+        Some(p.clone())
+    } else if matches!(op, Op::Add) && !add::is_layer(inputs) {
+        Some(add::BROADCAST)
+    } else if let (Op::Concat { axis }, true) = (op, inputs.iter().any(|i| !i.1)) {
+        Some(concat::repeated(*axis))
+    } else {
+        None
+    }
 }
 
 /// The shape rule of a layer (every input batched).

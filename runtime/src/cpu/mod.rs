@@ -20,9 +20,9 @@ mod dropout;
 mod loss;
 mod lrn;
 pub(crate) mod matmul;
-pub mod prim;
 mod optim;
 mod pool;
+pub mod prim;
 mod softmax;
 mod sums;
 
@@ -36,7 +36,8 @@ use netc_compiler::ops::conv::ConvGeometry;
 use netc_compiler::ops::conv_transpose::TransposeGeometry;
 use netc_compiler::ops::prim::PrimOp;
 use netc_compiler::ops::{
-    add as add_ops, batchnorm as bn_ops, concat as concat_ops, pool as pool_ops, Init, Op, ShapeError,
+    add as add_ops, batchnorm as bn_ops, concat as concat_ops, pool as pool_ops, Init, Op,
+    ShapeError,
 };
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
@@ -383,7 +384,9 @@ fn into_rows<T: Real>(a: Array2<T>, cols: usize) -> Array2<T> {
     let rows = a.len() / cols.max(1);
     match a.is_standard_layout() {
         true => a.into_shape_with_order((rows, cols)).expect("whole rows"),
-        false => Array2::from_shape_vec((rows, cols), a.iter().copied().collect()).expect("whole rows"),
+        false => {
+            Array2::from_shape_vec((rows, cols), a.iter().copied().collect()).expect("whole rows")
+        }
     }
 }
 

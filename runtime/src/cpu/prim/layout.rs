@@ -49,15 +49,18 @@ pub fn offsets(dims: &[usize], strides: &[usize]) -> Vec<usize> {
 /// `dims` walked with one set of strides per operand, adjacent axes merged where every
 /// operand reads them regularly (all broadcast, or contiguous) and size-1 axes dropped: a
 /// bias over tokens becomes a 2-axis walk, an elementwise op on equal shapes a 1-axis one.
-fn collapse<const K: usize>(dims: &[usize], strides: [&[usize]; K]) -> (Vec<usize>, [Vec<usize>; K]) {
+fn collapse<const K: usize>(
+    dims: &[usize],
+    strides: [&[usize]; K],
+) -> (Vec<usize>, [Vec<usize>; K]) {
     let mut d: Vec<usize> = vec![];
     let mut s: [Vec<usize>; K] = std::array::from_fn(|_| vec![]);
     for i in 0..dims.len() {
         if dims[i] == 1 {
             continue;
         }
-        let merge = !d.is_empty()
-            && (0..K).all(|k| s[k][s[k].len() - 1] == strides[k][i] * dims[i]);
+        let merge =
+            !d.is_empty() && (0..K).all(|k| s[k][s[k].len() - 1] == strides[k][i] * dims[i]);
         if merge {
             let last = d.len() - 1;
             d[last] *= dims[i];
@@ -95,9 +98,8 @@ pub fn walk<const K: usize>(dims: &[usize], strides: [&[usize]; K], mut f: impl 
         }
         _ => {
             let offs: Vec<Vec<usize>> = (0..K).map(|k| offsets(&d, &s[k])).collect();
-            for i in 0..offs[0].len() {
-                f(std::array::from_fn(|k| offs[k][i]))
-            }
+            let n: usize = d.iter().product();
+            (0..n).for_each(|i| f(std::array::from_fn(|k| offs[k][i])));
         }
     }
 }

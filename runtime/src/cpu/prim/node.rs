@@ -20,7 +20,11 @@ pub struct In<'a, T> {
 }
 
 /// The node's graph: a leaf per input, then the node; `(graph, leaves, output)`.
-fn graph<T>(op: &PrimOp, name: &str, ins: &[In<T>]) -> Result<(Graph, Vec<NodeId>, NodeId), String> {
+fn graph<T>(
+    op: &PrimOp,
+    name: &str,
+    ins: &[In<T>],
+) -> Result<(Graph, Vec<NodeId>, NodeId), String> {
     let mut g = Graph::default();
     let mut leaves = vec![];
     for (i, x) in ins.iter().enumerate() {
@@ -46,11 +50,13 @@ fn parts(batch: usize, batched: bool) -> Vec<(usize, usize)> {
         true => rayon::current_num_threads().min(batch).max(1),
         false => 1,
     };
-    (0..k).map(|i| (i * batch / k, (i + 1) * batch / k)).collect()
+    (0..k)
+        .map(|i| (i * batch / k, (i + 1) * batch / k))
+        .collect()
 }
 
 /// Rows `r0..r1` of a value laid out [batch, rest], or all of it without the batch.
-fn rows_of<'a, T>(v: &'a Array2<T>, batched: bool, (r0, r1): (usize, usize)) -> &'a [T] {
+fn rows_of<T>(v: &Array2<T>, batched: bool, (r0, r1): (usize, usize)) -> &[T] {
     let s = v.as_slice().expect("standard layout");
     match batched {
         true => &s[r0 * v.ncols()..r1 * v.ncols()],
@@ -127,9 +133,7 @@ pub fn backward<T: Real>(
 ) -> Result<Vec<Option<Array2<T>>>, String> {
     let (mut g, leaves, y) = graph(op, name, ins)?;
     let batch = batch_of(ins);
-    let gy = g
-        .input_shaped("dy", g.shape(y).clone())
-        .map_err(|e| e.0)?;
+    let gy = g.input_shaped("dy", g.shape(y).clone()).map_err(|e| e.0)?;
     let grads = derive(&mut g, y, gy, &leaves).map_err(|e| e.0)?;
     let dy = dy.as_standard_layout().to_owned();
     let batched = g.shape(y).is_batched();

@@ -71,15 +71,29 @@ fn zip<T: Real>(a: &Arg<T>, b: &Arg<T>, out: &[usize], f: impl Fn(T, T) -> T + C
         return b.0.iter().map(|&y| f(a.0[0], y)).collect();
     }
     if full(a) && suffix(&b.1, out) {
-        return a.0.chunks(b.0.len()).flat_map(|c| c.iter().zip(b.0).map(move |(&x, &y)| f(x, y))).collect();
+        return a
+            .0
+            .chunks(b.0.len())
+            .flat_map(|c| c.iter().zip(b.0).map(move |(&x, &y)| f(x, y)))
+            .collect();
     }
     if full(a) && trailing_ones(&b.1, out) {
         let w = n / b.0.len();
-        return a.0.chunks(w).zip(b.0).flat_map(|(c, &y)| c.iter().map(move |&x| f(x, y))).collect();
+        return a
+            .0
+            .chunks(w)
+            .zip(b.0)
+            .flat_map(|(c, &y)| c.iter().map(move |&x| f(x, y)))
+            .collect();
     }
     if full(b) && trailing_ones(&a.1, out) {
         let w = n / a.0.len();
-        return b.0.chunks(w).zip(a.0).flat_map(|(c, &x)| c.iter().map(move |&y| f(x, y))).collect();
+        return b
+            .0
+            .chunks(w)
+            .zip(a.0)
+            .flat_map(|(c, &x)| c.iter().map(move |&y| f(x, y)))
+            .collect();
     }
     let (sa, sb) = (broadcast_strides(&a.1, out), broadcast_strides(&b.1, out));
     let mut y = Vec::with_capacity(n);
@@ -273,7 +287,9 @@ pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T
         Prim::Reshape => args[0].0.to_vec(),
         Prim::Permute { perm } => {
             let mut y = Vec::with_capacity(len);
-            walk(out, [&permuted_strides(&args[0].1, perm)], |[o]| y.push(args[0].0[o]));
+            walk(out, [&permuted_strides(&args[0].1, perm)], |[o]| {
+                y.push(args[0].0[o])
+            });
             y
         }
         Prim::Slice { axis, start, .. } => slice(&args[0], *axis, *start, out),
