@@ -20,15 +20,15 @@ mod dropout;
 mod loss;
 mod lrn;
 pub(crate) mod matmul;
-pub mod prim;
 mod optim;
 mod pool;
+pub mod prim;
 mod softmax;
 mod sums;
 
 pub use backprop::{backward, backward_opt};
 pub use loss::{bce_logits, softmax_xent, LossStats};
-pub use optim::{apply_update, OptState};
+pub use optim::{apply_rule, apply_update, clip_scale, OptState};
 
 use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;
@@ -36,7 +36,8 @@ use netc_compiler::ops::conv::ConvGeometry;
 use netc_compiler::ops::conv_transpose::TransposeGeometry;
 use netc_compiler::ops::prim::PrimOp;
 use netc_compiler::ops::{
-    add as add_ops, batchnorm as bn_ops, concat as concat_ops, pool as pool_ops, Init, Op, ShapeError,
+    add as add_ops, batchnorm as bn_ops, concat as concat_ops, pool as pool_ops, Init, Op,
+    ShapeError,
 };
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
