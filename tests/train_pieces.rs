@@ -81,7 +81,11 @@ fn every_bad_setting_is_a_located_error() {
             "training setting `clip_grad_norm`: expected a positive number",
         ),
         ("decay_min_rank = -1", "`decay_min_rank` must be"),
-        ("no_decay = *.bias", "training setting `no_decay`"),
+        (
+            "no_decay = bias",
+            "training setting `no_decay`: expected a list of quoted name patterns",
+        ),
+        ("no_decay = [\"*.bias\", 1]", "training setting `no_decay`"),
         (
             "no_decay_rank = 2",
             "unknown training setting `no_decay_rank`",
@@ -91,8 +95,8 @@ fn every_bad_setting_is_a_located_error() {
         let (code, _, err) = netc_within(&["check", &f], Duration::from_secs(60));
         assert_eq!(code, 1, "{bad}: {err}");
         assert!(err.contains(want), "{bad}: {err}");
-        // Located: the training section's line 6 of the file.
-        assert!(err.contains("m.net:6:"), "{bad}: {err}");
+        // Located: the setting on line 7 of the file.
+        assert!(err.contains("m.net:7:"), "{bad}: {err}");
     }
 }
 

@@ -14,7 +14,8 @@ impl Builder {
     /// decay its rule gives it; with clipping, the gradients' squared norms are summed first,
     /// in the same pass); `hyper` names the host buffer. Tensors are updated in groups, as
     /// many per dispatch as the device's limits allow.
-    pub fn update(&mut self, set: &mut ParamSet, rule: &UpdateRule, hyper_name: &str) {
+    pub fn update(&mut self, set: &mut ParamSet, rule: impl Into<UpdateRule>, hyper_name: &str) {
+        let rule: UpdateRule = rule.into();
         let opt = rule.opt;
         let hyper = self.hyper(hyper_name);
         let states: &[&str] = match opt {

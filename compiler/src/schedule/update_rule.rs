@@ -64,6 +64,12 @@ impl From<Optimizer> for UpdateRule {
     }
 }
 
+impl From<&UpdateRule> for UpdateRule {
+    fn from(r: &UpdateRule) -> UpdateRule {
+        r.clone()
+    }
+}
+
 impl UpdateRule {
     /// The optimizer as it updates tensor `name` of rank `rank`: its weight decay 0 where
     /// the decay rule leaves the tensor out.
