@@ -29,18 +29,8 @@ pub fn contains(b: &BlockDef) -> bool {
 mod tests {
     #[test]
     fn the_library_parses_and_names_its_blocks() {
-        let names: Vec<&str> = super::blocks()
-            .iter()
-            .map(|b| b.name.name.as_str())
-            .collect();
-        for want in [
-            "layernorm",
-            "gelu",
-            "attention",
-            "transformer",
-            "embedding",
-            "groupnorm",
-        ] {
+        let names: Vec<&str> = super::blocks().iter().map(|b| b.name.name.as_str()).collect();
+        for want in ["layernorm", "gelu", "attention", "transformer", "embedding", "groupnorm"] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
     }

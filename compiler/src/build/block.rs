@@ -60,11 +60,7 @@ impl Builder<'_> {
         if !crate::stdlib::contains(block) {
             return self.expand(&block.body, &inner, cur);
         }
-        let mark = (
-            self.graph.node_count(),
-            self.errors.len(),
-            self.pending.len(),
-        );
+        let mark = (self.graph.node_count(), self.errors.len(), self.pending.len());
         let out = self.expand(&block.body, &inner, cur);
         self.locate_at(call, block, mark);
         out
@@ -72,12 +68,7 @@ impl Builder<'_> {
 
     /// What a library block added (nodes, pending references, errors) is located at its call
     /// in the model file: the library's own spans index another text.
-    fn locate_at(
-        &mut self,
-        call: &Call,
-        block: &BlockDef,
-        (nodes, errors, pending): (usize, usize, usize),
-    ) {
+    fn locate_at(&mut self, call: &Call, block: &BlockDef, (nodes, errors, pending): (usize, usize, usize)) {
         for i in nodes..self.graph.node_count() {
             self.graph[petgraph::graph::NodeIndex::new(i)].span = call.span;
         }

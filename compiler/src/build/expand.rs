@@ -10,12 +10,7 @@ use crate::ops::Op;
 /// A constant expression of block parameters, folded (`mul(3, dim)`, `div(dim, heads)`,
 /// `rsqrt(div(dim, heads))`): arithmetic on numbers only, integers kept where exact.
 fn fold(c: &Call) -> Option<ValueKind> {
-    let nums: Vec<&Value> = c
-        .args
-        .iter()
-        .filter(|a| a.key.is_none())
-        .map(|a| &a.value)
-        .collect();
+    let nums: Vec<&Value> = c.args.iter().filter(|a| a.key.is_none()).map(|a| &a.value).collect();
     if nums.len() != c.args.len() || nums.iter().any(|v| v.as_f64().is_none()) {
         return None;
     }
@@ -28,21 +23,19 @@ fn fold(c: &Call) -> Option<ValueKind> {
         .collect();
     let f: Vec<f64> = nums.iter().filter_map(|v| v.as_f64()).collect();
     let int = |x: Option<i64>| x.map(ValueKind::Int);
-    Some(
-        match (c.name.name.as_str(), f.as_slice(), ints.as_deref()) {
-            ("mul", _, Some([a, b])) => int(a.checked_mul(*b))?,
-            ("add", _, Some([a, b])) => int(a.checked_add(*b))?,
-            ("sub", _, Some([a, b])) => int(a.checked_sub(*b))?,
-            ("div", _, Some([a, b])) if *b != 0 && a % b == 0 => ValueKind::Int(a / b),
-            ("mul", [a, b], _) => ValueKind::Float(a * b),
-            ("add", [a, b], _) => ValueKind::Float(a + b),
-            ("sub", [a, b], _) => ValueKind::Float(a - b),
-            ("div", [a, b], _) if *b != 0.0 => ValueKind::Float(a / b),
-            ("sqrt", [a], _) if *a >= 0.0 => ValueKind::Float(a.sqrt()),
-            ("rsqrt", [a], _) if *a > 0.0 => ValueKind::Float(1.0 / a.sqrt()),
-            _ => return None,
-        },
-    )
+    Some(match (c.name.name.as_str(), f.as_slice(), ints.as_deref()) {
+        ("mul", _, Some([a, b])) => int(a.checked_mul(*b))?,
+        ("add", _, Some([a, b])) => int(a.checked_add(*b))?,
+        ("sub", _, Some([a, b])) => int(a.checked_sub(*b))?,
+        ("div", _, Some([a, b])) if *b != 0 && a % b == 0 => ValueKind::Int(a / b),
+        ("mul", [a, b], _) => ValueKind::Float(a * b),
+        ("add", [a, b], _) => ValueKind::Float(a + b),
+        ("sub", [a, b], _) => ValueKind::Float(a - b),
+        ("div", [a, b], _) if *b != 0.0 => ValueKind::Float(a / b),
+        ("sqrt", [a], _) if *a >= 0.0 => ValueKind::Float(a.sqrt()),
+        ("rsqrt", [a], _) if *a > 0.0 => ValueKind::Float(1.0 / a.sqrt()),
+        _ => return None,
+    })
 }
 
 impl Builder<'_> {

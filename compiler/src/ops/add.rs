@@ -16,7 +16,8 @@ pub(super) const DEF: OpDef = OpDef {
 
 /// Two tensors that differ in shape, or one without the batch axis, add by broadcasting (a
 /// primitive); equal batched shapes keep the layer's fast kernel.
-pub const BROADCAST: super::prim::PrimOp = super::prim::PrimOp::Binary(crate::prim::Binary::Add);
+pub const BROADCAST: super::prim::PrimOp =
+    super::prim::PrimOp::Binary(crate::prim::Binary::Add);
 
 /// Whether an `add` is the layer (equal batched shapes) rather than a broadcast; two shapes
 /// that do not broadcast stay with the layer, whose error suggests a projection.

@@ -117,14 +117,8 @@ fn check_type(v: &Value, ty: Ty) -> Result<(), String> {
         Ty::Pad => format!("expected `valid`, `same` or a number of pixels, found `{v}`"),
         Ty::Shape => format!("expected a shape like 256x6x6, found {}", v.type_name()),
         Ty::Init => "expected an initialiser".to_string(),
-        Ty::Axis => format!(
-            "expected an axis (an integer, -1 the last), found {}",
-            v.type_name()
-        ),
-        Ty::Axes => format!(
-            "expected an axis or a list of axes, found {}",
-            v.type_name()
-        ),
+        Ty::Axis => format!("expected an axis (an integer, -1 the last), found {}", v.type_name()),
+        Ty::Axes => format!("expected an axis or a list of axes, found {}", v.type_name()),
     })
 }
 

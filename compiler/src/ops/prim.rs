@@ -15,55 +15,30 @@ use crate::prim::{Binary, Compare, Dim, Graph, NodeId, PrimError, Reduce, Shape,
 pub enum PrimOp {
     Unary(Unary),
     /// `x op c` for a constant c (`scale(c)`, `shift(c)`).
-    Scalar {
-        op: Binary,
-        c: f64,
-    },
+    Scalar { op: Binary, c: f64 },
     Binary(Binary),
     Compare(Compare),
     Where,
-    Reduce {
-        op: Reduce,
-        axes: Vec<i64>,
-        keep: bool,
-    },
+    Reduce { op: Reduce, axes: Vec<i64>, keep: bool },
     Matmul,
-    Permute {
-        perm: Vec<i64>,
-    },
+    Permute { perm: Vec<i64> },
     /// Swaps the last two axes.
     Transpose,
-    Slice {
-        axis: i64,
-        start: u64,
-        end: u64,
-    },
+    Slice { axis: i64, start: u64, end: u64 },
     /// Rows of a table picked by integer ids: `gather(table, ids)`.
     Gather,
     /// A learned tensor without a batch axis.
-    Param {
-        shape: Vec<u64>,
-    },
+    Param { shape: Vec<u64> },
     /// Scores `[.., T, T]` with the future (above the diagonal) masked out (`on`; off, the
     /// scores pass unchanged, so a block can take `causal` as a setting).
-    Causal {
-        on: bool,
-    },
+    Causal { on: bool },
     /// One axis split into several (`unflatten(-1, [heads, -1])`; one size may be -1).
-    Unflatten {
-        axis: i64,
-        sizes: Vec<i64>,
-    },
+    Unflatten { axis: i64, sizes: Vec<i64> },
     /// Axes `start..=end` merged into one (`merge(-2, -1)`).
-    Merge {
-        start: i64,
-        end: i64,
-    },
+    Merge { start: i64, end: i64 },
     /// Tensors joined along an axis, those without the batch axis repeated over it (a class
     /// token before a sequence).
-    Concat {
-        axis: i64,
-    },
+    Concat { axis: i64 },
 }
 
 /// The value masked scores take: exp of it minus any real score is 0 in f32.
@@ -104,11 +79,7 @@ impl PrimOp {
             PrimOp::Scalar { c, .. } => format!("{}[{c}]", self.name()),
             PrimOp::Unary(Unary::Pow(c)) => format!("pow[{c}]"),
             PrimOp::Reduce { axes, keep, .. } => {
-                format!(
-                    "{}[axis {axes:?}{}]",
-                    self.name(),
-                    if *keep { ", keep" } else { "" }
-                )
+                format!("{}[axis {axes:?}{}]", self.name(), if *keep { ", keep" } else { "" })
             }
             PrimOp::Permute { perm } => format!("permute{perm:?}"),
             PrimOp::Slice { axis, start, end } => format!("slice[axis {axis}, {start}..{end}]"),
@@ -244,11 +215,7 @@ pub fn lower(g: &mut Graph, op: &PrimOp, ins: &[NodeId], name: &str) -> Result<N
             perm.swap(a, b);
             g.permute(x, &perm)
         }
-        PrimOp::Slice {
-            axis: a,
-            start,
-            end,
-        } => {
+        PrimOp::Slice { axis: a, start, end } => {
             let full = axis(g, x, *a)?;
             g.slice(x, full, *start as usize, *end as usize)
         }
@@ -287,15 +254,8 @@ fn unflatten(g: &mut Graph, x: NodeId, a: i64, sizes: &[i64]) -> Result<NodeId, 
     let known: i64 = sizes.iter().filter(|&&d| d != -1).product();
     let free = sizes.iter().filter(|&&d| d == -1).count();
     let bad = sizes.iter().any(|&d| d == 0 || d < -1) || free > 1 || known <= 0;
-    let fill = if free == 1 {
-        n as i64 / known.max(1)
-    } else {
-        1
-    };
-    let dims: Vec<usize> = sizes
-        .iter()
-        .map(|&d| if d == -1 { fill } else { d } as usize)
-        .collect();
+    let fill = if free == 1 { n as i64 / known.max(1) } else { 1 };
+    let dims: Vec<usize> = sizes.iter().map(|&d| if d == -1 { fill } else { d } as usize).collect();
     if bad || dims.iter().product::<usize>() != n {
         return Err(PrimError(format!(
             "cannot split axis {a} of {s} (size {n}) into {sizes:?}"
@@ -312,9 +272,7 @@ fn merge(g: &mut Graph, x: NodeId, start: i64, end: i64) -> Result<NodeId, PrimE
     let (a, b) = (axis(g, x, start)?, axis(g, x, end)?);
     let s = g.shape(x).clone();
     if a > b || s.0[a..=b].contains(&Dim::Batch) {
-        return Err(PrimError(format!(
-            "cannot merge axes {start}..={end} of {s}"
-        )));
+        return Err(PrimError(format!("cannot merge axes {start}..={end} of {s}")));
     }
     let n: usize = s.0[a..=b].iter().map(|d| d.at(1)).product();
     let mut out = s.0[..a].to_vec();
@@ -337,10 +295,7 @@ fn concat(g: &mut Graph, ins: &[NodeId], a: i64) -> Result<NodeId, PrimError> {
                 let target = Shape(to);
                 let e = g.expand(lifted?, target.clone());
                 parts.push(e.map_err(|_| {
-                    PrimError(format!(
-                        "cannot repeat {s} over the batch of {}",
-                        g.shape(b)
-                    ))
+                    PrimError(format!("cannot repeat {s} over the batch of {}", g.shape(b)))
                 })?);
             }
             _ => parts.push(i),
@@ -359,9 +314,7 @@ pub(super) fn infer(
 ) -> Result<(Vec<u64>, bool), ShapeError> {
     let fits = op.arity().map_or(ins.len() >= 2, |n| ins.len() == n);
     if !fits {
-        let want = op
-            .arity()
-            .map_or("two or more".to_string(), |n| n.to_string());
+        let want = op.arity().map_or("two or more".to_string(), |n| n.to_string());
         return Err(err(format!(
             "`{}` takes {want} input(s), got {}",
             op.name(),
@@ -464,43 +417,20 @@ fn prim(p: PrimOp) -> Op {
     Op::Prim(p)
 }
 
-def!(NEG, "neg", false, &[], "neg", |_, _| prim(PrimOp::Unary(
-    Unary::Neg
-)));
-def!(EXP, "exp", false, &[], "exp", |_, _| prim(PrimOp::Unary(
-    Unary::Exp
-)));
-def!(LOG, "log", false, &[], "log", |_, _| prim(PrimOp::Unary(
-    Unary::Log
-)));
-def!(SQRT, "sqrt", false, &[], "sqrt", |_, _| prim(
-    PrimOp::Unary(Unary::Sqrt)
-));
-def!(RSQRT, "rsqrt", false, &[], "rsqrt", |_, _| prim(
-    PrimOp::Unary(Unary::Rsqrt)
-));
-def!(ERF, "erf", false, &[], "erf", |_, _| prim(PrimOp::Unary(
-    Unary::Erf
-)));
-def!(ABS, "abs", false, &[], "abs", |_, _| prim(PrimOp::Unary(
-    Unary::Abs
-)));
-def!(SQUARE, "square", false, &[], "square", |_, _| prim(
-    PrimOp::Unary(Unary::Square)
-));
-def!(
-    RECIPROCAL,
-    "reciprocal",
-    false,
-    &[],
-    "reciprocal",
-    |_, _| { prim(PrimOp::Unary(Unary::Reciprocal)) }
-);
+def!(NEG, "neg", false, &[], "neg", |_, _| prim(PrimOp::Unary(Unary::Neg)));
+def!(EXP, "exp", false, &[], "exp", |_, _| prim(PrimOp::Unary(Unary::Exp)));
+def!(LOG, "log", false, &[], "log", |_, _| prim(PrimOp::Unary(Unary::Log)));
+def!(SQRT, "sqrt", false, &[], "sqrt", |_, _| prim(PrimOp::Unary(Unary::Sqrt)));
+def!(RSQRT, "rsqrt", false, &[], "rsqrt", |_, _| prim(PrimOp::Unary(Unary::Rsqrt)));
+def!(ERF, "erf", false, &[], "erf", |_, _| prim(PrimOp::Unary(Unary::Erf)));
+def!(ABS, "abs", false, &[], "abs", |_, _| prim(PrimOp::Unary(Unary::Abs)));
+def!(SQUARE, "square", false, &[], "square", |_, _| prim(PrimOp::Unary(Unary::Square)));
+def!(RECIPROCAL, "reciprocal", false, &[], "reciprocal", |_, _| {
+    prim(PrimOp::Unary(Unary::Reciprocal))
+});
 
 const C: &[ArgDef] = &[("c", &["value"], Ty::Float, true, true)];
-def!(POW, "pow", false, C, "pow(2)", |p, _| prim(PrimOp::Unary(
-    Unary::Pow(p.float("c", 1.0))
-)));
+def!(POW, "pow", false, C, "pow(2)", |p, _| prim(PrimOp::Unary(Unary::Pow(p.float("c", 1.0)))));
 def!(SCALE, "scale", false, C, "scale(0.5)", |p, _| {
     prim(PrimOp::Scalar {
         op: Binary::Mul,
@@ -514,48 +444,24 @@ def!(SHIFT, "shift", false, C, "shift(1)", |p, _| {
     })
 });
 
-def!(SUB, "sub", true, &[], "sub(a, b)", |_, _| prim(
-    PrimOp::Binary(Binary::Sub)
-));
-def!(MUL, "mul", true, &[], "mul(a, b)", |_, _| prim(
-    PrimOp::Binary(Binary::Mul)
-));
-def!(DIV, "div", true, &[], "div(a, b)", |_, _| prim(
-    PrimOp::Binary(Binary::Div)
-));
+def!(SUB, "sub", true, &[], "sub(a, b)", |_, _| prim(PrimOp::Binary(Binary::Sub)));
+def!(MUL, "mul", true, &[], "mul(a, b)", |_, _| prim(PrimOp::Binary(Binary::Mul)));
+def!(DIV, "div", true, &[], "div(a, b)", |_, _| prim(PrimOp::Binary(Binary::Div)));
 def!(MAXIMUM, "maximum", true, &[], "maximum(a, b)", |_, _| {
     prim(PrimOp::Binary(Binary::Max))
 });
 def!(MINIMUM, "minimum", true, &[], "minimum(a, b)", |_, _| {
     prim(PrimOp::Binary(Binary::Min))
 });
-def!(GT, "gt", true, &[], "gt(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Gt)
-));
-def!(GE, "ge", true, &[], "ge(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Ge)
-));
-def!(LT, "lt", true, &[], "lt(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Lt)
-));
-def!(LE, "le", true, &[], "le(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Le)
-));
-def!(EQ, "eq", true, &[], "eq(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Eq)
-));
-def!(NE, "ne", true, &[], "ne(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Ne)
-));
-def!(WHERE, "where", true, &[], "where(mask, a, b)", |_, _| prim(
-    PrimOp::Where
-));
-def!(MATMUL, "matmul", true, &[], "matmul(a, b)", |_, _| prim(
-    PrimOp::Matmul
-));
-def!(GATHER, "gather", true, &[], "gather(table, ids)", |_, _| {
-    prim(PrimOp::Gather)
-});
+def!(GT, "gt", true, &[], "gt(a, b)", |_, _| prim(PrimOp::Compare(Compare::Gt)));
+def!(GE, "ge", true, &[], "ge(a, b)", |_, _| prim(PrimOp::Compare(Compare::Ge)));
+def!(LT, "lt", true, &[], "lt(a, b)", |_, _| prim(PrimOp::Compare(Compare::Lt)));
+def!(LE, "le", true, &[], "le(a, b)", |_, _| prim(PrimOp::Compare(Compare::Le)));
+def!(EQ, "eq", true, &[], "eq(a, b)", |_, _| prim(PrimOp::Compare(Compare::Eq)));
+def!(NE, "ne", true, &[], "ne(a, b)", |_, _| prim(PrimOp::Compare(Compare::Ne)));
+def!(WHERE, "where", true, &[], "where(mask, a, b)", |_, _| prim(PrimOp::Where));
+def!(MATMUL, "matmul", true, &[], "matmul(a, b)", |_, _| prim(PrimOp::Matmul));
+def!(GATHER, "gather", true, &[], "gather(table, ids)", |_, _| prim(PrimOp::Gather));
 
 const RED: &[ArgDef] = &[
     ("axis", &["axes", "dim"], Ty::Axes, false, true),
@@ -572,84 +478,46 @@ fn reduce(op: Reduce, p: &Parsed) -> Op {
         keep: p.boolean("keep", false),
     })
 }
-def!(SUM, "sum", false, RED, "sum(axis=-1)", |p, _| reduce(
-    Reduce::Sum,
-    p
-));
-def!(
-    MEAN,
-    "mean",
-    false,
-    RED,
-    "mean(axis=-1, keep=true)",
-    |p, _| reduce(Reduce::Mean, p)
-);
-def!(MAX, "max", false, RED, "max(axis=-1, keep=true)", |p, _| {
-    reduce(Reduce::Max, p)
-});
+def!(SUM, "sum", false, RED, "sum(axis=-1)", |p, _| reduce(Reduce::Sum, p));
+def!(MEAN, "mean", false, RED, "mean(axis=-1, keep=true)", |p, _| reduce(Reduce::Mean, p));
+def!(MAX, "max", false, RED, "max(axis=-1, keep=true)", |p, _| reduce(Reduce::Max, p));
 
 const PERM: &[ArgDef] = &[("perm", &["axes", "dims"], Ty::Axes, true, true)];
-def!(
-    PERMUTE,
-    "permute",
-    false,
-    PERM,
-    "permute([1, 0, 2])",
-    |p, _| {
-        prim(PrimOp::Permute {
-            perm: p.axes("perm"),
-        })
-    }
-);
-def!(
-    TRANSPOSE,
-    "transpose",
-    false,
-    &[],
-    "transpose",
-    |_, _| prim(PrimOp::Transpose)
-);
+def!(PERMUTE, "permute", false, PERM, "permute([1, 0, 2])", |p, _| {
+    prim(PrimOp::Permute {
+        perm: p.axes("perm"),
+    })
+});
+def!(TRANSPOSE, "transpose", false, &[], "transpose", |_, _| prim(PrimOp::Transpose));
 
 const SLICE: &[ArgDef] = &[
     ("axis", &["dim"], Ty::Axis, true, true),
     ("start", &[], Ty::Int, true, true),
     ("end", &["stop"], Ty::Int, true, true),
 ];
-def!(
-    SLICE_DEF,
-    "slice",
-    false,
-    SLICE,
-    "slice(0, 0, 1)",
-    |p, _| {
-        prim(PrimOp::Slice {
-            axis: p.axes("axis").first().copied().unwrap_or(0),
-            start: p.int("start", 0),
-            end: p.int("end", 0),
-        })
-    }
-);
+def!(SLICE_DEF, "slice", false, SLICE, "slice(0, 0, 1)", |p, _| {
+    prim(PrimOp::Slice {
+        axis: p.axes("axis").first().copied().unwrap_or(0),
+        start: p.int("start", 0),
+        end: p.int("end", 0),
+    })
+});
 
-const PARAM: &[ArgDef] = &[("shape", &[], Ty::Shape, true, true), super::W];
-def!(
-    PARAM_DEF,
-    "param",
-    false,
-    PARAM,
-    "param(1x64, init=gaussian(0.02))",
-    |p, _| {
-        let shape = match p.get("shape").map(|v| &v.kind) {
-            Some(crate::ast::ValueKind::Shape(d)) => d.clone(),
-            Some(crate::ast::ValueKind::Int(i)) => vec![*i as u64],
-            Some(crate::ast::ValueKind::List(l)) => l
-                .iter()
-                .filter_map(|x| x.as_f64().map(|f| f as u64))
-                .collect(),
-            _ => vec![],
-        };
-        prim(PrimOp::Param { shape })
-    }
-);
+const PARAM: &[ArgDef] = &[
+    ("shape", &[], Ty::Shape, true, true),
+    super::W,
+];
+def!(PARAM_DEF, "param", false, PARAM, "param(1x64, init=gaussian(0.02))", |p, _| {
+    let shape = match p.get("shape").map(|v| &v.kind) {
+        Some(crate::ast::ValueKind::Shape(d)) => d.clone(),
+        Some(crate::ast::ValueKind::Int(i)) => vec![*i as u64],
+        Some(crate::ast::ValueKind::List(l)) => {
+            l.iter().filter_map(|x| x.as_f64().map(|f| f as u64)).collect()
+        }
+        _ => vec![],
+    };
+    prim(PrimOp::Param { shape })
+});
 const ON: &[ArgDef] = &[("enabled", &["on", "causal"], Ty::Bool, false, true)];
 def!(CAUSAL, "causal_mask", false, ON, "causal_mask", |p, _| {
     prim(PrimOp::Causal {
@@ -661,19 +529,12 @@ const UNFLATTEN: &[ArgDef] = &[
     ("axis", &["dim"], Ty::Axis, true, true),
     ("sizes", &["shape"], Ty::Axes, true, true),
 ];
-def!(
-    UNFLATTEN_DEF,
-    "unflatten",
-    false,
-    UNFLATTEN,
-    "unflatten(-1, [4, -1])",
-    |p, _| {
-        prim(PrimOp::Unflatten {
-            axis: p.axes("axis").first().copied().unwrap_or(0),
-            sizes: p.axes("sizes"),
-        })
-    }
-);
+def!(UNFLATTEN_DEF, "unflatten", false, UNFLATTEN, "unflatten(-1, [4, -1])", |p, _| {
+    prim(PrimOp::Unflatten {
+        axis: p.axes("axis").first().copied().unwrap_or(0),
+        sizes: p.axes("sizes"),
+    })
+});
 
 const MERGE: &[ArgDef] = &[
     ("start", &["start_dim"], Ty::Axis, true, true),
@@ -688,40 +549,8 @@ def!(MERGE_DEF, "merge", false, MERGE, "merge(-2, -1)", |p, _| {
 
 /// Every primitive's definition, in the order errors list them.
 pub(super) const DEFS: &[&OpDef] = &[
-    &NEG,
-    &EXP,
-    &LOG,
-    &SQRT,
-    &RSQRT,
-    &ERF,
-    &ABS,
-    &SQUARE,
-    &RECIPROCAL,
-    &POW,
-    &SCALE,
-    &SHIFT,
-    &SUB,
-    &MUL,
-    &DIV,
-    &MAXIMUM,
-    &MINIMUM,
-    &GT,
-    &GE,
-    &LT,
-    &LE,
-    &EQ,
-    &NE,
-    &WHERE,
-    &SUM,
-    &MEAN,
-    &MAX,
-    &MATMUL,
-    &PERMUTE,
-    &TRANSPOSE,
-    &SLICE_DEF,
-    &GATHER,
-    &PARAM_DEF,
-    &CAUSAL,
-    &UNFLATTEN_DEF,
-    &MERGE_DEF,
+    &NEG, &EXP, &LOG, &SQRT, &RSQRT, &ERF, &ABS, &SQUARE, &RECIPROCAL, &POW, &SCALE, &SHIFT,
+    &SUB, &MUL, &DIV, &MAXIMUM, &MINIMUM, &GT, &GE, &LT, &LE, &EQ, &NE, &WHERE, &SUM, &MEAN,
+    &MAX, &MATMUL, &PERMUTE, &TRANSPOSE, &SLICE_DEF, &GATHER, &PARAM_DEF, &CAUSAL,
+    &UNFLATTEN_DEF, &MERGE_DEF,
 ];

@@ -6,7 +6,8 @@
 use super::args::{ArgDef, Parsed};
 use super::{
     activation, add, batchnorm, concat, conv, conv_transpose, dense, dropout, lrn, pool, prim,
-    reshape, softmax, Op,
+    reshape,
+    softmax, Op,
 };
 use crate::diag::Diagnostic;
 
@@ -63,7 +64,8 @@ pub fn takes_no_input(op: &str) -> bool {
 
 /// The op a name or alias stands for.
 pub fn find(name: &str) -> Option<&'static OpDef> {
-    all().find(|d| d.name == name || d.aliases.contains(&name))
+    all()
+        .find(|d| d.name == name || d.aliases.contains(&name))
 }
 
 /// The canonical op names, in registry order (as any shorter-lived `&str`, to chain with

@@ -106,9 +106,7 @@ impl Graph {
         }
         // The batch mean is the trainer's; a mean over it would need the batch size here.
         if op == Reduce::Mean && axes.iter().any(|&a| s.0[a] == Dim::Batch) {
-            return err(format!(
-                "mean over the batch axis of {s}: sum, or let the loss average"
-            ));
+            return err(format!("mean over the batch axis of {s}: sum, or let the loss average"));
         }
         let mut out = vec![];
         for (i, &d) in s.0.iter().enumerate() {
@@ -133,9 +131,7 @@ impl Graph {
     pub fn matmul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId, PrimError> {
         let (sa, sb) = (self.shape(a).clone(), self.shape(b).clone());
         if sa.rank() < 2 || sb.rank() < 2 {
-            return err(format!(
-                "matmul needs two axes on each side, not {sa} and {sb}"
-            ));
+            return err(format!("matmul needs two axes on each side, not {sa} and {sb}"));
         }
         let (ra, rb) = (sa.rank(), sb.rank());
         let (m, k) = (sa.0[ra - 2], sa.0[ra - 1]);
@@ -145,11 +141,8 @@ impl Graph {
                 "matmul of {sa} by {sb}: inner sizes {k} and {k2} differ"
             ));
         }
-        let lead = broadcast(
-            &Shape(sa.0[..ra - 2].to_vec()),
-            &Shape(sb.0[..rb - 2].to_vec()),
-        )
-        .map_err(|e| PrimError(format!("matmul of {sa} by {sb}: {e}")))?;
+        let lead = broadcast(&Shape(sa.0[..ra - 2].to_vec()), &Shape(sb.0[..rb - 2].to_vec()))
+            .map_err(|e| PrimError(format!("matmul of {sa} by {sb}: {e}")))?;
         let mut out = lead.0;
         out.extend([m, n]);
         self.push(Prim::Matmul, vec![a, b], Shape(out))
@@ -254,9 +247,7 @@ impl Graph {
     pub fn gather(&mut self, table: NodeId, ids: NodeId) -> Result<NodeId, PrimError> {
         let (t, i) = (self.shape(table).clone(), self.shape(ids).clone());
         if t.rank() < 1 || t.is_batched() {
-            return err(format!(
-                "gather needs a table without a batch axis, not {t}"
-            ));
+            return err(format!("gather needs a table without a batch axis, not {t}"));
         }
         let mut out = i.0.clone();
         out.extend(&t.0[1..]);
@@ -271,9 +262,7 @@ impl Graph {
     ) -> Result<NodeId, PrimError> {
         let (gs, is) = (self.shape(g).clone(), self.shape(ids).clone());
         if gs.rank() < is.rank() || gs.0[..is.rank()] != is.0[..] {
-            return err(format!(
-                "scatter_add of {gs} by ids {is}: leading axes differ"
-            ));
+            return err(format!("scatter_add of {gs} by ids {is}: leading axes differ"));
         }
         let mut out = vec![Dim::Fixed(rows)];
         out.extend(&gs.0[is.rank()..]);

@@ -246,12 +246,9 @@ fn vjp(g: &mut Graph, i: NodeId, gy: NodeId) -> Result<Vec<Option<NodeId>>, Prim
                 Some(unbroadcast(g, gb, &sb)?),
             ])
         }
-        Prim::Reduce { op, axes, keep } => Ok(vec![Some(reduce_vjp(
-            g,
-            (*op, axes, *keep),
-            (ins[0], i),
-            gy,
-        )?)]),
+        Prim::Reduce { op, axes, keep } => {
+            Ok(vec![Some(reduce_vjp(g, (*op, axes, *keep), (ins[0], i), gy)?)])
+        }
         Prim::Expand => {
             let s = shape_of(g, 0);
             Ok(vec![Some(unbroadcast(g, gy, &s)?)])

@@ -69,13 +69,9 @@ pub enum Reduce {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prim {
     /// A batched activation fed by the host or the surrounding network.
-    Input {
-        name: String,
-    },
+    Input { name: String },
     /// A learned tensor (no batch axis).
-    Param {
-        name: String,
-    },
+    Param { name: String },
     /// A scalar constant; broadcasting gives it any shape.
     Const(f64),
     Unary(Unary),
@@ -84,45 +80,25 @@ pub enum Prim {
     /// `where(cond, a, b)`: a where cond is non-zero, else b.
     Where,
     /// Reduction over full axes (sorted, distinct); `keep` leaves them as size 1.
-    Reduce {
-        op: Reduce,
-        axes: Vec<usize>,
-        keep: bool,
-    },
+    Reduce { op: Reduce, axes: Vec<usize>, keep: bool },
     /// Broadcast to a shape (NumPy's rule); the gradient of broadcasting.
     Expand,
     /// Product over the last two axes, the leading ones broadcast.
     Matmul,
     Reshape,
     /// Axis `i` of the output is axis `perm[i]` of the input.
-    Permute {
-        perm: Vec<usize>,
-    },
+    Permute { perm: Vec<usize> },
     /// Elements `start..end` along an axis.
-    Slice {
-        axis: usize,
-        start: usize,
-        end: usize,
-    },
+    Slice { axis: usize, start: usize, end: usize },
     /// Zeros added before and after along an axis (the gradient of a slice).
-    Pad {
-        axis: usize,
-        before: usize,
-        after: usize,
-    },
-    Concat {
-        axis: usize,
-    },
+    Pad { axis: usize, before: usize, after: usize },
+    Concat { axis: usize },
     /// `gather(table, ids)`: rows of `table` (axis 0) picked by integer ids.
     Gather,
     /// `scatter_add(g, ids)` into `rows` rows: the gradient of a gather.
-    ScatterAdd {
-        rows: usize,
-    },
+    ScatterAdd { rows: usize },
     /// A `[t, t]` constant: 1 on and below the diagonal, 0 above.
-    CausalMask {
-        t: usize,
-    },
+    CausalMask { t: usize },
 }
 
 impl Prim {

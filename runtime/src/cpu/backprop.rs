@@ -232,8 +232,8 @@ impl<'a, T: Real> Backprop<'a, T> {
         let name = &self.net.graph[n].name;
         let xs = super::prim_ins(self.net, n, &self.acts.values);
         // The forward pass ran this node's graph on the same values (ids checked there).
-        let grads =
-            super::prim::node::backward(op, name, &xs, dy).expect("the forward pass ran this node");
+        let grads = super::prim::node::backward(op, name, &xs, dy)
+            .expect("the forward pass ran this node");
         for (i, g) in ins.into_iter().zip(grads) {
             if let Some(g) = g.filter(|_| self.wanted(i)) {
                 self.add(i, g);
@@ -245,10 +245,7 @@ impl<'a, T: Real> Backprop<'a, T> {
         let (p, acts) = (self.p, self.acts);
         let (wname, bname) = self.param_names(n);
         let w = p.matrix(&wname);
-        let (xr, dyr) = (
-            super::by_rows(acts.get(x), w.ncols()),
-            super::by_rows(dy, w.nrows()),
-        );
+        let (xr, dyr) = (super::by_rows(acts.get(x), w.ncols()), super::by_rows(dy, w.nrows()));
         let g = dense::backward(&xr, w, &dyr, self.wanted(x));
         let per_example = acts.get(x).ncols();
         let g = dense::Grads {

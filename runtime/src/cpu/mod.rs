@@ -20,9 +20,9 @@ mod dropout;
 mod loss;
 mod lrn;
 pub(crate) mod matmul;
+pub mod prim;
 mod optim;
 mod pool;
-pub mod prim;
 mod softmax;
 mod sums;
 
@@ -36,8 +36,7 @@ use netc_compiler::ops::conv::ConvGeometry;
 use netc_compiler::ops::conv_transpose::TransposeGeometry;
 use netc_compiler::ops::prim::PrimOp;
 use netc_compiler::ops::{
-    add as add_ops, batchnorm as bn_ops, concat as concat_ops, pool as pool_ops, Init, Op,
-    ShapeError,
+    add as add_ops, batchnorm as bn_ops, concat as concat_ops, pool as pool_ops, Init, Op, ShapeError,
 };
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;

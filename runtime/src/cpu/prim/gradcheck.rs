@@ -64,12 +64,7 @@ fn loss(g: &Graph, y: NodeId, r: &[f64], feeds: &HashMap<NodeId, Vec<f64>>) -> f
 /// The worst relative difference over the leaves between the derived gradient of
 /// `sum(y * r)` (r random) and five-point central differences.
 fn worst(case: Case) -> f64 {
-    let Case {
-        mut g,
-        y,
-        feeds,
-        wrt,
-    } = case;
+    let Case { mut g, y, feeds, wrt } = case;
     let ys = g.shape(y).clone();
     let mut rng = Rng::new(7);
     let r: Vec<f64> = (0..ys.numel(BATCH)).map(|_| rng.normal()).collect();
@@ -93,17 +88,10 @@ fn worst(case: Case) -> f64 {
                 (8.0 * (at(H) - at(-H)) - (at(2.0 * H) - at(-2.0 * H))) / (12.0 * H)
             })
             .collect();
-        let diff: f64 = analytic
-            .iter()
-            .zip(&numeric)
-            .map(|(a, n)| (a - n).powi(2))
-            .sum();
+        let diff: f64 = analytic.iter().zip(&numeric).map(|(a, n)| (a - n).powi(2)).sum();
         let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
         let scale = norm(&analytic) + norm(&numeric);
-        assert!(
-            scale > 0.0,
-            "leaf {w} has a zero gradient; the check would be empty"
-        );
+        assert!(scale > 0.0, "leaf {w} has a zero gradient; the check would be empty");
         worst = worst.max(diff.sqrt() / scale);
     }
     worst
@@ -126,40 +114,19 @@ fn on_input(dims: &[usize], f: impl Fn(&mut Graph, NodeId) -> Result<NodeId, Pri
 fn every_unary_primitive() {
     use Unary::*;
     let all = [
-        Neg,
-        Exp,
-        Log,
-        Sqrt,
-        Rsqrt,
-        Tanh,
-        Erf,
-        Sigmoid,
-        Relu,
-        Abs,
-        Square,
-        Reciprocal,
-        Pow(3.0),
-        Pow(-1.5),
-        Pow(0.5),
+        Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Erf, Sigmoid, Relu, Abs, Square, Reciprocal,
+        Pow(3.0), Pow(-1.5), Pow(0.5),
     ];
     for u in all {
         let case = on_input(&[2, 5], |g, x| Ok(g.unary(u, x)));
         let needs_positive = matches!(u, Log | Sqrt | Rsqrt | Pow(-1.5) | Pow(0.5));
-        let case = if needs_positive {
-            case.positive(0)
-        } else {
-            case
-        };
+        let case = if needs_positive { case.positive(0) } else { case };
         check(&format!("{u:?}"), case);
     }
 }
 
 /// Two operands of the given shapes (a batched one when a shape starts with the batch).
-fn pair(
-    a: Shape,
-    b: Shape,
-    f: impl Fn(&mut Graph, NodeId, NodeId) -> Result<NodeId, PrimError>,
-) -> Case {
+fn pair(a: Shape, b: Shape, f: impl Fn(&mut Graph, NodeId, NodeId) -> Result<NodeId, PrimError>) -> Case {
     let mut g = Graph::default();
     let leaf = |g: &mut Graph, name: &str, s: Shape| match s.is_batched() {
         true => g.input_shaped(name, s).expect("one batch axis"),
@@ -199,14 +166,7 @@ fn every_binary_primitive_in_every_broadcast_direction() {
 
 #[test]
 fn where_and_comparisons_route_the_gradient() {
-    for c in [
-        Compare::Gt,
-        Compare::Ge,
-        Compare::Lt,
-        Compare::Le,
-        Compare::Eq,
-        Compare::Ne,
-    ] {
+    for c in [Compare::Gt, Compare::Ge, Compare::Lt, Compare::Le, Compare::Eq, Compare::Ne] {
         let case = pair(Shape::batched(&[3, 4]), Shape::fixed(&[4]), |g, x, z| {
             let m = g.compare(c, x, z)?;
             let s = g.binary(Binary::Mul, x, z)?;
@@ -285,10 +245,7 @@ fn gather_with_repeated_ids() {
     let ids = g.input("ids", &[5]);
     let e = g.gather(table, ids).expect("shapes agree");
     let y = g.unary(Unary::Tanh, e);
-    let fixed = HashMap::from([(
-        ids,
-        vec![0., 3., 3., 6., 0., 1., 1., 1., 2., 6., 5., 4., 3., 3., 3.],
-    )]);
+    let fixed = HashMap::from([(ids, vec![0., 3., 3., 6., 0., 1., 1., 1., 2., 6., 5., 4., 3., 3., 3.])]);
     check("gather", Case::new(g, y, fixed, 3));
 }
 

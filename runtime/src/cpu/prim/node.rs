@@ -19,11 +19,7 @@ pub struct In<'a, T> {
 }
 
 /// The node's graph: a leaf per input, then the node; `(graph, leaves, output)`.
-fn graph<T>(
-    op: &PrimOp,
-    name: &str,
-    ins: &[In<T>],
-) -> Result<(Graph, Vec<NodeId>, NodeId), String> {
+fn graph<T>(op: &PrimOp, name: &str, ins: &[In<T>]) -> Result<(Graph, Vec<NodeId>, NodeId), String> {
     let mut g = Graph::default();
     let mut leaves = vec![];
     for (i, x) in ins.iter().enumerate() {
@@ -71,11 +67,7 @@ pub fn forward<T: Real>(
     }
     let v = eval(&g, batch, &f, &[y]).map_err(|e| e.to_string())?;
     let batched = g.shape(y).is_batched();
-    Ok(rows(
-        v.into_iter().next().unwrap_or_default(),
-        batch,
-        batched,
-    ))
+    Ok(rows(v.into_iter().next().unwrap_or_default(), batch, batched))
 }
 
 /// Gradients at the node's inputs (None where an input takes none: ids, masks) for the
@@ -88,7 +80,9 @@ pub fn backward<T: Real>(
 ) -> Result<Vec<Option<Array2<T>>>, String> {
     let (mut g, leaves, y) = graph(op, name, ins)?;
     let batch = batch_of(ins);
-    let gy = g.input_shaped("dy", g.shape(y).clone()).map_err(|e| e.0)?;
+    let gy = g
+        .input_shaped("dy", g.shape(y).clone())
+        .map_err(|e| e.0)?;
     let grads = derive(&mut g, y, gy, &leaves).map_err(|e| e.0)?;
     let mut f = feeds(&leaves, ins);
     f.insert(gy, dy.iter().copied().collect());
@@ -99,6 +93,8 @@ pub fn backward<T: Real>(
     Ok(grads
         .iter()
         .zip(ins)
-        .map(|(gnode, x)| gnode.map(|_| rows(vals.next().unwrap_or_default(), batch, x.batched)))
+        .map(|(gnode, x)| {
+            gnode.map(|_| rows(vals.next().unwrap_or_default(), batch, x.batched))
+        })
         .collect())
 }

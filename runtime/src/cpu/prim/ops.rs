@@ -1,8 +1,6 @@
 //! Each primitive's reference computation, dispatched exhaustively.
 
-use super::layout::{
-    broadcast_strides, expand, offsets, permuted_strides, reduce_strides, strides,
-};
+use super::layout::{broadcast_strides, expand, offsets, permuted_strides, reduce_strides, strides};
 use super::EvalError;
 use crate::cpu::Real;
 use netc_compiler::prim::{Binary, Compare, Prim, Reduce, Unary};
@@ -59,10 +57,7 @@ pub fn compare<T: Real>(c: Compare, x: T, y: T) -> T {
 fn zip<T: Real>(a: &Arg<T>, b: &Arg<T>, out: &[usize], f: impl Fn(T, T) -> T) -> Vec<T> {
     let oa = offsets(out, &broadcast_strides(&a.1, out));
     let ob = offsets(out, &broadcast_strides(&b.1, out));
-    oa.iter()
-        .zip(&ob)
-        .map(|(&i, &j)| f(a.0[i], b.0[j]))
-        .collect()
+    oa.iter().zip(&ob).map(|(&i, &j)| f(a.0[i], b.0[j])).collect()
 }
 
 fn reduce<T: Real>(op: Reduce, x: &Arg<T>, axes: &[usize], out_len: usize) -> Vec<T> {
