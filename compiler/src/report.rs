@@ -304,6 +304,7 @@ pub fn training_memory(
             }
             crate::schedule::Optimizer::Sgd { .. } => "SGD".into(),
             crate::schedule::Optimizer::Adam { .. } => "Adam".into(),
+            crate::schedule::Optimizer::AdamW { .. } => "AdamW".into(),
         },
         memory: plan.program.memory(),
         unplanned: plan

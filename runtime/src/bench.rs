@@ -270,12 +270,13 @@ pub struct EpochTimes {
     pub loss: f64,
 }
 
-/// Times one epoch over `train` with the given optimizer and batch: shuffled batches gathered
+/// Times one epoch over `train` with the given optimizer (with its decay rule and clipping,
+/// as the training section gives them) and batch: shuffled batches gathered
 /// on the host, one step each, the loss read back once at the end (as `netc train` does
 /// between log intervals).
 pub fn epoch(
     net: &Network,
-    opt: Optimizer,
+    opt: impl Into<netc_compiler::schedule::UpdateRule>,
     lr: f64,
     batch: usize,
     train: &crate::data::Dataset,

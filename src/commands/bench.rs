@@ -276,7 +276,7 @@ fn bench_epoch(
     let run = |exec: Executor, label: &str| -> Result<(), Failure> {
         let t = netc_runtime::bench::epoch(
             net,
-            cfg.optimizer.kind,
+            cfg.update_rule(&cfg.optimizer),
             cfg.optimizer.lr,
             batch,
             &train,

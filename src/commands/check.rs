@@ -34,9 +34,18 @@ pub(crate) fn check(file: &str, format: CheckFormat, batch: Option<u64>) -> Resu
             .ok()
             .map(|c| crate::common::default_recipe_text(&model, &c)),
     };
+    // Which tensors the weight decay applies to (decay_min_rank, no_decay).
+    let decay = netc_compiler::train_config::read(&model)
+        .ok()
+        .flatten()
+        .map(|c| c.decay_table(&model))
+        .unwrap_or_default();
     match format {
         CheckFormat::Text => {
             print!("{}", report::check_text(&model));
+            if !decay.is_empty() {
+                print!("\n{}", netc_compiler::train_config::decay_text(&decay));
+            }
             if let Some(m) = &memory {
                 print!("\n{}", m.text());
             }
@@ -51,6 +60,21 @@ pub(crate) fn check(file: &str, format: CheckFormat, batch: Option<u64>) -> Resu
             }
             if let (Some(r), Some(o)) = (&recipe, v.as_object_mut()) {
                 o.insert("default_recipe".into(), r.as_str().into());
+            }
+            if let (false, Some(o)) = (decay.is_empty(), v.as_object_mut()) {
+                let rows: Vec<serde_json::Value> = decay
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "network": l.network,
+                            "tensor": l.tensor,
+                            "rank": l.rank,
+                            "decayed": l.decayed,
+                            "why": l.why,
+                        })
+                    })
+                    .collect();
+                o.insert("weight_decay".into(), rows.into());
             }
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }

@@ -1,9 +1,9 @@
 //! The classifier plan: a training step (run in micro-batches when the batch's activations
 //! exceed a storage binding) and an evaluation pass, with the tensors the host uses.
 
-use super::{numel, LowerError};
+use super::{numel, LowerError, UpdateRule};
 use crate::ir::Network;
-use crate::kernels::{Optimizer, Store};
+use crate::kernels::Store;
 use crate::ops::Op;
 use crate::program::{Builder, Kind, ParamSet, Program, TensorId};
 
@@ -28,13 +28,15 @@ pub struct ClassifierPlan {
 }
 
 impl Builder {
-    /// The classifier program of `net` at `batch` under `opt` (see [`ClassifierPlan`]).
+    /// The classifier program of `net` at `batch` under `rule` (an optimizer, or one with
+    /// its decay rule and clipping; see [`ClassifierPlan`]).
     pub fn classifier(
         mut self,
         net: &Network,
-        opt: Optimizer,
+        rule: impl Into<UpdateRule>,
         batch: u64,
     ) -> Result<ClassifierPlan, LowerError> {
+        let rule: UpdateRule = rule.into();
         let (_, logit) = net
             .output_and_logit()
             .ok_or_else(|| LowerError::Other(format!("network `{}` has no output", net.name)))?;
@@ -89,7 +91,7 @@ impl Builder {
             self.count_repeats(&micro, &parts, k, t0);
         }
         self.set_part(0, Store::Write);
-        self.update(&mut set, opt, "opt");
+        self.update(&mut set, &rule, "opt");
         let train = self.end_pass();
         // Evaluation adds its statistics on the device too: one read-back per test set, not
         // one per batch. Padding rows (all-zero targets) add nothing.

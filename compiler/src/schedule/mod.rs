@@ -16,6 +16,7 @@ mod forward;
 mod loss;
 mod params;
 mod update;
+mod update_rule;
 
 /// An optimizer and its settings (defined with the kernels that apply it).
 pub use crate::kernels::Optimizer;
@@ -25,6 +26,7 @@ pub use crate::program::{
 };
 pub use classifier::{ClassifierPlan, MicroBatches};
 pub use forward::Forward;
+pub use update_rule::{clip_factor, glob, DecayRule, UpdateRule};
 
 use crate::ir::{Network, Node};
 use crate::ops::Op;

@@ -4,7 +4,7 @@
 
 use super::args::resolve;
 use super::ranges::{self as rg};
-use super::{Noise, OptimizerConfig, Schedule};
+use super::{Noise, OptimizerConfig, Schedule, Warmup};
 use crate::ast::{Call, Value, ValueKind};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::schedule::Optimizer;
@@ -16,8 +16,9 @@ fn call(v: &Value) -> Option<&Call> {
     }
 }
 
-/// `adam(lr=5e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0)` or
-/// `sgd(lr=0.01, momentum=0.9, weight_decay=5e-4)`.
+/// `adam(lr=5e-4, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0)`,
+/// `adamw(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)` (torch.optim.AdamW's
+/// defaults) or `sgd(lr=0.01, momentum=0.9, weight_decay=5e-4)`.
 pub(super) fn optimizer(v: &Value, errors: &mut Vec<Diagnostic>) -> Option<OptimizerConfig> {
     let Some(c) = call(v) else {
         errors.push(
@@ -42,6 +43,21 @@ pub(super) fn optimizer(v: &Value, errors: &mut Vec<Diagnostic>) -> Option<Optim
             };
             (kind, a.get("lr", 1e-3, &rg::LR, errors))
         }
+        "adamw" => {
+            let a = resolve(
+                c,
+                &["lr", "beta1", "beta2", "eps", "weight_decay"],
+                1,
+                errors,
+            );
+            let kind = Optimizer::AdamW {
+                beta1: a.get("beta1", 0.9, &rg::BETA1, errors),
+                beta2: a.get("beta2", 0.999, &rg::BETA2, errors),
+                eps: a.get("eps", 1e-8, &rg::EPS, errors),
+                weight_decay: a.get("weight_decay", 0.01, &rg::WEIGHT_DECAY, errors),
+            };
+            (kind, a.get("lr", 1e-3, &rg::LR, errors))
+        }
         "sgd" => {
             let a = resolve(c, &["lr", "momentum", "weight_decay"], 1, errors);
             let kind = Optimizer::Sgd {
@@ -53,10 +69,10 @@ pub(super) fn optimizer(v: &Value, errors: &mut Vec<Diagnostic>) -> Option<Optim
         other => {
             let mut d =
                 Diagnostic::error(format!("unknown optimizer `{other}`")).at(v.span, "unknown");
-            if let Some(s) = did_you_mean(other, ["adam", "sgd"]) {
+            if let Some(s) = did_you_mean(other, ["adam", "adamw", "sgd"]) {
                 d = d.help(format!("did you mean `{s}`?"));
             } else {
-                d = d.help("the optimizers are adam and sgd");
+                d = d.help("the optimizers are adam, adamw and sgd");
             }
             errors.push(d);
             return None;
@@ -114,7 +130,8 @@ pub(super) fn noise(v: &Value, errors: &mut Vec<Diagnostic>) -> Noise {
     }
 }
 
-/// `constant`, `step(every, factor)`, `plateau(factor, patience)` or `inv(gamma, power)`.
+/// `constant`, `step(every, factor)`, `plateau(factor, patience)`, `inv(gamma, power)` or
+/// `warmup_cosine(warmup, min_lr)`.
 pub(super) fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
     if v.as_ident() == Some("constant") || v.as_ident() == Some("none") {
         return Schedule::Constant;
@@ -157,15 +174,36 @@ pub(super) fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
                 power: a.get("power", 0.75, &rg::INV_POWER, errors),
             }
         }
+        "warmup_cosine" => warmup_cosine(c, errors),
         other => {
             errors.push(
                 Diagnostic::error(format!("unknown schedule `{other}`"))
                     .at(v.span, "here")
-                    .help("use constant, step(every, factor), plateau(factor, patience) or inv(gamma, power)"),
+                    .help("use constant, step(every, factor), plateau(factor, patience), inv(gamma, power) or warmup_cosine(warmup, min_lr)"),
             );
             Schedule::Constant
         }
     }
+}
+
+/// `warmup_cosine(warmup=0.05, min_lr=0)`: `warmup` written as a fraction (`0.05`, with a
+/// point) is that share of all steps; written as an integer (`100`) it is a count of steps.
+fn warmup_cosine(c: &Call, errors: &mut Vec<Diagnostic>) -> Schedule {
+    let a = resolve(c, &["warmup", "min_lr"], 2, errors);
+    let min_lr = a.get("min_lr", 0.0, &rg::MIN_LR, errors);
+    // The argument as written: an integer literal counts steps.
+    let given = c
+        .args
+        .iter()
+        .find(|arg| arg.key.as_ref().is_none_or(|k| k.name == "warmup"))
+        .map(|arg| &arg.value);
+    let warmup = match given.map(|v| &v.kind) {
+        Some(ValueKind::Int(_)) => {
+            Warmup::Steps(a.get("warmup", 0.0, &rg::WARMUP_STEPS, errors) as u64)
+        }
+        _ => Warmup::Fraction(a.get("warmup", 0.05, &rg::WARMUP_FRACTION, errors)),
+    };
+    Schedule::WarmupCosine { warmup, min_lr }
 }
 
 /// A count of epochs read as a number: an error when it has a fraction (it used to be cut).

@@ -9,6 +9,7 @@
 mod args;
 mod calls;
 mod classes;
+mod decay;
 mod fit;
 mod images;
 mod ranges;
@@ -16,11 +17,12 @@ mod read;
 mod reader;
 mod recipe;
 
+pub use decay::{decay_text, DecayLine};
 pub use images::{BadImages, ChannelStat, ImageConfig};
 pub use read::{default_recipe, read};
 pub use recipe::recipe_lines;
 
-use crate::schedule::Optimizer;
+use crate::schedule::{DecayRule, Optimizer, UpdateRule};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
@@ -73,6 +75,38 @@ pub enum Schedule {
         gamma: f64,
         power: f64,
     },
+    /// Linear warm-up, then cosine decay to `min_lr` at the last step (nanoGPT's get_lr,
+    /// as a LambdaLR); see [`Schedule::step_lr`].
+    WarmupCosine {
+        warmup: Warmup,
+        min_lr: f64,
+    },
+}
+
+/// The warm-up of `warmup_cosine`: a share of all steps, or a count of steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Warmup {
+    Fraction(f64),
+    Steps(u64),
+}
+
+impl Warmup {
+    /// Warm-up steps out of `total`: a fraction rounds up (as Hugging Face's
+    /// `warmup_ratio`), so any warm-up asked for is at least one step; a product within 1e-9
+    /// of a whole number is that number (0.07 * 100 is 7.000000000000001 in binary).
+    pub fn steps(self, total: u64) -> u64 {
+        match self {
+            Warmup::Fraction(f) => {
+                let x = f * total as f64;
+                if (x - x.round()).abs() < 1e-9 {
+                    x.round() as u64
+                } else {
+                    x.ceil() as u64
+                }
+            }
+            Warmup::Steps(n) => n,
+        }
+    }
 }
 
 impl Schedule {
@@ -81,7 +115,50 @@ impl Schedule {
     pub fn step_factor(&self, t: u64) -> f64 {
         match *self {
             Schedule::Inv { gamma, power } => (1.0 + gamma * t as f64).powf(-power),
-            Schedule::Constant | Schedule::Step { .. } | Schedule::Plateau { .. } => 1.0,
+            Schedule::Constant
+            | Schedule::Step { .. }
+            | Schedule::Plateau { .. }
+            | Schedule::WarmupCosine { .. } => 1.0,
+        }
+    }
+
+    /// The learning rate of optimizer step `t` (0-based) of `total`, from the rate `lr` the
+    /// epoch-wise schedules leave. For `warmup_cosine` with W warm-up steps (T = total):
+    /// steps t < W take lr * (t + 1) / (W + 1) (nanoGPT's warm-up, which never takes a step
+    /// at 0); from step W, min_lr + (lr - min_lr) * (1 + cos(pi * r)) / 2 with
+    /// r = (t - W) / (T - 1 - W), so step W takes lr and the last step T - 1 takes min_lr
+    /// (r = 1 when no step is left after the warm-up, and beyond the last step).
+    pub fn step_lr(&self, lr: f64, t: u64, total: u64) -> f64 {
+        match *self {
+            Schedule::WarmupCosine { warmup, min_lr } => {
+                let w = warmup.steps(total);
+                if t < w {
+                    return lr * (t + 1) as f64 / (w + 1) as f64;
+                }
+                let span = total.saturating_sub(1).saturating_sub(w);
+                let r = if span == 0 {
+                    1.0
+                } else {
+                    ((t - w) as f64 / span as f64).min(1.0)
+                };
+                min_lr + (lr - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * r).cos())
+            }
+            Schedule::Constant
+            | Schedule::Step { .. }
+            | Schedule::Plateau { .. }
+            | Schedule::Inv { .. } => lr * self.step_factor(t),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The update rule of `opt` (the section's optimizer, or a GAN network's) under the
+    /// section's decay rule and clipping.
+    pub fn update_rule(&self, opt: &OptimizerConfig) -> UpdateRule {
+        UpdateRule {
+            opt: opt.kind,
+            decay: self.decay.clone(),
+            clip: self.clip_grad_norm,
         }
     }
 }
@@ -96,6 +173,10 @@ pub enum Length {
 pub struct TrainConfig {
     pub task: Task,
     pub optimizer: OptimizerConfig,
+    /// Which tensors get the optimizer's weight decay (`decay_min_rank`, `no_decay`).
+    pub decay: DecayRule,
+    /// `clip_grad_norm`: the gradients' largest global L2 norm.
+    pub clip_grad_norm: Option<f64>,
     pub schedule: Schedule,
     pub batch: u64,
     pub length: Length,
@@ -138,6 +219,115 @@ mod tests {
 
     fn range_of(file: &str, src: &str) -> Result<(f64, f64), String> {
         config_of(file, src).map(|c| c.range)
+    }
+
+    #[test]
+    fn warmup_cosine_gives_each_step_its_rate() {
+        use super::{Schedule, Warmup};
+        let s = Schedule::WarmupCosine {
+            warmup: Warmup::Steps(3),
+            min_lr: 0.1,
+        };
+        // 10 steps, 3 of warm-up: (t + 1) / 4, then the peak at step 3, cosine over the 6
+        // steps to the last (step 9) at min_lr.
+        let lrs: Vec<f64> = (0..10).map(|t| s.step_lr(1.0, t, 10)).collect();
+        let want = [0.25, 0.5, 0.75, 1.0];
+        for (t, w) in want.iter().enumerate() {
+            assert!((lrs[t] - w).abs() < 1e-15, "step {t}: {}", lrs[t]);
+        }
+        // r = 3/6 at step 6: 0.1 + 0.9 * (1 + cos(pi/2)) / 2 = 0.55.
+        assert!((lrs[6] - 0.55).abs() < 1e-15, "{}", lrs[6]);
+        // r = 1/6 at step 4: 0.1 + 0.9 * (1 + cos(pi/6)) / 2.
+        let r4 = 0.1 + 0.9 * (1.0 + (std::f64::consts::PI / 6.0).cos()) / 2.0;
+        assert!((lrs[4] - r4).abs() < 1e-15);
+        assert!((lrs[9] - 0.1).abs() < 1e-15 && (s.step_lr(1.0, 50, 10) - 0.1).abs() < 1e-15);
+        assert!(lrs.windows(2).skip(3).all(|w| w[1] < w[0]), "{lrs:?}");
+        // A fraction rounds up, exact products stay: 5% of 100 is 5, 7% is 7, of 30 is 3.
+        assert_eq!(Warmup::Fraction(0.05).steps(100), 5);
+        assert_eq!(Warmup::Fraction(0.07).steps(100), 7);
+        assert_eq!(Warmup::Fraction(0.05).steps(30), 2);
+        assert_eq!(Warmup::Fraction(0.0).steps(30), 0);
+        // No warm-up: the first step takes the peak rate.
+        let c = Schedule::WarmupCosine {
+            warmup: Warmup::Steps(0),
+            min_lr: 0.0,
+        };
+        assert_eq!(c.step_lr(2.0, 0, 5), 2.0);
+        assert!(c.step_lr(2.0, 4, 5).abs() < 1e-15);
+        // The other schedules keep their rates.
+        assert_eq!(Schedule::Constant.step_lr(0.3, 7, 10), 0.3);
+    }
+
+    #[test]
+    fn adamw_warmup_cosine_clipping_and_decay_settings() {
+        use super::{Schedule, Warmup};
+        use crate::schedule::Optimizer;
+        let net = "net m { input x: 4\n o = dense(2) }\n";
+        let cfg = config_of(
+            "m.net",
+            &format!("{net}train {{ optimizer = adamw(lr=1e-3, weight_decay=0.05)\n schedule = warmup_cosine(warmup=0.05, min_lr=1e-5)\n clip_grad_norm = 1.0\n decay_min_rank = 2\n no_decay = [\"*cls*\", \"*pos*\"] }}"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.optimizer.kind,
+            Optimizer::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.05
+            }
+        );
+        assert_eq!(
+            cfg.schedule,
+            Schedule::WarmupCosine {
+                warmup: Warmup::Fraction(0.05),
+                min_lr: 1e-5
+            }
+        );
+        assert_eq!(cfg.clip_grad_norm, Some(1.0));
+        assert_eq!(cfg.decay.min_rank, 2);
+        assert_eq!(cfg.decay.no_decay, vec!["*cls*", "*pos*"]);
+        // torch.optim.AdamW's default weight decay; an integer warm-up counts steps.
+        let cfg = config_of(
+            "m.net",
+            &format!("{net}train {{ optimizer = adamw\n schedule = warmup_cosine(100) }}"),
+        )
+        .unwrap();
+        assert_eq!(cfg.optimizer.kind.weight_decay(), 0.01);
+        assert_eq!(
+            cfg.schedule,
+            Schedule::WarmupCosine {
+                warmup: Warmup::Steps(100),
+                min_lr: 0.0
+            }
+        );
+        assert_eq!((cfg.clip_grad_norm, cfg.decay.min_rank), (None, 0));
+        for (bad, want) in [
+            ("optimizer = adamw(weight_decay=2)", "weight_decay must be"),
+            ("optimizer = adamw(beta1=1)", "beta1 must be"),
+            ("optimizer = adamW", "unknown optimizer"),
+            (
+                "schedule = warmup_cosine(warmup=1.5)",
+                "as a fraction of all steps",
+            ),
+            ("schedule = warmup_cosine(warmup=-3)", "as a count of steps"),
+            ("schedule = warmup_cosine(min_lr=-1)", "`min_lr` must be"),
+            (
+                "schedule = warmup_cosine(min_lr=1)",
+                "above the optimizer's lr",
+            ),
+            ("schedule = warmup_cosine(tail=1)", "has no setting `tail`"),
+            ("clip_grad_norm = 0", "`clip_grad_norm` must be"),
+            ("clip_grad_norm = 1e999", "`clip_grad_norm` must be"),
+            ("clip_grad_norm = max", "training setting `clip_grad_norm`"),
+            ("decay_min_rank = 1.5", "training setting `decay_min_rank`"),
+            ("decay_min_rank = 9", "`decay_min_rank` must be"),
+            ("no_decay = [bias]", "training setting `no_decay`"),
+            ("no_decay = [\"\"]", "training setting `no_decay`"),
+        ] {
+            let e = config_of("m.net", &format!("{net}train {{ {bad} }}")).expect_err(bad);
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

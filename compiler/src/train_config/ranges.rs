@@ -188,6 +188,36 @@ pub(super) const INV_POWER: Range = range(
     (10.0, CLOSED),
     "lr * (1 + gamma * t)^-power; Caffe's LeNet uses power 0.75, and beyond 10 the rate is 0 at once",
 );
+pub(super) const MIN_LR: Range = range(
+    "warmup_cosine's `min_lr`",
+    (0.0, CLOSED),
+    (f64::INFINITY, OPEN),
+    "the learning rate the cosine ends at (nanoGPT: lr / 10; 0 to end at zero)",
+);
+pub(super) const WARMUP_FRACTION: Range = range(
+    "warmup_cosine's `warmup` as a fraction of all steps",
+    (0.0, CLOSED),
+    (1.0, CLOSED),
+    "a share of the training's steps (0.05: the first 5%); write an integer for a count of steps",
+);
+pub(super) const WARMUP_STEPS: Range = range(
+    "warmup_cosine's `warmup` as a count of steps",
+    (0.0, CLOSED),
+    (1e12, CLOSED),
+    "a whole number of optimizer steps; write a fraction with a point (0.05) for a share of all steps",
+);
+pub(super) const CLIP_GRAD_NORM: Range = range(
+    "training setting `clip_grad_norm`",
+    (0.0, OPEN),
+    (1e6, CLOSED),
+    "the largest global L2 norm of the gradients (nanoGPT: 1.0); 0 would zero every step",
+);
+pub(super) const DECAY_MIN_RANK: Range = range(
+    "training setting `decay_min_rank`",
+    (0.0, CLOSED),
+    (5.0, CLOSED),
+    "tensors of lower rank get no weight decay (nanoGPT: 2, leaving biases and norms out); tensors have rank 5 at most",
+);
 /// GAN discriminator steps per generator step.
 pub(super) const GAN_K: Range = range(
     "`k`",

@@ -11,6 +11,7 @@ use super::{GanConfig, Length, Noise, OptimizerConfig, Schedule, Task, TrainConf
 use crate::ast::{Ident, Span, ValueKind};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::Model;
+use crate::schedule::DecayRule;
 use crate::schedule::Optimizer;
 
 /// Reads and checks the model's training section. `Ok(None)` when the model has none.
@@ -69,7 +70,9 @@ fn section(
             }
         }
     };
-    let schedule = schedule_setting(&mut r);
+    let schedule = schedule_setting(&mut r, &opt);
+    let decay = decay_rule(&mut r);
+    let clip_grad_norm = clip_grad_norm(&mut r);
     let batch = r.positive("batch", 128);
     let length = length(&mut r, &task);
     let default_checkpoint = if matches!(task, Task::Gan(_)) {
@@ -80,6 +83,8 @@ fn section(
     let cfg = TrainConfig {
         task,
         optimizer: opt,
+        decay,
+        clip_grad_norm,
         schedule,
         batch,
         length,
@@ -385,11 +390,73 @@ fn gan_k(r: &mut Reader) -> u64 {
     k
 }
 
-/// The learning-rate schedule (its arguments checked against their ranges by `schedule`).
-fn schedule_setting(r: &mut Reader) -> Schedule {
-    match r.get("schedule") {
-        Some(v) => schedule(v, &mut r.errors),
-        None => Schedule::Constant,
+/// The learning-rate schedule (its arguments checked against their ranges by `schedule`);
+/// warmup_cosine's `min_lr` may not exceed the optimizer's `lr`, which it decays to.
+fn schedule_setting(r: &mut Reader, opt: &OptimizerConfig) -> Schedule {
+    let Some(v) = r.get("schedule") else {
+        return Schedule::Constant;
+    };
+    let s = schedule(v, &mut r.errors);
+    if let Schedule::WarmupCosine { min_lr, .. } = s {
+        if min_lr > opt.lr {
+            r.errors.push(
+                Diagnostic::error(format!(
+                    "warmup_cosine's `min_lr` ({min_lr}) is above the optimizer's lr ({})",
+                    opt.lr
+                ))
+                .at(v.span, "here")
+                .help("the cosine decays from lr down to min_lr"),
+            );
+        }
+    }
+    s
+}
+
+/// `decay_min_rank = 2` and `no_decay = ["*pos*", ...]`: which tensors weight decay leaves
+/// out, by rank and by name (glob patterns on `layer.param` names).
+fn decay_rule(r: &mut Reader) -> DecayRule {
+    let mut rule = DecayRule::default();
+    if let Some(v) = r.get("decay_min_rank") {
+        match v.kind {
+            ValueKind::Int(i) => {
+                ranges::DECAY_MIN_RANK.check(i as f64, v.span, &mut r.errors);
+                rule.min_rank = i.clamp(0, 5) as usize;
+            }
+            _ => r.bad(
+                v,
+                "decay_min_rank",
+                "a whole number, e.g. 2 (biases and norms left out)",
+            ),
+        }
+    }
+    if let Some(v) = r.get("no_decay") {
+        let items: Vec<_> = match &v.kind {
+            ValueKind::List(items) => items.iter().collect(),
+            _ => vec![v],
+        };
+        for item in items {
+            match &item.kind {
+                ValueKind::Str(s) if !s.is_empty() => rule.no_decay.push(s.clone()),
+                _ => r.bad(
+                    item,
+                    "no_decay",
+                    "a list of quoted name patterns, e.g. [\"*.cls*\", \"*pos*\"]",
+                ),
+            }
+        }
+    }
+    rule
+}
+
+/// `clip_grad_norm = 1.0`: the gradients' largest global norm.
+fn clip_grad_norm(r: &mut Reader) -> Option<f64> {
+    let v = r.get("clip_grad_norm")?;
+    match v.as_f64() {
+        Some(x) => Some(ranges::CLIP_GRAD_NORM.check(x, v.span, &mut r.errors)),
+        None => {
+            r.bad(v, "clip_grad_norm", "a positive number, e.g. 1.0");
+            None
+        }
     }
 }
 

@@ -72,6 +72,19 @@ fn optimizer(kind: Optimizer, lr: f64) -> String {
                 num(eps)
             )
         }
+        Optimizer::AdamW {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => format!(
+            "adamw(lr={}, beta1={}, beta2={}, eps={}, weight_decay={})",
+            num(lr),
+            num(beta1),
+            num(beta2),
+            num(eps),
+            num(weight_decay)
+        ),
     }
 }
 

@@ -28,7 +28,7 @@ mod sums;
 
 pub use backprop::{backward, backward_opt};
 pub use loss::{bce_logits, softmax_xent, LossStats};
-pub use optim::{apply_update, OptState};
+pub use optim::{apply_rule, apply_update, clip_scale, OptState};
 
 use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;

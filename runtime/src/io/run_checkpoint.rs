@@ -56,7 +56,8 @@ pub const OPTIMIZER_GROUP: &str = "optimizer.";
 pub fn slots(opt: &netc_compiler::schedule::Optimizer) -> usize {
     match opt {
         netc_compiler::schedule::Optimizer::Sgd { .. } => 1,
-        netc_compiler::schedule::Optimizer::Adam { .. } => 2,
+        netc_compiler::schedule::Optimizer::Adam { .. }
+        | netc_compiler::schedule::Optimizer::AdamW { .. } => 2,
     }
 }
 

@@ -7,7 +7,7 @@ use super::{GanStats, Grads, RunError};
 use crate::cpu::{LossStats, OptState, Params};
 use crate::gpu::GpuProgram;
 use netc_compiler::ir::Network;
-use netc_compiler::schedule::Optimizer;
+use netc_compiler::schedule::UpdateRule;
 use petgraph::graph::NodeIndex;
 
 /// What a classifier backend reads of its session on each call.
@@ -17,7 +17,8 @@ pub(super) struct ClassifierSpec<'a> {
     pub batch: usize,
     pub features: usize,
     pub classes: usize,
-    pub opt: &'a Optimizer,
+    /// The optimizer with its decay rule and clipping.
+    pub rule: &'a UpdateRule,
 }
 
 /// What a GAN backend reads of its session on each call.
@@ -27,8 +28,8 @@ pub(super) struct GanSpec<'a> {
     pub batch: usize,
     pub noise: usize,
     pub data: usize,
-    pub opt_g: &'a Optimizer,
-    pub opt_d: &'a Optimizer,
+    pub rule_g: &'a UpdateRule,
+    pub rule_d: &'a UpdateRule,
     pub loss: super::GeneratorLoss,
     pub d_logit: NodeIndex,
     pub g_out: NodeIndex,

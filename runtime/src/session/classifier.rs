@@ -7,7 +7,7 @@ use super::{features, logit_node, step_seed, Executor, RunError};
 use crate::cpu::{LossStats, OptState, Params};
 use crate::gpu::GpuProgram;
 use netc_compiler::ir::Network;
-use netc_compiler::schedule::Optimizer;
+use netc_compiler::schedule::{Optimizer, UpdateRule};
 use petgraph::graph::NodeIndex;
 
 /// A classifier trained with softmax cross-entropy on its logits.
@@ -17,6 +17,8 @@ pub struct Classifier {
     pub classes: usize,
     pub features: usize,
     pub opt: Optimizer,
+    /// `opt` with its decay rule and gradient clipping.
+    pub rule: UpdateRule,
     pub seed: u64,
     /// Optimizer steps taken.
     pub step: u64,
@@ -31,11 +33,12 @@ impl Classifier {
     pub fn new(
         net: &Network,
         params: Params<f32>,
-        opt: Optimizer,
+        opt: impl Into<UpdateRule>,
         batch: usize,
         seed: u64,
         exec: Executor,
     ) -> Result<Classifier, RunError> {
+        let rule: UpdateRule = opt.into();
         let logit = logit_node(net)?;
         let classes = features(net, logit);
         let input = *net
@@ -44,15 +47,16 @@ impl Classifier {
             .ok_or_else(|| RunError::Config("network has no input".into()))?;
         let feats = features(net, input);
         let exec: Box<dyn ClassifierBackend> = match exec {
-            Executor::Cpu => Box::new(ClassifierCpu::new(net, params, &opt, feats)?),
-            Executor::Gpu(gpu) => Box::new(ClassifierGpu::new(*gpu, net, params, opt, batch)?),
+            Executor::Cpu => Box::new(ClassifierCpu::new(net, params, &rule.opt, feats)?),
+            Executor::Gpu(gpu) => Box::new(ClassifierGpu::new(*gpu, net, params, &rule, batch)?),
         };
         Ok(Classifier {
             net: net.clone(),
             batch,
             classes,
             features: feats,
-            opt,
+            opt: rule.opt,
+            rule,
             seed,
             step: 0,
             nonfinite_at: None,
@@ -69,7 +73,7 @@ impl Classifier {
             batch: self.batch,
             features: self.features,
             classes: self.classes,
-            opt: &self.opt,
+            rule: &self.rule,
         };
         (spec, self.exec.as_mut())
     }

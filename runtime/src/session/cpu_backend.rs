@@ -90,7 +90,7 @@ impl ClassifierBackend for ClassifierCpu {
         step.watch(st.loss);
         self.stats.add(st);
         let (grads, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
-        cpu::apply_update(&mut self.params, &grads, &mut self.state, s.opt, step.lr);
+        cpu::apply_rule(&mut self.params, &grads, &mut self.state, s.rule, step.lr);
         self.params.apply_state(&acts);
         watch_params(&self.params, &mut self.bad_at, step.mark);
         self.last_grads = grads;
@@ -232,7 +232,7 @@ impl GanBackend for GanCpu {
             let (g, _) = cpu::backward_opt(s.d_net, &self.d, &da, s.d_logit, dz, false);
             add_grads(&mut grads, g);
         }
-        cpu::apply_update(&mut self.d, &grads, &mut self.d_state, s.opt_d, step.lr);
+        cpu::apply_rule(&mut self.d, &grads, &mut self.d_state, s.rule_d, step.lr);
         watch_params(&self.d, &mut self.bad_at, step.mark);
         self.last_d_grads = grads;
         Ok(())
@@ -260,7 +260,7 @@ impl GanBackend for GanCpu {
         d_frozen.trainable.iter_mut().for_each(|t| *t = false);
         let (_, dx) = cpu::backward(s.d_net, &d_frozen, &da, s.d_logit, dz);
         let (grads, _) = cpu::backward_opt(s.g_net, &self.g, &ga, s.g_out, dx, false);
-        cpu::apply_update(&mut self.g, &grads, &mut self.g_state, s.opt_g, step.lr);
+        cpu::apply_rule(&mut self.g, &grads, &mut self.g_state, s.rule_g, step.lr);
         watch_params(&self.g, &mut self.bad_at, step.mark);
         self.last_g_grads = grads;
         Ok(())

@@ -8,7 +8,7 @@ use super::{features, logit_node, step_seed, Executor, Grads, RunError};
 use crate::cpu::{LossStats, OptState, Params};
 use crate::gpu::GpuProgram;
 use netc_compiler::ir::Network;
-use netc_compiler::schedule::Optimizer;
+use netc_compiler::schedule::{Optimizer, UpdateRule};
 use petgraph::graph::NodeIndex;
 
 /// The generator's loss.
@@ -30,6 +30,9 @@ pub struct Gan {
     pub data: usize,
     pub opt_g: Optimizer,
     pub opt_d: Optimizer,
+    /// The optimizers with their decay rule and gradient clipping.
+    pub rule_g: UpdateRule,
+    pub rule_d: UpdateRule,
     pub loss: GeneratorLoss,
     pub seed: u64,
     pub step_g: u64,
@@ -56,8 +59,8 @@ impl Gan {
         d_net: &Network,
         g: Params<f32>,
         d: Params<f32>,
-        opt_g: Optimizer,
-        opt_d: Optimizer,
+        opt_g: impl Into<UpdateRule>,
+        opt_d: impl Into<UpdateRule>,
         loss: GeneratorLoss,
         batch: usize,
         seed: u64,
@@ -69,6 +72,7 @@ impl Gan {
             .map(|o| o.1)
             .ok_or_else(|| RunError::Config("generator has no output".into()))?;
         let d_logit = logit_node(d_net)?;
+        let (rule_g, rule_d): (UpdateRule, UpdateRule) = (opt_g.into(), opt_d.into());
         let noise = features(g_net, g_net.inputs[0]);
         let data = features(g_net, g_out);
         if features(d_net, d_net.inputs[0]) != data {
@@ -88,14 +92,14 @@ impl Gan {
             batch,
             noise,
             data,
-            opt_g: &opt_g,
-            opt_d: &opt_d,
+            rule_g: &rule_g,
+            rule_d: &rule_d,
             loss,
             d_logit,
             g_out,
         };
         let exec: Box<dyn GanBackend> = match exec {
-            Executor::Cpu => Box::new(GanCpu::new(g, d, &opt_g, &opt_d)),
+            Executor::Cpu => Box::new(GanCpu::new(g, d, &rule_g.opt, &rule_d.opt)),
             Executor::Gpu(gpu) => Box::new(GanGpu::new(*gpu, &spec, g, d)?),
         };
         Ok(Gan {
@@ -104,8 +108,10 @@ impl Gan {
             batch,
             noise,
             data,
-            opt_g,
-            opt_d,
+            opt_g: rule_g.opt,
+            opt_d: rule_d.opt,
+            rule_g,
+            rule_d,
             loss,
             seed,
             step_g: 0,
@@ -125,8 +131,8 @@ impl Gan {
             batch: self.batch,
             noise: self.noise,
             data: self.data,
-            opt_g: &self.opt_g,
-            opt_d: &self.opt_d,
+            rule_g: &self.rule_g,
+            rule_d: &self.rule_d,
             loss: self.loss,
             d_logit: self.d_logit,
             g_out: self.g_out,

@@ -7,7 +7,7 @@ use super::{hyper, Grads, RunError};
 use crate::cpu::{LossStats, OptState, Params};
 use crate::gpu::{Gpu, GpuProgram};
 use netc_compiler::ir::Network;
-use netc_compiler::schedule::{ClassifierPlan, Optimizer, ParamSet, TensorId};
+use netc_compiler::schedule::{ClassifierPlan, ParamSet, TensorId, UpdateRule};
 
 pub(super) struct ClassifierGpu {
     prog: GpuProgram,
@@ -32,10 +32,10 @@ impl ClassifierGpu {
         gpu: Gpu,
         net: &Network,
         params: Params<f32>,
-        opt: Optimizer,
+        rule: &UpdateRule,
         batch: usize,
     ) -> Result<ClassifierGpu, RunError> {
-        let plan = gpu.builder().classifier(net, opt, batch as u64)?;
+        let plan = gpu.builder().classifier(net, rule.clone(), batch as u64)?;
         let ClassifierPlan {
             program,
             set,
@@ -92,7 +92,7 @@ impl ClassifierBackend for ClassifierGpu {
         self.prog.write(self.x, x);
         self.prog.write(self.y, onehot);
         self.prog
-            .write(self.hyper, &hyper(s.opt, step.lr, step.t, step.mark));
+            .write(self.hyper, &hyper(&s.rule.opt, step.lr, step.t, step.mark));
         if let Some(r) = self.rng {
             self.prog.write_u32(r, &[step.seed]);
         }

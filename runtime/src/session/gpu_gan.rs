@@ -97,7 +97,7 @@ fn d_pass(
     }
     pb.set_part(0, Store::Write);
     pb.keep(d_logits);
-    pb.update(d_set, *s.opt_d, "d");
+    pb.update(d_set, s.rule_d, "d");
     Ok((pb.end_pass(), d_logits, g_frozen))
 }
 
@@ -123,7 +123,7 @@ fn g_pass(
         .backward(s.d_net, &d_frozen, &df, df.logit_node, dz, true)
         .ok_or_else(|| RunError::Config("no gradient reaches the generator".into()))?;
     pb.backward(s.g_net, g_set, &gf, gf.output_node, dg, false);
-    pb.update(g_set, *s.opt_g, "g");
+    pb.update(g_set, s.rule_g, "g");
     Ok(pb.end_pass())
 }
 
@@ -205,8 +205,10 @@ impl GanBackend for GanGpu {
     fn d_step(&mut self, s: &GanSpec, real: &[f32], z: &[f32], step: Step) -> Result<(), RunError> {
         self.prog.write(self.x, real);
         self.prog.write(self.z_d, z);
-        self.prog
-            .write(self.hyper_d, &hyper(s.opt_d, step.lr, step.t, step.mark));
+        self.prog.write(
+            self.hyper_d,
+            &hyper(&s.rule_d.opt, step.lr, step.t, step.mark),
+        );
         self.prog.write_u32(self.rng, &[step.seed]);
         self.prog.run(self.d_pass);
         Ok(())
@@ -214,8 +216,10 @@ impl GanBackend for GanGpu {
 
     fn g_step(&mut self, s: &GanSpec, z: &[f32], step: Step) -> Result<(), RunError> {
         self.prog.write(self.z_g, z);
-        self.prog
-            .write(self.hyper_g, &hyper(s.opt_g, step.lr, step.t, step.mark));
+        self.prog.write(
+            self.hyper_g,
+            &hyper(&s.rule_g.opt, step.lr, step.t, step.mark),
+        );
         self.prog.write_u32(self.rng, &[step.seed]);
         self.prog.run(self.g_pass);
         Ok(())

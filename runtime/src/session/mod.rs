@@ -55,7 +55,7 @@ pub fn step_seed(seed: u64, step: u64) -> u32 {
 /// to 2^24 steps).
 fn hyper(opt: &Optimizer, lr: f64, t: u64, mark: u64) -> [f32; 4] {
     match opt {
-        Optimizer::Adam { beta1, beta2, .. } => [
+        Optimizer::Adam { beta1, beta2, .. } | Optimizer::AdamW { beta1, beta2, .. } => [
             lr as f32,
             (1.0 / (1.0 - beta1.powi(t as i32))) as f32,
             (1.0 / (1.0 - beta2.powi(t as i32))) as f32,

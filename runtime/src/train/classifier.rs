@@ -118,7 +118,14 @@ pub(super) fn classifier(
     if let Some(w) = &start_weights(opts)? {
         init = load_weights_for_transfer(w, net, &init)?;
     }
-    let s = Classifier::new(net, init.clone(), cfg.optimizer.kind, batch, cfg.seed, exec)?;
+    let s = Classifier::new(
+        net,
+        init.clone(),
+        cfg.update_rule(&cfg.optimizer),
+        batch,
+        cfg.seed,
+        exec,
+    )?;
     let mut task = ClassifierTask {
         model,
         net,
@@ -359,7 +366,7 @@ impl<'a> ClassifierTask<'a> {
                 100.0 * tr_acc,
                 figure(tl),
                 100.0 * t1,
-                rate(self.lr * self.cfg.schedule.step_factor(s.step)),
+                rate(self.cfg.schedule.step_lr(self.lr, s.step, self.total_steps)),
                 own,
                 all
             ))
@@ -372,7 +379,10 @@ impl<'a> ClassifierTask<'a> {
     /// The plateau schedule watches the test loss, so it counts evaluations.
     fn plateau(&mut self, tl: f64) {
         match self.cfg.schedule {
-            Schedule::Constant | Schedule::Step { .. } | Schedule::Inv { .. } => {}
+            Schedule::Constant
+            | Schedule::Step { .. }
+            | Schedule::Inv { .. }
+            | Schedule::WarmupCosine { .. } => {}
             Schedule::Plateau { factor, patience } => {
                 if tl < self.best {
                     self.best = tl;
@@ -433,8 +443,11 @@ impl Task for ClassifierTask<'_> {
                 return Ok(false);
             }
         };
-        // A per-step schedule (Caffe's inv) scales the learning rate at every step.
-        self.step_lr = self.lr * self.cfg.schedule.step_factor(self.s.step);
+        // A per-step schedule (Caffe's inv, warmup_cosine) sets the learning rate of every step.
+        self.step_lr = self
+            .cfg
+            .schedule
+            .step_lr(self.lr, self.s.step, self.total_steps);
         let classes = self.s.classes;
         self.s
             .train_step(&got.images, &onehot(&got.labels, classes), self.step_lr)?;
