@@ -3,15 +3,16 @@
 family, data, batch and optimizer, timed per epoch on the CPU, to set beside
 `netc train models/vit.net --device cpu` (README, "Vision Transformer").
 
-    python3 benches/vit_twin.py --data-dir /usr/share/datasets/fashion-mnist --epochs 5
+    python3 benches/vit_twin.py --data-dir /usr/share/datasets/fashion-mnist --epochs 5 \
+        --weight-decay 0.05 --warmup 0.05
 
 The network: 7x7 patches embedded by Conv2d(1, 64, 7, stride 7), a learned class token and 17
 learned positions (normal(0, 0.02)), four pre-LN blocks (LayerNorm, nn.MultiheadAttention with
 4 heads, LayerNorm, Linear 64->128, exact GELU, Linear 128->64), a final LayerNorm and a Linear
 64->10 on the class token. Linear and conv weights are Glorot-uniform with zero biases, as
 netc's defaults (nn.MultiheadAttention's in_proj is Glorot-uniform already). Pixels are scaled
-to [0, 1] as netc's IDX reader does. The optimizer is the training section's (Adam 1e-3 here;
-AdamW with weight decay and warm-up cosine once models/vit.net uses them).
+to [0, 1] as netc's IDX reader does. The optimizer is the training section's (Adam 1e-3 by default;
+here `--weight-decay 0.05 --warmup 0.05` for models/vit.net's AdamW and warm-up cosine).
 """
 import argparse
 import gzip
@@ -106,15 +107,17 @@ def main():
     else:
         opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     total = a.epochs * (len(xtr) // a.batch)
-    warm = round(a.warmup * total)
+    warm = math.ceil(a.warmup * total - 1e-9)
 
-    def factor(step):
-        # Step `step` (0-based) trains at lr * factor: linear warm-up to 1, then cosine to 0.
+    def factor(t):
+        # netc's warmup_cosine (nanoGPT's get_lr over lr): step t < W (0-based) trains at
+        # (t + 1) / (W + 1), step W at 1, then cosine to 0 at the last step.
         if a.warmup <= 0:
             return 1.0
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        if t < warm:
+            return (t + 1) / (warm + 1)
+        return 0.5 * (1 + math.cos(math.pi * (t - warm) / max(1, total - 1 - warm)))
+
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     for epoch in range(a.epochs):
         model.train()
