@@ -9,21 +9,9 @@ use netc_compiler::train_config::read;
 use netc_runtime::cpu::{self, OptState, Params};
 use serde_json::Value;
 
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
-}
-
-/// ||a - b|| / ||b||.
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
-    let den: f64 = b.iter().map(|y| y * y).sum();
-    num.sqrt() / den.sqrt().max(1e-300)
-}
+#[path = "support/golden.rs"]
+mod golden;
+use golden::{floats, rel};
 
 #[test]
 fn adamw_warmup_cosine_and_clipping_match_pytorch() {
