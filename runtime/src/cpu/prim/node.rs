@@ -4,7 +4,7 @@
 
 use super::eval;
 use crate::cpu::Real;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use netc_compiler::ops::prim::{lower, shape_of, PrimOp};
 use netc_compiler::prim::grad::backward as derive;
 use netc_compiler::prim::{Graph, NodeId};
@@ -56,10 +56,11 @@ fn parts(batch: usize, batched: bool) -> Vec<(usize, usize)> {
 }
 
 /// Rows `r0..r1` of a value laid out [batch, rest], or all of it without the batch.
-fn rows_of<T>(v: &Array2<T>, batched: bool, (r0, r1): (usize, usize)) -> &[T] {
-    let s = v.as_slice().expect("standard layout");
+fn rows_of<T>(v: ArrayView2<'_, T>, batched: bool, (r0, r1): (usize, usize)) -> &[T] {
+    let w = v.ncols();
+    let s = v.to_slice().expect("standard layout");
     match batched {
-        true => &s[r0 * v.ncols()..r1 * v.ncols()],
+        true => &s[r0 * w..r1 * w],
         false => s,
     }
 }
@@ -74,7 +75,7 @@ fn feeds<'a, T: Real>(
     leaves
         .iter()
         .zip(ins)
-        .map(|(&l, x)| (l, rows_of(x.value, x.batched, r)))
+        .map(|(&l, x)| (l, rows_of(x.value.view(), x.batched, r)))
         .collect()
 }
 
@@ -135,14 +136,15 @@ pub fn backward<T: Real>(
     let batch = batch_of(ins);
     let gy = g.input_shaped("dy", g.shape(y).clone()).map_err(|e| e.0)?;
     let grads = derive(&mut g, y, gy, &leaves).map_err(|e| e.0)?;
-    let dy = dy.as_standard_layout().to_owned();
+    // A view when `dy` is in standard layout (as the executor makes it), else one copy.
+    let dy = dy.as_standard_layout();
     let batched = g.shape(y).is_batched();
     let want: Vec<NodeId> = grads.iter().flatten().copied().collect();
     let done: Result<Vec<Vec<Vec<T>>>, String> = parts(batch, batched)
         .into_par_iter()
         .map(|r| {
             let mut f = feeds(&leaves, ins, r);
-            f.insert(gy, rows_of(&dy, batched, r));
+            f.insert(gy, rows_of(dy.view(), batched, r));
             eval(&g, r.1 - r.0, &f, &want).map_err(|e| e.to_string())
         })
         .collect();
