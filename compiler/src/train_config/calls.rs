@@ -28,33 +28,35 @@ pub(super) fn optimizer(v: &Value, errors: &mut Vec<Diagnostic>) -> Option<Optim
         return None;
     };
     let (kind, lr) = match c.name.name.as_str() {
-        "adam" => {
+        name @ ("adam" | "adamw") => {
             let a = resolve(
                 c,
                 &["lr", "beta1", "beta2", "eps", "weight_decay"],
                 1,
                 errors,
             );
-            let kind = Optimizer::Adam {
-                beta1: a.get("beta1", 0.9, &rg::BETA1, errors),
-                beta2: a.get("beta2", 0.999, &rg::BETA2, errors),
-                eps: a.get("eps", 1e-8, &rg::EPS, errors),
-                weight_decay: a.get("weight_decay", 0.0, &rg::WEIGHT_DECAY, errors),
-            };
-            (kind, a.get("lr", 1e-3, &rg::LR, errors))
-        }
-        "adamw" => {
-            let a = resolve(
-                c,
-                &["lr", "beta1", "beta2", "eps", "weight_decay"],
-                1,
-                errors,
+            let (beta1, beta2, eps) = (
+                a.get("beta1", 0.9, &rg::BETA1, errors),
+                a.get("beta2", 0.999, &rg::BETA2, errors),
+                a.get("eps", 1e-8, &rg::EPS, errors),
             );
-            let kind = Optimizer::AdamW {
-                beta1: a.get("beta1", 0.9, &rg::BETA1, errors),
-                beta2: a.get("beta2", 0.999, &rg::BETA2, errors),
-                eps: a.get("eps", 1e-8, &rg::EPS, errors),
-                weight_decay: a.get("weight_decay", 0.01, &rg::WEIGHT_DECAY, errors),
+            // torch.optim's defaults: Adam without decay, AdamW with 0.01 (decoupled).
+            let kind = if name == "adam" {
+                let weight_decay = a.get("weight_decay", 0.0, &rg::WEIGHT_DECAY, errors);
+                Optimizer::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                }
+            } else {
+                let weight_decay = a.get("weight_decay", 0.01, &rg::WEIGHT_DECAY, errors);
+                Optimizer::AdamW {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                }
             };
             (kind, a.get("lr", 1e-3, &rg::LR, errors))
         }
