@@ -4,9 +4,12 @@
 
 use crate::ast::{shape_str, ShapeLit, Span, Value};
 use crate::ops::{Init, Op};
+use crate::prim::PrimError;
+use crate::region::Regions;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 use std::fmt::Write;
+use std::sync::OnceLock;
 
 /// Per-node figures. Counts are u64; overflow is a compile error, never a wrap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +68,9 @@ pub struct Network {
     pub outputs: Vec<(String, NodeIndex)>,
     /// Topological order, filled by shape inference.
     pub order: Vec<NodeIndex>,
+    /// The fused regions of its primitives, built at first use (a network is not changed
+    /// after shape inference).
+    pub fused: OnceLock<Result<Regions, PrimError>>,
 }
 
 impl Network {
@@ -92,6 +98,14 @@ impl Network {
             out
         };
         Some((out, logit))
+    }
+
+    /// The fused regions of the network's primitives (an error only for a network whose
+    /// primitives do not lower, which shape inference rules out).
+    pub fn regions(&self) -> Result<&Regions, &PrimError> {
+        self.fused
+            .get_or_init(|| crate::region::regions(self))
+            .as_ref()
     }
 
     pub fn node(&self, n: NodeIndex) -> &Node {

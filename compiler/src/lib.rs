@@ -15,6 +15,7 @@ pub mod parse_dsl;
 pub mod parse_yaml;
 pub mod prim;
 pub mod program;
+pub mod region;
 pub mod report;
 pub mod schedule;
 pub mod shape;

@@ -219,6 +219,7 @@ fn lower_net(
         inputs,
         outputs,
         order: vec![],
+        fused: Default::default(),
     };
     // Even after name or argument errors, infer what can be, to report independent shape errors.
     infer_shapes(&mut network, errors, broken);

@@ -414,7 +414,7 @@ pub fn infer(
 
 /// The primitive a node runs as: a primitive's own, an `add` that broadcasts, a `concat` that
 /// repeats a parameter over the batch; None for a layer.
-fn as_primitive(op: &Op, inputs: &[(Vec<u64>, bool)]) -> Option<prim::PrimOp> {
+pub fn as_primitive(op: &Op, inputs: &[(Vec<u64>, bool)]) -> Option<prim::PrimOp> {
     if let Op::Prim(p) = op {
         Some(p.clone())
     } else if matches!(op, Op::Add) && !add::is_layer(inputs) {

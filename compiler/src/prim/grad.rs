@@ -16,13 +16,29 @@ pub fn backward(
     gy: NodeId,
     wrt: &[NodeId],
 ) -> Result<Vec<Option<NodeId>>, PrimError> {
-    let mut depends = vec![false; y + 1];
-    for i in 0..=y {
+    backward_seeds(g, &[(y, gy)], wrt)
+}
+
+/// [`backward`] of several outputs at once: the gradient of `sum_k sum(y_k * gy_k)` (a fused
+/// region's outputs, each with the gradient its readers sent back).
+pub fn backward_seeds(
+    g: &mut Graph,
+    seeds: &[(NodeId, NodeId)],
+    wrt: &[NodeId],
+) -> Result<Vec<Option<NodeId>>, PrimError> {
+    let last = seeds.iter().map(|s| s.0).max().unwrap_or(0);
+    let mut depends = vec![false; last + 1];
+    for i in 0..=last {
         depends[i] = wrt.contains(&i) || g.nodes[i].inputs.iter().any(|&a| depends[a]);
     }
-    let mut grads: Vec<Option<NodeId>> = vec![None; y + 1];
-    grads[y] = Some(gy);
-    for i in (0..=y).rev() {
+    let mut grads: Vec<Option<NodeId>> = vec![None; last + 1];
+    for &(y, gy) in seeds {
+        grads[y] = Some(match grads[y] {
+            None => gy,
+            Some(acc) => g.binary(Binary::Add, acc, gy)?,
+        });
+    }
+    for i in (0..=last).rev() {
         let Some(gi) = grads[i] else { continue };
         if !depends[i] || g.nodes[i].inputs.is_empty() {
             continue;
@@ -39,7 +55,10 @@ pub fn backward(
             });
         }
     }
-    Ok(wrt.iter().map(|&w| grads[w]).collect())
+    Ok(wrt
+        .iter()
+        .map(|&w| grads.get(w).copied().flatten())
+        .collect())
 }
 
 /// Sums a broadcast gradient back to the shape of the operand it came from.

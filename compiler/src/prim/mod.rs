@@ -9,6 +9,7 @@
 //! a user's per-example axis (batch excluded, negative from the end) with [`Shape::axis`].
 
 mod build;
+pub mod fuse;
 pub mod grad;
 mod shape;
 

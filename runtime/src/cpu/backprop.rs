@@ -12,7 +12,7 @@ use netc_compiler::ir::Network;
 use netc_compiler::ops::conv::ConvGeometry;
 use netc_compiler::ops::conv_transpose::TransposeGeometry;
 use netc_compiler::ops::prim::PrimOp;
-use netc_compiler::ops::{add as add_ops, concat as concat_ops, pool as pool_ops, Op};
+use netc_compiler::ops::{pool as pool_ops, Op};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -78,9 +78,18 @@ pub fn backward_opt<T: Real>(
     };
     bp.grads.insert(from, dy);
     let start = net.order.iter().position(|&n| n == from).unwrap_or(0);
+    let regions = net.regions().expect("the forward pass built the regions");
+    let mut done = vec![false; regions.list.len()];
     for &n in net.order[..=start].iter().rev() {
         if n == input {
             // Its gradient is the result: leave it in the map.
+            continue;
+        }
+        if let Some(&r) = regions.of.get(&n) {
+            // Met first at its latest node: every gradient reaching its outputs has arrived.
+            if !std::mem::replace(&mut done[r], true) {
+                bp.region(&regions.list[r]);
+            }
             continue;
         }
         let Some(dy) = bp.grads.remove(&n) else {
@@ -185,16 +194,15 @@ impl<'a, T: Real> Backprop<'a, T> {
                     self.add(i, dy.clone());
                 }
             }
-            Op::Add => self.prim(n, &add_ops::BROADCAST, &dy),
             Op::Prim(PrimOp::Param { .. }) => {
                 if let Some(i) = self.p.index(&node.name) {
                     self.pgrads[i] = Some(dy.iter().copied().collect());
                 }
             }
-            Op::Prim(op) => self.prim(n, op, &dy),
-            Op::Concat { axis } if super::broadcasts(net, n) => {
-                self.prim(n, &concat_ops::repeated(*axis), &dy)
-            }
+            // Regions take every other primitive (and a broadcasting `add` or `concat`)
+            // before the walk reaches its nodes one by one.
+            Op::Add | Op::Prim(_) => {}
+            Op::Concat { .. } if super::broadcasts(net, n) => {}
             Op::Concat { axis } => {
                 let shapes: Vec<_> = ins.iter().map(|i| net.graph[*i].shape.clone()).collect();
                 for (i, dx) in ins.iter().zip(concat::backward(&dy, &shapes, *axis)) {
@@ -226,15 +234,22 @@ impl<'a, T: Real> Backprop<'a, T> {
         (format!("{name}.weight"), format!("{name}.bias"))
     }
 
-    /// A primitive's derived backward: gradients at the inputs that take one.
-    fn prim(&mut self, n: NodeIndex, op: &PrimOp, dy: &Array2<T>) {
-        let ins = self.net.inputs_of(n);
-        let name = &self.net.graph[n].name;
-        let xs = super::prim_ins(self.net, n, &self.acts.values);
-        // The forward pass ran this node's graph on the same values (ids checked there).
-        let grads =
-            super::prim::node::backward(op, name, &xs, dy).expect("the forward pass ran this node");
-        for (i, g) in ins.into_iter().zip(grads) {
+    /// A fused region's derived backward: gradients at the inputs that take one, from the
+    /// gradients that reached its outputs.
+    fn region(&mut self, region: &netc_compiler::region::Region) {
+        let dys: Vec<Option<Array2<T>>> = region
+            .outputs
+            .iter()
+            .map(|&(o, _)| self.grads.remove(&o))
+            .collect();
+        if dys.iter().all(Option::is_none) {
+            return;
+        }
+        let batch = self.acts.get(self.input).nrows();
+        // The forward pass ran this region's graph on the same values (ids checked there).
+        let grads = super::prim::region::backward(region, &self.acts.values, &dys, batch)
+            .expect("the forward pass ran this region");
+        for (&(i, _), g) in region.inputs.iter().zip(grads) {
             if let Some(g) = g.filter(|_| self.wanted(i)) {
                 self.add(i, g);
             }

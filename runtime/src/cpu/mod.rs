@@ -35,10 +35,7 @@ use netc_compiler::ir::Network;
 use netc_compiler::ops::conv::ConvGeometry;
 use netc_compiler::ops::conv_transpose::TransposeGeometry;
 use netc_compiler::ops::prim::PrimOp;
-use netc_compiler::ops::{
-    add as add_ops, batchnorm as bn_ops, concat as concat_ops, pool as pool_ops, Init, Op,
-    ShapeError,
-};
+use netc_compiler::ops::{batchnorm as bn_ops, pool as pool_ops, Init, Op, ShapeError};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -262,7 +259,28 @@ pub fn forward_rows<T: Real>(
     let mut values: HashMap<NodeIndex, Array2<T>> = HashMap::new();
     let mut kept_cols = HashMap::new();
     let mut state = vec![];
+    let regions = net.regions().map_err(|e| CpuError::Shape {
+        layer: net.name.clone(),
+        message: e.to_string(),
+    })?;
     for &n in &net.order {
+        if let Some(&r) = regions.of.get(&n) {
+            // A region runs whole at its last node, when everything it reads is computed.
+            let region = &regions.list[r];
+            if region.nodes.last() == Some(&n) {
+                let outs =
+                    prim::region::forward(region, &values, x.nrows()).map_err(|message| {
+                        CpuError::Shape {
+                            layer: net.graph[n].name.clone(),
+                            message,
+                        }
+                    })?;
+                for (&(o, _), v) in region.outputs.iter().zip(outs) {
+                    values.insert(o, v);
+                }
+            }
+            continue;
+        }
         let node = &net.graph[n];
         let ins = net.inputs_of(n);
         let in_shape = |i: usize| &net.graph[ins[i]].shape;
@@ -323,14 +341,12 @@ pub fn forward_rows<T: Real>(
                 &values[&ins[0]],
             ),
             Op::Add if !broadcasts(net, n) => add::forward(ins.iter().map(|i| &values[i])),
-            Op::Add => prim_forward(net, n, &add_ops::BROADCAST, &values, None)?,
-            Op::Prim(op) => {
-                let param = matches!(op, PrimOp::Param { .. }).then(|| p.vector(&node.name));
-                prim_forward(net, n, op, &values, param)?
+            Op::Prim(PrimOp::Param { .. }) => {
+                let v = p.vector(&node.name);
+                Array2::from_shape_vec((1, v.len()), v.to_vec()).expect("a row")
             }
-            Op::Concat { axis } if broadcasts(net, n) => {
-                prim_forward(net, n, &concat_ops::repeated(*axis), &values, None)?
-            }
+            Op::Add | Op::Prim(_) => return Err(outside_region(net, n)),
+            Op::Concat { .. } if broadcasts(net, n) => return Err(outside_region(net, n)),
             Op::Concat { axis } => {
                 let parts: Vec<_> = ins.iter().map(|i| &values[i]).collect();
                 let shapes: Vec<_> = ins.iter().map(|i| net.graph[*i].shape.clone()).collect();
@@ -400,36 +416,13 @@ fn broadcasts(net: &Network, n: NodeIndex) -> bool {
     })
 }
 
-/// The inputs of node `n` as a primitive reads them.
-fn prim_ins<'a, T>(
-    net: &'a Network,
-    n: NodeIndex,
-    values: &'a HashMap<NodeIndex, Array2<T>>,
-) -> Vec<prim::node::In<'a, T>> {
-    net.inputs_of(n)
-        .into_iter()
-        .map(|i| prim::node::In {
-            value: &values[&i],
-            shape: &net.graph[i].shape,
-            batched: net.graph[i].batched,
-        })
-        .collect()
-}
-
-fn prim_forward<T: Real>(
-    net: &Network,
-    n: NodeIndex,
-    op: &PrimOp,
-    values: &HashMap<NodeIndex, Array2<T>>,
-    param: Option<&[T]>,
-) -> Result<Array2<T>, CpuError> {
-    let name = &net.graph[n].name;
-    prim::node::forward(op, name, &prim_ins(net, n, values), param).map_err(|message| {
-        CpuError::Shape {
-            layer: name.clone(),
-            message,
-        }
-    })
+/// A node that runs as a primitive but is in no region: the regions cover every such node
+/// (`netc_compiler::region`), so this is a bug, reported rather than run wrong.
+fn outside_region(net: &Network, n: NodeIndex) -> CpuError {
+    CpuError::Shape {
+        layer: net.graph[n].name.clone(),
+        message: "internal: a primitive outside every fused region".into(),
+    }
 }
 
 /// A batchnorm node's sizes and tensors.

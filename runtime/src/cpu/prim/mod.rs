@@ -3,8 +3,8 @@
 //! It is the oracle for the generated kernels and, in f64, for the derived gradients.
 
 mod layout;
-pub mod node;
 mod ops;
+pub mod region;
 
 use super::Real;
 use netc_compiler::prim::{Graph, NodeId, Prim};

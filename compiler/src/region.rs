@@ -1,0 +1,178 @@
+//! Fused regions: the nodes of a network that run as tensor primitives, joined into one
+//! primitive graph per region so an executor runs a layernorm or an attention core as one
+//! unit (the CPU executor over small tiles of the batch, the code generator as
+//! [`crate::prim::fuse`]'s groups), not one pass over memory per primitive.
+//!
+//! A region is a maximal run of consecutive nodes of the topological order that run as
+//! primitives (a primitive, an `add` that broadcasts, a `concat` that repeats a parameter).
+//! A run of the topological order is convex (no path leaves it and comes back), so a region
+//! runs whole once its last node's turn comes, and its backward runs whole when the reverse
+//! walk first meets it. Parameters (`param` nodes) stay outside: a region reads them as
+//! leaves without the batch axis, as it reads any tensor computed before it. The graphs are
+//! built once per network ([`Network::regions`]).
+
+use crate::ir::Network;
+use crate::ops::prim::{lower, shape_of, PrimOp};
+use crate::ops::Op;
+use crate::prim::grad::backward_seeds;
+use crate::prim::{fuse, Graph, NodeId, PrimError};
+use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
+
+/// One region of a network.
+#[derive(Debug, Clone)]
+pub struct Region {
+    /// The IR nodes it computes, in topological order.
+    pub nodes: Vec<NodeIndex>,
+    /// The tensors computed before it that it reads, each with the leaf standing for it.
+    pub inputs: Vec<(NodeIndex, NodeId)>,
+    /// The nodes read after it (or outputs of the network), each with its graph node.
+    pub outputs: Vec<(NodeIndex, NodeId)>,
+    /// The forward graph (its leaves are `inputs`).
+    pub graph: Graph,
+    /// `graph` extended with a leaf per output for the gradient arriving there (`seeds`, in
+    /// the order of `outputs`) and the nodes of the gradient at each input (`grads`; None
+    /// where an input takes none: ids, masks).
+    pub backward: Graph,
+    pub seeds: Vec<NodeId>,
+    pub grads: Vec<Option<NodeId>>,
+}
+
+/// A network's regions and which region each node belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct Regions {
+    pub list: Vec<Region>,
+    pub of: HashMap<NodeIndex, usize>,
+}
+
+impl Region {
+    /// Whether the region runs a whole batch at once: when an output has no batch axis, the
+    /// gradient arriving there is already summed over the batch and must be propagated once.
+    pub fn whole_batch(&self) -> bool {
+        self.outputs
+            .iter()
+            .any(|&(_, y)| !self.graph.shape(y).is_batched())
+    }
+
+    /// The kernel groups of the forward and of the backward graph.
+    pub fn groups(&self) -> (Vec<fuse::Group>, Vec<fuse::Group>) {
+        let outs: Vec<NodeId> = self.outputs.iter().map(|o| o.1).collect();
+        let grads: Vec<NodeId> = self.grads.iter().flatten().copied().collect();
+        (
+            fuse::groups(&self.graph, &outs),
+            fuse::groups(&self.backward, &grads),
+        )
+    }
+}
+
+/// The primitive node `n` runs as (None for a layer or a `param`, which is a leaf).
+pub fn primitive_of(net: &Network, n: NodeIndex) -> Option<PrimOp> {
+    let node = &net.graph[n];
+    if matches!(node.op, Op::Prim(PrimOp::Param { .. })) {
+        return None;
+    }
+    let ins: Vec<(Vec<u64>, bool)> = net
+        .inputs_of(n)
+        .into_iter()
+        .map(|i| (net.graph[i].shape.clone(), net.graph[i].batched))
+        .collect();
+    crate::ops::as_primitive(&node.op, &ins)
+}
+
+fn is_param(net: &Network, n: NodeIndex) -> bool {
+    matches!(net.graph[n].op, Op::Prim(PrimOp::Param { .. }))
+}
+
+/// The runs of primitive nodes of `net` (parameters do not break a run).
+fn runs(net: &Network) -> Vec<Vec<NodeIndex>> {
+    let mut runs = vec![];
+    let mut cur: Vec<NodeIndex> = vec![];
+    for &n in &net.order {
+        if is_param(net, n) {
+            continue;
+        }
+        if primitive_of(net, n).is_some() {
+            cur.push(n);
+        } else if !cur.is_empty() {
+            runs.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        runs.push(cur);
+    }
+    runs
+}
+
+/// Builds every region of `net`.
+pub fn regions(net: &Network) -> Result<Regions, PrimError> {
+    let mut out = Regions::default();
+    for nodes in runs(net) {
+        for &n in &nodes {
+            out.of.insert(n, out.list.len());
+        }
+        out.list.push(region(net, nodes)?);
+    }
+    Ok(out)
+}
+
+/// The graph of one run of nodes, its outputs and its backward.
+fn region(net: &Network, nodes: Vec<NodeIndex>) -> Result<Region, PrimError> {
+    let mut g = Graph::default();
+    let mut ids: HashMap<NodeIndex, NodeId> = HashMap::new();
+    let mut inputs: Vec<(NodeIndex, NodeId)> = vec![];
+    for &n in &nodes {
+        let mut args = vec![];
+        for i in net.inputs_of(n) {
+            let id = match ids.get(&i) {
+                Some(&id) => id,
+                None => {
+                    let x = &net.graph[i];
+                    let leaf = g.input_shaped(&x.name, shape_of(&x.shape, x.batched))?;
+                    ids.insert(i, leaf);
+                    inputs.push((i, leaf));
+                    leaf
+                }
+            };
+            args.push(id);
+        }
+        let op = primitive_of(net, n).expect("a run holds primitive nodes only");
+        let name = &net.graph[n].name;
+        let y = lower(&mut g, &op, &args, name).map_err(|e| PrimError(format!("{name}: {e}")))?;
+        ids.insert(n, y);
+    }
+    let outputs: Vec<(NodeIndex, NodeId)> = nodes
+        .iter()
+        .filter(|&&n| read_after(net, &nodes, n))
+        .map(|&n| (n, ids[&n]))
+        .collect();
+    let mut backward = g.clone();
+    let mut seeds = vec![];
+    for &(n, y) in &outputs {
+        let shape = backward.shape(y).clone();
+        seeds.push(backward.input_shaped(&format!("d {}", net.graph[n].name), shape)?);
+    }
+    let pairs: Vec<(NodeId, NodeId)> = outputs.iter().map(|o| o.1).zip(seeds.clone()).collect();
+    let leaves: Vec<NodeId> = inputs.iter().map(|i| i.1).collect();
+    let grads = backward_seeds(&mut backward, &pairs, &leaves)?;
+    Ok(Region {
+        nodes,
+        inputs,
+        outputs,
+        graph: g,
+        backward,
+        seeds,
+        grads,
+    })
+}
+
+/// Whether node `n` of a region is read after it: by a node outside it, as an output of the
+/// network, or by nothing at all (a dangling value is still a value).
+fn read_after(net: &Network, region: &[NodeIndex], n: NodeIndex) -> bool {
+    let readers: Vec<NodeIndex> = net
+        .graph
+        .neighbors_directed(n, petgraph::Direction::Outgoing)
+        .collect();
+    readers.is_empty()
+        || readers.iter().any(|r| !region.contains(r))
+        || net.outputs.iter().any(|o| o.1 == n)
+}

@@ -1,0 +1,209 @@
+//! A fused region (`netc_compiler::region`) on the CPU: its graph evaluated tile by tile, a
+//! few examples at a time, so every intermediate of a layernorm or an attention core stays in
+//! the cache and each tile is one pass over the region's memory, instead of one pass over the
+//! whole batch per primitive. A primitive works on each example alone (its reductions never
+//! cross the batch), so tiles are independent and run in parallel; a parameter's gradient is
+//! the sum of the tiles' parts.
+
+use super::eval;
+use crate::cpu::Real;
+use ndarray::Array2;
+use netc_compiler::prim::{Graph, NodeId};
+use netc_compiler::region::Region;
+use petgraph::graph::NodeIndex;
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// About this many values of the largest tensor of a region per tile: 128 KiB of f32, so a
+/// tile's intermediates stay in the L2 cache.
+const TILE_VALUES: usize = 32 * 1024;
+
+/// Examples per tile and the number of tiles for a batch.
+fn tiling(g: &Graph, batch: usize, whole: bool) -> (usize, usize) {
+    if whole || batch <= 1 {
+        return (batch.max(1), 1);
+    }
+    let widest = g
+        .nodes
+        .iter()
+        .filter(|n| n.shape.is_batched())
+        .map(|n| n.shape.numel(1))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let threads = rayon::current_num_threads().max(1);
+    let k = (TILE_VALUES / widest)
+        .max(1)
+        .min(batch.div_ceil(threads))
+        .max(1);
+    (k, batch.div_ceil(k))
+}
+
+/// Rows `t*k .. t*k + k` (clipped to the batch) of a value laid out [batch, rest], or all of it
+/// without the batch.
+fn rows_of<'a, T>(v: &'a Array2<T>, batched: bool, t: usize, k: usize) -> &'a [T] {
+    let s = v
+        .as_slice()
+        .expect("the executor's values are in standard layout");
+    match batched {
+        true => {
+            let w = v.ncols();
+            let r0 = (t * k).min(v.nrows());
+            let r1 = (r0 + k).min(v.nrows());
+            &s[r0 * w..r1 * w]
+        }
+        false => s,
+    }
+}
+
+/// A flat value as the executor holds it: [batch, rest] when batched, else [1, n].
+fn rows<T: Real>(v: Vec<T>, batch: usize, batched: bool) -> Array2<T> {
+    let b = if batched { batch.max(1) } else { 1 };
+    let cols = v.len() / b;
+    Array2::from_shape_vec((b, cols), v).expect("length is batch x per-example")
+}
+
+/// Destinations of each tile: for each wanted value, the tile's rows of its buffer (batched)
+/// or, for tile 0 only, the whole buffer (a value without the batch is the same in every tile).
+fn split_dsts<'a, T>(
+    bufs: &'a mut [Vec<T>],
+    batched: &[bool],
+    batch: usize,
+    (k, tiles): (usize, usize),
+) -> Vec<Vec<Option<&'a mut [T]>>> {
+    let mut per_tile: Vec<Vec<Option<&mut [T]>>> = (0..tiles).map(|_| vec![]).collect();
+    for (buf, &b) in bufs.iter_mut().zip(batched) {
+        let len = buf.len();
+        let chunk = match b {
+            true => (len / batch.max(1) * k).max(1),
+            false => len.max(1),
+        };
+        let mut chunks = buf.chunks_mut(chunk);
+        for dsts in per_tile.iter_mut() {
+            dsts.push(chunks.next());
+        }
+    }
+    per_tile
+}
+
+/// The region's outputs for a batch whose earlier values are in `values`; in the order of
+/// `region.outputs`.
+pub fn forward<T: Real>(
+    region: &Region,
+    values: &HashMap<NodeIndex, Array2<T>>,
+    batch: usize,
+) -> Result<Vec<Array2<T>>, String> {
+    let g = &region.graph;
+    let (k, tiles) = tiling(g, batch, region.whole_batch());
+    let want: Vec<NodeId> = region.outputs.iter().map(|o| o.1).collect();
+    let batched: Vec<bool> = want.iter().map(|&w| g.shape(w).is_batched()).collect();
+    let mut bufs: Vec<Vec<T>> = want
+        .iter()
+        .map(|&w| vec![T::zero(); g.shape(w).numel(batch)])
+        .collect();
+    let per_tile = split_dsts(&mut bufs, &batched, batch, (k, tiles));
+    per_tile
+        .into_par_iter()
+        .enumerate()
+        .try_for_each(|(t, dsts)| {
+            let feeds = region
+                .inputs
+                .iter()
+                .map(|&(n, leaf)| {
+                    let batched = g.shape(leaf).is_batched();
+                    (leaf, rows_of(&values[&n], batched, t, k))
+                })
+                .collect();
+            let rows = k.min(batch - t * k);
+            let vals = eval(g, rows, &feeds, &want).map_err(|e| e.to_string())?;
+            for (d, v) in dsts.into_iter().zip(vals) {
+                if let Some(d) = d {
+                    d.copy_from_slice(&v);
+                }
+            }
+            Ok::<(), String>(())
+        })?;
+    Ok(bufs
+        .into_iter()
+        .zip(batched)
+        .map(|(v, b)| rows(v, batch, b))
+        .collect())
+}
+
+/// Gradients at the region's inputs (in the order of `region.inputs`; None where an input
+/// takes none) for the gradients `dys` arriving at its outputs (zeros where none arrived).
+pub fn backward<T: Real>(
+    region: &Region,
+    values: &HashMap<NodeIndex, Array2<T>>,
+    dys: &[Option<Array2<T>>],
+    batch: usize,
+) -> Result<Vec<Option<Array2<T>>>, String> {
+    let g = &region.backward;
+    let (k, tiles) = tiling(g, batch, region.whole_batch());
+    let zeros: Vec<Array2<T>> = region
+        .seeds
+        .iter()
+        .zip(dys)
+        .filter(|(_, d)| d.is_none())
+        .map(|(&s, _)| {
+            let shape = g.shape(s);
+            rows(
+                vec![T::zero(); shape.numel(batch)],
+                batch,
+                shape.is_batched(),
+            )
+        })
+        .collect();
+    let mut zero = zeros.iter();
+    let dys: Vec<&Array2<T>> = dys
+        .iter()
+        .map(|d| {
+            d.as_ref()
+                .unwrap_or_else(|| zero.next().expect("one per missing"))
+        })
+        .collect();
+    let want: Vec<NodeId> = region.grads.iter().flatten().copied().collect();
+    let leaves: Vec<(NodeId, &Array2<T>)> = region
+        .inputs
+        .iter()
+        .map(|&(n, leaf)| (leaf, &values[&n]))
+        .chain(region.seeds.iter().copied().zip(dys))
+        .collect();
+    let parts: Vec<Vec<Vec<T>>> = (0..tiles)
+        .into_par_iter()
+        .map(|t| {
+            let feeds = leaves
+                .iter()
+                .map(|&(leaf, v)| (leaf, rows_of(v, g.shape(leaf).is_batched(), t, k)))
+                .collect();
+            let rows = k.min(batch - t * k);
+            eval(g, rows, &feeds, &want).map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(join(region, parts, batch))
+}
+
+/// The tiles' gradients joined per input: batched ones one tile after another, the others
+/// (parameters, read whole by every tile) summed.
+fn join<T: Real>(region: &Region, parts: Vec<Vec<Vec<T>>>, batch: usize) -> Vec<Option<Array2<T>>> {
+    let mut per_tile: Vec<std::vec::IntoIter<Vec<T>>> =
+        parts.into_iter().map(|p| p.into_iter()).collect();
+    region
+        .grads
+        .iter()
+        .map(|gnode| {
+            let &gid = gnode.as_ref()?;
+            let batched = region.backward.shape(gid).is_batched();
+            let mut acc: Vec<T> = Vec::new();
+            for (t, p) in per_tile.iter_mut().enumerate() {
+                let v = p.next().unwrap_or_default();
+                match (t, batched) {
+                    (0, _) => acc = v,
+                    (_, true) => acc.extend(v),
+                    (_, false) => acc.iter_mut().zip(v).for_each(|(a, b)| *a = *a + b),
+                }
+            }
+            Some(rows(acc, batch, batched))
+        })
+        .collect()
+}
