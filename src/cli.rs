@@ -83,6 +83,10 @@ pub(crate) enum Command {
     Ir {
         /// Model file
         file: String,
+        /// Instead, print the fused regions of the tensor primitives and the kernel groups of
+        /// their forward and backward graphs (elementwise chains and the reduction ending them)
+        #[arg(long)]
+        fused: bool,
     },
     /// Print the standard library (layernorm, gelu, attention, transformer, ...: blocks written
     /// from tensor primitives, callable by name from any model file), or one block of it

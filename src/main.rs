@@ -22,7 +22,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             batch,
         } => check::check(&file, format, batch)?,
         Command::Graph { file } => graph::graph(&file)?,
-        Command::Ir { file } => graph::ir(&file)?,
+        Command::Ir { file, fused } => graph::ir(&file, fused)?,
         Command::Stdlib { name } => stdlib::stdlib(name.as_deref())?,
         Command::Gradcheck {
             file,

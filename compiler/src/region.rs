@@ -176,3 +176,73 @@ fn read_after(net: &Network, region: &[NodeIndex], n: NodeIndex) -> bool {
         || readers.iter().any(|r| !region.contains(r))
         || net.outputs.iter().any(|o| o.1 == n)
 }
+
+/// What `netc ir --fused` prints: each region's nodes, what it reads and writes, and the
+/// kernel groups of its forward and backward graphs, with the totals against one kernel
+/// per primitive.
+pub fn printout(net: &Network) -> String {
+    let regions = match net.regions() {
+        Ok(r) => r,
+        Err(e) => return format!("network {}: regions not built: {e}\n", net.name),
+    };
+    let mut body = String::new();
+    let (mut fused, mut unfused) = ([0usize; 2], [0usize; 2]);
+    for (i, r) in regions.list.iter().enumerate() {
+        let name = |n: &NodeIndex| net.graph[*n].name.clone();
+        let (fwd, bwd) = r.groups();
+        let outs: Vec<NodeId> = r.outputs.iter().map(|o| o.1).collect();
+        let grads: Vec<NodeId> = r.grads.iter().flatten().copied().collect();
+        for (k, (g, groups, want)) in [(&r.graph, &fwd, &outs), (&r.backward, &bwd, &grads)]
+            .into_iter()
+            .enumerate()
+        {
+            fused[k] += groups.len();
+            unfused[k] += computed(g, want);
+        }
+        body += &format!(
+            "region {i}: {} ({} nodes) reads {}; writes {}\n  forward ({} kernels):\n",
+            r.nodes.iter().map(name).collect::<Vec<_>>().join(" "),
+            r.nodes.len(),
+            r.inputs
+                .iter()
+                .map(|x| name(&x.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.outputs
+                .iter()
+                .map(|x| name(&x.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fwd.len()
+        );
+        for line in fuse::describe(&r.graph, &fwd) {
+            body += &format!("    {line}\n");
+        }
+        body += &format!("  backward ({} kernels):\n", bwd.len());
+        for line in fuse::describe(&r.backward, &bwd) {
+            body += &format!("    {line}\n");
+        }
+    }
+    format!(
+        "network {}: {} regions; forward {} kernels fused ({} unfused), backward {} ({})\n{body}",
+        net.name,
+        regions.list.len(),
+        fused[0],
+        unfused[0],
+        fused[1],
+        unfused[1]
+    )
+}
+
+/// Kernels without fusion: one per computed node the wanted ones depend on (constants
+/// folded into their readers).
+fn computed(g: &Graph, want: &[NodeId]) -> usize {
+    let need = fuse::needed(g, want);
+    g.nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| {
+            need[*i] && !n.inputs.is_empty() && !matches!(n.prim, crate::prim::Prim::Const(_))
+        })
+        .count()
+}

@@ -8,7 +8,14 @@ pub(crate) fn graph(file: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(crate) fn ir(file: &str) -> Result<(), Failure> {
-    print!("{}", load(file)?.printout());
+pub(crate) fn ir(file: &str, fused: bool) -> Result<(), Failure> {
+    let model = load(file)?;
+    match fused {
+        false => print!("{}", model.printout()),
+        true => model
+            .networks
+            .iter()
+            .for_each(|n| print!("{}", netc_compiler::region::printout(n))),
+    }
     Ok(())
 }

@@ -17,6 +17,7 @@ mod conv;
 mod conv_transpose;
 mod dense;
 mod dropout;
+pub mod fast_math;
 mod loss;
 mod lrn;
 pub(crate) mod matmul;
@@ -47,6 +48,10 @@ use activation::Act;
 pub trait Real: ndarray::LinalgScalar + num_traits::Float + Debug + Send + Sync + 'static {
     fn of(x: f64) -> Self;
     fn f64(self) -> f64;
+    /// The error function and e^x in the type's own precision: vectorisable approximations
+    /// for f32 ([`fast_math`]), libm's for the f64 reference.
+    fn erf(self) -> Self;
+    fn exp_fast(self) -> Self;
 }
 
 impl Real for f32 {
@@ -56,6 +61,14 @@ impl Real for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn erf(self) -> Self {
+        fast_math::erf_f32(self)
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        fast_math::exp_f32(self)
+    }
 }
 
 impl Real for f64 {
@@ -64,6 +77,12 @@ impl Real for f64 {
     }
     fn f64(self) -> f64 {
         self
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+    fn exp_fast(self) -> Self {
+        self.exp()
     }
 }
 

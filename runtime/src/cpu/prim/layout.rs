@@ -96,18 +96,69 @@ pub fn walk<const K: usize>(dims: &[usize], strides: [&[usize]; K], mut f: impl 
                 }
             }
         }
-        _ => {
-            let offs: Vec<Vec<usize>> = (0..K).map(|k| offsets(&d, &s[k])).collect();
-            let n: usize = d.iter().product();
-            (0..n).for_each(|i| f(std::array::from_fn(|k| offs[k][i])));
+        _ => odometer(&d, &s, f),
+    }
+}
+
+/// The elements of `x` read at `strides` over `dims` (a permutation, a slice, a broadcast), in
+/// row-major order; rows that are contiguous in `x` are copied as slices.
+pub fn gather_strided<T: Copy>(x: &[T], dims: &[usize], strides: &[usize]) -> Vec<T> {
+    let (d, s) = collapse(dims, [strides]);
+    let mut y = Vec::with_capacity(dims.iter().product());
+    match d.last() {
+        Some(&w) if s[0][d.len() - 1] == 1 && w >= 4 => {
+            let k = d.len() - 1;
+            walk(&d[..k], [&s[0][..k]], |[o]| {
+                y.extend_from_slice(&x[o..o + w])
+            });
+        }
+        _ => walk(dims, [strides], |[o]| y.push(x[o])),
+    }
+    y
+}
+
+/// The general walk: the outer axes counted like an odometer (each operand's base offset
+/// kept up to date), the last axis as an inner loop; nothing allocated per element.
+fn odometer<const K: usize>(d: &[usize], s: &[Vec<usize>; K], mut f: impl FnMut([usize; K])) {
+    let (outer, last) = (d.len() - 1, d[d.len() - 1]);
+    let mut idx = vec![0usize; outer];
+    let mut base = [0usize; K];
+    let rows: usize = d[..outer].iter().product();
+    for _ in 0..rows {
+        for j in 0..last {
+            f(std::array::from_fn(|k| base[k] + j * s[k][outer]))
+        }
+        for a in (0..outer).rev() {
+            idx[a] += 1;
+            for k in 0..K {
+                base[k] += s[k][a];
+            }
+            if idx[a] < d[a] {
+                break;
+            }
+            for k in 0..K {
+                base[k] -= s[k][a] * d[a];
+            }
+            idx[a] = 0;
         }
     }
 }
 
 /// `x` (of `input` shape) broadcast to `out`.
+/// A row repeated (a bias over tokens) and a value per row (a mean back over its row) are
+/// slice copies and fills.
 pub fn expand<T: Copy>(x: &[T], input: &[usize], out: &[usize]) -> Vec<T> {
-    let mut y = Vec::with_capacity(out.iter().product());
-    walk(out, [&broadcast_strides(input, out)], |[o]| y.push(x[o]));
+    let n: usize = out.iter().product();
+    let st = broadcast_strides(input, out);
+    let (d, s) = collapse(out, [&st]);
+    let mut y = Vec::with_capacity(n);
+    match (d.len(), s[0].as_slice()) {
+        (2, [0, 1]) => (0..d[0]).for_each(|_| y.extend_from_slice(&x[..d[1]])),
+        (2, [1, 0]) => x[..d[0]]
+            .iter()
+            .for_each(|&v| y.extend(std::iter::repeat_n(v, d[1]))),
+        _ => return gather_strided(x, out, &st),
+    }
     y
 }
 
@@ -143,7 +194,9 @@ mod tests {
 
     #[test]
     fn walks_match_the_general_offsets() {
-        let cases: [(&[usize], &[usize]); 5] = [
+        let cases: [(&[usize], &[usize]); 7] = [
+            (&[3, 2, 5], &[1, 15, 3]),
+            (&[2, 3, 5], &[20, 5, 1]),
             (&[2, 3, 4], &[12, 4, 1]),
             (&[2, 3, 4], &[0, 0, 1]),
             (&[2, 3, 4], &[4, 0, 1]),
@@ -154,6 +207,13 @@ mod tests {
             let mut got = vec![];
             walk(dims, [st], |[o]| got.push(o));
             assert_eq!(got, offsets(dims, st), "{dims:?} {st:?}");
+            // Reading a tensor at those offsets, contiguous rows copied whole.
+            let x: Vec<usize> = (0..100).collect();
+            assert_eq!(
+                gather_strided(&x, dims, st),
+                offsets(dims, st),
+                "{dims:?} {st:?}"
+            );
         }
     }
 }

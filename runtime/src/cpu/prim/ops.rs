@@ -1,7 +1,8 @@
 //! Each primitive's reference computation, dispatched exhaustively.
 
 use super::layout::{
-    broadcast_strides, expand, offsets, permuted_strides, reduce_strides, strides, walk,
+    broadcast_strides, expand, gather_strided, offsets, permuted_strides, reduce_strides, strides,
+    walk,
 };
 use super::EvalError;
 use crate::cpu::Real;
@@ -13,12 +14,12 @@ pub fn unary<T: Real>(u: Unary, x: T) -> T {
     let (zero, one) = (T::zero(), T::one());
     match u {
         Unary::Neg => -x,
-        Unary::Exp => x.exp(),
+        Unary::Exp => x.exp_fast(),
         Unary::Log => x.ln(),
         Unary::Sqrt => x.sqrt(),
         Unary::Rsqrt => one / x.sqrt(),
         Unary::Tanh => x.tanh(),
-        Unary::Erf => T::of(libm::erf(x.f64())),
+        Unary::Erf => x.erf(),
         Unary::Sigmoid => super::super::activation::sigmoid(x),
         Unary::Relu => x.max(zero),
         Unary::Abs => x.abs(),
@@ -122,11 +123,11 @@ fn map_unary<T: Real>(u: Unary, x: &[T]) -> Vec<T> {
     }
     match u {
         Unary::Neg => m!(|v: T| -v),
-        Unary::Exp => m!(|v: T| v.exp()),
+        Unary::Exp => m!(|v: T| v.exp_fast()),
         Unary::Square => m!(|v: T| v * v),
         Unary::Rsqrt => m!(|v: T| T::one() / v.sqrt()),
-        Unary::Erf
-        | Unary::Log
+        Unary::Erf => m!(|v: T| v.erf()),
+        Unary::Log
         | Unary::Sqrt
         | Unary::Tanh
         | Unary::Sigmoid
@@ -253,10 +254,7 @@ fn place<T: Real>(out: &mut [T], dims: &[usize], part: &Arg<T>, axis: usize, at:
 
 fn slice<T: Real>(x: &Arg<T>, axis: usize, start: usize, out: &[usize]) -> Vec<T> {
     let s = strides(&x.1);
-    let base = start * s[axis];
-    let mut y = Vec::with_capacity(out.iter().product());
-    walk(out, [&s], |[o]| y.push(x.0[o + base]));
-    y
+    gather_strided(&x.0[start * s[axis]..], out, &s)
 }
 
 pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T>, EvalError> {
@@ -271,12 +269,13 @@ pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T
         Prim::Binary(b) => map_binary(*b, &args[0], &args[1], out),
         Prim::Compare(c) => zip(&args[0], &args[1], out, move |x, y| compare(*c, x, y)),
         Prim::Where => {
-            let c = expand(args[0].0, &args[0].1, out);
-            let a = expand(args[1].0, &args[1].1, out);
-            let b = expand(args[2].0, &args[2].1, out);
-            (0..len)
-                .map(|i| if c[i] != T::zero() { a[i] } else { b[i] })
-                .collect()
+            let st: Vec<Vec<usize>> = args.iter().map(|a| broadcast_strides(&a.1, out)).collect();
+            let (c, a, b) = (args[0].0, args[1].0, args[2].0);
+            let mut y = Vec::with_capacity(len);
+            walk(out, [&st[0], &st[1], &st[2]], |[i, j, k]| {
+                y.push(if c[i] != T::zero() { a[j] } else { b[k] })
+            });
+            y
         }
         Prim::Reduce { op, axes, .. } if *axes == [args[0].1.len() - 1] => {
             reduce_last(*op, &args[0])
@@ -286,11 +285,7 @@ pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T
         Prim::Matmul => matmul(&args[0], &args[1], out),
         Prim::Reshape => args[0].0.to_vec(),
         Prim::Permute { perm } => {
-            let mut y = Vec::with_capacity(len);
-            walk(out, [&permuted_strides(&args[0].1, perm)], |[o]| {
-                y.push(args[0].0[o])
-            });
-            y
+            gather_strided(args[0].0, out, &permuted_strides(&args[0].1, perm))
         }
         Prim::Slice { axis, start, .. } => slice(&args[0], *axis, *start, out),
         Prim::Pad { axis, before, .. } => {
