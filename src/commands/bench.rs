@@ -130,7 +130,7 @@ fn bench(
             }
             if let Some(e) = netc_compiler::schedule::cpu_only(net) {
                 println!("  training step: not on the GPU path ({e})");
-                return bench_cpu(model, net, batch, reps, &shapes);
+                return bench_cpu(model, net, (batch, reps, profile), &shapes);
             }
             let t = step_times(model, net, batch, Executor::Gpu(Box::new(gpu)), reps)?;
             print_step(model, net, batch, reps, &t);
@@ -153,15 +153,14 @@ fn bench(
         }
         Some(Err(e)) => println!("GPU path: not available ({e})"),
     }
-    bench_cpu(model, net, batch, reps, &shapes)
+    bench_cpu(model, net, (batch, reps, profile), &shapes)
 }
 
 /// The CPU executor's figures of `netc bench`: the dense products, then the training step.
 fn bench_cpu(
     model: &Model,
     net: &netc_compiler::ir::Network,
-    batch: usize,
-    reps: usize,
+    (batch, reps, profile): (usize, usize, bool),
     shapes: &[netc_compiler::kernels::Gemm],
 ) -> Result<(), Failure> {
     use netc_runtime::bench;
@@ -178,6 +177,9 @@ fn bench_cpu(
     }
     let t = step_times(model, net, batch, Executor::Cpu, reps)?;
     print_step(model, net, batch, reps, &t);
+    if profile {
+        profile_regions(net, batch, reps)?;
+    }
     if let Some(kb) = peak_rss_kb() {
         println!(
             "peak memory (resident, whole process): {:.1} MB",
@@ -444,6 +446,37 @@ fn profile_step(
         for line in netc_runtime::train::profile_lines(prog, pass, "training step").map_err(fail)? {
             println!("  {line}");
         }
+    }
+    Ok(())
+}
+
+/// `--profile` on the CPU executor: the fused regions of tensor primitives, slowest first.
+fn profile_regions(
+    net: &netc_compiler::ir::Network,
+    batch: usize,
+    reps: usize,
+) -> Result<(), Failure> {
+    use netc_runtime::cpu::Params;
+    let params: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(1));
+    let features = net.graph[net.inputs[0]].shape.iter().product::<u64>() as usize;
+    let mut rng = netc_runtime::rng::Rng::new(2);
+    let x = ndarray::Array2::from_shape_fn((batch, features), |_| rng.normal() as f32);
+    let mut times = netc_runtime::cpu::prim::profile::regions(net, &params, x.view(), reps.min(5))
+        .map_err(fail)?;
+    if times.is_empty() {
+        return Ok(());
+    }
+    let total: f64 = times.iter().map(|t| t.forward_ms + t.backward_ms).sum();
+    println!(
+        "  fused regions of primitives (--profile; each alone, median of {}): {total:.3} ms in all",
+        reps.min(5)
+    );
+    times.sort_by(|a, b| (b.forward_ms + b.backward_ms).total_cmp(&(a.forward_ms + a.backward_ms)));
+    for t in times.iter().take(12) {
+        println!(
+            "    region {:>2} {} .. {}: forward {:.3} ms ({} groups), backward {:.3} ms ({} groups)",
+            t.index, t.span.0, t.span.1, t.forward_ms, t.groups.0, t.backward_ms, t.groups.1
+        );
     }
     Ok(())
 }

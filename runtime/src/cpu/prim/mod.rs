@@ -4,9 +4,11 @@
 
 mod layout;
 mod ops;
+pub mod profile;
 pub mod region;
 
 use super::Real;
+use netc_compiler::prim::fuse::needed;
 use netc_compiler::prim::{Graph, NodeId, Prim};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,20 +28,21 @@ pub enum EvalError {
     Id { id: String, rows: usize },
 }
 
-/// The nodes `want` depends on (themselves included).
-fn needed(g: &Graph, want: &[NodeId]) -> Vec<bool> {
-    let mut need = vec![false; g.nodes.len()];
-    for &w in want {
-        need[w] = true;
-    }
-    for i in (0..g.nodes.len()).rev() {
+/// For each node, the last needed node reading it (`usize::MAX` for the wanted ones, kept to
+/// the end; the node itself when nothing reads it).
+fn last_uses(g: &Graph, need: &[bool], want: &[NodeId]) -> Vec<NodeId> {
+    let mut last: Vec<NodeId> = (0..g.nodes.len()).collect();
+    for (i, n) in g.nodes.iter().enumerate() {
         if need[i] {
-            for &a in &g.nodes[i].inputs {
-                need[a] = true;
+            for &a in &n.inputs {
+                last[a] = i;
             }
         }
     }
-    need
+    for &w in want {
+        last[w] = usize::MAX;
+    }
+    last
 }
 
 /// Evaluates the nodes `want` at batch size `batch`, the leaves (inputs and params) taken
@@ -51,7 +54,10 @@ pub fn eval<T: Real>(
     want: &[NodeId],
 ) -> Result<Vec<Vec<T>>, EvalError> {
     let need = needed(g, want);
-    // Leaves are borrowed from the feeds; only computed values are allocated.
+    let last = last_uses(g, &need, want);
+    // Leaves are borrowed from the feeds; only computed values are allocated, and each is
+    // dropped after its last reader, so the allocator hands the same (cache-warm) memory to
+    // the next node.
     let mut vals: Vec<Option<Cow<[T]>>> = vec![None; g.nodes.len()];
     for i in 0..g.nodes.len() {
         if !need[i] {
@@ -75,6 +81,11 @@ pub fn eval<T: Real>(
             }
         };
         vals[i] = Some(v);
+        for &a in &node.inputs {
+            if last[a] == i {
+                vals[a] = None;
+            }
+        }
     }
     // Computed values move out; a leaf, or a node wanted twice (one gradient for two inputs
     // of an `add`), is copied.
