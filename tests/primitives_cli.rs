@@ -104,3 +104,24 @@ fn the_gpu_path_refuses_primitives_with_the_layer_and_what_to_do() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn ir_fused_prints_a_layernorm_as_three_kernels() {
+    let dir = std::env::temp_dir().join(format!("netc-fused-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("ln.net");
+    std::fs::write(
+        &file,
+        "net t { input x: 5x8\n h = layernorm(8)\n o = flatten -> dense(3) }",
+    )
+    .expect("write");
+    let (code, out, err) = netc(&["ir", "--fused", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    // Nine primitives: the mean, the variance (x - mean recomputed) and the output.
+    assert!(
+        out.contains("network t: 1 regions; forward 3 kernels fused (9 unfused)"),
+        "{out}"
+    );
+    assert!(out.contains("= sub square mean[2] keep ("), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
