@@ -190,8 +190,12 @@ impl<'a, T: Real> Backprop<'a, T> {
                 self.add(ins[0], dx);
             }
             Op::Add if !super::broadcasts(net, n) => {
-                for &i in &ins {
-                    self.add(i, dy.clone());
+                // Each input gets `dy`: copies for all but the last, which takes it.
+                if let Some((&last, rest)) = ins.split_last() {
+                    for &i in rest {
+                        self.add(i, dy.clone());
+                    }
+                    self.add(last, dy);
                 }
             }
             Op::Prim(PrimOp::Param { .. }) => {

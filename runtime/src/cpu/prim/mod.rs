@@ -68,6 +68,23 @@ pub fn eval<T: Real>(
             Prim::Input { name } | Prim::Param { name } => {
                 leaf(feeds, i, name, node.shape.numel(batch), &node.shape)?
             }
+            // A reshape is its input's values: borrowed, or moved at the input's last use.
+            Prim::Reshape => {
+                let a = node.inputs[0];
+                match vals[a].take() {
+                    Some(Cow::Borrowed(b)) => {
+                        vals[a] = Some(Cow::Borrowed(b));
+                        Cow::Borrowed(b)
+                    }
+                    Some(Cow::Owned(v)) if last[a] == i => Cow::Owned(v),
+                    Some(c) => {
+                        let copy = c.to_vec();
+                        vals[a] = Some(c);
+                        Cow::Owned(copy)
+                    }
+                    None => unreachable!("inputs come first"),
+                }
+            }
             _ => {
                 let args: Vec<(&[T], Vec<usize>)> = node
                     .inputs
