@@ -196,14 +196,20 @@ fn matmul<T: Real>(a: &Arg<T>, b: &Arg<T>, out: &[usize]) -> Vec<T> {
     let oa = offsets(lead, &broadcast_strides(&a.1[..ra - 2], lead));
     let ob = offsets(lead, &broadcast_strides(&b.1[..rb - 2], lead));
     let mut y = vec![T::zero(); out.iter().product()];
-    y.par_chunks_mut(m * n).enumerate().for_each(|(l, dst)| {
+    let one = |(l, dst): (usize, &mut [T])| {
         let xa = &a.0[oa[l] * m * k..(oa[l] + 1) * m * k];
         let xb = &b.0[ob[l] * k * n..(ob[l] + 1) * k * n];
         let va = ArrayView2::from_shape((m, k), xa).expect("m x k");
         let vb = ArrayView2::from_shape((k, n), xb).expect("k x n");
         let vy = ArrayViewMut2::from_shape((m, n), dst).expect("m x n");
         crate::cpu::matmul::matmul_serial_into(va, vb, false, vy);
-    });
+    };
+    // Small products (attention's per-head scores inside a tile, already one of several
+    // tiles in parallel) are not worth splitting across threads.
+    match y.len() * k >= 1 << 20 {
+        true => y.par_chunks_mut(m * n).enumerate().for_each(one),
+        false => y.chunks_mut(m * n).enumerate().for_each(one),
+    }
     y
 }
 
