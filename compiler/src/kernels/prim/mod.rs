@@ -1,0 +1,151 @@
+//! Generated WGSL for the tensor primitives (`crate::prim`): one kernel per node of a prim
+//! graph at a concrete batch, one invocation per element of its result, every size and stride
+//! a constant in the text. Elementwise nodes are an expression of their inputs' values at the
+//! element's offsets (`elementwise::value_expr`), so a chain of them can later be inlined into
+//! one kernel; layout nodes are strided reads; reductions, products and the row ops loop.
+//!
+//! A kernel's bindings are its buffer inputs in order, then its result. Inputs that are
+//! constants or the causal mask are not buffers: their value at an offset is an expression.
+
+mod elementwise;
+mod gather;
+pub mod index;
+mod reduce;
+
+pub use elementwise::value_expr;
+
+use super::template::{per_element, store_elem, Reads};
+use super::{KernelSource, ReadPath, Store};
+use crate::prim::Prim;
+
+const TEMPLATE: &str = include_str!("../../../../shaders/prim.wgsl");
+
+/// How a kernel reads one input of a node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Src {
+    /// A tensor bound to the kernel.
+    Buffer,
+    /// A scalar constant, inlined.
+    Const(f64),
+    /// The `[t, t]` causal mask, computed from the offset.
+    Causal(usize),
+}
+
+/// One input of a node's kernel: how it is read and its concrete dims.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operand {
+    pub src: Src,
+    pub dims: Vec<usize>,
+}
+
+/// A kernel being generated: its operands' declarations and how each input is loaded.
+pub(super) struct Gen<'a> {
+    reads: Reads,
+    ins: &'a [Operand],
+    /// Binding of each buffer input (None for inlined ones).
+    names: Vec<Option<String>>,
+    next: u32,
+}
+
+impl<'a> Gen<'a> {
+    fn new(ins: &'a [Operand], path: ReadPath) -> Self {
+        let mut reads = Reads::new(path);
+        let mut names = vec![];
+        let mut next = 0;
+        for (k, x) in ins.iter().enumerate() {
+            names.push(match x.src {
+                Src::Buffer => {
+                    let n = format!("x{k}");
+                    reads = reads.input(next, &n);
+                    next += 1;
+                    Some(n)
+                }
+                Src::Const(_) | Src::Causal(_) => None,
+            });
+        }
+        Gen {
+            reads,
+            ins,
+            names,
+            next,
+        }
+    }
+
+    /// The value of input `k` at offset `off` (a u32 expression).
+    pub(super) fn load(&self, k: usize, off: &str) -> String {
+        match (self.ins[k].src, &self.names[k]) {
+            (Src::Buffer, Some(n)) => format!("rd_{n}({off})"),
+            (Src::Const(c), _) => format!("f32({})", super::f32_lit(c)),
+            (Src::Causal(t), _) => {
+                format!("select(0.0, 1.0, (({off}) % {t}u) <= (({off}) / {t}u))")
+            }
+            (Src::Buffer, None) => unreachable!("every buffer input is declared"),
+        }
+    }
+
+    /// The kernel: `body` computes `v`, the value of element `i`, which is then stored.
+    fn finish(self, name: String, len: usize, body: &str, store: Store) -> KernelSource {
+        let acc = store == Store::Accumulate;
+        let reads = self.reads.output(self.next, "y", acc);
+        let store_line = store_elem(store, "y", "i", "v");
+        let funcs = if body.contains("erf_(") {
+            elementwise::ERF
+        } else {
+            ""
+        };
+        let mut b = String::new();
+        for l in body.lines().chain([store_line.as_str()]) {
+            b.push_str("    ");
+            b.push_str(l);
+            b.push('\n');
+        }
+        per_element(
+            format!("prim.{name}{}", super::acc_tag(store)),
+            TEMPLATE,
+            len as u64,
+            reads,
+            (&[], &[], &[]),
+            &[("FUNCS", funcs.to_string()), ("BODY", b.trim_end().into())],
+        )
+    }
+}
+
+/// The kernel of a node computing `prim` of `ins` into a result of dims `out`, stored (or
+/// added, `Store::Accumulate`) into its output binding. Leaves (inputs, params) have none.
+pub fn node_kernel(
+    prim: &Prim,
+    ins: &[Operand],
+    out: &[usize],
+    store: Store,
+    path: ReadPath,
+) -> Result<KernelSource, String> {
+    let g = Gen::new(ins, path);
+    let len: usize = out.iter().product();
+    let dims = |d: &[usize]| {
+        d.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
+    };
+    let name = format!("{}[{}]", prim.name().replace(' ', ""), dims(out));
+    let body = match prim {
+        Prim::Input { .. } | Prim::Param { .. } => {
+            return Err(format!("{} is fed, not computed", prim.name()))
+        }
+        Prim::Const(_)
+        | Prim::CausalMask { .. }
+        | Prim::Unary(_)
+        | Prim::Binary(_)
+        | Prim::Compare(_)
+        | Prim::Where => elementwise::map(&g, prim, out),
+        Prim::Expand | Prim::Reshape | Prim::Permute { .. } | Prim::Slice { .. } => {
+            elementwise::strided(&g, prim, out)
+        }
+        Prim::Pad { .. } | Prim::Concat { .. } => elementwise::pieces(&g, prim, out),
+        Prim::Reduce { op, axes, .. } => reduce::reduce(&g, *op, axes),
+        Prim::Matmul => reduce::matmul(&g, out),
+        Prim::Gather => gather::gather(&g, out),
+        Prim::ScatterAdd { rows } => gather::scatter_add(&g, *rows, out),
+    };
+    Ok(g.finish(name, len, &body, store))
+}
