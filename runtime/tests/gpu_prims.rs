@@ -268,8 +268,8 @@ fn library_blocks() {
 }
 
 /// models/vit.net at batch 4 for three steps of SGD with momentum on the adapter's own read
-/// path: losses, gradients and weights as the CPU executor's within 1e-3 (four transformer
-/// blocks in f32). SGD, not Adam: the key bias's gradient is zero but for rounding (softmax
+/// path: losses, gradients and weights as the CPU executor's within 1e-4 (four transformer
+/// blocks in f32; the differences seen are about 2e-6). SGD, not Adam: the key bias's gradient is zero but for rounding (softmax
 /// ignores a shift of all scores), and Adam's first steps divide it by its own magnitude.
 #[test]
 fn vit_trains_as_on_the_cpu() {
@@ -280,7 +280,7 @@ fn vit_trains_as_on_the_cpu() {
         opt: SGD,
         lr: 0.05,
         steps: 3,
-        tol: 1e-3,
+        tol: TOL,
         ids: None,
     };
     let (dispatches, worst) = steps_match(gpu, &src, 4, &run);

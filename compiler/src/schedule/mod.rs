@@ -66,7 +66,7 @@ pub fn cpu_only(net: &Network) -> Option<LowerError> {
             return None;
         };
         Some(LowerError::Other(format!(
-            "layer `{}` ({}): {why} runs on the CPU executor only for now; use `--device cpu`",
+            "layer `{}` ({}): {why}; such layers run on the CPU executor only for now; use `--device cpu`",
             node.name,
             node.op.name()
         )))

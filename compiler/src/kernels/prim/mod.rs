@@ -149,3 +149,128 @@ pub fn node_kernel(
     };
     Ok(g.finish(name, len, &body, store))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prim::{Binary, Compare, Reduce, Unary};
+
+    fn buf(dims: &[usize]) -> Operand {
+        Operand {
+            src: Src::Buffer,
+            dims: dims.to_vec(),
+        }
+    }
+
+    /// Every primitive's kernel, with each kind of operand and both stores, is WGSL that naga
+    /// accepts on every read path (the adapter tests run them; this needs none).
+    #[test]
+    fn every_prim_kernel_validates() {
+        let x = buf(&[3, 5, 7]);
+        let c = Operand {
+            src: Src::Const(0.5),
+            dims: vec![],
+        };
+        let m = Operand {
+            src: Src::Causal(7),
+            dims: vec![7, 7],
+        };
+        let ids = buf(&[3, 4]);
+        let cases: Vec<(Prim, Vec<Operand>, Vec<usize>)> = vec![
+            (Prim::Const(2.0), vec![], vec![]),
+            (Prim::CausalMask { t: 7 }, vec![], vec![7, 7]),
+            (Prim::Unary(Unary::Erf), vec![x.clone()], vec![3, 5, 7]),
+            (Prim::Unary(Unary::Pow(3.0)), vec![x.clone()], vec![3, 5, 7]),
+            (Prim::Unary(Unary::Pow(1.5)), vec![x.clone()], vec![3, 5, 7]),
+            (Prim::Unary(Unary::Sigmoid), vec![x.clone()], vec![3, 5, 7]),
+            (
+                Prim::Binary(Binary::Div),
+                vec![x.clone(), buf(&[5, 1])],
+                vec![3, 5, 7],
+            ),
+            (
+                Prim::Binary(Binary::Max),
+                vec![c.clone(), x.clone()],
+                vec![3, 5, 7],
+            ),
+            (
+                Prim::Compare(Compare::Ge),
+                vec![x.clone(), buf(&[7])],
+                vec![3, 5, 7],
+            ),
+            (
+                Prim::Where,
+                vec![m.clone(), buf(&[2, 7, 7]), c.clone()],
+                vec![2, 7, 7],
+            ),
+            (
+                Prim::Reduce {
+                    op: Reduce::Max,
+                    axes: vec![0, 2],
+                    keep: false,
+                },
+                vec![x.clone()],
+                vec![5],
+            ),
+            (Prim::Expand, vec![buf(&[5, 1])], vec![3, 5, 7]),
+            (
+                Prim::Matmul,
+                vec![buf(&[2, 1, 4, 3]), buf(&[5, 3, 6])],
+                vec![2, 5, 4, 6],
+            ),
+            (Prim::Reshape, vec![x.clone()], vec![15, 7]),
+            (
+                Prim::Permute {
+                    perm: vec![2, 0, 1],
+                },
+                vec![x.clone()],
+                vec![7, 3, 5],
+            ),
+            (
+                Prim::Slice {
+                    axis: 1,
+                    start: 1,
+                    end: 4,
+                },
+                vec![x.clone()],
+                vec![3, 3, 7],
+            ),
+            (
+                Prim::Pad {
+                    axis: 2,
+                    before: 1,
+                    after: 2,
+                },
+                vec![x.clone()],
+                vec![3, 5, 10],
+            ),
+            (
+                Prim::Concat { axis: 1 },
+                vec![buf(&[3, 2, 7]), x.clone()],
+                vec![3, 7, 7],
+            ),
+            (
+                Prim::Gather,
+                vec![buf(&[11, 5]), ids.clone()],
+                vec![3, 4, 5],
+            ),
+            (
+                Prim::ScatterAdd { rows: 11 },
+                vec![buf(&[3, 4, 5]), ids],
+                vec![11, 5],
+            ),
+        ];
+        for path in [ReadPath::Storage, ReadPath::Texture, ReadPath::Image] {
+            for (prim, ins, out) in &cases {
+                for store in [Store::Write, Store::Accumulate] {
+                    let k = node_kernel(prim, ins, out, store, path).expect("a kernel");
+                    if let Err(e) = crate::kernels::validate(&k.source) {
+                        panic!("{} {path:?}: {e}\n{}", k.name, k.source);
+                    }
+                }
+            }
+        }
+        let input = Prim::Input { name: "x".into() };
+        assert!(node_kernel(&input, &[], &[3], Store::Write, ReadPath::Storage).is_err());
+    }
+}
