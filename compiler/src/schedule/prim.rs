@@ -27,7 +27,24 @@ pub(super) fn prim_op(net: &Network, n: NodeIndex) -> Option<PrimOp> {
             Some(add_ops::BROADCAST)
         }
         Op::Concat { axis } if unbatched => Some(concat_ops::repeated(*axis)),
-        _ => None,
+        Op::Add
+        | Op::Concat { .. }
+        | Op::Input { .. }
+        | Op::Dense { .. }
+        | Op::Conv { .. }
+        | Op::ConvTranspose { .. }
+        | Op::MaxPool { .. }
+        | Op::AvgPool { .. }
+        | Op::Relu
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::LeakyRelu { .. }
+        | Op::Softmax
+        | Op::Lrn { .. }
+        | Op::Dropout { .. }
+        | Op::Flatten
+        | Op::Reshape { .. }
+        | Op::BatchNorm { .. } => None,
     }
 }
 
