@@ -7,7 +7,7 @@
 
 use super::{numel, LowerError, NodeCx};
 use crate::ir::Network;
-use crate::kernels::prim::{node_kernel, Operand, Src};
+use crate::kernels::prim::{node_kernel, Fused, Operand, Src};
 use crate::kernels::{copy, Store};
 use crate::ops::prim::{lower, shape_of, PrimOp};
 use crate::ops::{add as add_ops, concat as concat_ops, Op};
@@ -76,7 +76,7 @@ fn node_graph(net: &Network, n: NodeIndex, op: &PrimOp) -> Result<NodeGraph, Low
 }
 
 /// What a prim node's value is on the device: a tensor, or an expression kernels inline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Val {
     T(TensorId),
     Inline(Src),
@@ -92,6 +92,27 @@ struct Eval<'a> {
     scope: String,
     main: Option<NodeId>,
     label: String,
+    /// Elementwise nodes computed inside the kernels that read them, never stored.
+    fused: Vec<bool>,
+}
+
+/// The buffers a kernel may read through fused nodes: with the mirror of an accumulated
+/// result, within WebGPU's guaranteed 4 storage textures per stage (the storage-texture read
+/// path). A node that reads more by itself (`where` of three tensors) keeps them.
+const MAX_READS: usize = 3;
+
+/// Whether a node can be computed inside the kernel that reads it: elementwise, or an expand.
+fn fusable(p: &Prim) -> bool {
+    matches!(
+        p,
+        Prim::Unary(_) | Prim::Binary(_) | Prim::Compare(_) | Prim::Where | Prim::Expand
+    )
+}
+
+/// Whether a node reads its inputs at indices a fused input can be computed at (elementwise
+/// nodes and reductions; the others read their operands from memory).
+fn reads_by_index(p: &Prim) -> bool {
+    fusable(p) || matches!(p, Prim::Reduce { .. })
 }
 
 impl Eval<'_> {
@@ -118,25 +139,87 @@ impl Eval<'_> {
     }
 }
 
+impl Eval<'_> {
+    /// How a kernel reads node `a`: a tensor (bound, in the order `kernels::prim::buffers`
+    /// lists them), an inlined constant or mask, or a fused node computed in place.
+    fn operand(&self, a: NodeId, bindings: &mut Vec<TensorId>) -> Operand {
+        let src = match &self.vals[a] {
+            Some(Val::T(t)) => {
+                bindings.push(*t);
+                Src::Buffer
+            }
+            Some(Val::Inline(s)) => s.clone(),
+            None => Src::Fused(Box::new(Fused {
+                prim: self.g.nodes[a].prim.clone(),
+                ins: (self.g.nodes[a].inputs.iter())
+                    .map(|&x| self.operand(x, bindings))
+                    .collect(),
+            })),
+        };
+        Operand {
+            src,
+            dims: self.dims(a),
+        }
+    }
+
+    /// Which needed nodes are fused into their readers: elementwise, not wanted, read only
+    /// by nodes that read by index, and no kernel left reading more than [`MAX_READS`]
+    /// buffers (a root over the bound un-fuses its fused inputs, until none is).
+    fn plan_fusion(&mut self, need: &[bool], want: &[NodeId]) {
+        let nodes = &self.g.nodes;
+        let n = nodes.len();
+        let mut readers: Vec<Vec<NodeId>> = vec![vec![]; n];
+        for i in (0..n).filter(|&i| need[i]) {
+            nodes[i].inputs.iter().for_each(|&a| readers[a].push(i));
+        }
+        let mut fused: Vec<bool> = (0..n)
+            .map(|i| {
+                need[i]
+                    && fusable(&nodes[i].prim)
+                    && !want.contains(&i)
+                    && readers[i].iter().all(|&r| reads_by_index(&nodes[r].prim))
+            })
+            .collect();
+        loop {
+            let mut changed = false;
+            for i in 0..n {
+                if need[i] && !fused[i] && self.reads_of(i, &fused).len() > MAX_READS {
+                    for &a in &nodes[i].inputs {
+                        changed |= std::mem::replace(&mut fused[a], false);
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.fused = fused;
+    }
+
+    /// The stored nodes the kernel of node `i` reads, through its fused inputs.
+    fn reads_of(&self, i: NodeId, fused: &[bool]) -> Vec<NodeId> {
+        let mut out = vec![];
+        let mut stack: Vec<NodeId> = self.g.nodes[i].inputs.clone();
+        while let Some(a) = stack.pop() {
+            match (&self.g.nodes[a].prim, fused[a]) {
+                (_, true) => stack.extend(&self.g.nodes[a].inputs),
+                (Prim::Const(_) | Prim::CausalMask { .. }, false) => {}
+                (_, false) if !out.contains(&a) => out.push(a),
+                (_, false) => {}
+            }
+        }
+        out
+    }
+}
+
 impl Builder {
     /// Emits the kernel of prim node `i` of `e` into `(dst, store)`.
     fn emit_prim(&mut self, e: &Eval, i: NodeId, prim: &Prim, dst: (TensorId, Store)) {
         let node = &e.g.nodes[i];
-        let mut ops = vec![];
         let mut bindings = vec![];
-        for &a in &node.inputs {
-            let src = match e.vals[a].expect("inputs are evaluated first") {
-                Val::T(t) => {
-                    bindings.push(t);
-                    Src::Buffer
-                }
-                Val::Inline(s) => s,
-            };
-            ops.push(Operand {
-                src,
-                dims: e.dims(a),
-            });
-        }
+        let ops: Vec<Operand> = (node.inputs.iter())
+            .map(|&a| e.operand(a, &mut bindings))
+            .collect();
         bindings.push(dst.0);
         let k = node_kernel(prim, &ops, &e.dims(i), dst.1, self.reads())
             .expect("computed nodes have kernels");
@@ -154,17 +237,18 @@ impl Builder {
                 n.inputs.iter().for_each(|&a| readers[a] += 1);
             }
         }
+        e.plan_fusion(&need, &ids);
         let mut direct = vec![false; want.len()];
         for i in 0..e.g.nodes.len() {
-            if !need[i] {
+            if !need[i] || e.fused[i] {
                 continue;
             }
             let node = &e.g.nodes[i];
             let inline = match &node.prim {
                 Prim::Const(c) => Some(Val::Inline(Src::Const(*c))),
                 Prim::CausalMask { t } => Some(Val::Inline(Src::Causal(*t))),
-                Prim::Reshape => match e.vals[node.inputs[0]] {
-                    Some(v @ (Val::T(_) | Val::Inline(Src::Const(_)))) => Some(v),
+                Prim::Reshape => match &e.vals[node.inputs[0]] {
+                    Some(v @ (Val::T(_) | Val::Inline(Src::Const(_)))) => Some(v.clone()),
                     _ => None,
                 },
                 _ => None,
@@ -207,7 +291,7 @@ impl Builder {
     /// Puts the value of node `i` into `dst` (copied, or a constant made a tensor).
     fn store_val(&mut self, e: &Eval, i: NodeId, (dst, store): (TensorId, Store)) {
         let len = e.g.shape(i).numel(e.batch) as u64;
-        match e.vals[i].expect("evaluated") {
+        match e.vals[i].clone().expect("evaluated") {
             Val::T(t) => self.emit(
                 copy(len, store, self.reads()),
                 vec![t, dst],
@@ -245,12 +329,13 @@ impl Builder {
             scope: at.scope(),
             main: Some(ng.y),
             label: at.label("forward"),
+            fused: vec![],
         };
         for (&l, &t) in ng.leaves.iter().zip(x) {
             e.vals[l] = Some(Val::T(t));
         }
         self.eval_prim(&mut e, &[(ng.y, None)]);
-        Ok(match e.vals[ng.y].expect("evaluated") {
+        Ok(match e.vals[ng.y].clone().expect("evaluated") {
             Val::T(t) => t,
             Val::Inline(_) => {
                 let len = value_len(at.net, at.n, at.batch);
@@ -309,6 +394,7 @@ impl Builder {
             scope: format!("{}.grad", at.scope()),
             main: None,
             label: at.label("backward"),
+            fused: vec![],
         };
         for (&l, i) in ng.leaves.iter().zip(&at.ins) {
             e.vals[l] = Some(Val::T(values[i]));

@@ -54,6 +54,7 @@ fn collapse(dims: &[usize], st: &[usize]) -> (Vec<usize>, Vec<usize>) {
 /// The WGSL (u32) offset of the element at flat index `idx` (an expression below the product
 /// of `dims`) of `dims` in a view with strides `st`: `sum(coord_d * st_d)`, 0u for a scalar.
 pub fn offset(idx: &str, dims: &[usize], st: &[usize]) -> String {
+    let idx = &atom(idx);
     let (d, s) = collapse(dims, st);
     let row = strides(&d);
     let mut terms = vec![];
@@ -82,8 +83,18 @@ pub fn offset(idx: &str, dims: &[usize], st: &[usize]) -> String {
     }
 }
 
+/// An index expression safe to divide or multiply: a name or number as it is, else in
+/// parentheses (an offset read by a fused node is a sum).
+fn atom(idx: &str) -> String {
+    match idx.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        true => idx.to_string(),
+        false => format!("({idx})"),
+    }
+}
+
 /// The coordinate along axis `axis` of the element at flat index `idx` of `dims`.
 pub fn coord(idx: &str, dims: &[usize], axis: usize) -> String {
+    let idx = &atom(idx);
     let s = strides(dims)[axis];
     let c = if s == 1 {
         idx.to_string()

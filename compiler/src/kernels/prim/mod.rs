@@ -21,7 +21,7 @@ use crate::prim::Prim;
 const TEMPLATE: &str = include_str!("../../../../shaders/prim.wgsl");
 
 /// How a kernel reads one input of a node.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Src {
     /// A tensor bound to the kernel.
     Buffer,
@@ -29,6 +29,16 @@ pub enum Src {
     Const(f64),
     /// The `[t, t]` causal mask, computed from the offset.
     Causal(usize),
+    /// An elementwise node computed inside the kernel at the offset it is read at (fusion):
+    /// its inputs are read at their broadcast offsets in its shape, recursively.
+    Fused(Box<Fused>),
+}
+
+/// An elementwise node (or an expand) inlined into the kernel that reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fused {
+    pub prim: Prim,
+    pub ins: Vec<Operand>,
 }
 
 /// One input of a node's kernel: how it is read and its concrete dims.
@@ -38,12 +48,26 @@ pub struct Operand {
     pub dims: Vec<usize>,
 }
 
+/// The buffer operands of `ins` in binding order: depth first through fused nodes. The
+/// lowering binds its tensors in the same order.
+pub fn buffers(ins: &[Operand]) -> Vec<&Operand> {
+    let mut out = vec![];
+    for x in ins {
+        match &x.src {
+            Src::Buffer => out.push(x),
+            Src::Fused(f) => out.extend(buffers(&f.ins)),
+            Src::Const(_) | Src::Causal(_) => {}
+        }
+    }
+    out
+}
+
 /// A kernel being generated: its operands' declarations and how each input is loaded.
 pub(super) struct Gen<'a> {
     reads: Reads,
     ins: &'a [Operand],
-    /// Binding of each buffer input (None for inlined ones).
-    names: Vec<Option<String>>,
+    /// The name of each buffer operand, by its address in `ins` (fused ones included).
+    names: Vec<(*const Operand, String)>,
     next: u32,
 }
 
@@ -51,18 +75,12 @@ impl<'a> Gen<'a> {
     fn new(ins: &'a [Operand], path: ReadPath) -> Self {
         let mut reads = Reads::new(path);
         let mut names = vec![];
-        let mut next = 0;
-        for (k, x) in ins.iter().enumerate() {
-            names.push(match x.src {
-                Src::Buffer => {
-                    let n = format!("x{k}");
-                    reads = reads.input(next, &n);
-                    next += 1;
-                    Some(n)
-                }
-                Src::Const(_) | Src::Causal(_) => None,
-            });
+        for (k, x) in buffers(ins).into_iter().enumerate() {
+            let n = format!("x{k}");
+            reads = reads.input(k as u32, &n);
+            names.push((x as *const Operand, n));
         }
+        let next = names.len() as u32;
         Gen {
             reads,
             ins,
@@ -73,13 +91,31 @@ impl<'a> Gen<'a> {
 
     /// The value of input `k` at offset `off` (a u32 expression).
     pub(super) fn load(&self, k: usize, off: &str) -> String {
-        match (self.ins[k].src, &self.names[k]) {
-            (Src::Buffer, Some(n)) => format!("rd_{n}({off})"),
-            (Src::Const(c), _) => format!("f32({})", super::f32_lit(c)),
-            (Src::Causal(t), _) => {
-                format!("select(0.0, 1.0, (({off}) % {t}u) <= (({off}) / {t}u))")
+        self.load_op(&self.ins[k], off)
+    }
+
+    fn load_op(&self, x: &Operand, off: &str) -> String {
+        match &x.src {
+            Src::Buffer => {
+                let n = self.names.iter().find(|(p, _)| std::ptr::eq(*p, x));
+                format!("rd_{}({off})", n.expect("every buffer is declared").1)
             }
-            (Src::Buffer, None) => unreachable!("every buffer input is declared"),
+            Src::Const(c) => format!("f32({})", super::f32_lit(*c)),
+            Src::Causal(t) => format!("select(0.0, 1.0, (({off}) % {t}u) <= (({off}) / {t}u))"),
+            Src::Fused(f) => {
+                let args: Vec<String> = f
+                    .ins
+                    .iter()
+                    .map(|a| {
+                        let st = index::broadcast_strides(&a.dims, &x.dims);
+                        self.load_op(a, &index::offset(off, &x.dims, &st))
+                    })
+                    .collect();
+                match f.prim {
+                    Prim::Expand => args[0].clone(),
+                    _ => value_expr(&f.prim, &args).expect("only elementwise nodes are fused"),
+                }
+            }
         }
     }
 
@@ -176,6 +212,28 @@ mod tests {
             dims: vec![7, 7],
         };
         let ids = buf(&[3, 4]);
+        // (x * expand(b)) - 0.5, computed inside the kernels that read it.
+        let expand = Operand {
+            src: Src::Fused(Box::new(Fused {
+                prim: Prim::Expand,
+                ins: vec![buf(&[5, 1])],
+            })),
+            dims: vec![3, 5, 7],
+        };
+        let mul = Operand {
+            src: Src::Fused(Box::new(Fused {
+                prim: Prim::Binary(Binary::Mul),
+                ins: vec![x.clone(), expand],
+            })),
+            dims: vec![3, 5, 7],
+        };
+        let fused = Operand {
+            src: Src::Fused(Box::new(Fused {
+                prim: Prim::Binary(Binary::Sub),
+                ins: vec![mul, c.clone()],
+            })),
+            dims: vec![3, 5, 7],
+        };
         let cases: Vec<(Prim, Vec<Operand>, Vec<usize>)> = vec![
             (Prim::Const(2.0), vec![], vec![]),
             (Prim::CausalMask { t: 7 }, vec![], vec![7, 7]),
@@ -213,6 +271,16 @@ mod tests {
                 vec![5],
             ),
             (Prim::Expand, vec![buf(&[5, 1])], vec![3, 5, 7]),
+            (Prim::Unary(Unary::Exp), vec![fused.clone()], vec![3, 5, 7]),
+            (
+                Prim::Reduce {
+                    op: Reduce::Sum,
+                    axes: vec![1],
+                    keep: true,
+                },
+                vec![fused.clone()],
+                vec![3, 1, 7],
+            ),
             (
                 Prim::Matmul,
                 vec![buf(&[2, 1, 4, 3]), buf(&[5, 3, 6])],
