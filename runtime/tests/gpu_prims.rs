@@ -287,3 +287,29 @@ fn vit_trains_as_on_the_cpu() {
     eprintln!("vit: {dispatches} dispatches per training step; largest difference {worst:.2e}");
     assert!(dispatches > 0);
 }
+
+/// Under a 1.5 KiB binding limit a batch of 7 runs as micro-batches whose gradients add up
+/// before one update: a parameter node's gradient (the class token, the positions, layernorm's
+/// scale) is written by the first and added by the others, as a weight's is.
+#[test]
+fn micro_batches_add_parameter_gradients() {
+    let model = "net t {
+  input x: 6x8
+  s = class_token(8) -> positions(7, 8)
+  b = transformer(8, 2, 16)
+  o = slice(0, 0, 1) -> flatten -> dense(3)
+}";
+    let m = compile("t.net", model).unwrap_or_else(|d| panic!("{}", d.render()));
+    let plan = netc_compiler::schedule::Builder::new().with_binding_limit(1536);
+    let parts = plan.micro_batches(&m.networks[0], 7);
+    assert!(parts.len() > 1, "{parts:?}");
+    for mut gpu in gpus() {
+        gpu.limits.max_storage_buffer_binding_size = 1536;
+        let reads = gpu.reads;
+        let (_, worst) = steps_match(gpu, model, 7, &ONE_STEP);
+        eprintln!(
+            "{reads:?} in {} parts: largest difference {worst:.2e}",
+            parts.len()
+        );
+    }
+}
