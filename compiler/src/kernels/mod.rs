@@ -10,6 +10,7 @@ mod elementwise;
 mod loss;
 mod matmul;
 mod matmul_texture;
+pub mod prim;
 mod template;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ use crate::ir::Network;
 use crate::kernels::{Act, Store};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::conv_transpose::TransposeGeometry;
+use crate::ops::prim::PrimOp;
 use crate::ops::{self, Op};
 use crate::program::{Builder, Kind, ParamSet, TensorId};
 use petgraph::graph::NodeIndex;
@@ -101,7 +102,7 @@ impl Builder {
         let label = |phase: &str| at.label(phase);
         let len = at.len;
         match &at.node.op {
-            Op::Prim(_) => unreachable!("forward lowering refuses primitives (`cpu_only`)"),
+            Op::Prim(op) => self.backward_as_prim(w, at, op, dy),
             Op::Input { .. } => {}
             Op::Dense { units, bias } => self.backward_dense(w, at, dy, *units, *bias),
             op @ (Op::Relu | Op::Sigmoid | Op::Tanh | Op::LeakyRelu { .. }) => {
@@ -115,6 +116,9 @@ impl Builder {
                 let shape = &at.node.shape;
                 let label = label("backward");
                 ops::softmax::lower_backward(self, shape, at.batch, dy, y, dx, label);
+            }
+            Op::Add if super::prim::prim_op(w.net, at.n).is_some() => {
+                self.backward_as_prim(w, at, &ops::add::BROADCAST, dy)
             }
             Op::Add => {
                 let dxs: Vec<(TensorId, Store)> = at
@@ -155,16 +159,38 @@ impl Builder {
                     label("backward"),
                 );
             }
-            Op::Concat { axis } => self.backward_concat(w, at, dy, *axis),
+            Op::Concat { axis } => match super::prim::prim_op(w.net, at.n) {
+                Some(op) => self.backward_as_prim(w, at, &op, dy),
+                None => self.backward_concat(w, at, dy, *axis),
+            },
             Op::ConvTranspose { .. } => self.backward_conv_transpose(w, at, dy),
             Op::BatchNorm { .. } => self.backward_batchnorm(w, at, dy),
         }
     }
 
+    /// The backward of a node that runs as a primitive: gradient slots for the inputs that
+    /// need one and the derived graph gives one.
+    fn backward_as_prim(&mut self, w: &mut Walk, at: &NodeCx, op: &PrimOp, dy: TensorId) {
+        let Walk {
+            net,
+            params,
+            fwd,
+            needs,
+            grads,
+            ..
+        } = w;
+        let (net, batch) = (*net, at.batch);
+        let mut slot = |b: &mut Builder, k: usize| {
+            let i = at.ins[k];
+            needs[&i].then(|| b.grad_slot(grads, i, super::prim::value_len(net, i, batch), net))
+        };
+        self.backward_prim(at, op, (params, &fwd.values), dy, &mut slot);
+    }
+
     /// The gradient slot of input node `i` when it needs a gradient (see [`Builder::grad_slot`]).
     fn input_grad(&mut self, w: &mut Walk, i: NodeIndex, batch: u64) -> Option<(TensorId, Store)> {
         w.needs[&i].then(|| {
-            let l = numel(&w.net.graph[i].shape) * batch;
+            let l = super::prim::value_len(w.net, i, batch);
             self.grad_slot(&mut w.grads, i, l, w.net)
         })
     }
@@ -175,7 +201,7 @@ impl Builder {
         let (net, batch) = (w.net, at.batch);
         let x_node = at.ins[0];
         let x = w.fwd.values[&x_node];
-        let fan_in = numel(&net.graph[x_node].shape);
+        let (rows, fan_in) = super::dense_dims(net, at.n);
         let blocks = ops::dense::blocks(w.params, &at.node.name, bias, fan_in);
         let act_in = net.inputs_of(x_node);
         let fused_act = ops::activation::act(&net.graph[x_node].op).filter(|_| {
@@ -199,7 +225,8 @@ impl Builder {
                 })
             }
             (true, None) => {
-                let (dx, store) = self.grad_slot(&mut w.grads, x_node, fan_in * batch, net);
+                let len = fan_in * rows * batch;
+                let (dx, store) = self.grad_slot(&mut w.grads, x_node, len, net);
                 Some(ops::dense::InputGrad {
                     dx,
                     store,
@@ -213,7 +240,7 @@ impl Builder {
         ops::dense::lower_backward(
             self,
             &blocks,
-            batch,
+            batch * rows,
             (units, fan_in),
             dy,
             x,

@@ -131,7 +131,10 @@ impl Builder {
                     self.forward_activation(&s, op)?
                 }
                 Op::Softmax => self.forward_softmax(&s),
-                Op::Add => self.forward_add(&s),
+                Op::Add => match super::prim::prim_op(net, n) {
+                    Some(op) => self.forward_prim(&s.at, &op, &s.x, params)?,
+                    None => self.forward_add(&s),
+                },
                 Op::Flatten | Op::Reshape { .. } => s.x[0],
                 Op::Dropout { p } if train && *p > 0.0 => self.forward_dropout(&s, *p),
                 Op::Dropout { .. } => s.x[0],
@@ -144,14 +147,17 @@ impl Builder {
                     out
                 }
                 Op::Lrn { .. } => self.forward_lrn(&s),
-                Op::Concat { axis } => self.forward_concat(&s, *axis),
+                Op::Concat { axis } => match super::prim::prim_op(net, n) {
+                    Some(op) => self.forward_prim(&s.at, &op, &s.x, params)?,
+                    None => self.forward_concat(&s, *axis),
+                },
                 Op::ConvTranspose { .. } => self.forward_conv_transpose(&s)?,
                 Op::BatchNorm { eps, momentum } => {
                     let (out, stats) = self.forward_batchnorm(&s, (*eps, *momentum));
                     saved.insert(n, stats);
                     out
                 }
-                Op::Prim(_) => unreachable!("`cpu_only` refused the network"),
+                Op::Prim(op) => self.forward_prim(&s.at, op, &s.x, params)?,
             };
             values.insert(n, t);
         }
@@ -177,7 +183,7 @@ impl Builder {
         fuse: Option<NodeIndex>,
     ) -> TensorId {
         let graph = &s.at.net.graph;
-        let fan_in = numel(&graph[s.at.ins[0]].shape);
+        let (rows, fan_in) = super::dense_dims(s.at.net, s.at.n);
         let act = fuse
             .and_then(|c| ops::activation::act(&graph[c].op))
             .unwrap_or(Act::Identity);
@@ -186,7 +192,7 @@ impl Builder {
         ops::dense::lower_forward(
             self,
             &blocks,
-            s.at.batch,
+            s.at.batch * rows,
             (units, fan_in),
             act,
             s.x[0],

@@ -15,6 +15,7 @@ mod classifier;
 mod forward;
 mod loss;
 mod params;
+mod prim;
 mod update;
 mod update_rule;
 
@@ -29,7 +30,6 @@ pub use forward::Forward;
 pub use update_rule::{clip_factor, glob, DecayRule, UpdateRule};
 
 use crate::ir::{Network, Node};
-use crate::ops::Op;
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -50,35 +50,38 @@ fn numel(shape: &[u64]) -> u64 {
     shape.iter().product()
 }
 
-/// The first node the GPU lowering has no kernels for yet: a tensor primitive, an `add` that
-/// broadcasts, a `dense` over the last axis of a token sequence. The CPU executor runs them all.
+/// The first node the GPU lowering has no kernels for yet: a layer (not run as a primitive)
+/// that reads a tensor without the batch axis, or a network whose output has none. The CPU
+/// executor runs them.
 pub fn cpu_only(net: &Network) -> Option<LowerError> {
+    let out = net.output_and_logit().map(|(o, _)| o);
     net.order.iter().find_map(|&n| {
         let node = &net.graph[n];
-        let ins = net.inputs_of(n);
-        let unequal = ins.iter().any(|&i| {
-            let x = &net.graph[i];
-            !x.batched || x.shape != node.shape
-        });
-        let unbatched = ins.iter().any(|&i| !net.graph[i].batched);
-        let ranked = ins.iter().any(|&i| net.graph[i].shape.len() > 1);
-        let why = if matches!(node.op, Op::Prim(_)) {
-            "tensor primitives"
-        } else if matches!(node.op, Op::Add) && unequal {
-            "an `add` that broadcasts"
-        } else if matches!(node.op, Op::Concat { .. }) && unbatched {
-            "a `concat` of a parameter"
-        } else if matches!(node.op, Op::Dense { .. }) && ranked {
-            "`dense` over the last axis of a sequence"
+        let unbatched = net.inputs_of(n).iter().any(|&i| !net.graph[i].batched);
+        let why = if prim::prim_op(net, n).is_none() && unbatched {
+            "a layer that reads a tensor without the batch axis"
+        } else if Some(n) == out && !node.batched {
+            "an output without the batch axis"
         } else {
             return None;
         };
         Some(LowerError::Other(format!(
-            "layer `{}` ({}): {why} run on the CPU executor only for now; use `--device cpu`",
+            "layer `{}` ({}): {why}; such layers run on the CPU executor only for now; use `--device cpu`",
             node.name,
             node.op.name()
         )))
     })
+}
+
+/// A dense layer's rows per example and fan-in: over the last axis of a token sequence (the
+/// rows are its tokens, one GEMM over batch x tokens), else the whole vector.
+fn dense_dims(net: &Network, n: NodeIndex) -> (u64, u64) {
+    let x = &net.graph[net.inputs_of(n)[0]].shape;
+    let fan_in = x.last().copied().unwrap_or(1).max(1);
+    match x.len() > 1 {
+        true => (numel(x) / fan_in, fan_in),
+        false => (1, numel(x)),
+    }
 }
 
 /// The nodes that read each node (both walks decide fusions by them).

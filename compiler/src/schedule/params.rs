@@ -25,7 +25,7 @@ impl Builder {
             let node = &net.graph[n];
             // A dense layer's weight and bias split by the same row blocks.
             let blocks = if let Op::Dense { units, .. } = node.op {
-                let fan_in = numel(&net.graph[net.inputs_of(n)[0]].shape);
+                let fan_in = super::dense_dims(net, n).1;
                 self.dense_blocks(units, fan_in)
             } else {
                 vec![]
@@ -78,7 +78,7 @@ impl Builder {
             let Op::Dense { units, .. } = net.graph[n].op else {
                 continue;
             };
-            let fan_in = numel(&net.graph[net.inputs_of(n)[0]].shape);
+            let fan_in = super::dense_dims(net, n).1;
             let rows = (self.max_binding() / 4 / fan_in.max(1)).max(1);
             total = total.saturating_add(units.div_ceil(rows));
             if total > MAX_ROW_BLOCKS {
