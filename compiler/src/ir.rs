@@ -65,6 +65,9 @@ pub struct Network {
     pub outputs: Vec<(String, NodeIndex)>,
     /// Topological order, filled by shape inference.
     pub order: Vec<NodeIndex>,
+    /// Statement names of the network's top level and the node each stands for, where that
+    /// node is named otherwise (`loss = cross_entropy(...)` is the block's last node).
+    pub statements: Vec<(String, NodeIndex)>,
 }
 
 impl Network {
@@ -96,6 +99,21 @@ impl Network {
 
     pub fn node(&self, n: NodeIndex) -> &Node {
         &self.graph[n]
+    }
+
+    /// The node an output alias, a layer name or a top-level statement name stands for.
+    pub fn resolve(&self, name: &str) -> Option<NodeIndex> {
+        self.outputs
+            .iter()
+            .find(|(alias, _)| alias == name)
+            .map(|o| o.1)
+            .or_else(|| self.find(name))
+            .or_else(|| {
+                self.statements
+                    .iter()
+                    .find(|(s, _)| s == name)
+                    .map(|s| s.1)
+            })
     }
 
     pub fn find(&self, name: &str) -> Option<NodeIndex> {

@@ -206,6 +206,7 @@ fn lower_net(
     for src in std::mem::take(&mut b.refs) {
         b.resolve(&src);
     }
+    let statements = b.statement_nodes();
     let Builder {
         graph,
         inputs,
@@ -219,6 +220,7 @@ fn lower_net(
         inputs,
         outputs,
         order: vec![],
+        statements,
     };
     // Even after name or argument errors, infer what can be, to report independent shape errors.
     infer_shapes(&mut network, errors, broken);

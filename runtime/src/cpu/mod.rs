@@ -259,6 +259,19 @@ pub fn forward_rows<T: Real>(
     seed: u32,
     row0: usize,
 ) -> Result<Activations<T>, CpuError> {
+    forward_inputs(net, p, &[x], train, seed, row0)
+}
+
+/// [`forward_rows`] of a network with several inputs: `xs[i]` feeds `net.inputs[i]` (a
+/// single `x` feeds every input, as before networks could take several).
+pub fn forward_inputs<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    xs: &[ArrayView2<T>],
+    train: bool,
+    seed: u32,
+    row0: usize,
+) -> Result<Activations<T>, CpuError> {
     let mut values: HashMap<NodeIndex, Array2<T>> = HashMap::new();
     let mut kept_cols = HashMap::new();
     let mut state = vec![];
@@ -270,6 +283,14 @@ pub fn forward_rows<T: Real>(
         let bias = || p.vector(&format!("{}.bias", node.name));
         let y = match &node.op {
             Op::Input { shape } => {
+                let k = net.inputs.iter().position(|&i| i == n).unwrap_or(0);
+                let Some(x) = xs.get(k).or(xs.first()) else {
+                    return Err(CpuError::InputSize {
+                        net: net.name.clone(),
+                        got: 0,
+                        want: numel(shape),
+                    });
+                };
                 if x.ncols() != numel(shape) {
                     return Err(CpuError::InputSize {
                         net: net.name.clone(),
