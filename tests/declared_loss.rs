@@ -84,7 +84,7 @@ fn a_declared_cross_entropy_trains_as_the_builtin_classifier() {
     )
     .replace(
         "  output logits\n",
-        "  loss = cross_entropy(logits, label)\n  top = logits -> max(axis=-1, keep=true)\n  hit = eq(logits, top)\n  hot = one_hot(label, logits)\n  correct = mul(hit, hot) -> sum_all\n  output loss\n",
+        "  loss = cross_entropy(logits, label)\n  top = logits -> max(axis=-1, keep=true)\n  hit = eq(logits, top)\n  hot = one_hot(label, logits)\n  correct = mul(hit, hot) -> sum_all\n  output loss\n  output correct\n",
     );
     let declared = train(dir.path(), "declared", &declared, &[]);
     let (a, b) = (rows(&builtin), rows(&declared));
@@ -236,4 +236,14 @@ fn a_tied_head_counts_its_table_once() {
     let (code, so, se) = netc(&["check", path.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{so}\n{se}");
     assert!(so.contains("parameters:        1,072"), "{so}");
+}
+
+#[test]
+fn the_binding_keys_belong_to_task_minimise() {
+    // A classifier used to ignore them without a word.
+    check_fails_at(
+        &mlp("", "  task = classifier\n  inputs = {image: images}"),
+        "training setting `inputs` is for task = minimise",
+        "inputs =",
+    );
 }

@@ -101,19 +101,21 @@ impl Network {
         &self.graph[n]
     }
 
-    /// The node an output alias, a layer name or a top-level statement name stands for.
+    /// The node an output alias, a top-level statement name (the value of its chain, as a
+    /// reference to it reads: `correct = mul(hit, hot) -> sum_all` is the sum) or a layer
+    /// name stands for.
     pub fn resolve(&self, name: &str) -> Option<NodeIndex> {
         self.outputs
             .iter()
             .find(|(alias, _)| alias == name)
             .map(|o| o.1)
-            .or_else(|| self.find(name))
             .or_else(|| {
                 self.statements
                     .iter()
                     .find(|(s, _)| s == name)
                     .map(|s| s.1)
             })
+            .or_else(|| self.find(name))
     }
 
     pub fn find(&self, name: &str) -> Option<NodeIndex> {

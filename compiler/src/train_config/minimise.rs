@@ -34,7 +34,8 @@ impl Field {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MinimiseConfig {
     pub network: String,
-    /// The loss node (a layer's name; an output's alias is resolved to it).
+    /// The loss node as the section names it (an output, statement or layer:
+    /// `Network::resolve`).
     pub loss: String,
     /// Each input of the network (by name) and the field it reads, in the network's order.
     pub inputs: Vec<(String, Field)>,
@@ -127,7 +128,7 @@ fn per_example_node(r: &mut Reader, net: &Network, v: &Value, key: &str) -> Opti
         );
         return None;
     }
-    Some(n.name.clone())
+    Some(name.to_string())
 }
 
 /// `inputs = {image: images, label: labels, eps: noise}`: every input of `net` bound to a

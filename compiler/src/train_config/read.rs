@@ -75,6 +75,18 @@ fn section(
             }
         }
     };
+    if !matches!(task, Task::Minimise(_)) {
+        for key in ["inputs", "metrics"] {
+            if let Some(v) = r.get(key) {
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "training setting `{key}` is for task = minimise (a declared loss)"
+                    ))
+                    .at(v.span, "not read by this task"),
+                );
+            }
+        }
+    }
     let schedule = schedule_setting(&mut r, &opt);
     let decay = decay_rule(&mut r);
     let clip_grad_norm = clip_grad_norm(&mut r);

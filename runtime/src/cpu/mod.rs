@@ -282,24 +282,7 @@ pub fn forward_inputs<T: Real>(
         let weight = || p.vector(&format!("{}.weight", node.name));
         let bias = || p.vector(&format!("{}.bias", node.name));
         let y = match &node.op {
-            Op::Input { shape } => {
-                let k = net.inputs.iter().position(|&i| i == n).unwrap_or(0);
-                let Some(x) = xs.get(k).or(xs.first()) else {
-                    return Err(CpuError::InputSize {
-                        net: net.name.clone(),
-                        got: 0,
-                        want: numel(shape),
-                    });
-                };
-                if x.ncols() != numel(shape) {
-                    return Err(CpuError::InputSize {
-                        net: net.name.clone(),
-                        got: x.ncols(),
-                        want: numel(shape),
-                    });
-                }
-                x.to_owned()
-            }
+            Op::Input { shape } => input_value(net, n, xs, shape)?,
             Op::Dense { bias: has_bias, .. } => {
                 let w = p.matrix(&format!("{}.weight", node.name));
                 let x = by_rows(&values[&ins[0]], w.ncols());
@@ -384,6 +367,25 @@ pub fn forward_inputs<T: Real>(
         row0,
         state,
     })
+}
+
+/// The batch feeding input node `n` (`xs[i]` for `net.inputs[i]`; one `x` feeds them all).
+fn input_value<T: Real>(
+    net: &Network,
+    n: NodeIndex,
+    xs: &[ArrayView2<T>],
+    shape: &[u64],
+) -> Result<Array2<T>, CpuError> {
+    let k = net.inputs.iter().position(|&i| i == n).unwrap_or(0);
+    let x = xs.get(k).or(xs.first());
+    match x {
+        Some(x) if x.ncols() == numel(shape) => Ok(x.to_owned()),
+        _ => Err(CpuError::InputSize {
+            net: net.name.clone(),
+            got: x.map_or(0, |x| x.ncols()),
+            want: numel(shape),
+        }),
+    }
 }
 
 /// A value re-cut into rows of `cols` (a token sequence's [batch, T*C] read as [batch*T, C]
