@@ -167,7 +167,10 @@ fn check_fails_at(src: &str, message: &str, line: &str) {
         .position(|l| l.contains(line))
         .expect("the located line is in the source")
         + 1;
-    assert!(err.contains(&format!("m.net:{n}:")), "wanted m.net:{n} in:\n{err}");
+    assert!(
+        err.contains(&format!("m.net:{n}:")),
+        "wanted m.net:{n} in:\n{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 

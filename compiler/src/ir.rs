@@ -109,12 +109,7 @@ impl Network {
             .iter()
             .find(|(alias, _)| alias == name)
             .map(|o| o.1)
-            .or_else(|| {
-                self.statements
-                    .iter()
-                    .find(|(s, _)| s == name)
-                    .map(|s| s.1)
-            })
+            .or_else(|| self.statements.iter().find(|(s, _)| s == name).map(|s| s.1))
             .or_else(|| self.find(name))
     }
 

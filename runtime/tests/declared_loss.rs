@@ -92,7 +92,9 @@ fn gradcheck(src: &str, loss: &str, xs: &[Array2<f64>]) {
     let (grads, _) = cpu::backward_opt(&net, &p, &acts, n, dy, false);
     assert!(!p.names.is_empty(), "{src}: no parameters to check");
     for (i, g) in grads.iter().enumerate() {
-        let g = g.as_ref().unwrap_or_else(|| panic!("{}: no gradient", p.names[i]));
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no gradient", p.names[i]));
         let (mut ga, mut gn) = (vec![], vec![]);
         for j in (0..g.len()).step_by((g.len() / 25).max(1)) {
             let mut q = p.clone();
@@ -129,15 +131,21 @@ fn ids(rows: usize, cols: usize, n: u64, seed: u64) -> Array2<f64> {
 #[test]
 fn mse_and_bce_gradients_through_a_layer() {
     let (x, t) = (uniform(3, 5, -1.0, 1.0, 1), uniform(3, 6, 0.0, 1.0, 2));
-    for block in ["mse", "mse_sum", "bce", "bce_sum", "bce_logits", "bce_logits_sum"] {
+    for block in [
+        "mse",
+        "mse_sum",
+        "bce",
+        "bce_sum",
+        "bce_logits",
+        "bce_logits_sum",
+    ] {
         let head = if block.starts_with("bce") && !block.contains("logits") {
             "dense(6) -> sigmoid"
         } else {
             "dense(6)"
         };
-        let src = format!(
-            "net t {{ input x: 5\n input t: 6\n h = x -> {head}\n loss = {block}(h, t) }}"
-        );
+        let src =
+            format!("net t {{ input x: 5\n input t: 6\n h = x -> {head}\n loss = {block}(h, t) }}");
         gradcheck(&src, "loss", &[x.clone(), t.clone()]);
     }
 }

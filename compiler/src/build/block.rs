@@ -127,7 +127,8 @@ impl Builder<'_> {
                 continue;
             };
             let bare = |c: &Call| !c.parens && c.args.is_empty();
-            let named_tensor = matches!(&self.subst(&a.value, scope).kind, ValueKind::Call(s) if bare(s));
+            let named_tensor =
+                matches!(&self.subst(&a.value, scope).kind, ValueKind::Call(s) if bare(s));
             if !bare(c) || !named_tensor || defined.contains(&pname.as_str()) {
                 continue;
             }

@@ -287,8 +287,9 @@ pub fn lower(g: &mut Graph, op: &PrimOp, ins: &[NodeId], name: &str) -> Result<N
     }
 }
 
-/// `ids` one-hot in the shape of `like`: the classes are its last axis, and the ids (one per
-/// position of `like`, a label `1` per example for logits `10`) are laid out as its other axes.
+/// `ids` one-hot with the classes of `like`'s last axis: shaped as `like` when the ids are one
+/// per position of it (a label `1` per example for logits `10`, an id per token), else the ids'
+/// shape with the classes after it.
 fn one_hot_like(g: &mut Graph, ids: NodeId, like: NodeId) -> Result<NodeId, PrimError> {
     let (is, ls) = (g.shape(ids).clone(), g.shape(like).clone());
     let Some((&Dim::Fixed(n), lead)) = ls.0.split_last() else {
@@ -297,16 +298,11 @@ fn one_hot_like(g: &mut Graph, ids: NodeId, like: NodeId) -> Result<NodeId, Prim
         )));
     };
     let lead = Shape(lead.to_vec());
-    let ids = match g.reshape(ids, lead.clone()) {
-        Ok(r) if is != lead => r,
-        Ok(_) => ids,
-        Err(_) => {
-            return Err(PrimError(format!(
-                "one_hot: ids {is} do not match the positions {lead} of {ls} (one id per row of {n} classes)"
-            )))
-        }
+    let laid = match is != lead && is.is_batched() == lead.is_batched() {
+        true => g.reshape(ids, lead).unwrap_or(ids),
+        false => ids,
     };
-    g.one_hot(ids, n)
+    g.one_hot(laid, n)
 }
 
 /// `x` with axis `a` split into `sizes` (one of them -1: the rest).

@@ -141,13 +141,21 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
             ..
         }) => m.clone(),
         Some(v) => {
-            r.bad(v, "inputs", "a map of the network's inputs to data fields, e.g. {image: images, label: labels}");
+            r.bad(
+                v,
+                "inputs",
+                "a map of the network's inputs to data fields, e.g. {image: images, label: labels}",
+            );
             return vec![];
         }
         None => vec![],
     };
     let at = r.get("inputs").map_or(section, |v| v.span);
-    let names: Vec<&str> = net.inputs.iter().map(|&i| net.graph[i].name.as_str()).collect();
+    let names: Vec<&str> = net
+        .inputs
+        .iter()
+        .map(|&i| net.graph[i].name.as_str())
+        .collect();
     let mut bound = vec![];
     for (k, v) in &entries {
         if !names.contains(&k.name.as_str()) {
@@ -164,8 +172,11 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
         }
         if bound.iter().any(|(n, _): &(String, Field)| *n == k.name) {
             r.errors.push(
-                Diagnostic::error(format!("training setting `inputs` binds `{}` twice", k.name))
-                    .at(k.span, "again here"),
+                Diagnostic::error(format!(
+                    "training setting `inputs` binds `{}` twice",
+                    k.name
+                ))
+                .at(k.span, "again here"),
             );
             continue;
         }

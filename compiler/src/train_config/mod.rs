@@ -28,7 +28,9 @@ use crate::schedule::{DecayRule, Optimizer, UpdateRule};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
-    Classifier { network: String },
+    Classifier {
+        network: String,
+    },
     Gan(GanConfig),
     /// A loss the model declares, minimised over a data set's fields.
     Minimise(MinimiseConfig),

@@ -65,10 +65,15 @@ fn section(
         other => {
             let sp = r.get("task").map_or(span, |v| v.span);
             let mut d = Diagnostic::error(format!("unknown task `{other}`")).at(sp, "here");
-            d = d.help(match did_you_mean(other, ["classifier", "gan", "minimise"]) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "the tasks are classifier, gan and minimise (a loss the model declares)".into(),
-            });
+            d = d.help(
+                match did_you_mean(other, ["classifier", "gan", "minimise"]) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        "the tasks are classifier, gan and minimise (a loss the model declares)"
+                            .into()
+                    }
+                },
+            );
             r.errors.push(d);
             Task::Classifier {
                 network: String::new(),
@@ -123,9 +128,11 @@ fn section(
     if matches!(cfg.task, Task::Minimise(_)) && cfg.data == "synthetic" {
         let sp = r.get("data").map_or(span, |v| v.span);
         r.errors.push(
-            Diagnostic::error("data = synthetic is for classifiers; task = minimise reads a data set's fields")
-                .at(sp, "here")
-                .help("use mnist, fashion_mnist, idx or images"),
+            Diagnostic::error(
+                "data = synthetic is for classifiers; task = minimise reads a data set's fields",
+            )
+            .at(sp, "here")
+            .help("use mnist, fashion_mnist, idx or images"),
         );
     }
     if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {

@@ -131,13 +131,7 @@ impl Minimiser {
         // d(mean over the batch)/d(each example's loss).
         let dy = Array2::from_elem((self.batch, 1), 1.0 / self.batch as f32);
         let (grads, _) = cpu::backward_opt(&self.net, &self.params, &acts, self.loss, dy, false);
-        cpu::apply_rule(
-            &mut self.params,
-            &grads,
-            &mut self.state,
-            &self.rule,
-            lr,
-        );
+        cpu::apply_rule(&mut self.params, &grads, &mut self.state, &self.rule, lr);
         self.params.apply_state(&acts);
         if self.bad_at.is_none()
             && self

@@ -97,13 +97,21 @@ fn widths(net: &Network) -> Vec<usize> {
 }
 
 /// The images of `set` must be what the input bound to `images` takes.
-fn check_images(net: &Network, m: &MinimiseConfig, set: &Source, split: &str) -> Result<(), TrainError> {
+fn check_images(
+    net: &Network,
+    m: &MinimiseConfig,
+    set: &Source,
+    split: &str,
+) -> Result<(), TrainError> {
     if set.is_empty() {
-        return Err(TrainError::Setup(format!("the {split} split has no images")));
+        return Err(TrainError::Setup(format!(
+            "the {split} split has no images"
+        )));
     }
     if set.views() != 1 {
         return Err(TrainError::Setup(
-            "eval_crops is for classifiers; a declared loss is evaluated on one view per image".into(),
+            "eval_crops is for classifiers; a declared loss is evaluated on one view per image"
+                .into(),
         ));
     }
     for ((name, f), &w) in m.inputs.iter().zip(&widths(net)) {
@@ -360,7 +368,8 @@ impl<'a> MinimiseTask<'a> {
         m.insert("epoch_seconds".into(), own);
         run.metrics.log("epoch", &m)?;
         run.plot(MINIMISE_PLOT)?;
-        let line = format!(
+        let line =
+            format!(
             "epoch {}/{}: train loss {} | test loss {}{extra} | lr {} | {:.1} s ({:.1} s in all)",
             self.epoch + 1,
             self.epochs,
@@ -455,7 +464,10 @@ impl Task for MinimiseTask<'_> {
         self.s.nonfinite_at
     }
 
-    fn nonfinite_params(&mut self, _read_device: bool) -> Result<Option<(u64, String)>, TrainError> {
+    fn nonfinite_params(
+        &mut self,
+        _read_device: bool,
+    ) -> Result<Option<(u64, String)>, TrainError> {
         Ok(self.s.nonfinite_params())
     }
 

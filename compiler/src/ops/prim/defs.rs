@@ -74,12 +74,19 @@ def!(SHIFT, "shift", false, C, "shift(1)", |p, _| {
     })
 });
 // max(x, c) and min(x, c): a clamped log (BCE's at -100, as PyTorch's BCELoss).
-def!(CLAMP_MIN, "clamp_min", false, C, "clamp_min(-100)", |p, _| {
-    prim(PrimOp::Scalar {
-        op: Binary::Max,
-        c: p.float("c", 0.0),
-    })
-});
+def!(
+    CLAMP_MIN,
+    "clamp_min",
+    false,
+    C,
+    "clamp_min(-100)",
+    |p, _| {
+        prim(PrimOp::Scalar {
+            op: Binary::Max,
+            c: p.float("c", 0.0),
+        })
+    }
+);
 def!(CLAMP_MAX, "clamp_max", false, C, "clamp_max(1)", |p, _| {
     prim(PrimOp::Scalar {
         op: Binary::Min,
@@ -129,14 +136,9 @@ def!(MATMUL, "matmul", true, &[], "matmul(x, w)", |_, _| prim(
 def!(GATHER, "gather", true, &[], "gather(w, x)", |_, _| prim(
     PrimOp::Gather
 ));
-def!(
-    ONE_HOT,
-    "one_hot",
-    true,
-    &[],
-    "one_hot(ids, logits)",
-    |_, _| prim(PrimOp::OneHot)
-);
+def!(ONE_HOT, "one_hot", true, &[], "one_hot(x, w)", |_, _| prim(
+    PrimOp::OneHot
+));
 
 const RED: &[ArgDef] = &[
     ("axis", &["axes", "dim"], Ty::Axes, false, true),
