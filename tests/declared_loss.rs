@@ -11,6 +11,9 @@ use std::path::Path;
 mod support;
 use support::netc;
 
+#[path = "support/digit_folder.rs"]
+mod digit_folder;
+
 fn tmp(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(&format!("netc-declared-loss-{name}-"))
@@ -249,4 +252,28 @@ fn the_binding_keys_belong_to_task_minimise() {
         "training setting `inputs` is for task = minimise",
         "inputs =",
     );
+}
+
+#[test]
+fn an_image_folder_feeds_images_labels_and_noise_in_any_input_order() {
+    // The label input comes first and the images second: the folder's crop is the images'
+    // input, and a declared loss has no outputs to count classes against.
+    let dir = tmp("folder");
+    let data = dir.path().join("digits");
+    digit_folder::write(&data, &digit_folder::Spec::grey(3, 12));
+    let src = "net ae {\n  input label: 1\n  input image: 1x28x28\n  input eps: 4\n  h = image -> flatten -> dense(16) -> tanh\n  z = dense(4)\n  zn = add(z, eps)\n  r = zn -> dense(784) -> sigmoid\n  flat = image -> flatten\n  rec = mse(r, flat)\n  logits = z -> dense(3)\n  ce = cross_entropy(logits, label)\n  loss = add(rec, ce)\n  output loss\n}\ntrain {\n  task = minimise\n  loss = loss\n  inputs = {label: labels, image: images, eps: noise}\n  batch = 8\n  epochs = 3\n  log_every = 2\n}\n";
+    let run = train(
+        dir.path(),
+        "ae",
+        src,
+        &["--data-dir", data.to_str().expect("utf-8")],
+    );
+    let r = rows(&run);
+    let tests: Vec<f64> = r
+        .iter()
+        .filter(|row| row.contains_key("test_loss"))
+        .map(|row| num(row, "test_loss"))
+        .collect();
+    assert_eq!(tests.len(), 3, "{r:?}");
+    assert!(tests.iter().all(|t| t.is_finite() && *t > 0.0), "{tests:?}");
 }

@@ -134,7 +134,9 @@ fn per_example_node(r: &mut Reader, net: &Network, v: &Value, key: &str) -> Opti
 /// `inputs = {image: images, label: labels, eps: noise}`: every input of `net` bound to a
 /// field once, and nothing else.
 fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Field)> {
-    let data = r.name("data", "mnist");
+    // The data set's image size is known only where the section names the data set (as
+    // `fit` checks a classifier's); a folder given on the command line is checked at `train`.
+    let data = r.get("data").map(|_| r.name("data", "mnist"));
     let entries: Vec<(crate::ast::Ident, Value)> = match r.get("inputs") {
         Some(Value {
             kind: ValueKind::Map(m),
@@ -157,6 +159,7 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
         .map(|&i| net.graph[i].name.as_str())
         .collect();
     let mut bound = vec![];
+    let mut named: Vec<&str> = vec![];
     for (k, v) in &entries {
         if !names.contains(&k.name.as_str()) {
             let mut d = Diagnostic::error(format!(
@@ -170,7 +173,7 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
             r.errors.push(d);
             continue;
         }
-        if bound.iter().any(|(n, _): &(String, Field)| *n == k.name) {
+        if named.contains(&k.name.as_str()) {
             r.errors.push(
                 Diagnostic::error(format!(
                     "training setting `inputs` binds `{}` twice",
@@ -180,8 +183,9 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
             );
             continue;
         }
+        named.push(&k.name);
         let node = net.inputs[names.iter().position(|n| *n == k.name).unwrap_or(0)];
-        if let Some(f) = field(r, &data, v, &net.graph[node].shape) {
+        if let Some(f) = field(r, data.as_deref(), v, &net.graph[node].shape) {
             bound.push((k.name.clone(), f));
         }
     }
@@ -189,6 +193,8 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
     for (&i, name) in net.inputs.iter().zip(&names) {
         match bound.iter().find(|(n, _)| n == name) {
             Some(b) => ordered.push(b.clone()),
+            // Named with a field that is wrong: that error says it.
+            None if named.contains(name) => {}
             None => r.errors.push(
                 Diagnostic::error(format!(
                     "input `{name}` of network `{}` is not bound to a data field",
@@ -206,7 +212,9 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
 }
 
 /// The field `v` names, checked against the data set and the input's shape.
-fn field(r: &mut Reader, data: &str, v: &Value, shape: &[u64]) -> Option<Field> {
+fn field(r: &mut Reader, data: Option<&str>, v: &Value, shape: &[u64]) -> Option<Field> {
+    let given = data.is_some();
+    let data = data.unwrap_or("mnist");
     let fields = [Field::Images, Field::Labels, Field::Noise];
     let name = v.as_ident().unwrap_or("");
     let Some(f) = fields.iter().copied().find(|f| f.name() == name) else {
@@ -229,7 +237,9 @@ fn field(r: &mut Reader, data: &str, v: &Value, shape: &[u64]) -> Option<Field> 
         Field::Labels if values != 1 => Some(format!(
             "one value per example for `labels` (a class id), but the input takes {shape}; declare it `input label: 1`"
         )),
-        Field::Images if ["mnist", "fashion_mnist"].contains(&data) && values != MNIST_VALUES => {
+        Field::Images
+            if given && ["mnist", "fashion_mnist"].contains(&data) && values != MNIST_VALUES =>
+        {
             Some(format!(
                 "784 values per example for `images` ({data} gives 28x28 grey images), but the input takes {shape}"
             ))
