@@ -12,6 +12,7 @@ mod support;
 use support::netc;
 
 #[path = "support/digit_folder.rs"]
+#[allow(dead_code)]
 mod digit_folder;
 
 fn tmp(name: &str) -> tempfile::TempDir {
