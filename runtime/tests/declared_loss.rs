@@ -209,3 +209,56 @@ fn a_tied_embedding_head_sums_both_gradients() {
     assert_eq!(tables.len(), 1, "the table is one parameter");
     gradcheck(src, "loss", &[ids(3, 4, 9, 9), ids(3, 4, 9, 10)]);
 }
+
+#[test]
+fn checkpoints_name_library_parameters_as_pytorch_and_keep_their_optimizer_state() {
+    use netc_compiler::schedule::Optimizer;
+    use netc_runtime::cpu::OptState;
+    use netc_runtime::io::run_checkpoint::{load_params, save_params};
+    use netc_runtime::io::Checkpoint;
+    let net = net_of("net t { input x: 3x4\n b1 = layernorm(4)\n y = dense(2) }");
+    let p: Params<f32> = Params::init(&net, &mut Rng::new(1));
+    let opt = Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let mut st = OptState::new(&p, &opt);
+    for (k, slot) in st.slots.iter_mut().enumerate() {
+        for v in slot.iter_mut() {
+            v.iter_mut().for_each(|x| *x = 1.0 + k as f32);
+        }
+    }
+    let mut ck = Checkpoint {
+        tensors: vec![],
+        metadata: Default::default(),
+    };
+    save_params(&mut ck, None, (&p, &st), 3);
+    let keys: Vec<&str> = ck.tensors.iter().map(|t| t.0.as_str()).collect();
+    // PyTorch's module path: `b1.weight`, its state `optimizer.b1.weight.exp_avg`.
+    assert!(
+        keys.contains(&"b1.weight") && keys.contains(&"y.bias"),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&"optimizer.b1.weight.exp_avg_sq"), "{keys:?}");
+    let (back, bst) = load_params(&ck, &net, &p, 2).expect("loads");
+    assert_eq!(back.values, p.values);
+    // The moments of every tensor come back (a library block's used to be read as an old
+    // checkpoint's `.opt0` and reset to zero on --resume).
+    assert_eq!(bst.slots, st.slots);
+    // A checkpoint of the earlier names (`b1/weight`, `optimizer.b1/weight.exp_avg`) loads.
+    let old = Checkpoint {
+        tensors: ck
+            .tensors
+            .iter()
+            .map(|(k, s, v)| (k.replace("b1.", "b1/"), s.clone(), v.clone()))
+            .collect(),
+        metadata: Default::default(),
+    };
+    let (back, bst) = load_params(&old, &net, &p, 2).expect("old names load");
+    assert_eq!(
+        (back.values, bst.slots),
+        (p.values.clone(), st.slots.clone())
+    );
+}
