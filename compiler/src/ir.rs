@@ -71,6 +71,9 @@ pub struct Network {
     /// The fused regions of its primitives, built at first use (a network is not changed
     /// after shape inference).
     pub fused: OnceLock<Result<Regions, PrimError>>,
+    /// Statement names of the network's top level and the node each stands for, where that
+    /// node is named otherwise (`loss = cross_entropy(...)` is the block's last node).
+    pub statements: Vec<(String, NodeIndex)>,
 }
 
 impl Network {
@@ -110,6 +113,18 @@ impl Network {
 
     pub fn node(&self, n: NodeIndex) -> &Node {
         &self.graph[n]
+    }
+
+    /// The node an output alias, a top-level statement name (the value of its chain, as a
+    /// reference to it reads: `correct = mul(hit, hot) -> sum_all` is the sum) or a layer
+    /// name stands for.
+    pub fn resolve(&self, name: &str) -> Option<NodeIndex> {
+        self.outputs
+            .iter()
+            .find(|(alias, _)| alias == name)
+            .map(|o| o.1)
+            .or_else(|| self.statements.iter().find(|(s, _)| s == name).map(|s| s.1))
+            .or_else(|| self.find(name))
     }
 
     pub fn find(&self, name: &str) -> Option<NodeIndex> {

@@ -345,7 +345,8 @@ fn gan_of(
             g.g_optimizer.kind,
             g.d_optimizer.kind,
         )),
-        netc_compiler::train_config::Task::Classifier { .. } => None,
+        netc_compiler::train_config::Task::Classifier { .. }
+        | netc_compiler::train_config::Task::Minimise(_) => None,
     }
 }
 

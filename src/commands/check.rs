@@ -102,7 +102,7 @@ fn training_memory(
                 Some(n) => (n, c.optimizer.kind, batch.unwrap_or(c.batch)),
                 None => return Ok(None),
             },
-            Task::Gan(_) => return Ok(None),
+            Task::Gan(_) | Task::Minimise(_) => return Ok(None),
         },
         None => return Ok(None),
     };

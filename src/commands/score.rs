@@ -35,6 +35,11 @@ fn classifier_net(model: &Model) -> Result<&netc_compiler::ir::Network, Failure>
         Some(cfg) => match cfg.task {
             Task::Classifier { network } => Some(network),
             Task::Gan(_) => return Err(fail("the scoring classifier's model trains a GAN")),
+            Task::Minimise(_) => {
+                return Err(fail(
+                    "the scoring classifier's model minimises a declared loss",
+                ))
+            }
         },
         None => None,
     };

@@ -57,6 +57,7 @@ impl Builder<'_> {
             let full = inner.full("in");
             self.names.insert(full, (c.clone(), call.span));
         }
+        self.bind_tensors(block, call, scope, &inner);
         if !crate::stdlib::contains(block) {
             return self.expand(&block.body, &inner, cur);
         }
@@ -94,6 +95,50 @@ impl Builder<'_> {
                 "in the standard library's `{}` (`netc stdlib` prints it)",
                 block.name.name
             ));
+        }
+    }
+
+    /// Parameters given a layer's name (`mse(recon, image)`) stand for that tensor inside the
+    /// block: each becomes a name there resolving to the caller's layer, as `in` does, so a
+    /// block can read several tensors (a loss reads its prediction and its target). A
+    /// parameter the block's own statements define is left alone.
+    fn bind_tensors(&mut self, block: &BlockDef, call: &Call, scope: &Scope, inner: &Scope) {
+        let defined: Vec<&str> = block
+            .body
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Chain { name: Some(n), .. } => Some(n.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut pos = 0;
+        for a in &call.args {
+            let pname = match &a.key {
+                Some(k) => k.name.clone(),
+                None => {
+                    pos += 1;
+                    match block.params.get(pos - 1) {
+                        Some(p) => p.name.name.clone(),
+                        None => continue,
+                    }
+                }
+            };
+            let ValueKind::Call(c) = &a.value.kind else {
+                continue;
+            };
+            let bare = |c: &Call| !c.parens && c.args.is_empty();
+            let named_tensor =
+                matches!(&self.subst(&a.value, scope).kind, ValueKind::Call(s) if bare(s));
+            if !bare(c) || !named_tensor || defined.contains(&pname.as_str()) {
+                continue;
+            }
+            let src = Src::Ref {
+                cands: scope.cands(&c.name.name),
+                ident: c.name.clone(),
+            };
+            self.names
+                .entry(inner.full(&pname))
+                .or_insert((src, c.name.span));
         }
     }
 

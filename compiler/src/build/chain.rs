@@ -183,9 +183,15 @@ impl Builder<'_> {
                 (None, ValueKind::Call(c))
                     if takes_named_inputs(op_name) && !c.parens && c.args.is_empty() =>
                 {
+                    // A block parameter naming a tensor is looked up as written: inside the
+                    // block it is a name resolving to the caller's layer (`bind_tensors`).
+                    let written = match &a.value.kind {
+                        ValueKind::Call(w) if !w.parens && w.args.is_empty() => w,
+                        _ => c,
+                    };
                     refs.push(Src::Ref {
-                        cands: scope.cands(&c.name.name),
-                        ident: c.name.clone(),
+                        cands: scope.cands(&written.name.name),
+                        ident: written.name.clone(),
                     })
                 }
                 _ => settings.push(Arg {

@@ -206,6 +206,7 @@ fn lower_net(
     for src in std::mem::take(&mut b.refs) {
         b.resolve(&src);
     }
+    let statements = b.statement_nodes();
     let Builder {
         graph,
         inputs,
@@ -220,6 +221,7 @@ fn lower_net(
         outputs,
         order: vec![],
         fused: Default::default(),
+        statements,
     };
     // Even after name or argument errors, infer what can be, to report independent shape errors.
     infer_shapes(&mut network, errors, broken);

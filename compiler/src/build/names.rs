@@ -52,6 +52,37 @@ impl Builder<'_> {
         Some(self.graph.add_node(node))
     }
 
+    /// The top-level statement names that stand for a node named otherwise, resolved without
+    /// reporting (every reference was resolved, and reported, before).
+    pub(super) fn statement_nodes(&self) -> Vec<(String, NodeIndex)> {
+        let mut out = vec![];
+        for (name, (src, _)) in &self.names {
+            if name.contains('/') {
+                continue;
+            }
+            let mut cur = src.clone();
+            for _ in 0..64 {
+                match cur {
+                    Src::Node(n) => {
+                        if self.graph[n].name != *name {
+                            out.push((name.clone(), n));
+                        }
+                        break;
+                    }
+                    Src::Poisoned => break,
+                    Src::Ref { ref cands, .. } => {
+                        match cands.iter().find_map(|c| self.names.get(c)) {
+                            Some((next, _)) => cur = next.clone(),
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     pub(super) fn resolve(&mut self, src: &Src) -> Option<NodeIndex> {
         let mut cur = src.clone();
         let mut seen = HashSet::new();

@@ -3,8 +3,7 @@
 //! onto a `prim::Graph`, which is also how shapes are inferred, so the rule has one home.
 //! Gradients are derived (`prim::grad`); no primitive has a hand-written backward.
 
-use super::registry::OpDef;
-use super::{ArgDef, InferCx, Op, Parsed, ShapeError, Ty};
+use super::{InferCx, ShapeError};
 use crate::ast::shape_str;
 use crate::ir::Stats;
 use crate::prim::{Binary, Compare, Dim, Graph, NodeId, PrimError, Reduce, Shape, Unary};
@@ -40,6 +39,9 @@ pub enum PrimOp {
     },
     /// Rows of a table picked by integer ids: `gather(table, ids)`.
     Gather,
+    /// `one_hot(ids, like)`: integer ids as one-hot rows as long as the last axis of `like`
+    /// (the logits a cross-entropy compares them with); neither input takes a gradient.
+    OneHot,
     /// A learned tensor without a batch axis.
     Param {
         shape: Vec<u64>,
@@ -76,7 +78,9 @@ impl PrimOp {
             PrimOp::Scalar { op, .. } => match op {
                 Binary::Mul => "scale",
                 Binary::Add => "shift",
-                Binary::Sub | Binary::Div | Binary::Max | Binary::Min => "scalar",
+                Binary::Max => "clamp_min",
+                Binary::Min => "clamp_max",
+                Binary::Sub | Binary::Div => "scalar",
             },
             PrimOp::Binary(b) => binary_name(*b),
             PrimOp::Compare(c) => compare_name(*c),
@@ -91,6 +95,7 @@ impl PrimOp {
             PrimOp::Transpose => "transpose",
             PrimOp::Slice { .. } => "slice",
             PrimOp::Gather => "gather",
+            PrimOp::OneHot => "one_hot",
             PrimOp::Param { .. } => "param",
             PrimOp::Causal { .. } => "causal_mask",
             PrimOp::Unflatten { .. } => "unflatten",
@@ -123,7 +128,8 @@ impl PrimOp {
             | PrimOp::Where
             | PrimOp::Matmul
             | PrimOp::Transpose
-            | PrimOp::Gather => self.name().to_string(),
+            | PrimOp::Gather
+            | PrimOp::OneHot => self.name().to_string(),
         }
     }
 
@@ -141,7 +147,11 @@ impl PrimOp {
             | PrimOp::Causal { .. }
             | PrimOp::Unflatten { .. }
             | PrimOp::Merge { .. } => 1,
-            PrimOp::Binary(_) | PrimOp::Compare(_) | PrimOp::Matmul | PrimOp::Gather => 2,
+            PrimOp::Binary(_)
+            | PrimOp::Compare(_)
+            | PrimOp::Matmul
+            | PrimOp::Gather
+            | PrimOp::OneHot => 2,
             PrimOp::Where => 3,
         })
     }
@@ -253,6 +263,7 @@ pub fn lower(g: &mut Graph, op: &PrimOp, ins: &[NodeId], name: &str) -> Result<N
             g.slice(x, full, *start as usize, *end as usize)
         }
         PrimOp::Gather => g.gather(ins[0], ins[1]),
+        PrimOp::OneHot => one_hot_like(g, ins[0], ins[1]),
         PrimOp::Unflatten { axis: a, sizes } => unflatten(g, x, *a, sizes),
         PrimOp::Merge { start, end } => merge(g, x, *start, *end),
         PrimOp::Concat { axis: a } => concat(g, ins, *a),
@@ -274,6 +285,24 @@ pub fn lower(g: &mut Graph, op: &PrimOp, ins: &[NodeId], name: &str) -> Result<N
             g.where_(m, x, low)
         }
     }
+}
+
+/// `ids` one-hot with the classes of `like`'s last axis: shaped as `like` when the ids are one
+/// per position of it (a label `1` per example for logits `10`, an id per token), else the ids'
+/// shape with the classes after it.
+fn one_hot_like(g: &mut Graph, ids: NodeId, like: NodeId) -> Result<NodeId, PrimError> {
+    let (is, ls) = (g.shape(ids).clone(), g.shape(like).clone());
+    let Some((&Dim::Fixed(n), lead)) = ls.0.split_last() else {
+        return Err(PrimError(format!(
+            "one_hot takes its classes from the last axis of {ls}, which has none"
+        )));
+    };
+    let lead = Shape(lead.to_vec());
+    let laid = match is != lead && is.is_batched() == lead.is_batched() {
+        true => g.reshape(ids, lead).unwrap_or(ids),
+        false => ids,
+    };
+    g.one_hot(laid, n)
 }
 
 /// `x` with axis `a` split into `sizes` (one of them -1: the rest).
@@ -438,6 +467,7 @@ fn figures(op: &PrimOp, g: &Graph, ins: &[NodeId], y: NodeId) -> Result<Stats, S
         | PrimOp::Transpose
         | PrimOp::Slice { .. }
         | PrimOp::Gather
+        | PrimOp::OneHot
         | PrimOp::Causal { .. }
         | PrimOp::Unflatten { .. }
         | PrimOp::Merge { .. }
@@ -446,245 +476,5 @@ fn figures(op: &PrimOp, g: &Graph, ins: &[NodeId], y: NodeId) -> Result<Stats, S
     Ok(st)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Definitions as model files write them.
-
-macro_rules! def {
-    ($c:ident, $name:literal, $named:expr, $args:expr, $ex:literal, $parse:expr) => {
-        pub(super) const $c: OpDef = OpDef {
-            name: $name,
-            aliases: &[],
-            args: $args,
-            example: $ex,
-            named_inputs: $named,
-            main_call: false,
-            parse: $parse,
-        };
-    };
-}
-
-fn prim(p: PrimOp) -> Op {
-    Op::Prim(p)
-}
-
-def!(NEG, "neg", false, &[], "neg", |_, _| prim(PrimOp::Unary(
-    Unary::Neg
-)));
-def!(EXP, "exp", false, &[], "exp", |_, _| prim(PrimOp::Unary(
-    Unary::Exp
-)));
-def!(LOG, "log", false, &[], "log", |_, _| prim(PrimOp::Unary(
-    Unary::Log
-)));
-def!(SQRT, "sqrt", false, &[], "sqrt", |_, _| prim(
-    PrimOp::Unary(Unary::Sqrt)
-));
-def!(RSQRT, "rsqrt", false, &[], "rsqrt", |_, _| prim(
-    PrimOp::Unary(Unary::Rsqrt)
-));
-def!(ERF, "erf", false, &[], "erf", |_, _| prim(PrimOp::Unary(
-    Unary::Erf
-)));
-def!(ABS, "abs", false, &[], "abs", |_, _| prim(PrimOp::Unary(
-    Unary::Abs
-)));
-def!(SQUARE, "square", false, &[], "square", |_, _| prim(
-    PrimOp::Unary(Unary::Square)
-));
-def!(
-    RECIPROCAL,
-    "reciprocal",
-    false,
-    &[],
-    "reciprocal",
-    |_, _| { prim(PrimOp::Unary(Unary::Reciprocal)) }
-);
-
-const C: &[ArgDef] = &[("c", &["value"], Ty::Float, true, true)];
-def!(POW, "pow", false, C, "pow(2)", |p, _| prim(PrimOp::Unary(
-    Unary::Pow(p.float("c", 1.0))
-)));
-def!(SCALE, "scale", false, C, "scale(0.5)", |p, _| {
-    prim(PrimOp::Scalar {
-        op: Binary::Mul,
-        c: p.float("c", 1.0),
-    })
-});
-def!(SHIFT, "shift", false, C, "shift(1)", |p, _| {
-    prim(PrimOp::Scalar {
-        op: Binary::Add,
-        c: p.float("c", 0.0),
-    })
-});
-
-def!(SUB, "sub", true, &[], "sub(a, b)", |_, _| prim(
-    PrimOp::Binary(Binary::Sub)
-));
-def!(MUL, "mul", true, &[], "mul(a, b)", |_, _| prim(
-    PrimOp::Binary(Binary::Mul)
-));
-def!(DIV, "div", true, &[], "div(a, b)", |_, _| prim(
-    PrimOp::Binary(Binary::Div)
-));
-def!(MAXIMUM, "maximum", true, &[], "maximum(a, b)", |_, _| {
-    prim(PrimOp::Binary(Binary::Max))
-});
-def!(MINIMUM, "minimum", true, &[], "minimum(a, b)", |_, _| {
-    prim(PrimOp::Binary(Binary::Min))
-});
-def!(GT, "gt", true, &[], "gt(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Gt)
-));
-def!(GE, "ge", true, &[], "ge(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Ge)
-));
-def!(LT, "lt", true, &[], "lt(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Lt)
-));
-def!(LE, "le", true, &[], "le(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Le)
-));
-def!(EQ, "eq", true, &[], "eq(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Eq)
-));
-def!(NE, "ne", true, &[], "ne(a, b)", |_, _| prim(
-    PrimOp::Compare(Compare::Ne)
-));
-def!(WHERE, "where", true, &[], "where(a, a, b)", |_, _| prim(
-    PrimOp::Where
-));
-def!(MATMUL, "matmul", true, &[], "matmul(x, w)", |_, _| prim(
-    PrimOp::Matmul
-));
-def!(GATHER, "gather", true, &[], "gather(w, x)", |_, _| prim(
-    PrimOp::Gather
-));
-
-const RED: &[ArgDef] = &[
-    ("axis", &["axes", "dim"], Ty::Axes, false, true),
-    ("keep", &["keepdim", "keepdims"], Ty::Bool, false, false),
-];
-fn reduce(op: Reduce, p: &Parsed) -> Op {
-    let axes = match p.get("axis") {
-        Some(_) => p.axes("axis"),
-        None => vec![-1],
-    };
-    prim(PrimOp::Reduce {
-        op,
-        axes,
-        keep: p.boolean("keep", false),
-    })
-}
-def!(SUM, "sum", false, RED, "sum(axis=-1)", |p, _| reduce(
-    Reduce::Sum,
-    p
-));
-def!(
-    MEAN,
-    "mean",
-    false,
-    RED,
-    "mean(axis=-1, keep=true)",
-    |p, _| reduce(Reduce::Mean, p)
-);
-def!(MAX, "max", false, RED, "max(axis=-1, keep=true)", |p, _| {
-    reduce(Reduce::Max, p)
-});
-
-const PERM: &[ArgDef] = &[("perm", &["axes", "dims"], Ty::Axes, true, true)];
-def!(
-    PERMUTE,
-    "permute",
-    false,
-    PERM,
-    "permute([1, 0, 2])",
-    |p, _| {
-        prim(PrimOp::Permute {
-            perm: p.axes("perm"),
-        })
-    }
-);
-def!(
-    TRANSPOSE,
-    "transpose",
-    false,
-    &[],
-    "transpose",
-    |_, _| prim(PrimOp::Transpose)
-);
-
-const SLICE: &[ArgDef] = &[
-    ("axis", &["dim"], Ty::Axis, true, true),
-    ("start", &[], Ty::Int, true, true),
-    ("end", &["stop"], Ty::Int, true, true),
-];
-def!(
-    SLICE_DEF,
-    "slice",
-    false,
-    SLICE,
-    "slice(0, 0, 1)",
-    |p, _| {
-        prim(PrimOp::Slice {
-            axis: p.axes("axis").first().copied().unwrap_or(0),
-            start: p.int("start", 0),
-            end: p.int("end", 0),
-        })
-    }
-);
-
-const PARAM: &[ArgDef] = &[("shape", &[], Ty::Shape, true, true), super::W];
-def!(
-    PARAM_DEF,
-    "param",
-    false,
-    PARAM,
-    "param(1x64, init=gaussian(0.02))",
-    |p, _| {
-        let shape = match p.get("shape").map(|v| &v.kind) {
-            Some(crate::ast::ValueKind::Shape(d)) => d.clone(),
-            Some(crate::ast::ValueKind::Int(i)) => vec![*i as u64],
-            Some(crate::ast::ValueKind::List(l)) => l
-                .iter()
-                .filter_map(|x| x.as_f64().map(|f| f as u64))
-                .collect(),
-            _ => vec![],
-        };
-        prim(PrimOp::Param { shape })
-    }
-);
-const ON: &[ArgDef] = &[("enabled", &["on", "causal"], Ty::Bool, false, true)];
-def!(CAUSAL, "causal_mask", false, ON, "causal_mask", |p, _| {
-    prim(PrimOp::Causal {
-        on: p.boolean("enabled", true),
-    })
-});
-
-const UNFLATTEN: &[ArgDef] = &[
-    ("axis", &["dim"], Ty::Axis, true, true),
-    ("sizes", &["shape"], Ty::Axes, true, true),
-];
-def!(
-    UNFLATTEN_DEF,
-    "unflatten",
-    false,
-    UNFLATTEN,
-    "unflatten(-1, [4, -1])",
-    |p, _| {
-        prim(PrimOp::Unflatten {
-            axis: p.axes("axis").first().copied().unwrap_or(0),
-            sizes: p.axes("sizes"),
-        })
-    }
-);
-
-const MERGE: &[ArgDef] = &[
-    ("start", &["start_dim"], Ty::Axis, true, true),
-    ("end", &["end_dim"], Ty::Axis, true, true),
-];
-def!(MERGE_DEF, "merge", false, MERGE, "merge(-2, -1)", |p, _| {
-    prim(PrimOp::Merge {
-        start: p.axes("start").first().copied().unwrap_or(0),
-        end: p.axes("end").first().copied().unwrap_or(0),
-    })
-});
+mod defs;
+pub(in crate::ops) use defs::*;

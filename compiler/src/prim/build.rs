@@ -280,6 +280,16 @@ impl Graph {
         self.push(Prim::ScatterAdd { rows }, vec![g, ids], Shape(out))
     }
 
+    /// `ids` as one-hot rows of `n`: `ids.shape ++ [n]`.
+    pub fn one_hot(&mut self, ids: NodeId, n: usize) -> Result<NodeId, PrimError> {
+        if n == 0 {
+            return err("one_hot needs at least one class".into());
+        }
+        let mut out = self.shape(ids).0.clone();
+        out.push(Dim::Fixed(n));
+        self.push(Prim::OneHot { n }, vec![ids], Shape(out))
+    }
+
     pub fn causal_mask(&mut self, t: usize) -> NodeId {
         self.push(Prim::CausalMask { t }, vec![], Shape::fixed(&[t, t]))
             .expect("no batch axis")

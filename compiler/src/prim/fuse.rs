@@ -45,7 +45,8 @@ pub fn is_elementwise(p: &Prim) -> bool {
         | Prim::Pad { .. }
         | Prim::Concat { .. }
         | Prim::Gather
-        | Prim::ScatterAdd { .. } => false,
+        | Prim::ScatterAdd { .. }
+        | Prim::OneHot { .. } => false,
     }
 }
 

@@ -254,6 +254,8 @@ fn vjp(g: &mut Graph, i: NodeId, gy: NodeId) -> Result<Vec<Option<NodeId>>, Prim
             ])
         }
         Prim::Compare(_) => Ok(vec![None, None]),
+        // Ids are integers: no gradient flows into them.
+        Prim::OneHot { .. } => Ok(vec![None]),
         Prim::Where => {
             let zero = g.constant(0.0);
             let ga = g.where_(ins[0], gy, zero)?;

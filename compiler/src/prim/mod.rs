@@ -120,6 +120,11 @@ pub enum Prim {
     ScatterAdd {
         rows: usize,
     },
+    /// `one_hot(ids)`: each integer id in `0..n` as a row of `n` values, 1 at the id; a new
+    /// last axis. Ids take no gradient.
+    OneHot {
+        n: usize,
+    },
     /// A `[t, t]` constant: 1 on and below the diagonal, 0 above.
     CausalMask {
         t: usize,
@@ -152,6 +157,7 @@ impl Prim {
             Prim::Concat { axis } => format!("concat(axis {axis})"),
             Prim::Gather => "gather".into(),
             Prim::ScatterAdd { rows } => format!("scatter_add({rows})"),
+            Prim::OneHot { n } => format!("one_hot({n})"),
             Prim::CausalMask { t } => format!("causal_mask({t})"),
         }
     }

@@ -14,6 +14,8 @@ pub(super) fn fit(r: &mut Reader, model: &Model, cfg: &TrainConfig) {
     let name = match &cfg.task {
         Task::Classifier { network } => network,
         Task::Gan(g) => &g.discriminator,
+        // Its inputs and their fields are checked where the binding is read (minimise.rs).
+        Task::Minimise(_) => return,
     };
     let Some(net) = model.network(name) else {
         return;

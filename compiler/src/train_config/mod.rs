@@ -12,6 +12,7 @@ mod classes;
 mod decay;
 mod fit;
 mod images;
+mod minimise;
 mod ranges;
 mod read;
 mod reader;
@@ -19,6 +20,7 @@ mod recipe;
 
 pub use decay::{decay_text, DecayLine};
 pub use images::{BadImages, ChannelStat, ImageConfig};
+pub use minimise::{Field, MinimiseConfig};
 pub use read::{default_recipe, read};
 pub use recipe::recipe_lines;
 
@@ -26,8 +28,12 @@ use crate::schedule::{DecayRule, Optimizer, UpdateRule};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
-    Classifier { network: String },
+    Classifier {
+        network: String,
+    },
     Gan(GanConfig),
+    /// A loss the model declares, minimised over a data set's fields.
+    Minimise(MinimiseConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

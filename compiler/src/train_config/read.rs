@@ -57,19 +57,41 @@ fn section(
     let task = match task_name.as_str() {
         "classifier" => classifier(&mut r, &nets, &per_net),
         "gan" => gan(&mut r, &nets, opt, &per_net),
+        "minimise" | "minimize" => {
+            let m = super::minimise::minimise(&mut r, &nets);
+            per_network(&mut r, &per_net, &[("network", &m.network)]);
+            Task::Minimise(m)
+        }
         other => {
             let sp = r.get("task").map_or(span, |v| v.span);
             let mut d = Diagnostic::error(format!("unknown task `{other}`")).at(sp, "here");
-            d = d.help(match did_you_mean(other, ["classifier", "gan"]) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "the tasks are classifier and gan".into(),
-            });
+            d = d.help(
+                match did_you_mean(other, ["classifier", "gan", "minimise"]) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        "the tasks are classifier, gan and minimise (a loss the model declares)"
+                            .into()
+                    }
+                },
+            );
             r.errors.push(d);
             Task::Classifier {
                 network: String::new(),
             }
         }
     };
+    if !matches!(task, Task::Minimise(_)) {
+        for key in ["inputs", "metrics"] {
+            if let Some(v) = r.get(key) {
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "training setting `{key}` is for task = minimise (a declared loss)"
+                    ))
+                    .at(v.span, "not read by this task"),
+                );
+            }
+        }
+    }
     let schedule = schedule_setting(&mut r, &opt);
     let decay = decay_rule(&mut r);
     let clip_grad_norm = clip_grad_norm(&mut r);
@@ -103,6 +125,16 @@ fn section(
     };
     fit(&mut r, model, &cfg);
     classes_fit(&mut r, model, &cfg);
+    if matches!(cfg.task, Task::Minimise(_)) && cfg.data == "synthetic" {
+        let sp = r.get("data").map_or(span, |v| v.span);
+        r.errors.push(
+            Diagnostic::error(
+                "data = synthetic is for classifiers; task = minimise reads a data set's fields",
+            )
+            .at(sp, "here")
+            .help("use mnist, fashion_mnist, idx or images"),
+        );
+    }
     if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {
         let sp = r.get("data").map_or(span, |v| v.span);
         r.errors.push(
@@ -120,15 +152,15 @@ fn section(
 
 /// The model's networks, which the task's `network`, `generator` and `discriminator` name,
 /// and the training section's span (where an error about a key left out points).
-struct Nets<'m> {
-    model: &'m Model,
-    names: Vec<&'m str>,
-    span: Span,
+pub(super) struct Nets<'m> {
+    pub(super) model: &'m Model,
+    pub(super) names: Vec<&'m str>,
+    pub(super) span: Span,
 }
 
 impl Nets<'_> {
     /// An error at `key` when the model has no network `name`.
-    fn check(&self, r: &mut Reader, key: &str, name: &str) {
+    pub(super) fn check(&self, r: &mut Reader, key: &str, name: &str) {
         if !self.names.contains(&name) {
             let sp = r.get(key).map_or(self.span, |v| v.span);
             let mut d = Diagnostic::error(format!(

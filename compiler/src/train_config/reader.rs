@@ -42,6 +42,8 @@ pub(super) const KEYS: &[&str] = &[
     "convert_channels",
     "verify_images",
     "classes",
+    "inputs",
+    "metrics",
 ];
 
 pub(super) struct Reader<'a> {

@@ -13,6 +13,11 @@ pub fn recipe_lines(cfg: &TrainConfig) -> Vec<String> {
             lines.push(format!("network = {network}"));
             lines.push("loss = softmax_cross_entropy (on the logits)".to_string());
         }
+        Task::Minimise(m) => {
+            lines.push("task = minimise".to_string());
+            lines.push(format!("network = {}", m.network));
+            lines.push(format!("loss = {} (its batch mean)", m.loss));
+        }
         Task::Gan(g) => {
             lines.push("task = gan".to_string());
             lines.push(format!("generator = {}", g.generator));

@@ -138,9 +138,10 @@ impl<'a, T: Real> Backprop<'a, T> {
         }
     }
 
-    /// The input's gradient is only computed when asked for.
+    /// An input's gradient is only computed when asked for (and only the first input's is
+    /// returned).
     fn wanted(&self, i: NodeIndex) -> bool {
-        i != self.input || self.input_grad
+        (i != self.input && !self.net.inputs.contains(&i)) || self.input_grad
     }
 
     /// A weight's gradient is only computed when it trains.

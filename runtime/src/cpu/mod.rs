@@ -275,6 +275,19 @@ pub fn forward_rows<T: Real>(
     seed: u32,
     row0: usize,
 ) -> Result<Activations<T>, CpuError> {
+    forward_inputs(net, p, &[x], train, seed, row0)
+}
+
+/// [`forward_rows`] of a network with several inputs: `xs[i]` feeds `net.inputs[i]` (a
+/// single `x` feeds every input, as before networks could take several).
+pub fn forward_inputs<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    xs: &[ArrayView2<T>],
+    train: bool,
+    seed: u32,
+    row0: usize,
+) -> Result<Activations<T>, CpuError> {
     let mut values: HashMap<NodeIndex, Array2<T>> = HashMap::new();
     let mut kept_cols = HashMap::new();
     let mut state = vec![];
@@ -282,18 +295,18 @@ pub fn forward_rows<T: Real>(
         layer: net.name.clone(),
         message: e.to_string(),
     })?;
+    let batch = xs.first().map_or(0, |x| x.nrows());
     for &n in &net.order {
         if let Some(&r) = regions.of.get(&n) {
             // A region runs whole at its last node, when everything it reads is computed.
             let region = &regions.list[r];
             if region.nodes.last() == Some(&n) {
-                let outs =
-                    prim::region::forward(region, &values, x.nrows()).map_err(|message| {
-                        CpuError::Shape {
-                            layer: net.graph[n].name.clone(),
-                            message,
-                        }
-                    })?;
+                let outs = prim::region::forward(region, &values, batch).map_err(|message| {
+                    CpuError::Shape {
+                        layer: net.graph[n].name.clone(),
+                        message,
+                    }
+                })?;
                 for (&(o, _), v) in region.outputs.iter().zip(outs) {
                     values.insert(o, v);
                 }
@@ -306,16 +319,7 @@ pub fn forward_rows<T: Real>(
         let weight = || p.vector(&format!("{}.weight", node.name));
         let bias = || p.vector(&format!("{}.bias", node.name));
         let y = match &node.op {
-            Op::Input { shape } => {
-                if x.ncols() != numel(shape) {
-                    return Err(CpuError::InputSize {
-                        net: net.name.clone(),
-                        got: x.ncols(),
-                        want: numel(shape),
-                    });
-                }
-                x.to_owned()
-            }
+            Op::Input { shape } => input_value(net, n, xs, shape)?,
             Op::Dense { bias: has_bias, .. } => {
                 let w = p.matrix(&format!("{}.weight", node.name));
                 let x = by_rows(&values[&ins[0]], w.ncols());
@@ -398,6 +402,25 @@ pub fn forward_rows<T: Real>(
         row0,
         state,
     })
+}
+
+/// The batch feeding input node `n` (`xs[i]` for `net.inputs[i]`; one `x` feeds them all).
+fn input_value<T: Real>(
+    net: &Network,
+    n: NodeIndex,
+    xs: &[ArrayView2<T>],
+    shape: &[u64],
+) -> Result<Array2<T>, CpuError> {
+    let k = net.inputs.iter().position(|&i| i == n).unwrap_or(0);
+    let x = xs.get(k).or(xs.first());
+    match x {
+        Some(x) if x.ncols() == numel(shape) => Ok(x.to_owned()),
+        _ => Err(CpuError::InputSize {
+            net: net.name.clone(),
+            got: x.map_or(0, |x| x.ncols()),
+            want: numel(shape),
+        }),
+    }
 }
 
 /// A value re-cut into rows of `cols` (a token sequence's [batch, T*C] read as [batch*T, C]

@@ -43,6 +43,23 @@ fn weight_key(prefix: Option<&str>, name: &str) -> String {
     }
 }
 
+/// A parameter's name as PyTorch's module path writes it: a library block's scope `b1/attn/`
+/// becomes `b1.attn.` (`b1.attn.qkv.weight`, as `model.b1.attn.qkv.weight`).
+fn module_path(name: &str) -> String {
+    name.replace('/', ".")
+}
+
+/// The names a network's weights take in a checkpoint: their module paths, unless two of them
+/// would then be one (kept as netc names them).
+fn saved_names(p: &Params<f32>) -> Vec<String> {
+    let paths: Vec<String> = p.names.iter().map(|n| module_path(n)).collect();
+    let mut seen = std::collections::HashSet::new();
+    match paths.iter().all(|k| seen.insert(k.as_str())) {
+        true => paths,
+        false => p.names.clone(),
+    }
+}
+
 /// Optimizer state sits apart from the weights, under `optimizer.`, named as torch.optim
 /// names it (`optimizer.hidden.weight.exp_avg`), so the weights alone are a state_dict.
 fn state_key(weight: &str, slot: &str) -> String {
@@ -72,7 +89,7 @@ pub fn save_params(
     passes: u64,
 ) {
     let names = slot_names(st.slots.len());
-    for (i, name) in p.names.iter().enumerate() {
+    for (i, name) in saved_names(p).iter().enumerate() {
         let key = weight_key(prefix, name);
         if p.trainable[i] {
             for (slot, label) in st.slots.iter().zip(names) {
@@ -133,7 +150,12 @@ fn load_params_with(
     let mut problems = vec![];
     let mut used: Vec<String> = vec![];
     for (i, name) in like.names.iter().enumerate() {
+        // The module path (this version's), netc's own name (checkpoints before it, and
+        // networks whose paths collide), then the earliest `net/name` form.
+        let path = module_path(name);
         let candidates = [
+            weight_key(None, &path),
+            weight_key(Some(&net.name), &path),
             weight_key(None, name),
             weight_key(Some(&net.name), name),
             format!("{}/{name}", net.name),
@@ -159,7 +181,9 @@ fn load_params_with(
             continue;
         }
         p.values[i] = data.to_vec();
-        let legacy = key.contains('/');
+        // Only the earliest form keeps its state as `.optN`; a library block's `b1/weight`
+        // (which contains a slash too) has torch.optim's names.
+        let legacy = key == candidates[4];
         for (s, slot) in st.slots.iter_mut().enumerate() {
             let skey = if legacy {
                 format!("{key}.opt{s}")

@@ -11,9 +11,11 @@ mod gan;
 mod gpu_backend;
 mod gpu_gan;
 mod gpu_params;
+mod minimise;
 
 pub use classifier::Classifier;
 pub use gan::{Gan, GanStats, GeneratorLoss};
+pub use minimise::{node_named, Minimiser, Sums};
 
 use crate::cpu;
 use crate::gpu::{Gpu, GpuError};
@@ -31,6 +33,9 @@ pub enum RunError {
     Cpu(#[from] cpu::CpuError),
     #[error("{0}")]
     Config(String),
+    /// What the GPU path cannot run yet (the primitives a declared loss is built from).
+    #[error("{0}: runs on the CPU executor only for now; use --device cpu")]
+    CpuOnly(String),
     #[error(transparent)]
     Memory(#[from] crate::memory::MemoryError),
 }

@@ -13,6 +13,7 @@ mod evaluate;
 mod gan;
 mod generate;
 mod image_folder;
+mod minimise;
 mod profile;
 mod progress;
 mod run;

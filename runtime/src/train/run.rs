@@ -3,6 +3,7 @@
 
 use super::classifier::classifier;
 use super::gan::gan;
+use super::minimise::minimise;
 use super::{
     classifier_data, datasets, interrupt_flag, prepare_out, ClassifierData, Purpose, Recorded,
 };
@@ -14,7 +15,7 @@ use crate::io::run_checkpoint::RunCheckpointError;
 use crate::io::{Checkpoint, IoError};
 use crate::session::{Executor, RunError};
 use netc_compiler::ir::{Model, Network};
-use netc_compiler::train_config::{Task, TrainConfig};
+use netc_compiler::train_config::{Field, MinimiseConfig, Task, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -172,6 +173,7 @@ enum RunData<'m> {
         (Dataset, Dataset, Option<String>),
         BTreeMap<String, String>,
     ),
+    Minimise(&'m Network, &'m MinimiseConfig, ClassifierData),
 }
 
 impl RunData<'_> {
@@ -180,6 +182,7 @@ impl RunData<'_> {
         match self {
             RunData::Classifier(_, d) => &d.meta,
             RunData::Gan(_, _, meta) => meta,
+            RunData::Minimise(_, _, d) => &d.meta,
         }
     }
 }
@@ -212,6 +215,19 @@ fn check_same_data(
         "cannot resume on other data: the checkpoint was trained on {}, but this run's data is {now}; leave out --data-dir to continue on the data it was trained on, or pass --allow-other-data to continue on this data",
         then.describe()
     )))
+}
+
+/// The network as the data readers see it: the input bound to `images` first (an image
+/// folder's crop is that input's shape), no outputs (a declared loss has no classes).
+fn images_first(net: &Network, m: &MinimiseConfig) -> Network {
+    let mut view = net.clone();
+    let at = m.inputs.iter().position(|(_, f)| *f == Field::Images);
+    if let Some(k) = at.filter(|&k| k < view.inputs.len()) {
+        let i = view.inputs.remove(k);
+        view.inputs.insert(0, i);
+    }
+    view.outputs.clear();
+    view
 }
 
 /// Runs the training the model's section describes. `log` receives one line per event worth
@@ -247,6 +263,16 @@ pub fn run(
             drop(peek);
             RunData::Classifier(net, d)
         }
+        Task::Minimise(m) => {
+            let net = model
+                .network(&m.network)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{}`", m.network)))?;
+            let recorded = peek.as_ref().map_or(Recorded::Nothing, Recorded::Resume);
+            let view = images_first(net, m);
+            let d = classifier_data(model, cfg, &view, dir, opts.progress, recorded)?;
+            drop(peek);
+            RunData::Minimise(net, m, d)
+        }
         Task::Gan(g) => {
             let mut meta = BTreeMap::new();
             if let Some(d) = dir {
@@ -270,11 +296,20 @@ pub fn run(
     let notes = match &data {
         RunData::Classifier(_, d) => d.notes.clone(),
         RunData::Gan(_, (_, _, note), _) => note.iter().cloned().collect(),
+        RunData::Minimise(_, _, d) => d.notes.clone(),
     };
     for n in notes {
         log(&format!("note: {n}"));
     }
-    let (exec, device) = executor(&opts.device)?;
+    // A declared loss runs on the CPU executor only for now: `auto` takes it, a GPU named
+    // outright is refused by the session.
+    let (exec, device) = match (&data, opts.device.as_str()) {
+        (RunData::Minimise(..), "auto") => (
+            Executor::Cpu,
+            "cpu (reference executor; a declared loss runs on the CPU for now)".to_string(),
+        ),
+        _ => executor(&opts.device)?,
+    };
     log(&format!("device: {device}"));
     let mut summary = match data {
         RunData::Classifier(net, d) => classifier(model, net, cfg, opts, exec, &d, resume, log)?,
@@ -287,6 +322,7 @@ pub fn run(
                 .ok_or_else(|| TrainError::Setup(format!("no network `{}`", g.discriminator)))?;
             gan(model, gn, dn, cfg, opts, exec, (&train, &meta), resume, log)?
         }
+        RunData::Minimise(net, m, d) => minimise(model, net, m, cfg, opts, exec, &d, resume, log)?,
     };
     summary.device = device;
     Ok(summary)

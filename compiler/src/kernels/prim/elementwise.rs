@@ -121,7 +121,8 @@ pub fn value_expr(prim: &Prim, args: &[String]) -> Option<String> {
         | Prim::Pad { .. }
         | Prim::Concat { .. }
         | Prim::Gather
-        | Prim::ScatterAdd { .. } => return None,
+        | Prim::ScatterAdd { .. }
+        | Prim::OneHot { .. } => return None,
     })
 }
 

@@ -32,3 +32,12 @@ pub(super) fn scatter_add(g: &Gen, rows: usize, out: &[usize]) -> String {
         g.load(0, &format!("j * {w}u + c"))
     )
 }
+
+/// `one_hot(ids)` over `n` classes: 1 where the element's class is its id (an id that is no
+/// class gives a row of zeros; the CPU executor refuses it).
+pub(super) fn one_hot(g: &Gen, n: usize) -> String {
+    format!(
+        "let id = {};\nlet v = select(0.0, 1.0, id == f32(i % {n}u));",
+        g.load(0, &format!("i / {n}u"))
+    )
+}

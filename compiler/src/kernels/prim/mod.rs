@@ -182,6 +182,7 @@ pub fn node_kernel(
         Prim::Matmul => reduce::matmul(&g, out),
         Prim::Gather => gather::gather(&g, out),
         Prim::ScatterAdd { rows } => gather::scatter_add(&g, *rows, out),
+        Prim::OneHot { n } => gather::one_hot(&g, *n),
     };
     Ok(g.finish(name, len, &body, store))
 }

@@ -314,3 +314,20 @@ fn causal_mask_keeps_the_past() {
     });
     check("causal mask", case);
 }
+
+#[test]
+fn one_hot_picks_a_class_and_takes_no_gradient() {
+    // A cross-entropy's pick: the log-softmax's entry at each id, the ids fixed.
+    let mut g = Graph::default();
+    let x = g.input("x", &[5, 4]);
+    let ids = g.input("ids", &[5]);
+    let hot = g.one_hot(ids, 4).expect("one class axis");
+    let picked = g.binary(Binary::Mul, x, hot).expect("same shape");
+    let y = g.reduce(Reduce::Sum, picked, &[2], false).expect("an axis");
+    let y = g.unary(Unary::Tanh, y);
+    let fixed = HashMap::from([(
+        ids,
+        vec![0., 3., 3., 1., 2., 1., 1., 0., 2., 3., 3., 0., 0., 2., 1.],
+    )]);
+    check("one_hot", Case::new(g, y, fixed, 4));
+}

@@ -26,6 +26,8 @@ pub enum EvalError {
     Missing { name: String },
     #[error("id {id} is not a row of a table of {rows} rows")]
     Id { id: String, rows: usize },
+    #[error("class {id} is not a whole number in 0..{classes} (one_hot of {classes} classes)")]
+    Class { id: String, classes: usize },
 }
 
 /// For each node, the last needed node reading it (`usize::MAX` for the wanted ones, kept to

@@ -235,6 +235,19 @@ fn gather<T: Real>(table: &Arg<T>, ids: &Arg<T>) -> Result<Vec<T>, EvalError> {
     Ok(out)
 }
 
+/// Each id as a one-hot row of `n` (an id that is not a whole number in `0..n` is an error).
+fn one_hot<T: Real>(ids: &Arg<T>, n: usize) -> Result<Vec<T>, EvalError> {
+    let mut out = vec![T::zero(); ids.0.len() * n];
+    for (i, &id) in ids.0.iter().enumerate() {
+        let c = row(id, n).map_err(|_| EvalError::Class {
+            id: format!("{}", id.f64()),
+            classes: n,
+        })?;
+        out[i * n + c] = T::one();
+    }
+    Ok(out)
+}
+
 fn scatter_add<T: Real>(g: &Arg<T>, ids: &Arg<T>, rows: usize) -> Result<Vec<T>, EvalError> {
     let w = g.0.len() / ids.0.len().max(1);
     let mut out = vec![T::zero(); rows * w];
@@ -310,5 +323,6 @@ pub fn run<T: Real>(prim: &Prim, args: &[Arg<T>], out: &[usize]) -> Result<Vec<T
         }
         Prim::Gather => gather(&args[0], &args[1])?,
         Prim::ScatterAdd { rows } => scatter_add(&args[0], &args[1], *rows)?,
+        Prim::OneHot { n } => one_hot(&args[0], *n)?,
     })
 }
