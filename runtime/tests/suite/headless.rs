@@ -16,13 +16,15 @@ fn opening_adapters_without_xdg_runtime_dir_prints_no_error_line() {
         println!("{} adapters, opened: {}", listed.len(), opened.is_some());
         return;
     }
+    // The test's own name as libtest lists it: the module path within the test executable
+    // (`headless::` in runtime/tests/suite), without the crate's name.
+    let name = "opening_adapters_without_xdg_runtime_dir_prints_no_error_line";
+    let name = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    };
     let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "opening_adapters_without_xdg_runtime_dir_prints_no_error_line",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("NODEVICE_SELECT")
