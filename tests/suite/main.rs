@@ -1,9 +1,9 @@
-//! The netc binary's integration tests, one module per file, in ONE test executable: each executable links the whole
-//! workspace and its dependencies, so one executable instead of one per file saves most of the
-//! link and code-generation time of `cargo test` (issue 30, item 7). Run one file's tests with
-//! `cargo test -p <package> --test suite <module>::` (e.g. `cli::`).
-//! train.rs and image_folder.rs stay their own executables: benches/device/build.sh ships them (with runtime's
-//! gpu_vs_cpu) to the lent GPU machine by name.
+//! netc's (the binary's) integration tests in one test executable, a module per file: each test
+//! executable links the whole workspace and its dependencies, so one instead of one per file
+//! saves most of the linking and code generation of `cargo test` (issue 30, item 7).
+//! One file's tests: `cargo test --release -p netc --test suite cli::`.
+//! tests/train.rs and tests/image_folder.rs stay executables of their own: benches/device/build.sh
+//! ships them (with runtime's gpu_vs_cpu) to the lent GPU machine by name.
 //! A new test file goes here as a module (a file directly in tests/ is an executable of its own).
 
 mod cli;

@@ -1,7 +1,7 @@
-//! netc-compiler's integration tests, one module per file, in ONE test executable: each executable links the whole
-//! workspace and its dependencies, so one executable instead of one per file saves most of the
-//! link and code-generation time of `cargo test` (issue 30, item 7). Run one file's tests with
-//! `cargo test -p <package> --test suite <module>::` (e.g. `fuzz_campaign::`).
+//! netc-compiler's integration tests in one test executable, a module per file: each test
+//! executable links the whole workspace and its dependencies, so one instead of one per file
+//! saves most of the linking and code generation of `cargo test` (issue 30, item 7).
+//! One file's tests: `cargo test --release -p netc-compiler --test suite fuzz_campaign::`.
 //! A new test file goes here as a module (a file directly in tests/ is an executable of its own).
 
 mod fuzz_campaign;
