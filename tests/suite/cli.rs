@@ -2,8 +2,7 @@
 
 use std::process::Command;
 
-#[path = "../support/netc.rs"]
-mod run;
+use crate::run;
 use run::netc;
 
 #[test]

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-#[path = "../support/netc.rs"]
-mod run;
+use crate::run;
 use run::netc;
 
 /// A fresh folder for one test, removed when it goes out of scope.

@@ -4,13 +4,10 @@
 
 use std::path::Path;
 
-#[path = "../support/netc.rs"]
-mod run;
+use crate::run;
 use run::netc;
 
-#[path = "../support/digit_folder.rs"]
-#[allow(dead_code)]
-mod digit_folder;
+use crate::digit_folder;
 
 /// Writes `src` to `name` under `dir`; the path as a string.
 fn model(dir: &Path, name: &str, src: &str) -> String {

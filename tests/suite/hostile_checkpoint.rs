@@ -2,11 +2,8 @@
 //! planner on huge or long models (issue 31): each is a clear error, never a run that goes on
 //! with nonsense (gradient ascent, NaN weights, scoring the training images) or a hang.
 
-#[path = "../support/digit_folder.rs"]
-#[allow(dead_code)] // break_files is for tests/image_folder.rs
-mod digit_folder;
-#[path = "../support/netc.rs"]
-mod run;
+use crate::digit_folder;
+use crate::run;
 
 use std::path::{Path, PathBuf};
 

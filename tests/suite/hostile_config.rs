@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../support/within.rs"]
-mod within;
+use crate::within;
 use within::netc_within;
 
 fn tmp(name: &str) -> tempfile::TempDir {

@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-#[path = "../support/within.rs"]
-mod within;
+use crate::within;
 use within::netc_within;
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 const NETC: &str = env!("CARGO_BIN_EXE_netc");
 
-#[path = "../support/within.rs"]
-mod within;
+use crate::within;
 use within::{netc_within, within};
 const GUARD: Duration = Duration::from_secs(60);
 

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-#[path = "../support/within.rs"]
-mod within;
+use crate::within;
 use within::netc_within;
 
 /// `netc score --samples` on an array written to `dir`: exits 1 with `message`, no panic.

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-#[path = "../support/within.rs"]
-mod within;
+use crate::within;
 use within::netc_within;
 
 /// A small MLP on the shipped MNIST sample; `WIDTH` is its hidden layer's width.

@@ -6,6 +6,15 @@
 //! ships them (with runtime's gpu_vs_cpu) to the lent GPU machine by name.
 //! A new test file goes here as a module (a file directly in tests/ is an executable of its own).
 
+// Support files that several modules use, loaded once (clippy::duplicate_mod).
+#[path = "../support/digit_folder.rs"]
+#[allow(dead_code)]
+mod digit_folder;
+#[path = "../support/netc.rs"]
+mod run;
+#[path = "../support/within.rs"]
+mod within;
+
 mod cli;
 mod diagnostics;
 mod everyday_data;

@@ -2,8 +2,7 @@
 //! of the ViT (its count and its blocks' parameters), a model written from library blocks
 //! training on the CPU executor, and the GPU path's located refusal.
 
-#[path = "../support/netc.rs"]
-mod run;
+use crate::run;
 use run::netc;
 
 #[test]

@@ -2,8 +2,7 @@
 
 use netc_compiler::ops::registry::OPS;
 
-#[path = "../support/netc.rs"]
-mod run;
+use crate::run;
 use run::netc;
 
 #[path = "../../compiler/tests/support/op_models.rs"]

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-#[path = "../support/within.rs"]
-mod within;
+use crate::within;
 use within::netc_within;
 
 const NET: &str =

@@ -6,6 +6,10 @@
 //! to the lent GPU machine by name.
 //! A new test file goes here as a module (a file directly in tests/ is an executable of its own).
 
+// Support files that several modules use, loaded once (clippy::duplicate_mod).
+#[path = "../support/golden.rs"]
+mod golden;
+
 mod fuzz_campaign;
 mod fuzz_readers;
 mod g_through_d;

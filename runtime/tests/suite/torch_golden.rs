@@ -11,8 +11,7 @@ use netc_runtime::cpu::{self, Params};
 use netc_runtime::rng::Rng;
 use serde_json::Value;
 
-#[path = "../support/golden.rs"]
-mod golden;
+use crate::golden;
 use golden::{floats, rel};
 
 #[test]

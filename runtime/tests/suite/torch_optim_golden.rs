@@ -9,8 +9,7 @@ use netc_compiler::train_config::read;
 use netc_runtime::cpu::{self, OptState, Params};
 use serde_json::Value;
 
-#[path = "../support/golden.rs"]
-mod golden;
+use crate::golden;
 use golden::{floats, rel};
 
 #[test]
