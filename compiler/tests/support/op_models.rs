@@ -1,6 +1,6 @@
 //! A tiny model around one op call, shared by the test that every registry op compiles from
-//! its own example (compiler/tests/registry.rs) and the one that `netc check` accepts each
-//! (tests/registry_cli.rs).
+//! its own example (compiler/tests/suite/registry.rs) and the one that `netc check` accepts each
+//! (tests/suite/registry_cli.rs).
 
 use netc_compiler::compile;
 

@@ -1,0 +1,25 @@
+//! netc-runtime's integration tests in one test executable, a module per file: each test
+//! executable links the whole workspace and its dependencies, so one instead of one per file
+//! saves most of the linking and code generation of `cargo test` (issue 30, item 7).
+//! One file's tests: `cargo test --release -p netc-runtime --test suite fuzz_campaign::`.
+//! runtime/tests/gpu_vs_cpu.rs stays an executable of its own: benches/device/build.sh ships it
+//! to the lent GPU machine by name.
+//! A new test file goes here as a module (a file directly in tests/ is an executable of its own).
+
+// Support files that several modules use, loaded once (clippy::duplicate_mod).
+#[path = "../support/golden.rs"]
+mod golden;
+
+mod fuzz_campaign;
+mod fuzz_readers;
+mod g_through_d;
+mod gpu_train_pieces;
+mod gradcheck;
+mod headless;
+mod image_folder;
+mod prim_golden;
+mod program_dump;
+mod score;
+mod stdlib_gradcheck;
+mod torch_golden;
+mod torch_optim_golden;
