@@ -16,6 +16,7 @@ mod run;
 mod within;
 
 mod cli;
+mod declared_loss;
 mod diagnostics;
 mod everyday_data;
 mod everyday_diag;

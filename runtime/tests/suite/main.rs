@@ -10,15 +10,18 @@
 #[path = "../support/golden.rs"]
 mod golden;
 
+mod declared_loss;
 mod fuzz_campaign;
 mod fuzz_readers;
 mod g_through_d;
+mod gpu_prims;
 mod gpu_train_pieces;
 mod gradcheck;
 mod headless;
 mod image_folder;
 mod prim_golden;
 mod program_dump;
+mod regions;
 mod score;
 mod stdlib_gradcheck;
 mod torch_golden;

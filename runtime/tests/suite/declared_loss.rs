@@ -10,8 +10,7 @@ use netc_runtime::cpu::{self, Params};
 use netc_runtime::rng::Rng;
 use serde_json::Value;
 
-#[path = "support/golden.rs"]
-mod golden;
+use crate::golden;
 use golden::{floats, rel};
 
 fn net_of(src: &str) -> Network {

@@ -7,13 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-#[path = "support/netc.rs"]
-mod support;
-use support::netc;
+use crate::run::netc;
 
-#[path = "support/digit_folder.rs"]
-#[allow(dead_code)]
-mod digit_folder;
+use crate::digit_folder;
 
 fn tmp(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
