@@ -298,19 +298,7 @@ pub fn forward_inputs<T: Real>(
     let batch = xs.first().map_or(0, |x| x.nrows());
     for &n in &net.order {
         if let Some(&r) = regions.of.get(&n) {
-            // A region runs whole at its last node, when everything it reads is computed.
-            let region = &regions.list[r];
-            if region.nodes.last() == Some(&n) {
-                let outs = prim::region::forward(region, &values, batch).map_err(|message| {
-                    CpuError::Shape {
-                        layer: net.graph[n].name.clone(),
-                        message,
-                    }
-                })?;
-                for (&(o, _), v) in region.outputs.iter().zip(outs) {
-                    values.insert(o, v);
-                }
-            }
+            run_region(net, &regions.list[r], n, &mut values, batch)?;
             continue;
         }
         let node = &net.graph[n];
@@ -421,6 +409,28 @@ fn input_value<T: Real>(
             want: numel(shape),
         }),
     }
+}
+
+/// A region runs whole at its last node `n`, when everything it reads is computed; its
+/// outputs' values join `values` (its other nodes get none).
+fn run_region<T: Real>(
+    net: &Network,
+    region: &netc_compiler::region::Region,
+    n: NodeIndex,
+    values: &mut HashMap<NodeIndex, Array2<T>>,
+    batch: usize,
+) -> Result<(), CpuError> {
+    if region.nodes.last() != Some(&n) {
+        return Ok(());
+    }
+    let outs = prim::region::forward(region, values, batch).map_err(|message| CpuError::Shape {
+        layer: net.graph[n].name.clone(),
+        message,
+    })?;
+    for (&(o, _), v) in region.outputs.iter().zip(outs) {
+        values.insert(o, v);
+    }
+    Ok(())
 }
 
 /// A value re-cut into rows of `cols` (a token sequence's [batch, T*C] read as [batch*T, C]
