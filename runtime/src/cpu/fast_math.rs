@@ -21,7 +21,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     let bits = ((n as i32 + 127) as u32) << 23;
     e * f32::from_bits(bits)
@@ -39,8 +39,9 @@ pub fn erf_f32(x: f32) -> f32 {
     // Near 0 the subtraction above leaves a 6e-8 offset: the Taylor series instead (its
     // first omitted term is under 1e-9 below 0.25), chosen without a branch.
     let s = a * a;
-    let near =
-        a * 1.128_379_2 * (1.0 + s * (-1.0 / 3.0 + s * (0.1 + s * (-1.0 / 42.0 + s / 216.0))));
+    let near = a
+        * std::f32::consts::FRAC_2_SQRT_PI
+        * (1.0 + s * (-1.0 / 3.0 + s * (0.1 + s * (-1.0 / 42.0 + s / 216.0))));
     let y = if a < 0.25 { near } else { far };
     y.copysign(x)
 }

@@ -41,7 +41,7 @@ fn tiling(g: &Graph, batch: usize, whole: bool) -> (usize, usize) {
 
 /// Rows `t*k .. t*k + k` (clipped to the batch) of a value laid out [batch, rest], or all of it
 /// without the batch.
-fn rows_of<'a, T>(v: &'a Array2<T>, batched: bool, t: usize, k: usize) -> &'a [T] {
+fn rows_of<T>(v: &Array2<T>, batched: bool, t: usize, k: usize) -> &[T] {
     let s = v
         .as_slice()
         .expect("the executor's values are in standard layout");
