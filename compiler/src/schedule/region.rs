@@ -6,7 +6,7 @@
 //! read); its backward runs when the reverse walk first meets one of its nodes, every
 //! output's gradient gathered by then (their readers all come later in topological order).
 
-use super::prim::{value_len, Eval, Val};
+use super::prim::{value_len, Eval, Slot, Val};
 use crate::ir::Network;
 use crate::kernels::prim::Src;
 use crate::kernels::Store;
@@ -91,7 +91,7 @@ impl Builder {
         (values, stored): (&HashMap<NodeIndex, TensorId>, &Stored),
         dys: &[Option<TensorId>],
         batch: u64,
-        slot: &mut dyn FnMut(&mut Builder, usize) -> Option<(TensorId, Store)>,
+        slot: &mut Slot,
     ) {
         let mut want = vec![];
         for (k, g) in r.grads.iter().enumerate() {
