@@ -12,7 +12,7 @@ use crate::ops::prim::PrimOp;
 use crate::ops::{self, Op};
 use crate::program::{Builder, Kind, ParamSet, TensorId};
 use petgraph::graph::NodeIndex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A weighted layer's weight tensor, the weight's gradient and the bias's (None when frozen,
 /// or without a bias).
@@ -53,6 +53,8 @@ struct Walk<'a> {
     needs: HashMap<NodeIndex, bool>,
     consumers: HashMap<NodeIndex, Vec<NodeIndex>>,
     grads: HashMap<NodeIndex, TensorId>,
+    /// The fused regions whose backward has been lowered.
+    done: HashSet<usize>,
 }
 
 impl Builder {
@@ -76,11 +78,21 @@ impl Builder {
             needs: needs_grad(net, params, want_input_grad),
             consumers: consumers(net),
             grads: HashMap::new(),
+            done: HashSet::new(),
         };
+        let regions = net.regions().ok();
         w.grads.insert(from, dy);
         // Nodes after `from` in topological order (a final sigmoid when `from` is the logit) are skipped.
         let start = net.order.iter().position(|&n| n == from).unwrap_or(0);
         for &n in net.order[..=start].iter().rev() {
+            // A region's backward runs whole where the walk first meets it: the gradients at
+            // its outputs have all arrived (their readers come after it).
+            if let Some(&k) = regions.and_then(|rs| rs.of.get(&n)) {
+                if w.done.insert(k) {
+                    self.backward_of_region(&mut w, k);
+                }
+                continue;
+            }
             let Some(&dy) = w.grads.get(&n) else { continue };
             let at = NodeCx::new(net, n, fwd.batch);
             // A single-input op whose input needs no gradient has nothing to pass back.
@@ -185,6 +197,30 @@ impl Builder {
             needs[&i].then(|| b.grad_slot(grads, i, super::prim::value_len(net, i, batch), net))
         };
         self.backward_prim(at, op, (params, &fwd.values), dy, &mut slot);
+    }
+
+    /// The backward of region `k`, from the gradients its outputs have (none: nothing to do),
+    /// into gradient slots of the inputs that need one.
+    fn backward_of_region(&mut self, w: &mut Walk, k: usize) {
+        let (Ok(rs), Some(stored)) = (w.net.regions(), w.fwd.regions.get(&k)) else {
+            return;
+        };
+        let r = &rs.list[k];
+        let dys: Vec<Option<TensorId>> = (r.outputs.iter())
+            .map(|o| w.grads.get(&o.0).copied())
+            .collect();
+        if dys.iter().all(Option::is_none) {
+            return;
+        }
+        let (net, batch) = (w.net, w.fwd.batch);
+        let Walk {
+            needs, grads, fwd, ..
+        } = w;
+        let mut slot = |b: &mut Builder, j: usize| {
+            let i = r.inputs[j].0;
+            needs[&i].then(|| b.grad_slot(grads, i, super::prim::value_len(net, i, batch), net))
+        };
+        self.backward_region(net, r, (&fwd.values, stored), &dys, batch, &mut slot);
     }
 
     /// The gradient slot of input node `i` when it needs a gradient (see [`Builder::grad_slot`]).

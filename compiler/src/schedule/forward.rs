@@ -28,6 +28,8 @@ pub struct Forward {
     /// What a node's forward pass keeps for its backward besides its output (max pooling's
     /// winners).
     pub saved: HashMap<NodeIndex, TensorId>,
+    /// What each fused region's forward stored, by region (see [`crate::region`]).
+    pub regions: HashMap<usize, super::region::Stored>,
 }
 
 /// The node the forward walk lowers, with its parameters and the values it reads.
@@ -101,9 +103,21 @@ impl Builder {
         let consumers = consumers(net);
         let mut values: HashMap<NodeIndex, TensorId> = HashMap::new();
         let mut saved: HashMap<NodeIndex, TensorId> = HashMap::new();
+        let mut stored: HashMap<usize, super::region::Stored> = HashMap::new();
+        // Nodes of a region run with it, at its last node; without regions (a network whose
+        // primitives do not lower), one at a time, and the error is reported there.
+        let regions = net.regions().ok();
         // dense node -> the activation its kernel computes as well (its only consumer).
         let mut fused: HashMap<NodeIndex, NodeIndex> = HashMap::new();
         for &n in &net.order {
+            if let Some((k, r)) = regions.and_then(|rs| rs.of.get(&n).map(|&k| (k, &rs.list[k]))) {
+                if r.nodes.last() == Some(&n) {
+                    let (outs, st) = self.forward_region(net, r, &values, batch);
+                    values.extend(outs);
+                    stored.insert(k, st);
+                }
+                continue;
+            }
             let at = NodeCx::new(net, n, batch);
             let x: Vec<TensorId> = at.ins.iter().map(|i| values[i]).collect();
             if let Some(&dense) = fused.iter().find(|(_, a)| **a == n).map(|(d, _)| d) {
@@ -171,6 +185,7 @@ impl Builder {
             values,
             train,
             saved,
+            regions: stored,
         })
     }
 

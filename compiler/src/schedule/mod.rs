@@ -16,6 +16,7 @@ mod forward;
 mod loss;
 mod params;
 mod prim;
+mod region;
 mod update;
 mod update_rule;
 

@@ -77,23 +77,24 @@ fn node_graph(net: &Network, n: NodeIndex, op: &PrimOp) -> Result<NodeGraph, Low
 
 /// What a prim node's value is on the device: a tensor, or an expression kernels inline.
 #[derive(Debug, Clone)]
-enum Val {
+pub(super) enum Val {
     T(TensorId),
     Inline(Src),
 }
 
 /// One evaluation of prim graph nodes into the program: the values so far, and the names and
 /// label the tensors and dispatches get.
-struct Eval<'a> {
-    g: &'a Graph,
-    batch: usize,
-    vals: Vec<Option<Val>>,
-    /// `net:node` and the node of the graph whose tensor takes that name (the node's value).
-    scope: String,
-    main: Option<NodeId>,
-    label: String,
+pub(super) struct Eval<'a> {
+    pub(super) g: &'a Graph,
+    pub(super) batch: usize,
+    pub(super) vals: Vec<Option<Val>>,
+    /// The prefix of its tensors' names, and the nodes whose tensors take names of their own
+    /// (an IR node's value: `net:node`).
+    pub(super) scope: String,
+    pub(super) names: Vec<(NodeId, String)>,
+    pub(super) label: String,
     /// Elementwise nodes computed inside the kernels that read them, never stored.
-    fused: Vec<bool>,
+    pub(super) fused: Vec<bool>,
 }
 
 /// The buffers a kernel may read through fused nodes: with the mirror of an accumulated
@@ -228,7 +229,7 @@ impl Builder {
 
     /// Evaluates nodes `want` of `e`'s graph, each into its destination when it has one
     /// (written there directly when nothing else reads it, else copied).
-    fn eval_prim(&mut self, e: &mut Eval, want: &[(NodeId, Option<(TensorId, Store)>)]) {
+    pub(super) fn eval_prim(&mut self, e: &mut Eval, want: &[(NodeId, Option<(TensorId, Store)>)]) {
         let ids: Vec<NodeId> = want.iter().map(|w| w.0).collect();
         let need = e.needed(&ids);
         let mut readers = vec![0usize; e.g.nodes.len()];
@@ -267,9 +268,9 @@ impl Builder {
             let dst = match mine.and_then(|k| want[k].1) {
                 Some(d) => d,
                 None => {
-                    let name = match e.main == Some(i) {
-                        true => e.scope.clone(),
-                        false => format!("{}%{i}", e.scope),
+                    let name = match e.names.iter().find(|n| n.0 == i) {
+                        Some(n) => n.1.clone(),
+                        None => format!("{}%{i}", e.scope),
                     };
                     let len = e.g.shape(i).numel(e.batch) as u64;
                     (self.tensor(name, len, Kind::Activation), Store::Write)
@@ -289,7 +290,7 @@ impl Builder {
     }
 
     /// Puts the value of node `i` into `dst` (copied, or a constant made a tensor).
-    fn store_val(&mut self, e: &Eval, i: NodeId, (dst, store): (TensorId, Store)) {
+    pub(super) fn store_val(&mut self, e: &Eval, i: NodeId, (dst, store): (TensorId, Store)) {
         let len = e.g.shape(i).numel(e.batch) as u64;
         match e.vals[i].clone().expect("evaluated") {
             Val::T(t) => self.emit(
@@ -327,7 +328,7 @@ impl Builder {
             batch: at.batch as usize,
             vals: vec![None; ng.g.nodes.len()],
             scope: at.scope(),
-            main: Some(ng.y),
+            names: vec![(ng.y, at.scope())],
             label: at.label("forward"),
             fused: vec![],
         };
@@ -392,7 +393,7 @@ impl Builder {
             batch: at.batch as usize,
             vals: vec![None; ng.g.nodes.len()],
             scope: format!("{}.grad", at.scope()),
-            main: None,
+            names: vec![],
             label: at.label("backward"),
             fused: vec![],
         };

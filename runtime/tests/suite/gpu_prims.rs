@@ -286,6 +286,8 @@ fn vit_trains_as_on_the_cpu() {
     let (dispatches, worst) = steps_match(gpu, &src, 4, &run);
     eprintln!("vit: {dispatches} dispatches per training step; largest difference {worst:.2e}");
     assert!(dispatches > 0);
+    // Lowered per fused region, not per layer: below the 560 of fusion within a layer.
+    assert!(dispatches < 560, "vit: {dispatches} dispatches per step");
 }
 
 /// Under a 1.5 KiB binding limit a batch of 7 runs as micro-batches whose gradients add up
