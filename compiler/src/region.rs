@@ -65,18 +65,23 @@ impl Region {
     }
 }
 
-/// The primitive node `n` runs as (None for a layer or a `param`, which is a leaf).
-pub fn primitive_of(net: &Network, n: NodeIndex) -> Option<PrimOp> {
-    let node = &net.graph[n];
-    if matches!(node.op, Op::Prim(PrimOp::Param { .. })) {
-        return None;
-    }
+/// The primitive node `n` runs as: a primitive's own (a `param` included), a broadcasting
+/// `add`, a `concat` repeating a parameter; None for a layer.
+pub fn runs_as(net: &Network, n: NodeIndex) -> Option<PrimOp> {
     let ins: Vec<(Vec<u64>, bool)> = net
         .inputs_of(n)
         .into_iter()
         .map(|i| (net.graph[i].shape.clone(), net.graph[i].batched))
         .collect();
-    crate::ops::as_primitive(&node.op, &ins)
+    crate::ops::as_primitive(&net.graph[n].op, &ins)
+}
+
+/// [`runs_as`], but None for a `param`, which a region reads as a leaf.
+pub fn primitive_of(net: &Network, n: NodeIndex) -> Option<PrimOp> {
+    match is_param(net, n) {
+        true => None,
+        false => runs_as(net, n),
+    }
 }
 
 fn is_param(net: &Network, n: NodeIndex) -> bool {

@@ -10,42 +10,14 @@ use crate::ir::Network;
 use crate::kernels::prim::{node_kernel, Fused, Operand, Src};
 use crate::kernels::{copy, Store};
 use crate::ops::prim::{lower, shape_of, PrimOp};
-use crate::ops::{add as add_ops, concat as concat_ops, Op};
 use crate::prim::{grad, Graph, NodeId, Prim};
 use crate::program::{Builder, Kind, ParamSet, TensorId};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
-/// The prim op an IR node runs as, when it runs as one.
+/// The prim op an IR node runs as, when it runs as one (`region::runs_as`).
 pub(super) fn prim_op(net: &Network, n: NodeIndex) -> Option<PrimOp> {
-    let node = &net.graph[n];
-    let ins = net.inputs_of(n);
-    let unbatched = ins.iter().any(|&i| !net.graph[i].batched);
-    match &node.op {
-        Op::Prim(op) => Some(op.clone()),
-        Op::Add if unbatched || ins.iter().any(|&i| net.graph[i].shape != node.shape) => {
-            Some(add_ops::BROADCAST)
-        }
-        Op::Concat { axis } if unbatched => Some(concat_ops::repeated(*axis)),
-        Op::Add
-        | Op::Concat { .. }
-        | Op::Input { .. }
-        | Op::Dense { .. }
-        | Op::Conv { .. }
-        | Op::ConvTranspose { .. }
-        | Op::MaxPool { .. }
-        | Op::AvgPool { .. }
-        | Op::Relu
-        | Op::Sigmoid
-        | Op::Tanh
-        | Op::LeakyRelu { .. }
-        | Op::Softmax
-        | Op::Lrn { .. }
-        | Op::Dropout { .. }
-        | Op::Flatten
-        | Op::Reshape { .. }
-        | Op::BatchNorm { .. } => None,
-    }
+    crate::region::runs_as(net, n)
 }
 
 /// Elements of node `i`'s value at `batch` (a tensor without the batch axis is one copy).

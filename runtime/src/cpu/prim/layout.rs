@@ -1,26 +1,8 @@
 //! Index arithmetic for the primitive reference: row-major strides, and the offset of every
 //! element of one shape in a strided view of another (broadcast, reduced, permuted, sliced).
 
-/// Row-major strides of `dims`.
-pub fn strides(dims: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; dims.len()];
-    for i in (0..dims.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * dims[i + 1];
-    }
-    s
-}
-
-/// Strides reading an `input` shape broadcast to `out` (aligned right; 0 where it stretches).
-pub fn broadcast_strides(input: &[usize], out: &[usize]) -> Vec<usize> {
-    let own = strides(input);
-    let lead = out.len() - input.len();
-    (0..out.len())
-        .map(|i| match i.checked_sub(lead) {
-            Some(k) if input[k] != 1 || out[i] == 1 => own[k],
-            _ => 0,
-        })
-        .collect()
-}
+// The strides are the generated kernels' own (one definition of how a shape reads another).
+pub use netc_compiler::kernels::prim::index::{broadcast_strides, permuted_strides, strides};
 
 /// For each element of `dims` in row-major order, `sum(index_i * strides_i)`.
 pub fn offsets(dims: &[usize], strides: &[usize]) -> Vec<usize> {
@@ -171,12 +153,6 @@ pub fn reduce_strides(input: &[usize], axes: &[usize]) -> Vec<usize> {
     (0..input.len())
         .map(|i| if axes.contains(&i) { 0 } else { s[i] })
         .collect()
-}
-
-/// Strides reading the input of a permutation in output order.
-pub fn permuted_strides(input: &[usize], perm: &[usize]) -> Vec<usize> {
-    let s = strides(input);
-    perm.iter().map(|&p| s[p]).collect()
 }
 
 #[cfg(test)]
