@@ -10,24 +10,11 @@ use netc_runtime::gpu::{test_gpu, Gpu, GpuProgram};
 use netc_runtime::rng::Rng;
 use netc_runtime::session::{step_seed, Classifier, Executor, Gan, GeneratorLoss};
 
-const TOL: f64 = 1e-4;
+#[path = "support/gpus.rs"]
+mod gpus;
+use gpus::{gpus, random, read_paths, rel_err};
 
-/// ||gpu - reference|| / ||reference||, against an f32 or an f64 reference.
-fn rel_err<R: Copy + Into<f64>>(gpu: &[f32], reference: &[R]) -> f64 {
-    assert_eq!(gpu.len(), reference.len());
-    let mut num = 0.0;
-    let mut den = 0.0;
-    for (&g, &r) in gpu.iter().zip(reference) {
-        let g = g as f64;
-        let r: f64 = r.into();
-        num += (g - r) * (g - r);
-        den += r * r;
-    }
-    if !num.is_finite() {
-        return f64::INFINITY;
-    }
-    num.sqrt() / den.sqrt().max(1e-30)
-}
+const TOL: f64 = 1e-4;
 
 /// One classifier step's parameter gradients from the CPU reference in f64 (softmax cross
 /// entropy averaged over the batch, the dropout masks of step 1 under `seed`).
@@ -53,40 +40,6 @@ fn f64_gradients(
     g.into_iter()
         .map(|g| g.expect("every parameter has a gradient"))
         .collect()
-}
-
-/// The adapter once per read path (storage loads, sampled-texture mirrors and, where the
-/// adapter can bind them, storage-texture mirrors), so every kind of kernel is checked; none
-/// when there is no adapter (a failure under NETC_REQUIRE_GPU=1).
-fn gpus() -> Vec<Gpu> {
-    read_paths()
-        .into_iter()
-        .filter_map(|reads| {
-            let mut g = test_gpu()?;
-            g.reads = reads;
-            Some(g)
-        })
-        .collect()
-}
-
-/// The read paths the test adapter runs. A CPU adapter (lavapipe in CI) must take the
-/// storage-texture path, its default: it is not skipped quietly.
-fn read_paths() -> Vec<ReadPath> {
-    let Some(g) = test_gpu() else { return vec![] };
-    assert!(
-        g.image_reads || !g.cpu_adapter,
-        "CPU adapter {} cannot bind read-only storage textures",
-        g.info.name
-    );
-    let mut paths = vec![ReadPath::Storage, ReadPath::Texture];
-    if g.image_reads {
-        paths.push(ReadPath::Image);
-    }
-    paths
-}
-
-fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
 }
 
 #[test]

@@ -5,65 +5,17 @@
 //! missing adapter fails these tests instead of skipping them.
 
 use netc_compiler::compile;
-use netc_compiler::kernels::ReadPath;
 use netc_compiler::schedule::{Command, Optimizer};
 use netc_runtime::cpu::Params;
 use netc_runtime::gpu::{test_gpu, Gpu};
 use netc_runtime::rng::Rng;
 use netc_runtime::session::{Classifier, Executor};
 
+use crate::gpus::{gpus, random, rel_err};
+
 /// Gradients and weights of one step, f32 on both executors (the CPU's erf is libm's in f64,
 /// the kernels' a series and a rational approximation within 1.5e-7).
 const TOL: f64 = 1e-4;
-
-/// ||gpu - cpu|| / ||cpu||.
-fn rel_err(gpu: &[f32], cpu: &[f32]) -> f64 {
-    assert_eq!(gpu.len(), cpu.len());
-    let (mut num, mut den) = (0.0, 0.0);
-    for (&g, &c) in gpu.iter().zip(cpu) {
-        let (g, c) = (g as f64, c as f64);
-        num += (g - c) * (g - c);
-        den += c * c;
-    }
-    if !num.is_finite() {
-        return f64::INFINITY;
-    }
-    num.sqrt() / den.sqrt().max(1e-30)
-}
-
-/// The read paths the test adapter runs (as in gpu_vs_cpu.rs): storage loads, sampled
-/// texture mirrors and, where the adapter binds them, storage-texture mirrors. A CPU adapter
-/// must take the last, its default.
-fn read_paths() -> Vec<ReadPath> {
-    let Some(g) = test_gpu() else { return vec![] };
-    assert!(
-        g.image_reads || !g.cpu_adapter,
-        "CPU adapter {} cannot bind read-only storage textures",
-        g.info.name
-    );
-    let mut paths = vec![ReadPath::Storage, ReadPath::Texture];
-    if g.image_reads {
-        paths.push(ReadPath::Image);
-    }
-    paths
-}
-
-/// The adapter once per read path; none without an adapter (a failure under
-/// NETC_REQUIRE_GPU=1, in `test_gpu`).
-fn gpus() -> Vec<Gpu> {
-    read_paths()
-        .into_iter()
-        .filter_map(|reads| {
-            let mut g = test_gpu()?;
-            g.reads = reads;
-            Some(g)
-        })
-        .collect()
-}
-
-fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
-}
 
 const SGD: Optimizer = Optimizer::Sgd {
     momentum: 0.9,

@@ -4,42 +4,13 @@
 //! tests instead of skipping them.
 
 use netc_compiler::compile;
-use netc_compiler::kernels::ReadPath;
 use netc_compiler::schedule::{DecayRule, Optimizer, UpdateRule};
 use netc_compiler::train_config::{Schedule, Warmup};
 use netc_runtime::cpu::{self, Params};
-use netc_runtime::gpu::{test_gpu, Gpu};
 use netc_runtime::rng::Rng;
 use netc_runtime::session::{Classifier, Executor};
 
-/// The adapter once per read path it can take; none without an adapter (a failure under
-/// NETC_REQUIRE_GPU=1, through `test_gpu`).
-fn gpus() -> Vec<Gpu> {
-    let Some(g) = test_gpu() else { return vec![] };
-    let mut paths = vec![ReadPath::Storage, ReadPath::Texture];
-    if g.image_reads {
-        paths.push(ReadPath::Image);
-    }
-    paths
-        .into_iter()
-        .filter_map(|reads| {
-            let mut g = test_gpu()?;
-            g.reads = reads;
-            Some(g)
-        })
-        .collect()
-}
-
-/// ||a - b|| / ||b||.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
-    num.sqrt() / den.sqrt().max(1e-30)
-}
+use crate::gpus::{gpus, rel_err};
 
 /// Lengths that are not whole quads (5x7 weights, 7 and 3 biases), so the norm's masking of
 /// the last quad counts; weights of rank 2 decay, biases and the `o` layer do not.

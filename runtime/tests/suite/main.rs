@@ -9,6 +9,9 @@
 // Support files that several modules use, loaded once (clippy::duplicate_mod).
 #[path = "../support/golden.rs"]
 mod golden;
+#[path = "../support/gpus.rs"]
+#[allow(dead_code)]
+mod gpus;
 
 mod declared_loss;
 mod fuzz_campaign;
