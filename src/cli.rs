@@ -56,7 +56,8 @@ pub(crate) struct Overrides {
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub(crate) device: String,
     /// Folder with the IDX files (train-images-idx3-ubyte[.gz], ...), or for a classifier an
-    /// image folder (one folder per class, under train/ and val/ or directly)
+    /// image folder (one folder per class, under train/ and val/ or directly), or for a
+    /// language model a UTF-8 text file (or a folder holding one .txt file)
     #[arg(long)]
     pub(crate) data_dir: Option<String>,
 }
@@ -108,7 +109,8 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Train the model as its training section says (classifier or GAN)
+    /// Train the model as its training section says (classifier, GAN, declared loss or
+    /// language model)
     Train {
         /// Model file with a training section
         file: String,
@@ -184,6 +186,31 @@ pub(crate) enum Command {
         /// pixels, 3 for 28x28 digits]
         #[arg(long, value_parser = at_least_one_usize)]
         scale: Option<usize>,
+    },
+    /// Text from a trained character-level language model (task = language_model), streamed
+    /// to stdout as it is drawn; the same text for the same seed
+    Generate {
+        /// Model file
+        file: String,
+        /// Checkpoint written by `netc train` (it carries the vocabulary)
+        #[arg(long)]
+        weights: String,
+        /// Text to continue [default: a newline, as nanoGPT starts]
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Characters to draw
+        #[arg(long, default_value_t = 500)]
+        tokens: usize,
+        /// Divides the logits: below 1 sharper, above 1 more varied; 0 always takes the most
+        /// likely character
+        #[arg(long, default_value_t = 0.8, value_parser = temperature)]
+        temperature: f64,
+        /// Draw only from the K most likely characters [default: all]
+        #[arg(long, value_parser = at_least_one_usize)]
+        top_k: Option<usize>,
+        /// Seed of the draws
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// How good a GAN's samples are, by a digit classifier netc trained: Inception Score,
     /// confident share, class histogram and Frechet distance to real images
@@ -277,6 +304,15 @@ fn at_least_one(s: &str) -> Result<u64, String> {
 
 fn at_least_one_usize(s: &str) -> Result<usize, String> {
     at_least_one(s).and_then(|v| usize::try_from(v).map_err(|e| e.to_string()))
+}
+
+/// A sampling temperature: finite and not negative.
+fn temperature(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err("must be a number >= 0".into()),
+        Err(e) => Err(format!("`{s}` is not a number ({e})")),
+    }
 }
 
 /// A learning rate: finite and above zero.

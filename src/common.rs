@@ -131,7 +131,12 @@ pub(crate) fn data_dir(
     if let Some(d) = cli {
         return Ok(Some(d.into()));
     }
-    match &cfg.data_dir {
+    // A language model's text file, named by `text` (or `data_dir`) beside the model.
+    let text = match &cfg.task {
+        netc_compiler::train_config::Task::LanguageModel(lm) => lm.text.as_ref(),
+        _ => None,
+    };
+    match text.or(cfg.data_dir.as_ref()) {
         Some(d) => {
             let base = std::path::Path::new(model_file)
                 .parent()
@@ -139,6 +144,9 @@ pub(crate) fn data_dir(
             Ok(Some(base.join(d)))
         }
         None if cfg.data == "synthetic" => Ok(None),
+        None if cfg.data == "text" => Err(fail(
+            "no text: pass --data-dir (a text file, or a folder with one) or set `text` in the training section",
+        )),
         None => Err(fail(
             "no data folder: pass --data-dir or set data_dir in the training section",
         )),

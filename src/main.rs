@@ -4,7 +4,7 @@
 use clap::Parser;
 use cli::{Cli, Command};
 use commands::{
-    bench, check, devices, eval, gradcheck, graph, predict, sample, score, stdlib, train,
+    bench, check, devices, eval, generate, gradcheck, graph, predict, sample, score, stdlib, train,
 };
 use common::{load, Failure};
 use std::process::ExitCode;
@@ -54,6 +54,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
             scale,
         } => sample::sample(&file, &weights, count, format, out, (seed, scale))?,
         Command::Score(args) => score::run(args)?,
+        Command::Generate {
+            file,
+            weights,
+            prompt,
+            tokens,
+            temperature,
+            top_k,
+            seed,
+        } => generate::generate(
+            &file,
+            &weights,
+            generate::Request {
+                prompt,
+                tokens,
+                sampling: netc_runtime::text_gen::Sampling {
+                    temperature,
+                    top_k,
+                    seed,
+                },
+            },
+        )?,
         Command::Predict {
             file,
             weights,

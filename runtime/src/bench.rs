@@ -178,6 +178,45 @@ pub fn train_step(
     Ok(t)
 }
 
+/// Times a language model's training step at `batch` (see [`StepTimes`]): random windows of
+/// ids below `vocab`, each position's next id a random target, a softmax per position.
+pub fn language_model_step(
+    net: &Network,
+    (batch, vocab): (usize, usize),
+    exec: Executor,
+    steps: usize,
+) -> Result<StepTimes, RunError> {
+    crate::memory::ensure_training(net, batch, 2, 4)?;
+    let params: Params<f32> = Params::init(net, &mut Rng::new(1));
+    let rule = netc_compiler::schedule::UpdateRule::from(Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    });
+    let mut s = Classifier::per_position(net, params, rule, (batch, 1), exec)?;
+    let mut rng = Rng::new(2);
+    let x: Vec<f32> = (0..batch * s.features)
+        .map(|_| rng.below(vocab as u64) as f32)
+        .collect();
+    let classes = s.classes / s.positions.max(1);
+    let mut y = vec![0f32; batch * s.classes];
+    for (i, row) in y.chunks_mut(classes).enumerate() {
+        row[(i * 7 + 3) % vocab.min(classes).max(1)] = 1.0;
+    }
+    let mut step = |s: &mut Classifier| s.train_step(&x, &y, 1e-3);
+    let mut wait = |s: &mut Classifier| -> Result<(), RunError> {
+        if let Some((p, _)) = s.gpu_program() {
+            p.gpu.wait()?;
+        }
+        Ok(())
+    };
+    let mut t = time_steps(&mut s, steps, &mut step, &mut wait)?;
+    t.steps_run = s.step as usize;
+    t.counters = s.gpu_program().map(|(p, _)| p.counters);
+    Ok(t)
+}
+
 /// Times `steps` steps of a session (after three warm-up steps): each followed by `wait`,
 /// and the same number back to back with one wait at the end.
 fn time_steps<S>(

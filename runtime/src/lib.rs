@@ -9,4 +9,5 @@ pub mod predict;
 pub mod rng;
 pub mod score;
 pub mod session;
+pub mod text_gen;
 pub mod train;

@@ -178,7 +178,7 @@ fn bench_cpu(
     let t = step_times(model, net, batch, Executor::Cpu, reps)?;
     print_step(model, net, batch, reps, &t);
     if profile {
-        profile_regions(net, batch, reps)?;
+        profile_regions(net, batch, reps, vocab_of(model))?;
     }
     if let Some(kb) = peak_rss_kb() {
         println!(
@@ -346,7 +346,8 @@ fn gan_of(
             g.d_optimizer.kind,
         )),
         netc_compiler::train_config::Task::Classifier { .. }
-        | netc_compiler::train_config::Task::Minimise(_) => None,
+        | netc_compiler::train_config::Task::Minimise(_)
+        | netc_compiler::train_config::Task::LanguageModel(_) => None,
     }
 }
 
@@ -358,11 +359,29 @@ fn step_times(
     exec: netc_runtime::session::Executor,
     reps: usize,
 ) -> Result<netc_runtime::bench::StepTimes, Failure> {
+    if let Some(vocab) = vocab_of(model) {
+        return netc_runtime::bench::language_model_step(net, (batch, vocab), exec, reps)
+            .map_err(fail);
+    }
     match gan_of(model) {
         Some((g, d, og, od)) => {
             netc_runtime::bench::gan_step((g, d), (og, od), batch, exec, reps).map_err(fail)
         }
         None => netc_runtime::bench::train_step(net, batch, exec, reps).map_err(fail),
+    }
+}
+
+/// A language model's vocabulary (its logits' last axis), which its ids stay below.
+fn vocab_of(model: &Model) -> Option<usize> {
+    match netc_compiler::train_config::read(model)
+        .ok()
+        .flatten()?
+        .task
+    {
+        netc_compiler::train_config::Task::LanguageModel(lm) => Some(lm.vocab as usize),
+        netc_compiler::train_config::Task::Classifier { .. }
+        | netc_compiler::train_config::Task::Gan(_)
+        | netc_compiler::train_config::Task::Minimise(_) => None,
     }
 }
 
@@ -456,12 +475,17 @@ fn profile_regions(
     net: &netc_compiler::ir::Network,
     batch: usize,
     reps: usize,
+    vocab: Option<usize>,
 ) -> Result<(), Failure> {
     use netc_runtime::cpu::Params;
     let params: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(1));
     let features = net.graph[net.inputs[0]].shape.iter().product::<u64>() as usize;
     let mut rng = netc_runtime::rng::Rng::new(2);
-    let x = ndarray::Array2::from_shape_fn((batch, features), |_| rng.normal() as f32);
+    // A language model reads ids; anything else, Gaussian values.
+    let x = ndarray::Array2::from_shape_fn((batch, features), |_| match vocab {
+        Some(v) => rng.below(v as u64) as f32,
+        None => rng.normal() as f32,
+    });
     let mut times = netc_runtime::cpu::prim::profile::regions(net, &params, x.view(), reps.min(5))
         .map_err(fail)?;
     if times.is_empty() {

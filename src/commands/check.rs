@@ -98,7 +98,13 @@ fn training_memory(
     };
     let (net, opt, b) = match &cfg {
         Some(c) => match &c.task {
-            Task::Classifier { network } => match model.network(network) {
+            // A language model's step is a classifier's with a softmax per position: the
+            // same tensors.
+            Task::Classifier { network }
+            | Task::LanguageModel(netc_compiler::train_config::LanguageModelConfig {
+                network,
+                ..
+            }) => match model.network(network) {
                 Some(n) => (n, c.optimizer.kind, batch.unwrap_or(c.batch)),
                 None => return Ok(None),
             },

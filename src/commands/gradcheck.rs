@@ -16,7 +16,7 @@ pub(crate) fn gradcheck(
     let gan = match netc_compiler::train_config::read(model).ok().flatten() {
         Some(cfg) => match cfg.task {
             Task::Gan(g) => Some(g),
-            Task::Classifier { .. } | Task::Minimise(_) => None,
+            Task::Classifier { .. } | Task::Minimise(_) | Task::LanguageModel(_) => None,
         },
         None => None,
     };

@@ -40,6 +40,9 @@ fn classifier_net(model: &Model) -> Result<&netc_compiler::ir::Network, Failure>
                     "the scoring classifier's model minimises a declared loss",
                 ))
             }
+            Task::LanguageModel(_) => {
+                return Err(fail("the scoring classifier's model is a language model"))
+            }
         },
         None => None,
     };

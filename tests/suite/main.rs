@@ -26,6 +26,7 @@ mod hostile_inputs;
 mod hostile_io;
 mod hostile_late;
 mod hostile_round2b;
+mod language_model;
 mod models;
 mod primitives_cli;
 mod registry_cli;

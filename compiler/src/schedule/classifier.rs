@@ -31,10 +31,23 @@ impl Builder {
     /// The classifier program of `net` at `batch` under `rule` (an optimizer, or one with
     /// its decay rule and clipping; see [`ClassifierPlan`]).
     pub fn classifier(
+        self,
+        net: &Network,
+        rule: impl Into<UpdateRule>,
+        batch: u64,
+    ) -> Result<ClassifierPlan, LowerError> {
+        self.classifier_per_position(net, rule, batch, 1)
+    }
+
+    /// The classifier program with a softmax cross-entropy at each of `positions` rows of
+    /// the logits per example (a language model: logits `positions x vocab`, the loss the
+    /// mean over every position of the batch).
+    pub fn classifier_per_position(
         mut self,
         net: &Network,
         rule: impl Into<UpdateRule>,
         batch: u64,
+        positions: u64,
     ) -> Result<ClassifierPlan, LowerError> {
         let rule: UpdateRule = rule.into();
         let (_, logit) = net
@@ -65,6 +78,12 @@ impl Builder {
         self.check_blocks(net)?;
         let feats = numel(&net.graph[input].shape);
         let classes = numel(&net.graph[logit].shape);
+        let p = positions.max(1);
+        if classes % p != 0 {
+            return Err(LowerError::Other(format!(
+                "the logits' {classes} values per example are not {p} positions of equal size"
+            )));
+        }
         let b = batch;
         let mut set = self.params(net, true);
         let x = self.tensor("x", b * feats, Kind::HostInput);
@@ -86,7 +105,8 @@ impl Builder {
             self.set_part(n0, store);
             let fwd = self.forward(net, &set, xs, rows, true)?;
             // Scaled by the whole batch: the micro-batches' gradients add up to its mean.
-            let dz = self.softmax_xent(fwd.logit, ys, rows, classes, 1.0 / b as f64, stats);
+            let (r, c, scale) = (rows * p, classes / p, 1.0 / (b * p) as f64);
+            let dz = self.softmax_xent(fwd.logit, ys, r, c, scale, stats);
             self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
             self.count_repeats(&micro, &parts, k, t0);
         }
@@ -104,7 +124,7 @@ impl Builder {
             let t0 = self.tensor_count();
             let (xs, ys) = self.micro_inputs((x, feats), (y, classes), n0, rows, b);
             let fe = self.forward(net, &set, xs, rows, false)?;
-            self.softmax_xent(fe.logit, ys, rows, classes, 1.0, eval_stats);
+            self.softmax_xent(fe.logit, ys, rows * p, classes / p, 1.0, eval_stats);
             logits_eval = match whole {
                 Some(t) => {
                     self.copy(fe.logit, 0, t, n0 * classes, rows * classes);

@@ -24,6 +24,9 @@ impl TrainConfig {
             Task::Classifier { network } => {
                 vec![(network.as_str(), self.optimizer.kind.weight_decay())]
             }
+            Task::LanguageModel(m) => {
+                vec![(m.network.as_str(), self.optimizer.kind.weight_decay())]
+            }
             Task::Minimise(m) => vec![(m.network.as_str(), self.optimizer.kind.weight_decay())],
             Task::Gan(g) => vec![
                 (g.generator.as_str(), g.g_optimizer.kind.weight_decay()),

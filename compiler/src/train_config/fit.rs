@@ -16,6 +16,8 @@ pub(super) fn fit(r: &mut Reader, model: &Model, cfg: &TrainConfig) {
         Task::Gan(g) => &g.discriminator,
         // Its inputs and their fields are checked where the binding is read (minimise.rs).
         Task::Minimise(_) => return,
+        // Its window and logits are checked where the task is read (language_model.rs).
+        Task::LanguageModel(_) => return,
     };
     let Some(net) = model.network(name) else {
         return;

@@ -12,6 +12,7 @@ mod classes;
 mod decay;
 mod fit;
 mod images;
+mod language_model;
 mod minimise;
 mod ranges;
 mod read;
@@ -20,6 +21,7 @@ mod recipe;
 
 pub use decay::{decay_text, DecayLine};
 pub use images::{BadImages, ChannelStat, ImageConfig};
+pub use language_model::LanguageModelConfig;
 pub use minimise::{Field, MinimiseConfig};
 pub use read::{default_recipe, read};
 pub use recipe::recipe_lines;
@@ -34,6 +36,8 @@ pub enum Task {
     Gan(GanConfig),
     /// A loss the model declares, minimised over a data set's fields.
     Minimise(MinimiseConfig),
+    /// Next-character prediction on a text file (per-token cross-entropy).
+    LanguageModel(LanguageModelConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -62,14 +62,19 @@ fn section(
             per_network(&mut r, &per_net, &[("network", &m.network)]);
             Task::Minimise(m)
         }
+        "language_model" => {
+            let m = super::language_model::language_model(&mut r, &nets);
+            per_network(&mut r, &per_net, &[("network", &m.network)]);
+            Task::LanguageModel(m)
+        }
         other => {
             let sp = r.get("task").map_or(span, |v| v.span);
             let mut d = Diagnostic::error(format!("unknown task `{other}`")).at(sp, "here");
             d = d.help(
-                match did_you_mean(other, ["classifier", "gan", "minimise"]) {
+                match did_you_mean(other, ["classifier", "gan", "minimise", "language_model"]) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => {
-                        "the tasks are classifier, gan and minimise (a loss the model declares)"
+                        "the tasks are classifier, gan, minimise (a loss the model declares) and language_model (next-character prediction on a text file)"
                             .into()
                     }
                 },
@@ -80,6 +85,18 @@ fn section(
             }
         }
     };
+    if !matches!(task, Task::LanguageModel(_)) {
+        for key in ["text", "holdout", "eval_windows"] {
+            if let Some(v) = r.get(key) {
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "training setting `{key}` is for task = language_model"
+                    ))
+                    .at(v.span, "not read by this task"),
+                );
+            }
+        }
+    }
     if !matches!(task, Task::Minimise(_)) {
         for key in ["inputs", "metrics"] {
             if let Some(v) = r.get(key) {
@@ -97,10 +114,13 @@ fn section(
     let clip_grad_norm = clip_grad_norm(&mut r);
     let batch = r.positive("batch", 128);
     let length = length(&mut r, &task);
-    let default_checkpoint = if matches!(task, Task::Gan(_)) {
-        1000
-    } else {
-        1
+    not_for_language_models(&mut r, &task);
+    let lm = matches!(task, Task::LanguageModel(_));
+    // A language model counts in steps (it samples windows; there are no epochs).
+    let default_checkpoint = match task {
+        Task::Gan(_) => 1000,
+        Task::LanguageModel(_) => 500,
+        Task::Classifier { .. } | Task::Minimise(_) => 1,
     };
     let cfg = TrainConfig {
         task,
@@ -110,10 +130,10 @@ fn section(
         schedule,
         batch,
         length,
-        eval_every: r.positive("eval_every", 1),
+        eval_every: r.positive("eval_every", if lm { 250 } else { 1 }),
         log_every: r.positive("log_every", 100),
         checkpoint_every: r.uint("checkpoint_every", default_checkpoint),
-        data: r.name("data", "mnist"),
+        data: r.name("data", if lm { "text" } else { "mnist" }),
         data_dir: r.get("data_dir").map(|v| match &v.kind {
             ValueKind::Str(s) => s.clone(),
             _ => v.to_string(),
@@ -135,7 +155,26 @@ fn section(
             .help("use mnist, fashion_mnist, idx or images"),
         );
     }
-    if !["mnist", "fashion_mnist", "idx", "images", "synthetic"].contains(&cfg.data.as_str()) {
+    if lm != (cfg.data == "text") {
+        let sp = r.get("data").map_or(span, |v| v.span);
+        r.errors.push(
+            Diagnostic::error(if lm {
+                "task = language_model reads a text file: leave out `data` (or write data = text)"
+            } else {
+                "data = text is for task = language_model"
+            })
+            .at(sp, "here"),
+        );
+    } else if ![
+        "mnist",
+        "fashion_mnist",
+        "idx",
+        "images",
+        "synthetic",
+        "text",
+    ]
+    .contains(&cfg.data.as_str())
+    {
         let sp = r.get("data").map_or(span, |v| v.span);
         r.errors.push(
             Diagnostic::error(format!("unknown data set `{}`", cfg.data))
@@ -492,7 +531,30 @@ fn clip_grad_norm(r: &mut Reader) -> Option<f64> {
     }
 }
 
-/// `epochs` or `steps` (not both); by default 5 epochs, or 10,000 steps for a GAN.
+/// The image settings and epochs mean nothing to a language model: each is an error where given.
+fn not_for_language_models(r: &mut Reader, task: &Task) {
+    if !matches!(task, Task::LanguageModel(_)) {
+        return;
+    }
+    for key in ["epochs", "range", "classes"] {
+        if let Some(v) = r.get(key) {
+            let help = match key {
+                "epochs" => "a language model samples windows at random: give `steps`",
+                _ => "a language model reads characters, not images or classes",
+            };
+            r.errors.push(
+                Diagnostic::error(format!(
+                    "training setting `{key}` is not for task = language_model"
+                ))
+                .at(v.span, "not read by this task")
+                .help(help),
+            );
+        }
+    }
+}
+
+/// `epochs` or `steps` (not both); by default 5 epochs, or 10,000 steps for a GAN (5,000 for
+/// a language model).
 fn length(r: &mut Reader, task: &Task) -> Length {
     match (r.get("epochs"), r.get("steps")) {
         (Some(_), Some(v)) => {
@@ -505,7 +567,8 @@ fn length(r: &mut Reader, task: &Task) -> Length {
         (Some(_), None) => Length::Epochs(r.positive("epochs", 1)),
         (None, None) => match task {
             Task::Gan(_) => Length::Steps(10_000),
-            _ => Length::Epochs(5),
+            Task::LanguageModel(_) => Length::Steps(5_000),
+            Task::Classifier { .. } | Task::Minimise(_) => Length::Epochs(5),
         },
     }
 }

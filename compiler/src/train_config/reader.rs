@@ -44,6 +44,9 @@ pub(super) const KEYS: &[&str] = &[
     "classes",
     "inputs",
     "metrics",
+    "text",
+    "holdout",
+    "eval_windows",
 ];
 
 pub(super) struct Reader<'a> {

@@ -18,6 +18,14 @@ pub fn recipe_lines(cfg: &TrainConfig) -> Vec<String> {
             lines.push(format!("network = {}", m.network));
             lines.push(format!("loss = {} (its batch mean)", m.loss));
         }
+        Task::LanguageModel(m) => {
+            lines.push("task = language_model".to_string());
+            lines.push(format!("network = {}", m.network));
+            lines.push(format!(
+                "loss = per-token cross-entropy over {} characters, windows of {}",
+                m.vocab, m.block
+            ));
+        }
         Task::Gan(g) => {
             lines.push("task = gan".to_string());
             lines.push(format!("generator = {}", g.generator));

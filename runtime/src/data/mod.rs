@@ -13,6 +13,7 @@ pub mod idx;
 pub mod loader;
 pub mod record;
 mod synthetic;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -16,7 +16,11 @@ pub(super) struct ClassifierSpec<'a> {
     pub logit: NodeIndex,
     pub batch: usize,
     pub features: usize,
+    /// Logit values per example: `positions` rows of `classes / positions` classes.
     pub classes: usize,
+    /// Positions per example, each with its own softmax over the last axis of the logits (a
+    /// language model's tokens); 1 for a classifier.
+    pub positions: usize,
     /// The optimizer with its decay rule and clipping.
     pub rule: &'a UpdateRule,
 }

@@ -16,6 +16,8 @@ pub struct Classifier {
     pub batch: usize,
     pub classes: usize,
     pub features: usize,
+    /// Positions per example with a softmax each (a language model's tokens); 1 otherwise.
+    pub positions: usize,
     pub opt: Optimizer,
     /// `opt` with its decay rule and gradient clipping.
     pub rule: UpdateRule,
@@ -38,7 +40,34 @@ impl Classifier {
         seed: u64,
         exec: Executor,
     ) -> Result<Classifier, RunError> {
-        let rule: UpdateRule = opt.into();
+        Classifier::build(net, params, opt.into(), (batch, seed), exec, 1)
+    }
+
+    /// A language model: logits `positions x vocab` per example, a softmax cross-entropy at
+    /// every position, the loss the mean over all positions of the batch.
+    pub fn per_position(
+        net: &Network,
+        params: Params<f32>,
+        rule: UpdateRule,
+        (batch, seed): (usize, u64),
+        exec: Executor,
+    ) -> Result<Classifier, RunError> {
+        let logit = logit_node(net)?;
+        let shape = &net.graph[logit].shape;
+        let positions = shape[..shape.len().saturating_sub(1)]
+            .iter()
+            .product::<u64>();
+        Classifier::build(net, params, rule, (batch, seed), exec, positions as usize)
+    }
+
+    fn build(
+        net: &Network,
+        params: Params<f32>,
+        rule: UpdateRule,
+        (batch, seed): (usize, u64),
+        exec: Executor,
+        positions: usize,
+    ) -> Result<Classifier, RunError> {
         let logit = logit_node(net)?;
         let classes = features(net, logit);
         let input = *net
@@ -48,13 +77,20 @@ impl Classifier {
         let feats = features(net, input);
         let exec: Box<dyn ClassifierBackend> = match exec {
             Executor::Cpu => Box::new(ClassifierCpu::new(net, params, &rule.opt, feats)?),
-            Executor::Gpu(gpu) => Box::new(ClassifierGpu::new(*gpu, net, params, &rule, batch)?),
+            Executor::Gpu(gpu) => Box::new(ClassifierGpu::new(
+                *gpu,
+                net,
+                params,
+                &rule,
+                (batch, positions),
+            )?),
         };
         Ok(Classifier {
             net: net.clone(),
             batch,
             classes,
             features: feats,
+            positions,
             opt: rule.opt,
             rule,
             seed,
@@ -73,6 +109,7 @@ impl Classifier {
             batch: self.batch,
             features: self.features,
             classes: self.classes,
+            positions: self.positions,
             rule: &self.rule,
         };
         (spec, self.exec.as_mut())
@@ -108,10 +145,11 @@ impl Classifier {
 
     /// Evaluates a batch in inference mode (dropout off) and adds its loss and accuracy to the
     /// evaluation sums, without a read-back on the GPU. `x` and `onehot` may hold fewer rows
-    /// than the batch.
+    /// than the batch (any number on the CPU, whose products are not planned for a batch).
     pub fn eval_batch(&mut self, x: &[f32], onehot: &[f32]) -> Result<(), RunError> {
         let rows = x.len() / self.features;
-        if onehot.len() != rows * self.classes || rows > self.batch {
+        let too_many = rows > self.batch && self.is_gpu();
+        if onehot.len() != rows * self.classes || too_many {
             return Err(RunError::Config(format!(
                 "evaluation batch of {rows} rows with {} target values (batch {}, {} classes)",
                 onehot.len(),

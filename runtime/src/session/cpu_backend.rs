@@ -25,6 +25,27 @@ fn batch_views<'a>(
     Ok((xv, yv))
 }
 
+/// Softmax cross-entropy over the last axis of each of `positions` rows per example: the
+/// logits `z` (examples x classes) and targets `y` read as (examples * positions) rows, the
+/// gradient given back as `z` is shaped.
+fn xent_rows(
+    z: &Array2<f32>,
+    y: Array2<f32>,
+    positions: usize,
+    scale: f64,
+) -> Result<(LossStats, Array2<f32>), RunError> {
+    if positions == 1 {
+        return Ok(cpu::softmax_xent(z, &y, scale));
+    }
+    let (rows, classes) = z.dim();
+    let shape = (rows * positions, classes / positions);
+    let bad = |e: ndarray::ShapeError| RunError::Config(e.to_string());
+    let zr = z.to_shape(shape).map_err(bad)?.into_owned();
+    let yr = y.into_shape_with_order(shape).map_err(bad)?;
+    let (st, dz) = cpu::softmax_xent(&zr, &yr, scale);
+    Ok((st, dz.into_shape_with_order((rows, classes)).map_err(bad)?))
+}
+
 /// Records `mark` as the step whose update first left a NaN or infinite parameter in `p`:
 /// a scan after every update (the update itself reads every value), so a run stops at that
 /// step, not at its next checkpoint.
@@ -86,7 +107,8 @@ impl ClassifierBackend for ClassifierCpu {
     ) -> Result<(), RunError> {
         let (xv, yv) = batch_views(x, onehot, s.batch, s.features, s.classes)?;
         let acts: Activations<f32> = cpu::forward(s.net, &self.params, xv, true, step.seed)?;
-        let (st, dz) = cpu::softmax_xent(acts.get(s.logit), &yv, 1.0 / s.batch as f64);
+        let scale = 1.0 / (s.batch * s.positions) as f64;
+        let (st, dz) = xent_rows(acts.get(s.logit), yv, s.positions, scale)?;
         step.watch(st.loss);
         self.stats.add(st);
         let (grads, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
@@ -114,7 +136,7 @@ impl ClassifierBackend for ClassifierCpu {
     ) -> Result<(), RunError> {
         let (xv, yv) = batch_views(x, onehot, rows, s.features, s.classes)?;
         let acts: Activations<f32> = cpu::forward(s.net, &self.params, xv, false, 0)?;
-        let (st, _) = cpu::softmax_xent(acts.get(s.logit), &yv, 1.0);
+        let (st, _) = xent_rows(acts.get(s.logit), yv, s.positions, 1.0)?;
         self.eval_stats.add(st);
         Ok(())
     }

@@ -33,9 +33,14 @@ impl ClassifierGpu {
         net: &Network,
         params: Params<f32>,
         rule: &UpdateRule,
-        batch: usize,
+        (batch, positions): (usize, usize),
     ) -> Result<ClassifierGpu, RunError> {
-        let plan = gpu.builder().classifier(net, rule.clone(), batch as u64)?;
+        let plan = gpu.builder().classifier_per_position(
+            net,
+            rule.clone(),
+            batch as u64,
+            positions as u64,
+        )?;
         let ClassifierPlan {
             program,
             set,

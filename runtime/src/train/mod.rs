@@ -13,6 +13,7 @@ mod evaluate;
 mod gan;
 mod generate;
 mod image_folder;
+mod language_model;
 mod minimise;
 mod profile;
 mod progress;
@@ -28,6 +29,7 @@ pub use data_setup::{
 pub(crate) use evaluate::onehot;
 pub use evaluate::{confusion, evaluate, in_order, mean_softmax};
 pub use generate::{generate, image_shape};
+pub use language_model::VOCAB_KEY;
 pub use profile::profile_lines;
 pub use run::{executor, run, Options, Summary, TrainError};
 pub use signals::stop_signal;

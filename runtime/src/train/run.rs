@@ -3,6 +3,7 @@
 
 use super::classifier::classifier;
 use super::gan::gan;
+use super::language_model::language_model;
 use super::minimise::minimise;
 use super::{
     classifier_data, datasets, interrupt_flag, prepare_out, ClassifierData, Purpose, Recorded,
@@ -15,9 +16,9 @@ use crate::io::run_checkpoint::RunCheckpointError;
 use crate::io::{Checkpoint, IoError};
 use crate::session::{Executor, RunError};
 use netc_compiler::ir::{Model, Network};
-use netc_compiler::train_config::{Field, MinimiseConfig, Task, TrainConfig};
+use netc_compiler::train_config::{Field, LanguageModelConfig, MinimiseConfig, Task, TrainConfig};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -174,6 +175,14 @@ enum RunData<'m> {
         BTreeMap<String, String>,
     ),
     Minimise(&'m Network, &'m MinimiseConfig, ClassifierData),
+    /// The network, its task and the text file (or a folder of one), read once the
+    /// checkpoint to resume from (whose vocabulary it keeps) is loaded.
+    LanguageModel(
+        &'m Network,
+        &'m LanguageModelConfig,
+        PathBuf,
+        BTreeMap<String, String>,
+    ),
 }
 
 impl RunData<'_> {
@@ -183,6 +192,7 @@ impl RunData<'_> {
             RunData::Classifier(_, d) => &d.meta,
             RunData::Gan(_, _, meta) => meta,
             RunData::Minimise(_, _, d) => &d.meta,
+            RunData::LanguageModel(_, _, _, none) => none,
         }
     }
 }
@@ -273,6 +283,17 @@ pub fn run(
             drop(peek);
             RunData::Minimise(net, m, d)
         }
+        Task::LanguageModel(lm) => {
+            let net = model
+                .network(&lm.network)
+                .ok_or_else(|| TrainError::Setup(format!("no network `{}`", lm.network)))?;
+            let text = dir.map(Path::to_path_buf).ok_or_else(|| {
+                TrainError::Setup(
+                    "no text: pass --data-dir (a text file, or a folder with one) or set `text` in the training section".into(),
+                )
+            })?;
+            RunData::LanguageModel(net, lm, text, BTreeMap::new())
+        }
         Task::Gan(g) => {
             let mut meta = BTreeMap::new();
             if let Some(d) = dir {
@@ -297,6 +318,7 @@ pub fn run(
         RunData::Classifier(_, d) => d.notes.clone(),
         RunData::Gan(_, (_, _, note), _) => note.iter().cloned().collect(),
         RunData::Minimise(_, _, d) => d.notes.clone(),
+        RunData::LanguageModel(..) => vec![],
     };
     for n in notes {
         log(&format!("note: {n}"));
@@ -323,6 +345,9 @@ pub fn run(
             gan(model, gn, dn, cfg, opts, exec, (&train, &meta), resume, log)?
         }
         RunData::Minimise(net, m, d) => minimise(model, net, m, cfg, opts, exec, &d, resume, log)?,
+        RunData::LanguageModel(net, lm, text, _) => {
+            language_model(model, net, lm, cfg, opts, exec, &text, resume, log)?
+        }
     };
     summary.device = device;
     Ok(summary)

@@ -17,6 +17,7 @@ mod declared_loss;
 mod fuzz_campaign;
 mod fuzz_readers;
 mod g_through_d;
+mod gpu_language_model;
 mod gpu_prims;
 mod gpu_train_pieces;
 mod gradcheck;
