@@ -137,7 +137,13 @@ def main():
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--sample", type=int, default=200, help="characters to time sampling on")
     ap.add_argument("--count-only", action="store_true", help="print the parameter count")
+    ap.add_argument("--sample-only", action="store_true", help="time sampling alone")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument(
+        "--time-only",
+        action="store_true",
+        help="time the steps alone (no evaluation, no sampling), the first 5 left out",
+    )
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     if a.threads:
@@ -151,6 +157,12 @@ def main():
     if a.count_only:
         model = GPT(vocab, block, dim, heads, layers, dropout)
         print(sum(p.numel() for p in model.parameters()))
+        return
+    if a.sample_only:
+        # The sampling loop's speed does not depend on the weights.
+        model = GPT(vocab, block, dim, heads, layers, dropout)
+        tps = sample_speed(model, block, a.sample, a.seed)
+        print(json.dumps({"sample_tokens_per_second": tps, "tokens": a.sample}))
         return
     text = open(a.text, encoding="utf-8").read()
     chars = sorted(set(text))
@@ -182,10 +194,17 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        step_time += time.perf_counter() - t0
+        if not a.time_only or t >= 5:
+            step_time += time.perf_counter() - t0
+        if a.time_only:
+            continue
         if (t + 1) % a.eval_every == 0 or t + 1 == steps:
             vals.append((t + 1, validation_loss(model, held, block)))
             print(f"step {t + 1}: train loss {loss.item():.4f} val loss {vals[-1][1]:.4f}", flush=True)
+    if a.time_only:
+        timed = steps - 5
+        print(json.dumps({"steps_timed": timed, "step_ms": 1000 * step_time / timed}))
+        return
     print(
         json.dumps(
             {

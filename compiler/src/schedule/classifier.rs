@@ -79,7 +79,7 @@ impl Builder {
         let feats = numel(&net.graph[input].shape);
         let classes = numel(&net.graph[logit].shape);
         let p = positions.max(1);
-        if classes % p != 0 {
+        if !classes.is_multiple_of(p) {
             return Err(LowerError::Other(format!(
                 "the logits' {classes} values per example are not {p} positions of equal size"
             )));

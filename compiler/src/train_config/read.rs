@@ -85,30 +85,7 @@ fn section(
             }
         }
     };
-    if !matches!(task, Task::LanguageModel(_)) {
-        for key in ["text", "holdout", "eval_windows"] {
-            if let Some(v) = r.get(key) {
-                r.errors.push(
-                    Diagnostic::error(format!(
-                        "training setting `{key}` is for task = language_model"
-                    ))
-                    .at(v.span, "not read by this task"),
-                );
-            }
-        }
-    }
-    if !matches!(task, Task::Minimise(_)) {
-        for key in ["inputs", "metrics"] {
-            if let Some(v) = r.get(key) {
-                r.errors.push(
-                    Diagnostic::error(format!(
-                        "training setting `{key}` is for task = minimise (a declared loss)"
-                    ))
-                    .at(v.span, "not read by this task"),
-                );
-            }
-        }
-    }
+    keys_of_other_tasks(&mut r, &task);
     let schedule = schedule_setting(&mut r, &opt);
     let decay = decay_rule(&mut r);
     let clip_grad_norm = clip_grad_norm(&mut r);
@@ -145,6 +122,45 @@ fn section(
     };
     fit(&mut r, model, &cfg);
     classes_fit(&mut r, model, &cfg);
+    data_fits_task(&mut r, &cfg, span);
+    if r.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(r.errors)
+    }
+}
+
+/// An error for each key given that another task reads.
+fn keys_of_other_tasks(r: &mut Reader, task: &Task) {
+    if !matches!(task, Task::LanguageModel(_)) {
+        for key in ["text", "holdout", "eval_windows"] {
+            if let Some(v) = r.get(key) {
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "training setting `{key}` is for task = language_model"
+                    ))
+                    .at(v.span, "not read by this task"),
+                );
+            }
+        }
+    }
+    if !matches!(task, Task::Minimise(_)) {
+        for key in ["inputs", "metrics"] {
+            if let Some(v) = r.get(key) {
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "training setting `{key}` is for task = minimise (a declared loss)"
+                    ))
+                    .at(v.span, "not read by this task"),
+                );
+            }
+        }
+    }
+}
+
+/// `data` must name a reader the task can take.
+fn data_fits_task(r: &mut Reader, cfg: &TrainConfig, span: Span) {
+    let lm = matches!(cfg.task, Task::LanguageModel(_));
     if matches!(cfg.task, Task::Minimise(_)) && cfg.data == "synthetic" {
         let sp = r.get("data").map_or(span, |v| v.span);
         r.errors.push(
@@ -181,11 +197,6 @@ fn section(
                 .at(sp, "here")
                 .help("the readers are mnist, fashion_mnist and idx (any IDX image/label files), images (a folder of class folders of JPEG/PNG files), and synthetic (generated, shaped to the network)"),
         );
-    }
-    if r.errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(r.errors)
     }
 }
 
