@@ -4,7 +4,7 @@
 use clap::Parser;
 use cli::{Cli, Command};
 use commands::{
-    bench, check, devices, eval, gradcheck, graph, predict, sample, score, stdlib, train,
+    bench, check, devices, eval, export, gradcheck, graph, predict, sample, score, stdlib, train,
 };
 use common::{load, Failure};
 use std::process::ExitCode;
@@ -53,6 +53,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
             scale,
         } => sample::sample(&file, &weights, count, format, out, (seed, scale))?,
+        Command::Export {
+            file,
+            weights,
+            out,
+            network,
+            batch,
+        } => export::export(&file, &weights, out, network, batch)?,
         Command::Score(args) => score::run(args)?,
         Command::Predict {
             file,

@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod check;
 pub(crate) mod devices;
 pub(crate) mod eval;
+pub(crate) mod export;
 pub(crate) mod gradcheck;
 pub(crate) mod graph;
 pub(crate) mod predict;
