@@ -27,6 +27,7 @@ mod hostile_io;
 mod hostile_late;
 mod hostile_round2b;
 mod models;
+mod onnx_export;
 mod primitives_cli;
 mod registry_cli;
 mod train_pieces;

@@ -3,7 +3,7 @@
 //! and every name is given once (ONNX graphs are in SSA form).
 
 use super::proto::{self, Attr, DataType, Dim, NodeMsg, Writer};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A tensor's element type and full shape (batch axis included where it has one).
 #[derive(Debug, Clone, PartialEq)]
@@ -42,17 +42,21 @@ pub struct Builder {
     /// Node outputs in the order written: the intermediate tensors' value_info.
     pub produced: Vec<String>,
     node_names: HashMap<String, usize>,
+    /// Names kept for the graph's outputs (an alias naming another layer's tensor too: the
+    /// output `r` of `r = j -> dense(5) -> softmax`, whose dense layer is named `r`).
+    pub reserved: HashSet<String>,
 }
 
 impl Builder {
     /// A name not given yet, `base` itself when free, else `base_2`, `base_3`, ...
     pub fn fresh(&self, base: &str) -> String {
-        if !self.types.contains_key(base) {
+        let taken = |n: &str| self.types.contains_key(n) || self.reserved.contains(n);
+        if !taken(base) {
             return base.to_string();
         }
         (2..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.types.contains_key(n))
+            .find(|n| !taken(n))
             .unwrap_or_default()
     }
 

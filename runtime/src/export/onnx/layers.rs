@@ -45,7 +45,8 @@ pub(super) fn lower(cx: &mut Cx, n: NodeIndex, op: &Op) -> R {
         Op::Dropout { .. } => ins[0].clone(),
         Op::Add if ins.len() == 2 => simple(b, "Add", &[]),
         Op::Add => simple(b, "Sum", &[]),
-        Op::Concat { axis } => simple(b, "Concat", &[("axis", Attr::Int(*axis as i64 + 1))]),
+        // Inputs without the batch axis (a class token) are repeated over it, as primitives'.
+        Op::Concat { axis } => super::prims::concat(cx, n, &layer, *axis as i64, ty),
         Op::Reshape { shape } => {
             let to = batched_shape(shape);
             let s = b.int_init(&layer, "shape", &to);

@@ -148,6 +148,11 @@ pub fn export(net: &Network, params: &Params<f32>, batch: Batch) -> Result<Vec<u
             Batch::Fixed(b) => Dim::Value(b),
         },
     };
+    for (alias, n) in &net.outputs {
+        if net.node(*n).name != *alias {
+            cx.b.reserved.insert(alias.clone());
+        }
+    }
     let mut inputs = vec![];
     for &n in &net.order {
         let out = match &net.node(n).op {
@@ -198,9 +203,10 @@ fn finish(mut cx: Cx, inputs: &[String]) -> Vec<u8> {
     let mut outputs = vec![];
     for (alias, n) in &net.outputs {
         let t = cx.tensor[n].clone();
-        let out = if t == *alias || cx.b.types.contains_key(alias) {
+        let out = if t == *alias {
             t
         } else {
+            cx.b.reserved.remove(alias);
             let layer = Layer {
                 name: alias.clone(),
                 doc: format!("netc output `{alias}` (layer `{}`)", net.node(*n).name),

@@ -295,7 +295,13 @@ fn one_hot(cx: &mut Cx, layer: &Layer, x: &str, ty: TensorType) -> String {
 
 /// Tensors joined along a user axis; those without the batch axis repeated over it first
 /// (Unsqueeze, then Expand to the batch of a batched input).
-fn concat(cx: &mut Cx, n: NodeIndex, layer: &Layer, axis: i64, ty: TensorType) -> String {
+pub(super) fn concat(
+    cx: &mut Cx,
+    n: NodeIndex,
+    layer: &Layer,
+    axis: i64,
+    ty: TensorType,
+) -> String {
     let srcs = cx.net.inputs_of(n);
     let batched = cx.net.node(n).batched;
     let rank = cx.net.node(n).shape.len();
