@@ -81,13 +81,11 @@ pub(super) fn lower(cx: &mut Cx, n: NodeIndex, op: &Op) -> R {
                     Attr::Ints(pads(pad, (win.h, win.w), win.k, win.stride)),
                 ),
             ];
-            let op_type = match op {
-                Op::MaxPool { .. } => "MaxPool",
-                _ => {
-                    attrs.push(("count_include_pad", Attr::Int(1)));
-                    "AveragePool"
-                }
-            };
+            let max = matches!(op, Op::MaxPool { .. });
+            if !max {
+                attrs.push(("count_include_pad", Attr::Int(1)));
+            }
+            let op_type = if max { "MaxPool" } else { "AveragePool" };
             cx.b.node(&layer, op_type, &ins, (&out, ty), &attrs)
         }
         Op::Input { .. } | Op::Prim(_) => unreachable!("inputs and primitives are lowered apart"),

@@ -40,26 +40,7 @@ pub(super) fn lower(cx: &mut Cx, n: NodeIndex, op: &PrimOp) -> Result<String, Ex
             )
         }
         PrimOp::Binary(op) => cx.b.node(&layer, binary_op(*op), &ins, (&out, ty), &[]),
-        PrimOp::Compare(c) => {
-            let t = cx.b.node(
-                &layer,
-                compare_op(*c),
-                &ins,
-                (&format!("{out}/bool"), bool_like(&ty)),
-                &[],
-            );
-            let t = match c {
-                Compare::Ne => cx.b.node(
-                    &layer,
-                    "Not",
-                    &[t],
-                    (&format!("{out}/not"), bool_like(&ty)),
-                    &[],
-                ),
-                _ => t,
-            };
-            cast(cx, &layer, &t, &out, ty)
-        }
+        PrimOp::Compare(c) => compare(cx, &layer, *c, &ins, ty),
         PrimOp::Where => {
             let cty = cx.b.ty(&ins[0]).clone();
             let c = cast(cx, &layer, &ins[0], &format!("{out}/cond"), bool_like(&cty));
@@ -69,33 +50,7 @@ pub(super) fn lower(cx: &mut Cx, n: NodeIndex, op: &PrimOp) -> Result<String, Ex
         PrimOp::Reduce { op, axes, keep } => {
             let (rank, batched) = first.unwrap_or((0, false));
             let full: Vec<i64> = axes.iter().map(|&a| full_axis(a, rank, batched)).collect();
-            let keep = ("keepdims", Attr::Int(i64::from(*keep)));
-            match op {
-                Reduce::Sum => {
-                    let a = cx.b.int_init(&layer, "axes", &full);
-                    cx.b.node(
-                        &layer,
-                        "ReduceSum",
-                        &[ins[0].clone(), a],
-                        (&out, ty),
-                        &[keep],
-                    )
-                }
-                Reduce::Mean | Reduce::Max => {
-                    let op_type = if *op == Reduce::Mean {
-                        "ReduceMean"
-                    } else {
-                        "ReduceMax"
-                    };
-                    cx.b.node(
-                        &layer,
-                        op_type,
-                        &ins,
-                        (&out, ty),
-                        &[("axes", Attr::Ints(full)), keep],
-                    )
-                }
-            }
+            reduce(cx, &layer, (*op, full, *keep), &ins[0], ty)
         }
         PrimOp::Matmul => cx.b.node(&layer, "MatMul", &ins, (&out, ty), &[]),
         PrimOp::Permute { perm } => {
@@ -145,17 +100,7 @@ pub(super) fn lower(cx: &mut Cx, n: NodeIndex, op: &PrimOp) -> Result<String, Ex
         }
         PrimOp::OneHot => one_hot(cx, &layer, &ins[0], ty),
         PrimOp::Causal { on: false } => ins[0].clone(),
-        PrimOp::Causal { on: true } => {
-            let t = match ty.dims.last() {
-                Some(Dim::Value(t)) => *t as usize,
-                _ => 0,
-            };
-            let mask: Vec<u8> = (0..t * t).map(|i| u8::from(i % t <= i / t)).collect();
-            let m = cx.b.fresh(&format!("{out}/mask"));
-            let m = cx.b.init(&m, DataType::Bool, &[t as u64, t as u64], &mask);
-            let low = cx.b.scalar(&layer, "masked", MASKED as f32);
-            cx.b.node(&layer, "Where", &[m, ins[0].clone(), low], (&out, ty), &[])
-        }
+        PrimOp::Causal { on: true } => causal(cx, &layer, &ins[0], ty),
         PrimOp::Unflatten { .. } | PrimOp::Merge { .. } => {
             let node = cx.net.node(n);
             let to = match node.batched {
@@ -373,4 +318,75 @@ pub(super) fn concat(
         (&layer.name, ty),
         &[("axis", Attr::Int(a))],
     )
+}
+
+/// A comparison as floats 0/1 (ONNX's is bool; `ne` is Not of Equal).
+fn compare(cx: &mut Cx, layer: &Layer, c: Compare, ins: &[String], ty: TensorType) -> String {
+    let out = layer.name.clone();
+    let t = cx.b.node(
+        layer,
+        compare_op(c),
+        ins,
+        (&format!("{out}/bool"), bool_like(&ty)),
+        &[],
+    );
+    let t = match c {
+        Compare::Ne => cx.b.node(
+            layer,
+            "Not",
+            &[t],
+            (&format!("{out}/not"), bool_like(&ty)),
+            &[],
+        ),
+        Compare::Gt | Compare::Ge | Compare::Lt | Compare::Le | Compare::Eq => t,
+    };
+    cast(cx, layer, &t, &out, ty)
+}
+
+/// A reduction over full axes `axes`: ReduceSum takes them as an input in opset 13 and later,
+/// ReduceMean and ReduceMax as an attribute until opset 18.
+fn reduce(
+    cx: &mut Cx,
+    layer: &Layer,
+    (op, axes, keep): (Reduce, Vec<i64>, bool),
+    x: &str,
+    ty: TensorType,
+) -> String {
+    let out = layer.name.clone();
+    let keep = ("keepdims", Attr::Int(i64::from(keep)));
+    let x = x.to_string();
+    match op {
+        Reduce::Sum => {
+            let a = cx.b.int_init(layer, "axes", &axes);
+            cx.b.node(layer, "ReduceSum", &[x, a], (&out, ty), &[keep])
+        }
+        Reduce::Mean => cx.b.node(
+            layer,
+            "ReduceMean",
+            &[x],
+            (&out, ty),
+            &[("axes", Attr::Ints(axes)), keep],
+        ),
+        Reduce::Max => cx.b.node(
+            layer,
+            "ReduceMax",
+            &[x],
+            (&out, ty),
+            &[("axes", Attr::Ints(axes)), keep],
+        ),
+    }
+}
+
+/// Scores [.., T, T] with the future masked: Where(lower triangle, x, -1e30), as netc masks.
+fn causal(cx: &mut Cx, layer: &Layer, x: &str, ty: TensorType) -> String {
+    let out = layer.name.clone();
+    let t = match ty.dims.last() {
+        Some(Dim::Value(t)) => *t as usize,
+        _ => 0,
+    };
+    let mask: Vec<u8> = (0..t * t).map(|i| u8::from(i % t <= i / t)).collect();
+    let m = cx.b.fresh(&format!("{out}/mask"));
+    let m = cx.b.init(&m, DataType::Bool, &[t as u64, t as u64], &mask);
+    let low = cx.b.scalar(layer, "masked", MASKED as f32);
+    cx.b.node(layer, "Where", &[m, x.to_string(), low], (&out, ty), &[])
 }
