@@ -338,3 +338,68 @@ const PRIMS: &str = "net prims {
   output loss
 }
 ";
+
+#[test]
+fn export_names_the_networks_to_choose_from_and_refuses_a_bad_batch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ck = dir.path().join("w.safetensors");
+    let ck = ck.to_str().expect("utf-8");
+    let model = compile(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/dcgan.net")
+            .as_path(),
+    );
+    let g = model.network("generator").expect("generator");
+    save(&random_params(g, 1), Path::new(ck));
+    let (code, _, err) = netc(&["export", "models/dcgan.net", "--weights", ck]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("generator, discriminator") && err.contains("--network"),
+        "{err}"
+    );
+    let (code, _, err) = netc(&[
+        "export",
+        "models/dcgan.net",
+        "--weights",
+        ck,
+        "--network",
+        "critic",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no network `critic`"), "{err}");
+    // The generator's weights do not fit the discriminator: every misfit is named.
+    let (code, _, err) = netc(&[
+        "export",
+        "models/dcgan.net",
+        "--weights",
+        ck,
+        "--network",
+        "discriminator",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("c1.weight"), "{err}");
+    for bad in ["0", "static", "-3"] {
+        let (code, _, err) = netc(&[
+            "export",
+            "models/dcgan.net",
+            "--weights",
+            ck,
+            "--batch",
+            bad,
+        ]);
+        assert_eq!(code, 2, "--batch {bad}: {err}");
+    }
+    // Without -o the file goes beside the weights, named after the network.
+    let (code, out, err) = netc(&[
+        "export",
+        "models/dcgan.net",
+        "--weights",
+        ck,
+        "--network",
+        "generator",
+        "--batch",
+        "4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dir.path().join("generator.onnx").is_file(), "{out}");
+}
