@@ -32,7 +32,21 @@ pub(crate) fn export(
     };
     ensure_params(net)?;
     let ck = netc_runtime::io::Checkpoint::load(Path::new(weights)).map_err(fail)?;
-    let like: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(0));
+    // Only the names and shapes are read: zeros, not a draw of every initialiser.
+    let specs = net.param_specs();
+    let shapes: Vec<Vec<usize>> = specs
+        .iter()
+        .map(|s| s.shape.iter().map(|&d| d as usize).collect())
+        .collect();
+    let like = Params::<f32> {
+        names: specs.iter().map(|s| s.name.clone()).collect(),
+        values: shapes
+            .iter()
+            .map(|s| vec![0.0; s.iter().product()])
+            .collect(),
+        shapes,
+        trainable: specs.iter().map(|s| s.trainable).collect(),
+    };
     let (p, _) = netc_runtime::io::run_checkpoint::load_params(&ck, net, &like, 0).map_err(fail)?;
     let bytes = onnx::export(net, &p, batch).map_err(fail)?;
     let path = match out {

@@ -66,8 +66,11 @@ impl Builder {
 
     /// An initializer of f32 values.
     pub fn float_init(&mut self, name: &str, dims: &[u64], values: &[f32]) -> String {
-        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.init(name, DataType::Float, dims, &raw)
+        self.initializers
+            .push(proto::float_tensor(name, dims, values));
+        let dims = dims.iter().map(|&d| Dim::Value(d)).collect();
+        self.types.insert(name.to_string(), TensorType::float(dims));
+        name.to_string()
     }
 
     /// An initializer of int64 values (shapes, axes, slice bounds).

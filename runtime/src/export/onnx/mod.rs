@@ -216,15 +216,16 @@ fn finish(mut cx: Cx, inputs: &[String]) -> Vec<u8> {
         };
         outputs.push(out);
     }
-    let b = &cx.b;
     let mut g = proto::Writer::default();
-    for node in &b.nodes {
+    for node in &cx.b.nodes {
         g.message(proto::graph::NODE, node);
     }
     g.string(proto::graph::NAME, &net.name);
-    for i in &b.initializers {
-        g.message(proto::graph::INITIALIZER, i);
+    // Each initializer is dropped once copied: the weights are in memory twice at most.
+    for i in std::mem::take(&mut cx.b.initializers) {
+        g.message(proto::graph::INITIALIZER, &i);
     }
+    let b = &cx.b;
     g.string(proto::graph::DOC, &format!("netc network `{}`", net.name));
     let info = |name: &str| {
         let t = b.ty(name);

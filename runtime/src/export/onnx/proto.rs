@@ -107,6 +107,23 @@ pub fn tensor(name: &str, dtype: DataType, dims: &[u64], raw: &[u8]) -> Writer {
     t
 }
 
+/// `TensorProto` of f32 values, written straight into the message (a VGG's weights are half a
+/// gigabyte: no intermediate byte vector).
+pub fn float_tensor(name: &str, dims: &[u64], values: &[f32]) -> Writer {
+    let mut t = Writer::default();
+    let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    t.packed_ints(1, &dims); // dims
+    t.int(2, DataType::Float as i64); // data_type
+    t.string(8, name); // name
+    t.key(9, 2); // raw_data
+    t.varint(4 * values.len() as u64);
+    t.0.reserve(4 * values.len());
+    for v in values {
+        t.0.extend_from_slice(&v.to_le_bytes());
+    }
+    t
+}
+
 /// An attribute's value (`AttributeProto` with its `type`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attr {
