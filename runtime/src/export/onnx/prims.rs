@@ -146,8 +146,9 @@ fn unary(cx: &mut Cx, layer: &Layer, u: Unary, x: &str, ty: TensorType) -> Strin
     let b = &mut cx.b;
     let x = x.to_string();
     let out = layer.name.clone();
-    let one =
-        |b: &mut super::Builder, op: &str| b.node(layer, op, &[x.clone()], (&out, ty.clone()), &[]);
+    let one = |b: &mut super::Builder, op: &str| {
+        b.node(layer, op, std::slice::from_ref(&x), (&out, ty.clone()), &[])
+    };
     match u {
         Unary::Neg => one(b, "Neg"),
         Unary::Exp => one(b, "Exp"),
@@ -280,7 +281,7 @@ pub(super) fn concat(
         let bsize = cx.b.node(
             layer,
             "Shape",
-            &[anchor.clone()],
+            std::slice::from_ref(anchor),
             (&format!("{}/batch", layer.name), bty),
             &[("start", Attr::Int(0)), ("end", Attr::Int(1))],
         );
