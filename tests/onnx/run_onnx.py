@@ -3,11 +3,12 @@ the export tests compare netc's CPU executor with (tests/suite/onnx_export.rs).
 
     python run_onnx.py MANIFEST.json
 
-The manifest lists cases: {"model": path, "inputs": {name: npy}, "outputs": {name: npy}}.
+The manifest lists cases: {"model": path, "inputs": {name: npy}, "outputs": {name: npy},
+"weights": {checkpoint name: shape}}.
 For each, the model is checked (onnx.checker with full_check: types, and shape inference in
 strict mode, which fails where an inferred shape disagrees with the model's value_info), every
 node output must have a value_info or be a graph output, the IR version and opset must be 8
-and 17, and onnxruntime's outputs are written to the output paths. Any failure exits 1 with
+and 17, every weight must be an initializer of its checkpoint name and shape, and onnxruntime's outputs are written to the output paths. Any failure exits 1 with
 every problem on stderr.
 """
 
@@ -19,7 +20,7 @@ import onnx
 import onnxruntime as ort
 
 
-def check(path):
+def check(path, weights=None):
     problems = []
     onnx.checker.check_model(path, full_check=True)
     model = onnx.load(path)
@@ -36,6 +37,11 @@ def check(path):
                 problems.append(f"tensor `{out}` of node `{node.name}` has no value_info")
         if not node.doc_string:
             problems.append(f"node `{node.name}` has no doc string")
+    # Every weight an initializer named as the checkpoint names it, with its shape.
+    inits = {t.name: list(t.dims) for t in g.initializer}
+    for name, dims in (weights or {}).items():
+        if inits.get(name) != dims:
+            problems.append(f"weight `{name}` {dims}: initializer {inits.get(name)}")
     # The shapes netc wrote against those onnx infers from the graph alone (the weights as
     # typed inputs: the same shapes, without copying half a gigabyte of VGG weights).
     weights = [
@@ -66,7 +72,7 @@ def main():
     cases = json.load(open(sys.argv[1]))
     failed = False
     for case in cases:
-        problems = check(case["model"])
+        problems = check(case["model"], case.get("weights"))
         if problems:
             failed = True
             print(f"{case['model']}:\n  " + "\n  ".join(problems), file=sys.stderr)

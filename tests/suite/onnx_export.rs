@@ -50,6 +50,8 @@ struct Case {
     fixed: bool,
     /// Inputs drawn as integer ids below this bound (a `gather`'s ids, a `one_hot`'s targets).
     ids_below: Vec<(&'static str, u64)>,
+    /// The checkpoint names the weights `network.name` (a GAN's, holding both networks).
+    prefixed: bool,
 }
 
 fn compile(path: &Path) -> Model {
@@ -84,10 +86,11 @@ fn is_norm(net: &Network, name: &str) -> bool {
         .is_some_and(|n| matches!(net.node(n).op, netc_compiler::ops::Op::BatchNorm { .. }))
 }
 
-fn save(p: &Params<f32>, path: &Path) {
+fn save(p: &Params<f32>, path: &Path, prefix: Option<&str>) {
     let ck = Checkpoint {
         tensors: checkpoint_names(p)
             .into_iter()
+            .map(|n| prefix.map_or(n.clone(), |net| format!("{net}.{n}")))
             .zip(&p.shapes)
             .zip(&p.values)
             .map(|((n, s), v)| (n, s.clone(), v.clone()))
@@ -118,7 +121,7 @@ fn check(cases: &[Case], weights: Option<&Path>) {
             None => random_params(net, 7 + i as u64),
         };
         let ck = dir.path().join(format!("{i}.safetensors"));
-        save(&p, &ck);
+        save(&p, &ck, c.prefixed.then_some(c.network.as_str()));
         let onnx = dir.path().join(format!("{i}.onnx"));
         let batch = c.batch.to_string();
         let mut args = vec![
@@ -176,8 +179,15 @@ fn check(cases: &[Case], weights: Option<&Path>) {
                 want,
             ));
         }
+        // The initializers must carry the names a one-network checkpoint gives the weights.
+        let weights: serde_json::Map<String, serde_json::Value> = checkpoint_names(&p)
+            .into_iter()
+            .zip(&p.shapes)
+            .map(|(n, s)| (n, serde_json::json!(s)))
+            .collect();
         manifest.push(serde_json::json!({
             "model": onnx.to_string_lossy(), "inputs": inputs, "outputs": outputs,
+            "weights": weights,
         }));
     }
     let list = dir.path().join("manifest.json");
@@ -218,6 +228,7 @@ fn case(file: &str, network: &str, batch: usize) -> Case {
         batch,
         fixed: false,
         ids_below: vec![],
+        prefixed: false,
     }
 }
 
@@ -233,8 +244,10 @@ fn every_other_shipped_network_matches_onnxruntime() {
         case("models/gan.yaml", "generator", 2),
         case("models/gan.yaml", "discriminator", 2),
     ];
-    // A fixed batch too.
+    // A fixed batch too, and a GAN's checkpoint (`generator.up1.weight`).
     cases[1].fixed = true;
+    cases[4].prefixed = true;
+    cases[5].prefixed = true;
     check(&cases, None);
 }
 
@@ -285,6 +298,7 @@ fn trap(dir: &Path, name: &str, text: &str) -> Case {
         batch: 2,
         fixed: false,
         ids_below: vec![],
+        prefixed: false,
     }
 }
 
@@ -379,7 +393,7 @@ fn export_names_the_networks_to_choose_from_and_refuses_a_bad_batch() {
             .as_path(),
     );
     let g = model.network("generator").expect("generator");
-    save(&random_params(g, 1), Path::new(ck));
+    save(&random_params(g, 1), Path::new(ck), None);
     let (code, _, err) = netc(&["export", "models/dcgan.net", "--weights", ck]);
     assert_eq!(code, 1, "{err}");
     assert!(
