@@ -328,7 +328,8 @@ const LRN: &str = "net lrn {
 }
 ";
 
-/// SAME padding with an odd total (the odd pixel after), average pooling over padding.
+/// SAME padding with an odd total (the odd pixel after), average pooling over padding, softmax
+/// over an image.
 const PADDING: &str = "net padding {
   input x: 3x7x7
   a = conv(4, k=4, pad=same)                 : 4x7x7
@@ -337,8 +338,9 @@ const PADDING: &str = "net padding {
   d = b -> maxpool(k=2, s=2, pad=same)        : 4x2x2
   e = b -> avgpool(k=3, s=1, pad=1)           : 4x4x4
   f = e -> avgpool(k=2, s=1, pad=same)        : 4x4x4
+  g = d -> softmax                            : 4x2x2
   output c
-  output d
+  output g
   output f
 }
 ";
@@ -367,7 +369,8 @@ const LAYERS: &str = "net layers {
 ";
 
 /// The primitives the shipped models do not use: gather (an embedding), a causal
-/// transformer, comparisons and where (clamped_log), one_hot (cross_entropy), softplus.
+/// transformer, comparisons and where (clamped_log), one_hot (cross_entropy), softplus, a dense
+/// layer without bias over a sequence.
 const PRIMS: &str = "net prims {
   input ids: 6
   input x: 6x8
@@ -377,8 +380,10 @@ const PRIMS: &str = "net prims {
   p = h -> sigmoid -> clamped_log -> softplus
   logits = p -> mean(axis=-1) -> dense(6)
   loss = cross_entropy(logits, y)
+  q = h -> dense(3, bias=false) -> max(axis=0)
   output logits
   output loss
+  output q
 }
 ";
 
