@@ -205,6 +205,15 @@ pub(crate) enum Command {
         #[arg(long, default_value = "dynamic", value_parser = export_batch)]
         batch: netc_runtime::export::onnx::Batch,
     },
+    /// Convert a Caffe network (a deploy .prototxt) into a .net file: one statement per Caffe
+    /// layer, named as Caffe names it; what netc cannot express is reported with its line
+    Import {
+        /// The Caffe prototxt (deploy form: an `Input` layer)
+        prototxt: String,
+        /// The .net file to write
+        #[arg(short = 'o', long = "out")]
+        out: String,
+    },
     /// How good a GAN's samples are, by a digit classifier netc trained: Inception Score,
     /// confident share, class histogram and Frechet distance to real images
     Score(ScoreArgs),

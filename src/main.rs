@@ -4,7 +4,8 @@
 use clap::Parser;
 use cli::{Cli, Command};
 use commands::{
-    bench, check, devices, eval, export, gradcheck, graph, predict, sample, score, stdlib, train,
+    bench, check, devices, eval, export, gradcheck, graph, import, predict, sample, score, stdlib,
+    train,
 };
 use common::{load, Failure};
 use std::process::ExitCode;
@@ -60,6 +61,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             network,
             batch,
         } => export::export(&file, &weights, out, network, batch)?,
+        Command::Import { prototxt, out } => import::import(&prototxt, &out)?,
         Command::Score(args) => score::run(args)?,
         Command::Predict {
             file,

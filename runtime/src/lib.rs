@@ -4,6 +4,7 @@ pub mod data;
 pub mod export;
 pub mod gpu;
 pub mod gradcheck;
+pub mod import;
 pub mod io;
 pub mod memory;
 pub mod predict;

@@ -7,6 +7,7 @@ pub(crate) mod eval;
 pub(crate) mod export;
 pub(crate) mod gradcheck;
 pub(crate) mod graph;
+pub(crate) mod import;
 pub(crate) mod predict;
 pub(crate) mod sample;
 pub(crate) mod score;

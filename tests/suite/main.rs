@@ -15,6 +15,7 @@ mod run;
 #[path = "../support/within.rs"]
 mod within;
 
+mod caffe_import;
 mod cli;
 mod declared_loss;
 mod diagnostics;
