@@ -62,7 +62,7 @@ pub fn legacy_inputs(
     let names: Vec<&Field> = top.all("input").collect();
     let mut dims: Vec<u64> = top
         .all("input_dim")
-        .filter_map(|f| num(f))
+        .filter_map(num)
         .map(|v| v as u64)
         .collect();
     for (i, f) in names.iter().enumerate() {
@@ -110,15 +110,6 @@ pub fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result<Emit, 
     let bad = |m: String| Err(vec![(line, format!("layer `{name}` ({ty}): {m}"))]);
     let x = ins.first().map(|b| b.shape.clone()).unwrap_or_default();
     let image = x.len() == 3;
-    let need_image = |op: &str| -> Result<(u64, u64, u64), Problems> {
-        match x[..] {
-            [c, h, w] => Ok((c, h, w)),
-            _ => Err(vec![(
-                line,
-                format!("layer `{name}` ({op}) needs an image (CxHxW) input, not {x:?}"),
-            )]),
-        }
-    };
     let op = |op: String, shape: Vec<u64>| Ok(Emit::Op { op, shape });
     match ty {
         "Input" => {
@@ -138,10 +129,13 @@ pub fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result<Emit, 
         "SoftmaxWithLoss" | "Accuracy" | "EuclideanLoss" | "SigmoidCrossEntropyLoss" => {
             Ok(Emit::Skip)
         }
-        "ReLU" => match setting(l.msg("relu_param"), "negative_slope", 0.0) {
-            s if s == 0.0 => op("relu".into(), x),
-            s => op(format!("leaky_relu({s})"), x),
-        },
+        "ReLU" => {
+            let slope = setting(l.msg("relu_param"), "negative_slope", 0.0);
+            match slope == 0.0 {
+                true => op("relu".into(), x),
+                false => op(format!("leaky_relu({slope})"), x),
+            }
+        }
         "Sigmoid" => op("sigmoid".into(), x),
         "TanH" => op("tanh".into(), x),
         "Softmax" => op("softmax".into(), x),
@@ -213,55 +207,7 @@ pub fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result<Emit, 
             let flat = if image { "flatten -> " } else { "" };
             op(format!("{flat}dense({n}{bias}{init})"), vec![n])
         }
-        "Convolution" | "Deconvolution" => {
-            let (c, h, w) = need_image(ty)?;
-            let p = l.msg("convolution_param");
-            let g = window(p, line, name)?;
-            let groups = setting(p, "group", 1.0) as u64;
-            let n = setting(p, "num_output", 0.0) as u64;
-            let dil = setting(p, "dilation", 1.0) as u64;
-            let ke = dil * (g.k - 1) + 1;
-            let deconv = ty == "Deconvolution";
-            let fan_in = if deconv {
-                n / groups.max(1)
-            } else {
-                c / groups.max(1)
-            } * g.k
-                * g.k;
-            let init = fillers(p, fan_in, line, name)?;
-            let bias = if p.and_then(|p| p.text("bias_term")) == Some("false") {
-                ", bias=false"
-            } else {
-                ""
-            };
-            let name_op = if deconv { "conv_transpose" } else { "conv" };
-            let size = |f: u64| match deconv {
-                true => ((f.max(1) - 1) * g.s + ke).saturating_sub(2 * g.pad),
-                false => (f + 2 * g.pad).saturating_sub(ke) / g.s + 1,
-            };
-            let (oh, ow) = (size(h), size(w));
-            let extra = [
-                (groups > 1).then(|| format!(", groups={groups}")),
-                (dil > 1).then(|| format!(", dilation={dil}")),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<String>();
-            let s = if g.s > 1 {
-                format!(", s={}", g.s)
-            } else {
-                String::new()
-            };
-            let pad = if g.pad > 0 {
-                format!(", pad={}", g.pad)
-            } else {
-                String::new()
-            };
-            op(
-                format!("{name_op}({n}, k={}{s}{pad}{extra}{bias}{init})", g.k),
-                vec![n, oh, ow],
-            )
-        }
+        "Convolution" | "Deconvolution" => conv(l, (name, ty), &x, line),
         "Pooling" => pooling(l, name, &x, line).map(|(op, shape)| Emit::Op { op, shape }),
         _ => bad("no netc op for this layer type".into()),
     }
@@ -357,8 +303,8 @@ fn fillers(p: Option<&[Field]>, fan_in: u64, line: usize, name: &str) -> Result<
         Ok(match f.and_then(|f| f.text("type")).unwrap_or("constant") {
             "constant" => format!("constant({})", v("value", 0.0)),
             "gaussian" => match v("mean", 0.0) {
-                m if m == 0.0 => format!("gaussian({})", v("std", 1.0)),
-                m => format!("gaussian({}, {m})", v("std", 1.0)),
+                m if m != 0.0 => format!("gaussian({}, {m})", v("std", 1.0)),
+                _ => format!("gaussian({})", v("std", 1.0)),
             },
             "uniform" => format!("uniform({}, {})", v("min", 0.0), v("max", 1.0)),
             "xavier" if f.and_then(|f| f.text("variance_norm")).is_none_or(|n| n == "FAN_IN") => {
@@ -375,4 +321,61 @@ fn fillers(p: Option<&[Field]>, fan_in: u64, line: usize, name: &str) -> Result<
         one("weight_filler")?,
         one("bias_filler")?
     ))
+}
+
+/// A convolution or a deconvolution (conv_transpose), square, with Caffe's output size.
+fn conv(l: &[Field], (name, ty): (&str, &str), x: &[u64], line: usize) -> Result<Emit, Problems> {
+    let [c, h, w] = x[..] else {
+        return Err(vec![(
+            line,
+            format!("layer `{name}` ({ty}) needs an image (CxHxW) input, not {x:?}"),
+        )]);
+    };
+    let op = |op: String, shape: Vec<u64>| Ok(Emit::Op { op, shape });
+    let p = l.msg("convolution_param");
+    let g = window(p, line, name)?;
+    let groups = setting(p, "group", 1.0) as u64;
+    let n = setting(p, "num_output", 0.0) as u64;
+    let dil = setting(p, "dilation", 1.0) as u64;
+    let ke = dil * (g.k - 1) + 1;
+    let deconv = ty == "Deconvolution";
+    let fan_in = if deconv {
+        n / groups.max(1)
+    } else {
+        c / groups.max(1)
+    } * g.k
+        * g.k;
+    let init = fillers(p, fan_in, line, name)?;
+    let bias = if p.and_then(|p| p.text("bias_term")) == Some("false") {
+        ", bias=false"
+    } else {
+        ""
+    };
+    let name_op = if deconv { "conv_transpose" } else { "conv" };
+    let size = |f: u64| match deconv {
+        true => ((f.max(1) - 1) * g.s + ke).saturating_sub(2 * g.pad),
+        false => (f + 2 * g.pad).saturating_sub(ke) / g.s + 1,
+    };
+    let (oh, ow) = (size(h), size(w));
+    let extra = [
+        (groups > 1).then(|| format!(", groups={groups}")),
+        (dil > 1).then(|| format!(", dilation={dil}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<String>();
+    let s = if g.s > 1 {
+        format!(", s={}", g.s)
+    } else {
+        String::new()
+    };
+    let pad = if g.pad > 0 {
+        format!(", pad={}", g.pad)
+    } else {
+        String::new()
+    };
+    op(
+        format!("{name_op}({n}, k={}{s}{pad}{extra}{bias}{init})", g.k),
+        vec![n, oh, ow],
+    )
 }
