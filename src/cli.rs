@@ -212,6 +212,35 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Write a network with its trained weights as an ONNX model (IR version 8, opset 17) that
+    /// onnxruntime and other runtimes run to netc's outputs; initializers are named as the
+    /// checkpoint names them
+    Export {
+        /// Model file
+        file: String,
+        /// Checkpoint written by `netc train` (a GAN's holds both networks)
+        #[arg(long)]
+        weights: String,
+        /// Output file [default: <network>.onnx beside the weights]
+        #[arg(short = 'o', long = "out")]
+        out: Option<String>,
+        /// Network to export [default: the model's only network; a GAN's generator or
+        /// discriminator must be named]
+        #[arg(long)]
+        network: Option<String>,
+        /// The batch of the graph's inputs and outputs: a number, or `dynamic` for any batch
+        #[arg(long, default_value = "dynamic", value_parser = export_batch)]
+        batch: netc_runtime::export::onnx::Batch,
+    },
+    /// Convert a Caffe network (a deploy .prototxt) into a .net file: one statement per Caffe
+    /// layer, named as Caffe names it; what netc cannot express is reported with its line
+    Import {
+        /// The Caffe prototxt (deploy form: an `Input` layer)
+        prototxt: String,
+        /// The .net file to write
+        #[arg(short = 'o', long = "out")]
+        out: String,
+    },
     /// How good a GAN's samples are, by a digit classifier netc trained: Inception Score,
     /// confident share, class histogram and Frechet distance to real images
     Score(ScoreArgs),
@@ -345,4 +374,18 @@ pub(crate) struct RunFolder {
     /// initialisers; the optimizer and the schedule start afresh
     #[arg(long, conflicts_with = "resume")]
     pub(crate) weights: Option<String>,
+}
+
+/// `--batch` of `export`: `dynamic` or a count of at least 1.
+fn export_batch(s: &str) -> Result<netc_runtime::export::onnx::Batch, String> {
+    use netc_runtime::export::onnx::Batch;
+    match s {
+        "dynamic" => Ok(Batch::Dynamic),
+        _ => match s.parse::<u64>() {
+            Ok(b) if b >= 1 => Ok(Batch::Fixed(b)),
+            _ => Err(format!(
+                "`{s}` is neither `dynamic` nor a batch of at least 1"
+            )),
+        },
+    }
 }

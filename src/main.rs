@@ -4,7 +4,8 @@
 use clap::Parser;
 use cli::{Cli, Command};
 use commands::{
-    bench, check, devices, eval, generate, gradcheck, graph, predict, sample, score, stdlib, train,
+    bench, check, devices, eval, export, generate, gradcheck, graph, import, predict, sample, score,
+    stdlib, train,
 };
 use common::{load, Failure};
 use std::process::ExitCode;
@@ -53,6 +54,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
             scale,
         } => sample::sample(&file, &weights, count, format, out, (seed, scale))?,
+        Command::Export {
+            file,
+            weights,
+            out,
+            network,
+            batch,
+        } => export::export(&file, &weights, out, network, batch)?,
+        Command::Import { prototxt, out } => import::import(&prototxt, &out)?,
         Command::Score(args) => score::run(args)?,
         Command::Generate {
             file,

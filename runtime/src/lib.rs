@@ -1,8 +1,10 @@
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod export;
 pub mod gpu;
 pub mod gradcheck;
+pub mod import;
 pub mod io;
 pub mod memory;
 pub mod predict;

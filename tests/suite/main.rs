@@ -15,6 +15,7 @@ mod run;
 #[path = "../support/within.rs"]
 mod within;
 
+mod caffe_import;
 mod cli;
 mod declared_loss;
 mod diagnostics;
@@ -28,6 +29,7 @@ mod hostile_late;
 mod hostile_round2b;
 mod language_model;
 mod models;
+mod onnx_export;
 mod primitives_cli;
 mod registry_cli;
 mod train_pieces;

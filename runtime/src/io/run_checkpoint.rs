@@ -60,6 +60,12 @@ fn saved_names(p: &Params<f32>) -> Vec<String> {
     }
 }
 
+/// The names a network's weights take in a checkpoint, in `p`'s order (what ONNX export names
+/// its initializers, so they match the checkpoint's tensors).
+pub fn checkpoint_names(p: &Params<f32>) -> Vec<String> {
+    saved_names(p)
+}
+
 /// Optimizer state sits apart from the weights, under `optimizer.`, named as torch.optim
 /// names it (`optimizer.hidden.weight.exp_avg`), so the weights alone are a state_dict.
 fn state_key(weight: &str, slot: &str) -> String {

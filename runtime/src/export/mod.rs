@@ -1,0 +1,3 @@
+//! Writing trained networks in other frameworks' formats (ONNX).
+
+pub mod onnx;

@@ -1,0 +1,381 @@
+//! Each Caffe layer type as a netc op, with the output shape Caffe computes (to check pooling's
+//! rounding and to find the fan-in Caffe's `xavier` filler scales by).
+
+use super::text::{Field, Fields, Value};
+use std::collections::HashMap;
+
+/// A blob: the statement holding it and its shape (CxHxW or a vector).
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub stmt: String,
+    pub shape: Vec<u64>,
+    /// Written by a layer that could not be imported: its readers report nothing more.
+    pub poisoned: bool,
+}
+
+/// What a layer becomes.
+pub enum Emit {
+    /// An input of the network, of this shape (batch dropped).
+    Input(Vec<u64>),
+    Op {
+        op: String,
+        shape: Vec<u64>,
+    },
+    /// Nothing in the network (a loss or accuracy layer, which the training section holds).
+    Skip,
+}
+
+type Problems = Vec<(usize, String)>;
+
+/// The layer types [`emit`] knows (data layers among them, to say they are not imported yet).
+pub const KNOWN: &[&str] = &[
+    "Input",
+    "Data",
+    "ImageData",
+    "HDF5Data",
+    "MemoryData",
+    "SoftmaxWithLoss",
+    "Accuracy",
+    "EuclideanLoss",
+    "SigmoidCrossEntropyLoss",
+    "ReLU",
+    "Sigmoid",
+    "TanH",
+    "Softmax",
+    "Flatten",
+    "Dropout",
+    "LRN",
+    "Concat",
+    "Eltwise",
+    "InnerProduct",
+    "Convolution",
+    "Deconvolution",
+    "Pooling",
+];
+
+/// `input: "data"` with `input_shape { dim: .. }` or four `input_dim:` (older deploy files).
+pub fn legacy_inputs(
+    top: &[Field],
+    inputs: &mut Vec<(String, Vec<u64>)>,
+    blobs: &mut HashMap<String, Blob>,
+) {
+    let names: Vec<&Field> = top.all("input").collect();
+    let mut dims: Vec<u64> = top
+        .all("input_dim")
+        .filter_map(num)
+        .map(|v| v as u64)
+        .collect();
+    for (i, f) in names.iter().enumerate() {
+        let Value::Scalar(name) = &f.value else {
+            continue;
+        };
+        let shape: Vec<u64> = match top.all("input_shape").nth(i) {
+            Some(Field {
+                value: Value::Msg(m),
+                ..
+            }) => m.all("dim").filter_map(num).map(|v| v as u64).collect(),
+            _ => dims.drain(..4.min(dims.len())).collect(),
+        };
+        let shape = shape.get(1..).unwrap_or_default().to_vec();
+        let n = super::ident(name);
+        blobs.insert(
+            name.clone(),
+            Blob {
+                stmt: n.clone(),
+                shape: shape.clone(),
+                poisoned: false,
+            },
+        );
+        inputs.push((n, shape));
+    }
+}
+
+fn num(f: &Field) -> Option<f64> {
+    match &f.value {
+        Value::Scalar(s) => s.parse().ok(),
+        Value::Msg(_) => None,
+    }
+}
+
+/// A numeric setting of a `*_param` message, or its Caffe default.
+fn setting(p: Option<&[Field]>, name: &str, default: f64) -> f64 {
+    p.and_then(|p| p.field(name))
+        .and_then(num)
+        .unwrap_or(default)
+}
+
+/// The netc op of layer `l` (named `name`, at `line`) reading blobs `ins`.
+pub fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result<Emit, Problems> {
+    let ty = l.text("type").unwrap_or("");
+    let bad = |m: String| Err(vec![(line, format!("layer `{name}` ({ty}): {m}"))]);
+    let x = ins.first().map(|b| b.shape.clone()).unwrap_or_default();
+    let image = x.len() == 3;
+    let op = |op: String, shape: Vec<u64>| Ok(Emit::Op { op, shape });
+    match ty {
+        "Input" => {
+            let dims: Vec<u64> = l
+                .msg("input_param")
+                .and_then(|p| p.msg("shape"))
+                .map(|s| s.all("dim").filter_map(num).map(|v| v as u64).collect())
+                .unwrap_or_default();
+            match dims.get(1..) {
+                Some(d) if !d.is_empty() => Ok(Emit::Input(d.to_vec())),
+                _ => bad("input_param gives no shape { dim: N dim: C ... }".into()),
+            }
+        }
+        "Data" | "ImageData" | "HDF5Data" | "MemoryData" => bad(
+            "data layers are not imported yet: use the deploy prototxt (its `Input` layer)".into(),
+        ),
+        "SoftmaxWithLoss" | "Accuracy" | "EuclideanLoss" | "SigmoidCrossEntropyLoss" => {
+            Ok(Emit::Skip)
+        }
+        "ReLU" => {
+            let slope = setting(l.msg("relu_param"), "negative_slope", 0.0);
+            match slope == 0.0 {
+                true => op("relu".into(), x),
+                false => op(format!("leaky_relu({slope})"), x),
+            }
+        }
+        "Sigmoid" => op("sigmoid".into(), x),
+        "TanH" => op("tanh".into(), x),
+        "Softmax" => op("softmax".into(), x),
+        "Flatten" => op("flatten".into(), vec![x.iter().product()]),
+        "Dropout" => op(
+            format!(
+                "dropout({})",
+                setting(l.msg("dropout_param"), "dropout_ratio", 0.5)
+            ),
+            x,
+        ),
+        "LRN" => {
+            let p = l.msg("lrn_param");
+            if p.and_then(|p| p.text("norm_region"))
+                .is_some_and(|r| r != "ACROSS_CHANNELS")
+            {
+                return bad("WITHIN_CHANNEL normalisation has no netc op".into());
+            }
+            let size = setting(p, "local_size", 5.0);
+            // Caffe divides alpha by local_size; netc's lrn takes the paper's alpha.
+            let alpha = setting(p, "alpha", 1.0) / size;
+            let (beta, k) = (setting(p, "beta", 0.75), setting(p, "k", 1.0));
+            op(
+                format!("lrn(size={size}, alpha={alpha:e}, beta={beta}, k={k})"),
+                x,
+            )
+        }
+        "Concat" => {
+            let axis = l.msg("concat_param").map_or(1.0, |p| {
+                setting(Some(p), "axis", setting(Some(p), "concat_dim", 1.0))
+            });
+            if axis != 1.0
+                || ins
+                    .iter()
+                    .any(|b| b.shape.len() != x.len() || b.shape[1..] != x[1..])
+            {
+                return bad(
+                    "only channel concatenation (axis 1) of equal-sized blobs is imported".into(),
+                );
+            }
+            let mut shape = x.clone();
+            shape[0] = ins.iter().map(|b| b.shape[0]).sum();
+            let names: Vec<&str> = ins.iter().map(|b| b.stmt.as_str()).collect();
+            op(format!("concat({}, axis=0)", names.join(", ")), shape)
+        }
+        "Eltwise" => {
+            let p = l.msg("eltwise_param");
+            if p.and_then(|p| p.text("operation"))
+                .is_some_and(|o| o != "SUM")
+                || p.is_some_and(|p| p.field("coeff").is_some())
+            {
+                return bad("only an unweighted SUM is imported (netc's add)".into());
+            }
+            let names: Vec<&str> = ins.iter().map(|b| b.stmt.as_str()).collect();
+            op(format!("add({})", names.join(", ")), x)
+        }
+        "InnerProduct" => {
+            let p = l.msg("inner_product_param");
+            let n = setting(p, "num_output", 0.0) as u64;
+            let fan_in: u64 = x.iter().product();
+            let init = fillers(p, fan_in, line, name)?;
+            let bias = if setting(p, "bias_term", 1.0) == 0.0
+                || p.and_then(|p| p.text("bias_term")) == Some("false")
+            {
+                ", bias=false"
+            } else {
+                ""
+            };
+            let flat = if image { "flatten -> " } else { "" };
+            op(format!("{flat}dense({n}{bias}{init})"), vec![n])
+        }
+        "Convolution" | "Deconvolution" => conv(l, (name, ty), &x, line),
+        "Pooling" => pooling(l, name, &x, line).map(|(op, shape)| Emit::Op { op, shape }),
+        _ => bad("no netc op for this layer type".into()),
+    }
+}
+
+/// A square kernel's size, stride and padding.
+struct Window {
+    k: u64,
+    s: u64,
+    pad: u64,
+}
+
+fn window(p: Option<&[Field]>, line: usize, name: &str) -> Result<Window, Problems> {
+    let one = |n: &str, d: f64| -> f64 { setting(p, n, d) };
+    let k = p
+        .and_then(|p| p.field("kernel_size"))
+        .and_then(num)
+        .unwrap_or(0.0);
+    let (kh, kw) = (one("kernel_h", k), one("kernel_w", k));
+    let (sh, sw) = (
+        one("stride_h", one("stride", 1.0)),
+        one("stride_w", one("stride", 1.0)),
+    );
+    let (ph, pw) = (one("pad_h", one("pad", 0.0)), one("pad_w", one("pad", 0.0)));
+    if kh != kw || sh != sw || ph != pw || kh < 1.0 {
+        return Err(vec![(line, format!("layer `{name}`: netc's windows are square, with one stride and one padding (kernel {kh}x{kw}, stride {sh}x{sw}, pad {ph}x{pw})"))]);
+    }
+    Ok(Window {
+        k: kh as u64,
+        s: sh as u64,
+        pad: ph as u64,
+    })
+}
+
+/// Caffe's output size of a pooling (rounded up; the last window must start inside the image
+/// or its left padding), netc's (rounded down); they must agree.
+fn pooling(
+    l: &[Field],
+    name: &str,
+    x: &[u64],
+    line: usize,
+) -> Result<(String, Vec<u64>), Problems> {
+    let p = l.msg("pooling_param");
+    let [c, h, w] = x[..] else {
+        return Err(vec![(
+            line,
+            format!("layer `{name}` (Pooling) needs an image input"),
+        )]);
+    };
+    let global = p.and_then(|p| p.text("global_pooling")) == Some("true");
+    let g = match global {
+        true => Window { k: h, s: 1, pad: 0 },
+        false => window(p, line, name)?,
+    };
+    let caffe = |f: u64| {
+        let mut o = (f + 2 * g.pad).saturating_sub(g.k).div_ceil(g.s) + 1;
+        if g.pad > 0 && (o - 1) * g.s >= f + g.pad {
+            o -= 1;
+        }
+        o
+    };
+    let netc = |f: u64| (f + 2 * g.pad).saturating_sub(g.k) / g.s + 1;
+    if caffe(h) != netc(h) || caffe(w) != netc(w) || (global && h != w) {
+        return Err(vec![(line, format!("layer `{name}`: Caffe rounds this pooling's output up to {}x{}, netc rounds down to {}x{} (pad the input or change the stride)", caffe(h), caffe(w), netc(h), netc(w)))]);
+    }
+    let kind = match p.and_then(|p| p.text("pool")).unwrap_or("MAX") {
+        "MAX" => "maxpool",
+        "AVE" => "avgpool",
+        other => {
+            return Err(vec![(
+                line,
+                format!("layer `{name}`: {other} pooling has no netc op"),
+            )])
+        }
+    };
+    let pad = if g.pad > 0 {
+        format!(", pad={}", g.pad)
+    } else {
+        String::new()
+    };
+    Ok((
+        format!("{kind}(k={}, s={}{pad})", g.k, g.s),
+        vec![c, netc(h), netc(w)],
+    ))
+}
+
+/// `, init=..., bias_init=...` of a layer's `weight_filler` and `bias_filler` (Caffe's default
+/// filler is constant 0).
+fn fillers(p: Option<&[Field]>, fan_in: u64, line: usize, name: &str) -> Result<String, Problems> {
+    let one = |key: &str| -> Result<String, Problems> {
+        let f = p.and_then(|p| p.msg(key));
+        let v = |n: &str, d: f64| setting(f, n, d);
+        Ok(match f.and_then(|f| f.text("type")).unwrap_or("constant") {
+            "constant" => format!("constant({})", v("value", 0.0)),
+            "gaussian" => match v("mean", 0.0) {
+                m if m != 0.0 => format!("gaussian({}, {m})", v("std", 1.0)),
+                _ => format!("gaussian({})", v("std", 1.0)),
+            },
+            "uniform" => format!("uniform({}, {})", v("min", 0.0), v("max", 1.0)),
+            "xavier" if f.and_then(|f| f.text("variance_norm")).is_none_or(|n| n == "FAN_IN") => {
+                // Caffe's xavier: uniform(+-sqrt(3 / fan_in)), not Glorot's.
+                let a = (3.0 / fan_in.max(1) as f64).sqrt();
+                format!("uniform({}, {a})", -a)
+            }
+            "msra" if f.and_then(|f| f.text("variance_norm")).is_none_or(|n| n == "FAN_IN") => "he".into(),
+            other => return Err(vec![(line, format!("layer `{name}`: the {other} filler (with its variance_norm) has no netc initialiser"))]),
+        })
+    };
+    Ok(format!(
+        ", init={}, bias_init={}",
+        one("weight_filler")?,
+        one("bias_filler")?
+    ))
+}
+
+/// A convolution or a deconvolution (conv_transpose), square, with Caffe's output size.
+fn conv(l: &[Field], (name, ty): (&str, &str), x: &[u64], line: usize) -> Result<Emit, Problems> {
+    let [c, h, w] = x[..] else {
+        return Err(vec![(
+            line,
+            format!("layer `{name}` ({ty}) needs an image (CxHxW) input, not {x:?}"),
+        )]);
+    };
+    let op = |op: String, shape: Vec<u64>| Ok(Emit::Op { op, shape });
+    let p = l.msg("convolution_param");
+    let g = window(p, line, name)?;
+    let groups = setting(p, "group", 1.0) as u64;
+    let n = setting(p, "num_output", 0.0) as u64;
+    let dil = setting(p, "dilation", 1.0) as u64;
+    let ke = dil * (g.k - 1) + 1;
+    let deconv = ty == "Deconvolution";
+    let fan_in = if deconv {
+        n / groups.max(1)
+    } else {
+        c / groups.max(1)
+    } * g.k
+        * g.k;
+    let init = fillers(p, fan_in, line, name)?;
+    let bias = if p.and_then(|p| p.text("bias_term")) == Some("false") {
+        ", bias=false"
+    } else {
+        ""
+    };
+    let name_op = if deconv { "conv_transpose" } else { "conv" };
+    let size = |f: u64| match deconv {
+        true => ((f.max(1) - 1) * g.s + ke).saturating_sub(2 * g.pad),
+        false => (f + 2 * g.pad).saturating_sub(ke) / g.s + 1,
+    };
+    let (oh, ow) = (size(h), size(w));
+    let extra = [
+        (groups > 1).then(|| format!(", groups={groups}")),
+        (dil > 1).then(|| format!(", dilation={dil}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<String>();
+    let s = if g.s > 1 {
+        format!(", s={}", g.s)
+    } else {
+        String::new()
+    };
+    let pad = if g.pad > 0 {
+        format!(", pad={}", g.pad)
+    } else {
+        String::new()
+    };
+    op(
+        format!("{name_op}({n}, k={}{s}{pad}{extra}{bias}{init})", g.k),
+        vec![n, oh, ow],
+    )
+}

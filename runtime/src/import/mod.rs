@@ -1,0 +1,3 @@
+//! Bringing other frameworks' models in (Caffe's prototxt).
+
+pub mod caffe;
