@@ -18,6 +18,9 @@ pub(crate) fn train(
         weights,
         allow_other_data,
     } = run;
+    // Under mpirun (or srun) with several processes, the job this one is part of.
+    let dist = netc_runtime::dist::Dist::launch().map_err(fail)?;
+    let root = dist.is_root();
     let model = load(file)?;
     let mut cfg = train_config(&model)?;
     if let Some(e) = over.epochs {
@@ -43,6 +46,14 @@ pub(crate) fn train(
             g.d_optimizer.lr = lr;
         }
     }
+    let micro_batches = over.micro_batches.unwrap_or(1) as usize;
+    if let Err(e) = netc_runtime::dist::Shard::new(cfg.batch as usize, micro_batches, &dist) {
+        // Every rank finds it: rank 0 says it, and all leave together.
+        if root {
+            eprintln!("error: {e}");
+        }
+        return Err(Failure(2));
+    }
     let stem = std::path::Path::new(file)
         .file_stem()
         .and_then(|s| s.to_str())
@@ -57,7 +68,7 @@ pub(crate) fn train(
         .then(|| netc_runtime::io::Checkpoint::load(&out.join("checkpoint.safetensors")).ok())
         .flatten();
     let dir = recorded_data_dir(file, over.data_dir.clone(), &cfg, ck.as_ref())?;
-    if model.train.is_none() {
+    if model.train.is_none() && root {
         // The recipe run, with the data folder of --data-dir (a setup error such as no data
         // folder stays one line).
         let mut shown = cfg.clone();
@@ -72,23 +83,40 @@ pub(crate) fn train(
         allow_other_data,
         overwrite,
         weights: weights.map(Into::into),
-        progress: !quiet,
+        progress: !quiet && root,
         profile,
+        dist: dist.clone(),
+        micro_batches,
     };
-    let mut say = |l: &str| eprintln!("{l}");
-    let summary = netc_runtime::train::run(&model, &cfg, &opts, &mut say).map_err(fail)?;
-    eprintln!(
-        "{} {} steps in {:.1} s on {}; outputs in {}",
-        if summary.interrupted {
-            "stopped after"
-        } else {
-            "trained"
-        },
-        summary.steps,
-        summary.seconds,
-        summary.device,
-        opts.out.display()
-    );
+    // Rank 0 speaks for the job.
+    let mut say = |l: &str| {
+        if root {
+            eprintln!("{l}")
+        }
+    };
+    let summary = match netc_runtime::train::run(&model, &cfg, &opts, &mut say) {
+        Ok(s) => s,
+        Err(e) if dist.is_split() => {
+            // The other ranks may wait for this one in a reduction: end the whole job.
+            eprintln!("error: rank {} of {}: {e}", dist.rank(), dist.size());
+            dist.abort(1)
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    if root {
+        eprintln!(
+            "{} {} steps in {:.1} s on {}; outputs in {}",
+            if summary.interrupted {
+                "stopped after"
+            } else {
+                "trained"
+            },
+            summary.steps,
+            summary.seconds,
+            summary.device,
+            opts.out.display()
+        );
+    }
     // 128 + the signal (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a
     // command a signal ended, so a script can tell an interrupted run (checkpoint written)
     // from a finished one.

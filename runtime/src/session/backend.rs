@@ -19,6 +19,9 @@ pub(super) struct ClassifierSpec<'a> {
     pub classes: usize,
     /// The optimizer with its decay rule and clipping.
     pub rule: &'a UpdateRule,
+    /// The rows of the batch this process computes (all of them, but in a data-parallel run
+    /// or with micro-batches; the CPU executor only).
+    pub shard: &'a crate::dist::Shard,
 }
 
 /// What a GAN backend reads of its session on each call.

@@ -84,14 +84,44 @@ impl ClassifierBackend for ClassifierCpu {
         onehot: &[f32],
         mut step: Step,
     ) -> Result<(), RunError> {
-        let (xv, yv) = batch_views(x, onehot, s.batch, s.features, s.classes)?;
-        let acts: Activations<f32> = cpu::forward(s.net, &self.params, xv, true, step.seed)?;
-        let (st, dz) = cpu::softmax_xent(acts.get(s.logit), &yv, 1.0 / s.batch as f64);
+        // This process's rows, in micro-batches (one part of the whole batch but in a
+        // data-parallel run or with --micro-batches): each part's loss scaled by 1/batch, so
+        // the gradients summed over the parts, then over the processes, are the batch's.
+        let sh = s.shard;
+        let per = sh.part_rows();
+        let (mut grads, mut st) = (vec![], LossStats::default());
+        let mut state = None;
+        if x.len() != sh.rows * s.features || onehot.len() != sh.rows * s.classes {
+            return Err(RunError::Config(format!(
+                "a training batch of {} inputs and {} targets for {} rows of {} features and {} classes",
+                x.len(),
+                onehot.len(),
+                sh.rows,
+                s.features,
+                s.classes
+            )));
+        }
+        for k in 0..sh.parts {
+            let xs = &x[k * per * s.features..(k + 1) * per * s.features];
+            let ys = &onehot[k * per * s.classes..(k + 1) * per * s.classes];
+            let (xv, yv) = batch_views(xs, ys, per, s.features, s.classes)?;
+            let row0 = sh.row0 + k * per;
+            let acts = cpu::forward_rows(s.net, &self.params, xv, true, step.seed, row0)?;
+            let (part, dz) = cpu::softmax_xent(acts.get(s.logit), &yv, 1.0 / s.batch as f64);
+            st.add(part);
+            let (g, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
+            add_grads(&mut grads, g);
+            state = Some(acts);
+        }
+        sh.dist.sum_grads(&mut grads);
+        sh.dist.sum_stats(&mut st);
         step.watch(st.loss);
         self.stats.add(st);
-        let (grads, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
         cpu::apply_rule(&mut self.params, &grads, &mut self.state, s.rule, step.lr);
-        self.params.apply_state(&acts);
+        if let Some(acts) = &state {
+            // Batchnorm's running statistics (a split batch has none: see `split_allowed`).
+            self.params.apply_state(acts);
+        }
         watch_params(&self.params, &mut self.bad_at, step.mark);
         self.last_grads = grads;
         Ok(())

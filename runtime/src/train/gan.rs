@@ -139,7 +139,7 @@ pub(super) fn gan(
     if let Some(ck) = &resume {
         (d_batches, noise_rng) = resume_gan(&mut s, ck, (gn, dn), &init, g, total, log)?;
     }
-    let metrics = Metrics::open(&opts.out, resume.as_ref().map(|_| s.step_g))?;
+    let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| s.step_g))?;
     let samples = prepare_samples(opts.out.join("samples"), cfg, g, (&s, gn), train)?;
     let mut task = GanTask {
         model,
@@ -510,9 +510,7 @@ impl Task for GanTask<'_> {
             ck.metadata.insert(k.to_string(), v);
         }
         ck.metadata.extend(self.data_meta.clone());
-        let path = run.opts.out.join("checkpoint.safetensors");
-        ck.save(&path)?;
-        Ok(path)
+        run.write_checkpoint(&mut ck)
     }
 
     fn stop_line(&self, _run: &Run) -> String {

@@ -195,7 +195,7 @@ pub(super) fn minimise(
         task.resume(ck, &init, opts, log)?;
     }
     task.epoch = task.s.step / steps_per_epoch;
-    let metrics = Metrics::open(&opts.out, resume.as_ref().map(|_| task.s.step))?;
+    let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| task.s.step))?;
     let pb = bar(0, false, String::new());
     let run = Run::start(opts, log, (metrics, pb), task.s.step, resume.is_some());
     drive(&mut task, run)
@@ -257,9 +257,7 @@ impl<'a> MinimiseTask<'a> {
         }
         ck.metadata
             .extend(self.data.meta.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let path = run.opts.out.join("checkpoint.safetensors");
-        ck.save(&path)?;
-        Ok(path)
+        run.write_checkpoint(&mut ck)
     }
 
     fn begin_epoch(&self, run: &mut Run) -> Epoch<'a> {
