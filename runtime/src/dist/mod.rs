@@ -150,6 +150,23 @@ impl Dist {
         self.0.abort(code)
     }
 
+    /// Fault injection for the tests of a failing rank: `NETC_TEST_PANIC=RANK:STEP` panics
+    /// rank RANK once it has trained step STEP.
+    pub fn test_fault(&self, step: u64) {
+        let Ok(v) = std::env::var("NETC_TEST_PANIC") else {
+            return;
+        };
+        if v.split_once(':')
+            .and_then(|(r, s)| Some((r.parse().ok()?, s.parse().ok()?)))
+            == Some((self.rank(), step))
+        {
+            panic!(
+                "NETC_TEST_PANIC={v}: rank {} panics at step {step}",
+                self.rank()
+            );
+        }
+    }
+
     /// This rank's contiguous rows of a global batch of `batch` rows.
     pub fn rows(&self, batch: usize) -> std::ops::Range<usize> {
         let per = batch / self.size();

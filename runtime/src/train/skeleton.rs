@@ -144,6 +144,7 @@ pub(super) fn drive<T: Task>(task: &mut T, mut run: Run) -> Result<Summary, Trai
     while !task.done() {
         let mut stop = false;
         if task.step(&mut run)? {
+            run.opts.dist.test_fault(task.step_count());
             run.pb.inc(1);
             stop = run.stop_asked();
             let due = task.log_due(stop);
