@@ -104,18 +104,7 @@ pub(crate) fn train(
         Err(e) => return Err(fail(e)),
     };
     if root {
-        eprintln!(
-            "{} {} steps in {:.1} s on {}; outputs in {}",
-            if summary.interrupted {
-                "stopped after"
-            } else {
-                "trained"
-            },
-            summary.steps,
-            summary.seconds,
-            summary.device,
-            opts.out.display()
-        );
+        report(&summary, &opts);
     }
     // 128 + the signal (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a
     // command a signal ended, so a script can tell an interrupted run (checkpoint written)
@@ -125,4 +114,38 @@ pub(crate) fn train(
         return Err(Failure(128 + sig.clamp(1, 127) as u8));
     }
     Ok(())
+}
+
+/// The run's last line (and, split over processes, what the reductions cost).
+fn report(summary: &netc_runtime::train::Summary, opts: &netc_runtime::train::Options) {
+    eprintln!(
+        "{} {} steps in {:.1} s on {}; outputs in {}",
+        if summary.interrupted {
+            "stopped after"
+        } else {
+            "trained"
+        },
+        summary.steps,
+        summary.seconds,
+        summary.device,
+        opts.out.display()
+    );
+    if opts.dist.is_split() {
+        eprintln!("{}", traffic_line(&opts.dist, summary.seconds));
+    }
+}
+
+/// What the gradient reductions cost rank 0: the bytes each step reduced and the time they
+/// took (transfer and waiting for the slowest rank) against the run's (evaluations included).
+fn traffic_line(dist: &netc_runtime::dist::Dist, seconds: f64) -> String {
+    let t = dist.traffic();
+    let per = t.reductions.max(1) as f64;
+    format!(
+        "data-parallel on {} ranks: {:.2} MB of gradients reduced per step; {:.2} ms per step, {:.2} ms of it in the reduction (rank 0, waiting for the slowest rank included: {:.0}% of the run's {seconds:.1} s)",
+        dist.size(),
+        t.bytes as f64 / per / 1e6,
+        seconds / per * 1e3,
+        t.seconds / per * 1e3,
+        100.0 * t.seconds / seconds.max(1e-9)
+    )
 }

@@ -28,6 +28,7 @@ fn model(dir: &Path) -> String {
 fn mpirun(args: &[&str]) -> Command {
     let mut cmd = Command::new("mpirun");
     cmd.args(["-n", "2", "--oversubscribe", "--bind-to", "none"])
+        .args(["--mca", "mpi_yield_when_idle", "1"])
         .arg(env!("CARGO_BIN_EXE_netc"))
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -231,21 +232,20 @@ fn a_rank_that_panics_or_is_killed_ends_the_job() {
         "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 1; kill -9 $$) & fi; exec {} train \"$@\" --overwrite",
         env!("CARGO_BIN_EXE_netc")
     );
-    cmd.args([
-        "-n",
-        "2",
-        "--oversubscribe",
-        "--bind-to",
-        "none",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ])
-    .args(long)
-    .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    .env("RAYON_NUM_THREADS", "1");
+    cmd.args(["-n", "2", "--oversubscribe", "--bind-to", "none"])
+        .args([
+            "--mca",
+            "mpi_yield_when_idle",
+            "1",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .args(long)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RAYON_NUM_THREADS", "1");
     let (st, _, err) = within(cmd, Duration::from_secs(10));
     assert_ne!(st.code(), Some(0), "{err}");
     assert!(err.contains("rank 1") && err.contains("signal 9"), "{err}");

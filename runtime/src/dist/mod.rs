@@ -31,9 +31,20 @@ pub trait Comm {
     fn abort(&self, code: i32) -> !;
 }
 
-/// The processes a run is split over: one ([`Dist::solo`]) or an MPI job.
+/// The processes a run is split over: one ([`Dist::solo`]) or an MPI job, with the time and
+/// bytes its gradient reductions took.
 #[derive(Clone)]
-pub struct Dist(Arc<dyn Comm>);
+pub struct Dist(Arc<dyn Comm>, Arc<std::sync::Mutex<Traffic>>);
+
+/// What the gradient reductions of a run cost on this rank.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Traffic {
+    /// Reductions made, and the gradient bytes each rank sent into them.
+    pub reductions: u64,
+    pub bytes: u64,
+    /// Seconds spent in them: the transfer and the wait for the slowest rank.
+    pub seconds: f64,
+}
 
 impl std::fmt::Debug for Dist {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,7 +106,7 @@ fn launched() -> Option<Option<usize>> {
 impl Dist {
     /// One process, no communication.
     pub fn solo() -> Dist {
-        Dist(Arc::new(Solo))
+        Dist(Arc::new(Solo), Arc::default())
     }
 
     /// The processes this one was started among: an MPI job when a launcher (mpirun, srun)
@@ -108,7 +119,7 @@ impl Dist {
         #[cfg(feature = "mpi")]
         {
             let _ = size;
-            mpi::Mpi::init().map(|m| Dist(Arc::new(m)))
+            mpi::Mpi::init().map(|m| Dist(Arc::new(m), Arc::default()))
         }
         #[cfg(not(feature = "mpi"))]
         match size {
@@ -179,13 +190,24 @@ impl Dist {
             return;
         }
         let mut flat: Vec<f32> = grads.iter().flatten().flatten().copied().collect();
+        let t0 = std::time::Instant::now();
         self.0.sum_f32(&mut flat);
+        if let Ok(mut t) = self.1.lock() {
+            t.reductions += 1;
+            t.bytes += 4 * flat.len() as u64;
+            t.seconds += t0.elapsed().as_secs_f64();
+        }
         let mut rest = &flat[..];
         for g in grads.iter_mut().flatten() {
             let (mine, tail) = rest.split_at(g.len());
             g.copy_from_slice(mine);
             rest = tail;
         }
+    }
+
+    /// What the gradient reductions cost so far on this rank.
+    pub fn traffic(&self) -> Traffic {
+        self.1.lock().map(|t| *t).unwrap_or_default()
     }
 
     /// Sums a step's loss figures over the ranks.
