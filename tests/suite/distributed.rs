@@ -4,6 +4,7 @@
 //! Without the `mpi` feature: a netc started among several processes refuses to train alone.
 
 use crate::within;
+#[cfg(feature = "mpi")]
 use netc_runtime::io::Checkpoint;
 use std::path::Path;
 use std::process::Command;
@@ -55,11 +56,13 @@ fn train1(args: &[&str]) -> (i32, String) {
     (st.code().unwrap_or(-1), err)
 }
 
+#[cfg(feature = "mpi")]
 fn load(dir: &Path) -> Checkpoint {
     Checkpoint::load(&dir.join("checkpoint.safetensors")).expect("checkpoint")
 }
 
 /// Every tensor (weights and optimizer state) of `a` and `b` equal bit for bit.
+#[cfg(feature = "mpi")]
 fn same_bits(a: &Checkpoint, b: &Checkpoint) -> Result<(), String> {
     if a.tensors.len() != b.tensors.len() {
         return Err("different tensors".into());
@@ -306,4 +309,75 @@ fn started_among_several_processes_without_mpi_it_refuses_to_train_alone() {
     let (st, _, err) = within(cmd, Duration::from_secs(60));
     assert_eq!(st.code(), Some(1), "{err}");
     assert!(err.contains("built without MPI support"), "{err}");
+}
+
+/// A small MLP GAN with dropout in D and SGD, on the MNIST sample.
+#[cfg(feature = "mpi")]
+const GAN: &str = "networks:
+  - name: g
+    inputs: {z: 16}
+    layers:
+      - {name: hidden, op: dense, units: 32}
+      - relu
+      - {name: image, op: dense, units: 784}
+      - sigmoid
+    outputs: {image: sigmoid_1}
+  - name: d
+    inputs: {x: 784}
+    layers:
+      - {name: hidden, op: dense, units: 32}
+      - relu
+      - {op: dropout, rate: 0.3}
+      - {name: logit, op: dense, units: 1}
+train:
+  task: gan
+  generator: g
+  discriminator: d
+  noise: uniform(-1, 1)
+  k: 2
+  optimizer:
+    generator: sgd(lr=0.05, momentum=0.5)
+    discriminator: sgd(lr=0.05, momentum=0.5)
+  batch: 16
+  steps: 5
+  log_every: 1
+  sample_every: 2
+  data: mnist
+  data_dir: DATA
+  seed: 5
+";
+
+#[cfg(feature = "mpi")]
+#[test]
+fn a_gan_trains_on_two_ranks_as_on_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
+    let f = dir.path().join("gan.yaml");
+    std::fs::write(&f, GAN.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
+    let f = f.to_str().expect("utf-8");
+    let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    let (code, err) = train2(&[f, "--out", &out("two"), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = train1(&[f, "--out", &out("one"), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let (two, one) = (load(&dir.path().join("two")), load(&dir.path().join("one")));
+    assert_eq!(two.metadata["ranks"], "2");
+    // The same rows, noise and dropout masks; the gradient sums in another order (see
+    // two_ranks_train_the_weights_of_one_process).
+    assert!(
+        same_bits(&two, &one).is_err(),
+        "expected rounding differences"
+    );
+    for ((n, _, a), (_, _, b)) in two.tensors.iter().zip(&one.tensors) {
+        let (num, den) = a.iter().zip(b).fold((0.0f64, 0.0f64), |(n2, d2), (x, y)| {
+            (n2 + f64::from(x - y).powi(2), d2 + f64::from(*y).powi(2))
+        });
+        let rel = (num / den.max(1e-30)).sqrt();
+        assert!(rel < 1e-5, "{n}: relative difference {rel:e}");
+    }
+    // Rank 0 alone wrote the samples.
+    let grids = std::fs::read_dir(dir.path().join("two/samples"))
+        .expect("samples")
+        .count();
+    assert_eq!(grids, 3, "steps 2, 4 and the last");
 }

@@ -36,6 +36,9 @@ pub(super) struct GanSpec<'a> {
     pub loss: super::GeneratorLoss,
     pub d_logit: NodeIndex,
     pub g_out: NodeIndex,
+    /// The rows of the batch this process computes (all of them but in a data-parallel run;
+    /// the CPU executor only).
+    pub shard: &'a crate::dist::Shard,
 }
 
 /// One optimizer step as a backend takes it.

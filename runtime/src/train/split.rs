@@ -13,11 +13,11 @@ pub(super) fn is_split(opts: &Options) -> bool {
 
 /// Refuses a split run of a task that does not take one yet (before anything is read).
 pub(super) fn check_task(opts: &Options, task: &Task) -> Result<(), TrainError> {
-    if !is_split(opts) || matches!(task, Task::Classifier { .. }) {
+    if !is_split(opts) || matches!(task, Task::Classifier { .. } | Task::Gan(_)) {
         return Ok(());
     }
     Err(TrainError::Setup(
-        "data-parallel training (mpirun) and --micro-batches take classifiers for now; run this task as one process".into(),
+        "data-parallel training (mpirun) and --micro-batches take classifiers and GANs for now; run this task as one process".into(),
     ))
 }
 
