@@ -75,6 +75,18 @@ fn same_bits(a: &Checkpoint, b: &Checkpoint) -> Result<(), String> {
     Ok(())
 }
 
+/// Every tensor of `a` within 1e-5 of `b`'s (the L2 norm of the difference over that of `b`).
+#[cfg(feature = "mpi")]
+fn within_rounding(a: &Checkpoint, b: &Checkpoint) {
+    for ((n, _, x), (_, _, y)) in a.tensors.iter().zip(&b.tensors) {
+        let (num, den) = x.iter().zip(y).fold((0.0f64, 0.0f64), |(n2, d2), (p, q)| {
+            (n2 + f64::from(p - q).powi(2), d2 + f64::from(*q).powi(2))
+        });
+        let rel = (num / den.max(1e-30)).sqrt();
+        assert!(rel < 1e-5, "{n}: relative difference {rel:e}");
+    }
+}
+
 #[cfg(feature = "mpi")]
 #[test]
 fn two_ranks_train_the_weights_of_one_process() {
@@ -108,13 +120,7 @@ fn two_ranks_train_the_weights_of_one_process() {
         same_bits(&two, &one).is_err(),
         "expected rounding differences"
     );
-    for ((n, _, a), (_, _, b)) in two.tensors.iter().zip(&one.tensors) {
-        let (num, den) = a.iter().zip(b).fold((0.0f64, 0.0f64), |(n2, d2), (x, y)| {
-            (n2 + f64::from(x - y).powi(2), d2 + f64::from(*y).powi(2))
-        });
-        let rel = (num / den.max(1e-30)).sqrt();
-        assert!(rel < 1e-5, "{n}: relative difference {rel:e}");
-    }
+    within_rounding(&two, &one);
 }
 
 #[cfg(feature = "mpi")]
@@ -368,16 +374,36 @@ fn a_gan_trains_on_two_ranks_as_on_one() {
         same_bits(&two, &one).is_err(),
         "expected rounding differences"
     );
-    for ((n, _, a), (_, _, b)) in two.tensors.iter().zip(&one.tensors) {
-        let (num, den) = a.iter().zip(b).fold((0.0f64, 0.0f64), |(n2, d2), (x, y)| {
-            (n2 + f64::from(x - y).powi(2), d2 + f64::from(*y).powi(2))
-        });
-        let rel = (num / den.max(1e-30)).sqrt();
-        assert!(rel < 1e-5, "{n}: relative difference {rel:e}");
-    }
+    within_rounding(&two, &one);
     // Rank 0 alone wrote the samples.
     let grids = std::fs::read_dir(dir.path().join("two/samples"))
         .expect("samples")
         .count();
     assert_eq!(grids, 3, "steps 2, 4 and the last");
+}
+
+/// A small model fed noise declaring its loss (tests/suite/declared_loss.rs's), with SGD.
+#[cfg(feature = "mpi")]
+const NOISY: &str = "net ae {\n  input image: 784\n  input eps: 16\n  h = image -> dense(64) -> tanh\n  mu = h -> dense(16)\n  logvar = h -> dense(16)\n  std = logvar -> scale(0.5) -> exp\n  jitter = mul(eps, std)\n  z = add(mu, jitter)\n  recon = z -> dense(784) -> sigmoid\n  rec = bce_sum(recon, image)\n  kl = gaussian_kl(mu, logvar)\n  loss = add(rec, kl)\n  output loss\n}\ntrain {\n  task = minimise\n  loss = loss\n  inputs = {image: images, eps: noise}\n  optimizer = sgd(lr=1e-4, momentum=0.9)\n  batch = 16\n  steps = 5\n  log_every = 1\n  data = mnist\n  data_dir = \"DATA\"\n}\n";
+
+#[cfg(feature = "mpi")]
+#[test]
+fn a_declared_loss_fed_noise_trains_on_two_ranks_as_on_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
+    let f = dir.path().join("ae.net");
+    std::fs::write(&f, NOISY.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
+    let f = f.to_str().expect("utf-8");
+    let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    let (code, err) = train2(&[f, "--out", &out("two"), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = train1(&[f, "--out", &out("one"), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let (two, one) = (load(&dir.path().join("two")), load(&dir.path().join("one")));
+    // Each rank's noise is its rows of the whole batch's: the same noise as one process.
+    assert!(
+        same_bits(&two, &one).is_err(),
+        "expected rounding differences"
+    );
+    within_rounding(&two, &one);
 }

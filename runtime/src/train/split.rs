@@ -11,13 +11,18 @@ pub(super) fn is_split(opts: &Options) -> bool {
     opts.dist.is_split() || opts.micro_batches > 1
 }
 
-/// Refuses a split run of a task that does not take one yet (before anything is read).
+/// Refuses a split run of a task that does not take one yet (before anything is read): a new
+/// task is listed here once its session takes a `Shard` (docs/distributed.md).
 pub(super) fn check_task(opts: &Options, task: &Task) -> Result<(), TrainError> {
-    if !is_split(opts) || matches!(task, Task::Classifier { .. } | Task::Gan(_)) {
+    let takes = matches!(
+        task,
+        Task::Classifier { .. } | Task::Gan(_) | Task::Minimise(_)
+    );
+    if takes || !is_split(opts) {
         return Ok(());
     }
     Err(TrainError::Setup(
-        "data-parallel training (mpirun) and --micro-batches take classifiers and GANs for now; run this task as one process".into(),
+        "data-parallel training (mpirun) and --micro-batches do not take this task yet; run it as one process".into(),
     ))
 }
 
