@@ -407,3 +407,46 @@ fn a_declared_loss_fed_noise_trains_on_two_ranks_as_on_one() {
     );
     within_rounding(&two, &one);
 }
+
+/// An image-folder classifier with AlexNet's kind of pipeline: random crops and mirrors, PCA
+/// colour noise, a measured mean (all drawn from the seed, the epoch and the image).
+#[cfg(feature = "mpi")]
+const FOLDER_NET: &str = "net m {\n input x: 3x28x28\n h = flatten -> dense(16) -> relu -> dropout(0.2)\n out = dense(4)\n}\ntrain {\n optimizer = sgd(lr=0.05, momentum=0.9)\n batch = 8\n steps = 4\n data = images\n resize = 32\n crop = random\n flip = true\n mean = auto\n color_jitter = 0.1\n seed = 2\n}\n";
+
+#[cfg(feature = "mpi")]
+#[test]
+fn an_image_folder_trains_on_two_ranks_as_in_two_micro_batches() {
+    use crate::digit_folder;
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("digits");
+    let spec = digit_folder::Spec {
+        classes: 4,
+        per_class: 12,
+        split: false,
+        rgb: true,
+        size: 32,
+    };
+    digit_folder::write(&data, &spec);
+    let f = dir.path().join("m.net");
+    std::fs::write(&f, FOLDER_NET).expect("write");
+    let (f, data) = (f.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
+    let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    let (code, err) = train2(&[f, "--data-dir", data, "--out", &out("two"), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let micro = [
+        f,
+        "--data-dir",
+        data,
+        "--out",
+        &out("micro"),
+        "--micro-batches",
+        "2",
+    ];
+    let (code, err) = train1(&micro);
+    assert_eq!(code, 0, "{err}");
+    same_bits(
+        &load(&dir.path().join("two")),
+        &load(&dir.path().join("micro")),
+    )
+    .unwrap();
+}

@@ -11,7 +11,8 @@ mod mpi;
 
 use crate::cpu::LossStats;
 use crate::session::Grads;
-use std::sync::Arc;
+use std::cell::Cell;
+use std::rc::Rc;
 
 /// What a group of processes does together. Rank 0 is the root: it owns the run folder and
 /// is the source of broadcasts.
@@ -32,9 +33,9 @@ pub trait Comm {
 }
 
 /// The processes a run is split over: one ([`Dist::solo`]) or an MPI job, with the time and
-/// bytes its gradient reductions took.
+/// bytes its gradient reductions took. Only the main thread calls MPI, hence `Rc`.
 #[derive(Clone)]
-pub struct Dist(Arc<dyn Comm>, Arc<std::sync::Mutex<Traffic>>);
+pub struct Dist(Rc<dyn Comm>, Rc<Cell<Traffic>>);
 
 /// What the gradient reductions of a run cost on this rank.
 #[derive(Clone, Copy, Debug, Default)]
@@ -106,7 +107,7 @@ fn launched() -> Option<Option<usize>> {
 impl Dist {
     /// One process, no communication.
     pub fn solo() -> Dist {
-        Dist(Arc::new(Solo), Arc::default())
+        Dist(Rc::new(Solo), Rc::default())
     }
 
     /// The processes this one was started among: an MPI job when a launcher (mpirun, srun)
@@ -119,7 +120,7 @@ impl Dist {
         #[cfg(feature = "mpi")]
         {
             let _ = size;
-            mpi::Mpi::init().map(|m| Dist(Arc::new(m), Arc::default()))
+            mpi::Mpi::init().map(|m| Dist(Rc::new(m), Rc::default()))
         }
         #[cfg(not(feature = "mpi"))]
         match size {
@@ -192,11 +193,11 @@ impl Dist {
         let mut flat: Vec<f32> = grads.iter().flatten().flatten().copied().collect();
         let t0 = std::time::Instant::now();
         self.0.sum_f32(&mut flat);
-        if let Ok(mut t) = self.1.lock() {
-            t.reductions += 1;
-            t.bytes += 4 * flat.len() as u64;
-            t.seconds += t0.elapsed().as_secs_f64();
-        }
+        let mut t = self.1.get();
+        t.reductions += 1;
+        t.bytes += 4 * flat.len() as u64;
+        t.seconds += t0.elapsed().as_secs_f64();
+        self.1.set(t);
         let mut rest = &flat[..];
         for g in grads.iter_mut().flatten() {
             let (mine, tail) = rest.split_at(g.len());
@@ -207,7 +208,7 @@ impl Dist {
 
     /// What the gradient reductions cost so far on this rank.
     pub fn traffic(&self) -> Traffic {
-        self.1.lock().map(|t| *t).unwrap_or_default()
+        self.1.get()
     }
 
     /// Sums a step's loss figures over the ranks.
@@ -313,7 +314,7 @@ impl Shard {
     pub fn new(batch: usize, parts: usize, dist: &Dist) -> Result<Shard, DistError> {
         let n = dist.size();
         let parts = parts.max(1);
-        if batch % (n * parts) != 0 {
+        if !batch.is_multiple_of(n * parts) {
             let over = match (n, parts) {
                 (n, 1) => format!("{n} processes"),
                 (1, k) => format!("{k} micro-batches"),
