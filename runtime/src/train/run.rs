@@ -339,6 +339,10 @@ pub fn run(
             Executor::Cpu,
             "cpu (reference executor; a declared loss runs on the CPU for now)".to_string(),
         ),
+        (_, "auto") if super::split::is_split(opts) => (
+            Executor::Cpu,
+            "cpu (reference executor; a split batch runs on the CPU for now)".to_string(),
+        ),
         _ => executor(&opts.device)?,
     };
     log(&format!("device: {device}"));
