@@ -53,6 +53,11 @@ pub(crate) struct Overrides {
     /// Seed of the initialisation, the shuffling, the noise and the dropout masks
     #[arg(long)]
     pub(crate) seed: Option<u64>,
+    /// Compute each process's rows of a batch in this many micro-batches, their gradients
+    /// summed before the one update (CPU executor; the batch must split evenly). Under
+    /// `mpirun -n N` every process takes batch/N contiguous rows (docs/distributed.md)
+    #[arg(long, value_parser = at_least_one)]
+    pub(crate) micro_batches: Option<u64>,
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub(crate) device: String,
     /// Folder with the IDX files (train-images-idx3-ubyte[.gz], ...), or for a classifier an

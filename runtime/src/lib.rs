@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod dist;
 pub mod export;
 pub mod gpu;
 pub mod gradcheck;

@@ -23,6 +23,9 @@ pub(super) struct ClassifierSpec<'a> {
     pub positions: usize,
     /// The optimizer with its decay rule and clipping.
     pub rule: &'a UpdateRule,
+    /// The rows of the batch this process computes (all of them, but in a data-parallel run
+    /// or with micro-batches; the CPU executor only).
+    pub shard: &'a crate::dist::Shard,
 }
 
 /// What a GAN backend reads of its session on each call.
@@ -37,6 +40,9 @@ pub(super) struct GanSpec<'a> {
     pub loss: super::GeneratorLoss,
     pub d_logit: NodeIndex,
     pub g_out: NodeIndex,
+    /// The rows of the batch this process computes (all of them but in a data-parallel run;
+    /// the CPU executor only).
+    pub shard: &'a crate::dist::Shard,
 }
 
 /// One optimizer step as a backend takes it.

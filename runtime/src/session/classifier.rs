@@ -3,8 +3,9 @@
 use super::backend::{ClassifierBackend, ClassifierSpec, Step};
 use super::cpu_backend::ClassifierCpu;
 use super::gpu_backend::ClassifierGpu;
-use super::{features, logit_node, step_seed, Executor, RunError};
+use super::{features, logit_node, split_allowed, step_seed, Executor, RunError};
 use crate::cpu::{LossStats, OptState, Params};
+use crate::dist::Shard;
 use crate::gpu::GpuProgram;
 use netc_compiler::ir::Network;
 use netc_compiler::schedule::{Optimizer, UpdateRule};
@@ -29,6 +30,7 @@ pub struct Classifier {
     pub nonfinite_at: Option<u64>,
     logit: NodeIndex,
     exec: Box<dyn ClassifierBackend>,
+    shard: Shard,
 }
 
 impl Classifier {
@@ -98,7 +100,19 @@ impl Classifier {
             nonfinite_at: None,
             logit,
             exec,
+            shard: Shard::whole(batch),
         })
+    }
+
+    /// Computes only `shard`'s rows of each batch (a data-parallel run, micro-batches):
+    /// `train_step` then takes those rows. The GPU program and batchnorm (whose statistics
+    /// are the whole batch's) are refused.
+    pub fn set_shard(&mut self, shard: Shard) -> Result<(), RunError> {
+        if !shard.is_whole() {
+            split_allowed(&self.net, self.is_gpu())?;
+        }
+        self.shard = shard;
+        Ok(())
     }
 
     /// The backend with what it reads of the session.
@@ -111,6 +125,7 @@ impl Classifier {
             classes: self.classes,
             positions: self.positions,
             rule: &self.rule,
+            shard: &self.shard,
         };
         (spec, self.exec.as_mut())
     }
@@ -119,7 +134,8 @@ impl Classifier {
         self.exec.is_gpu()
     }
 
-    /// One optimizer step on a full batch (`x`: batch x features, `onehot`: batch x classes).
+    /// One optimizer step on a full batch (`x`: batch x features, `onehot`: batch x classes;
+    /// with a shard, its rows only).
     pub fn train_step(&mut self, x: &[f32], onehot: &[f32], lr: f64) -> Result<(), RunError> {
         self.step += 1;
         let seed = step_seed(self.seed, self.step);

@@ -105,15 +105,45 @@ impl ClassifierBackend for ClassifierCpu {
         onehot: &[f32],
         mut step: Step,
     ) -> Result<(), RunError> {
-        let (xv, yv) = batch_views(x, onehot, s.batch, s.features, s.classes)?;
-        let acts: Activations<f32> = cpu::forward(s.net, &self.params, xv, true, step.seed)?;
-        let scale = 1.0 / (s.batch * s.positions) as f64;
-        let (st, dz) = xent_rows(acts.get(s.logit), yv, s.positions, scale)?;
+        // This process's rows, in micro-batches (one part of the whole batch but in a
+        // data-parallel run or with --micro-batches): each part's loss scaled by 1/batch, so
+        // the gradients summed over the parts, then over the processes, are the batch's.
+        let sh = s.shard;
+        let per = sh.part_rows();
+        let (mut grads, mut st) = (vec![], LossStats::default());
+        let mut state = None;
+        if x.len() != sh.rows * s.features || onehot.len() != sh.rows * s.classes {
+            return Err(RunError::Config(format!(
+                "a training batch of {} inputs and {} targets for {} rows of {} features and {} classes",
+                x.len(),
+                onehot.len(),
+                sh.rows,
+                s.features,
+                s.classes
+            )));
+        }
+        for k in 0..sh.parts {
+            let xs = &x[k * per * s.features..(k + 1) * per * s.features];
+            let ys = &onehot[k * per * s.classes..(k + 1) * per * s.classes];
+            let (xv, yv) = batch_views(xs, ys, per, s.features, s.classes)?;
+            let row0 = sh.row0 + k * per;
+            let acts = cpu::forward_rows(s.net, &self.params, xv, true, step.seed, row0)?;
+            let scale = 1.0 / (s.batch * s.positions) as f64;
+            let (part, dz) = xent_rows(acts.get(s.logit), yv, s.positions, scale)?;
+            st.add(part);
+            let (g, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
+            add_grads(&mut grads, g);
+            state = Some(acts);
+        }
+        sh.dist.sum_grads(&mut grads);
+        sh.dist.sum_stats(&mut st);
         step.watch(st.loss);
         self.stats.add(st);
-        let (grads, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
         cpu::apply_rule(&mut self.params, &grads, &mut self.state, s.rule, step.lr);
-        self.params.apply_state(&acts);
+        if let Some(acts) = &state {
+            // Batchnorm's running statistics (a split batch has none: see `split_allowed`).
+            self.params.apply_state(acts);
+        }
         watch_params(&self.params, &mut self.bad_at, step.mark);
         self.last_grads = grads;
         Ok(())
@@ -230,11 +260,13 @@ impl GanBackend for GanCpu {
         z: &[f32],
         mut step: Step,
     ) -> Result<(), RunError> {
-        let b = s.batch;
+        // This process's rows of the batch (all of them but in a data-parallel run), their
+        // losses scaled by 1/batch so the gradients summed over the processes are the batch's.
+        let (b, r0, rows) = (s.batch, s.shard.row0, s.shard.rows);
         let seed = step.seed;
         let zv = view(z, s.noise)?.to_owned();
         let rv = view(real, s.data)?.to_owned();
-        let ga = cpu::forward(s.g_net, &self.g, zv.view(), true, seed)?;
+        let ga = cpu::forward_rows(s.g_net, &self.g, zv.view(), true, seed, r0)?;
         self.g.apply_state(&ga);
         let fake = ga.get(s.g_out);
         // D sees the reals and the fakes as two batches (each with its own batchnorm
@@ -242,18 +274,22 @@ impl GanBackend for GanCpu {
         // batch for dropout; their gradients add up before one update.
         self.d_logits.clear();
         let mut grads: Vec<Option<Vec<f32>>> = vec![];
-        for (row0, x, target) in [(0, rv.view(), 1.0), (b, fake.view(), 0.0)] {
+        let mut st = LossStats::default();
+        for (row0, x, target) in [(r0, rv.view(), 1.0), (b + r0, fake.view(), 0.0)] {
             let da = cpu::forward_rows(s.d_net, &self.d, x, true, seed, row0)?;
             self.d.apply_state(&da);
-            let t = Array2::<f32>::from_elem((b, 1), target);
+            let t = Array2::<f32>::from_elem((rows, 1), target);
             let logits = da.get(s.d_logit);
-            let (st, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
-            step.watch(st.loss);
-            self.d_stats.add(st);
+            let (part, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
+            st.add(part);
             self.d_logits.extend(logits.iter().copied());
             let (g, _) = cpu::backward_opt(s.d_net, &self.d, &da, s.d_logit, dz, false);
             add_grads(&mut grads, g);
         }
+        s.shard.dist.sum_grads(&mut grads);
+        s.shard.dist.sum_stats(&mut st);
+        step.watch(st.loss);
+        self.d_stats.add(st);
         cpu::apply_rule(&mut self.d, &grads, &mut self.d_state, s.rule_d, step.lr);
         watch_params(&self.d, &mut self.bad_at, step.mark);
         self.last_d_grads = grads;
@@ -261,11 +297,11 @@ impl GanBackend for GanCpu {
     }
 
     fn g_step(&mut self, s: &GanSpec, z: &[f32], mut step: Step) -> Result<(), RunError> {
-        let b = s.batch;
+        let (b, r0, rows) = (s.batch, s.shard.row0, s.shard.rows);
         let seed = step.seed;
         let zv = view(z, s.noise)?.to_owned();
-        let ga = cpu::forward(s.g_net, &self.g, zv.view(), true, seed)?;
-        let da = cpu::forward(s.d_net, &self.d, ga.get(s.g_out).view(), true, seed)?;
+        let ga = cpu::forward_rows(s.g_net, &self.g, zv.view(), true, seed, r0)?;
+        let da = cpu::forward_rows(s.d_net, &self.d, ga.get(s.g_out).view(), true, seed, r0)?;
         // Both ran in training mode: their batchnorm running statistics move (D's too,
         // though D is not trained in this step, as in PyTorch's DCGAN).
         self.g.apply_state(&ga);
@@ -274,14 +310,16 @@ impl GanBackend for GanCpu {
             GeneratorLoss::NonSaturating => (1.0, 1.0 / b as f64),
             GeneratorLoss::Minimax => (0.0, -1.0 / b as f64),
         };
-        let t = Array2::<f32>::from_elem((b, 1), target);
-        let (st, dz) = cpu::bce_logits(da.get(s.d_logit), &t, scale);
+        let t = Array2::<f32>::from_elem((rows, 1), target);
+        let (mut st, dz) = cpu::bce_logits(da.get(s.d_logit), &t, scale);
+        s.shard.dist.sum_stats(&mut st);
         step.watch(st.loss);
         self.g_stats.add(st);
         let mut d_frozen = self.d.clone();
         d_frozen.trainable.iter_mut().for_each(|t| *t = false);
         let (_, dx) = cpu::backward(s.d_net, &d_frozen, &da, s.d_logit, dz);
-        let (grads, _) = cpu::backward_opt(s.g_net, &self.g, &ga, s.g_out, dx, false);
+        let (mut grads, _) = cpu::backward_opt(s.g_net, &self.g, &ga, s.g_out, dx, false);
+        s.shard.dist.sum_grads(&mut grads);
         cpu::apply_rule(&mut self.g, &grads, &mut self.g_state, s.rule_g, step.lr);
         watch_params(&self.g, &mut self.bad_at, step.mark);
         self.last_g_grads = grads;

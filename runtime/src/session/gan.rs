@@ -4,8 +4,9 @@
 use super::backend::{GanBackend, GanSpec, Step};
 use super::cpu_backend::GanCpu;
 use super::gpu_gan::GanGpu;
-use super::{features, logit_node, step_seed, Executor, Grads, RunError};
+use super::{features, logit_node, split_allowed, step_seed, Executor, Grads, RunError};
 use crate::cpu::{LossStats, OptState, Params};
+use crate::dist::Shard;
 use crate::gpu::GpuProgram;
 use netc_compiler::ir::Network;
 use netc_compiler::schedule::{Optimizer, UpdateRule};
@@ -43,6 +44,7 @@ pub struct Gan {
     d_logit: NodeIndex,
     g_out: NodeIndex,
     exec: Box<dyn GanBackend>,
+    shard: Shard,
 }
 
 /// Per-phase sums: D's loss (real + fake means) and G's loss, plus mean D(x) and D(G(z)).
@@ -97,6 +99,7 @@ impl Gan {
             loss,
             d_logit,
             g_out,
+            shard: &Shard::whole(batch),
         };
         let exec: Box<dyn GanBackend> = match exec {
             Executor::Cpu => Box::new(GanCpu::new(g, d, &rule_g.opt, &rule_d.opt)),
@@ -120,7 +123,24 @@ impl Gan {
             d_logit,
             g_out,
             exec,
+            shard: Shard::whole(batch),
         })
+    }
+
+    /// Computes only `shard`'s rows of each batch (a data-parallel run): `d_step` and
+    /// `g_step` then take those rows. The GPU program, batchnorm and micro-batches are refused.
+    pub fn set_shard(&mut self, shard: Shard) -> Result<(), RunError> {
+        if shard.parts > 1 {
+            return Err(RunError::Config(
+                "--micro-batches takes classifiers only for now".into(),
+            ));
+        }
+        if !shard.is_whole() {
+            split_allowed(&self.g_net, self.is_gpu())?;
+            split_allowed(&self.d_net, self.is_gpu())?;
+        }
+        self.shard = shard;
+        Ok(())
     }
 
     /// The backend with what it reads of the session.
@@ -136,6 +156,7 @@ impl Gan {
             loss: self.loss,
             d_logit: self.d_logit,
             g_out: self.g_out,
+            shard: &self.shard,
         };
         (spec, self.exec.as_mut())
     }
@@ -187,10 +208,11 @@ impl Gan {
         self.exec.take_stats()
     }
 
-    /// Mean D(x) on the reals and D(G(z)) on the fakes of the last D step.
+    /// Mean D(x) on the reals and D(G(z)) on the fakes of the last D step (this process's
+    /// rows of it in a data-parallel run).
     pub fn d_means(&self) -> Result<(f64, f64), RunError> {
         let logits = self.exec.d_logits()?;
-        let b = self.batch.min(logits.len() / 2);
+        let b = self.shard.rows.min(logits.len() / 2);
         if b == 0 {
             return Ok((f64::NAN, f64::NAN));
         }

@@ -4,6 +4,7 @@
 
 use super::{step_seed, Executor, RunError};
 use crate::cpu::{self, OptState, Params};
+use crate::dist::Shard;
 use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;
 use netc_compiler::schedule::UpdateRule;
@@ -45,6 +46,7 @@ pub struct Minimiser {
     /// The step whose update first left a non-finite parameter.
     bad_at: Option<u64>,
     last_grads: Vec<Option<Vec<f32>>>,
+    shard: Shard,
 }
 
 /// The node named `name` (a layer of `net`).
@@ -90,7 +92,23 @@ impl Minimiser {
             stats: Sums::default(),
             bad_at: None,
             last_grads: vec![],
+            shard: Shard::whole(batch),
         })
+    }
+
+    /// Computes only `shard`'s rows of each batch (a data-parallel run): `train_step` then
+    /// takes those rows. Batchnorm and micro-batches are refused.
+    pub fn set_shard(&mut self, shard: Shard) -> Result<(), RunError> {
+        if shard.parts > 1 {
+            return Err(RunError::Config(
+                "--micro-batches takes classifiers only for now".into(),
+            ));
+        }
+        if !shard.is_whole() {
+            super::split_allowed(&self.net, false)?;
+        }
+        self.shard = shard;
+        Ok(())
     }
 
     /// Views of `inputs` (one flat buffer per network input) as `rows` rows each.
@@ -116,21 +134,30 @@ impl Minimiser {
             .collect()
     }
 
-    /// One optimizer step on a full batch: `inputs[i]` holds the batch of `net.inputs[i]`.
+    /// One optimizer step on a full batch: `inputs[i]` holds the batch of `net.inputs[i]`
+    /// (with a shard, its rows only).
     pub fn train_step(&mut self, inputs: &[Vec<f32>], lr: f64) -> Result<(), RunError> {
         self.step += 1;
         let seed = step_seed(self.seed, self.step);
-        let xs = self.views(inputs, self.batch)?;
-        let acts = cpu::forward_inputs(&self.net, &self.params, &xs, true, seed, 0)?;
-        let values = acts.get(self.loss);
-        let before = self.stats.sum;
-        self.stats.add(values);
-        if !(self.stats.sum - before).is_finite() && self.nonfinite_at.is_none() {
+        // This process's rows (all of them but in a data-parallel run).
+        let (row0, rows) = (self.shard.row0, self.shard.rows);
+        let xs = self.views(inputs, rows)?;
+        let acts = cpu::forward_inputs(&self.net, &self.params, &xs, true, seed, row0)?;
+        let mut mine = Sums::default();
+        mine.add(acts.get(self.loss));
+        let mut both = [mine.sum, mine.rows];
+        self.shard.dist.sum_f64(&mut both);
+        [mine.sum, mine.rows] = both;
+        self.stats.sum += mine.sum;
+        self.stats.rows += mine.rows;
+        if !mine.sum.is_finite() && self.nonfinite_at.is_none() {
             self.nonfinite_at = Some(self.step);
         }
         // d(mean over the batch)/d(each example's loss).
-        let dy = Array2::from_elem((self.batch, 1), 1.0 / self.batch as f32);
-        let (grads, _) = cpu::backward_opt(&self.net, &self.params, &acts, self.loss, dy, false);
+        let dy = Array2::from_elem((rows, 1), 1.0 / self.batch as f32);
+        let (mut grads, _) =
+            cpu::backward_opt(&self.net, &self.params, &acts, self.loss, dy, false);
+        self.shard.dist.sum_grads(&mut grads);
         cpu::apply_rule(&mut self.params, &grads, &mut self.state, &self.rule, lr);
         self.params.apply_state(&acts);
         if self.bad_at.is_none()

@@ -92,6 +92,27 @@ fn first_nonfinite(sets: &[&crate::cpu::Params<f32>]) -> String {
         .map_or_else(|| "(one of the parameters)".to_string(), |(n, _)| n.clone())
 }
 
+/// Whether a batch may be split into parts (processes, micro-batches): on the CPU executor,
+/// for a network without batchnorm (each part would normalise with its own statistics).
+fn split_allowed(net: &Network, gpu: bool) -> Result<(), RunError> {
+    if gpu {
+        return Err(RunError::CpuOnly(
+            "data-parallel training (mpirun) and --micro-batches".into(),
+        ));
+    }
+    let bn = net
+        .graph
+        .node_indices()
+        .find(|&n| matches!(net.graph[n].op, netc_compiler::ops::Op::BatchNorm { .. }));
+    match bn {
+        Some(n) => Err(RunError::Config(format!(
+            "network `{}` has a batchnorm (`{}`), whose batch statistics would be each process's or micro-batch's own: data-parallel training and --micro-batches refuse it (no synchronised batchnorm yet)",
+            net.name, net.graph[n].name
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn logit_node(net: &Network) -> Result<NodeIndex, RunError> {
     net.output_and_logit()
         .map(|(_, logit)| logit)

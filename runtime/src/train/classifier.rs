@@ -5,6 +5,7 @@
 use super::progress::{bar, figure, rate};
 use super::run_folder::{Metrics, PanelSpec};
 use super::skeleton::{drive, Losses, Run, StopCheck, Task};
+use super::split;
 use super::{check_source, evaluate, nonfinite_tensor, nothing_left, onehot, start_weights};
 use super::{ClassifierData, Options, Summary, TrainError};
 use crate::cpu::{LossStats, Params};
@@ -146,11 +147,17 @@ pub(super) fn classifier(
         end_of_epoch: false,
         step_lr: 0.0,
     };
+    task.s.set_shard(split::shard(opts, batch)?)?;
     if let Some(ck) = &resume {
         task.resume(ck, &init, opts, log)?;
     }
+    if opts.dist.is_split() {
+        let (mut p, mut st) = (task.s.params()?, task.s.opt_state()?);
+        split::share_start(opts, &mut p, &mut st)?;
+        task.s.restore(&p, &st);
+    }
     task.epoch = task.s.step / steps_per_epoch;
-    let metrics = Metrics::open(&opts.out, resume.as_ref().map(|_| task.s.step))?;
+    let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| task.s.step))?;
     // One bar per epoch, as Keras shows it, cleared for the epoch's summary line.
     let pb = bar(0, false, String::new());
     let run = Run::start(opts, log, (metrics, pb), task.s.step, resume.is_some());
@@ -218,9 +225,7 @@ impl<'a> ClassifierTask<'a> {
         // An image folder's class names and normalisation, for eval, predict and resume.
         ck.metadata
             .extend(self.data.meta.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let path = run.opts.out.join("checkpoint.safetensors");
-        ck.save(&path)?;
-        Ok(path)
+        run.write_checkpoint(&mut ck)
     }
 
     /// Starts epoch `self.epoch`: its bar, its shuffled order and its batches.
@@ -238,8 +243,10 @@ impl<'a> ClassifierTask<'a> {
         run.pb.set_position(first);
         let last = spe.min(first + total.saturating_sub(self.s.step));
         let batch = self.batch;
+        // This process's rows of each batch (all of them but in a data-parallel run).
+        let rows = run.opts.dist.rows(batch);
         let planned: Vec<Vec<usize>> = (first as usize..last as usize)
-            .map(|b| order[b * batch..(b + 1) * batch].to_vec())
+            .map(|b| order[b * batch + rows.start..b * batch + rows.end].to_vec())
             .collect();
         Epoch {
             t0: epoch_t0,

@@ -7,6 +7,7 @@ use super::generate::{draw_noise, generate, image_shape};
 use super::progress::{bar, figure};
 use super::run_folder::{Metrics, PanelSpec};
 use super::skeleton::{drive, Losses, Run, StopCheck, Task};
+use super::split;
 use super::{nonfinite_tensor, nothing_left, start_weights, Options, Summary, TrainError};
 use crate::cpu::Params;
 use crate::data::{Dataset, Shuffler};
@@ -83,7 +84,8 @@ struct GanTask<'a> {
 
 /// What a GAN run draws: grids of the same noise's samples, and their scores.
 struct Samples {
-    dir: PathBuf,
+    /// Where the grids go; None on the ranks of a data-parallel run but rank 0.
+    dir: Option<PathBuf>,
     /// The noise of the sample grids, the same at every interval.
     fixed: Vec<f32>,
     grid: io::Grid,
@@ -139,8 +141,16 @@ pub(super) fn gan(
     if let Some(ck) = &resume {
         (d_batches, noise_rng) = resume_gan(&mut s, ck, (gn, dn), &init, g, total, log)?;
     }
-    let metrics = Metrics::open(&opts.out, resume.as_ref().map(|_| s.step_g))?;
-    let samples = prepare_samples(opts.out.join("samples"), cfg, g, (&s, gn), train)?;
+    let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| s.step_g))?;
+    s.set_shard(split::shard(opts, batch)?)?;
+    if opts.dist.is_split() {
+        let ((mut gp, mut dp), (mut gs, mut ds)) = (s.params()?, s.opt_states()?);
+        split::share_start(opts, &mut gp, &mut gs)?;
+        split::share_start(opts, &mut dp, &mut ds)?;
+        s.restore(&gp, &dp, &gs, &ds);
+    }
+    let dir = opts.dist.is_root().then(|| opts.out.join("samples"));
+    let samples = prepare_samples(dir, cfg, g, (&s, gn), train)?;
     let mut task = GanTask {
         model,
         gn,
@@ -249,14 +259,16 @@ fn resume_gan(
 /// The samples folder, the grids' noise and shape, and the scorer with its outputs on real
 /// images.
 fn prepare_samples(
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     cfg: &TrainConfig,
     g: &GanConfig,
     (s, gn): (&Gan, &Network),
     train: &Dataset,
 ) -> Result<Samples, TrainError> {
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+    if let Some(dir) = &dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+    }
     let fixed = draw_noise(&mut Rng::new(cfg.seed ^ 0xF1_4ED), g.noise, 64 * s.noise);
     // Grids show what the data set holds (its images are channels x rows x cols).
     let (c, h, w) = if s.data == train.image_len() {
@@ -310,12 +322,15 @@ impl GanTask<'_> {
 
     /// The grid of the fixed noise's samples at this step, in samples/.
     fn write_samples(&mut self) -> Result<(), TrainError> {
+        let Some(dir) = self.samples.dir.clone() else {
+            return Ok(());
+        };
         let step = self.s.step_g;
         let imgs = self
             .s
             .sample(&self.samples.fixed[..self.batch.min(64) * self.s.noise])?;
         io::write_image_grid(
-            &self.samples.dir.join(format!("step_{step:06}.png")),
+            &dir.join(format!("step_{step:06}.png")),
             &imgs,
             &self.samples.grid,
         )?;
@@ -324,7 +339,8 @@ impl GanTask<'_> {
 
     /// Scores samples of the generator by the built-in LeNet: a `score` row and a line.
     fn score(&self, run: &mut Run) -> Result<(), TrainError> {
-        let Some((scorer, real)) = &self.samples.scoring else {
+        // Rank 0 alone logs the scores.
+        let (Some((scorer, real)), true) = (&self.samples.scoring, run.opts.dist.is_root()) else {
             return Ok(());
         };
         let (cfg, g) = (self.cfg, self.g);
@@ -382,17 +398,25 @@ impl Task for GanTask<'_> {
             let epoch = self.d_batches / self.per_epoch as u64;
             let b = (self.d_batches % self.per_epoch as u64) as usize;
             let order = self.shuffler.order(epoch);
+            // This process's rows of the batch and of its noise (all of them but in a
+            // data-parallel run): the noise is drawn whole, so its order is one process's.
+            let rows = run.opts.dist.rows(batch);
             self.train.gather(
-                &order[b * batch..(b + 1) * batch],
+                &order[b * batch + rows.start..b * batch + rows.end],
                 &mut self.xb,
                 &mut self.lb,
             );
             let z = draw_noise(&mut self.noise_rng, g.noise, batch * self.s.noise);
-            self.s.d_step(&self.xb, &z, g.d_optimizer.lr)?;
+            let z = &z[rows.start * self.s.noise..rows.end * self.s.noise];
+            self.s.d_step(&self.xb, z, g.d_optimizer.lr)?;
             self.d_batches += 1;
         }
         let z = draw_noise(&mut self.noise_rng, g.noise, batch * self.s.noise);
-        self.s.g_step(&z, g.g_optimizer.lr)?;
+        let rows = run.opts.dist.rows(batch);
+        self.s.g_step(
+            &z[rows.start * self.s.noise..rows.end * self.s.noise],
+            g.g_optimizer.lr,
+        )?;
         self.window_steps += 1;
         Ok(true)
     }
@@ -510,9 +534,7 @@ impl Task for GanTask<'_> {
             ck.metadata.insert(k.to_string(), v);
         }
         ck.metadata.extend(self.data_meta.clone());
-        let path = run.opts.out.join("checkpoint.safetensors");
-        ck.save(&path)?;
-        Ok(path)
+        run.write_checkpoint(&mut ck)
     }
 
     fn stop_line(&self, _run: &Run) -> String {
@@ -538,6 +560,8 @@ impl Task for GanTask<'_> {
         if !interrupted {
             self.save(run)?;
             self.write_samples()?;
+        }
+        if !interrupted && run.opts.dist.is_root() {
             io::write_image_grid(
                 &run.opts.out.join("samples.png"),
                 &self

@@ -161,7 +161,7 @@ pub(super) fn language_model(
         nothing_left(task.s.step, total_steps, "")?;
     }
     task.interval = (Instant::now(), task.s.step);
-    let metrics = Metrics::open(&opts.out, resume.as_ref().map(|_| task.s.step))?;
+    let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| task.s.step))?;
     let pb = bar(total_steps, opts.progress, "steps".to_string());
     pb.set_position(task.s.step);
     let run = Run::start(opts, log, (metrics, pb), task.s.step, resume.is_some());
@@ -261,9 +261,7 @@ impl LmTask<'_> {
         ] {
             ck.metadata.insert(k.to_string(), v);
         }
-        let path = run.opts.out.join("checkpoint.safetensors");
-        ck.save(&path)?;
-        Ok(path)
+        run.write_checkpoint(&mut ck)
     }
 }
 

@@ -6,6 +6,7 @@
 use super::progress::{bar, figure, rate};
 use super::run_folder::{Metrics, PanelSpec};
 use super::skeleton::{drive, Losses, Run, StopCheck, Task};
+use super::split;
 use super::{in_order, nonfinite_tensor, nothing_left, start_weights};
 use super::{ClassifierData, Options, Summary, TrainError};
 use crate::cpu::Params;
@@ -73,9 +74,17 @@ fn noise(seed: u64, at: u64, k: usize, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.normal() as f32).collect()
 }
 
-/// The inputs of the network for a batch, one flat buffer per input.
-fn feed(fields: &[Field], widths: &[usize], b: &Batch, seed: u64, at: u64) -> Vec<Vec<f32>> {
-    let rows = b.labels.len();
+/// The inputs of the network for a batch, one flat buffer per input; `part`: the rows the
+/// batch holds of a batch of how many (a data-parallel rank's: its noise is the rows' part of
+/// the whole batch's, so it does not depend on the number of ranks).
+fn feed(
+    fields: &[Field],
+    widths: &[usize],
+    b: &Batch,
+    (seed, at): (u64, u64),
+    part: (std::ops::Range<usize>, usize),
+) -> Vec<Vec<f32>> {
+    let (rows, whole) = part;
     fields
         .iter()
         .zip(widths)
@@ -83,7 +92,7 @@ fn feed(fields: &[Field], widths: &[usize], b: &Batch, seed: u64, at: u64) -> Ve
         .map(|(k, (f, &w))| match f {
             Field::Images => b.images.clone(),
             Field::Labels => b.labels.iter().map(|&l| l as f32).collect(),
-            Field::Noise => noise(seed, at, k, rows * w),
+            Field::Noise => noise(seed, at, k, whole * w)[rows.start * w..rows.end * w].to_vec(),
         })
         .collect()
 }
@@ -191,11 +200,17 @@ pub(super) fn minimise(
         end_of_epoch: false,
         step_lr: 0.0,
     };
+    task.s.set_shard(split::shard(opts, batch)?)?;
     if let Some(ck) = &resume {
         task.resume(ck, &init, opts, log)?;
     }
+    if opts.dist.is_split() {
+        let (mut p, mut st) = (task.s.params().clone(), task.s.opt_state());
+        split::share_start(opts, &mut p, &mut st)?;
+        task.s.restore(&p, &st);
+    }
     task.epoch = task.s.step / steps_per_epoch;
-    let metrics = Metrics::open(&opts.out, resume.as_ref().map(|_| task.s.step))?;
+    let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| task.s.step))?;
     let pb = bar(0, false, String::new());
     let run = Run::start(opts, log, (metrics, pb), task.s.step, resume.is_some());
     drive(&mut task, run)
@@ -257,9 +272,7 @@ impl<'a> MinimiseTask<'a> {
         }
         ck.metadata
             .extend(self.data.meta.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let path = run.opts.out.join("checkpoint.safetensors");
-        ck.save(&path)?;
-        Ok(path)
+        run.write_checkpoint(&mut ck)
     }
 
     fn begin_epoch(&self, run: &mut Run) -> Epoch<'a> {
@@ -275,8 +288,10 @@ impl<'a> MinimiseTask<'a> {
         run.pb.set_position(first);
         let last = spe.min(first + total.saturating_sub(self.s.step));
         let batch = self.batch;
+        // This process's rows of each batch (all of them but in a data-parallel run).
+        let rows = run.opts.dist.rows(batch);
         let planned: Vec<Vec<usize>> = (first as usize..last as usize)
-            .map(|b| order[b * batch..(b + 1) * batch].to_vec())
+            .map(|b| order[b * batch + rows.start..b * batch + rows.end].to_vec())
             .collect();
         Epoch {
             t0: Instant::now(),
@@ -300,7 +315,8 @@ impl<'a> MinimiseTask<'a> {
         {
             let b = b?;
             let at = (1u64 << 63) | i as u64;
-            let ins = feed(&self.fields, &w, &b, self.cfg.seed, at);
+            let n = b.labels.len();
+            let ins = feed(&self.fields, &w, &b, (self.cfg.seed, at), (0..n, n));
             let got = self.s.values(&ins, b.labels.len(), &self.nodes)?;
             for (acc, g) in sums.iter_mut().zip(got) {
                 acc.sum += g.sum;
@@ -436,8 +452,8 @@ impl Task for MinimiseTask<'_> {
             &self.fields,
             &widths(&self.s.net),
             &got,
-            self.cfg.seed,
-            self.s.step,
+            (self.cfg.seed, self.s.step),
+            (run.opts.dist.rows(self.batch), self.batch),
         );
         self.s.train_step(&ins, self.step_lr)?;
         self.end_of_epoch = b + 1 == self.steps_per_epoch || self.s.step >= self.total_steps;

@@ -21,6 +21,7 @@ mod run;
 mod run_folder;
 mod signals;
 mod skeleton;
+mod split;
 
 pub use data_setup::{
     check_images, check_source, classifier_data, datasets, image_input, ClassifierData, Purpose,

@@ -102,6 +102,12 @@ pub struct Options {
     pub allow_other_data: bool,
     /// After training, time every kernel of one step (GPU executor only).
     pub profile: bool,
+    /// The processes the run is split over (`mpirun -n N`; one by default): rank 0 owns the
+    /// run folder, every rank trains its rows of each batch (docs/distributed.md).
+    pub dist: crate::dist::Dist,
+    /// Micro-batches each process computes its rows in, their gradients summed before the
+    /// update (1: the rows at once; CPU executor).
+    pub micro_batches: usize,
 }
 
 /// A checkpoint that does not fit is a setup error, its message unchanged.
@@ -145,7 +151,11 @@ pub fn executor(choice: &str) -> Result<(Executor, String), TrainError> {
 }
 
 /// The checkpoint `--weights` names, if any (its weights only: the optimizer starts afresh).
+/// Rank 0's alone in a data-parallel run: the others receive its weights (see `sync_start`).
 pub(super) fn start_weights(opts: &Options) -> Result<Option<Checkpoint>, TrainError> {
+    if !opts.dist.is_root() {
+        return Ok(None);
+    }
     opts.weights
         .as_deref()
         .map(|w| {
@@ -153,6 +163,15 @@ pub(super) fn start_weights(opts: &Options) -> Result<Option<Checkpoint>, TrainE
                 .map_err(|e| TrainError::Setup(format!("cannot start from --weights: {e}")))
         })
         .transpose()
+}
+
+/// The checkpoint to resume from as rank 0 reads it, on every rank (a collective call).
+fn root_checkpoint(opts: &Options, path: &std::path::Path) -> Result<Checkpoint, String> {
+    let bytes = opts
+        .dist
+        .from_root(|| crate::io::input::read_safetensors(path).map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot resume: {e}"))?;
+    Checkpoint::from_bytes(&bytes, path).map_err(|e| format!("cannot resume: {e}"))
 }
 
 /// A resumed run whose checkpoint already holds every step the run asks for would train
@@ -248,6 +267,7 @@ pub fn run(
     opts: &Options,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, TrainError> {
+    super::split::check_task(opts, &cfg.task)?;
     // Signal handlers first: from here on a signal checkpoints and stops instead of killing.
     interrupt_flag();
     let ck_path = opts.out.join("checkpoint.safetensors");
@@ -255,32 +275,37 @@ pub fn run(
     // checkpoint is read for that before the folder is locked, and again (with its errors)
     // after, so a run already in the folder is reported as such first.
     let dir = opts.data_dir.as_deref();
-    let peek = if opts.resume
+    // Split over processes, rank 0 reads the checkpoint and sends it to the others, which
+    // need not see the run folder.
+    let shared = (opts.resume && opts.dist.is_split()).then(|| root_checkpoint(opts, &ck_path));
+    let peeked = if shared.is_none()
+        && opts.resume
         && (cfg.data == "images" || dir.is_some_and(data::folder::looks_like_image_folder))
     {
         Checkpoint::load(&ck_path).ok()
     } else {
         None
     };
+    let peek = match &shared {
+        Some(r) => r.as_ref().ok(),
+        None => peeked.as_ref(),
+    };
     let data = match &cfg.task {
         Task::Classifier { network } => {
             let net = model
                 .network(network)
                 .ok_or_else(|| TrainError::Setup(format!("no network `{network}`")))?;
-            let recorded = peek.as_ref().map_or(Recorded::Nothing, Recorded::Resume);
+            let recorded = peek.map_or(Recorded::Nothing, Recorded::Resume);
             let d = classifier_data(model, cfg, net, dir, opts.progress, recorded)?;
-            // The peeked checkpoint is read again below; do not hold two copies.
-            drop(peek);
             RunData::Classifier(net, d)
         }
         Task::Minimise(m) => {
             let net = model
                 .network(&m.network)
                 .ok_or_else(|| TrainError::Setup(format!("no network `{}`", m.network)))?;
-            let recorded = peek.as_ref().map_or(Recorded::Nothing, Recorded::Resume);
+            let recorded = peek.map_or(Recorded::Nothing, Recorded::Resume);
             let view = images_first(net, m);
             let d = classifier_data(model, cfg, &view, dir, opts.progress, recorded)?;
-            drop(peek);
             RunData::Minimise(net, m, d)
         }
         Task::LanguageModel(lm) => {
@@ -302,14 +327,20 @@ pub fn run(
             RunData::Gan(g, datasets(model, cfg, dir, Purpose::Gan)?, meta)
         }
     };
-    let _lock = prepare_out(&opts.out, opts.resume, opts.overwrite)?;
-    let resume = if opts.resume {
-        Some(
+    // The peeked checkpoint is read again below; do not hold two copies.
+    drop(peeked);
+    // Rank 0 alone owns the run folder.
+    let _lock = match opts.dist.is_root() {
+        true => Some(prepare_out(&opts.out, opts.resume, opts.overwrite)?),
+        false => None,
+    };
+    let resume = match shared {
+        Some(r) => Some(r.map_err(TrainError::Setup)?),
+        None if opts.resume => Some(
             Checkpoint::load(&ck_path)
                 .map_err(|e| TrainError::Setup(format!("cannot resume: {e}")))?,
-        )
-    } else {
-        None
+        ),
+        None => None,
     };
     if let Some(ck) = &resume {
         check_same_data(ck, data.meta(), opts.allow_other_data, log)?;
@@ -329,6 +360,10 @@ pub fn run(
         (RunData::Minimise(..), "auto") => (
             Executor::Cpu,
             "cpu (reference executor; a declared loss runs on the CPU for now)".to_string(),
+        ),
+        (_, "auto") if super::split::is_split(opts) => (
+            Executor::Cpu,
+            "cpu (reference executor; a split batch runs on the CPU for now)".to_string(),
         ),
         _ => executor(&opts.device)?,
     };

@@ -154,12 +154,25 @@ fn open_lock(path: &Path) -> Result<std::fs::File, TrainError> {
     }
 }
 
-/// The run's metrics.jsonl, open for appending rows.
+/// The run's metrics.jsonl, open for appending rows (on rank 0 of a data-parallel run only:
+/// the other ranks keep no file).
 pub(super) struct Metrics {
-    file: std::fs::File,
+    file: Option<std::fs::File>,
 }
 
 impl Metrics {
+    /// [`Metrics::open`] on the rank that owns the run folder; nothing on the others.
+    pub(super) fn open_run(
+        opts: &super::Options,
+        resumed: Option<u64>,
+    ) -> Result<Metrics, TrainError> {
+        if opts.dist.is_root() {
+            Metrics::open(&opts.out, resumed)
+        } else {
+            Ok(Metrics { file: None })
+        }
+    }
+
     /// Opens the run's metrics; resuming from step `resumed`, the rows logged after that step
     /// (the part of the run the checkpoint does not hold, which is trained again) are dropped
     /// first, so no step appears twice.
@@ -191,11 +204,14 @@ impl Metrics {
                 .open(&path)
                 .map_err(|e| TrainError::Setup(format!("cannot write {}: {e}", path.display())))?,
         };
-        Ok(Metrics { file })
+        Ok(Metrics { file: Some(file) })
     }
     /// One row: `kind` says which (`train` for a log interval, `epoch` for an evaluated
     /// epoch); counters are written as integers.
     pub(super) fn log(&mut self, kind: &str, m: &BTreeMap<String, f64>) -> Result<(), TrainError> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
         let mut row = serde_json::Map::new();
         row.insert("kind".into(), kind.into());
         for (k, &v) in m {
@@ -208,7 +224,7 @@ impl Metrics {
             row.insert(k.clone(), value);
         }
         let line = serde_json::Value::Object(row).to_string();
-        writeln!(self.file, "{line}")
+        writeln!(file, "{line}")
             .map_err(|e| TrainError::Setup(format!("cannot write metrics: {e}")))?;
         Ok(())
     }

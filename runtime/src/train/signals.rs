@@ -1,11 +1,12 @@
-//! The signals that stop a run: Ctrl-C (SIGINT) and, on Unix, SIGTERM and SIGHUP set the flag
+//! The signals that stop a run: Ctrl-C (SIGINT) and, on Unix, SIGTERM, SIGHUP and SIGUSR1 (what
+//! mpirun passes on to every rank without killing them after it) set the flag
 //! the training loop polls, so the run checkpoints and stops; which one came first gives the
 //! exit status.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// The signal that stopped the run (SIGINT 2, SIGHUP 1, SIGTERM 15), 0 while none has.
+/// The signal that stopped the run (SIGINT 2, SIGHUP 1, SIGUSR1 10, SIGTERM 15), 0 while none has.
 static STOP_SIGNAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The flag the training loops poll: set by Ctrl-C (SIGINT) and, on Unix, by SIGTERM (kill,
@@ -26,7 +27,11 @@ pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
             }
         });
         #[cfg(unix)]
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        for sig in [
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+            signal_hook::consts::SIGUSR1,
+        ] {
             // A second TERM or HUP, with the flag already set, takes the default action: the
             // process ends at once (a checkpoint write is atomic, so nothing is corrupted).
             let _ = signal_hook::flag::register_conditional_default(sig, f.clone());

@@ -6,6 +6,7 @@
 
 use super::run_folder::{plot, Metrics, PanelSpec};
 use super::{interrupt_flag, Options, Summary, TrainError};
+use crate::io::Checkpoint;
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,14 +110,32 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Whether a signal asked the run to stop.
+    /// Whether a signal asked the run to stop, on any rank of a data-parallel run (a
+    /// collective call there: every rank asks at the same points, so all stop together).
     pub fn stop_asked(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.opts.dist.any(self.stop.load(Ordering::SeqCst))
     }
 
-    /// Redraws loss.png from the metrics so far.
+    /// Redraws loss.png from the metrics so far (rank 0 owns the run folder).
     pub fn plot(&self, specs: &[PanelSpec]) -> Result<(), TrainError> {
+        if !self.opts.dist.is_root() {
+            return Ok(());
+        }
         plot(&self.opts.out, specs)
+    }
+
+    /// Writes `ck` as the run's checkpoint (on rank 0; every rank holds the same weights),
+    /// recording the processes and micro-batches it was trained on, which it does not depend
+    /// on; its path.
+    pub fn write_checkpoint(&self, ck: &mut Checkpoint) -> Result<PathBuf, TrainError> {
+        let (n, k) = (self.opts.dist.size(), self.opts.micro_batches.max(1));
+        ck.metadata.insert("ranks".into(), n.to_string());
+        ck.metadata.insert("micro_batches".into(), k.to_string());
+        let path = self.opts.out.join("checkpoint.safetensors");
+        if self.opts.dist.is_root() {
+            ck.save(&path)?;
+        }
+        Ok(path)
     }
 }
 
@@ -125,6 +144,7 @@ pub(super) fn drive<T: Task>(task: &mut T, mut run: Run) -> Result<Summary, Trai
     while !task.done() {
         let mut stop = false;
         if task.step(&mut run)? {
+            run.opts.dist.test_fault(task.step_count());
             run.pb.inc(1);
             stop = run.stop_asked();
             let due = task.log_due(stop);
