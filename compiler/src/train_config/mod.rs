@@ -12,6 +12,7 @@ mod classes;
 mod decay;
 mod fit;
 mod images;
+mod latent;
 mod minimise;
 mod ranges;
 mod read;
@@ -20,6 +21,7 @@ mod recipe;
 
 pub use decay::{decay_text, DecayLine};
 pub use images::{BadImages, ChannelStat, ImageConfig};
+pub use latent::LatentSample;
 pub use minimise::{Field, MinimiseConfig};
 pub use read::{default_recipe, read};
 pub use recipe::recipe_lines;

@@ -81,7 +81,7 @@ fn section(
         }
     };
     if !matches!(task, Task::Minimise(_)) {
-        for key in ["inputs", "metrics"] {
+        for key in ["inputs", "metrics", "sample"] {
             if let Some(v) = r.get(key) {
                 r.errors.push(
                     Diagnostic::error(format!(

@@ -33,6 +33,7 @@ pub(super) const KEYS: &[&str] = &[
     "resize",
     "crop",
     "flip",
+    "crop_padding",
     "mean",
     "std",
     "color_jitter",
@@ -44,6 +45,7 @@ pub(super) const KEYS: &[&str] = &[
     "classes",
     "inputs",
     "metrics",
+    "sample",
 ];
 
 pub(super) struct Reader<'a> {
