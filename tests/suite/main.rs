@@ -20,6 +20,7 @@ mod declared_loss;
 mod diagnostics;
 mod everyday_data;
 mod everyday_diag;
+mod generative;
 mod hostile_checkpoint;
 mod hostile_config;
 mod hostile_inputs;
