@@ -103,13 +103,19 @@ fn the_vae_trains_samples_from_the_prior_and_is_scored() {
     let l = losses(&run);
     assert!(l.len() >= 8, "{l:?}");
     // Summed BCE + KL per image starts near 784 ln 2 = 543 and falls fast.
-    assert!(l[0] > 400.0 && *l.last().expect("rows") < 0.6 * l[0], "{l:?}");
+    assert!(
+        l[0] > 400.0 && *l.last().expect("rows") < 0.6 * l[0],
+        "{l:?}"
+    );
     let test: Vec<f64> = rows(&run)
         .iter()
         .filter_map(|r| r.get("test_loss").and_then(|v| v.as_f64()))
         .collect();
     assert_eq!(test.len(), 1, "one evaluated epoch");
-    assert!(test[0] < 0.7 * l[0], "test loss per image {test:?} vs {l:?}");
+    assert!(
+        test[0] < 0.7 * l[0],
+        "test loss per image {test:?} vs {l:?}"
+    );
 
     let weights = run.join("checkpoint.safetensors");
     let draw = |seed: &str, count: &str, name: &str| {
@@ -133,7 +139,10 @@ fn the_vae_trains_samples_from_the_prior_and_is_scored() {
     let (shape, va) = npy(&a);
     assert_eq!(shape, "37, 1, 28, 28");
     assert_eq!(va.len(), 37 * 784);
-    assert!(va.iter().all(|v| (0.0..=1.0).contains(v)), "sigmoid outputs");
+    assert!(
+        va.iter().all(|v| (0.0..=1.0).contains(v)),
+        "sigmoid outputs"
+    );
     let (b, _) = draw("5", "37", "b.npy");
     assert_eq!(npy(&b).1, va, "the same seed draws the same samples");
     let (c, _) = draw("6", "37", "c.npy");
@@ -145,7 +154,10 @@ fn the_vae_trains_samples_from_the_prior_and_is_scored() {
     let (png, so) = draw("5", "9", "grid.png");
     assert!(so.contains("wrote 9 samples"), "{so}");
     let img = image::open(&png).expect("a PNG");
-    assert_eq!((img.width(), img.height()), (3 * 28 * 3 + 4, 3 * 28 * 3 + 4));
+    assert_eq!(
+        (img.width(), img.height()),
+        (3 * 28 * 3 + 4, 3 * 28 * 3 + 4)
+    );
 
     // `score` draws from the VAE as from a GAN: the figures of the same samples.
     let so = ok(&[
@@ -175,7 +187,12 @@ fn the_vae_trains_samples_from_the_prior_and_is_scored() {
         "json",
     ]);
     let w: serde_json::Value = serde_json::from_str(&so2).expect("JSON");
-    for key in ["inception_score", "confident", "frechet_distance", "histogram"] {
+    for key in [
+        "inception_score",
+        "confident",
+        "frechet_distance",
+        "histogram",
+    ] {
         assert_eq!(v[key], w[key], "{key}: {v} vs {w}");
     }
     assert!(v["inception_score"].as_f64().expect("IS") > 1.0, "{v}");
@@ -192,23 +209,41 @@ fn the_vae_trains_samples_from_the_prior_and_is_scored() {
         "300",
     ]);
     let lines: Vec<&str> = so.lines().collect();
-    assert!(lines[1].starts_with("samples") && lines[1].contains("Frechet"), "{so}");
-    assert!(lines[3].starts_with(s(&d)) && lines[4].starts_with(s(&a)), "{so}");
+    assert!(
+        lines[1].starts_with("samples") && lines[1].contains("Frechet"),
+        "{so}"
+    );
+    assert!(
+        lines[3].starts_with(s(&d)) && lines[4].starts_with(s(&a)),
+        "{so}"
+    );
     assert!(lines[5].starts_with("real images"), "{so}");
     let fid = format!("{:.3}", w["frechet_distance"].as_f64().expect("FID"));
     let is = format!("{:.3}", w["inception_score"].as_f64().expect("IS"));
-    assert!(lines[3].contains(&fid) && lines[3].contains(&is), "{fid} {is}\n{so}");
-    assert!(lines[3].contains(" 600 ") && lines[4].contains(" 37 "), "{so}");
+    assert!(
+        lines[3].contains(&fid) && lines[3].contains(&is),
+        "{fid} {is}\n{so}"
+    );
+    assert!(
+        lines[3].contains(" 600 ") && lines[4].contains(" 37 "),
+        "{so}"
+    );
     let js = ok(&["score", "--compare", s(&a), s(&c), "--format", "json"]);
     let j: serde_json::Value = serde_json::from_str(&js).expect("JSON");
     assert_eq!(j["rows"].as_array().map(Vec::len), Some(2), "{j}");
-    assert!(j["rows"][0]["frechet_distance"].is_null(), "no real images given");
+    assert!(
+        j["rows"][0]["frechet_distance"].is_null(),
+        "no real images given"
+    );
     // A file that is not samples is named.
     let bad = dir.path().join("bad.npy");
     std::fs::write(&bad, b"not an array").expect("write");
     let (code, _, err) = netc(&["score", "--compare", s(&a), s(&bad)]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("bad.npy") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("bad.npy") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 /// `netc check` of `src` fails with `message`, located at the line holding `line`.
@@ -260,14 +295,26 @@ fn sample_settings_that_cannot_be_run_are_located() {
         "training setting `sample` needs `samples`",
         "sample = {latent: z}",
     );
-    check_fails_at(&with("sample = z"), "training setting `sample`: expected", "sample = z");
+    check_fails_at(
+        &with("sample = z"),
+        "training setting `sample`: expected",
+        "sample = z",
+    );
     // A declared loss without the setting is refused by `sample`, saying what to add.
     let dir = tmp("nosample");
     let model = dir.path().join("m.net");
     std::fs::write(&model, with("")).expect("write");
-    let (code, _, err) = netc(&["sample", s(&model), "--weights", s(&dir.path().join("none"))]);
+    let (code, _, err) = netc(&[
+        "sample",
+        s(&model),
+        "--weights",
+        s(&dir.path().join("none")),
+    ]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("sample = {latent: z, samples: recon}"), "{err}");
+    assert!(
+        err.contains("sample = {latent: z, samples: recon}"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -316,7 +363,11 @@ fn idx_crops_and_flips_are_reproducible_and_change_training() {
         format!("net m {{\n  input image: 1x28x28\n  logits = flatten -> dense(10)\n}}\ntrain {{\n  crop_padding = {v}\n}}\n")
     };
     check_fails_at(&src("65"), "a padding of at most 64 pixels", "crop_padding");
-    check_fails_at(&src("-1"), "training setting `crop_padding`", "crop_padding");
+    check_fails_at(
+        &src("-1"),
+        "training setting `crop_padding`",
+        "crop_padding",
+    );
     let folder = dir.path().join("digits");
     crate::digit_folder::write(&folder, &crate::digit_folder::Spec::grey(2, 6));
     let model = dir.path().join("folder.net");
@@ -332,5 +383,8 @@ fn idx_crops_and_flips_are_reproducible_and_change_training() {
         s(&dir.path().join("run-folder")),
     ]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("crop_padding is for IDX data") && err.contains("digits"), "{err}");
+    assert!(
+        err.contains("crop_padding is for IDX data") && err.contains("digits"),
+        "{err}"
+    );
 }
