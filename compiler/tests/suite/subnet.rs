@@ -25,8 +25,8 @@ fn the_decoder_is_the_part_from_the_latent_to_the_reconstruction() {
         [
             "recon.weight",
             "recon.bias",
-            "recon.dense.weight",
-            "recon.dense.bias"
+            "recon.dense2.weight",
+            "recon.dense2.bias"
         ]
     );
     // The encoder's 784 x 16 weights are not in it.
