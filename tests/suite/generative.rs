@@ -358,6 +358,19 @@ fn idx_crops_and_flips_are_reproducible_and_change_training() {
     let flips = augmented_run(dir.path(), "flips", "  flip = true\n");
     assert_ne!(flips, plain);
     assert_ne!(flips, a);
+    // Synthetic data (AlexNet's stand-in) is not augmented: `flip` changes nothing there.
+    let synthetic = |name: &str, lines: &str| {
+        let src = format!("net m {{\n  input image: 1x28x28\n  logits = flatten -> dense(10)\n}}\ntrain {{\n  data = synthetic\n  batch = 8\n  epochs = 2\n  log_every = 1\n{lines}}}\n");
+        let model = dir.path().join(format!("{name}.net"));
+        std::fs::write(&model, src).expect("write");
+        let out = dir.path().join(format!("run-{name}"));
+        ok(&["train", s(&model), "--device", "cpu", "--out", s(&out)]);
+        losses(&out)
+    };
+    assert_eq!(
+        synthetic("syn", ""),
+        synthetic("synflip", "  flip = true\n")
+    );
     // Bad settings are located; crop_padding on an image folder is refused naming it.
     let src = |v: &str| {
         format!("net m {{\n  input image: 1x28x28\n  logits = flatten -> dense(10)\n}}\ntrain {{\n  crop_padding = {v}\n}}\n")

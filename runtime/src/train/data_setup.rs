@@ -118,7 +118,8 @@ pub fn classifier_data(
             Recorded::Nothing | Recorded::Resume(_) => Purpose::Train,
         };
         let (mut train, test, note) = datasets(model, cfg, dir, purpose)?;
-        train.augment = idx_augment(cfg);
+        // IDX files only: synthetic data (AlexNet's stand-in) is not augmented.
+        train.augment = dir.and_then(|_| idx_augment(cfg));
         let mut meta = BTreeMap::new();
         if dir.is_some() {
             // The IDX header's image shape, so `predict` can give a flat input an image.
