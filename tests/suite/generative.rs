@@ -246,6 +246,26 @@ fn the_vae_trains_samples_from_the_prior_and_is_scored() {
     );
 }
 
+#[test]
+fn bench_times_a_declared_loss_with_several_inputs() {
+    // The VAE's image and noise inputs are each fed their field (it used to feed the image to
+    // every input and fail on the 20-value noise input), with the regions' profile.
+    let so = ok(&[
+        "bench",
+        "--model",
+        "models/vae.net",
+        "--device",
+        "cpu",
+        "--reps",
+        "2",
+        "--batch",
+        "16",
+        "--profile",
+    ]);
+    assert!(so.contains("vae training step, batch 16"), "{so}");
+    assert!(so.contains("fused regions of primitives"), "{so}");
+}
+
 /// `netc check` of `src` fails with `message`, located at the line holding `line`.
 fn check_fails_at(src: &str, message: &str, line: &str) {
     let dir = tmp("check");
