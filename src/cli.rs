@@ -167,7 +167,8 @@ pub(crate) enum Command {
         #[arg(long, default_value = "auto", help = DEVICE_HELP)]
         device: String,
     },
-    /// Draw samples from a trained GAN generator: a PNG grid, or an (N, C, H, W) float32 .npy
+    /// Draw samples from a trained generative model (a GAN's generator; a VAE's decoder fed
+    /// N(0, I) draws at its `sample` latent): a PNG grid, or an (N, C, H, W) float32 .npy
     Sample {
         /// Model file
         file: String,
@@ -246,8 +247,9 @@ pub(crate) enum Command {
         #[arg(short = 'o', long = "out")]
         out: String,
     },
-    /// How good a GAN's samples are, by a digit classifier netc trained: Inception Score,
-    /// confident share, class histogram and Frechet distance to real images
+    /// How good a generative model's samples are (a GAN's, a VAE's), by a digit classifier
+    /// netc trained: Inception Score, confident share, class histogram and Frechet distance to
+    /// real images; --compare a.npy b.npy ... prints one table
     Score(ScoreArgs),
     /// List the adapters wgpu can use (and the CPU executor)
     Devices,
@@ -291,25 +293,30 @@ pub(crate) enum Command {
 
 #[derive(clap::Args)]
 pub(crate) struct ScoreArgs {
-    /// GAN model file whose generator is scored (with --weights)
-    #[arg(required_unless_present = "samples")]
+    /// Generative model file whose samples are scored (with --weights): a GAN, or a declared
+    /// loss with a `sample` setting (a VAE)
+    #[arg(required_unless_present_any = ["samples", "compare"])]
     pub(crate) file: Option<String>,
-    /// The GAN's checkpoint, written by `netc train`
+    /// The model's checkpoint, written by `netc train`
     #[arg(long, requires = "file")]
     pub(crate) weights: Option<String>,
     /// Score these images instead: an (N, C, H, W) float32 .npy in [0, 1], as `netc sample
     /// --format npy` writes
     #[arg(long, conflicts_with_all = ["file", "weights"])]
     pub(crate) samples: Option<String>,
-    /// Samples drawn from the generator
+    /// Score several such .npy files with the same classifier and real images (--data-dir)
+    /// and print one table, a row per file
+    #[arg(long, num_args = 1.., value_name = "NPY", conflicts_with_all = ["file", "weights", "samples"])]
+    pub(crate) compare: Vec<String>,
+    /// Samples drawn from the model
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one_usize)]
     pub(crate) count: usize,
     /// Seed of the noise
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Real images for the Frechet distance: a folder with IDX files (its test split, else
-    /// its training split) [default: the data the GAN's checkpoint recorded, else the GAN
-    /// model's data_dir]
+    /// its training split) [default: the data the model's checkpoint recorded, else its
+    /// data_dir]
     #[arg(long)]
     pub(crate) data_dir: Option<String>,
     /// How many real images the Frechet distance compares with

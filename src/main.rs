@@ -4,8 +4,8 @@
 use clap::Parser;
 use cli::{Cli, Command};
 use commands::{
-    bench, check, devices, eval, export, generate, gradcheck, graph, import, predict, sample, score,
-    stdlib, train,
+    bench, check, devices, eval, export, generate, gradcheck, graph, import, predict, sample,
+    score, stdlib, train,
 };
 use common::{load, Failure};
 use std::process::ExitCode;

@@ -20,6 +20,7 @@ pub mod report;
 pub mod schedule;
 pub mod shape;
 pub mod stdlib;
+pub mod subnet;
 pub mod train_config;
 
 use diag::Diagnostics;

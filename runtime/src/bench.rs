@@ -217,6 +217,41 @@ pub fn language_model_step(
     Ok(t)
 }
 
+/// Times `steps` steps of a model that declares its loss (`task = minimise`) at `batch` on
+/// the CPU executor, see [`StepTimes`]: inputs bound to images get random values in [0, 1],
+/// labels class 0, noise standard Gaussian values, the same every step.
+pub fn minimise_step(
+    net: &Network,
+    m: &netc_compiler::train_config::MinimiseConfig,
+    rule: netc_compiler::schedule::UpdateRule,
+    (batch, exec): (usize, Executor),
+    steps: usize,
+) -> Result<StepTimes, RunError> {
+    use netc_compiler::train_config::Field;
+    crate::memory::ensure_training(net, batch, 2, 4)?;
+    let params: Params<f32> = Params::init(net, &mut Rng::new(1));
+    let mut s = crate::session::Minimiser::new(net, params, rule, (batch, 1), &m.loss, exec)?;
+    let mut rng = Rng::new(2);
+    let inputs: Vec<Vec<f32>> = net
+        .inputs
+        .iter()
+        .zip(&m.inputs)
+        .map(|(&i, (_, f))| {
+            let n = batch * net.graph[i].shape.iter().product::<u64>() as usize;
+            (0..n)
+                .map(|_| match f {
+                    Field::Images => rng.next_f64() as f32,
+                    Field::Labels => 0.0,
+                    Field::Noise => rng.normal() as f32,
+                })
+                .collect()
+        })
+        .collect();
+    let mut step = |s: &mut crate::session::Minimiser| s.train_step(&inputs, 1e-3);
+    let mut wait = |_: &mut crate::session::Minimiser| -> Result<(), RunError> { Ok(()) };
+    time_steps(&mut s, steps, &mut step, &mut wait)
+}
+
 /// Times `steps` steps of a session (after three warm-up steps): each followed by `wait`,
 /// and the same number back to back with one wait at the end.
 fn time_steps<S>(

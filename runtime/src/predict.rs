@@ -113,6 +113,7 @@ fn idx_through_pipeline(
         channels: c,
         rows: h,
         cols: w,
+        augment: None,
     })
 }
 

@@ -363,6 +363,17 @@ fn step_times(
         return netc_runtime::bench::language_model_step(net, (batch, vocab), exec, reps)
             .map_err(fail);
     }
+    // A declared loss (a VAE) feeds each input its data field.
+    if let Some(cfg) = netc_compiler::train_config::read(model).ok().flatten() {
+        if let netc_compiler::train_config::Task::Minimise(m) = &cfg.task {
+            let mn = model
+                .network(&m.network)
+                .ok_or_else(|| fail(format!("no network `{}`", m.network)))?;
+            let rule = cfg.update_rule(&cfg.optimizer);
+            return netc_runtime::bench::minimise_step(mn, m, rule, (batch, exec), reps)
+                .map_err(fail);
+        }
+    }
     match gan_of(model) {
         Some((g, d, og, od)) => {
             netc_runtime::bench::gan_step((g, d), (og, od), batch, exec, reps).map_err(fail)
@@ -479,14 +490,22 @@ fn profile_regions(
 ) -> Result<(), Failure> {
     use netc_runtime::cpu::Params;
     let params: Params<f32> = Params::init(net, &mut netc_runtime::rng::Rng::new(1));
-    let features = net.graph[net.inputs[0]].shape.iter().product::<u64>() as usize;
     let mut rng = netc_runtime::rng::Rng::new(2);
-    // A language model reads ids; anything else, Gaussian values.
-    let x = ndarray::Array2::from_shape_fn((batch, features), |_| match vocab {
-        Some(v) => rng.below(v as u64) as f32,
-        None => rng.normal() as f32,
-    });
-    let mut times = netc_runtime::cpu::prim::profile::regions(net, &params, x.view(), reps.min(5))
+    // One batch per input (a declared loss may take several: a VAE's image and noise); a
+    // language model reads ids, anything else Gaussian values.
+    let xs: Vec<ndarray::Array2<f32>> = net
+        .inputs
+        .iter()
+        .map(|&i| {
+            let features = net.graph[i].shape.iter().product::<u64>() as usize;
+            ndarray::Array2::from_shape_fn((batch, features), |_| match vocab {
+                Some(v) => rng.below(v as u64) as f32,
+                None => rng.normal() as f32,
+            })
+        })
+        .collect();
+    let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
+    let mut times = netc_runtime::cpu::prim::profile::regions(net, &params, &views, reps.min(5))
         .map_err(fail)?;
     if times.is_empty() {
         return Ok(());

@@ -1,7 +1,70 @@
-//! `netc sample`: samples drawn from a trained GAN generator, as a PNG grid or a .npy array.
+//! `netc sample`: samples drawn from a trained generative model (a GAN's generator, a VAE's
+//! decoder), as a PNG grid or a .npy array. `draw` dispatches over the task; each family's
+//! sampler is its own function or module.
 
 use crate::cli::SampleFormat;
 use crate::common::{ensure_params, fail, load, train_config, Failure};
+
+mod vae;
+
+use netc_compiler::ir::Model;
+use netc_compiler::train_config::{Task, TrainConfig};
+
+/// Samples of a trained generative model, in [0, 1], with their image shape and what drew them.
+pub(crate) struct Drawn {
+    pub(crate) images: Vec<f32>,
+    pub(crate) shape: (usize, usize, usize),
+    /// The network (or part of it) that drew them.
+    pub(crate) source: String,
+}
+
+/// `count` samples of the model `cfg` trains, drawn from `seed` with the weights in `weights`:
+/// a GAN's generator fed its noise, a declared-loss model's `sample` part (a VAE's decoder)
+/// fed draws from N(0, I). `sample` and `score` both draw through here.
+pub(crate) fn draw(
+    model: &Model,
+    cfg: &TrainConfig,
+    weights: &str,
+    count: usize,
+    seed: u64,
+) -> Result<Drawn, Failure> {
+    match &cfg.task {
+        Task::Gan(g) => gan(model, g, cfg.range, weights, (count, seed)),
+        Task::Minimise(m) => vae::draw(model, m, cfg.range, weights, (count, seed)),
+        Task::Classifier { .. } => Err(fail(
+            "`sample` draws from a generative model (a GAN, or a declared loss with `sample = {latent: z, samples: recon}`); this model trains a classifier",
+        )),
+        Task::LanguageModel(_) => Err(fail(
+            "`sample` draws images from a generative model; a language model's text comes from `netc generate`",
+        )),
+    }
+}
+
+/// A GAN's generator fed the noise its training section names.
+fn gan(
+    model: &Model,
+    g: &netc_compiler::train_config::GanConfig,
+    range: (f64, f64),
+    weights: &str,
+    (count, seed): (usize, u64),
+) -> Result<Drawn, Failure> {
+    use netc_runtime::cpu::Params;
+    let gn = model
+        .network(&g.generator)
+        .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
+    let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
+    ensure_params(gn)?;
+    let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
+    let (p, _) = netc_runtime::io::run_checkpoint::load_params(&ck, gn, &like, 0).map_err(fail)?;
+    // In [0, 1], as the data set's pixels, whatever range the generator was trained in.
+    let images =
+        netc_runtime::train::generate(gn, &p, (g.noise, range), count, seed).map_err(fail)?;
+    Ok(Drawn {
+        images,
+        shape: netc_runtime::train::image_shape(gn),
+        source: format!("generator `{}`", gn.name),
+    })
+}
 
 pub(crate) fn sample(
     file: &str,
@@ -12,26 +75,13 @@ pub(crate) fn sample(
     (seed, scale): (u64, Option<usize>),
 ) -> Result<(), Failure> {
     let (format, out) = sample_target(weights, format, out, seed)?;
-    use netc_compiler::train_config::Task;
-    use netc_runtime::cpu::Params;
     let model = load(file)?;
     let cfg = train_config(&model)?;
-    let Task::Gan(g) = &cfg.task else {
-        return Err(fail(
-            "`sample` draws from a GAN's generator; this model trains a classifier",
-        ));
-    };
-    let gn = model
-        .network(&g.generator)
-        .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
-    let ck = netc_runtime::io::Checkpoint::load(std::path::Path::new(weights)).map_err(fail)?;
-    ensure_params(gn)?;
-    let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
-    let (p, _) = netc_runtime::io::run_checkpoint::load_params(&ck, gn, &like, 0).map_err(fail)?;
-    // In [0, 1], as the data set's pixels, whatever range the generator was trained in.
-    let imgs =
-        netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), count, seed).map_err(fail)?;
-    let (c, h, w) = netc_runtime::train::image_shape(gn);
+    let Drawn {
+        images: imgs,
+        shape: (c, h, w),
+        ..
+    } = draw(&model, &cfg, weights, count, seed)?;
     match format {
         SampleFormat::Png => {
             let path = out;

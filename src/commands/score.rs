@@ -1,5 +1,6 @@
-//! `netc score`: how good a GAN's samples are, by a digit classifier netc trained (see
-//! netc_runtime::score for the figures). The default classifier is the built-in LeNet
+//! `netc score`: how good a generative model's samples are (a GAN's, a VAE's), by a digit
+//! classifier netc trained (see netc_runtime::score for the figures); `--compare` scores
+//! several sample files into one table (`compare`). The default classifier is the built-in LeNet
 //! (models/lenet.net with the weights in models/lenet.safetensors).
 
 use crate::cli::{ScoreArgs, ScoreFormat};
@@ -11,6 +12,8 @@ use netc_runtime::data::{self, Split};
 use netc_runtime::io::Checkpoint;
 use netc_runtime::score::{Score, Scorer, LENET_PATH, LENET_WEIGHTS_PATH};
 use std::path::{Path, PathBuf};
+
+mod compare;
 
 /// The classifier a score is measured with: the built-in LeNet unless another is named.
 fn scorer(args: &ScoreArgs) -> Result<(Scorer, String), Failure> {
@@ -53,7 +56,7 @@ fn classifier_net(model: &Model) -> Result<&netc_compiler::ir::Network, Failure>
     .ok_or_else(|| fail("the scoring classifier's model has no network"))
 }
 
-/// The samples to score (in [0, 1]) and what they are, and the GAN's data folder if known.
+/// The samples to score (in [0, 1]) and what they are, and the model's data folder if known.
 fn samples(
     args: &ScoreArgs,
     scorer: &Scorer,
@@ -70,26 +73,20 @@ fn samples(
         (Some(f), Some(w)) => (f, w),
         _ => {
             return Err(fail(
-                "give the GAN's model file and --weights, or --samples",
+                "give the model file and --weights, or --samples, or --compare",
             ))
         }
     };
     let model = load(file)?;
     let cfg = train_config(&model)?;
-    let Task::Gan(g) = &cfg.task else {
+    if let Task::Classifier { .. } = cfg.task {
         return Err(fail(
-            "`score` measures a GAN's generator; this model trains a classifier (use `netc eval`)",
+            "`score` measures a generative model's samples; this model trains a classifier (use `netc eval`)",
         ));
-    };
-    let gn = model
-        .network(&g.generator)
-        .ok_or_else(|| fail(format!("no network `{}`", g.generator)))?;
+    }
+    let drawn = super::sample::draw(&model, &cfg, weights, args.count, args.seed)?;
+    let images = drawn.images;
     let ck = Checkpoint::load(Path::new(weights)).map_err(fail)?;
-    ensure_params(gn)?;
-    let like: Params<f32> = Params::init(gn, &mut netc_runtime::rng::Rng::new(0));
-    let (p, _) = netc_runtime::io::run_checkpoint::load_params(&ck, gn, &like, 0).map_err(fail)?;
-    let images = netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), args.count, args.seed)
-        .map_err(fail)?;
     // The real images the GAN was trained on, as its checkpoint recorded them.
     // (A recorded folder since removed falls back to the model's, as the real images only
     // add a reference figure.)
@@ -101,14 +98,14 @@ fn samples(
         (cli, _) => data_dir(file, cli, &cfg).ok().flatten(),
     };
     let what = format!(
-        "{} samples of `{}` ({file}, {weights}, seed {})",
-        args.count, gn.name, args.seed
+        "{} samples of {} ({file}, {weights}, seed {})",
+        args.count, drawn.source, args.seed
     );
     Ok((images, what, dir))
 }
 
 /// The first `n` real images of a data folder: its test split, else its training split.
-fn real_images(dir: &Path, n: usize) -> Result<Vec<f32>, Failure> {
+pub(super) fn real_images(dir: &Path, n: usize) -> Result<Vec<f32>, Failure> {
     let set = if data::has_split(dir, Split::Test) {
         data::load_split(dir, Split::Test)
     } else {
@@ -121,6 +118,9 @@ fn real_images(dir: &Path, n: usize) -> Result<Vec<f32>, Failure> {
 
 pub(crate) fn run(args: ScoreArgs) -> Result<(), Failure> {
     let (scorer, classifier) = scorer(&args)?;
+    if !args.compare.is_empty() {
+        return compare::run(&args, &scorer, &classifier);
+    }
     let (images, what, dir) = samples(&args, &scorer)?;
     // The real images, scored too: the ceiling the samples are measured against.
     let real = match &dir {

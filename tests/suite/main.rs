@@ -22,6 +22,7 @@ mod diagnostics;
 mod distributed;
 mod everyday_data;
 mod everyday_diag;
+mod generative;
 mod hostile_checkpoint;
 mod hostile_config;
 mod hostile_inputs;

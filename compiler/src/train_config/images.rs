@@ -1,5 +1,6 @@
 //! The image-folder settings of the training section (resize, crop, flip, mean, std, colour
-//! noise, evaluation crops, bad images, validation share) and their reader.
+//! noise, evaluation crops, bad images, validation share), the augmentation of IDX data
+//! (crop_padding, flip), and their reader.
 
 use super::reader::Reader;
 
@@ -29,8 +30,11 @@ pub struct ImageConfig {
     pub resize: Option<u64>,
     /// Training crops are random (else the centre).
     pub random_crop: bool,
-    /// Random horizontal flips in training.
+    /// Random horizontal flips in training (image folders and IDX data).
     pub flip: bool,
+    /// IDX data: random crops of the image's size from the image padded with this many black
+    /// pixels on each side (torchvision's RandomCrop(size, padding)); 0 = off.
+    pub crop_padding: u64,
     /// Subtracted per channel, in the units of `range` (pixels in [0, 1] by default).
     pub mean: ChannelStat,
     /// Divided per channel after the mean.
@@ -56,6 +60,7 @@ impl Default for ImageConfig {
             resize: None,
             random_crop: true,
             flip: false,
+            crop_padding: 0,
             mean: ChannelStat::None,
             std: ChannelStat::None,
             color_jitter: 0.0,
@@ -112,6 +117,16 @@ pub(super) fn images(r: &mut Reader) -> ImageConfig {
         resize,
         random_crop,
         flip: r.flag("flip", d.flip),
+        crop_padding: {
+            let p = r.uint("crop_padding", d.crop_padding);
+            match r.get("crop_padding") {
+                Some(v) if p > 64 => {
+                    r.bad(v, "crop_padding", "a padding of at most 64 pixels, e.g. 4");
+                    d.crop_padding
+                }
+                _ => p,
+            }
+        },
         mean: r.channel_stat("mean", false),
         std: r.channel_stat("std", true),
         color_jitter: r.number(

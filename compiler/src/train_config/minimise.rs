@@ -42,6 +42,8 @@ pub struct MinimiseConfig {
     /// Other nodes of one value per example, averaged over the held-out split and logged
     /// beside its loss (`metrics = [correct]`).
     pub metrics: Vec<String>,
+    /// What `netc sample` runs to draw new examples (`sample = {latent: z, samples: recon}`).
+    pub sample: Option<super::latent::LatentSample>,
 }
 
 /// The values an IDX data set of 28x28 images gives per example.
@@ -56,6 +58,7 @@ pub(super) fn minimise(r: &mut Reader, nets: &Nets) -> MinimiseConfig {
         loss: String::new(),
         inputs: vec![],
         metrics: vec![],
+        sample: None,
     };
     let Some(net) = nets.model.network(&network) else {
         return cfg;
@@ -85,6 +88,7 @@ pub(super) fn minimise(r: &mut Reader, nets: &Nets) -> MinimiseConfig {
         }
     }
     cfg.inputs = bind_inputs(r, net, nets.span);
+    cfg.sample = super::latent::sample(r, net);
     cfg
 }
 

@@ -145,7 +145,7 @@ fn keys_of_other_tasks(r: &mut Reader, task: &Task) {
         }
     }
     if !matches!(task, Task::Minimise(_)) {
-        for key in ["inputs", "metrics"] {
+        for key in ["inputs", "metrics", "sample"] {
             if let Some(v) = r.get(key) {
                 r.errors.push(
                     Diagnostic::error(format!(

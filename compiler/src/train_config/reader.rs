@@ -33,6 +33,7 @@ pub(super) const KEYS: &[&str] = &[
     "resize",
     "crop",
     "flip",
+    "crop_padding",
     "mean",
     "std",
     "color_jitter",
@@ -47,6 +48,7 @@ pub(super) const KEYS: &[&str] = &[
     "text",
     "holdout",
     "eval_windows",
+    "sample",
 ];
 
 pub(super) struct Reader<'a> {

@@ -9,3 +9,4 @@ mod never_panics;
 mod prim_errors;
 mod registry;
 mod schedule_snapshots;
+mod subnet;

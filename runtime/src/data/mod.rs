@@ -10,6 +10,7 @@
 pub mod augment;
 pub mod folder;
 pub mod idx;
+pub mod idx_augment;
 pub mod loader;
 pub mod record;
 mod synthetic;
@@ -133,6 +134,8 @@ pub struct Dataset {
     pub channels: usize,
     pub rows: usize,
     pub cols: usize,
+    /// Random crops and flips of the training images (`crop_padding`, `flip`), if any.
+    pub augment: Option<idx_augment::IdxAugment>,
 }
 
 impl Dataset {
@@ -145,6 +148,7 @@ impl Dataset {
             channels: 1,
             rows,
             cols,
+            augment: None,
         }
     }
 
@@ -186,6 +190,27 @@ impl Dataset {
         labels.clear();
         for &i in indices {
             images.extend_from_slice(self.image(i));
+            labels.push(self.labels[i]);
+        }
+    }
+
+    /// [`gather`](Self::gather) with each image augmented as `augment` says for `epoch` (the
+    /// images as they are without it).
+    pub fn gather_views(
+        &self,
+        epoch: u64,
+        indices: &[usize],
+        images: &mut Vec<f32>,
+        labels: &mut Vec<u32>,
+    ) {
+        let Some(a) = self.augment else {
+            return self.gather(indices, images, labels);
+        };
+        images.clear();
+        labels.clear();
+        let shape = (self.channels, self.rows, self.cols);
+        for &i in indices {
+            a.write(self.image(i), shape, a.view(epoch, i), images);
             labels.push(self.labels[i]);
         }
     }
@@ -249,6 +274,7 @@ pub enum Source {
 pub enum Batches<'a> {
     Memory {
         set: &'a Dataset,
+        epoch: u64,
         order: std::vec::IntoIter<Vec<usize>>,
     },
     Folder(loader::Loader),
@@ -258,12 +284,12 @@ impl Iterator for Batches<'_> {
     type Item = Result<loader::Batch, DataError>;
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Batches::Memory { set, order } => order.next().map(|idx| {
+            Batches::Memory { set, epoch, order } => order.next().map(|idx| {
                 let mut b = loader::Batch {
                     images: vec![],
                     labels: vec![],
                 };
-                set.gather(&idx, &mut b.images, &mut b.labels);
+                set.gather_views(*epoch, &idx, &mut b.images, &mut b.labels);
                 Ok(b)
             }),
             Batches::Folder(l) => l.next(),
@@ -327,6 +353,7 @@ impl Source {
         match self {
             Source::Memory(set) => Batches::Memory {
                 set,
+                epoch,
                 order: order.into_iter(),
             },
             Source::Folder(f) => Batches::Folder(loader::Loader::start(

@@ -48,6 +48,7 @@ pub fn synthetic(
             channels,
             rows,
             cols,
+            augment: None,
         }
     };
     let batch = batch.max(1);

@@ -75,6 +75,18 @@ pub fn datasets(
     Ok((train, test, note))
 }
 
+/// The training images' random crops and flips (`crop_padding`, `flip`), if asked for; the
+/// padding is black, the low end of `range`.
+fn idx_augment(cfg: &TrainConfig) -> Option<data::idx_augment::IdxAugment> {
+    let ic = &cfg.images;
+    (ic.crop_padding > 0 || ic.flip).then_some(data::idx_augment::IdxAugment {
+        pad: ic.crop_padding as usize,
+        flip: ic.flip,
+        fill: cfg.range.0 as f32,
+        seed: cfg.seed,
+    })
+}
+
 /// A classifier's training and evaluation examples, what to tell the user about them, and what
 /// the checkpoint must record to prepare images the same way later (class names, the
 /// normalisation).
@@ -105,7 +117,9 @@ pub fn classifier_data(
             Recorded::Evaluate(_) => Purpose::Evaluate,
             Recorded::Nothing | Recorded::Resume(_) => Purpose::Train,
         };
-        let (train, test, note) = datasets(model, cfg, dir, purpose)?;
+        let (mut train, test, note) = datasets(model, cfg, dir, purpose)?;
+        // IDX files only: synthetic data (AlexNet's stand-in) is not augmented.
+        train.augment = dir.and_then(|_| idx_augment(cfg));
         let mut meta = BTreeMap::new();
         if dir.is_some() {
             // The IDX header's image shape, so `predict` can give a flat input an image.

@@ -22,6 +22,12 @@ pub(super) fn image_folder(
     progress: bool,
     recorded: Recorded,
 ) -> Result<ClassifierData, TrainError> {
+    if cfg.images.crop_padding > 0 {
+        return Err(TrainError::Setup(format!(
+            "{}: crop_padding is for IDX data; an image folder's crops come from `resize` and `crop = random`",
+            dir.display()
+        )));
+    }
     let stored = recorded.checkpoint();
     // The held-out split of the run that wrote the checkpoint, not this command's seed: an
     // evaluation must not score images that run trained on.

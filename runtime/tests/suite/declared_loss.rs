@@ -59,7 +59,7 @@ fn library_losses_match_pytorch() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture"))
         .expect("fixture is JSON");
     let cases = doc["cases"].as_array().expect("cases");
-    assert_eq!(cases.len(), 11);
+    assert_eq!(cases.len(), 12);
     for case in cases {
         check_golden(case);
     }
@@ -182,6 +182,27 @@ fn gaussian_kl_and_a_vae_like_objective() {
     }";
     let image = uniform(3, 6, 0.0, 1.0, 7);
     let eps = uniform(3, 2, -1.5, 1.5, 8);
+    gradcheck(src, "loss", &[image, eps]);
+}
+
+#[test]
+fn the_library_reparameterisation_with_its_noise_fixed() {
+    // models/vae.net's objective written with the library's `reparameterise`: the gradient
+    // reaches mu and logvar through the draw, the noise an input held fixed.
+    let src = "net t {
+      input image: 6
+      input eps: 2
+      h = image -> dense(4) -> tanh
+      mu = h -> dense(2)
+      logvar = h -> dense(2)
+      z = reparameterise(mu, logvar, eps)
+      recon = z -> dense(6) -> sigmoid
+      rec = bce_sum(recon, image)
+      kl = gaussian_kl(mu, logvar)
+      loss = add(rec, kl)
+    }";
+    let image = uniform(3, 6, 0.0, 1.0, 11);
+    let eps = uniform(3, 2, -1.5, 1.5, 12);
     gradcheck(src, "loss", &[image, eps]);
 }
 

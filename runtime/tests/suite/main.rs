@@ -22,6 +22,7 @@ mod gpu_prims;
 mod gpu_train_pieces;
 mod gradcheck;
 mod headless;
+mod idx_augment;
 mod image_folder;
 mod prim_golden;
 mod program_dump;

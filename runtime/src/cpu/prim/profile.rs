@@ -29,12 +29,12 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
 pub fn regions<T: Real>(
     net: &Network,
     p: &Params<T>,
-    x: ArrayView2<T>,
+    xs: &[ArrayView2<T>],
     reps: usize,
 ) -> Result<Vec<RegionTime>, String> {
-    let acts = cpu::forward(net, p, x, true, 1).map_err(|e| e.to_string())?;
+    let acts = cpu::forward_inputs(net, p, xs, true, 1, 0).map_err(|e| e.to_string())?;
     let regions = net.regions().map_err(|e| e.to_string())?;
-    let batch = x.nrows();
+    let batch = xs.first().map_or(0, |x| x.nrows());
     let mut out = vec![];
     for (index, r) in regions.list.iter().enumerate() {
         let dys: Vec<Option<Array2<T>>> = r
