@@ -450,3 +450,27 @@ fn an_image_folder_trains_on_two_ranks_as_in_two_micro_batches() {
     )
     .unwrap();
 }
+
+/// A language model (issue 26) on 2 ranks: each its windows of the batch, the same weights
+/// as one process computing the batch in 2 micro-batches, bit for bit.
+#[cfg(feature = "mpi")]
+#[test]
+fn a_language_model_trains_on_two_ranks_as_in_two_micro_batches() {
+    let dir = std::env::temp_dir().join(format!("netc-dist-lm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    std::fs::write(dir.join("text.txt"), "0123456789abcdef\n".repeat(100)).expect("text");
+    let net = "net gpt {\n input tokens: 16\n wte = param([17, 24], init=gaussian(0.02))\n tok = gather(wte, tokens)\n x = tok -> positions(16, 24)\n b1 = transformer(24, 2, 48, causal=true, dropout=0.1)\n ln_f = layernorm(24)\n head = wte -> transpose\n logits = matmul(ln_f, head)\n output logits\n}\ntrain {\n task = language_model\n text = \"text.txt\"\n optimizer = adamw(lr=3e-3, weight_decay=0.1)\n batch = 8\n steps = 6\n log_every = 2\n eval_every = 3\n}\n";
+    let model = dir.join("gpt.net");
+    std::fs::write(&model, net).expect("model");
+    let m = model.to_str().expect("utf-8");
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    let (o1, o2) = (one.to_str().expect("utf-8"), two.to_str().expect("utf-8"));
+    let (c, err) = train1(&[m, "--device", "cpu", "--quiet", "--out", o1, "--micro-batches", "2"]);
+    assert_eq!(c, 0, "{err}");
+    let (c, err) = train2(&[m, "--quiet", "--out", o2]);
+    assert_eq!(c, 0, "{err}");
+    same_bits(&load(&one), &load(&two)).expect("2 ranks == 2 micro-batches");
+    assert_eq!(load(&two).metadata.get("ranks").map(String::as_str), Some("2"));
+    std::fs::remove_dir_all(&dir).ok();
+}

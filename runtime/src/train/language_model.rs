@@ -8,7 +8,7 @@
 use super::progress::{bar, figure, rate};
 use super::run_folder::{Metrics, PanelSpec};
 use super::skeleton::{drive, Losses, Run, StopCheck, Task};
-use super::{nonfinite_tensor, nothing_left, start_weights, Options, Summary, TrainError};
+use super::{nonfinite_tensor, nothing_left, split, start_weights, Options, Summary, TrainError};
 use crate::cpu::{LossStats, Params};
 use crate::data::text::{text_sha256, Corpus, Vocab};
 use crate::io::run_checkpoint::{
@@ -148,6 +148,7 @@ pub(super) fn language_model(
         interval: (Instant::now(), 0),
         best_val: f64::INFINITY,
     };
+    task.s.set_shard(split::shard(opts, batch)?)?;
     if let Some(ck) = &resume {
         check_optimizer(ck, format!("{:?}", cfg.optimizer.kind))?;
         let (p, mut st) = load_params(ck, net, &init, slots(&cfg.optimizer.kind))?;
@@ -159,6 +160,11 @@ pub(super) fn language_model(
             task.s.step
         ));
         nothing_left(task.s.step, total_steps, "")?;
+    }
+    if opts.dist.is_split() {
+        let (mut p, mut st) = (task.s.params()?, task.s.opt_state()?);
+        split::share_start(opts, &mut p, &mut st)?;
+        task.s.restore(&p, &st);
     }
     task.interval = (Instant::now(), task.s.step);
     let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| task.s.step))?;
@@ -278,17 +284,22 @@ impl Task for LmTask<'_> {
         self.s.step >= self.total_steps
     }
 
-    fn step(&mut self, _run: &mut Run) -> Result<bool, TrainError> {
-        let (rows, block) = (self.batch, self.block);
+    fn step(&mut self, run: &mut Run) -> Result<bool, TrainError> {
+        let (batch, block) = (self.batch, self.block);
         let w = self
             .corpus
-            .train_batch(rows, block, self.cfg.seed, self.s.step);
+            .train_batch(batch, block, self.cfg.seed, self.s.step);
         self.step_lr =
             self.cfg
                 .schedule
                 .step_lr(self.cfg.optimizer.lr, self.s.step, self.total_steps);
+        // This process's windows of the batch (all of them but in a data-parallel run).
+        let rows = run.opts.dist.rows(batch);
+        let ids = &w.ids[rows.start * block..rows.end * block];
+        let hot = w.onehot(self.classes);
+        let per = block * self.classes;
         self.s
-            .train_step(&w.ids, &w.onehot(self.classes), self.step_lr)?;
+            .train_step(ids, &hot[rows.start * per..rows.end * per], self.step_lr)?;
         Ok(true)
     }
 

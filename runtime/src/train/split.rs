@@ -16,7 +16,7 @@ pub(super) fn is_split(opts: &Options) -> bool {
 pub(super) fn check_task(opts: &Options, task: &Task) -> Result<(), TrainError> {
     let takes = matches!(
         task,
-        Task::Classifier { .. } | Task::Gan(_) | Task::Minimise(_)
+        Task::Classifier { .. } | Task::Gan(_) | Task::Minimise(_) | Task::LanguageModel(_)
     );
     if takes || !is_split(opts) {
         return Ok(());
