@@ -1,6 +1,9 @@
-//! `netc sample`: samples drawn from a trained GAN generator, as a PNG grid or a .npy array.
+//! `netc sample`: samples drawn from a trained GAN generator, as a PNG grid or a .npy array;
+//! a diffusion model's reverse chain is in `diffusion.rs`.
 
-use crate::cli::SampleFormat;
+mod diffusion;
+
+use crate::cli::{DiffusionArgs, SampleFormat};
 use crate::common::{ensure_params, fail, load, train_config, Failure};
 
 pub(crate) fn sample(
@@ -10,12 +13,26 @@ pub(crate) fn sample(
     format: Option<SampleFormat>,
     out: Option<String>,
     (seed, scale): (u64, Option<usize>),
+    dargs: &DiffusionArgs,
 ) -> Result<(), Failure> {
     let (format, out) = sample_target(weights, format, out, seed)?;
     use netc_compiler::train_config::Task;
     use netc_runtime::cpu::Params;
     let model = load(file)?;
     let cfg = train_config(&model)?;
+    if let Task::Minimise(m) = &cfg.task {
+        if m.diffusion.is_some() {
+            let to = diffusion::Target {
+                format,
+                out,
+                count,
+                seed,
+                scale,
+            };
+            return diffusion::sample(&model, &cfg, m, weights, to, dargs);
+        }
+    }
+    diffusion::refuse_flags(dargs)?;
     let Task::Gan(g) = &cfg.task else {
         return Err(fail(
             "`sample` draws from a GAN's generator; this model trains a classifier",
@@ -32,19 +49,30 @@ pub(crate) fn sample(
     let imgs =
         netc_runtime::train::generate(gn, &p, (g.noise, cfg.range), count, seed).map_err(fail)?;
     let (c, h, w) = netc_runtime::train::image_shape(gn);
+    write_samples(&imgs, (c, h, w), count, (format, &out), scale)
+}
+
+/// Writes `count` images in [0, 1] as a PNG grid or a .npy array, and says so.
+fn write_samples(
+    imgs: &[f32],
+    (c, h, w): (usize, usize, usize),
+    count: usize,
+    (format, out): (SampleFormat, &str),
+    scale: Option<usize>,
+) -> Result<(), Failure> {
     match format {
         SampleFormat::Png => {
             let path = out;
             let mut grid = netc_runtime::io::Grid::of(count, (c, h, w));
             grid.cols = (count as f64).sqrt().ceil() as usize;
             grid.scale = scale.unwrap_or(grid.scale);
-            netc_runtime::io::write_image_grid(std::path::Path::new(&path), &imgs, &grid)
+            netc_runtime::io::write_image_grid(std::path::Path::new(path), imgs, &grid)
                 .map_err(fail)?;
             println!("wrote {count} samples to {path}");
         }
         SampleFormat::Npy => {
             let path = out;
-            netc_runtime::io::write_npy_f32(std::path::Path::new(&path), &[count, c, h, w], &imgs)
+            netc_runtime::io::write_npy_f32(std::path::Path::new(path), &[count, c, h, w], imgs)
                 .map_err(fail)?;
             println!("wrote a ({count}, {c}, {h}, {w}) float32 array to {path}");
         }

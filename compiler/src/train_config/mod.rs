@@ -10,6 +10,7 @@ mod args;
 mod calls;
 mod classes;
 mod decay;
+mod diffusion;
 mod fit;
 mod images;
 mod minimise;
@@ -20,7 +21,7 @@ mod recipe;
 
 pub use decay::{decay_text, DecayLine};
 pub use images::{BadImages, ChannelStat, ImageConfig};
-pub use minimise::{Field, MinimiseConfig};
+pub use minimise::{Betas, DiffusionConfig, Field, MinimiseConfig};
 pub use read::{default_recipe, read};
 pub use recipe::recipe_lines;
 

@@ -81,7 +81,7 @@ fn section(
         }
     };
     if !matches!(task, Task::Minimise(_)) {
-        for key in ["inputs", "metrics"] {
+        for key in ["inputs", "metrics", "diffusion", "prediction", "ema"] {
             if let Some(v) = r.get(key) {
                 r.errors.push(
                     Diagnostic::error(format!(

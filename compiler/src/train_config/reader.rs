@@ -44,6 +44,9 @@ pub(super) const KEYS: &[&str] = &[
     "classes",
     "inputs",
     "metrics",
+    "diffusion",
+    "prediction",
+    "ema",
 ];
 
 pub(super) struct Reader<'a> {

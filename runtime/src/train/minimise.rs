@@ -10,6 +10,8 @@ use super::{in_order, nonfinite_tensor, nothing_left, start_weights};
 use super::{ClassifierData, Options, Summary, TrainError};
 use crate::cpu::Params;
 use crate::data::{loader::Batch, Batches, Shuffler, Source};
+use crate::diffusion::NoiseSchedule;
+use crate::io::ema::{load_ema, save_ema};
 use crate::io::run_checkpoint::{
     check_optimizer, load_params, load_weights_for_transfer, meta_f64, meta_u64, model_sha256,
     save_params, slots,
@@ -54,6 +56,8 @@ struct MinimiseTask<'a> {
     current: Option<Epoch<'a>>,
     end_of_epoch: bool,
     step_lr: f64,
+    /// A diffusion model's noise schedule.
+    schedule: Option<NoiseSchedule>,
 }
 
 struct Epoch<'a> {
@@ -73,10 +77,17 @@ fn noise(seed: u64, at: u64, k: usize, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.normal() as f32).collect()
 }
 
-/// The inputs of the network for a batch, one flat buffer per input.
-fn feed(fields: &[Field], widths: &[usize], b: &Batch, seed: u64, at: u64) -> Vec<Vec<f32>> {
+/// The inputs of the network for a batch, one flat buffer per input; a diffusion model's
+/// fields (noisy images, timesteps) are drawn with the `noise` input's eps.
+fn feed(
+    fields: &[Field],
+    widths: &[usize],
+    b: &Batch,
+    (seed, at): (u64, u64),
+    schedule: Option<&NoiseSchedule>,
+) -> Vec<Vec<f32>> {
     let rows = b.labels.len();
-    fields
+    let mut ins: Vec<Vec<f32>> = fields
         .iter()
         .zip(widths)
         .enumerate()
@@ -84,8 +95,13 @@ fn feed(fields: &[Field], widths: &[usize], b: &Batch, seed: u64, at: u64) -> Ve
             Field::Images => b.images.clone(),
             Field::Labels => b.labels.iter().map(|&l| l as f32).collect(),
             Field::Noise => noise(seed, at, k, rows * w),
+            Field::Noisy | Field::Timestep | Field::TimestepEmbedding => vec![],
         })
-        .collect()
+        .collect();
+    if let Some(s) = schedule {
+        crate::diffusion::fill(&mut ins, fields, widths, &b.images, s, (seed, at));
+    }
+    ins
 }
 
 /// Values per example of each input of `net`.
@@ -115,7 +131,7 @@ fn check_images(
         ));
     }
     for ((name, f), &w) in m.inputs.iter().zip(&widths(net)) {
-        if *f == Field::Images && set.image_len() != w {
+        if matches!(f, Field::Images | Field::Noisy) && set.image_len() != w {
             let (c, h, wd) = set.shape();
             return Err(TrainError::Setup(format!(
                 "the {split} images are {c}x{h}x{wd} ({} values) but input `{name}` of network `{}` takes {w} values",
@@ -190,7 +206,14 @@ pub(super) fn minimise(
         current: None,
         end_of_epoch: false,
         step_lr: 0.0,
+        schedule: m
+            .diffusion
+            .as_ref()
+            .map(|d| NoiseSchedule::new(d.betas, d.timesteps as usize)),
     };
+    if let Some(decay) = m.ema {
+        task.s.keep_ema(decay);
+    }
     if let Some(ck) = &resume {
         task.resume(ck, &init, opts, log)?;
     }
@@ -214,6 +237,13 @@ impl<'a> MinimiseTask<'a> {
         let (p, mut st) = load_params(ck, &self.s.net, init, slots(&cfg.optimizer.kind))?;
         st.step = meta_u64(ck, "step")?;
         self.s.restore(&p, &st);
+        if let Some(decay) = self.m.ema {
+            // From the weights resumed when the checkpoint kept no average.
+            self.s.keep_ema(decay);
+            if let Some(e) = load_ema(ck, &self.s.net, init)? {
+                self.s.restore_ema(e);
+            }
+        }
         self.lr *= meta_f64(ck, "lr_scale", 1.0);
         self.best = meta_f64(ck, "best_test_loss", self.best);
         self.bad_epochs = meta_u64(ck, "bad_epochs").unwrap_or(0);
@@ -238,6 +268,15 @@ impl<'a> MinimiseTask<'a> {
             });
         }
         save_params(&mut ck, None, (s.params(), &s.opt_state()), s.step);
+        if let Some(ema) = s.ema() {
+            if let Some(t) = nonfinite_tensor(ema) {
+                return Err(TrainError::NonFiniteWeights {
+                    tensor: format!("ema.{t}"),
+                    step: s.step,
+                });
+            }
+            save_ema(&mut ck, ema);
+        }
         for (k, v) in [
             ("step", s.step.to_string()),
             ("epoch", epoch.to_string()),
@@ -300,7 +339,13 @@ impl<'a> MinimiseTask<'a> {
         {
             let b = b?;
             let at = (1u64 << 63) | i as u64;
-            let ins = feed(&self.fields, &w, &b, self.cfg.seed, at);
+            let ins = feed(
+                &self.fields,
+                &w,
+                &b,
+                (self.cfg.seed, at),
+                self.schedule.as_ref(),
+            );
             let got = self.s.values(&ins, b.labels.len(), &self.nodes)?;
             for (acc, g) in sums.iter_mut().zip(got) {
                 acc.sum += g.sum;
@@ -436,8 +481,8 @@ impl Task for MinimiseTask<'_> {
             &self.fields,
             &widths(&self.s.net),
             &got,
-            self.cfg.seed,
-            self.s.step,
+            (self.cfg.seed, self.s.step),
+            self.schedule.as_ref(),
         );
         self.s.train_step(&ins, self.step_lr)?;
         self.end_of_epoch = b + 1 == self.steps_per_epoch || self.s.step >= self.total_steps;
