@@ -18,6 +18,7 @@ mod within;
 mod cli;
 mod declared_loss;
 mod diagnostics;
+mod diffusion;
 mod everyday_data;
 mod everyday_diag;
 mod hostile_checkpoint;

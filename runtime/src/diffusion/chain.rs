@@ -86,10 +86,10 @@ pub fn sample(
     let pb = progress_bar(ts.len() as u64, c.progress);
     let mut rng = Rng::new(mix64(c.seed ^ 0x5A3B_1E00));
     let mut x: Vec<f32> = (0..c.count * w).map(|_| rng.normal() as f32).collect();
-    let every = match c.snapshots {
-        0 => usize::MAX,
-        n => ts.len().div_ceil(n).max(1),
-    };
+    // Evenly spaced: after step i when (i + 1) n / len passes a whole number, so n snapshots
+    // (fewer when the chain is shorter), the last the samples.
+    let (n, len) = (c.snapshots, ts.len());
+    let due = |i: usize| n > 0 && (i + 1) * n / len > i * n / len;
     let mut snaps = vec![];
     if c.snapshots > 0 {
         snaps.push(x.clone());
@@ -106,7 +106,7 @@ pub fn sample(
                 Sampler::Ddim { eta, .. } => s.ddim_step(t, prev, xf, ef, z, eta, c.clip),
             } as f32;
         }
-        if (i + 1) % every == 0 || (c.snapshots > 0 && i + 1 == ts.len()) {
+        if due(i) {
             snaps.push(x.clone());
         }
         pb.inc(1);
