@@ -269,7 +269,7 @@ fn field(r: &mut Reader, data: Option<&str>, v: &Value, shape: &[u64]) -> Option
                 "784 values per example for `images` ({data} gives 28x28 grey images), but the input takes {shape}"
             ))
         }
-        Field::TimestepEmbedding if values % 2 != 0 => Some(format!(
+        Field::TimestepEmbedding if !values.is_multiple_of(2) => Some(format!(
             "an even width for `timestep_embedding` (sines and cosines), but the input takes {shape}"
         )),
         Field::Noisy
