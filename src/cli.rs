@@ -35,6 +35,34 @@ pub(crate) enum ScoreFormat {
     Json,
 }
 
+/// How `netc sample` runs a diffusion model's reverse chain.
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct DiffusionArgs {
+    /// Diffusion models: the reverse process, ancestral DDPM over all T steps or DDIM
+    /// [default: ddpm, or ddim when --steps is given]
+    #[arg(long, value_enum)]
+    pub(crate) sampler: Option<DiffusionSampler>,
+    /// Diffusion models: DDIM's number of steps, evenly spaced over the T noising steps
+    #[arg(long, value_parser = at_least_one_usize)]
+    pub(crate) steps: Option<usize>,
+    /// Diffusion models: DDIM's eta (0: deterministic given the start noise; 1: as noisy as DDPM)
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) eta: f64,
+    /// Diffusion models: also save the chain's intermediate images as one picture (a row per
+    /// sample, a column per snapshot of x_t, noise on the left)
+    #[arg(long)]
+    pub(crate) chain: Option<String>,
+    /// Diffusion models: sample with the trained weights, not their moving average (ema.*)
+    #[arg(long)]
+    pub(crate) no_ema: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+pub(crate) enum DiffusionSampler {
+    Ddpm,
+    Ddim,
+}
+
 /// Command-line overrides of the training section.
 #[derive(clap::Args)]
 pub(crate) struct Overrides {
@@ -192,6 +220,8 @@ pub(crate) enum Command {
         /// pixels, 3 for 28x28 digits]
         #[arg(long, value_parser = at_least_one_usize)]
         scale: Option<usize>,
+        #[command(flatten)]
+        diffusion: DiffusionArgs,
     },
     /// Text from a trained character-level language model (task = language_model), streamed
     /// to stdout as it is drawn; the same text for the same seed

@@ -53,7 +53,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out,
             seed,
             scale,
-        } => sample::sample(&file, &weights, count, format, out, (seed, scale))?,
+            diffusion,
+        } => sample::sample(
+            &file,
+            &weights,
+            count,
+            format,
+            out,
+            (seed, scale),
+            &diffusion,
+        )?,
         Command::Export {
             file,
             weights,

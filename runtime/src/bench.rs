@@ -219,7 +219,8 @@ pub fn language_model_step(
 
 /// Times `steps` steps of a model that declares its loss (`task = minimise`) at `batch` on
 /// the CPU executor, see [`StepTimes`]: inputs bound to images get random values in [0, 1],
-/// labels class 0, noise standard Gaussian values, the same every step.
+/// labels class 0 and timesteps 0, noise (and a diffusion model's noisy images and timestep
+/// embeddings) standard Gaussian values, the same every step.
 pub fn minimise_step(
     net: &Network,
     m: &netc_compiler::train_config::MinimiseConfig,
@@ -242,7 +243,8 @@ pub fn minimise_step(
                 .map(|_| match f {
                     Field::Images => rng.next_f64() as f32,
                     Field::Labels => 0.0,
-                    Field::Noise => rng.normal() as f32,
+                    Field::Noise | Field::Noisy | Field::TimestepEmbedding => rng.normal() as f32,
+                    Field::Timestep => 0.0,
                 })
                 .collect()
         })

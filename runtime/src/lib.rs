@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod diffusion;
 pub mod dist;
 pub mod export;
 pub mod gpu;

@@ -1,8 +1,11 @@
 //! `netc sample`: samples drawn from a trained generative model (a GAN's generator, a VAE's
-//! decoder), as a PNG grid or a .npy array. `draw` dispatches over the task; each family's
-//! sampler is its own function or module.
+//! decoder, a diffusion model's reverse chain), as a PNG grid or a .npy array. `draw`
+//! dispatches over the task; each family's sampler is its own function or module (the
+//! diffusion chain in `diffusion.rs`).
 
-use crate::cli::SampleFormat;
+mod diffusion;
+
+use crate::cli::{DiffusionArgs, SampleFormat};
 use crate::common::{ensure_params, fail, load, train_config, Failure};
 
 mod vae;
@@ -73,28 +76,53 @@ pub(crate) fn sample(
     format: Option<SampleFormat>,
     out: Option<String>,
     (seed, scale): (u64, Option<usize>),
+    dargs: &DiffusionArgs,
 ) -> Result<(), Failure> {
     let (format, out) = sample_target(weights, format, out, seed)?;
     let model = load(file)?;
     let cfg = train_config(&model)?;
+    if let Task::Minimise(m) = &cfg.task {
+        if m.diffusion.is_some() {
+            let to = diffusion::Target {
+                format,
+                out,
+                count,
+                seed,
+                scale,
+            };
+            return diffusion::sample(&model, &cfg, m, weights, to, dargs);
+        }
+    }
+    diffusion::refuse_flags(dargs)?;
     let Drawn {
         images: imgs,
         shape: (c, h, w),
         ..
     } = draw(&model, &cfg, weights, count, seed)?;
+    write_samples(&imgs, (c, h, w), count, (format, &out), scale)
+}
+
+/// Writes `count` images in [0, 1] as a PNG grid or a .npy array, and says so.
+fn write_samples(
+    imgs: &[f32],
+    (c, h, w): (usize, usize, usize),
+    count: usize,
+    (format, out): (SampleFormat, &str),
+    scale: Option<usize>,
+) -> Result<(), Failure> {
     match format {
         SampleFormat::Png => {
             let path = out;
             let mut grid = netc_runtime::io::Grid::of(count, (c, h, w));
             grid.cols = (count as f64).sqrt().ceil() as usize;
             grid.scale = scale.unwrap_or(grid.scale);
-            netc_runtime::io::write_image_grid(std::path::Path::new(&path), &imgs, &grid)
+            netc_runtime::io::write_image_grid(std::path::Path::new(path), imgs, &grid)
                 .map_err(fail)?;
             println!("wrote {count} samples to {path}");
         }
         SampleFormat::Npy => {
             let path = out;
-            netc_runtime::io::write_npy_f32(std::path::Path::new(&path), &[count, c, h, w], &imgs)
+            netc_runtime::io::write_npy_f32(std::path::Path::new(path), &[count, c, h, w], imgs)
                 .map_err(fail)?;
             println!("wrote a ({count}, {c}, {h}, {w}) float32 array to {path}");
         }

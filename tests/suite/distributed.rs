@@ -466,11 +466,23 @@ fn a_language_model_trains_on_two_ranks_as_in_two_micro_batches() {
     let m = model.to_str().expect("utf-8");
     let (one, two) = (dir.join("one"), dir.join("two"));
     let (o1, o2) = (one.to_str().expect("utf-8"), two.to_str().expect("utf-8"));
-    let (c, err) = train1(&[m, "--device", "cpu", "--quiet", "--out", o1, "--micro-batches", "2"]);
+    let (c, err) = train1(&[
+        m,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        o1,
+        "--micro-batches",
+        "2",
+    ]);
     assert_eq!(c, 0, "{err}");
     let (c, err) = train2(&[m, "--quiet", "--out", o2]);
     assert_eq!(c, 0, "{err}");
     same_bits(&load(&one), &load(&two)).expect("2 ranks == 2 micro-batches");
-    assert_eq!(load(&two).metadata.get("ranks").map(String::as_str), Some("2"));
+    assert_eq!(
+        load(&two).metadata.get("ranks").map(String::as_str),
+        Some("2")
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -19,6 +19,7 @@ mod caffe_import;
 mod cli;
 mod declared_loss;
 mod diagnostics;
+mod diffusion;
 mod distributed;
 mod everyday_data;
 mod everyday_diag;

@@ -10,6 +10,8 @@ use crate::ast::{Span, Value, ValueKind};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::Network;
 
+pub use super::diffusion::{Betas, DiffusionConfig};
+
 /// What a data set gives an input of the network, per example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -19,6 +21,12 @@ pub enum Field {
     Labels,
     /// Fresh standard Gaussian noise of the input's shape every step, from the run's seed.
     Noise,
+    /// A diffusion model's noised image x_t, made from the images and the `noise` input's eps.
+    Noisy,
+    /// A diffusion model's timestep t, one number in 0..T-1 per example.
+    Timestep,
+    /// t's sinusoidal embedding (Vaswani et al.'s, as DDPM's) of the input's (even) width.
+    TimestepEmbedding,
 }
 
 impl Field {
@@ -27,6 +35,9 @@ impl Field {
             Field::Images => "images",
             Field::Labels => "labels",
             Field::Noise => "noise",
+            Field::Noisy => "noisy",
+            Field::Timestep => "timestep",
+            Field::TimestepEmbedding => "timestep_embedding",
         }
     }
 }
@@ -44,6 +55,10 @@ pub struct MinimiseConfig {
     pub metrics: Vec<String>,
     /// What `netc sample` runs to draw new examples (`sample = {latent: z, samples: recon}`).
     pub sample: Option<super::latent::LatentSample>,
+    /// A diffusion model's noise schedule (`diffusion = linear(...)`).
+    pub diffusion: Option<DiffusionConfig>,
+    /// The decay of an exponential moving average of the weights (`ema = 0.999`).
+    pub ema: Option<f64>,
 }
 
 /// The values an IDX data set of 28x28 images gives per example.
@@ -59,6 +74,8 @@ pub(super) fn minimise(r: &mut Reader, nets: &Nets) -> MinimiseConfig {
         inputs: vec![],
         metrics: vec![],
         sample: None,
+        diffusion: None,
+        ema: super::diffusion::ema(r),
     };
     let Some(net) = nets.model.network(&network) else {
         return cfg;
@@ -89,6 +106,7 @@ pub(super) fn minimise(r: &mut Reader, nets: &Nets) -> MinimiseConfig {
     }
     cfg.inputs = bind_inputs(r, net, nets.span);
     cfg.sample = super::latent::sample(r, net);
+    cfg.diffusion = super::diffusion::diffusion(r, net, &cfg.inputs, nets.span);
     cfg
 }
 
@@ -207,7 +225,7 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
                 .at(at, "not bound here")
                 .also(net.graph[i].span, "the input")
                 .help(format!(
-                    "bind every input in the training section: inputs = {{{name}: images}} (the fields: images, labels, noise)"
+                    "bind every input in the training section: inputs = {{{name}: images}} (the fields: images, labels, noise; with a noise schedule noisy, timestep, timestep_embedding)"
                 )),
             ),
         }
@@ -219,7 +237,14 @@ fn bind_inputs(r: &mut Reader, net: &Network, section: Span) -> Vec<(String, Fie
 fn field(r: &mut Reader, data: Option<&str>, v: &Value, shape: &[u64]) -> Option<Field> {
     let given = data.is_some();
     let data = data.unwrap_or("mnist");
-    let fields = [Field::Images, Field::Labels, Field::Noise];
+    let fields = [
+        Field::Images,
+        Field::Labels,
+        Field::Noise,
+        Field::Noisy,
+        Field::Timestep,
+        Field::TimestepEmbedding,
+    ];
     let name = v.as_ident().unwrap_or("");
     let Some(f) = fields.iter().copied().find(|f| f.name() == name) else {
         let mut d = Diagnostic::error(format!(
@@ -248,7 +273,22 @@ fn field(r: &mut Reader, data: Option<&str>, v: &Value, shape: &[u64]) -> Option
                 "784 values per example for `images` ({data} gives 28x28 grey images), but the input takes {shape}"
             ))
         }
-        Field::Images | Field::Labels | Field::Noise => None,
+        Field::TimestepEmbedding if !values.is_multiple_of(2) => Some(format!(
+            "an even width for `timestep_embedding` (sines and cosines), but the input takes {shape}"
+        )),
+        Field::Noisy
+            if given && ["mnist", "fashion_mnist"].contains(&data) && values != MNIST_VALUES =>
+        {
+            Some(format!(
+                "784 values per example for `noisy` ({data} gives 28x28 grey images), but the input takes {shape}"
+            ))
+        }
+        Field::Images
+        | Field::Labels
+        | Field::Noise
+        | Field::Noisy
+        | Field::Timestep
+        | Field::TimestepEmbedding => None,
     };
     if let Some(p) = problem {
         r.bad(v, "inputs", &p);

@@ -10,6 +10,7 @@ mod args;
 mod calls;
 mod classes;
 mod decay;
+mod diffusion;
 mod fit;
 mod images;
 mod language_model;
@@ -24,7 +25,7 @@ pub use decay::{decay_text, DecayLine};
 pub use images::{BadImages, ChannelStat, ImageConfig};
 pub use language_model::LanguageModelConfig;
 pub use latent::LatentSample;
-pub use minimise::{Field, MinimiseConfig};
+pub use minimise::{Betas, DiffusionConfig, Field, MinimiseConfig};
 pub use read::{default_recipe, read};
 pub use recipe::recipe_lines;
 

@@ -49,6 +49,9 @@ pub(super) const KEYS: &[&str] = &[
     "holdout",
     "eval_windows",
     "sample",
+    "diffusion",
+    "prediction",
+    "ema",
 ];
 
 pub(super) struct Reader<'a> {

@@ -7,6 +7,7 @@ pub mod atomic;
 pub mod checkpoint;
 mod checkpoint_meta;
 pub mod confusion_png;
+pub mod ema;
 pub mod input;
 pub mod npy;
 pub mod output;

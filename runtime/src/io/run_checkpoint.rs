@@ -246,6 +246,7 @@ fn unused_tensors(ck: &Checkpoint, net: &Network, used: &[String], problems: &mu
         };
         if ours
             && !name.starts_with(OPTIMIZER_GROUP)
+            && !name.starts_with(super::ema::EMA_GROUP)
             && !name.ends_with(".num_batches_tracked")
             && !used.contains(name)
         {

@@ -47,6 +47,8 @@ pub struct Minimiser {
     bad_at: Option<u64>,
     last_grads: Vec<Option<Vec<f32>>>,
     shard: Shard,
+    /// The decay and the exponential moving average of the weights (`ema = 0.999`).
+    ema: Option<(f64, Params<f32>)>,
 }
 
 /// The node named `name` (a layer of `net`).
@@ -93,6 +95,7 @@ impl Minimiser {
             bad_at: None,
             last_grads: vec![],
             shard: Shard::whole(batch),
+            ema: None,
         })
     }
 
@@ -160,6 +163,9 @@ impl Minimiser {
         self.shard.dist.sum_grads(&mut grads);
         cpu::apply_rule(&mut self.params, &grads, &mut self.state, &self.rule, lr);
         self.params.apply_state(&acts);
+        if let Some((decay, ema)) = &mut self.ema {
+            ema_update(ema, &self.params, *decay);
+        }
         if self.bad_at.is_none()
             && self
                 .params
@@ -220,10 +226,41 @@ impl Minimiser {
         self.state.clone()
     }
 
+    /// Keeps an exponential moving average of the weights with `decay`, from the weights now.
+    pub fn keep_ema(&mut self, decay: f64) {
+        self.ema = Some((decay, self.params.clone()));
+    }
+
+    /// The averaged weights, when they are kept.
+    pub fn ema(&self) -> Option<&Params<f32>> {
+        self.ema.as_ref().map(|e| &e.1)
+    }
+
+    /// Restores the averaged weights (for --resume).
+    pub fn restore_ema(&mut self, ema: Params<f32>) {
+        if let Some(e) = &mut self.ema {
+            e.1 = ema;
+        }
+    }
+
     /// Restores weights, optimizer state and step (for --resume).
     pub fn restore(&mut self, params: &Params<f32>, state: &OptState<f32>) {
         self.step = state.step;
         self.params = params.clone();
         self.state = state.clone();
+    }
+}
+
+/// One EMA update, as torch's `ema = decay * ema + (1 - decay) * w` (in f64, rounded once):
+/// trained tensors are averaged, state (running statistics) is copied.
+pub fn ema_update(ema: &mut Params<f32>, p: &Params<f32>, decay: f64) {
+    for ((e, w), &trained) in ema.values.iter_mut().zip(&p.values).zip(&p.trainable) {
+        if !trained {
+            e.copy_from_slice(w);
+            continue;
+        }
+        for (a, &b) in e.iter_mut().zip(w) {
+            *a = (decay * *a as f64 + (1.0 - decay) * b as f64) as f32;
+        }
     }
 }

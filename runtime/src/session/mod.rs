@@ -15,7 +15,7 @@ mod minimise;
 
 pub use classifier::Classifier;
 pub use gan::{Gan, GanStats, GeneratorLoss};
-pub use minimise::{node_named, Minimiser, Sums};
+pub use minimise::{ema_update, node_named, Minimiser, Sums};
 
 use crate::cpu;
 use crate::gpu::{Gpu, GpuError};

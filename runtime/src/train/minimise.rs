@@ -11,6 +11,8 @@ use super::{in_order, nonfinite_tensor, nothing_left, start_weights};
 use super::{ClassifierData, Options, Summary, TrainError};
 use crate::cpu::Params;
 use crate::data::{loader::Batch, Batches, Shuffler, Source};
+use crate::diffusion::NoiseSchedule;
+use crate::io::ema::{load_ema, save_ema};
 use crate::io::run_checkpoint::{
     check_optimizer, load_params, load_weights_for_transfer, meta_f64, meta_u64, model_sha256,
     save_params, slots,
@@ -55,6 +57,8 @@ struct MinimiseTask<'a> {
     current: Option<Epoch<'a>>,
     end_of_epoch: bool,
     step_lr: f64,
+    /// A diffusion model's noise schedule.
+    schedule: Option<NoiseSchedule>,
 }
 
 struct Epoch<'a> {
@@ -76,16 +80,18 @@ fn noise(seed: u64, at: u64, k: usize, len: usize) -> Vec<f32> {
 
 /// The inputs of the network for a batch, one flat buffer per input; `part`: the rows the
 /// batch holds of a batch of how many (a data-parallel rank's: its noise is the rows' part of
-/// the whole batch's, so it does not depend on the number of ranks).
+/// the whole batch's, so it does not depend on the number of ranks). A diffusion model's
+/// fields (noisy images, timesteps) are drawn with the `noise` input's eps (one process only:
+/// `minimise` refuses a split diffusion run).
 fn feed(
     fields: &[Field],
     widths: &[usize],
     b: &Batch,
     (seed, at): (u64, u64),
-    part: (std::ops::Range<usize>, usize),
+    (part, schedule): ((std::ops::Range<usize>, usize), Option<&NoiseSchedule>),
 ) -> Vec<Vec<f32>> {
     let (rows, whole) = part;
-    fields
+    let mut ins: Vec<Vec<f32>> = fields
         .iter()
         .zip(widths)
         .enumerate()
@@ -93,8 +99,13 @@ fn feed(
             Field::Images => b.images.clone(),
             Field::Labels => b.labels.iter().map(|&l| l as f32).collect(),
             Field::Noise => noise(seed, at, k, whole * w)[rows.start * w..rows.end * w].to_vec(),
+            Field::Noisy | Field::Timestep | Field::TimestepEmbedding => vec![],
         })
-        .collect()
+        .collect();
+    if let Some(s) = schedule {
+        crate::diffusion::fill(&mut ins, fields, widths, &b.images, s, (seed, at));
+    }
+    ins
 }
 
 /// Values per example of each input of `net`.
@@ -124,7 +135,7 @@ fn check_images(
         ));
     }
     for ((name, f), &w) in m.inputs.iter().zip(&widths(net)) {
-        if *f == Field::Images && set.image_len() != w {
+        if matches!(f, Field::Images | Field::Noisy) && set.image_len() != w {
             let (c, h, wd) = set.shape();
             return Err(TrainError::Setup(format!(
                 "the {split} images are {c}x{h}x{wd} ({} values) but input `{name}` of network `{}` takes {w} values",
@@ -199,8 +210,22 @@ pub(super) fn minimise(
         current: None,
         end_of_epoch: false,
         step_lr: 0.0,
+        schedule: m
+            .diffusion
+            .as_ref()
+            .map(|d| NoiseSchedule::new(d.betas, d.timesteps as usize)),
     };
+    // A diffusion model's timesteps and noisy images are drawn per process's rows: a split
+    // run would draw other ones than one process does.
+    if m.diffusion.is_some() && (opts.dist.is_split() || opts.micro_batches > 1) {
+        return Err(TrainError::Setup(
+            "a diffusion model does not train data-parallel (mpirun) or in micro-batches yet; run it as one process".into(),
+        ));
+    }
     task.s.set_shard(split::shard(opts, batch)?)?;
+    if let Some(decay) = m.ema {
+        task.s.keep_ema(decay);
+    }
     if let Some(ck) = &resume {
         task.resume(ck, &init, opts, log)?;
     }
@@ -229,6 +254,13 @@ impl<'a> MinimiseTask<'a> {
         let (p, mut st) = load_params(ck, &self.s.net, init, slots(&cfg.optimizer.kind))?;
         st.step = meta_u64(ck, "step")?;
         self.s.restore(&p, &st);
+        if let Some(decay) = self.m.ema {
+            // From the weights resumed when the checkpoint kept no average.
+            self.s.keep_ema(decay);
+            if let Some(e) = load_ema(ck, &self.s.net, init)? {
+                self.s.restore_ema(e);
+            }
+        }
         self.lr *= meta_f64(ck, "lr_scale", 1.0);
         self.best = meta_f64(ck, "best_test_loss", self.best);
         self.bad_epochs = meta_u64(ck, "bad_epochs").unwrap_or(0);
@@ -253,6 +285,15 @@ impl<'a> MinimiseTask<'a> {
             });
         }
         save_params(&mut ck, None, (s.params(), &s.opt_state()), s.step);
+        if let Some(ema) = s.ema() {
+            if let Some(t) = nonfinite_tensor(ema) {
+                return Err(TrainError::NonFiniteWeights {
+                    tensor: format!("ema.{t}"),
+                    step: s.step,
+                });
+            }
+            save_ema(&mut ck, ema);
+        }
         for (k, v) in [
             ("step", s.step.to_string()),
             ("epoch", epoch.to_string()),
@@ -316,7 +357,8 @@ impl<'a> MinimiseTask<'a> {
             let b = b?;
             let at = (1u64 << 63) | i as u64;
             let n = b.labels.len();
-            let ins = feed(&self.fields, &w, &b, (self.cfg.seed, at), (0..n, n));
+            let part = ((0..n, n), self.schedule.as_ref());
+            let ins = feed(&self.fields, &w, &b, (self.cfg.seed, at), part);
             let got = self.s.values(&ins, b.labels.len(), &self.nodes)?;
             for (acc, g) in sums.iter_mut().zip(got) {
                 acc.sum += g.sum;
@@ -453,7 +495,10 @@ impl Task for MinimiseTask<'_> {
             &widths(&self.s.net),
             &got,
             (self.cfg.seed, self.s.step),
-            (run.opts.dist.rows(self.batch), self.batch),
+            (
+                (run.opts.dist.rows(self.batch), self.batch),
+                self.schedule.as_ref(),
+            ),
         );
         self.s.train_step(&ins, self.step_lr)?;
         self.end_of_epoch = b + 1 == self.steps_per_epoch || self.s.step >= self.total_steps;

@@ -14,6 +14,7 @@ mod golden;
 mod gpus;
 
 mod declared_loss;
+mod diffusion;
 mod fuzz_campaign;
 mod fuzz_readers;
 mod g_through_d;
