@@ -259,38 +259,16 @@ fn images_first(net: &Network, m: &MinimiseConfig) -> Network {
     view
 }
 
-/// Runs the training the model's section describes. `log` receives one line per event worth
-/// telling the user (epoch results, notes).
-pub fn run(
-    model: &Model,
-    cfg: &TrainConfig,
+/// What the task trains on, read before the run folder is locked (`peek`: the checkpoint a
+/// resumed image-folder run takes its normalisation from).
+fn run_data<'m>(
+    model: &'m Model,
+    cfg: &'m TrainConfig,
     opts: &Options,
-    log: &mut dyn FnMut(&str),
-) -> Result<Summary, TrainError> {
-    super::split::check_task(opts, &cfg.task)?;
-    // Signal handlers first: from here on a signal checkpoints and stops instead of killing.
-    interrupt_flag();
-    let ck_path = opts.out.join("checkpoint.safetensors");
-    // A resumed image-folder run prepares images with the normalisation it recorded; the
-    // checkpoint is read for that before the folder is locked, and again (with its errors)
-    // after, so a run already in the folder is reported as such first.
+    peek: Option<&Checkpoint>,
+) -> Result<RunData<'m>, TrainError> {
     let dir = opts.data_dir.as_deref();
-    // Split over processes, rank 0 reads the checkpoint and sends it to the others, which
-    // need not see the run folder.
-    let shared = (opts.resume && opts.dist.is_split()).then(|| root_checkpoint(opts, &ck_path));
-    let peeked = if shared.is_none()
-        && opts.resume
-        && (cfg.data == "images" || dir.is_some_and(data::folder::looks_like_image_folder))
-    {
-        Checkpoint::load(&ck_path).ok()
-    } else {
-        None
-    };
-    let peek = match &shared {
-        Some(r) => r.as_ref().ok(),
-        None => peeked.as_ref(),
-    };
-    let data = match &cfg.task {
+    Ok(match &cfg.task {
         Task::Classifier { network } => {
             let net = model
                 .network(network)
@@ -326,7 +304,41 @@ pub fn run(
             }
             RunData::Gan(g, datasets(model, cfg, dir, Purpose::Gan)?, meta)
         }
+    })
+}
+
+/// Runs the training the model's section describes. `log` receives one line per event worth
+/// telling the user (epoch results, notes).
+pub fn run(
+    model: &Model,
+    cfg: &TrainConfig,
+    opts: &Options,
+    log: &mut dyn FnMut(&str),
+) -> Result<Summary, TrainError> {
+    super::split::check_task(opts, &cfg.task)?;
+    // Signal handlers first: from here on a signal checkpoints and stops instead of killing.
+    interrupt_flag();
+    let ck_path = opts.out.join("checkpoint.safetensors");
+    // A resumed image-folder run prepares images with the normalisation it recorded; the
+    // checkpoint is read for that before the folder is locked, and again (with its errors)
+    // after, so a run already in the folder is reported as such first.
+    let dir = opts.data_dir.as_deref();
+    // Split over processes, rank 0 reads the checkpoint and sends it to the others, which
+    // need not see the run folder.
+    let shared = (opts.resume && opts.dist.is_split()).then(|| root_checkpoint(opts, &ck_path));
+    let peeked = if shared.is_none()
+        && opts.resume
+        && (cfg.data == "images" || dir.is_some_and(data::folder::looks_like_image_folder))
+    {
+        Checkpoint::load(&ck_path).ok()
+    } else {
+        None
     };
+    let peek = match &shared {
+        Some(r) => r.as_ref().ok(),
+        None => peeked.as_ref(),
+    };
+    let data = run_data(model, cfg, opts, peek)?;
     // The peeked checkpoint is read again below; do not hold two copies.
     drop(peeked);
     // Rank 0 alone owns the run folder.
