@@ -243,6 +243,13 @@ fn every_other_shipped_network_matches_onnxruntime() {
         case("models/dcgan.net", "discriminator", 2),
         case("models/gan.yaml", "generator", 2),
         case("models/gan.yaml", "discriminator", 2),
+        case("models/vae.net", "vae", 2),
+        case("models/resnet20_fashion.net", "resnet20", 2),
+        case("models/ddpm.net", "unet", 2),
+        Case {
+            ids_below: vec![("tokens", 84)],
+            ..case("models/gpt_char.net", "gpt", 2)
+        },
     ];
     // A fixed batch too, and a GAN's checkpoint (`generator.up1.weight`).
     cases[1].fixed = true;
