@@ -165,14 +165,24 @@ pub fn train_step(
     for r in 0..batch {
         y[r * s.classes + r % s.classes] = 1.0;
     }
-    let mut step = |s: &mut Classifier| s.train_step(&x, &y, 1e-3);
+    time_classifier(&mut s, (&x, &y), steps)
+}
+
+/// Times `steps` training steps of the classifier session `s` on one batch (`x`, one-hot `y`),
+/// with the GPU's counters where it has them.
+fn time_classifier(
+    s: &mut Classifier,
+    (x, y): (&[f32], &[f32]),
+    steps: usize,
+) -> Result<StepTimes, RunError> {
+    let mut step = |s: &mut Classifier| s.train_step(x, y, 1e-3);
     let mut wait = |s: &mut Classifier| -> Result<(), RunError> {
         if let Some((p, _)) = s.gpu_program() {
             p.gpu.wait()?;
         }
         Ok(())
     };
-    let mut t = time_steps(&mut s, steps, &mut step, &mut wait)?;
+    let mut t = time_steps(s, steps, &mut step, &mut wait)?;
     t.steps_run = s.step as usize;
     t.counters = s.gpu_program().map(|(p, _)| p.counters);
     Ok(t)
@@ -204,17 +214,7 @@ pub fn language_model_step(
     for (i, row) in y.chunks_mut(classes).enumerate() {
         row[(i * 7 + 3) % vocab.min(classes).max(1)] = 1.0;
     }
-    let mut step = |s: &mut Classifier| s.train_step(&x, &y, 1e-3);
-    let mut wait = |s: &mut Classifier| -> Result<(), RunError> {
-        if let Some((p, _)) = s.gpu_program() {
-            p.gpu.wait()?;
-        }
-        Ok(())
-    };
-    let mut t = time_steps(&mut s, steps, &mut step, &mut wait)?;
-    t.steps_run = s.step as usize;
-    t.counters = s.gpu_program().map(|(p, _)| p.counters);
-    Ok(t)
+    time_classifier(&mut s, (&x, &y), steps)
 }
 
 /// Times `steps` steps of a model that declares its loss (`task = minimise`) at `batch` on
