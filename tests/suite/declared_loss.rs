@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::located::check_fails_at;
 use crate::run::netc;
 
 use crate::digit_folder;
@@ -152,26 +153,6 @@ fn a_model_fed_noise_trains_reproducibly_and_resumes() {
         .map(|row| num(row, "train_loss"))
         .collect();
     assert_eq!(resumed, losses);
-}
-
-/// `netc check` of `src` fails with `message`, located at the first line holding `line`.
-fn check_fails_at(src: &str, message: &str, line: &str) {
-    let dir = tmp("check");
-    let path = dir.path().join("m.net");
-    std::fs::write(&path, src).expect("write");
-    let (code, _, err) = netc(&["check", path.to_str().expect("utf-8")]);
-    assert_eq!(code, 1, "{src}\n{err}");
-    assert!(err.contains(message), "wanted `{message}` in:\n{err}");
-    let n = src
-        .lines()
-        .position(|l| l.contains(line))
-        .expect("the located line is in the source")
-        + 1;
-    assert!(
-        err.contains(&format!("m.net:{n}:")),
-        "wanted m.net:{n} in:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 fn declared(inputs: &str, loss: &str) -> String {

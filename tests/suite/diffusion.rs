@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::located::check_fails_at;
 use crate::run::netc;
 
 fn tmp(name: &str) -> tempfile::TempDir {
@@ -56,26 +57,6 @@ const SCHEDULE: &str = "  inputs = {x: noisy, temb: timestep_embedding, eps: noi
   diffusion = linear(start=1e-4, end=0.02, steps=40)
   prediction = both
   ema = 0.9";
-
-/// `netc check` of `src` fails with `message`, located at the first line holding `line`.
-fn check_fails_at(src: &str, message: &str, line: &str) {
-    let dir = tmp("check");
-    let path = dir.path().join("m.net");
-    std::fs::write(&path, src).expect("write");
-    let (code, _, err) = netc(&["check", path.to_str().expect("utf-8")]);
-    assert_eq!(code, 1, "{src}\n{err}");
-    assert!(err.contains(message), "wanted `{message}` in:\n{err}");
-    let n = src
-        .lines()
-        .position(|l| l.contains(line))
-        .expect("the located line is in the source")
-        + 1;
-    assert!(
-        err.contains(&format!("m.net:{n}:")),
-        "wanted m.net:{n} in:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-}
 
 #[test]
 fn bad_schedule_settings_are_located() {

@@ -353,13 +353,14 @@ train:
   seed: 5
 ";
 
+/// `model` (its `DATA` the shipped MNIST sample) written as `file` and trained on 2 ranks and
+/// as one process: the folder and the two checkpoints.
 #[cfg(feature = "mpi")]
-#[test]
-fn a_gan_trains_on_two_ranks_as_on_one() {
+fn two_ranks_and_one(file: &str, model: &str) -> (tempfile::TempDir, Checkpoint, Checkpoint) {
     let dir = tempfile::tempdir().expect("tmp");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
-    let f = dir.path().join("gan.yaml");
-    std::fs::write(&f, GAN.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
+    let f = dir.path().join(file);
+    std::fs::write(&f, model.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
     let f = f.to_str().expect("utf-8");
     let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
     let (code, err) = train2(&[f, "--out", &out("two"), "--quiet"]);
@@ -367,6 +368,13 @@ fn a_gan_trains_on_two_ranks_as_on_one() {
     let (code, err) = train1(&[f, "--out", &out("one"), "--quiet"]);
     assert_eq!(code, 0, "{err}");
     let (two, one) = (load(&dir.path().join("two")), load(&dir.path().join("one")));
+    (dir, two, one)
+}
+
+#[cfg(feature = "mpi")]
+#[test]
+fn a_gan_trains_on_two_ranks_as_on_one() {
+    let (dir, two, one) = two_ranks_and_one("gan.yaml", GAN);
     assert_eq!(two.metadata["ranks"], "2");
     // The same rows, noise and dropout masks; the gradient sums in another order (see
     // two_ranks_train_the_weights_of_one_process).
@@ -389,17 +397,7 @@ const NOISY: &str = "net ae {\n  input image: 784\n  input eps: 16\n  h = image 
 #[cfg(feature = "mpi")]
 #[test]
 fn a_declared_loss_fed_noise_trains_on_two_ranks_as_on_one() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
-    let f = dir.path().join("ae.net");
-    std::fs::write(&f, NOISY.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
-    let f = f.to_str().expect("utf-8");
-    let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
-    let (code, err) = train2(&[f, "--out", &out("two"), "--quiet"]);
-    assert_eq!(code, 0, "{err}");
-    let (code, err) = train1(&[f, "--out", &out("one"), "--quiet"]);
-    assert_eq!(code, 0, "{err}");
-    let (two, one) = (load(&dir.path().join("two")), load(&dir.path().join("one")));
+    let (_dir, two, one) = two_ranks_and_one("ae.net", NOISY);
     // Each rank's noise is its rows of the whole batch's: the same noise as one process.
     assert!(
         same_bits(&two, &one).is_err(),

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::located::check_fails_at;
 use crate::run::netc;
 
 fn tmp(name: &str) -> tempfile::TempDir {
@@ -264,26 +265,6 @@ fn bench_times_a_declared_loss_with_several_inputs() {
     ]);
     assert!(so.contains("vae training step, batch 16"), "{so}");
     assert!(so.contains("fused regions of primitives"), "{so}");
-}
-
-/// `netc check` of `src` fails with `message`, located at the line holding `line`.
-fn check_fails_at(src: &str, message: &str, line: &str) {
-    let dir = tmp("check");
-    let path = dir.path().join("m.net");
-    std::fs::write(&path, src).expect("write");
-    let (code, _, err) = netc(&["check", s(&path)]);
-    assert_eq!(code, 1, "{src}\n{err}");
-    assert!(err.contains(message), "wanted `{message}` in:\n{err}");
-    let n = src
-        .lines()
-        .position(|l| l.contains(line))
-        .expect("the located line is in the source")
-        + 1;
-    assert!(
-        err.contains(&format!("m.net:{n}:")),
-        "wanted m.net:{n} in:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

@@ -10,6 +10,8 @@
 #[path = "../support/digit_folder.rs"]
 #[allow(dead_code)]
 mod digit_folder;
+#[path = "../support/located.rs"]
+mod located;
 #[path = "../support/netc.rs"]
 mod run;
 #[path = "../support/within.rs"]
