@@ -66,6 +66,17 @@ pub fn backward_opt<T: Real>(
     dy: Array2<T>,
     input_grad: bool,
 ) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    super::on_pool(|| backward_on_pool(net, p, acts, from, dy, input_grad))
+}
+
+fn backward_on_pool<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    from: NodeIndex,
+    dy: Array2<T>,
+    input_grad: bool,
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
     let input = net.inputs[0];
     let mut bp = Backprop {
         net,
