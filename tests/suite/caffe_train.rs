@@ -205,6 +205,7 @@ fn every_solver_policy_and_every_problem_at_once() {
         let s = dir.path().join("solver.prototxt");
         std::fs::write(&s, body).expect("writes");
         let out = dir.path().join("m.net");
+        let _ = std::fs::remove_file(&out);
         let r = netc(&[
             "import",
             "tests/caffe/lenet.prototxt",

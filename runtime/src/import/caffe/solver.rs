@@ -142,6 +142,7 @@ pub fn read(top: &[Field]) -> Solver {
             ));
         }
     }
+    s.problems.sort_by_key(|p| p.0);
     s
 }
 
