@@ -381,8 +381,14 @@ mod tests {
             ("no_decay = [\"\"]", "training setting `no_decay`"),
             ("param_mult = [\"*.bias\"]", "training setting `param_mult`"),
             ("param_mult = [mult(lr=2)]", "training setting `param_mult`"),
-            ("param_mult = [mult(\"*.bias\", lr=-1)]", "mult's `lr` must be"),
-            ("param_mult = [mult(\"*.bias\", speed=2)]", "has no setting `speed`"),
+            (
+                "param_mult = [mult(\"*.bias\", lr=-1)]",
+                "mult's `lr` must be",
+            ),
+            (
+                "param_mult = [mult(\"*.bias\", speed=2)]",
+                "has no setting `speed`",
+            ),
             (
                 "param_mult = [mult(\"*\"), mult(\"*\", lr=2)]",
                 "gives \"*\" twice",
@@ -391,7 +397,10 @@ mod tests {
             ("schedule = multistep(factor=0.1)", "needs the steps"),
             ("schedule = multistep(at=[5], factor=2)", "`factor` must be"),
             ("schedule = poly(power=0)", "poly's `power` must be"),
-            ("schedule = step_iter(every=0)", "step_iter's `every` must be"),
+            (
+                "schedule = step_iter(every=0)",
+                "step_iter's `every` must be",
+            ),
         ] {
             let e = config_of("m.net", &format!("{net}train {{ {bad} }}")).expect_err(bad);
             assert!(e.contains(want), "{bad}: {e}");

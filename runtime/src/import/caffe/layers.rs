@@ -153,7 +153,6 @@ pub(super) fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result
     let ty = l.text("type").unwrap_or("");
     let bad = |m: String| Err(vec![(line, format!("layer `{name}` ({ty}): {m}"))]);
     let x = ins.first().map(|b| b.shape.clone()).unwrap_or_default();
-    let image = x.len() == 3;
     let op = |op: String, shape: Vec<u64>| {
         Ok(Emit::Op {
             op,
@@ -240,29 +239,7 @@ pub(super) fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result
             let names: Vec<&str> = ins.iter().map(|b| b.stmt.as_str()).collect();
             op(format!("add({})", names.join(", ")), x)
         }
-        "InnerProduct" => {
-            let p = l.msg("inner_product_param");
-            let n = setting(p, "num_output", 0.0) as u64;
-            let fan_in: u64 = x.iter().product();
-            let init = fillers(p, fan_in, line, name)?;
-            let bias = if setting(p, "bias_term", 1.0) == 0.0
-                || p.and_then(|p| p.text("bias_term")) == Some("false")
-            {
-                ", bias=false"
-            } else {
-                ""
-            };
-            let flat = if image { "flatten -> " } else { "" };
-            let mut tensors = vec![("weight", vec![n, fan_in])];
-            if bias.is_empty() {
-                tensors.push(("bias", vec![n]));
-            }
-            Ok(Emit::Op {
-                op: format!("{flat}dense({n}{bias}{init})"),
-                shape: vec![n],
-                params: Some(layer_params(l, name, line, tensors)),
-            })
-        }
+        "InnerProduct" => inner_product(l, name, &x, line),
         "Convolution" | "Deconvolution" => conv(l, (name, ty), &x, line),
         "Pooling" => pooling(l, name, &x, line).map(|(op, shape)| Emit::Op {
             op,
@@ -271,6 +248,32 @@ pub(super) fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result
         }),
         _ => bad("no netc op for this layer type".into()),
     }
+}
+
+/// An InnerProduct: `dense`, after a `flatten` when it reads an image.
+fn inner_product(l: &[Field], name: &str, x: &[u64], line: usize) -> Result<Emit, Problems> {
+    let image = x.len() == 3;
+    let p = l.msg("inner_product_param");
+    let n = setting(p, "num_output", 0.0) as u64;
+    let fan_in: u64 = x.iter().product();
+    let init = fillers(p, fan_in, line, name)?;
+    let bias = if setting(p, "bias_term", 1.0) == 0.0
+        || p.and_then(|p| p.text("bias_term")) == Some("false")
+    {
+        ", bias=false"
+    } else {
+        ""
+    };
+    let flat = if image { "flatten -> " } else { "" };
+    let mut tensors = vec![("weight", vec![n, fan_in])];
+    if bias.is_empty() {
+        tensors.push(("bias", vec![n]));
+    }
+    Ok(Emit::Op {
+        op: format!("{flat}dense({n}{bias}{init})"),
+        shape: vec![n],
+        params: Some(layer_params(l, name, line, tensors)),
+    })
 }
 
 /// A square kernel's size, stride and padding.
