@@ -173,7 +173,11 @@ fn data(
             set.push((
                 "range".into(),
                 format!("[{}, {}]", lit(-m * s + 0.0), lit((255.0 - m) * s)),
-                format!("transform_param (x - {m}) * {s} on 0..255 pixels"),
+                if m == 0.0 {
+                    format!("transform_param scale {s} on 0..255 pixels")
+                } else {
+                    format!("transform_param (x - {m}) * {s} on 0..255 pixels")
+                },
             ));
         }
     } else {
@@ -192,7 +196,12 @@ fn data(
             set.push((
                 "mean".into(),
                 v,
-                "transform_param mean (in 0..1 pixel units)".into(),
+                match &t.mean_file {
+                    Some(_) => {
+                        "transform_param mean_file (a mean image): per channel, measured".into()
+                    }
+                    None => "transform_param mean_value, in 0..1 pixel units".into(),
+                },
             ));
         }
         if let Some(mf) = &t.mean_file {
