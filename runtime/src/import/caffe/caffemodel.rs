@@ -7,6 +7,9 @@
 use super::layers::LayerParams;
 use super::wire::{self, Wire, WireError};
 
+/// A checkpoint tensor: name, shape, data (as `Checkpoint::tensors` holds them).
+pub type Tensor = (String, Vec<usize>, Vec<f32>);
+
 /// One layer of a .caffemodel with blobs: its name and (shape, data) per blob.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaffeLayer {
@@ -85,10 +88,7 @@ fn blob(b: &[u8]) -> Result<(Vec<u64>, Vec<f32>), WireError> {
 /// The checkpoint's tensors `(name, shape, data)` for the network's layers `params` from the
 /// .caffemodel's `layers`; every mismatch (a layer missing, a shape differing, blobs netc has
 /// no tensor for) is reported at once.
-pub fn tensors(
-    layers: &[CaffeLayer],
-    params: &[LayerParams],
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, Vec<String>> {
+pub fn tensors(layers: &[CaffeLayer], params: &[LayerParams]) -> Result<Vec<Tensor>, Vec<String>> {
     let mut out = vec![];
     let mut problems = vec![];
     for p in params {
