@@ -356,3 +356,43 @@ fn caffemodel_weights_give_caffes_logits() {
     );
     assert!(!out.exists() && !Path::new(&out.with_extension("safetensors")).exists());
 }
+
+#[test]
+fn the_imported_lenet_trains_with_its_recipe() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let net = dir.path().join("lenet.net");
+    let (code, _, err) = netc(&[
+        "import",
+        "tests/caffe/lenet_train_test.prototxt",
+        "--solver",
+        "tests/caffe/lenet_solver.prototxt",
+        "--input-shape",
+        "1x28x28",
+        "-o",
+        net.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // A few steps of Caffe's recipe (inv schedule, biases at 2x) on the shipped sample.
+    let run = dir.path().join("run");
+    let (code, out, err) = netc(&[
+        "train",
+        net.to_str().expect("utf-8"),
+        "--steps",
+        "30",
+        "--data-dir",
+        "data/mnist-sample",
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
+    let last = metrics.lines().last().expect("a row");
+    let row: serde_json::Value = serde_json::from_str(last).expect("json");
+    // Step 29's rate under inv(1e-4, 0.75): 0.01 * (1 + 29e-4)^-0.75.
+    let lr = row["lr"].as_f64().expect("lr");
+    let want = 0.01 * (1.0f64 + 29e-4).powf(-0.75);
+    assert!((lr - want).abs() < 1e-12, "{lr} vs {want}: {last}");
+    assert!(row["test_acc"].as_f64().is_some_and(|a| a > 0.5), "{last}");
+}
