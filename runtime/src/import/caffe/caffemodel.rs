@@ -131,3 +131,37 @@ pub fn tensors(layers: &[CaffeLayer], params: &[LayerParams]) -> Result<Vec<Tens
         false => Err(problems),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ld(num: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 128 && num < 16);
+        let mut v = vec![num << 3 | 2, payload.len() as u8];
+        v.extend(payload);
+        v
+    }
+
+    #[test]
+    fn legacy_v1_layers_and_double_data_decode() {
+        // V1LayerParameter (NetParameter field 2): name 4, blobs 6; a BlobProto with the
+        // legacy num/channels/height/width (1 x 1 x 1 x 2) and double_data (8), one at a time.
+        let mut blob = vec![0x08, 1, 0x10, 1, 0x18, 1, 0x20, 2];
+        for x in [0.5f64, -1.25] {
+            blob.push(8 << 3 | 1);
+            blob.extend(x.to_le_bytes());
+        }
+        let mut layer = ld(4, b"fc");
+        layer.extend(ld(6, &blob));
+        let net = ld(2, &layer);
+        let layers = decode(&net).expect("decodes");
+        assert_eq!(layers.len(), 1);
+        assert_eq!(layers[0].name, "fc");
+        assert_eq!(layers[0].blobs, vec![(vec![1, 1, 1, 2], vec![0.5, -1.25])]);
+        // A blob whose data does not fill its shape is an error, not a short tensor.
+        let mut short = ld(4, b"fc");
+        short.extend(ld(6, &blob[..blob.len() - 9]));
+        assert!(decode(&ld(2, &short)).is_err());
+    }
+}
