@@ -7,6 +7,7 @@ mod layout;
 mod ops;
 pub mod profile;
 pub mod region;
+mod views;
 
 use super::Real;
 use netc_compiler::prim::fuse::{groups, is_elementwise, needed, Group};
@@ -32,12 +33,13 @@ pub enum EvalError {
 }
 
 /// For each node, the index of the last group reading it (`usize::MAX` for the wanted ones,
-/// kept to the end).
-fn last_uses(g: &Graph, groups: &[Group], want: &[NodeId]) -> Vec<usize> {
+/// kept to the end); a product reading a view reads the buffer under it.
+fn last_uses(g: &Graph, groups: &[Group], want: &[NodeId], base: &[NodeId]) -> Vec<usize> {
     let mut last = vec![0; g.nodes.len()];
     for (k, gr) in groups.iter().enumerate() {
         for &a in &gr.reads {
             last[a] = k;
+            last[base[a]] = k;
         }
     }
     for &w in want {
@@ -66,7 +68,14 @@ pub fn eval_groups<T: Real>(
     feeds: &HashMap<NodeId, &[T]>,
     want: &[NodeId],
 ) -> Result<Vec<Vec<T>>, EvalError> {
-    let last = last_uses(g, groups, want);
+    let virt = views::virtual_nodes(g, groups, want, batch);
+    let layouts: Vec<Option<views::Layout>> = (0..g.nodes.len())
+        .map(|n| virt[n].then(|| views::layout(g, n, batch, &virt)).flatten())
+        .collect();
+    let base: Vec<NodeId> = (0..g.nodes.len())
+        .map(|n| layouts[n].as_ref().map_or(n, |l| l.base))
+        .collect();
+    let last = last_uses(g, groups, want, &base);
     // Leaves are borrowed from the feeds; only computed values are allocated, and each is
     // dropped after its last reader, so the allocator hands the same (cache-warm) memory to
     // the next group.
@@ -78,11 +87,17 @@ pub fn eval_groups<T: Real>(
         }
     }
     for (k, gr) in groups.iter().enumerate() {
-        let v = group_value(g, gr, batch, &mut vals, &last, k)?;
+        if virt[gr.root] {
+            continue;
+        }
+        let v = match gr.reads.iter().any(|&r| virt[r]) {
+            true => product_of_views(g, gr, batch, &vals, &layouts),
+            false => group_value(g, gr, batch, &mut vals, &last, k)?,
+        };
         vals[gr.root] = Some(v);
         for &a in &gr.reads {
-            if last[a] == k {
-                vals[a] = None;
+            if last[base[a]] == k {
+                vals[base[a]] = None;
             }
         }
     }
@@ -103,6 +118,36 @@ pub fn eval_groups<T: Real>(
         out.push(v);
     }
     Ok(out)
+}
+
+/// A product whose operands are (some of them) views, read in place.
+fn product_of_views<'a, T: Real>(
+    g: &Graph,
+    gr: &Group,
+    batch: usize,
+    vals: &[Option<Cow<'a, [T]>>],
+    layouts: &[Option<views::Layout>],
+) -> Cow<'a, [T]> {
+    let node = &g.nodes[gr.root];
+    let operand = |a: NodeId| {
+        let l = layouts[a].clone().unwrap_or_else(|| {
+            let dims = g.nodes[a].shape.at(batch);
+            views::Layout {
+                base: a,
+                offset: 0,
+                strides: layout::strides(&dims),
+                dims,
+            }
+        });
+        let data = vals[l.base].as_deref().expect("a view's buffer is kept");
+        (data, l)
+    };
+    let (a, b) = (operand(node.inputs[0]), operand(node.inputs[1]));
+    Cow::Owned(views::matmul(
+        (a.0, &a.1),
+        (b.0, &b.1),
+        &node.shape.at(batch),
+    ))
 }
 
 /// The value of group `k`'s root: a fused loop for an elementwise chain or a reduction, a

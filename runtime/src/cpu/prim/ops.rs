@@ -270,15 +270,20 @@ fn scatter_add<T: Real>(g: &Arg<T>, ids: &Arg<T>, rows: usize) -> Result<Vec<T>,
     Ok(out)
 }
 
-/// Copies `part` into `out` (of shape `dims`) at `at` along `axis`.
+/// Copies `part` into `out` (of shape `dims`) at `at` along `axis`, a contiguous row (the
+/// part's last axis) at a time.
 fn place<T: Real>(out: &mut [T], dims: &[usize], part: &Arg<T>, axis: usize, at: usize) {
     let s = strides(dims);
     let base = at * s[axis];
-    let mut i = 0;
-    walk(&part.1, [&s], |[o]| {
-        out[o + base] = part.0[i];
-        i += 1;
-    });
+    let last = part.1.len() - 1;
+    let w = part.1[last];
+    if w == 0 {
+        return;
+    }
+    let rows = offsets(&part.1[..last], &s[..last]);
+    for (src, o) in part.0.chunks_exact(w).zip(rows) {
+        out[base + o..base + o + w].copy_from_slice(src);
+    }
 }
 
 fn slice<T: Real>(x: &Arg<T>, axis: usize, start: usize, out: &[usize]) -> Vec<T> {
