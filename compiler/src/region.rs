@@ -15,7 +15,7 @@ use crate::ir::Network;
 use crate::ops::prim::{lower, shape_of, PrimOp};
 use crate::ops::Op;
 use crate::prim::grad::backward_seeds;
-use crate::prim::{fuse, Graph, NodeId, PrimError};
+use crate::prim::{fuse, Graph, NodeId, Prim, PrimError};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -36,6 +36,12 @@ pub struct Region {
     pub backward: Graph,
     pub seeds: Vec<NodeId>,
     pub grads: Vec<Option<NodeId>>,
+    /// What a CPU training pass keeps for the backward: the forward's computed values that the
+    /// backward graph reads (attention's scores and softmax statistics), so it reads them
+    /// instead of computing them again; with the groups of both graphs under that plan.
+    pub kept: Vec<NodeId>,
+    pub keeping_forward: Vec<fuse::Group>,
+    pub keeping_backward: Vec<fuse::Group>,
 }
 
 /// A network's regions and which region each node belongs to.
@@ -159,6 +165,8 @@ fn region(net: &Network, nodes: Vec<NodeIndex>) -> Result<Region, PrimError> {
     let pairs: Vec<(NodeId, NodeId)> = outputs.iter().map(|o| o.1).zip(seeds.clone()).collect();
     let leaves: Vec<NodeId> = inputs.iter().map(|i| i.1).collect();
     let grads = backward_seeds(&mut backward, &pairs, &leaves)?;
+    let outs: Vec<NodeId> = outputs.iter().map(|o| o.1).collect();
+    let (kept, keeping_forward, keeping_backward) = keeping(&g, &backward, &outs, &grads);
     Ok(Region {
         nodes,
         inputs,
@@ -167,7 +175,46 @@ fn region(net: &Network, nodes: Vec<NodeIndex>) -> Result<Region, PrimError> {
         backward,
         seeds,
         grads,
+        kept,
+        keeping_forward,
+        keeping_backward,
     })
+}
+
+/// The forward values worth keeping for the backward: those the forward computes anyway as a
+/// group (not a view op, which costs nothing to redo, nor a leaf) and the backward reads.
+/// The backward graph starts with a copy of the forward's nodes, so ids agree.
+fn keeping(
+    g: &Graph,
+    backward: &Graph,
+    outs: &[NodeId],
+    grads: &[Option<NodeId>],
+) -> (Vec<NodeId>, Vec<fuse::Group>, Vec<fuse::Group>) {
+    let want: Vec<NodeId> = grads.iter().flatten().copied().collect();
+    let plain = fuse::groups(backward, &want);
+    let forward = fuse::groups(g, outs);
+    let read: Vec<NodeId> = plain.iter().flat_map(|gr| gr.reads.clone()).collect();
+    let kept: Vec<NodeId> = forward
+        .iter()
+        .map(|gr| gr.root)
+        .filter(|&n| read.contains(&n) && !outs.contains(&n))
+        .filter(|&n| {
+            !matches!(
+                g.nodes[n].prim,
+                Prim::Reshape | Prim::Permute { .. } | Prim::Slice { .. }
+            )
+        })
+        .collect();
+    let mut given = vec![false; backward.nodes.len()];
+    for &n in kept.iter().chain(outs) {
+        given[n] = true;
+    }
+    let all: Vec<NodeId> = outs.iter().chain(&kept).copied().collect();
+    (
+        kept,
+        fuse::groups(g, &all),
+        fuse::groups_given(backward, &want, &given),
+    )
 }
 
 /// Whether node `n` of a region is read after it: by a node outside it, as an output of the

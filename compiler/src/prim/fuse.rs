@@ -73,10 +73,19 @@ pub fn materialised(g: &Graph, outputs: &[NodeId]) -> Vec<bool> {
 /// The groups computing `outputs`, in graph order: one per materialised node that is not a
 /// leaf and that the outputs depend on.
 pub fn groups(g: &Graph, outputs: &[NodeId]) -> Vec<Group> {
-    let m = materialised(g, outputs);
-    let need = needed(g, outputs);
+    groups_given(g, outputs, &vec![false; g.nodes.len()])
+}
+
+/// [`groups`] when the values of the `given` nodes are at hand (kept from a forward pass): they
+/// are read like leaves, and nothing only they depend on is computed.
+pub fn groups_given(g: &Graph, outputs: &[NodeId], given: &[bool]) -> Vec<Group> {
+    let mut m = materialised(g, outputs);
+    for (i, &k) in given.iter().enumerate() {
+        m[i] |= k;
+    }
+    let need = needed_given(g, outputs, given);
     (0..g.nodes.len())
-        .filter(|&i| need[i] && m[i] && !is_leaf(&g.nodes[i].prim))
+        .filter(|&i| need[i] && m[i] && !is_leaf(&g.nodes[i].prim) && !given[i])
         .map(|root| group_of(g, &m, root))
         .collect()
 }
@@ -114,12 +123,17 @@ fn group_of(g: &Graph, m: &[bool], root: NodeId) -> Group {
 
 /// The nodes `outputs` depend on (themselves included).
 pub fn needed(g: &Graph, outputs: &[NodeId]) -> Vec<bool> {
+    needed_given(g, outputs, &vec![false; g.nodes.len()])
+}
+
+/// [`needed`], not looking past the `given` nodes (needed themselves, their inputs not).
+pub fn needed_given(g: &Graph, outputs: &[NodeId], given: &[bool]) -> Vec<bool> {
     let mut need = vec![false; g.nodes.len()];
     for &w in outputs {
         need[w] = true;
     }
     for i in (0..g.nodes.len()).rev() {
-        if need[i] {
+        if need[i] && !given[i] {
             for &a in &g.nodes[i].inputs {
                 need[a] = true;
             }

@@ -263,7 +263,12 @@ impl<'a, T: Real> Backprop<'a, T> {
         }
         let batch = self.acts.get(self.input).nrows();
         // The forward pass ran this region's graph on the same values (ids checked there).
-        let grads = super::prim::region::backward(region, &self.acts.values, &dys, batch)
+        let kept = region
+            .nodes
+            .last()
+            .and_then(|l| self.acts.region_kept.get(l))
+            .map(|k| k.as_slice());
+        let grads = super::prim::region::backward(region, &self.acts.values, kept, &dys, batch)
             .expect("the forward pass ran this region");
         for (&(i, _), g) in region.inputs.iter().zip(grads) {
             if let Some(g) = g.filter(|_| self.wanted(i)) {

@@ -274,6 +274,9 @@ pub struct Activations<T> {
     /// training pass computed; [`Params::apply_state`] stores them, so the pass itself stays a
     /// function of the parameters (a gradient check runs it many times).
     pub state: Vec<(String, Vec<T>)>,
+    /// The values each fused region of a training pass kept for its backward
+    /// (`Region::kept`), by the region's last node.
+    pub(crate) region_kept: HashMap<NodeIndex, Vec<Array2<T>>>,
 }
 
 impl<T: Real> Activations<T> {
@@ -343,6 +346,7 @@ fn forward_on_pool<T: Real>(
     let mut values: HashMap<NodeIndex, Array2<T>> = HashMap::new();
     let mut kept_cols = HashMap::new();
     let mut state = vec![];
+    let mut region_kept = HashMap::new();
     let regions = net.regions().map_err(|e| CpuError::Shape {
         layer: net.name.clone(),
         message: e.to_string(),
@@ -350,7 +354,8 @@ fn forward_on_pool<T: Real>(
     let batch = xs.first().map_or(0, |x| x.nrows());
     for &n in &net.order {
         if let Some(&r) = regions.of.get(&n) {
-            run_region(net, &regions.list[r], n, &mut values, batch)?;
+            let keep = train.then_some(&mut region_kept);
+            run_region(net, &regions.list[r], n, &mut values, keep, batch)?;
             continue;
         }
         let node = &net.graph[n];
@@ -441,6 +446,7 @@ fn forward_on_pool<T: Real>(
         kept_cols,
         row0,
         state,
+        region_kept,
     })
 }
 
@@ -465,20 +471,30 @@ fn input_value<T: Real>(
 
 /// A region runs whole at its last node `n`, when everything it reads is computed; its
 /// outputs' values join `values` (its other nodes get none).
+/// Runs a region at its last node; a training pass keeps what its backward reads.
 fn run_region<T: Real>(
     net: &Network,
     region: &netc_compiler::region::Region,
     n: NodeIndex,
     values: &mut HashMap<NodeIndex, Array2<T>>,
+    kept: Option<&mut HashMap<NodeIndex, Vec<Array2<T>>>>,
     batch: usize,
 ) -> Result<(), CpuError> {
     if region.nodes.last() != Some(&n) {
         return Ok(());
     }
-    let outs = prim::region::forward(region, values, batch).map_err(|message| CpuError::Shape {
+    let err = |message| CpuError::Shape {
         layer: net.graph[n].name.clone(),
         message,
-    })?;
+    };
+    let outs = match kept {
+        Some(kept) => {
+            let (outs, k) = prim::region::forward_keeping(region, values, batch).map_err(err)?;
+            kept.insert(n, k);
+            outs
+        }
+        None => prim::region::forward(region, values, batch).map_err(err)?,
+    };
     for (&(o, _), v) in region.outputs.iter().zip(outs) {
         values.insert(o, v);
     }

@@ -1,6 +1,7 @@
 //! Fused regions on the CPU executor: a region run tile by tile (a few examples at a time, in
 //! parallel) gives exactly what its graph gives over the whole batch at once, forward and
-//! backward (parameter gradients summed over the tiles); and regions are the convex runs of
+//! backward (parameter gradients summed over the tiles), and a backward reading the values
+//! its training pass kept gives what one computing them again gives; and regions are the convex runs of
 //! primitives the executors rely on.
 
 use ndarray::Array2;
@@ -30,6 +31,8 @@ fn tiles_agree_with_the_whole_batch(src: &str, batch: usize) {
     assert!(!regions.list.is_empty());
     for r in &regions.list {
         let tiled = region::forward(r, &acts.values, batch).expect("tiled forward");
+        let (keeping, kept) = region::forward_keeping(r, &acts.values, batch).expect("keeping");
+        assert_eq!(keeping, tiled, "a training pass's outputs are the same");
         let feeds: HashMap<NodeId, &[f64]> = r
             .inputs
             .iter()
@@ -42,7 +45,16 @@ fn tiles_agree_with_the_whole_batch(src: &str, batch: usize) {
         }
         let dys: Vec<Array2<f64>> = tiled.iter().map(|t| t.mapv(|_| rng.normal())).collect();
         let some: Vec<Option<Array2<f64>>> = dys.iter().cloned().map(Some).collect();
-        let grads = region::backward(r, &acts.values, &some, batch).expect("tiled backward");
+        let grads = region::backward(r, &acts.values, None, &some, batch).expect("tiled backward");
+        // Reading the kept values instead of computing them again gives the same gradients.
+        let from_kept = region::backward(r, &acts.values, Some(&kept), &some, batch).expect("kept");
+        for (a, b) in grads.iter().flatten().zip(from_kept.iter().flatten()) {
+            close(
+                a.as_slice().expect("standard"),
+                b.as_slice().expect("standard"),
+                "kept",
+            );
+        }
         let mut feeds = feeds;
         for (&s, d) in r.seeds.iter().zip(&dys) {
             feeds.insert(s, d.as_slice().expect("standard"));

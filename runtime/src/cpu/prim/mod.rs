@@ -10,7 +10,8 @@ pub mod region;
 mod views;
 
 use super::Real;
-use netc_compiler::prim::fuse::{groups, is_elementwise, needed, Group};
+pub(crate) use netc_compiler::prim::fuse::groups;
+use netc_compiler::prim::fuse::{is_elementwise, needed, Group};
 use netc_compiler::prim::{Graph, NodeId, Prim};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -82,8 +83,14 @@ pub fn eval_groups<T: Real>(
     let mut vals: Vec<Option<Cow<[T]>>> = vec![None; g.nodes.len()];
     let need = needed(g, want);
     for (i, node) in g.nodes.iter().enumerate() {
-        if let (true, Prim::Input { name } | Prim::Param { name }) = (need[i], &node.prim) {
-            vals[i] = Some(leaf(feeds, i, name, node.shape.numel(batch), &node.shape)?);
+        // Leaves, and values a training pass kept (given, so no group computes them).
+        let name = match &node.prim {
+            Prim::Input { name } | Prim::Param { name } => name.clone(),
+            _ if feeds.contains_key(&i) => node.prim.name(),
+            _ => continue,
+        };
+        if need[i] {
+            vals[i] = Some(leaf(feeds, i, &name, node.shape.numel(batch), &node.shape)?);
         }
     }
     for (k, gr) in groups.iter().enumerate() {

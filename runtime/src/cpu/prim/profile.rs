@@ -45,10 +45,10 @@ pub fn regions<T: Real>(
         let (mut f, mut b) = (vec![], vec![]);
         for _ in 0..reps.max(1) {
             let t = Instant::now();
-            region::forward(r, &acts.values, batch)?;
+            let (_, kept) = region::forward_keeping(r, &acts.values, batch)?;
             f.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
-            region::backward(r, &acts.values, &dys, batch)?;
+            region::backward(r, &acts.values, Some(&kept), &dys, batch)?;
             b.push(t.elapsed().as_secs_f64());
         }
         let name = |i: usize| net.graph[r.nodes[i]].name.clone();

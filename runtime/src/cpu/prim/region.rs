@@ -5,9 +5,10 @@
 //! cross the batch), so tiles are independent and run in parallel; a parameter's gradient is
 //! the sum of the tiles' parts.
 
-use super::eval;
+use super::{eval_groups, groups};
 use crate::cpu::Real;
 use ndarray::Array2;
+use netc_compiler::prim::fuse::Group;
 use netc_compiler::prim::{Graph, NodeId};
 use netc_compiler::region::Region;
 use petgraph::graph::NodeIndex;
@@ -93,9 +94,38 @@ pub fn forward<T: Real>(
     values: &HashMap<NodeIndex, Array2<T>>,
     batch: usize,
 ) -> Result<Vec<Array2<T>>, String> {
+    let want: Vec<NodeId> = region.outputs.iter().map(|o| o.1).collect();
+    let groups = groups(&region.graph, &want);
+    run_forward(region, values, batch, &want, &groups)
+}
+
+/// [`forward`] for a training pass: the outputs, then the values kept for the backward
+/// (`region.kept`, in order), which [`backward`] then reads instead of computing again.
+pub fn forward_keeping<T: Real>(
+    region: &Region,
+    values: &HashMap<NodeIndex, Array2<T>>,
+    batch: usize,
+) -> Result<(Vec<Array2<T>>, Vec<Array2<T>>), String> {
+    let want: Vec<NodeId> = region
+        .outputs
+        .iter()
+        .map(|o| o.1)
+        .chain(region.kept.iter().copied())
+        .collect();
+    let mut all = run_forward(region, values, batch, &want, &region.keeping_forward)?;
+    let kept = all.split_off(region.outputs.len());
+    Ok((all, kept))
+}
+
+fn run_forward<T: Real>(
+    region: &Region,
+    values: &HashMap<NodeIndex, Array2<T>>,
+    batch: usize,
+    want: &[NodeId],
+    groups: &[Group],
+) -> Result<Vec<Array2<T>>, String> {
     let g = &region.graph;
     let (k, tiles) = tiling(g, batch, region.whole_batch());
-    let want: Vec<NodeId> = region.outputs.iter().map(|o| o.1).collect();
     let batched: Vec<bool> = want.iter().map(|&w| g.shape(w).is_batched()).collect();
     let mut bufs: Vec<Vec<T>> = want
         .iter()
@@ -115,7 +145,7 @@ pub fn forward<T: Real>(
                 })
                 .collect();
             let rows = k.min(batch - t * k);
-            let vals = eval(g, rows, &feeds, &want).map_err(|e| e.to_string())?;
+            let vals = eval_groups(g, groups, rows, &feeds, want).map_err(|e| e.to_string())?;
             for (d, v) in dsts.into_iter().zip(vals) {
                 if let Some(d) = d {
                     d.copy_from_slice(&v);
@@ -132,9 +162,12 @@ pub fn forward<T: Real>(
 
 /// Gradients at the region's inputs (in the order of `region.inputs`; None where an input
 /// takes none) for the gradients `dys` arriving at its outputs (zeros where none arrived).
+/// `kept` are the values [`forward_keeping`] kept (then the forward's outputs are read from
+/// `values` too, not computed again), or None to compute everything from the inputs.
 pub fn backward<T: Real>(
     region: &Region,
     values: &HashMap<NodeIndex, Array2<T>>,
+    kept: Option<&[Array2<T>]>,
     dys: &[Option<Array2<T>>],
     batch: usize,
 ) -> Result<Vec<Option<Array2<T>>>, String> {
@@ -163,12 +196,24 @@ pub fn backward<T: Real>(
         })
         .collect();
     let want: Vec<NodeId> = region.grads.iter().flatten().copied().collect();
-    let leaves: Vec<(NodeId, &Array2<T>)> = region
+    let mut leaves: Vec<(NodeId, &Array2<T>)> = region
         .inputs
         .iter()
         .map(|&(n, leaf)| (leaf, &values[&n]))
         .chain(region.seeds.iter().copied().zip(dys))
         .collect();
+    let plain;
+    let groups = match kept {
+        Some(kept) => {
+            let outs = region.outputs.iter().map(|&(n, y)| (y, &values[&n]));
+            leaves.extend(outs.chain(region.kept.iter().copied().zip(kept)));
+            &region.keeping_backward
+        }
+        None => {
+            plain = super::groups(g, &want);
+            &plain
+        }
+    };
     let parts: Vec<Vec<Vec<T>>> = (0..tiles)
         .into_par_iter()
         .map(|t| {
@@ -177,7 +222,7 @@ pub fn backward<T: Real>(
                 .map(|&(leaf, v)| (leaf, rows_of(v, g.shape(leaf).is_batched(), t, k)))
                 .collect();
             let rows = k.min(batch - t * k);
-            eval(g, rows, &feeds, &want).map_err(|e| e.to_string())
+            eval_groups(g, groups, rows, &feeds, &want).map_err(|e| e.to_string())
         })
         .collect::<Result<_, String>>()?;
     Ok(join(region, parts, batch))
