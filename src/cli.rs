@@ -318,6 +318,13 @@ pub(crate) enum Command {
         /// thread and on all cores, --reps batches of --batch each
         #[arg(long, conflicts_with = "epoch")]
         loader: bool,
+        /// Instead, time the data-parallel training step of a classifier as `mpirun -n N netc
+        /// train` runs it, at global batch --batch: compute and the gradient all-reduce per
+        /// step, and the bytes reduced. Implied under mpirun with several processes (`mpirun
+        /// -n 2 netc bench --model M`); without mpirun, the one-process step to compare with.
+        /// --device cpu or auto: the CPU executor; a GPU named: each rank's by its local rank
+        #[arg(long, conflicts_with_all = ["epoch", "loader", "profile", "gemm"])]
+        data_parallel: bool,
     },
 }
 

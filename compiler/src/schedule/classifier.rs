@@ -23,7 +23,11 @@ pub struct ClassifierPlan {
     pub health: TensorId,
     pub rng: Option<TensorId>,
     pub logits_eval: TensorId,
+    /// The training step, or with [`Builder::rank_rows`] its gradients only.
     pub train: usize,
+    /// With [`Builder::rank_rows`], the update pass the host runs after summing the
+    /// gradients of every rank.
+    pub update: Option<usize>,
     pub eval: usize,
 }
 
@@ -92,6 +96,10 @@ impl Builder {
         let micro = self.micro_split(net, b);
         let parts = self.parts_to_lower(&micro);
         self.whole_batch_layers(net, &micro)?;
+        // A rank's rows: scaled by the global batch, masks from its first row.
+        let (global, row0) = self
+            .rank_rows_of()
+            .map_or((b, 0), |r| (r.global_batch, r.row0));
         self.begin_pass("train_step");
         for &k in &parts {
             let (n0, rows) = micro.part(k);
@@ -102,17 +110,26 @@ impl Builder {
             } else {
                 Store::Accumulate
             };
-            self.set_part(n0, store);
+            self.set_part(row0 + n0, store);
             let fwd = self.forward(net, &set, xs, rows, true)?;
             // Scaled by the whole batch: the micro-batches' gradients add up to its mean.
-            let (r, c, scale) = (rows * p, classes / p, 1.0 / (b * p) as f64);
+            let (r, c, scale) = (rows * p, classes / p, 1.0 / (global * p) as f64);
             let dz = self.softmax_xent(fwd.logit, ys, r, c, scale, stats);
             self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
             self.count_repeats(&micro, &parts, k, t0);
         }
         self.set_part(0, Store::Write);
+        let mut train = None;
+        if self.rank_rows_of().is_some() {
+            train = Some(self.end_pass());
+            self.begin_pass("update");
+        }
         self.update(&mut set, &rule, "opt");
-        let train = self.end_pass();
+        let last = self.end_pass();
+        let (train, update) = match train {
+            Some(t) => (t, Some(last)),
+            None => (last, None),
+        };
         // Evaluation adds its statistics on the device too: one read-back per test set, not
         // one per batch. Padding rows (all-zero targets) add nothing.
         let eval_stats = self.tensor("eval_stats", 4, Kind::Stats);
@@ -152,6 +169,7 @@ impl Builder {
             rng,
             logits_eval,
             train,
+            update,
             eval,
         })
     }

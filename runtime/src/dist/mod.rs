@@ -104,6 +104,11 @@ fn launched() -> Option<Option<usize>> {
         })
 }
 
+/// Whether a launcher started this process as one of several (whatever the build).
+pub fn launched_among_several() -> bool {
+    matches!(launched(), Some(Some(n)) if n > 1)
+}
+
 impl Dist {
     /// One process, no communication.
     pub fn solo() -> Dist {
