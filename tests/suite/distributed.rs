@@ -123,6 +123,35 @@ fn two_ranks_train_the_weights_of_one_process() {
     within_rounding(&two, &one);
 }
 
+/// The GPU path (lavapipe in CI): each rank runs its rows' gradient pass on its adapter (by
+/// its local rank; two ranks share lavapipe), the gradients are summed on the host, then the
+/// update pass. Against one process on the same adapter: the same model within rounding (the
+/// batch's gradient summed in another order), with dropout, so a rank's rows must take their
+/// own masks and the loss the global batch's scale. No adapter fails under NETC_REQUIRE_GPU=1.
+#[cfg(feature = "mpi")]
+#[test]
+fn two_ranks_on_the_gpu_train_the_weights_of_one_gpu_process() {
+    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+        return;
+    };
+    // The adapter's backend picks it (a name may match it on another backend too).
+    let device = gpu.info.backend.to_lowercase();
+    drop(gpu);
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = model(dir.path());
+    let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    let args = ["--device", device.as_str(), "--steps", "6"];
+    let (code, err) = train2(&[&[f.as_str(), "--out", &out("two")], &args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("data-parallel on 2 ranks"), "{err}");
+    assert!(!err.contains("device: cpu"), "{err}");
+    let (code, err) = train1(&[&[f.as_str(), "--out", &out("one")], &args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (two, one) = (load(&dir.path().join("two")), load(&dir.path().join("one")));
+    assert_eq!(two.metadata["ranks"], "2");
+    within_rounding(&two, &one);
+}
+
 #[cfg(feature = "mpi")]
 #[test]
 fn a_run_resumes_on_another_number_of_ranks() {

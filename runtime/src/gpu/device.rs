@@ -107,9 +107,9 @@ impl Gpu {
     }
 
     /// Opens the adapter of the process with `local_rank` among those of a data-parallel job
-    /// on this machine: of the adapters `choice` matches (for `auto` and `gpu`, those of the
-    /// best one's kind and backend), the one at `local_rank` modulo their count, so two GPUs
-    /// in one machine are told apart and ranks share them round-robin when there are fewer.
+    /// on this machine: of the adapters `choice` matches, those of the best one's kind and
+    /// backend, the one at `local_rank` modulo their count, so two GPUs in one machine are
+    /// told apart and ranks share them round-robin when there are fewer.
     pub fn open_for_rank(choice: &str, local_rank: usize) -> Result<Gpu, GpuError> {
         let all = sorted_adapters();
         let key = |a: &wgpu::Adapter| {
@@ -117,21 +117,11 @@ impl Gpu {
             (rank(i.device_type), backend_rank(i.backend))
         };
         let matching: Vec<wgpu::Adapter> = match choice {
-            "auto" => {
-                let best = all.first().map(key).ok_or(GpuError::NoAdapter)?;
-                all.into_iter().filter(|a| key(a) == best).collect()
-            }
-            "gpu" => {
-                let hw: Vec<_> = all
-                    .into_iter()
-                    .filter(|a| rank(a.get_info().device_type) <= 2)
-                    .collect();
-                let best = hw
-                    .first()
-                    .map(key)
-                    .ok_or_else(|| GpuError::NoMatch("a hardware GPU".into()))?;
-                hw.into_iter().filter(|a| key(a) == best).collect()
-            }
+            "auto" => all,
+            "gpu" => all
+                .into_iter()
+                .filter(|a| rank(a.get_info().device_type) <= 2)
+                .collect(),
             backend @ ("vulkan" | "gl" | "metal" | "dx12") => all
                 .into_iter()
                 .filter(|a| format!("{:?}", a.get_info().backend).to_lowercase() == backend)
@@ -146,12 +136,17 @@ impl Gpu {
         if matching.is_empty() {
             return Err(match choice {
                 "auto" => GpuError::NoAdapter,
+                "gpu" => GpuError::NoMatch("a hardware GPU".into()),
                 b @ ("vulkan" | "gl" | "metal" | "dx12") => {
                     GpuError::NoMatch(format!("a {b} adapter"))
                 }
                 name => GpuError::NoMatch(name.into()),
             });
         }
+        // The adapters of the first one's kind and backend: one device is listed once per
+        // backend (lavapipe on Vulkan, llvmpipe on GL), and ranks must not mix them.
+        let first = key(&matching[0]);
+        let matching: Vec<_> = matching.into_iter().filter(|a| key(a) == first).collect();
         let n = matching.len();
         let adapter = matching
             .into_iter()
