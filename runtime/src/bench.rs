@@ -407,9 +407,13 @@ pub fn loader(
 pub struct SplitStepTimes {
     /// Mean seconds per step, the reduction included.
     pub step: f64,
-    /// Mean seconds per step in the gradient all-reduce: the transfer and the wait for the
-    /// slowest rank (0 on one process).
+    /// Mean seconds per step the step waited for the gradient all-reduce: the transfer and
+    /// the wait for the slowest rank (0 on one process; with the overlap, what was left of it
+    /// after the backward pass).
     pub communication: f64,
+    /// With the overlap, mean seconds per step the communication thread spent in all-reduces
+    /// (most of them hidden behind the backward pass).
+    pub overlapped: f64,
     /// Gradient bytes each rank sent into the all-reduce per step (what one process would
     /// reduce on N; counted from the trainable parameters when there is no reduction).
     pub bytes: u64,
@@ -417,7 +421,7 @@ pub struct SplitStepTimes {
 }
 
 impl SplitStepTimes {
-    /// The forward, loss, backward and update: the step less its reduction.
+    /// The forward, loss, backward and update: the step less the wait for its reduction.
     pub fn compute(&self) -> f64 {
         self.step - self.communication
     }
@@ -485,6 +489,7 @@ pub fn data_parallel_step(
     Ok(SplitStepTimes {
         step,
         communication: (after.seconds - before.seconds) / steps as f64,
+        overlapped: (after.overlapped - before.overlapped) / steps as f64,
         bytes: if reductions > 0 {
             (after.bytes - before.bytes) / reductions
         } else {

@@ -56,9 +56,10 @@ fn print(
     t: &netc_runtime::bench::SplitStepTimes,
 ) {
     let n = dist.size();
-    let mut all = vec![0.0f64; 2 * n];
-    all[2 * dist.rank()] = t.step;
-    all[2 * dist.rank() + 1] = t.communication;
+    let mut all = vec![0.0f64; 3 * n];
+    all[3 * dist.rank()] = t.step;
+    all[3 * dist.rank() + 1] = t.communication;
+    all[3 * dist.rank() + 2] = t.overlapped;
     dist.sum_f64(&mut all);
     if !dist.is_root() {
         return;
@@ -72,10 +73,18 @@ fn print(
         "data-parallel training step of `{}` ({path}) at batch {batch} on {over}, mean of {} steps after one warm-up:",
         net.name, t.steps
     );
-    for (r, v) in all.chunks(2).enumerate() {
-        let (step, comm) = (v[0], v[1]);
+    for (r, v) in all.chunks(3).enumerate() {
+        let (step, comm, hidden) = (v[0], v[1], v[2]);
+        let overlap = if hidden > 0.0 {
+            format!(
+                "; the communication thread's all-reduces took {:.2} ms, overlapped with the backward pass",
+                ms(hidden)
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "  rank {r}: {:>9.2} ms per step = compute {:>9.2} ms + communication {:>8.2} ms ({:.0}%)",
+            "  rank {r}: {:>9.2} ms per step = compute {:>9.2} ms + communication {:>8.2} ms ({:.0}%){overlap}",
             ms(step),
             ms(step - comm),
             ms(comm),
@@ -85,8 +94,12 @@ fn print(
     let rate = match n {
         1 => " (what each rank would reduce; none on one process)".to_string(),
         _ => format!(
-            "; {:.2} GB/s through the all-reduce on rank 0, waiting for the slowest rank included",
-            t.bytes as f64 / t.communication.max(1e-12) / 1e9
+            "; {:.2} GB/s through the all-reduce on rank 0, waiting for the slowest rank included{}",
+            t.bytes as f64 / t.communication.max(t.overlapped).max(1e-12) / 1e9,
+            match t.overlapped > 0.0 {
+                true => format!(" (buckets of {:.0} MB)", bucket_mb()),
+                false => String::new(),
+            }
         ),
     };
     println!(
@@ -94,4 +107,12 @@ fn print(
         t.bytes as f64 / 1e6,
         t.bytes
     );
+}
+
+/// The overlap's bucket size in MB (`NETC_BUCKET_MB`, else the default).
+fn bucket_mb() -> f64 {
+    std::env::var("NETC_BUCKET_MB")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(netc_runtime::dist::BUCKET_BYTES as f64 / 1e6)
 }

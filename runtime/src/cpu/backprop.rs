@@ -66,6 +66,20 @@ pub fn backward_opt<T: Real>(
     dy: Array2<T>,
     input_grad: bool,
 ) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    backward_observed(net, p, acts, (from, dy), input_grad, &mut |_| {})
+}
+
+/// [`backward_opt`], calling `progress` with the parameter gradients so far after each node
+/// or region: a gradient once there is final (each parameter belongs to one layer), so a
+/// data-parallel step can start reducing it while earlier layers' are computed.
+pub fn backward_observed<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    (from, dy): (NodeIndex, Array2<T>),
+    input_grad: bool,
+    progress: &mut dyn FnMut(&[Option<Vec<T>>]),
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
     let input = net.inputs[0];
     let mut bp = Backprop {
         net,
@@ -89,6 +103,7 @@ pub fn backward_opt<T: Real>(
             // Met first at its latest node: every gradient reaching its outputs has arrived.
             if !std::mem::replace(&mut done[r], true) {
                 bp.region(&regions.list[r]);
+                progress(&bp.pgrads);
             }
             continue;
         }
@@ -96,6 +111,7 @@ pub fn backward_opt<T: Real>(
             continue;
         };
         bp.node(n, dy);
+        progress(&bp.pgrads);
     }
     let Backprop {
         mut grads,

@@ -131,11 +131,23 @@ impl ClassifierBackend for ClassifierCpu {
             let scale = 1.0 / (s.batch * s.positions) as f64;
             let (part, dz) = xent_rows(acts.get(s.logit), yv, s.positions, scale)?;
             st.add(part);
-            let (g, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
-            add_grads(&mut grads, g);
+            if sh.parts == 1 {
+                // One part: its gradients are reduced over the ranks as the backward pass
+                // finishes them (see `Dist::backward_summed`).
+                let p = &self.params;
+                grads = sh.dist.backward_summed(&p.trainable, |progress| {
+                    let from = (s.logit, dz);
+                    cpu::backward_observed(s.net, p, &acts, from, false, progress).0
+                });
+            } else {
+                let (g, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
+                add_grads(&mut grads, g);
+            }
             state = Some(acts);
         }
-        sh.dist.sum_grads(&mut grads);
+        if sh.parts > 1 {
+            sh.dist.sum_grads(&mut grads);
+        }
         sh.dist.sum_stats(&mut st);
         step.watch(st.loss);
         self.stats.add(st);
