@@ -97,7 +97,7 @@ fn print(
             "; {:.2} GB/s through the all-reduce on rank 0, waiting for the slowest rank included{}",
             t.bytes as f64 / t.communication.max(t.overlapped).max(1e-12) / 1e9,
             match t.overlapped > 0.0 {
-                true => format!(" (buckets of {:.0} MB)", bucket_mb()),
+                true => format!(" (buckets of {} MB)", bucket_mb()),
                 false => String::new(),
             }
         ),

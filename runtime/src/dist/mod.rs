@@ -39,6 +39,11 @@ pub trait Comm {
     fn lane(&self) -> Option<&dyn Lane> {
         None
     }
+    /// Whether every rank runs on this machine (the reduction is then memory copies made
+    /// by the same cores as the backward pass).
+    fn one_machine(&self) -> bool {
+        true
+    }
 }
 
 /// Sums made from another thread than the main one, while the main thread makes no call.

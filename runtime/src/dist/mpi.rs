@@ -19,6 +19,7 @@ pub(super) struct Mpi {
     rank: usize,
     size: usize,
     local_rank: usize,
+    one_machine: bool,
     _universe: Universe,
 }
 
@@ -37,7 +38,8 @@ impl Mpi {
         );
         let lane = threads.then(|| MpiLane(world.duplicate()));
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        let local_rank = world.split_shared(world.rank()).rank() as usize;
+        let node = world.split_shared(world.rank());
+        let (local_rank, one_machine) = (node.rank() as usize, node.size() == world.size());
         if size > 1 {
             let prev = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
@@ -56,6 +58,7 @@ impl Mpi {
             rank,
             size,
             local_rank,
+            one_machine,
             _universe: universe,
         })
     }
@@ -113,6 +116,10 @@ impl Comm for Mpi {
 
     fn lane(&self) -> Option<&dyn Lane> {
         self.lane.as_ref().map(|l| l as &dyn Lane)
+    }
+
+    fn one_machine(&self) -> bool {
+        self.one_machine
     }
 }
 

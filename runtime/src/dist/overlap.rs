@@ -59,14 +59,19 @@ impl Packer {
 }
 
 impl Dist {
-    /// Whether this run overlaps its reductions with the backward pass: split over ranks,
-    /// with an MPI library that lets a second thread call it, unless `NETC_BUCKET_MB=0`.
+    /// Whether this run overlaps its reductions with the backward pass, and in buckets of
+    /// how many bytes: split over ranks, with an MPI library that lets a second thread call
+    /// it; by default ([`BUCKET_BYTES`]) when the ranks span several machines, where the
+    /// transfer waits on the network while the cores compute. Ranks on one machine reduce
+    /// with the cores the backward pass needs, where the overlap measured no gain
+    /// (docs/distributed.md). `NETC_BUCKET_MB` overrides both ways (0: no overlap).
     fn overlap_lane(&self) -> Option<(&dyn Lane, usize)> {
         if !self.is_split() {
             return None;
         }
         let limit = match std::env::var("NETC_BUCKET_MB") {
             Ok(v) => (v.trim().parse::<f64>().ok()? * 1e6) as usize,
+            Err(_) if self.0.one_machine() => 0,
             Err(_) => BUCKET_BYTES,
         };
         if limit == 0 {
