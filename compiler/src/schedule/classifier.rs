@@ -118,18 +118,7 @@ impl Builder {
             self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
             self.count_repeats(&micro, &parts, k, t0);
         }
-        self.set_part(0, Store::Write);
-        let mut train = None;
-        if self.rank_rows_of().is_some() {
-            train = Some(self.end_pass());
-            self.begin_pass("update");
-        }
-        self.update(&mut set, &rule, "opt");
-        let last = self.end_pass();
-        let (train, update) = match train {
-            Some(t) => (t, Some(last)),
-            None => (last, None),
-        };
+        let (train, update) = self.update_pass(&mut set, &rule);
         // Evaluation adds its statistics on the device too: one read-back per test set, not
         // one per batch. Padding rows (all-zero targets) add nothing.
         let eval_stats = self.tensor("eval_stats", 4, Kind::Stats);
@@ -176,6 +165,21 @@ impl Builder {
 }
 
 impl Builder {
+    /// Ends the training step after its backward pass with the update: in the same pass, or
+    /// with [`Builder::rank_rows`] in a pass of its own, the host summing the ranks'
+    /// gradients between the two. Returns the training pass and the update pass, if apart.
+    fn update_pass(&mut self, set: &mut ParamSet, rule: &UpdateRule) -> (usize, Option<usize>) {
+        self.set_part(0, Store::Write);
+        if self.rank_rows_of().is_none() {
+            self.update(set, rule, "opt");
+            return (self.end_pass(), None);
+        }
+        let grads = self.end_pass();
+        self.begin_pass("update");
+        self.update(set, rule, "opt");
+        (grads, Some(self.end_pass()))
+    }
+
     /// A batch cut into micro-batches is refused when a layer needs the whole batch at once
     /// (batchnorm's statistics), naming the layer and the batch that fits.
     fn whole_batch_layers(&self, net: &Network, micro: &MicroBatches) -> Result<(), LowerError> {
