@@ -420,6 +420,15 @@ fn a_gan_trains_on_two_ranks_as_on_one() {
         "expected rounding differences"
     );
     within_rounding(&two, &one);
+    // One process in two micro-batches: the same rows, noise, masks and sums, the same bits.
+    let f = dir.path().join("gan.yaml");
+    let micro = dir.path().join("micro");
+    let (f, m) = (f.to_str().expect("utf-8"), micro.to_str().expect("utf-8"));
+    let (code, err) = train1(&[f, "--out", m, "--quiet", "--micro-batches", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let micro = load(&micro);
+    assert_eq!(micro.metadata["micro_batches"], "2");
+    same_bits(&two, &micro).unwrap();
     // Rank 0 alone wrote the samples.
     let grids = std::fs::read_dir(dir.path().join("two/samples"))
         .expect("samples")

@@ -127,14 +127,9 @@ impl Gan {
         })
     }
 
-    /// Computes only `shard`'s rows of each batch (a data-parallel run): `d_step` and
-    /// `g_step` then take those rows. The GPU program, batchnorm and micro-batches are refused.
+    /// Computes only `shard`'s rows of each batch (a data-parallel run, micro-batches):
+    /// `d_step` and `g_step` then take those rows. The GPU program and batchnorm are refused.
     pub fn set_shard(&mut self, shard: Shard) -> Result<(), RunError> {
-        if shard.parts > 1 {
-            return Err(RunError::Config(
-                "--micro-batches takes classifiers only for now".into(),
-            ));
-        }
         if !shard.is_whole() {
             split_allowed(&self.g_net, self.is_gpu())?;
             split_allowed(&self.d_net, self.is_gpu())?;
