@@ -490,11 +490,9 @@ pub fn data_parallel_step(
         step,
         communication: (after.seconds - before.seconds) / steps as f64,
         overlapped: (after.overlapped - before.overlapped) / steps as f64,
-        bytes: if reductions > 0 {
-            (after.bytes - before.bytes) / reductions
-        } else {
-            bytes
-        },
+        bytes: (after.bytes - before.bytes)
+            .checked_div(reductions)
+            .unwrap_or(bytes),
         steps,
     })
 }

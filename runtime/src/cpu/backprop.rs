@@ -69,6 +69,9 @@ pub fn backward_opt<T: Real>(
     backward_observed(net, p, acts, (from, dy), input_grad, &mut |_| {})
 }
 
+/// What [`backward_observed`] calls after each layer: the parameter gradients so far.
+pub type Progress<'a, T> = dyn FnMut(&[Option<Vec<T>>]) + 'a;
+
 /// [`backward_opt`], calling `progress` with the parameter gradients so far after each node
 /// or region: a gradient once there is final (each parameter belongs to one layer), so a
 /// data-parallel step can start reducing it while earlier layers' are computed.
@@ -78,7 +81,7 @@ pub fn backward_observed<T: Real>(
     acts: &Activations<T>,
     (from, dy): (NodeIndex, Array2<T>),
     input_grad: bool,
-    progress: &mut dyn FnMut(&[Option<Vec<T>>]),
+    progress: &mut Progress<'_, T>,
 ) -> (Vec<Option<Vec<T>>>, Array2<T>) {
     let input = net.inputs[0];
     let mut bp = Backprop {
