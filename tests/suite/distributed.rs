@@ -121,6 +121,24 @@ fn two_ranks_train_the_weights_of_one_process() {
     // The same rows, dropout masks and gradient sums (a + b is b + a): the same bits.
     same_bits(&two, &micro).unwrap();
     same_bits(&load(&dir.path().join("buckets")), &micro).unwrap();
+    // The evaluation is split too (each rank every other test batch, the sums gathered): the
+    // same weights give the same figures, up to the order of the f64 sums.
+    let test_figures = |run: &str| -> Vec<f64> {
+        let text = std::fs::read_to_string(dir.path().join(run).join("metrics.jsonl"));
+        let text = text.expect("metrics");
+        let last = text
+            .lines()
+            .rfind(|l| l.contains("test_loss"))
+            .expect("a test row");
+        let row: serde_json::Value = serde_json::from_str(last).expect("json");
+        ["test_loss", "test_acc", "test_top5"]
+            .iter()
+            .map(|k| row[k].as_f64().expect("a number"))
+            .collect()
+    };
+    for (a, b) in test_figures("two").iter().zip(test_figures("micro")) {
+        assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} against {b}");
+    }
     // One batch at once sums each gradient in another order: a few f32 roundings per step,
     // which SGD carries linearly over 6 steps; a row assigned to the wrong rank or a wrong
     // scale would move the weights by the learning rate times the gradient, far more.

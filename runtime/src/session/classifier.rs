@@ -140,6 +140,11 @@ impl Classifier {
         self.exec.is_gpu()
     }
 
+    /// The processes the session's batches are split over (one but in a data-parallel run).
+    pub fn dist(&self) -> &crate::dist::Dist {
+        &self.shard.dist
+    }
+
     /// One optimizer step on a full batch (`x`: batch x features, `onehot`: batch x classes;
     /// with a shard, its rows only).
     pub fn train_step(&mut self, x: &[f32], onehot: &[f32], lr: f64) -> Result<(), RunError> {
