@@ -454,6 +454,34 @@ fn a_gan_trains_on_two_ranks_as_on_one() {
     assert_eq!(grids, 3, "steps 2, 4 and the last");
 }
 
+/// The GAN on the GPU path (lavapipe in CI): each rank's D and G gradient passes, the host's
+/// all-reduce, then the update passes; against one process on the same adapter, within
+/// rounding (dropout in D, so the rows' masks must be the global batch's). No adapter fails
+/// under NETC_REQUIRE_GPU=1.
+#[cfg(feature = "mpi")]
+#[test]
+fn a_gan_on_the_gpu_trains_on_two_ranks_as_on_one() {
+    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+        return;
+    };
+    let device = gpu.info.backend.to_lowercase();
+    drop(gpu);
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
+    let f = dir.path().join("gan.yaml");
+    std::fs::write(&f, GAN.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
+    let f = f.to_str().expect("utf-8");
+    let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    let args = ["--device", device.as_str(), "--quiet"];
+    let (code, err) = train2(&[&[f, "--out", &out("two")], &args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = train1(&[&[f, "--out", &out("one")], &args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (two, one) = (load(&dir.path().join("two")), load(&dir.path().join("one")));
+    assert_eq!(two.metadata["ranks"], "2");
+    within_rounding(&two, &one);
+}
+
 /// A small model fed noise declaring its loss (tests/suite/declared_loss.rs's), with SGD.
 #[cfg(feature = "mpi")]
 const NOISY: &str = "net ae {\n  input image: 784\n  input eps: 16\n  h = image -> dense(64) -> tanh\n  mu = h -> dense(16)\n  logvar = h -> dense(16)\n  std = logvar -> scale(0.5) -> exp\n  jitter = mul(eps, std)\n  z = add(mu, jitter)\n  recon = z -> dense(784) -> sigmoid\n  rec = bce_sum(recon, image)\n  kl = gaussian_kl(mu, logvar)\n  loss = add(rec, kl)\n  output loss\n}\ntrain {\n  task = minimise\n  loss = loss\n  inputs = {image: images, eps: noise}\n  optimizer = sgd(lr=1e-4, momentum=0.9)\n  batch = 16\n  steps = 5\n  log_every = 1\n  data = mnist\n  data_dir = \"DATA\"\n}\n";

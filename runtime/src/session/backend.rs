@@ -139,4 +139,8 @@ pub(super) trait GanBackend {
     fn is_gpu(&self) -> bool;
     /// The GPU program with its D and G passes, where there is one.
     fn gpu_program(&mut self) -> Option<(&mut GpuProgram, usize, usize)>;
+    /// Takes `s.shard` from now on (see `ClassifierBackend::reshard`).
+    fn reshard(&mut self, _s: &GanSpec) -> Result<(), RunError> {
+        Ok(())
+    }
 }
