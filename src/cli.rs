@@ -270,15 +270,12 @@ pub(crate) enum Command {
         #[arg(long, default_value = "dynamic", value_parser = export_batch)]
         batch: netc_runtime::export::onnx::Batch,
     },
-    /// Convert a Caffe network (a deploy .prototxt) into a .net file: one statement per Caffe
-    /// layer, named as Caffe names it; what netc cannot express is reported with its line
-    Import {
-        /// The Caffe prototxt (deploy form: an `Input` layer)
-        prototxt: String,
-        /// The .net file to write
-        #[arg(short = 'o', long = "out")]
-        out: String,
-    },
+    /// Convert a Caffe model into a .net file: the network (deploy or train_val .prototxt, one
+    /// statement per Caffe layer, named as Caffe names it), its training section (data layers'
+    /// phases and transform_param, the solver, lr_mult/decay_mult) and its weights (a
+    /// .caffemodel as a safetensors checkpoint); what netc cannot express is reported, all at
+    /// once, with its line
+    Import(ImportArgs),
     /// How good a generative model's samples are (a GAN's, a VAE's), by a digit classifier
     /// netc trained: Inception Score, confident share, class histogram and Frechet distance to
     /// real images; --compare a.npy b.npy ... prints one table
@@ -439,4 +436,27 @@ fn export_batch(s: &str) -> Result<netc_runtime::export::onnx::Batch, String> {
             )),
         },
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The Caffe prototxt: deploy (an `Input` layer) or train_val (TRAIN/TEST Data layers)
+    pub prototxt: String,
+    /// The .net file to write
+    #[arg(short = 'o', long = "out")]
+    pub out: String,
+    /// Caffe's solver.prototxt: base_lr, momentum, weight_decay, lr_policy (fixed, step, exp,
+    /// inv, multistep, poly), max_iter, display, ... become the training section
+    #[arg(long)]
+    pub solver: Option<String>,
+    /// Trained weights (.caffemodel), written as a safetensors checkpoint with netc's names
+    /// for `netc eval/predict --weights`
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// Where the converted weights go [default: the .net file's path with .safetensors]
+    #[arg(long)]
+    pub weights_out: Option<String>,
+    /// A train_val's input shape CxHxW (Caffe reads it from the data), e.g. 1x28x28
+    #[arg(long)]
+    pub input_shape: Option<String>,
 }

@@ -70,7 +70,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             network,
             batch,
         } => export::export(&file, &weights, out, network, batch)?,
-        Command::Import { prototxt, out } => import::import(&prototxt, &out)?,
+        Command::Import(args) => import::import(&args)?,
         Command::Score(args) => score::run(args)?,
         Command::Generate {
             file,

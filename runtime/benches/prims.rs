@@ -17,6 +17,19 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// CPU seconds of the whole process so far: on a busy machine, time a call took of the
+/// cores rather than of the clock (with one thread, comparable with PyTorch's
+/// `time.process_time` under `--threads 1`).
+fn cpu_seconds() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
 fn time(label: &str, src: &str) {
     let m = compile("b.net", src).expect("compiles");
     let net = &m.networks[0];
@@ -24,28 +37,48 @@ fn time(label: &str, src: &str) {
     let p: Params<f32> = Params::init(net, &mut rng);
     let x = Array2::from_shape_fn((BATCH, 17 * 64), |_| rng.normal() as f32);
     let out = net.outputs[0].1;
-    let (mut fwd, mut both) = (vec![], vec![]);
-    for _ in 0..50 {
-        let t = Instant::now();
-        let acts = cpu::forward(net, &p, x.view(), true, 1).expect("runs");
-        fwd.push(t.elapsed().as_secs_f64());
-        let dy = acts.get(out).mapv(|_| 1.0f32);
-        let t2 = Instant::now();
-        let _ = cpu::backward_opt(net, &p, &acts, out, dy, true);
-        both.push(fwd[fwd.len() - 1] + t2.elapsed().as_secs_f64());
-    }
+    let (mut fwd, mut both, mut cpu_fwd, mut cpu_both) = (vec![], vec![], vec![], vec![]);
+    // On a worker of the pool, as a training step runs (`cpu::on_pool`): the calls' parallel
+    // loops start there, not by waking the pool from this thread each time.
+    cpu::on_pool(|| {
+        for _ in 0..50 {
+            let (t, c) = (Instant::now(), cpu_seconds());
+            let acts = cpu::forward(net, &p, x.view(), true, 1).expect("runs");
+            fwd.push(t.elapsed().as_secs_f64());
+            cpu_fwd.push(cpu_seconds() - c);
+            let dy = acts.get(out).mapv(|_| 1.0f32);
+            let (t2, c2) = (Instant::now(), cpu_seconds());
+            let _ = cpu::backward_opt(net, &p, &acts, out, dy, true);
+            both.push(fwd[fwd.len() - 1] + t2.elapsed().as_secs_f64());
+            cpu_both.push(cpu_fwd[cpu_fwd.len() - 1] + cpu_seconds() - c2);
+        }
+    });
     println!(
-        "{label}: forward {:.3} ms, forward + backward {:.3} ms (median of 50, batch {BATCH} x 17 x 64, f32)",
+        "{label}: forward {:.3} ms, forward + backward {:.3} ms (median of 50, batch {BATCH} x 17 x 64, f32); \
+         CPU time {:.3} ms, {:.3} ms",
         median(fwd) * 1e3,
-        median(both) * 1e3
+        median(both) * 1e3,
+        median(cpu_fwd) * 1e3,
+        median(cpu_both) * 1e3
     );
 }
 
 fn main() {
+    // As netc's own main does.
+    netc_runtime::cpu::tune_allocator();
     netc_runtime::cpu::flush_subnormals_in_pool();
-    time(
-        "layernorm(64)",
-        "net t { input x: 17x64\n y = layernorm(64) }",
-    );
-    time("gelu", "net t { input x: 17x64\n y = gelu }");
+    // `cargo bench --bench prims -- gelu` runs one case (for `perf stat` of one layer).
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases = [
+        (
+            "layernorm(64)",
+            "net t { input x: 17x64\n y = layernorm(64) }",
+        ),
+        ("gelu", "net t { input x: 17x64\n y = gelu }"),
+    ];
+    for (label, src) in cases {
+        if only.as_deref().is_none_or(|o| label.starts_with(o)) {
+            time(label, src);
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod run;
 mod within;
 
 mod caffe_import;
+mod caffe_train;
 mod cli;
 mod declared_loss;
 mod diagnostics;

@@ -127,7 +127,7 @@ pub const MAX_GROUP: usize = ((MIRROR_BINDING_BASE - 1) / 4) as usize;
 /// none was. The check is four compares per quad the kernel has just written, so a run learns
 /// the step a parameter went bad at its next read-back of the device, with no read per step.
 pub fn update_group(lens: &[u64], rule: Optimizer, path: ReadPath) -> KernelSource {
-    update_group_with(lens, &vec![rule; lens.len()], None, path)
+    update_group_with(lens, (&vec![rule; lens.len()], &[]), None, path)
 }
 
 /// Gradient clipping inside an update kernel: the squared norms of the trainable gradients
@@ -194,11 +194,12 @@ fn wd_consts(rules: &[Optimizer], consts: &mut String) -> bool {
 }
 
 /// [`update_group`] with a rule per tensor (the same optimizer, each with the weight decay
-/// the decay rule gives that tensor) and, with `clip`, the gradients scaled to the global
-/// norm; the squared sums are bound after hyper and health.
+/// the decay rule gives that tensor) and a learning-rate multiplier per tensor (Caffe's
+/// `lr_mult`; none given means 1 for all), and, with `clip`, the gradients scaled to the
+/// global norm; the squared sums are bound after hyper and health.
 pub fn update_group_with(
     lens: &[u64],
-    rules: &[Optimizer],
+    (rules, lr_mults): (&[Optimizer], &[f64]),
     clip: Option<Clip>,
     path: ReadPath,
 ) -> KernelSource {
@@ -228,6 +229,11 @@ pub fn update_group_with(
         }
         if clip.is_some() {
             code = code.replacen("let grad = g", "let grad = g * GS", 1);
+        }
+        // The host's rate (hyper's first value) times the tensor's multiplier.
+        if let Some(&m) = lr_mults.get(t).filter(|&&m| m != 1.0) {
+            reads = reads.extra(&format!("const LRM{t}: f32 = {};", f32_lit(m)));
+            code = code.replace("h.x", &format!("(h.x * LRM{t})"));
         }
         reads = reads.extra(&format!("const LEN{t}: u32 = {len}u;"));
         let mut inputs = vec![];

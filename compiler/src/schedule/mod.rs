@@ -28,7 +28,7 @@ pub use crate::program::{
 };
 pub use classifier::{ClassifierPlan, MicroBatches};
 pub use forward::Forward;
-pub use update_rule::{clip_factor, glob, DecayRule, UpdateRule};
+pub use update_rule::{clip_factor, glob, DecayRule, ParamMult, UpdateRule};
 
 use crate::ir::{Network, Node};
 use petgraph::graph::NodeIndex;

@@ -79,9 +79,10 @@ impl Builder {
                     rule.for_tensor(&b.name, b.shape.len())
                 })
                 .collect();
+            let lr_mults: Vec<f64> = names.iter().map(|n| rule.decay.lr_mult(n)).collect();
             let net = &set.bindings[chunk[0].0].net;
             let label = format!("{net}.{} update", names.join(", "));
-            let kernel = kernels::update_group_with(&lens, &rules, clip, self.reads());
+            let kernel = kernels::update_group_with(&lens, (&rules, &lr_mults), clip, self.reads());
             self.emit(kernel, bindings, label);
         }
     }

@@ -8,16 +8,41 @@ use crate::kernels::Optimizer;
 /// The tensors weight decay applies to: those of rank `min_rank` or more whose name matches
 /// none of the `no_decay` glob patterns (`*` any run of characters, `?` one character).
 /// The default decays every tensor, as torch.optim applies weight_decay to all parameters.
+/// `mults` scale a tensor's learning rate and weight decay (Caffe's `lr_mult` and
+/// `decay_mult`): the first pattern matching its name applies, none means 1 and 1.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DecayRule {
     pub min_rank: usize,
     pub no_decay: Vec<String>,
+    pub mults: Vec<ParamMult>,
+}
+
+/// `mult("*.bias", lr=2, decay=0)` of the training section's `param_mult`: tensors whose
+/// `layer.param` name matches `pattern` learn at `lr` times the rate and decay at `decay`
+/// times the weight decay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamMult {
+    pub pattern: String,
+    pub lr: f64,
+    pub decay: f64,
 }
 
 impl DecayRule {
     /// Whether the tensor `name` of rank `rank` gets weight decay.
     pub fn applies(&self, name: &str, rank: usize) -> bool {
-        rank >= self.min_rank && !self.no_decay.iter().any(|p| glob(p, name))
+        rank >= self.min_rank
+            && !self.no_decay.iter().any(|p| glob(p, name))
+            && self.mult(name).is_none_or(|m| m.decay != 0.0)
+    }
+
+    /// The multipliers of tensor `name`: the first `param_mult` pattern it matches.
+    pub fn mult(&self, name: &str) -> Option<&ParamMult> {
+        self.mults.iter().find(|m| glob(&m.pattern, name))
+    }
+
+    /// The factor tensor `name`'s learning rate is multiplied by (1 without a pattern).
+    pub fn lr_mult(&self, name: &str) -> f64 {
+        self.mult(name).map_or(1.0, |m| m.lr)
     }
 }
 
@@ -75,7 +100,8 @@ impl UpdateRule {
     /// the decay rule leaves the tensor out.
     pub fn for_tensor(&self, name: &str, rank: usize) -> Optimizer {
         if self.decay.applies(name, rank) {
-            self.opt
+            let m = self.decay.mult(name).map_or(1.0, |m| m.decay);
+            self.opt.with_weight_decay(self.opt.weight_decay() * m)
         } else {
             self.opt.with_weight_decay(0.0)
         }
@@ -111,6 +137,7 @@ mod tests {
         let r = DecayRule {
             min_rank: 2,
             no_decay: vec!["*cls*".into(), "*pos*".into()],
+            mults: vec![],
         };
         assert!(r.applies("m.fc.w", 2) && r.applies("m.conv.w", 4));
         assert!(!r.applies("m.fc.b", 1), "a bias (rank 1) is left out");
@@ -131,6 +158,33 @@ mod tests {
         };
         assert_eq!(rule.for_tensor("m.fc.w", 2).weight_decay(), 0.1);
         assert_eq!(rule.for_tensor("m.fc.b", 1).weight_decay(), 0.0);
+    }
+
+    #[test]
+    fn multipliers_scale_rate_and_decay_first_match_wins() {
+        let m = |p: &str, lr, decay| ParamMult {
+            pattern: p.into(),
+            lr,
+            decay,
+        };
+        let rule = UpdateRule {
+            opt: Optimizer::Sgd {
+                momentum: 0.9,
+                weight_decay: 5e-4,
+            },
+            decay: DecayRule {
+                min_rank: 0,
+                no_decay: vec![],
+                mults: vec![m("fc.bias", 3.0, 0.5), m("*.bias", 2.0, 0.0)],
+            },
+            clip: None,
+        };
+        assert_eq!(rule.decay.lr_mult("conv.bias"), 2.0);
+        assert_eq!(rule.decay.lr_mult("fc.bias"), 3.0);
+        assert_eq!(rule.decay.lr_mult("fc.weight"), 1.0);
+        assert_eq!(rule.for_tensor("conv.bias", 1).weight_decay(), 0.0);
+        assert_eq!(rule.for_tensor("fc.bias", 1).weight_decay(), 5e-4 * 0.5);
+        assert_eq!(rule.for_tensor("fc.weight", 2).weight_decay(), 5e-4);
     }
 
     #[test]

@@ -132,8 +132,9 @@ pub(super) fn noise(v: &Value, errors: &mut Vec<Diagnostic>) -> Noise {
     }
 }
 
-/// `constant`, `step(every, factor)`, `plateau(factor, patience)`, `inv(gamma, power)` or
-/// `warmup_cosine(warmup, min_lr)`.
+/// `constant`, `step(every, factor)`, `plateau(factor, patience)`, `inv(gamma, power)`,
+/// Caffe's per-step `step_iter(every, factor)`, `multistep(at=[..], factor)` and
+/// `poly(power)`, or `warmup_cosine(warmup, min_lr)`.
 pub(super) fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
     if v.as_ident() == Some("constant") || v.as_ident() == Some("none") {
         return Schedule::Constant;
@@ -176,16 +177,74 @@ pub(super) fn schedule(v: &Value, errors: &mut Vec<Diagnostic>) -> Schedule {
                 power: a.get("power", 0.75, &rg::INV_POWER, errors),
             }
         }
+        "step_iter" => {
+            let a = resolve(c, &["every", "factor"], 2, errors);
+            Schedule::StepIter {
+                every: a.get("every", 1.0, &rg::STEP_ITER_EVERY, errors) as u64,
+                factor: a.get("factor", 0.1, &rg::SCHEDULE_FACTOR, errors),
+            }
+        }
+        "multistep" => multistep(c, errors),
+        "poly" => {
+            let a = resolve(c, &["power"], 1, errors);
+            Schedule::Poly {
+                power: a.get("power", 1.0, &rg::POLY_POWER, errors),
+            }
+        }
         "warmup_cosine" => warmup_cosine(c, errors),
         other => {
             errors.push(
                 Diagnostic::error(format!("unknown schedule `{other}`"))
                     .at(v.span, "here")
-                    .help("use constant, step(every, factor), plateau(factor, patience), inv(gamma, power) or warmup_cosine(warmup, min_lr)"),
+                    .help("use constant, step(every, factor), plateau(factor, patience), inv(gamma, power), step_iter(every, factor), multistep(at=[..], factor), poly(power) or warmup_cosine(warmup, min_lr)"),
             );
             Schedule::Constant
         }
     }
+}
+
+/// `multistep(at=[5000, 7000], factor=0.1)`: the rate times `factor` at each listed step
+/// (Caffe's `stepvalue`s, ascending whole numbers).
+fn multistep(c: &Call, errors: &mut Vec<Diagnostic>) -> Schedule {
+    let mut at = vec![];
+    let mut factor = 0.1;
+    for a in &c.args {
+        match (a.key.as_ref().map(|k| k.name.as_str()), &a.value.kind) {
+            (Some("at"), ValueKind::List(items)) => {
+                for v in items {
+                    match v.kind {
+                        ValueKind::Int(i) if i >= 0 && at.last().is_none_or(|&l| l < i as u64) => {
+                            at.push(i as u64)
+                        }
+                        _ => errors.push(
+                            Diagnostic::error(
+                                "multistep's `at` lists steps: ascending whole numbers",
+                            )
+                            .at(v.span, "here"),
+                        ),
+                    }
+                }
+            }
+            (Some("factor"), _) => match a.value.as_f64() {
+                Some(x) => factor = rg::SCHEDULE_FACTOR.check(x, a.value.span, errors),
+                None => errors.push(
+                    Diagnostic::error("multistep's `factor` must be a number")
+                        .at(a.value.span, "here"),
+                ),
+            },
+            _ => errors.push(
+                Diagnostic::error("multistep takes at=[step, ...] and factor=x")
+                    .at(a.value.span, "here"),
+            ),
+        }
+    }
+    if at.is_empty() {
+        errors.push(
+            Diagnostic::error("multistep needs the steps the rate drops at: at=[5000, 7000]")
+                .at(c.span, "here"),
+        );
+    }
+    Schedule::MultiStep { at, factor }
 }
 
 /// `warmup_cosine(warmup=0.05, min_lr=0)`: `warmup` written as a fraction (`0.05`, with a

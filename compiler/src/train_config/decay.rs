@@ -14,6 +14,8 @@ pub struct DecayLine {
     pub rank: usize,
     pub decayed: bool,
     pub why: Option<String>,
+    /// The learning-rate and decay multipliers `param_mult` gives it (1, 1 without one).
+    pub mult: (f64, f64),
 }
 
 impl TrainConfig {
@@ -46,8 +48,14 @@ impl TrainConfig {
                         "rank {rank} < decay_min_rank {}",
                         self.decay.min_rank
                     ))
+                } else if let Some(g) = pattern {
+                    Some(format!("matches \"{g}\""))
                 } else {
-                    pattern.map(|g| format!("matches \"{g}\""))
+                    // Caffe's decay_mult 0 (`param_mult`'s decay=0).
+                    self.decay
+                        .mult(&p.name)
+                        .filter(|m| m.decay == 0.0)
+                        .map(|m| format!("param_mult \"{}\" decay=0", m.pattern))
                 };
                 lines.push(DecayLine {
                     network: name.to_string(),
@@ -55,6 +63,10 @@ impl TrainConfig {
                     rank,
                     decayed: why.is_none(),
                     why,
+                    mult: self
+                        .decay
+                        .mult(&p.name)
+                        .map_or((1.0, 1.0), |m| (m.lr, m.decay)),
                 });
             }
         }
@@ -82,6 +94,15 @@ pub fn decay_text(lines: &[DecayLine]) -> String {
         out.push_str(&format!("weight decay in `{net}`:\n"));
         out.push_str(&format!("  decayed:     {}\n", list(&yes)));
         out.push_str(&format!("  not decayed: {}\n", list(&no)));
+        // Tensors whose rate or decay a param_mult scales (decay 0 is listed above).
+        let scaled: Vec<String> = lines
+            .iter()
+            .filter(|l| l.network == net && l.mult != (1.0, 1.0))
+            .map(|l| format!("{} (lr x{}, decay x{})", l.tensor, l.mult.0, l.mult.1))
+            .collect();
+        if !scaled.is_empty() {
+            out.push_str(&format!("  multipliers: {}\n", list(&scaled)));
+        }
     }
     out
 }

@@ -16,6 +16,7 @@ mod images;
 mod language_model;
 mod latent;
 mod minimise;
+mod mults;
 mod ranges;
 mod read;
 mod reader;
@@ -70,7 +71,7 @@ pub struct OptimizerConfig {
     pub lr: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     Constant,
     /// lr *= factor every `every` epochs.
@@ -86,6 +87,20 @@ pub enum Schedule {
     /// Caffe's "inv" policy: lr * (1 + gamma * t)^-power at step t (Caffe's LeNet solver).
     Inv {
         gamma: f64,
+        power: f64,
+    },
+    /// Caffe's "step" policy: lr * factor^floor(t / every), counted in optimizer steps.
+    StepIter {
+        every: u64,
+        factor: f64,
+    },
+    /// Caffe's "multistep" policy: lr * factor^(how many of `at` are <= t).
+    MultiStep {
+        at: Vec<u64>,
+        factor: f64,
+    },
+    /// Caffe's "poly" policy: lr * (1 - t / total)^power, zero at the end of training.
+    Poly {
         power: f64,
     },
     /// Linear warm-up, then cosine decay to `min_lr` at the last step (nanoGPT's get_lr,
@@ -126,9 +141,14 @@ impl Schedule {
     /// The factor a per-step schedule applies at optimizer step `t` (0-based); 1 for the
     /// epoch-wise ones, which change the learning rate itself.
     pub fn step_factor(&self, t: u64) -> f64 {
-        match *self {
+        match self {
             Schedule::Inv { gamma, power } => (1.0 + gamma * t as f64).powf(-power),
-            Schedule::Constant
+            Schedule::StepIter { every, factor } => factor.powi((t / every.max(&1)) as i32),
+            Schedule::MultiStep { at, factor } => {
+                factor.powi(at.iter().filter(|&&s| s <= t).count() as i32)
+            }
+            Schedule::Poly { .. }
+            | Schedule::Constant
             | Schedule::Step { .. }
             | Schedule::Plateau { .. }
             | Schedule::WarmupCosine { .. } => 1.0,
@@ -143,6 +163,9 @@ impl Schedule {
     /// (r = 1 when no step is left after the warm-up, and beyond the last step).
     pub fn step_lr(&self, lr: f64, t: u64, total: u64) -> f64 {
         match *self {
+            Schedule::Poly { power } => {
+                lr * (1.0 - (t as f64 / total.max(1) as f64).min(1.0)).powf(power)
+            }
             Schedule::WarmupCosine { warmup, min_lr } => {
                 let w = warmup.steps(total);
                 if t < w {
@@ -159,7 +182,9 @@ impl Schedule {
             Schedule::Constant
             | Schedule::Step { .. }
             | Schedule::Plateau { .. }
-            | Schedule::Inv { .. } => lr * self.step_factor(t),
+            | Schedule::Inv { .. }
+            | Schedule::StepIter { .. }
+            | Schedule::MultiStep { .. } => lr * self.step_factor(t),
         }
     }
 }
@@ -267,6 +292,23 @@ mod tests {
         };
         assert_eq!(c.step_lr(2.0, 0, 5), 2.0);
         assert!(c.step_lr(2.0, 4, 5).abs() < 1e-15);
+        // Caffe's step, multistep and poly policies, at Caffe's iteration counts.
+        let st = Schedule::StepIter {
+            every: 3,
+            factor: 0.5,
+        };
+        let rates: Vec<f64> = (0..7).map(|t| st.step_lr(1.0, t, 100)).collect();
+        assert_eq!(rates, [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]);
+        let ms = Schedule::MultiStep {
+            at: vec![2, 5],
+            factor: 0.1,
+        };
+        let rates: Vec<f64> = (0..6).map(|t| ms.step_lr(1.0, t, 100)).collect();
+        assert_eq!(rates, [1.0, 1.0, 0.1, 0.1, 0.1, 0.1f64.powi(2)]);
+        let p = Schedule::Poly { power: 0.5 };
+        assert_eq!(p.step_lr(2.0, 0, 100), 2.0);
+        assert_eq!(p.step_lr(2.0, 75, 100), 2.0 * 0.25f64.sqrt());
+        assert_eq!(p.step_lr(2.0, 100, 100), 0.0);
         // The other schedules keep their rates.
         assert_eq!(Schedule::Constant.step_lr(0.3, 7, 10), 0.3);
     }
@@ -337,6 +379,28 @@ mod tests {
             ("decay_min_rank = 9", "`decay_min_rank` must be"),
             ("no_decay = [bias]", "training setting `no_decay`"),
             ("no_decay = [\"\"]", "training setting `no_decay`"),
+            ("param_mult = [\"*.bias\"]", "training setting `param_mult`"),
+            ("param_mult = [mult(lr=2)]", "training setting `param_mult`"),
+            (
+                "param_mult = [mult(\"*.bias\", lr=-1)]",
+                "mult's `lr` must be",
+            ),
+            (
+                "param_mult = [mult(\"*.bias\", speed=2)]",
+                "has no setting `speed`",
+            ),
+            (
+                "param_mult = [mult(\"*\"), mult(\"*\", lr=2)]",
+                "gives \"*\" twice",
+            ),
+            ("schedule = multistep(at=[5, 3])", "ascending whole numbers"),
+            ("schedule = multistep(factor=0.1)", "needs the steps"),
+            ("schedule = multistep(at=[5], factor=2)", "`factor` must be"),
+            ("schedule = poly(power=0)", "poly's `power` must be"),
+            (
+                "schedule = step_iter(every=0)",
+                "step_iter's `every` must be",
+            ),
         ] {
             let e = config_of("m.net", &format!("{net}train {{ {bad} }}")).expect_err(bad);
             assert!(e.contains(want), "{bad}: {e}");

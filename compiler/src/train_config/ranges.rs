@@ -170,6 +170,30 @@ pub(super) const STEP_EVERY: Range = range(
     (1e9, CLOSED),
     "a whole number of epochs",
 );
+pub(super) const STEP_ITER_EVERY: Range = range(
+    "step_iter's `every`",
+    (1.0, CLOSED),
+    (1e12, CLOSED),
+    "the rate drops every this many optimizer steps (Caffe's stepsize)",
+);
+pub(super) const POLY_POWER: Range = range(
+    "poly's `power`",
+    (0.0, OPEN),
+    (10.0, CLOSED),
+    "lr * (1 - t / steps)^power",
+);
+pub(super) const LR_MULT: Range = range(
+    "mult's `lr`",
+    (0.0, CLOSED),
+    (1e6, CLOSED),
+    "the tensor's learning rate is the schedule's times this (Caffe's lr_mult; 0 freezes it)",
+);
+pub(super) const DECAY_MULT: Range = range(
+    "mult's `decay`",
+    (0.0, CLOSED),
+    (1e6, CLOSED),
+    "the tensor's weight decay is the optimizer's times this (Caffe's decay_mult)",
+);
 pub(super) const PATIENCE: Range = range(
     "plateau's `patience`",
     (0.0, CLOSED),

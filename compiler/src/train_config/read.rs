@@ -511,6 +511,7 @@ fn decay_rule(r: &mut Reader) -> DecayRule {
             ),
         }
     }
+    rule.mults = super::mults::param_mult(r);
     if let Some(v) = r.get("no_decay") {
         let items: Vec<_> = match &v.kind {
             ValueKind::List(items) => items.iter().collect(),

@@ -12,6 +12,7 @@ pub(super) const KEYS: &[&str] = &[
     "optimizer",
     "decay_min_rank",
     "no_decay",
+    "param_mult",
     "clip_grad_norm",
     "schedule",
     "batch",

@@ -69,13 +69,25 @@ pub fn backward_opt<T: Real>(
     backward_observed(net, p, acts, (from, dy), input_grad, &mut |_| {})
 }
 
-/// What [`backward_observed`] calls after each layer: the parameter gradients so far.
-pub type Progress<'a, T> = dyn FnMut(&[Option<Vec<T>>]) + 'a;
+/// What [`backward_observed`] calls after each layer: the parameter gradients so far. `Send`:
+/// the pass runs on a worker of rayon's pool (see `on_pool`).
+pub type Progress<'a, T> = dyn FnMut(&[Option<Vec<T>>]) + Send + 'a;
 
 /// [`backward_opt`], calling `progress` with the parameter gradients so far after each node
 /// or region: a gradient once there is final (each parameter belongs to one layer), so a
 /// data-parallel step can start reducing it while earlier layers' are computed.
 pub fn backward_observed<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    from: (NodeIndex, Array2<T>),
+    input_grad: bool,
+    progress: &mut Progress<'_, T>,
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    super::on_pool(|| backward_on_pool(net, p, acts, from, input_grad, progress))
+}
+
+fn backward_on_pool<T: Real>(
     net: &Network,
     p: &Params<T>,
     acts: &Activations<T>,

@@ -14,7 +14,8 @@ pub fn exp_f32(x: f32) -> f32 {
     // Rounded to the nearest integer by the 1.5 * 2^23 trick (floor is a libm call on the
     // baseline x86-64 target, which stops the loop vectorising).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -23,7 +24,10 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // n itself sits in the low mantissa bits of `shifted` (|n| < 2^22): read there, it needs
+    // no float-to-int conversion, which Rust saturates lane by lane in scalar code.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    let bits = (n_int.wrapping_add(127) as u32) << 23;
     e * f32::from_bits(bits)
 }
 

@@ -55,7 +55,8 @@ pub fn clip_scale<T: Real>(grads: &[Option<Vec<T>>], clip: Option<f64>) -> f64 {
 }
 
 /// One optimizer step under `rule` with learning rate `lr`: the gradients clipped to the
-/// global norm, then each tensor updated with the weight decay its decay rule gives it.
+/// global norm, then each tensor updated with the weight decay its decay rule gives it, at
+/// the rate its `param_mult` multiplier gives it.
 pub fn apply_rule<T: Real>(
     p: &mut Params<T>,
     grads: &[Option<Vec<T>>],
@@ -76,6 +77,7 @@ pub fn apply_rule<T: Real>(
             g
         };
         let opt = rule.for_tensor(&p.names[i], p.shapes[i].len());
+        let lr = lr * rule.decay.lr_mult(&p.names[i]);
         update_tensor(p, st, i, g, opt, lr);
     }
 }
@@ -206,6 +208,7 @@ mod tests {
             decay: DecayRule {
                 min_rank: 2,
                 no_decay: vec!["pos*".into()],
+                mults: vec![],
             },
             clip: None,
         };

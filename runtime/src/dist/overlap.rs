@@ -88,7 +88,7 @@ impl Dist {
     pub fn backward_summed(
         &self,
         trainable: &[bool],
-        backward: impl FnOnce(&mut dyn FnMut(&[Option<Vec<f32>>])) -> Grads,
+        backward: impl FnOnce(&mut crate::cpu::Progress<'_, f32>) -> Grads,
     ) -> Grads {
         let Some((lane, limit)) = self.overlap_lane() else {
             let mut g = backward(&mut |_| {});

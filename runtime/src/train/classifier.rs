@@ -389,6 +389,9 @@ impl<'a> ClassifierTask<'a> {
             Schedule::Constant
             | Schedule::Step { .. }
             | Schedule::Inv { .. }
+            | Schedule::StepIter { .. }
+            | Schedule::MultiStep { .. }
+            | Schedule::Poly { .. }
             | Schedule::WarmupCosine { .. } => {}
             Schedule::Plateau { factor, patience } => {
                 if tl < self.best {

@@ -42,6 +42,7 @@ fn sgd() -> UpdateRule {
         decay: DecayRule {
             min_rank: 2,
             no_decay: vec![],
+            mults: vec![],
         },
         clip: Some(1.0),
     }
@@ -58,6 +59,7 @@ fn rule() -> UpdateRule {
         decay: DecayRule {
             min_rank: 2,
             no_decay: vec![],
+            mults: vec![],
         },
         clip: Some(1.0),
     }

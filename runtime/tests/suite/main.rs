@@ -15,6 +15,7 @@ mod gpus;
 
 mod declared_loss;
 mod diffusion;
+mod fused_loops;
 mod fuzz_campaign;
 mod fuzz_readers;
 mod g_through_d;

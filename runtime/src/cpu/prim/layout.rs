@@ -35,25 +35,32 @@ fn collapse<const K: usize>(
     dims: &[usize],
     strides: [&[usize]; K],
 ) -> (Vec<usize>, [Vec<usize>; K]) {
+    let (d, s) = collapse_dyn(dims, &strides);
+    let s: [Vec<usize>; K] = s.try_into().expect("one stride list per operand");
+    (d, s)
+}
+
+/// [`collapse`] over any number of operands.
+pub fn collapse_dyn(dims: &[usize], st: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
     let mut d: Vec<usize> = vec![];
-    let mut s: [Vec<usize>; K] = std::array::from_fn(|_| vec![]);
+    let mut s: Vec<Vec<usize>> = vec![vec![]; st.len()];
     for i in 0..dims.len() {
         if dims[i] == 1 {
             continue;
         }
         let merge =
-            !d.is_empty() && (0..K).all(|k| s[k][s[k].len() - 1] == strides[k][i] * dims[i]);
+            !d.is_empty() && (0..st.len()).all(|k| s[k][s[k].len() - 1] == st[k][i] * dims[i]);
         if merge {
             let last = d.len() - 1;
             d[last] *= dims[i];
-            for k in 0..K {
+            for k in 0..st.len() {
                 let l = s[k].len() - 1;
-                s[k][l] = strides[k][i];
+                s[k][l] = st[k][i];
             }
         } else {
             d.push(dims[i]);
-            for k in 0..K {
-                s[k].push(strides[k][i]);
+            for k in 0..st.len() {
+                s[k].push(st[k][i]);
             }
         }
     }

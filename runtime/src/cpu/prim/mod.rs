@@ -2,13 +2,14 @@
 //! by node at a concrete batch size, generic over f32 and f64 like the rest of the reference.
 //! It is the oracle for the generated kernels and, in f64, for the derived gradients.
 
+mod fused;
 mod layout;
 mod ops;
 pub mod profile;
 pub mod region;
 
 use super::Real;
-use netc_compiler::prim::fuse::needed;
+use netc_compiler::prim::fuse::{groups, is_elementwise, needed, Group};
 use netc_compiler::prim::{Graph, NodeId, Prim};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -30,15 +31,13 @@ pub enum EvalError {
     Class { id: String, classes: usize },
 }
 
-/// For each node, the last needed node reading it (`usize::MAX` for the wanted ones, kept to
-/// the end; the node itself when nothing reads it).
-fn last_uses(g: &Graph, need: &[bool], want: &[NodeId]) -> Vec<NodeId> {
-    let mut last: Vec<NodeId> = (0..g.nodes.len()).collect();
-    for (i, n) in g.nodes.iter().enumerate() {
-        if need[i] {
-            for &a in &n.inputs {
-                last[a] = i;
-            }
+/// For each node, the index of the last group reading it (`usize::MAX` for the wanted ones,
+/// kept to the end).
+fn last_uses(g: &Graph, groups: &[Group], want: &[NodeId]) -> Vec<usize> {
+    let mut last = vec![0; g.nodes.len()];
+    for (k, gr) in groups.iter().enumerate() {
+        for &a in &gr.reads {
+            last[a] = k;
         }
     }
     for &w in want {
@@ -55,53 +54,34 @@ pub fn eval<T: Real>(
     feeds: &HashMap<NodeId, &[T]>,
     want: &[NodeId],
 ) -> Result<Vec<Vec<T>>, EvalError> {
-    let need = needed(g, want);
-    let last = last_uses(g, &need, want);
+    eval_groups(g, &groups(g, want), batch, feeds, want)
+}
+
+/// [`eval`] with the kernel groups of `want` given (a region builds them once): each group is
+/// one fused loop ([`fused`]), or one reference op for a node that is not elementwise.
+pub fn eval_groups<T: Real>(
+    g: &Graph,
+    groups: &[Group],
+    batch: usize,
+    feeds: &HashMap<NodeId, &[T]>,
+    want: &[NodeId],
+) -> Result<Vec<Vec<T>>, EvalError> {
+    let last = last_uses(g, groups, want);
     // Leaves are borrowed from the feeds; only computed values are allocated, and each is
     // dropped after its last reader, so the allocator hands the same (cache-warm) memory to
-    // the next node.
+    // the next group.
     let mut vals: Vec<Option<Cow<[T]>>> = vec![None; g.nodes.len()];
-    for i in 0..g.nodes.len() {
-        if !need[i] {
-            continue;
+    let need = needed(g, want);
+    for (i, node) in g.nodes.iter().enumerate() {
+        if let (true, Prim::Input { name } | Prim::Param { name }) = (need[i], &node.prim) {
+            vals[i] = Some(leaf(feeds, i, name, node.shape.numel(batch), &node.shape)?);
         }
-        let node = &g.nodes[i];
-        let v = match &node.prim {
-            Prim::Input { name } | Prim::Param { name } => {
-                leaf(feeds, i, name, node.shape.numel(batch), &node.shape)?
-            }
-            // A reshape is its input's values: borrowed, or moved at the input's last use.
-            Prim::Reshape => {
-                let a = node.inputs[0];
-                match vals[a].take() {
-                    Some(Cow::Borrowed(b)) => {
-                        vals[a] = Some(Cow::Borrowed(b));
-                        Cow::Borrowed(b)
-                    }
-                    Some(Cow::Owned(v)) if last[a] == i => Cow::Owned(v),
-                    Some(c) => {
-                        let copy = c.to_vec();
-                        vals[a] = Some(c);
-                        Cow::Owned(copy)
-                    }
-                    None => unreachable!("inputs come first"),
-                }
-            }
-            _ => {
-                let args: Vec<(&[T], Vec<usize>)> = node
-                    .inputs
-                    .iter()
-                    .map(|&a| {
-                        let v = vals[a].as_deref().expect("inputs come first");
-                        (v, g.nodes[a].shape.at(batch))
-                    })
-                    .collect();
-                Cow::Owned(ops::run(&node.prim, &args, &node.shape.at(batch))?)
-            }
-        };
-        vals[i] = Some(v);
-        for &a in &node.inputs {
-            if last[a] == i {
+    }
+    for (k, gr) in groups.iter().enumerate() {
+        let v = group_value(g, gr, batch, &mut vals, &last, k)?;
+        vals[gr.root] = Some(v);
+        for &a in &gr.reads {
+            if last[a] == k {
                 vals[a] = None;
             }
         }
@@ -123,6 +103,57 @@ pub fn eval<T: Real>(
         out.push(v);
     }
     Ok(out)
+}
+
+/// The value of group `k`'s root: a fused loop for an elementwise chain or a reduction, a
+/// reshape borrowed or moved, any other node by its reference op.
+fn group_value<'a, T: Real>(
+    g: &Graph,
+    gr: &Group,
+    batch: usize,
+    vals: &mut [Option<Cow<'a, [T]>>],
+    last: &[usize],
+    k: usize,
+) -> Result<Cow<'a, [T]>, EvalError> {
+    let node = &g.nodes[gr.root];
+    if is_elementwise(&node.prim) || matches!(node.prim, Prim::Reduce { .. }) {
+        let reads: Vec<&[T]> = gr
+            .reads
+            .iter()
+            .map(|&n| vals[n].as_deref().expect("reads come first"))
+            .collect();
+        return Ok(Cow::Owned(fused::run(g, gr, batch, &reads)));
+    }
+    if let Prim::Reshape = node.prim {
+        // A reshape is its input's values: borrowed, or moved at the input's last use.
+        let a = node.inputs[0];
+        return Ok(match vals[a].take() {
+            Some(Cow::Borrowed(b)) => {
+                vals[a] = Some(Cow::Borrowed(b));
+                Cow::Borrowed(b)
+            }
+            Some(Cow::Owned(v)) if last[a] == k => Cow::Owned(v),
+            Some(c) => {
+                let copy = c.to_vec();
+                vals[a] = Some(c);
+                Cow::Owned(copy)
+            }
+            None => unreachable!("inputs come first"),
+        });
+    }
+    let args: Vec<(&[T], Vec<usize>)> = node
+        .inputs
+        .iter()
+        .map(|&a| {
+            let v = vals[a].as_deref().expect("inputs come first");
+            (v, g.nodes[a].shape.at(batch))
+        })
+        .collect();
+    Ok(Cow::Owned(ops::run(
+        &node.prim,
+        &args,
+        &node.shape.at(batch),
+    )?))
 }
 
 fn leaf<'a, T: Real>(

@@ -20,12 +20,56 @@ pub enum Emit {
     Op {
         op: String,
         shape: Vec<u64>,
+        params: Option<LayerParams>,
     },
     /// Nothing in the network (a loss or accuracy layer, which the training section holds).
     Skip,
 }
 
 type Problems = Vec<(usize, String)>;
+
+/// The parameter tensors of a Caffe layer with weights, in Caffe's blob order (weight, then
+/// bias): their netc names and shapes (Caffe's and netc's agree: PyTorch's layouts), and the
+/// `lr_mult` / `decay_mult` of each (Caffe's `param { }`, 1 where not given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerParams {
+    /// The Caffe layer's name (a .caffemodel names its blobs by it).
+    pub caffe: String,
+    /// The statement holding the op (set where the op is placed).
+    pub stmt: String,
+    /// (suffix, shape): `weight`, `bias`.
+    pub tensors: Vec<(&'static str, Vec<u64>)>,
+    pub mults: Vec<(f64, f64)>,
+    /// Each multiplier's line (the layer's where a `param` is not given).
+    pub lines: Vec<usize>,
+}
+
+/// The tensors `tensors` of layer `l` (named `name`, at `line`), with their multipliers.
+fn layer_params(
+    l: &[Field],
+    name: &str,
+    line: usize,
+    tensors: Vec<(&'static str, Vec<u64>)>,
+) -> LayerParams {
+    let given: Vec<&Field> = l.all("param").collect();
+    let mut mults = vec![];
+    let mut lines = vec![];
+    for i in 0..tensors.len() {
+        let p = given.get(i).and_then(|f| match &f.value {
+            Value::Msg(m) => Some(m.as_slice()),
+            Value::Scalar(_) => None,
+        });
+        mults.push((setting(p, "lr_mult", 1.0), setting(p, "decay_mult", 1.0)));
+        lines.push(given.get(i).map_or(line, |f| f.line));
+    }
+    LayerParams {
+        caffe: name.to_string(),
+        stmt: String::new(),
+        tensors,
+        mults,
+        lines,
+    }
+}
 
 /// The layer types [`emit`] knows (data layers among them, to say they are not imported yet).
 pub const KNOWN: &[&str] = &[
@@ -90,7 +134,7 @@ pub fn legacy_inputs(
     }
 }
 
-fn num(f: &Field) -> Option<f64> {
+pub(super) fn num(f: &Field) -> Option<f64> {
     match &f.value {
         Value::Scalar(s) => s.parse().ok(),
         Value::Msg(_) => None,
@@ -98,19 +142,24 @@ fn num(f: &Field) -> Option<f64> {
 }
 
 /// A numeric setting of a `*_param` message, or its Caffe default.
-fn setting(p: Option<&[Field]>, name: &str, default: f64) -> f64 {
+pub(super) fn setting(p: Option<&[Field]>, name: &str, default: f64) -> f64 {
     p.and_then(|p| p.field(name))
         .and_then(num)
         .unwrap_or(default)
 }
 
 /// The netc op of layer `l` (named `name`, at `line`) reading blobs `ins`.
-pub fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result<Emit, Problems> {
+pub(super) fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result<Emit, Problems> {
     let ty = l.text("type").unwrap_or("");
     let bad = |m: String| Err(vec![(line, format!("layer `{name}` ({ty}): {m}"))]);
     let x = ins.first().map(|b| b.shape.clone()).unwrap_or_default();
-    let image = x.len() == 3;
-    let op = |op: String, shape: Vec<u64>| Ok(Emit::Op { op, shape });
+    let op = |op: String, shape: Vec<u64>| {
+        Ok(Emit::Op {
+            op,
+            shape,
+            params: None,
+        })
+    };
     match ty {
         "Input" => {
             let dims: Vec<u64> = l
@@ -123,9 +172,7 @@ pub fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result<Emit, 
                 _ => bad("input_param gives no shape { dim: N dim: C ... }".into()),
             }
         }
-        "Data" | "ImageData" | "HDF5Data" | "MemoryData" => bad(
-            "data layers are not imported yet: use the deploy prototxt (its `Input` layer)".into(),
-        ),
+        "Data" | "ImageData" | "HDF5Data" | "MemoryData" => Ok(Emit::Skip),
         "SoftmaxWithLoss" | "Accuracy" | "EuclideanLoss" | "SigmoidCrossEntropyLoss" => {
             Ok(Emit::Skip)
         }
@@ -192,25 +239,41 @@ pub fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result<Emit, 
             let names: Vec<&str> = ins.iter().map(|b| b.stmt.as_str()).collect();
             op(format!("add({})", names.join(", ")), x)
         }
-        "InnerProduct" => {
-            let p = l.msg("inner_product_param");
-            let n = setting(p, "num_output", 0.0) as u64;
-            let fan_in: u64 = x.iter().product();
-            let init = fillers(p, fan_in, line, name)?;
-            let bias = if setting(p, "bias_term", 1.0) == 0.0
-                || p.and_then(|p| p.text("bias_term")) == Some("false")
-            {
-                ", bias=false"
-            } else {
-                ""
-            };
-            let flat = if image { "flatten -> " } else { "" };
-            op(format!("{flat}dense({n}{bias}{init})"), vec![n])
-        }
+        "InnerProduct" => inner_product(l, name, &x, line),
         "Convolution" | "Deconvolution" => conv(l, (name, ty), &x, line),
-        "Pooling" => pooling(l, name, &x, line).map(|(op, shape)| Emit::Op { op, shape }),
+        "Pooling" => pooling(l, name, &x, line).map(|(op, shape)| Emit::Op {
+            op,
+            shape,
+            params: None,
+        }),
         _ => bad("no netc op for this layer type".into()),
     }
+}
+
+/// An InnerProduct: `dense`, after a `flatten` when it reads an image.
+fn inner_product(l: &[Field], name: &str, x: &[u64], line: usize) -> Result<Emit, Problems> {
+    let image = x.len() == 3;
+    let p = l.msg("inner_product_param");
+    let n = setting(p, "num_output", 0.0) as u64;
+    let fan_in: u64 = x.iter().product();
+    let init = fillers(p, fan_in, line, name)?;
+    let bias = if setting(p, "bias_term", 1.0) == 0.0
+        || p.and_then(|p| p.text("bias_term")) == Some("false")
+    {
+        ", bias=false"
+    } else {
+        ""
+    };
+    let flat = if image { "flatten -> " } else { "" };
+    let mut tensors = vec![("weight", vec![n, fan_in])];
+    if bias.is_empty() {
+        tensors.push(("bias", vec![n]));
+    }
+    Ok(Emit::Op {
+        op: format!("{flat}dense({n}{bias}{init})"),
+        shape: vec![n],
+        params: Some(layer_params(l, name, line, tensors)),
+    })
 }
 
 /// A square kernel's size, stride and padding.
@@ -331,7 +394,6 @@ fn conv(l: &[Field], (name, ty): (&str, &str), x: &[u64], line: usize) -> Result
             format!("layer `{name}` ({ty}) needs an image (CxHxW) input, not {x:?}"),
         )]);
     };
-    let op = |op: String, shape: Vec<u64>| Ok(Emit::Op { op, shape });
     let p = l.msg("convolution_param");
     let g = window(p, line, name)?;
     let groups = setting(p, "group", 1.0) as u64;
@@ -374,8 +436,19 @@ fn conv(l: &[Field], (name, ty): (&str, &str), x: &[u64], line: usize) -> Result
     } else {
         String::new()
     };
-    op(
-        format!("{name_op}({n}, k={}{s}{pad}{extra}{bias}{init})", g.k),
-        vec![n, oh, ow],
-    )
+    // Caffe's (and PyTorch's) layouts: out x in/groups x k x k; a deconvolution's in x out/groups.
+    let per = groups.max(1);
+    let w = match deconv {
+        true => vec![c, n / per, g.k, g.k],
+        false => vec![n, c / per, g.k, g.k],
+    };
+    let mut tensors = vec![("weight", w)];
+    if bias.is_empty() {
+        tensors.push(("bias", vec![n]));
+    }
+    Ok(Emit::Op {
+        op: format!("{name_op}({n}, k={}{s}{pad}{extra}{bias}{init})", g.k),
+        shape: vec![n, oh, ow],
+        params: Some(layer_params(l, name, line, tensors)),
+    })
 }

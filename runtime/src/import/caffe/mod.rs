@@ -11,19 +11,57 @@
 //! - `text`: the protobuf text format;
 //! - `layers`: each layer type's netc op and output shape.
 
+pub mod caffemodel;
 mod layers;
+mod phases;
+mod section;
+mod solver;
 pub mod text;
+mod wire;
+
+pub use layers::LayerParams;
 
 use layers::{Blob, Emit};
 use std::collections::HashMap;
 use text::{Field, Fields};
 
-/// Every problem an import found, with its prototxt line.
+/// Every problem an import found, each with its file and line.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .problems.iter().map(|(l, m)| format!("{file}:{l}: {m}")).collect::<Vec<_>>().join("\n"))]
+#[error("{}", .problems.iter().map(|(f, l, m)| format!("{f}:{l}: {m}")).collect::<Vec<_>>().join("\n"))]
 pub struct ImportError {
-    pub file: String,
-    pub problems: Vec<(usize, String)>,
+    pub problems: Vec<(String, usize, String)>,
+}
+
+impl ImportError {
+    fn of(file: &str, problems: Problems) -> ImportError {
+        ImportError {
+            problems: problems
+                .into_iter()
+                .map(|(l, m)| (file.to_string(), l, m))
+                .collect(),
+        }
+    }
+}
+
+type Problems = Vec<(usize, String)>;
+
+/// What `netc import` reads besides the network's prototxt.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The solver prototxt's text and its path.
+    pub solver: Option<(String, String)>,
+    /// The shape (CxHxW) of a train_val file's Data layer, which Caffe reads from the data.
+    pub input_shape: Option<Vec<u64>>,
+}
+
+/// An imported model: the `.net` text (network, and a training section where the prototxt
+/// has data layers or a solver is given), the parameter tensors Caffe's layers hold in order
+/// (for `--weights`), and the approximations made, each with its file and line.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub text: String,
+    pub params: Vec<layers::LayerParams>,
+    pub notes: Vec<(String, usize, String)>,
 }
 
 /// One statement of the generated network.
@@ -34,38 +72,90 @@ struct Stmt {
     caffe: Vec<String>,
 }
 
-/// The `.net` text of the prototxt `src` (read from `file`).
+/// The walk over the layers: what has been built so far.
+#[derive(Default)]
+struct State {
+    problems: Problems,
+    blobs: HashMap<String, Blob>,
+    stmts: Vec<Stmt>,
+    inputs: Vec<(String, Vec<u64>)>,
+    used: Vec<String>,
+    data: Vec<phases::DataLayer>,
+    /// The statements a SoftmaxWithLoss reads (the logits), with the loss layer's name.
+    losses: Vec<(String, String)>,
+    params: Vec<layers::LayerParams>,
+}
+
+/// The `.net` text of the deploy prototxt `src` (read from `file`), without a training section.
 pub fn to_net(src: &str, file: &str) -> Result<String, ImportError> {
-    let fail = |problems| ImportError {
-        file: file.to_string(),
-        problems,
-    };
-    let top = text::parse(src).map_err(|e| fail(vec![(e.line, e.message)]))?;
-    let mut problems = vec![];
-    let mut blobs: HashMap<String, Blob> = HashMap::new();
-    let mut stmts: Vec<Stmt> = vec![];
-    let mut inputs: Vec<(String, Vec<u64>)> = vec![];
-    layers::legacy_inputs(&top, &mut inputs, &mut blobs);
-    let mut used: Vec<String> = vec![];
+    import(src, file, &Options::default()).map(|m| m.text)
+}
+
+/// The `.net` text of the prototxt `src` (read from `file`) and, with `opts`, its training.
+pub fn import(src: &str, file: &str, opts: &Options) -> Result<Imported, ImportError> {
+    let top = text::parse(src).map_err(|e| ImportError::of(file, vec![(e.line, e.message)]))?;
+    let mut st = State::default();
+    layers::legacy_inputs(&top, &mut st.inputs, &mut st.blobs);
     for layer in top.all("layer").chain(top.all("layers")) {
-        let text::Value::Msg(l) = &layer.value else {
-            continue;
-        };
+        if let text::Value::Msg(l) = &layer.value {
+            st.layer(l, layer.line, opts);
+        }
+    }
+    if st.inputs.is_empty() {
+        st.problems.push((1, "no input: a deploy prototxt's `Input` layer (or `input:` with `input_shape`/`input_dim`) gives the input's shape, a train_val's Data layer with --input-shape".into()));
+    }
+    let mut notes = vec![];
+    let net = ident(top.text("name").unwrap_or("imported"));
+    let section = section::Section::build(&st, &net, opts, file, &mut notes);
+    let (section, mut errors) = match section {
+        Ok(s) => (s, vec![]),
+        Err(e) => (String::new(), e.problems),
+    };
+    errors.splice(
+        0..0,
+        ImportError::of(file, std::mem::take(&mut st.problems)).problems,
+    );
+    if !errors.is_empty() {
+        return Err(ImportError { problems: errors });
+    }
+    let outs = outputs(&st.stmts, &st.blobs, &st.used);
+    let text = render(&net, file, &st.inputs, &st.stmts, &outs) + &section;
+    Ok(Imported {
+        text,
+        params: st.params,
+        notes,
+    })
+}
+
+impl State {
+    /// Imports one layer (`l`, at `line`).
+    fn layer(&mut self, l: &[Field], line: usize, opts: &Options) {
         let name = l.text("name").unwrap_or("layer").to_string();
         let bottoms: Vec<String> = l.all("bottom").filter_map(scalar).collect();
         let tops: Vec<String> = l.all("top").filter_map(scalar).collect();
-        let ins: Option<Vec<Blob>> = bottoms.iter().map(|b| blobs.get(b).cloned()).collect();
+        let ty = l.text("type").unwrap_or("");
+        if phases::DATA.contains(&ty) {
+            let d = phases::data_layer(l, &name, line);
+            if d.phase.as_deref() != Some("TEST") {
+                self.data_input(&d, &tops, opts);
+            }
+            self.data.push(d);
+            return;
+        }
+        if phases::phase(l).as_deref() == Some("TEST") {
+            return; // a test-only layer (Accuracy): netc evaluates every epoch
+        }
+        let ins: Option<Vec<Blob>> = bottoms.iter().map(|b| self.blobs.get(b).cloned()).collect();
         let Some(ins) = ins else {
-            problems.push((
-                layer.line,
+            self.problems.push((
+                line,
                 format!(
                     "layer `{name}` reads a blob no layer before it writes ({})",
                     bottoms.join(", ")
                 ),
             ));
-            continue;
+            return;
         };
-        used.extend(bottoms.iter().filter(|b| !tops.contains(b)).cloned());
         let poison = |blobs: &mut HashMap<String, Blob>| {
             for t in &tops {
                 let shape = ins.first().map(|b| b.shape.clone()).unwrap_or_default();
@@ -82,25 +172,31 @@ pub fn to_net(src: &str, file: &str) -> Result<String, ImportError> {
         };
         if ins.iter().any(|b| b.poisoned) {
             // Its shape is unknown, but a type netc has no op for is still worth saying.
-            let ty = l.text("type").unwrap_or("");
             if !layers::KNOWN.contains(&ty) {
-                problems.push((
-                    layer.line,
+                self.problems.push((
+                    line,
                     format!("layer `{name}` ({ty}): no netc op for this layer type"),
                 ));
             }
-            poison(&mut blobs);
-            continue;
+            poison(&mut self.blobs);
+            return;
         }
-        match layers::emit(l, &name, &ins, layer.line) {
+        match layers::emit(l, &name, &ins, line) {
             Err(p) => {
-                problems.extend(p);
-                poison(&mut blobs);
+                self.problems.extend(p);
+                poison(&mut self.blobs);
             }
-            Ok(Emit::Skip) => {}
+            Ok(Emit::Skip) => {
+                if ty == "SoftmaxWithLoss" {
+                    if let Some(logits) = ins.first() {
+                        self.losses.push((logits.stmt.clone(), name.clone()));
+                    }
+                    self.problems.extend(phases::loss_settings(l, &name, line));
+                }
+            }
             Ok(Emit::Input(shape)) => {
                 let n = ident(tops.first().map_or(&name, |t| t));
-                blobs.insert(
+                self.blobs.insert(
                     tops.first().cloned().unwrap_or(name.clone()),
                     Blob {
                         stmt: n.clone(),
@@ -108,13 +204,21 @@ pub fn to_net(src: &str, file: &str) -> Result<String, ImportError> {
                         poisoned: false,
                     },
                 );
-                inputs.push((n, shape));
+                self.inputs.push((n, shape));
             }
-            Ok(Emit::Op { op, shape }) => {
+            Ok(Emit::Op { op, shape, params }) => {
+                self.used
+                    .extend(bottoms.iter().filter(|b| !tops.contains(b)).cloned());
                 let top_blob = tops.first().cloned().unwrap_or(name.clone());
-                let stmt = place(&mut stmts, &name, &bottoms, &tops, &ins, op);
+                let stmt = place(&mut self.stmts, &name, &bottoms, &tops, &ins, op);
+                if let Some(p) = params {
+                    self.params.push(layers::LayerParams {
+                        stmt: stmt.clone(),
+                        ..p
+                    });
+                }
                 let poisoned = false;
-                blobs.insert(
+                self.blobs.insert(
                     top_blob,
                     Blob {
                         stmt,
@@ -125,20 +229,58 @@ pub fn to_net(src: &str, file: &str) -> Result<String, ImportError> {
             }
         }
     }
-    if inputs.is_empty() {
-        problems.push((1, "no input: a deploy prototxt's `Input` layer (or `input:` with `input_shape`/`input_dim`) gives the input's shape".into()));
+
+    /// A TRAIN (or phase-less) data layer's tops: the image input, of the shape `--input-shape`
+    /// gives (Caffe reads it from the data), and the labels, which only a loss reads.
+    fn data_input(&mut self, d: &phases::DataLayer, tops: &[String], opts: &Options) {
+        if !self.inputs.is_empty() {
+            return;
+        }
+        let Some(shape) = opts.input_shape.clone() else {
+            self.problems.push((d.line, format!("layer `{}` ({}): Caffe reads the input's shape from the data ({}); give it: --input-shape CxHxW (1x28x28 for MNIST, 3x227x227 for AlexNet's crops)", d.name, d.ty, d.source.as_deref().unwrap_or("no source"))));
+            return;
+        };
+        if let (Some(c), [_, h, w]) = (d.transform.crop, &shape[..]) {
+            if c != *h || c != *w {
+                self.problems.push((
+                    d.line,
+                    format!(
+                        "layer `{}`: crop_size {c} does not match --input-shape {}",
+                        d.name,
+                        dims(&shape)
+                    ),
+                ));
+            }
+        }
+        let mut tops = tops.iter();
+        if let Some(t) = tops.next() {
+            let n = ident(t);
+            let blob = Blob {
+                stmt: n.clone(),
+                shape: shape.clone(),
+                poisoned: false,
+            };
+            self.blobs.insert(t.clone(), blob);
+            self.inputs.push((n, shape));
+        }
+        for t in tops {
+            let label = Blob {
+                stmt: String::new(),
+                shape: vec![1],
+                poisoned: false,
+            };
+            self.blobs.insert(t.clone(), label);
+        }
     }
-    if !problems.is_empty() {
-        return Err(fail(problems));
-    }
-    let net = ident(top.text("name").unwrap_or("imported"));
-    Ok(render(
-        &net,
-        file,
-        &inputs,
-        &stmts,
-        &outputs(&stmts, &blobs, &used),
-    ))
+}
+
+/// `3x227x227`.
+fn dims(shape: &[u64]) -> String {
+    shape
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 fn scalar(f: &Field) -> Option<String> {
@@ -214,8 +356,7 @@ fn render(
         .map_or(file.to_string(), |f| f.to_string_lossy().into_owned());
     let mut s = format!("# Imported from Caffe's {base} by `netc import`; comments name the Caffe layers.\nnet {net} {{\n");
     for (n, shape) in inputs {
-        let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-        s += &format!("  input {n}: {}\n", dims.join("x"));
+        s += &format!("  input {n}: {}\n", dims(shape));
     }
     for st in stmts {
         let src = st

@@ -1,0 +1,176 @@
+//! A kernel group (`netc_compiler::prim::fuse`) run as one loop: the group's elementwise
+//! chain is evaluated chunk by chunk over its iteration space, each inlined node's values
+//! living in a small register of at most `CHUNK` values (so the chain stays in L1), and the
+//! group's root written (or reduced) straight from the last register. A layernorm's output is
+//! then one pass over memory instead of five, and a GELU one instead of six.
+//!
+//! The iteration space is the root's shape, or its input's when the root is a reduction.
+//! Every materialised value a group reads broadcasts to that space, so after merging the axes
+//! every operand reads regularly (`layout::collapse`) its innermost stride is 0 or 1: a chunk
+//! of an operand is one value or a contiguous slice, never a gather. A value that is the same
+//! over a whole chunk (a row's mean) stays a scalar through the chain, so `rsqrt(var + eps)`
+//! is computed once per row, not once per element.
+
+mod block;
+mod walk;
+
+use super::layout::{broadcast_strides, reduce_strides, strides};
+use super::ops::causal_mask;
+use crate::cpu::Real;
+use netc_compiler::prim::fuse::Group;
+use netc_compiler::prim::{Graph, NodeId, Prim, Reduce};
+
+/// Values per register: 2 KiB of f32, so a chain of a dozen nodes stays in L1.
+pub(super) const CHUNK: usize = 512;
+
+/// Where an inlined node's operand comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Src {
+    /// The k-th loaded tensor (a materialised node the group reads, or a causal mask).
+    Load(usize),
+    /// The register of the k-th step.
+    Step(usize),
+    Const(f64),
+}
+
+/// One inlined node: what it computes from which operands.
+pub(super) struct Step {
+    pub(super) prim: Prim,
+    pub(super) args: Vec<Src>,
+}
+
+/// The group as steps over its loads, built from the graph (a few small vectors per call).
+pub(super) struct Program<T> {
+    pub(super) steps: Vec<Step>,
+    /// Each load's values and its shape at the batch.
+    loads: Vec<(Vec<T>, Vec<usize>)>,
+    /// Which load reads which materialised node (`None` for a mask made here).
+    load_of: Vec<Option<NodeId>>,
+    pub(super) result: Src,
+}
+
+fn program<T: Real>(g: &Graph, gr: &Group) -> Program<T> {
+    let mut src: Vec<Option<Src>> = vec![None; gr.root + 1];
+    let mut load_of: Vec<Option<NodeId>> = gr.reads.iter().map(|&r| Some(r)).collect();
+    let mut loads: Vec<(Vec<T>, Vec<usize>)> = vec![];
+    for (k, &r) in gr.reads.iter().enumerate() {
+        src[r] = Some(Src::Load(k));
+    }
+    let mut steps: Vec<Step> = vec![];
+    for &i in &gr.inlined {
+        let node = &g.nodes[i];
+        let arg = |a: NodeId| src[a].expect("a group's operands come first");
+        src[i] = Some(match &node.prim {
+            Prim::Const(c) => Src::Const(*c),
+            // Broadcasting composes: reading the expanded value at an index of the group's
+            // space is reading its input there.
+            Prim::Expand => arg(node.inputs[0]),
+            Prim::CausalMask { t } => {
+                let t = *t;
+                loads.push((causal_mask(t), vec![t, t]));
+                load_of.push(None);
+                Src::Load(gr.reads.len() + loads.len() - 1)
+            }
+            Prim::Unary(_) | Prim::Binary(_) | Prim::Compare(_) | Prim::Where => {
+                let args = node.inputs.iter().map(|&a| arg(a)).collect();
+                steps.push(Step {
+                    prim: node.prim.clone(),
+                    args,
+                });
+                Src::Step(steps.len() - 1)
+            }
+            Prim::Input { .. }
+            | Prim::Param { .. }
+            | Prim::Reduce { .. }
+            | Prim::Matmul
+            | Prim::Reshape
+            | Prim::Permute { .. }
+            | Prim::Slice { .. }
+            | Prim::Pad { .. }
+            | Prim::Concat { .. }
+            | Prim::Gather
+            | Prim::ScatterAdd { .. }
+            | Prim::OneHot { .. } => unreachable!("only elementwise nodes are inlined"),
+        });
+    }
+    let root = &g.nodes[gr.root];
+    let result = match &root.prim {
+        Prim::Reduce { .. } => src[root.inputs[0]],
+        _ => src[gr.root],
+    }
+    .expect("the root's value is computed");
+    Program {
+        steps,
+        loads,
+        load_of,
+        result,
+    }
+}
+
+/// What the root does with the chain's value.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Sink {
+    Write,
+    Sum,
+    Max,
+}
+
+/// The group's root computed into a new buffer; `reads` are the values of `gr.reads`.
+pub fn run<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]]) -> Vec<T> {
+    let prog: Program<T> = program(g, gr);
+    let root = &g.nodes[gr.root];
+    let (space, sink, axes) = match &root.prim {
+        Prim::Reduce { op, axes, .. } => {
+            let sink = match op {
+                Reduce::Sum | Reduce::Mean => Sink::Sum,
+                Reduce::Max => Sink::Max,
+            };
+            (g.nodes[root.inputs[0]].shape.at(batch), sink, axes.clone())
+        }
+        _ => (root.shape.at(batch), Sink::Write, vec![]),
+    };
+    let n_out = root.shape.numel(batch);
+    let mut out = vec![
+        match sink {
+            Sink::Max => T::neg_infinity(),
+            Sink::Write | Sink::Sum => T::zero(),
+        };
+        n_out
+    ];
+    let data: Vec<&[T]> = prog
+        .load_of
+        .iter()
+        .enumerate()
+        .map(|(k, n)| match n {
+            Some(_) => reads[k],
+            None => prog.loads[k - gr.reads.len()].0.as_slice(),
+        })
+        .collect();
+    let shapes: Vec<Vec<usize>> = prog
+        .load_of
+        .iter()
+        .enumerate()
+        .map(|(k, n)| match n {
+            Some(n) => g.nodes[*n].shape.at(batch),
+            None => prog.loads[k - gr.reads.len()].1.clone(),
+        })
+        .collect();
+    let mut st: Vec<Vec<usize>> = shapes
+        .iter()
+        .map(|s| broadcast_strides(s, &space))
+        .collect();
+    st.push(match sink {
+        Sink::Write => strides(&space),
+        Sink::Sum | Sink::Max => reduce_strides(&space, &axes),
+    });
+    walk::dispatch(&prog, &data, &space, &st, sink, &mut out);
+    if let Prim::Reduce {
+        op: Reduce::Mean, ..
+    } = root.prim
+    {
+        let n: usize = axes.iter().map(|&a| space[a]).product();
+        let k = T::of(1.0 / n.max(1) as f64);
+        out.iter_mut().for_each(|v| *v = *v * k);
+    }
+    out
+}
