@@ -82,8 +82,10 @@ pub(crate) struct Overrides {
     #[arg(long)]
     pub(crate) seed: Option<u64>,
     /// Compute each process's rows of a batch in this many micro-batches, their gradients
-    /// summed before the one update (CPU executor; the batch must split evenly). Under
-    /// `mpirun -n N` every process takes batch/N contiguous rows (docs/distributed.md)
+    /// summed before the one update (CPU executor; classifiers, language models and GANs; the
+    /// batch must split evenly). Under `mpirun -n N` every process takes batch/N contiguous
+    /// rows, on the CPU executor or, a classifier with --device naming a GPU, on its
+    /// machine's adapter by its local rank (docs/distributed.md)
     #[arg(long, value_parser = at_least_one)]
     pub(crate) micro_batches: Option<u64>,
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
@@ -315,6 +317,13 @@ pub(crate) enum Command {
         /// thread and on all cores, --reps batches of --batch each
         #[arg(long, conflicts_with = "epoch")]
         loader: bool,
+        /// Instead, time the data-parallel training step of a classifier as `mpirun -n N netc
+        /// train` runs it, at global batch --batch: compute and the gradient all-reduce per
+        /// step, and the bytes reduced. Implied under mpirun with several processes (`mpirun
+        /// -n 2 netc bench --model M`); without mpirun, the one-process step to compare with.
+        /// --device cpu or auto: the CPU executor; a GPU named: each rank's by its local rank
+        #[arg(long, conflicts_with_all = ["epoch", "loader", "profile", "gemm"])]
+        data_parallel: bool,
     },
 }
 

@@ -112,6 +112,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             epoch,
             data_dir,
             loader,
+            data_parallel,
         } => bench::run(
             &device,
             model,
@@ -119,7 +120,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             (reps, batch),
             profile,
             &gemm,
-            (epoch, loader),
+            (epoch, loader, data_parallel),
         )?,
     }
     Ok(())

@@ -400,3 +400,99 @@ pub fn loader(
     }
     Ok((images, t.elapsed().as_secs_f64()))
 }
+
+/// A data-parallel training step's time on this rank, split into its parts (see
+/// [`data_parallel_step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SplitStepTimes {
+    /// Mean seconds per step, the reduction included.
+    pub step: f64,
+    /// Mean seconds per step the step waited for the gradient all-reduce: the transfer and
+    /// the wait for the slowest rank (0 on one process; with the overlap, what was left of it
+    /// after the backward pass).
+    pub communication: f64,
+    /// With the overlap, mean seconds per step the communication thread spent in all-reduces
+    /// (most of them hidden behind the backward pass).
+    pub overlapped: f64,
+    /// Gradient bytes each rank sent into the all-reduce per step (what one process would
+    /// reduce on N; counted from the trainable parameters when there is no reduction).
+    pub bytes: u64,
+    pub steps: usize,
+}
+
+impl SplitStepTimes {
+    /// The forward, loss, backward and update: the step less the wait for its reduction.
+    pub fn compute(&self) -> f64 {
+        self.step - self.communication
+    }
+}
+
+/// Times `steps` steps (after one warm-up step) of a classifier's data-parallel training step
+/// at global batch `batch` on the processes of `dist`, as `mpirun -n N netc train` runs it:
+/// this rank's rows, the gradients summed over the ranks, the update. Every rank must call it
+/// with the same arguments (the reductions are collective). One process (`Dist::solo`) gives
+/// the single-process step, its communication 0.
+pub fn data_parallel_step(
+    net: &Network,
+    batch: usize,
+    (exec, dist): (Executor, &crate::dist::Dist),
+    steps: usize,
+) -> Result<SplitStepTimes, RunError> {
+    let shard =
+        crate::dist::Shard::new(batch, 1, dist).map_err(|e| RunError::Config(e.to_string()))?;
+    crate::memory::ensure_training(net, shard.rows, 2, 4)?;
+    let params: Params<f32> = Params::init(net, &mut Rng::new(1));
+    let bytes = 4 * params
+        .values
+        .iter()
+        .zip(&params.trainable)
+        .filter(|(_, &t)| t)
+        .map(|(v, _)| v.len() as u64)
+        .sum::<u64>();
+    let opt = Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let rows = shard.rows;
+    let mut s = Classifier::new(net, params, opt, batch, 1, exec)?;
+    s.set_shard(shard)?;
+    // The global batch's rows drawn as one process draws them; this rank keeps its own.
+    let mut rng = Rng::new(2);
+    let all: Vec<f32> = (0..batch * s.features)
+        .map(|_| rng.next_f64() as f32)
+        .collect();
+    let r0 = dist.rows(batch).start;
+    let x = &all[r0 * s.features..(r0 + rows) * s.features];
+    let mut y = vec![0f32; rows * s.classes];
+    for r in 0..rows {
+        y[r * s.classes + (r0 + r) % s.classes] = 1.0;
+    }
+    let run = |s: &mut Classifier| -> Result<(), RunError> {
+        s.train_step(x, &y, 1e-3)?;
+        if let Some((p, _)) = s.gpu_program() {
+            p.gpu.wait()?;
+        }
+        Ok(())
+    };
+    run(&mut s)?;
+    let steps = steps.max(1);
+    let before = dist.traffic();
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        run(&mut s)?;
+    }
+    let step = t0.elapsed().as_secs_f64() / steps as f64;
+    let after = dist.traffic();
+    let reductions = after.reductions - before.reductions;
+    Ok(SplitStepTimes {
+        step,
+        communication: (after.seconds - before.seconds) / steps as f64,
+        overlapped: (after.overlapped - before.overlapped) / steps as f64,
+        bytes: (after.bytes - before.bytes)
+            .checked_div(reductions)
+            .unwrap_or(bytes),
+        steps,
+    })
+}

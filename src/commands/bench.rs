@@ -24,7 +24,7 @@ pub(crate) fn run(
     (reps, batch): (usize, usize),
     profile: bool,
     gemm: &[String],
-    (epoch, loader): (bool, bool),
+    (epoch, loader, data_parallel): (bool, bool, bool),
 ) -> Result<(), Failure> {
     let extra = gemm
         .iter()
@@ -39,7 +39,14 @@ pub(crate) fn run(
         }
         None => (BUILTIN_MLP_PATH.to_string(), builtin_mlp()?),
     };
-    if loader {
+    // Under mpirun every rank runs this: only the data-parallel step makes sense there.
+    if data_parallel || netc_runtime::dist::launched_among_several() {
+        let net = m
+            .networks
+            .first()
+            .ok_or_else(|| fail("the model has no network"))?;
+        super::bench_dist::run(&path, net, device, (reps, batch))?
+    } else if loader {
         bench_loader(&path, &m, data_dir, batch, reps)?
     } else if epoch {
         bench_epoch(device, &path, &m, data_dir)?

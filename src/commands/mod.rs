@@ -1,6 +1,7 @@
 //! One module per command (`graph` holds `graph` and `ir`); `main` dispatches to them.
 
 pub(crate) mod bench;
+pub(crate) mod bench_dist;
 pub(crate) mod check;
 pub(crate) mod devices;
 pub(crate) mod eval;

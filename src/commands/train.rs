@@ -140,8 +140,15 @@ fn report(summary: &netc_runtime::train::Summary, opts: &netc_runtime::train::Op
 fn traffic_line(dist: &netc_runtime::dist::Dist, seconds: f64) -> String {
     let t = dist.traffic();
     let per = t.reductions.max(1) as f64;
+    let overlap = match t.overlapped > 0.0 {
+        true => format!(
+            "; the communication thread's all-reduces took {:.2} ms per step, overlapped with the backward pass",
+            t.overlapped / per * 1e3
+        ),
+        false => String::new(),
+    };
     format!(
-        "data-parallel on {} ranks: {:.2} MB of gradients reduced per step; {:.2} ms per step, {:.2} ms of it in the reduction (rank 0, waiting for the slowest rank included: {:.0}% of the run's {seconds:.1} s)",
+        "data-parallel on {} ranks: {:.2} MB of gradients reduced per step; {:.2} ms per step, {:.2} ms of it waiting for the reduction (rank 0, waiting for the slowest rank included: {:.0}% of the run's {seconds:.1} s){overlap}",
         dist.size(),
         t.bytes as f64 / per / 1e6,
         seconds / per * 1e3,

@@ -98,6 +98,13 @@ fn two_ranks_train_the_weights_of_one_process() {
     assert_eq!(code, 0, "{err}");
     // Rank 0 alone speaks: one line per event.
     assert_eq!(err.matches("trained 6 steps").count(), 1, "{err}");
+    // Reduced in buckets of 2 kB as the backward pass finishes each layer (the model's
+    // 0.08 MB in 4 buckets, on the communication thread): the same sums, the same bits.
+    let mut buckets =
+        mpirun(&[&["train", f.as_str(), "--out", &out("buckets")], &steps[..]].concat());
+    buckets.env("NETC_BUCKET_MB", "0.002");
+    let (st, _, err) = within(buckets, Duration::from_secs(120));
+    assert_eq!(st.code(), Some(0), "{err}");
     let micro = [f.as_str(), "--out", &out("micro"), "--micro-batches", "2"];
     let (code, err) = train1(&[&micro[..], &steps[..]].concat());
     assert_eq!(code, 0, "{err}");
@@ -113,6 +120,25 @@ fn two_ranks_train_the_weights_of_one_process() {
     assert_eq!(micro.metadata["micro_batches"], "2");
     // The same rows, dropout masks and gradient sums (a + b is b + a): the same bits.
     same_bits(&two, &micro).unwrap();
+    same_bits(&load(&dir.path().join("buckets")), &micro).unwrap();
+    // The evaluation is split too (each rank every other test batch, the sums gathered): the
+    // same weights give the same figures, up to the order of the f64 sums.
+    let test_figures = |run: &str| -> Vec<f64> {
+        let text = std::fs::read_to_string(dir.path().join(run).join("metrics.jsonl"));
+        let text = text.expect("metrics");
+        let last = text
+            .lines()
+            .rfind(|l| l.contains("test_loss"))
+            .expect("a test row");
+        let row: serde_json::Value = serde_json::from_str(last).expect("json");
+        ["test_loss", "test_acc", "test_top5"]
+            .iter()
+            .map(|k| row[k].as_f64().expect("a number"))
+            .collect()
+    };
+    for (a, b) in test_figures("two").iter().zip(test_figures("micro")) {
+        assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} against {b}");
+    }
     // One batch at once sums each gradient in another order: a few f32 roundings per step,
     // which SGD carries linearly over 6 steps; a row assigned to the wrong rank or a wrong
     // scale would move the weights by the learning rate times the gradient, far more.
@@ -120,6 +146,35 @@ fn two_ranks_train_the_weights_of_one_process() {
         same_bits(&two, &one).is_err(),
         "expected rounding differences"
     );
+    within_rounding(&two, &one);
+}
+
+/// The GPU path (lavapipe in CI): each rank runs its rows' gradient pass on its adapter (by
+/// its local rank; two ranks share lavapipe), the gradients are summed on the host, then the
+/// update pass. Against one process on the same adapter: the same model within rounding (the
+/// batch's gradient summed in another order), with dropout, so a rank's rows must take their
+/// own masks and the loss the global batch's scale. No adapter fails under NETC_REQUIRE_GPU=1.
+#[cfg(feature = "mpi")]
+#[test]
+fn two_ranks_on_the_gpu_train_the_weights_of_one_gpu_process() {
+    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+        return;
+    };
+    // The adapter's backend picks it (a name may match it on another backend too).
+    let device = gpu.info.backend.to_lowercase();
+    drop(gpu);
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = model(dir.path());
+    let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    let args = ["--device", device.as_str(), "--steps", "6"];
+    let (code, err) = train2(&[&[f.as_str(), "--out", &out("two")], &args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("data-parallel on 2 ranks"), "{err}");
+    assert!(!err.contains("device: cpu"), "{err}");
+    let (code, err) = train1(&[&[f.as_str(), "--out", &out("one")], &args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (two, one) = (load(&dir.path().join("two")), load(&dir.path().join("one")));
+    assert_eq!(two.metadata["ranks"], "2");
     within_rounding(&two, &one);
 }
 
@@ -383,11 +438,48 @@ fn a_gan_trains_on_two_ranks_as_on_one() {
         "expected rounding differences"
     );
     within_rounding(&two, &one);
+    // One process in two micro-batches: the same rows, noise, masks and sums, the same bits.
+    let f = dir.path().join("gan.yaml");
+    let micro = dir.path().join("micro");
+    let (f, m) = (f.to_str().expect("utf-8"), micro.to_str().expect("utf-8"));
+    let (code, err) = train1(&[f, "--out", m, "--quiet", "--micro-batches", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let micro = load(&micro);
+    assert_eq!(micro.metadata["micro_batches"], "2");
+    same_bits(&two, &micro).unwrap();
     // Rank 0 alone wrote the samples.
     let grids = std::fs::read_dir(dir.path().join("two/samples"))
         .expect("samples")
         .count();
     assert_eq!(grids, 3, "steps 2, 4 and the last");
+}
+
+/// The GAN on the GPU path (lavapipe in CI): each rank's D and G gradient passes, the host's
+/// all-reduce, then the update passes; against one process on the same adapter, within
+/// rounding (dropout in D, so the rows' masks must be the global batch's). No adapter fails
+/// under NETC_REQUIRE_GPU=1.
+#[cfg(feature = "mpi")]
+#[test]
+fn a_gan_on_the_gpu_trains_on_two_ranks_as_on_one() {
+    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+        return;
+    };
+    let device = gpu.info.backend.to_lowercase();
+    drop(gpu);
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
+    let f = dir.path().join("gan.yaml");
+    std::fs::write(&f, GAN.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
+    let f = f.to_str().expect("utf-8");
+    let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    let args = ["--device", device.as_str(), "--quiet"];
+    let (code, err) = train2(&[&[f, "--out", &out("two")], &args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = train1(&[&[f, "--out", &out("one")], &args[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    let (two, one) = (load(&dir.path().join("two")), load(&dir.path().join("one")));
+    assert_eq!(two.metadata["ranks"], "2");
+    within_rounding(&two, &one);
 }
 
 /// A small model fed noise declaring its loss (tests/suite/declared_loss.rs's), with SGD.

@@ -38,6 +38,17 @@ pub struct Builder {
     memory_only: bool,
     /// Activation bytes the micro-batches left out by `memory_only` would have added.
     pub(super) repeated_bytes: u64,
+    /// A data-parallel rank's part of a global batch (see [`Builder::rank_rows`]).
+    rank_rows: Option<RankRows>,
+}
+
+/// The rows of a global batch one process of a data-parallel run computes: the loss is
+/// scaled by the global batch, dropout masks index from `row0`, and the training step is two
+/// passes, the gradients and the update, so the host can sum the gradients between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankRows {
+    pub global_batch: u64,
+    pub row0: u64,
 }
 
 impl Default for Builder {
@@ -69,7 +80,19 @@ impl Builder {
             param_store: Store::Write,
             memory_only: false,
             repeated_bytes: 0,
+            rank_rows: None,
         }
+    }
+
+    /// Lowers a training step for one rank's rows of a data-parallel batch (see [`RankRows`]).
+    pub fn rank_rows(mut self, rows: RankRows) -> Self {
+        self.rank_rows = Some(rows);
+        self
+    }
+
+    /// The rank's rows this builder lowers for, if any.
+    pub fn rank_rows_of(&self) -> Option<RankRows> {
+        self.rank_rows
     }
 
     /// A builder whose program is for its memory plan, never run: of a batch cut into many

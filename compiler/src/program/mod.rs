@@ -8,7 +8,7 @@ mod memory;
 mod plan;
 mod printout;
 
-pub use builder::Builder;
+pub use builder::{Builder, RankRows};
 pub use memory::{padded_len, Memory};
 
 use crate::kernels::KernelSource;

@@ -23,7 +23,11 @@ pub struct ClassifierPlan {
     pub health: TensorId,
     pub rng: Option<TensorId>,
     pub logits_eval: TensorId,
+    /// The training step, or with [`Builder::rank_rows`] its gradients only.
     pub train: usize,
+    /// With [`Builder::rank_rows`], the update pass the host runs after summing the
+    /// gradients of every rank.
+    pub update: Option<usize>,
     pub eval: usize,
 }
 
@@ -92,6 +96,10 @@ impl Builder {
         let micro = self.micro_split(net, b);
         let parts = self.parts_to_lower(&micro);
         self.whole_batch_layers(net, &micro)?;
+        // A rank's rows: scaled by the global batch, masks from its first row.
+        let (global, row0) = self
+            .rank_rows_of()
+            .map_or((b, 0), |r| (r.global_batch, r.row0));
         self.begin_pass("train_step");
         for &k in &parts {
             let (n0, rows) = micro.part(k);
@@ -102,17 +110,15 @@ impl Builder {
             } else {
                 Store::Accumulate
             };
-            self.set_part(n0, store);
+            self.set_part(row0 + n0, store);
             let fwd = self.forward(net, &set, xs, rows, true)?;
             // Scaled by the whole batch: the micro-batches' gradients add up to its mean.
-            let (r, c, scale) = (rows * p, classes / p, 1.0 / (b * p) as f64);
+            let (r, c, scale) = (rows * p, classes / p, 1.0 / (global * p) as f64);
             let dz = self.softmax_xent(fwd.logit, ys, r, c, scale, stats);
             self.backward(net, &set, &fwd, fwd.logit_node, dz, false);
             self.count_repeats(&micro, &parts, k, t0);
         }
-        self.set_part(0, Store::Write);
-        self.update(&mut set, &rule, "opt");
-        let train = self.end_pass();
+        let (train, update) = self.update_pass(&mut set, &rule);
         // Evaluation adds its statistics on the device too: one read-back per test set, not
         // one per batch. Padding rows (all-zero targets) add nothing.
         let eval_stats = self.tensor("eval_stats", 4, Kind::Stats);
@@ -152,12 +158,28 @@ impl Builder {
             rng,
             logits_eval,
             train,
+            update,
             eval,
         })
     }
 }
 
 impl Builder {
+    /// Ends the training step after its backward pass with the update: in the same pass, or
+    /// with [`Builder::rank_rows`] in a pass of its own, the host summing the ranks'
+    /// gradients between the two. Returns the training pass and the update pass, if apart.
+    fn update_pass(&mut self, set: &mut ParamSet, rule: &UpdateRule) -> (usize, Option<usize>) {
+        self.set_part(0, Store::Write);
+        if self.rank_rows_of().is_none() {
+            self.update(set, rule, "opt");
+            return (self.end_pass(), None);
+        }
+        let grads = self.end_pass();
+        self.begin_pass("update");
+        self.update(set, rule, "opt");
+        (grads, Some(self.end_pass()))
+    }
+
     /// A batch cut into micro-batches is refused when a layer needs the whole batch at once
     /// (batchnorm's statistics), naming the layer and the batch that fits.
     fn whole_batch_layers(&self, net: &Network, micro: &MicroBatches) -> Result<(), LowerError> {

@@ -66,16 +66,34 @@ pub fn backward_opt<T: Real>(
     dy: Array2<T>,
     input_grad: bool,
 ) -> (Vec<Option<Vec<T>>>, Array2<T>) {
-    super::on_pool(|| backward_on_pool(net, p, acts, from, dy, input_grad))
+    backward_observed(net, p, acts, (from, dy), input_grad, &mut |_| {})
+}
+
+/// What [`backward_observed`] calls after each layer: the parameter gradients so far. `Send`:
+/// the pass runs on a worker of rayon's pool (see `on_pool`).
+pub type Progress<'a, T> = dyn FnMut(&[Option<Vec<T>>]) + Send + 'a;
+
+/// [`backward_opt`], calling `progress` with the parameter gradients so far after each node
+/// or region: a gradient once there is final (each parameter belongs to one layer), so a
+/// data-parallel step can start reducing it while earlier layers' are computed.
+pub fn backward_observed<T: Real>(
+    net: &Network,
+    p: &Params<T>,
+    acts: &Activations<T>,
+    from: (NodeIndex, Array2<T>),
+    input_grad: bool,
+    progress: &mut Progress<'_, T>,
+) -> (Vec<Option<Vec<T>>>, Array2<T>) {
+    super::on_pool(|| backward_on_pool(net, p, acts, from, input_grad, progress))
 }
 
 fn backward_on_pool<T: Real>(
     net: &Network,
     p: &Params<T>,
     acts: &Activations<T>,
-    from: NodeIndex,
-    dy: Array2<T>,
+    (from, dy): (NodeIndex, Array2<T>),
     input_grad: bool,
+    progress: &mut Progress<'_, T>,
 ) -> (Vec<Option<Vec<T>>>, Array2<T>) {
     let input = net.inputs[0];
     let mut bp = Backprop {
@@ -100,6 +118,7 @@ fn backward_on_pool<T: Real>(
             // Met first at its latest node: every gradient reaching its outputs has arrived.
             if !std::mem::replace(&mut done[r], true) {
                 bp.region(&regions.list[r]);
+                progress(&bp.pgrads);
             }
             continue;
         }
@@ -107,6 +126,7 @@ fn backward_on_pool<T: Real>(
             continue;
         };
         bp.node(n, dy);
+        progress(&bp.pgrads);
     }
     let Backprop {
         mut grads,

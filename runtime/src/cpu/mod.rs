@@ -27,7 +27,7 @@ pub mod prim;
 mod softmax;
 mod sums;
 
-pub use backprop::{backward, backward_opt};
+pub use backprop::{backward, backward_observed, backward_opt, Progress};
 pub use loss::{bce_logits, softmax_xent, LossStats};
 pub use optim::{apply_rule, apply_update, clip_scale, OptState};
 

@@ -8,6 +8,9 @@
 
 #[cfg(feature = "mpi")]
 mod mpi;
+mod overlap;
+
+pub use overlap::BUCKET_BYTES;
 
 use crate::cpu::LossStats;
 use crate::session::Grads;
@@ -30,10 +33,28 @@ pub trait Comm {
     fn broadcast(&self, bytes: &mut Vec<u8>);
     /// Ends every process of the job with `code` (after a failure on this rank).
     fn abort(&self, code: i32) -> !;
+    /// A channel of its own for one other thread's sums (the communication thread that
+    /// overlaps the reduction with the backward pass), where the library lets threads take
+    /// turns calling it.
+    fn lane(&self) -> Option<&dyn Lane> {
+        None
+    }
+    /// Whether every rank runs on this machine (the reduction is then memory copies made
+    /// by the same cores as the backward pass).
+    fn one_machine(&self) -> bool {
+        true
+    }
+}
+
+/// Sums made from another thread than the main one, while the main thread makes no call.
+pub trait Lane: Sync {
+    /// Replaces `v` on every rank by its element-wise sum over the ranks.
+    fn sum_f32(&self, v: &mut [f32]);
 }
 
 /// The processes a run is split over: one ([`Dist::solo`]) or an MPI job, with the time and
-/// bytes its gradient reductions took. Only the main thread calls MPI, hence `Rc`.
+/// bytes its gradient reductions took. Only the main thread calls MPI through it, hence `Rc`
+/// (the overlap's communication thread has a [`Lane`] of its own).
 #[derive(Clone)]
 pub struct Dist(Rc<dyn Comm>, Rc<Cell<Traffic>>);
 
@@ -43,8 +64,12 @@ pub struct Traffic {
     /// Reductions made, and the gradient bytes each rank sent into them.
     pub reductions: u64,
     pub bytes: u64,
-    /// Seconds spent in them: the transfer and the wait for the slowest rank.
+    /// Seconds the training step waited for them: the transfer and the wait for the slowest
+    /// rank (with the overlap, only what was left after the backward pass).
     pub seconds: f64,
+    /// With the overlap, seconds the communication thread spent in the all-reduces, most of
+    /// them while the backward pass ran.
+    pub overlapped: f64,
 }
 
 impl std::fmt::Debug for Dist {
@@ -102,6 +127,11 @@ fn launched() -> Option<Option<usize>> {
                 .iter()
                 .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
         })
+}
+
+/// Whether a launcher started this process as one of several (whatever the build).
+pub fn launched_among_several() -> bool {
+    matches!(launched(), Some(Some(n)) if n > 1)
 }
 
 impl Dist {

@@ -76,7 +76,9 @@ fn sorted_adapters() -> Vec<wgpu::Adapter> {
     v
 }
 
-/// An open device with the limits it was granted.
+/// An open device with the limits it was granted. A clone is the same device (wgpu's
+/// handles are shared), for a program rebuilt on it.
+#[derive(Clone)]
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -101,24 +103,55 @@ impl Gpu {
     /// Opens an adapter: `auto` (the best one), `gpu` (a hardware one), a backend (`vulkan`,
     /// `gl`, `metal`, `dx12`), or a name substring.
     pub fn open(choice: &str) -> Result<Gpu, GpuError> {
+        Gpu::open_for_rank(choice, 0)
+    }
+
+    /// Opens the adapter of the process with `local_rank` among those of a data-parallel job
+    /// on this machine: of the adapters `choice` matches, those of the best one's kind and
+    /// backend, the one at `local_rank` modulo their count, so two GPUs in one machine are
+    /// told apart and ranks share them round-robin when there are fewer.
+    pub fn open_for_rank(choice: &str, local_rank: usize) -> Result<Gpu, GpuError> {
         let all = sorted_adapters();
-        let adapter = match choice {
-            "auto" => all.into_iter().next().ok_or(GpuError::NoAdapter)?,
+        let key = |a: &wgpu::Adapter| {
+            let i = a.get_info();
+            (rank(i.device_type), backend_rank(i.backend))
+        };
+        let matching: Vec<wgpu::Adapter> = match choice {
+            "auto" => all,
             "gpu" => all
                 .into_iter()
-                .find(|a| rank(a.get_info().device_type) <= 2)
-                .ok_or_else(|| GpuError::NoMatch("a hardware GPU".into()))?,
+                .filter(|a| rank(a.get_info().device_type) <= 2)
+                .collect(),
             backend @ ("vulkan" | "gl" | "metal" | "dx12") => all
                 .into_iter()
-                .find(|a| format!("{:?}", a.get_info().backend).to_lowercase() == backend)
-                .ok_or_else(|| GpuError::NoMatch(format!("a {backend} adapter")))?,
+                .filter(|a| format!("{:?}", a.get_info().backend).to_lowercase() == backend)
+                .collect(),
             name => {
                 let lower = name.to_lowercase();
                 all.into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&lower))
-                    .ok_or_else(|| GpuError::NoMatch(name.into()))?
+                    .filter(|a| a.get_info().name.to_lowercase().contains(&lower))
+                    .collect()
             }
         };
+        if matching.is_empty() {
+            return Err(match choice {
+                "auto" => GpuError::NoAdapter,
+                "gpu" => GpuError::NoMatch("a hardware GPU".into()),
+                b @ ("vulkan" | "gl" | "metal" | "dx12") => {
+                    GpuError::NoMatch(format!("a {b} adapter"))
+                }
+                name => GpuError::NoMatch(name.into()),
+            });
+        }
+        // The adapters of the first one's kind and backend: one device is listed once per
+        // backend (lavapipe on Vulkan, llvmpipe on GL), and ranks must not mix them.
+        let first = key(&matching[0]);
+        let matching: Vec<_> = matching.into_iter().filter(|a| key(a) == first).collect();
+        let n = matching.len();
+        let adapter = matching
+            .into_iter()
+            .nth(local_rank % n)
+            .ok_or(GpuError::NoAdapter)?;
         let info = summary(&adapter.get_info());
         let cpu_adapter = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
         // Read-only storage textures of rgba32float are core WebGPU, but say so before relying

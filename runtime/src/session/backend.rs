@@ -103,6 +103,11 @@ pub(super) trait ClassifierBackend {
     fn is_gpu(&self) -> bool;
     /// The GPU program and its training pass, where there is one.
     fn gpu_program(&mut self) -> Option<(&mut GpuProgram, usize)>;
+    /// Takes `s.shard` from now on: the CPU reads it each step; the GPU program is rebuilt
+    /// for this rank's rows (a gradient pass, the host's all-reduce, an update pass).
+    fn reshard(&mut self, _s: &ClassifierSpec) -> Result<(), RunError> {
+        Ok(())
+    }
 }
 
 /// A GAN's executor.
@@ -134,4 +139,8 @@ pub(super) trait GanBackend {
     fn is_gpu(&self) -> bool;
     /// The GPU program with its D and G passes, where there is one.
     fn gpu_program(&mut self) -> Option<(&mut GpuProgram, usize, usize)>;
+    /// Takes `s.shard` from now on (see `ClassifierBackend::reshard`).
+    fn reshard(&mut self, _s: &GanSpec) -> Result<(), RunError> {
+        Ok(())
+    }
 }

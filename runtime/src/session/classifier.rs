@@ -85,6 +85,7 @@ impl Classifier {
                 params,
                 &rule,
                 (batch, positions),
+                None,
             )?),
         };
         Ok(Classifier {
@@ -105,13 +106,18 @@ impl Classifier {
     }
 
     /// Computes only `shard`'s rows of each batch (a data-parallel run, micro-batches):
-    /// `train_step` then takes those rows. The GPU program and batchnorm (whose statistics
-    /// are the whole batch's) are refused.
+    /// `train_step` then takes those rows. Batchnorm (whose statistics are the whole
+    /// batch's), and micro-batches on the GPU, are refused.
     pub fn set_shard(&mut self, shard: Shard) -> Result<(), RunError> {
         if !shard.is_whole() {
-            split_allowed(&self.net, self.is_gpu())?;
+            // The GPU program takes a rank's rows, not micro-batches of them.
+            split_allowed(&self.net, self.is_gpu() && shard.parts > 1)?;
         }
         self.shard = shard;
+        if self.is_gpu() && self.shard.dist.is_split() {
+            let (spec, exec) = self.split();
+            exec.reshard(&spec)?;
+        }
         Ok(())
     }
 
@@ -132,6 +138,11 @@ impl Classifier {
 
     pub fn is_gpu(&self) -> bool {
         self.exec.is_gpu()
+    }
+
+    /// The processes the session's batches are split over (one but in a data-parallel run).
+    pub fn dist(&self) -> &crate::dist::Dist {
+        &self.shard.dist
     }
 
     /// One optimizer step on a full batch (`x`: batch x features, `onehot`: batch x classes;
@@ -156,7 +167,13 @@ impl Classifier {
 
     /// Loss and accuracy sums since the last call (one read-back on the GPU), then resets them.
     pub fn take_stats(&mut self) -> Result<LossStats, RunError> {
-        self.exec.take_stats()
+        let mut st = self.exec.take_stats()?;
+        if self.is_gpu() {
+            // The GPU sums its rows' losses on the device; the ranks' sums are the batch's
+            // (the CPU executor sums them every step).
+            self.shard.dist.sum_stats(&mut st);
+        }
+        Ok(st)
     }
 
     /// Evaluates a batch in inference mode (dropout off) and adds its loss and accuracy to the

@@ -131,11 +131,23 @@ impl ClassifierBackend for ClassifierCpu {
             let scale = 1.0 / (s.batch * s.positions) as f64;
             let (part, dz) = xent_rows(acts.get(s.logit), yv, s.positions, scale)?;
             st.add(part);
-            let (g, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
-            add_grads(&mut grads, g);
+            if sh.parts == 1 {
+                // One part: its gradients are reduced over the ranks as the backward pass
+                // finishes them (see `Dist::backward_summed`).
+                let p = &self.params;
+                grads = sh.dist.backward_summed(&p.trainable, |progress| {
+                    let from = (s.logit, dz);
+                    cpu::backward_observed(s.net, p, &acts, from, false, progress).0
+                });
+            } else {
+                let (g, _) = cpu::backward_opt(s.net, &self.params, &acts, s.logit, dz, false);
+                add_grads(&mut grads, g);
+            }
             state = Some(acts);
         }
-        sh.dist.sum_grads(&mut grads);
+        if sh.parts > 1 {
+            sh.dist.sum_grads(&mut grads);
+        }
         sh.dist.sum_stats(&mut st);
         step.watch(st.loss);
         self.stats.add(st);
@@ -260,32 +272,42 @@ impl GanBackend for GanCpu {
         z: &[f32],
         mut step: Step,
     ) -> Result<(), RunError> {
-        // This process's rows of the batch (all of them but in a data-parallel run), their
-        // losses scaled by 1/batch so the gradients summed over the processes are the batch's.
-        let (b, r0, rows) = (s.batch, s.shard.row0, s.shard.rows);
+        // This process's rows of the batch (all of them but in a data-parallel run), in its
+        // micro-batches, their losses scaled by 1/batch so the gradients summed over the
+        // parts and the processes are the batch's.
+        let (b, r0, per) = (s.batch, s.shard.row0, s.shard.part_rows());
         let seed = step.seed;
-        let zv = view(z, s.noise)?.to_owned();
-        let rv = view(real, s.data)?.to_owned();
-        let ga = cpu::forward_rows(s.g_net, &self.g, zv.view(), true, seed, r0)?;
-        self.g.apply_state(&ga);
-        let fake = ga.get(s.g_out);
-        // D sees the reals and the fakes as two batches (each with its own batchnorm
-        // statistics, as PyTorch's DCGAN runs D twice), rows 0..b and b..2b of one
-        // batch for dropout; their gradients add up before one update.
-        self.d_logits.clear();
+        let (mut reals, mut fakes) = (vec![], vec![]);
         let mut grads: Vec<Option<Vec<f32>>> = vec![];
         let mut st = LossStats::default();
-        for (row0, x, target) in [(r0, rv.view(), 1.0), (b + r0, fake.view(), 0.0)] {
-            let da = cpu::forward_rows(s.d_net, &self.d, x, true, seed, row0)?;
-            self.d.apply_state(&da);
-            let t = Array2::<f32>::from_elem((rows, 1), target);
-            let logits = da.get(s.d_logit);
-            let (part, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
-            st.add(part);
-            self.d_logits.extend(logits.iter().copied());
-            let (g, _) = cpu::backward_opt(s.d_net, &self.d, &da, s.d_logit, dz, false);
-            add_grads(&mut grads, g);
+        for k in 0..s.shard.parts {
+            let p0 = r0 + k * per;
+            let zv = view(&z[k * per * s.noise..(k + 1) * per * s.noise], s.noise)?;
+            let rv = view(&real[k * per * s.data..(k + 1) * per * s.data], s.data)?;
+            let ga = cpu::forward_rows(s.g_net, &self.g, zv, true, seed, p0)?;
+            self.g.apply_state(&ga);
+            let fake = ga.get(s.g_out);
+            // D sees the reals and the fakes as two batches (each with its own batchnorm
+            // statistics, as PyTorch's DCGAN runs D twice), rows 0..b and b..2b of one
+            // batch for dropout; their gradients add up, a part's before it joins the sum
+            // (so K parts sum as K processes do).
+            let mut part_grads = vec![];
+            for (row0, x, is_real) in [(p0, rv, true), (b + p0, fake.view(), false)] {
+                let da = cpu::forward_rows(s.d_net, &self.d, x, true, seed, row0)?;
+                self.d.apply_state(&da);
+                let t = Array2::<f32>::from_elem((per, 1), if is_real { 1.0 } else { 0.0 });
+                let logits = da.get(s.d_logit);
+                let (part, dz) = cpu::bce_logits(logits, &t, 1.0 / b as f64);
+                st.add(part);
+                let out = if is_real { &mut reals } else { &mut fakes };
+                out.extend(logits.iter().copied());
+                let (g, _) = cpu::backward_opt(s.d_net, &self.d, &da, s.d_logit, dz, false);
+                add_grads(&mut part_grads, g);
+            }
+            add_grads(&mut grads, part_grads);
         }
+        self.d_logits = reals;
+        self.d_logits.extend(fakes);
         s.shard.dist.sum_grads(&mut grads);
         s.shard.dist.sum_stats(&mut st);
         step.watch(st.loss);
@@ -297,28 +319,34 @@ impl GanBackend for GanCpu {
     }
 
     fn g_step(&mut self, s: &GanSpec, z: &[f32], mut step: Step) -> Result<(), RunError> {
-        let (b, r0, rows) = (s.batch, s.shard.row0, s.shard.rows);
+        let (b, r0, per) = (s.batch, s.shard.row0, s.shard.part_rows());
         let seed = step.seed;
-        let zv = view(z, s.noise)?.to_owned();
-        let ga = cpu::forward_rows(s.g_net, &self.g, zv.view(), true, seed, r0)?;
-        let da = cpu::forward_rows(s.d_net, &self.d, ga.get(s.g_out).view(), true, seed, r0)?;
-        // Both ran in training mode: their batchnorm running statistics move (D's too,
-        // though D is not trained in this step, as in PyTorch's DCGAN).
-        self.g.apply_state(&ga);
-        self.d.apply_state(&da);
         let (target, scale) = match s.loss {
             GeneratorLoss::NonSaturating => (1.0, 1.0 / b as f64),
             GeneratorLoss::Minimax => (0.0, -1.0 / b as f64),
         };
-        let t = Array2::<f32>::from_elem((rows, 1), target);
-        let (mut st, dz) = cpu::bce_logits(da.get(s.d_logit), &t, scale);
+        let (mut grads, mut st) = (vec![], LossStats::default());
+        for k in 0..s.shard.parts {
+            let p0 = r0 + k * per;
+            let zv = view(&z[k * per * s.noise..(k + 1) * per * s.noise], s.noise)?;
+            let ga = cpu::forward_rows(s.g_net, &self.g, zv, true, seed, p0)?;
+            let da = cpu::forward_rows(s.d_net, &self.d, ga.get(s.g_out).view(), true, seed, p0)?;
+            // Both ran in training mode: their batchnorm running statistics move (D's too,
+            // though D is not trained in this step, as in PyTorch's DCGAN).
+            self.g.apply_state(&ga);
+            self.d.apply_state(&da);
+            let t = Array2::<f32>::from_elem((per, 1), target);
+            let (part, dz) = cpu::bce_logits(da.get(s.d_logit), &t, scale);
+            st.add(part);
+            let mut d_frozen = self.d.clone();
+            d_frozen.trainable.iter_mut().for_each(|t| *t = false);
+            let (_, dx) = cpu::backward(s.d_net, &d_frozen, &da, s.d_logit, dz);
+            let (g, _) = cpu::backward_opt(s.g_net, &self.g, &ga, s.g_out, dx, false);
+            add_grads(&mut grads, g);
+        }
         s.shard.dist.sum_stats(&mut st);
         step.watch(st.loss);
         self.g_stats.add(st);
-        let mut d_frozen = self.d.clone();
-        d_frozen.trainable.iter_mut().for_each(|t| *t = false);
-        let (_, dx) = cpu::backward(s.d_net, &d_frozen, &da, s.d_logit, dz);
-        let (mut grads, _) = cpu::backward_opt(s.g_net, &self.g, &ga, s.g_out, dx, false);
         s.shard.dist.sum_grads(&mut grads);
         cpu::apply_rule(&mut self.g, &grads, &mut self.g_state, s.rule_g, step.lr);
         watch_params(&self.g, &mut self.bad_at, step.mark);

@@ -127,19 +127,20 @@ impl Gan {
         })
     }
 
-    /// Computes only `shard`'s rows of each batch (a data-parallel run): `d_step` and
-    /// `g_step` then take those rows. The GPU program, batchnorm and micro-batches are refused.
+    /// Computes only `shard`'s rows of each batch (a data-parallel run, micro-batches):
+    /// `d_step` and `g_step` then take those rows. Batchnorm, and micro-batches on the GPU,
+    /// are refused.
     pub fn set_shard(&mut self, shard: Shard) -> Result<(), RunError> {
-        if shard.parts > 1 {
-            return Err(RunError::Config(
-                "--micro-batches takes classifiers only for now".into(),
-            ));
-        }
         if !shard.is_whole() {
-            split_allowed(&self.g_net, self.is_gpu())?;
-            split_allowed(&self.d_net, self.is_gpu())?;
+            let gpu_parts = self.is_gpu() && shard.parts > 1;
+            split_allowed(&self.g_net, gpu_parts)?;
+            split_allowed(&self.d_net, gpu_parts)?;
         }
         self.shard = shard;
+        if self.is_gpu() && self.shard.dist.is_split() {
+            let (spec, exec) = self.split();
+            exec.reshard(&spec)?;
+        }
         Ok(())
     }
 
@@ -205,7 +206,13 @@ impl Gan {
 
     /// Sums since the last call, then resets them.
     pub fn take_stats(&mut self) -> Result<GanStats, RunError> {
-        self.exec.take_stats()
+        let mut st = self.exec.take_stats()?;
+        if self.is_gpu() {
+            // The GPU sums its rows' losses on the device; the ranks' sums are the batch's.
+            self.shard.dist.sum_stats(&mut st.d);
+            self.shard.dist.sum_stats(&mut st.g);
+        }
+        Ok(st)
     }
 
     /// Mean D(x) on the reals and D(G(z)) on the fakes of the last D step (this process's

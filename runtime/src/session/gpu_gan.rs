@@ -3,7 +3,7 @@
 
 use super::backend::{GanBackend, GanSpec, Step};
 use super::gpu_params::{
-    download, download_state, frozen, read_grads, upload, upload_state, zero_state,
+    download, download_state, frozen, read_grads, upload, upload_state, write_grads, zero_state,
 };
 use super::{hyper, GanStats, GeneratorLoss, Grads, RunError};
 use crate::cpu::{LossStats, OptState, Params};
@@ -29,7 +29,13 @@ pub(super) struct GanGpu {
     sample_out: TensorId,
     d_pass: usize,
     g_pass: usize,
+    /// A data-parallel rank's update passes, run after the gradients are summed over the
+    /// ranks (the D and G passes then compute gradients only).
+    d_update: Option<usize>,
+    g_update: Option<usize>,
     sample_pass: usize,
+    /// The rows the program's passes take: the rank's part of the batch, or the batch.
+    rows: usize,
     /// G's and D's parameter names and shapes, for reading them back.
     g_template: Params<f32>,
     d_template: Params<f32>,
@@ -49,7 +55,7 @@ struct Inputs {
 }
 
 fn inputs(pb: &mut Builder, s: &GanSpec) -> Inputs {
-    let b = s.batch as u64;
+    let b = s.shard.rows as u64;
     Inputs {
         z_d: pb.tensor("z_d", b * s.noise as u64, Kind::HostInput),
         z_g: pb.tensor("z_g", b * s.noise as u64, Kind::HostInput),
@@ -63,19 +69,42 @@ fn inputs(pb: &mut Builder, s: &GanSpec) -> Inputs {
     }
 }
 
+/// Ends a step's pass with the update of `set`: in the same pass, or in a data-parallel run
+/// in a pass of its own, the host summing the ranks' gradients between the two.
+fn end_with_update(
+    pb: &mut Builder,
+    s: &GanSpec,
+    set: &mut ParamSet,
+    (rule, name): (&netc_compiler::schedule::UpdateRule, &str),
+) -> (usize, Option<usize>) {
+    pb.set_part(0, Store::Write);
+    if !s.shard.dist.is_split() {
+        pb.update(set, rule, name);
+        return (pb.end_pass(), None);
+    }
+    let grads = pb.end_pass();
+    pb.begin_pass(&format!("{name}_update"));
+    pb.update(set, rule, name);
+    (grads, Some(pb.end_pass()))
+}
+
 /// The D step: the reals, then fakes from G (no gradient into G), as two batches (each with
 /// its own batchnorm statistics, as PyTorch's DCGAN runs D twice) that are rows 0..B and
-/// B..2B of one for dropout; their gradients add up before one update. Returns the pass,
-/// D's logits and the frozen G it ran (the sampling pass runs the same).
+/// B..2B of one for dropout; their gradients add up before one update. A data-parallel rank
+/// runs its rows (from row r0: rows r0.. and B + r0.. for dropout), the loss scaled by the
+/// global batch B. Returns the pass, the update pass if apart, D's logits and the frozen G
+/// it ran (the sampling pass runs the same).
+type DPass = (usize, Option<usize>, TensorId, ParamSet);
 fn d_pass(
     pb: &mut Builder,
     s: &GanSpec,
     g_set: &ParamSet,
     d_set: &mut ParamSet,
     io: &Inputs,
-) -> Result<(usize, TensorId, ParamSet), RunError> {
-    let b = s.batch as u64;
+) -> Result<DPass, RunError> {
+    let (big_b, b, r0) = (s.batch as u64, s.shard.rows as u64, s.shard.row0 as u64);
     pb.begin_pass("d_step");
+    pb.set_part(r0, Store::Write);
     let g_frozen = frozen(g_set);
     let gf = pb.forward(s.g_net, &g_frozen, io.z_d, b, true)?;
     let d_logits = pb.tensor("d_logits", 2 * b, Kind::Activation);
@@ -89,42 +118,41 @@ fn d_pass(
         } else {
             Store::Accumulate
         };
-        pb.set_part(k * b, store);
+        pb.set_part(k * big_b + r0, store);
         let df = pb.forward(s.d_net, d_set, input, b, true)?;
         pb.copy(df.logit, 0, d_logits, k * b, b);
-        let dz = pb.bce_logits(df.logit, target, b, 1.0 / b as f64, io.d_stats);
+        let dz = pb.bce_logits(df.logit, target, b, 1.0 / big_b as f64, io.d_stats);
         pb.backward(s.d_net, d_set, &df, df.logit_node, dz, false);
     }
-    pb.set_part(0, Store::Write);
     pb.keep(d_logits);
-    pb.update(d_set, s.rule_d, "d");
-    Ok((pb.end_pass(), d_logits, g_frozen))
+    let (pass, update) = end_with_update(pb, s, d_set, (s.rule_d, "d"));
+    Ok((pass, update, d_logits, g_frozen))
 }
 
-/// The G step: through D with D frozen.
+/// The G step: through D with D frozen (a rank's rows as in [`d_pass`]).
 fn g_pass(
     pb: &mut Builder,
     s: &GanSpec,
     g_set: &mut ParamSet,
     d_set: &ParamSet,
     io: &Inputs,
-) -> Result<usize, RunError> {
-    let b = s.batch as u64;
+) -> Result<(usize, Option<usize>), RunError> {
+    let (big_b, b) = (s.batch as u64, s.shard.rows as u64);
     pb.begin_pass("g_step");
+    pb.set_part(s.shard.row0 as u64, Store::Write);
     let gf = pb.forward(s.g_net, g_set, io.z_g, b, true)?;
     let d_frozen = frozen(d_set);
     let df = pb.forward(s.d_net, &d_frozen, gf.output, b, true)?;
     let scale = match s.loss {
-        GeneratorLoss::NonSaturating => 1.0 / b as f64,
-        GeneratorLoss::Minimax => -1.0 / b as f64,
+        GeneratorLoss::NonSaturating => 1.0 / big_b as f64,
+        GeneratorLoss::Minimax => -1.0 / big_b as f64,
     };
     let dz = pb.bce_logits(df.logit, io.t_g, b, scale, io.g_stats);
     let dg = pb
         .backward(s.d_net, &d_frozen, &df, df.logit_node, dz, true)
         .ok_or_else(|| RunError::Config("no gradient reaches the generator".into()))?;
     pb.backward(s.g_net, g_set, &gf, gf.output_node, dg, false);
-    pb.update(g_set, s.rule_g, "g");
-    Ok(pb.end_pass())
+    Ok(end_with_update(pb, s, g_set, (s.rule_g, "g")))
 }
 
 /// The initial writes: weights, zero optimizer state, the constant targets, zero sums.
@@ -136,7 +164,7 @@ fn initialize(
     d: &Params<f32>,
     io: &Inputs,
 ) {
-    let batch = s.batch;
+    let batch = s.shard.rows;
     upload(prog, sets[0], g);
     upload(prog, sets[1], d);
     for set in sets {
@@ -155,15 +183,15 @@ fn initialize(
 
 impl GanGpu {
     pub fn new(gpu: Gpu, s: &GanSpec, g: Params<f32>, d: Params<f32>) -> Result<GanGpu, RunError> {
-        let b = s.batch as u64;
+        let b = s.shard.rows as u64;
         let mut pb = gpu.builder();
         pb.check_blocks(s.g_net)?;
         pb.check_blocks(s.d_net)?;
         let mut g_set = pb.params(s.g_net, true);
         let mut d_set = pb.params(s.d_net, true);
         let io = inputs(&mut pb, s);
-        let (d_pass, d_logits, g_frozen) = d_pass(&mut pb, s, &g_set, &mut d_set, &io)?;
-        let g_pass = g_pass(&mut pb, s, &mut g_set, &d_set, &io)?;
+        let (d_pass, d_update, d_logits, g_frozen) = d_pass(&mut pb, s, &g_set, &mut d_set, &io)?;
+        let (g_pass, g_update) = g_pass(&mut pb, s, &mut g_set, &d_set, &io)?;
         pb.begin_pass("sample");
         let gs = pb.forward(s.g_net, &g_frozen, io.z_g, b, false)?;
         pb.keep(gs.output);
@@ -194,7 +222,10 @@ impl GanGpu {
             sample_out,
             d_pass,
             g_pass,
+            d_update,
+            g_update,
             sample_pass,
+            rows: s.shard.rows,
             g_template: g,
             d_template: d,
         })
@@ -211,6 +242,13 @@ impl GanBackend for GanGpu {
         );
         self.prog.write_u32(self.rng, &[step.seed]);
         self.prog.run(self.d_pass);
+        if let Some(update) = self.d_update {
+            // The ranks' gradients summed on the host, then the update every rank applies.
+            let mut g = read_grads(&self.prog, &self.d_set, &self.d_template)?;
+            s.shard.dist.sum_grads(&mut g);
+            write_grads(&self.prog, &self.d_set, &self.d_template, &g);
+            self.prog.run(update);
+        }
         Ok(())
     }
 
@@ -222,6 +260,12 @@ impl GanBackend for GanGpu {
         );
         self.prog.write_u32(self.rng, &[step.seed]);
         self.prog.run(self.g_pass);
+        if let Some(update) = self.g_update {
+            let mut g = read_grads(&self.prog, &self.g_set, &self.g_template)?;
+            s.shard.dist.sum_grads(&mut g);
+            write_grads(&self.prog, &self.g_set, &self.g_template, &g);
+            self.prog.run(update);
+        }
         Ok(())
     }
 
@@ -242,13 +286,18 @@ impl GanBackend for GanGpu {
     }
 
     fn sample(&mut self, s: &GanSpec, z: &[f32], rows: usize) -> Result<Vec<f32>, RunError> {
-        let mut padded = z.to_vec();
-        padded.resize(s.batch * s.noise, 0.0);
-        self.prog.write(self.z_g, &padded);
-        self.prog.run(self.sample_pass);
-        let mut v = self.prog.read(self.sample_out)?;
-        v.truncate(rows * s.data);
-        Ok(v)
+        // In pieces of the program's rows (a rank's program takes fewer than the batch).
+        let mut out = Vec::with_capacity(rows * s.data);
+        for k in (0..rows).step_by(self.rows.max(1)) {
+            let n = self.rows.min(rows - k);
+            let mut padded = z[k * s.noise..(k + n) * s.noise].to_vec();
+            padded.resize(self.rows * s.noise, 0.0);
+            self.prog.write(self.z_g, &padded);
+            self.prog.run(self.sample_pass);
+            let v = self.prog.read(self.sample_out)?;
+            out.extend_from_slice(&v[..n * s.data]);
+        }
+        Ok(out)
     }
 
     fn params(&self) -> Result<(Params<f32>, Params<f32>), RunError> {
@@ -295,5 +344,20 @@ impl GanBackend for GanGpu {
 
     fn gpu_program(&mut self) -> Option<(&mut GpuProgram, usize, usize)> {
         Some((&mut self.prog, self.d_pass, self.g_pass))
+    }
+
+    /// A data-parallel rank's program: rebuilt for its rows, with the weights and optimizer
+    /// states the session holds now.
+    fn reshard(&mut self, s: &GanSpec) -> Result<(), RunError> {
+        if s.shard.parts > 1 {
+            return Err(RunError::CpuOnly("--micro-batches".into()));
+        }
+        let (g, d) = self.params()?;
+        let (gs, ds) = self.opt_states(0, 0)?;
+        let gpu = self.prog.gpu.clone();
+        *self = GanGpu::new(gpu, s, g, d)?;
+        upload_state(&self.prog, &self.g_set, &self.g_template, &gs);
+        upload_state(&self.prog, &self.d_set, &self.d_template, &ds);
+        Ok(())
     }
 }

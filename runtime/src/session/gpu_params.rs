@@ -1,7 +1,7 @@
 //! Moving a parameter set between host tensors and the GPU program's buffers: weights,
 //! gradients and optimizer state, each binding possibly a part of its host tensor.
 
-use super::RunError;
+use super::{Grads, RunError};
 use crate::cpu::{OptState, Params};
 use crate::gpu::GpuProgram;
 use netc_compiler::schedule::{ParamBinding, ParamSet, TensorId};
@@ -53,6 +53,19 @@ pub(super) fn read_grads(
             Ok(out)
         })
         .collect()
+}
+
+/// Writes gradients in `like`'s order (as [`read_grads`] gives them) into the program's
+/// gradient tensors: the sum over the ranks of a data-parallel step, before its update pass.
+pub(super) fn write_grads(prog: &GpuProgram, set: &ParamSet, like: &Params<f32>, g: &Grads) {
+    for b in &set.bindings {
+        let (Some(t), Some(i)) = (b.grad, like.index(&b.name)) else {
+            continue;
+        };
+        if let Some(Some(v)) = g.get(i) {
+            prog.write(t, part(b, v));
+        }
+    }
 }
 
 pub(super) fn download(

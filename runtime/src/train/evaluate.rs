@@ -18,10 +18,19 @@ pub(crate) fn onehot(labels: &[u32], classes: usize) -> Vec<f32> {
 
 /// Test-set loss, top-1 and top-5 accuracy, summed on the executor a batch at a time and read
 /// once at the end.
+///
+/// In a data-parallel run each rank evaluates every N-th batch (rank r the batches r, r + N,
+/// ...), and the ranks' sums are gathered and added in rank order, so every rank gets the
+/// same bits (the schedule decides on them).
 pub fn evaluate(s: &mut Classifier, test: &Source) -> Result<(f64, f64, f64), TrainError> {
     check_source(&s.net, test, "test")?;
     let views = test.views();
-    let order = in_order(test.len(), s.batch, views);
+    let dist = s.dist().clone();
+    let order: Vec<Vec<usize>> = in_order(test.len(), s.batch, views)
+        .into_iter()
+        .skip(dist.rank())
+        .step_by(dist.size())
+        .collect();
     if views == 1 {
         s.take_eval_stats()?;
         for b in test.batches(0, order) {
@@ -29,8 +38,9 @@ pub fn evaluate(s: &mut Classifier, test: &Source) -> Result<(f64, f64, f64), Tr
             s.eval_batch(&b.images, &onehot(&b.labels, s.classes))?;
         }
         let st = s.take_eval_stats()?;
-        let n = st.rows.max(1.0);
-        return Ok((st.loss / n, st.correct / n, st.top5 / n));
+        let [loss, correct, top5, rows] = gather(&dist, [st.loss, st.correct, st.top5, st.rows]);
+        let n = rows.max(1.0);
+        return Ok((loss / n, correct / n, top5 / n));
     }
     // Several views per image (ten-crop): their softmax outputs are averaged, as the paper
     // averages the ten patches' predictions, so the sums are made here.
@@ -55,8 +65,28 @@ pub fn evaluate(s: &mut Classifier, test: &Source) -> Result<(f64, f64, f64), Tr
             n += 1.0;
         }
     }
+    let [loss, top1, top5, n] = gather(&dist, [loss, top1, top5, n]);
     let n = n.max(1.0);
     Ok((loss / n, top1 / n, top5 / n))
+}
+
+/// Every rank's `sums`, added in rank order: each rank fills its own slots of one all-reduce
+/// (x + 0 is exact), so the result is the same bits on every rank whatever the library's
+/// summation order.
+fn gather<const K: usize>(dist: &crate::dist::Dist, sums: [f64; K]) -> [f64; K] {
+    if !dist.is_split() {
+        return sums;
+    }
+    let mut all = vec![0.0; K * dist.size()];
+    all[K * dist.rank()..K * (dist.rank() + 1)].copy_from_slice(&sums);
+    dist.sum_f64(&mut all);
+    let mut out = [0.0; K];
+    for rank in all.chunks(K) {
+        for (o, v) in out.iter_mut().zip(rank) {
+            *o += v;
+        }
+    }
+    out
 }
 
 /// The confusion matrix of the test set: `m[true][predicted]`, the prediction being the most

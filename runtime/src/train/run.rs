@@ -130,6 +130,15 @@ pub struct Summary {
 /// Picks the executor: `auto` takes a hardware GPU when there is one and otherwise the CPU
 /// reference (a software rasteriser such as lavapipe is slower than native code).
 pub fn executor(choice: &str) -> Result<(Executor, String), TrainError> {
+    executor_for_rank(choice, 0)
+}
+
+/// [`executor`] for the process of a data-parallel job with `local_rank` on its machine: a
+/// GPU named outright is picked by the local rank among the adapters that match it.
+pub fn executor_for_rank(
+    choice: &str,
+    local_rank: usize,
+) -> Result<(Executor, String), TrainError> {
     match choice {
         "cpu" => Ok((Executor::Cpu, "cpu (reference executor)".into())),
         "auto" => match Gpu::open("gpu") {
@@ -143,7 +152,8 @@ pub fn executor(choice: &str) -> Result<(Executor, String), TrainError> {
             )),
         },
         other => {
-            let g = Gpu::open(other).map_err(|e| TrainError::Setup(e.to_string()))?;
+            let g = Gpu::open_for_rank(other, local_rank)
+                .map_err(|e| TrainError::Setup(e.to_string()))?;
             let name = format!("{} ({})", g.info.name, g.info.backend);
             Ok((Executor::Gpu(Box::new(g)), name))
         }
@@ -377,7 +387,7 @@ pub fn run(
             Executor::Cpu,
             "cpu (reference executor; a split batch runs on the CPU for now)".to_string(),
         ),
-        _ => executor(&opts.device)?,
+        _ => executor_for_rank(&opts.device, opts.dist.local_rank())?,
     };
     log(&format!("device: {device}"));
     let mut summary = match data {
