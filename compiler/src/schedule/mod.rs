@@ -14,6 +14,7 @@ mod backward;
 mod classifier;
 mod forward;
 mod loss;
+mod minimise;
 mod params;
 mod prim;
 mod region;
@@ -28,6 +29,7 @@ pub use crate::program::{
 };
 pub use classifier::{ClassifierPlan, MicroBatches};
 pub use forward::Forward;
+pub use minimise::MinimisePlan;
 pub use update_rule::{clip_factor, glob, DecayRule, UpdateRule};
 
 use crate::ir::{Network, Node};

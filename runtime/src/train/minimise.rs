@@ -185,11 +185,12 @@ pub(super) fn minimise(
         init = load_weights_for_transfer(w, net, &init)?;
     }
     let rule = cfg.update_rule(&cfg.optimizer);
-    let s = Minimiser::new(net, init.clone(), rule, (batch, cfg.seed), &m.loss, exec)?;
+    let mut s = Minimiser::new(net, init.clone(), rule, (batch, cfg.seed), &m.loss, exec)?;
     let mut nodes = vec![s.loss_node()];
     for name in &m.metrics {
         nodes.push(node_named(net, name)?);
     }
+    s.evaluates(&nodes);
     let mut task = MinimiseTask {
         model,
         m,
@@ -230,11 +231,13 @@ pub(super) fn minimise(
         task.resume(ck, &init, opts, log)?;
     }
     if opts.dist.is_split() {
-        let (mut p, mut st) = (task.s.params().clone(), task.s.opt_state());
+        let (mut p, mut st) = (task.s.params()?, task.s.opt_state()?);
         split::share_start(opts, &mut p, &mut st)?;
         task.s.restore(&p, &st);
     }
     task.epoch = task.s.step / steps_per_epoch;
+    // The GPU program (its pipelines) is built once, here, with the state set above.
+    task.s.prepare()?;
     let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| task.s.step))?;
     let pb = bar(0, false, String::new());
     let run = Run::start(opts, log, (metrics, pb), task.s.step, resume.is_some());
@@ -278,14 +281,15 @@ impl<'a> MinimiseTask<'a> {
             tensors: vec![],
             metadata: BTreeMap::new(),
         };
-        if let Some(t) = nonfinite_tensor(s.params()) {
+        let params = s.params()?;
+        if let Some(t) = nonfinite_tensor(&params) {
             return Err(TrainError::NonFiniteWeights {
                 tensor: t.to_string(),
                 step: s.step,
             });
         }
-        save_params(&mut ck, None, (s.params(), &s.opt_state()), s.step);
-        if let Some(ema) = s.ema() {
+        save_params(&mut ck, None, (&params, &s.opt_state()?), s.step);
+        if let Some(ema) = &s.ema()? {
             if let Some(t) = nonfinite_tensor(ema) {
                 return Err(TrainError::NonFiniteWeights {
                     tensor: format!("ema.{t}"),
@@ -346,7 +350,7 @@ impl<'a> MinimiseTask<'a> {
 
     /// The held-out mean of the loss and of each metric, a batch at a time, its noise drawn
     /// from the batch's index (the same every evaluation).
-    fn evaluate(&self) -> Result<Vec<f64>, TrainError> {
+    fn evaluate(&mut self) -> Result<Vec<f64>, TrainError> {
         let test = &self.data.test;
         let w = widths(&self.s.net);
         let mut sums = vec![Sums::default(); self.nodes.len()];
@@ -513,7 +517,7 @@ impl Task for MinimiseTask<'_> {
     }
 
     fn read(&mut self) -> Result<(Losses, Sums), TrainError> {
-        let st = self.s.take_stats();
+        let st = self.s.take_stats()?;
         if let Some(ep) = self.current.as_mut() {
             ep.stats.sum += st.sum;
             ep.stats.rows += st.rows;
@@ -525,11 +529,8 @@ impl Task for MinimiseTask<'_> {
         self.s.nonfinite_at
     }
 
-    fn nonfinite_params(
-        &mut self,
-        _read_device: bool,
-    ) -> Result<Option<(u64, String)>, TrainError> {
-        Ok(self.s.nonfinite_params())
+    fn nonfinite_params(&mut self, read_device: bool) -> Result<Option<(u64, String)>, TrainError> {
+        Ok(self.s.nonfinite_params(read_device)?)
     }
 
     fn report(&mut self, run: &mut Run, st: Sums, _stop: bool) -> Result<(), TrainError> {
