@@ -100,3 +100,48 @@ fn main(@builtin(local_invocation_index) li: u32) {{
         mirrors,
     }
 }
+
+/// Evaluation sums of a node of `per` values per example (one workgroup of 64): adds the sum
+/// of the first n examples' values to acc[slot] and n to acc[slot + 1], n the host-written
+/// count of real examples in the batch (a short last batch's padding is not counted).
+pub fn sum_rows(per: u64, batch: u64, slot: u64, path: ReadPath) -> KernelSource {
+    let (decls, mirrors) = Reads::new(path)
+        .input(0, "x")
+        .input(1, "n")
+        .output(2, "acc", true)
+        .finish();
+    let source = format!(
+        "{decls}
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) li: u32) {{
+    let rows = min(u32(rd_n(0u)), {batch}u);
+    var s = 0.0;
+    for (var i = li; i < rows * {per}u; i += 64u) {{
+        s += rd_x(i);
+    }}
+    part[li] = s;
+    workgroupBarrier();
+    for (var w = 32u; w > 0u; w = w >> 1u) {{
+        if (li < w) {{
+            part[li] = part[li] + part[li + w];
+        }}
+        workgroupBarrier();
+    }}
+    if (li == 0u) {{
+        let s0 = rd_acc({slot}u);
+        let r0 = rd_acc({slot}u + 1u);
+        acc[{slot}] = s0 + part[0];
+        acc[{slot} + 1] = r0 + f32(rows);
+    }}
+}}
+"
+    );
+    KernelSource {
+        name: format!("sum_rows[{batch}x{per}@{slot}]"),
+        source,
+        groups: [1, 1, 1],
+        mirrors,
+    }
+}

@@ -18,7 +18,7 @@ mod update;
 
 pub use elementwise::copy;
 pub(crate) use elementwise::{elementwise, row_kernel};
-pub use loss::{bce_logits, softmax_xent, sum_into};
+pub use loss::{bce_logits, softmax_xent, sum_into, sum_rows};
 pub use matmul::{bias_grad, matmul, matmul_for, Gemm};
 pub use matmul_texture::TEX_GEMM_THREADS;
 pub use template::f32_lit;

@@ -2,7 +2,8 @@
 //! node of its own graph, one value per example. A training step is one pass: the forward
 //! from every input, the loss's batch sum added on the device, the backward seeded with
 //! d(batch mean)/d(each example's loss) = 1/batch, the optimizer update and, when kept, the
-//! moving average of the weights; an evaluation pass keeps the values the host reads.
+//! moving average of the weights; an evaluation pass adds the evaluated nodes' sums on the
+//! device, read once per evaluation.
 
 use super::{LowerError, UpdateRule};
 use crate::ir::Network;
@@ -27,8 +28,10 @@ pub struct MinimisePlan {
     pub rng: TensorId,
     /// The moving average of each binding of `set` (in its order), when one is kept.
     pub ema: Vec<TensorId>,
-    /// The values per example of the evaluated nodes after the evaluation pass.
-    pub values: Vec<TensorId>,
+    /// The number of real examples in the batch the evaluation pass reads (host-written).
+    pub eval_rows: TensorId,
+    /// [sum, examples] of each evaluated node, in order, since the host last read them.
+    pub eval_stats: TensorId,
     pub train: usize,
     pub eval: usize,
 }
@@ -94,9 +97,15 @@ impl Builder {
         let train = self.end_pass();
         self.begin_pass("eval");
         let fe = self.forward_inputs(net, &set, &inputs, batch, false, (loss, loss))?;
-        let values: Vec<TensorId> = eval_nodes.iter().map(|n| fe.values[n]).collect();
-        for &t in &values {
-            self.keep(t);
+        let eval_rows = self.tensor("eval_rows", 1, Kind::HostInput);
+        let eval_stats = self.tensor("eval_stats", 2 * eval_nodes.len() as u64, Kind::Stats);
+        for (k, &n) in eval_nodes.iter().enumerate() {
+            let per = per_example(n);
+            self.emit(
+                kernels::sum_rows(per, batch, 2 * k as u64, self.reads()),
+                vec![fe.values[&n], eval_rows, eval_stats],
+                format!("{}.{} eval sum", net.name, net.graph[n].name),
+            );
         }
         let eval = self.end_pass();
         let hyper = self.hyper("opt");
@@ -113,7 +122,8 @@ impl Builder {
             health,
             rng,
             ema,
-            values,
+            eval_rows,
+            eval_stats,
             train,
             eval,
         })

@@ -33,7 +33,8 @@ struct MinimisePlanTensors {
     hyper: TensorId,
     health: TensorId,
     rng: TensorId,
-    values: Vec<TensorId>,
+    eval_rows: TensorId,
+    eval_stats: TensorId,
     train: usize,
     eval: usize,
 }
@@ -74,7 +75,8 @@ impl MinimiseGpu {
             health,
             rng,
             ema,
-            values,
+            eval_rows,
+            eval_stats,
             train,
             eval,
         } = plan;
@@ -84,6 +86,7 @@ impl MinimiseGpu {
         prog.write(seed, &vec![1.0 / batch as f32; batch]);
         prog.write(stats, &[0.0; 4]);
         prog.write(health, &[0.0; 4]);
+        prog.write(eval_stats, &vec![0.0; 2 * eval_nodes.len()]);
         let ema_set = start.ema.map(|(_, p)| {
             let mut e = set.clone();
             for (b, &t) in e.bindings.iter_mut().zip(&ema) {
@@ -103,7 +106,8 @@ impl MinimiseGpu {
                 hyper,
                 health,
                 rng,
-                values,
+                eval_rows,
+                eval_stats,
                 train,
                 eval,
             },
@@ -137,40 +141,38 @@ impl MinimiseGpu {
         })
     }
 
-    /// Sums over the first `rows` examples of each of `nodes` in inference mode; a short
-    /// batch is padded with zeros, whose rows are not counted.
-    pub fn values(
-        &mut self,
-        inputs: &[Vec<f32>],
-        rows: usize,
-        nodes: &[NodeIndex],
-    ) -> Result<Vec<Sums>, RunError> {
-        let at: Vec<usize> = (nodes.iter())
-            .map(|n| self.eval_nodes.iter().position(|e| e == n))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                RunError::Config(
-                    "the GPU program evaluates only the loss and the metrics it was built for"
-                        .into(),
-                )
-            })?;
+    /// Adds the first `rows` examples of a batch to the evaluated nodes' sums on the device
+    /// (inference mode); a short batch is padded with zeros, its padding not counted.
+    pub fn eval_batch(&mut self, inputs: &[Vec<f32>], rows: usize) {
         for ((&t, x), &w) in self.plan.inputs.iter().zip(inputs).zip(&self.widths) {
-            let mut padded = x.clone();
-            padded.resize(self.batch * w, 0.0);
-            self.prog.write(t, &padded);
+            if x.len() == self.batch * w {
+                self.prog.write(t, x);
+            } else {
+                let mut padded = x.clone();
+                padded.resize(self.batch * w, 0.0);
+                self.prog.write(t, &padded);
+            }
         }
+        self.prog.write(self.plan.eval_rows, &[rows as f32]);
         self.prog.run(self.plan.eval);
-        at.iter()
-            .map(|&k| {
-                let v = self.prog.read(self.plan.values[k])?;
-                let per = v.len() / self.batch.max(1);
-                let sum = v[..rows * per].iter().map(|&x| x as f64).sum();
-                Ok(Sums {
-                    sum,
-                    rows: rows as f64,
-                })
+    }
+
+    /// The evaluated nodes' sums since the last call (one read), then zeroes them.
+    pub fn take_eval(&mut self) -> Result<Vec<Sums>, RunError> {
+        let v = self.prog.read(self.plan.eval_stats)?;
+        self.prog
+            .write(self.plan.eval_stats, &vec![0.0; 2 * self.eval_nodes.len()]);
+        Ok((0..self.eval_nodes.len())
+            .map(|k| Sums {
+                sum: v[2 * k] as f64,
+                rows: v[2 * k + 1] as f64,
             })
-            .collect()
+            .collect())
+    }
+
+    /// The nodes the evaluation pass sums, in the order of `take_eval`.
+    pub fn eval_nodes(&self) -> &[NodeIndex] {
+        &self.eval_nodes
     }
 
     /// The step an update first left a non-finite weight at, read with `read_device` only.

@@ -54,8 +54,10 @@ pub struct Minimiser {
     /// The decay and the exponential moving average of the weights (`ema = 0.999`).
     ema: Option<(f64, Params<f32>)>,
     device: Device,
-    /// The nodes the GPU program's evaluation pass computes (besides the loss).
+    /// The nodes `eval_batch` sums (the GPU program's evaluation pass computes them).
     eval_nodes: Vec<NodeIndex>,
+    /// Their sums on the CPU executor since `take_eval`.
+    eval_sums: Vec<Sums>,
 }
 
 /// Where the session's steps run.
@@ -111,6 +113,7 @@ impl Minimiser {
             ema: None,
             device,
             eval_nodes: vec![loss],
+            eval_sums: vec![],
         })
     }
 
@@ -265,7 +268,21 @@ impl Minimiser {
         }
         self.prepare()?;
         if let Device::Gpu(g) = &mut self.device {
-            return g.values(inputs, rows, nodes);
+            // One evaluation of its own: the device's sums, taken, then picked by node.
+            g.take_eval()?;
+            g.eval_batch(inputs, rows);
+            let all = g.take_eval()?;
+            return (nodes.iter())
+                .map(|n| {
+                    let k = g.eval_nodes().iter().position(|e| e == n);
+                    k.map(|k| all[k]).ok_or_else(|| {
+                        RunError::Config(format!(
+                            "node `{}` is not among those the GPU program evaluates",
+                            self.net.graph[*n].name
+                        ))
+                    })
+                })
+                .collect();
         }
         let acts = cpu::forward_inputs(&self.net, &self.params, &xs, false, 0, 0)?;
         Ok(nodes
@@ -276,6 +293,35 @@ impl Minimiser {
                 s
             })
             .collect())
+    }
+
+    /// Adds the first `rows` examples of a batch to the sums of the nodes given to
+    /// `evaluates` (inference mode): on the device, read once by `take_eval`.
+    pub fn eval_batch(&mut self, inputs: &[Vec<f32>], rows: usize) -> Result<(), RunError> {
+        self.prepare()?;
+        self.views(inputs, rows)?;
+        if let Device::Gpu(g) = &mut self.device {
+            g.eval_batch(inputs, rows);
+            return Ok(());
+        }
+        let nodes = self.eval_nodes.clone();
+        let got = self.values(inputs, rows, &nodes)?;
+        self.eval_sums.resize(nodes.len(), Sums::default());
+        for (acc, g) in self.eval_sums.iter_mut().zip(got) {
+            acc.sum += g.sum;
+            acc.rows += g.rows;
+        }
+        Ok(())
+    }
+
+    /// The evaluated nodes' sums since the last call, in `evaluates` order, then resets them.
+    pub fn take_eval(&mut self) -> Result<Vec<Sums>, RunError> {
+        if let Device::Gpu(g) = &mut self.device {
+            return g.take_eval();
+        }
+        let mut sums = std::mem::take(&mut self.eval_sums);
+        sums.resize(self.eval_nodes.len(), Sums::default());
+        Ok(sums)
     }
 
     pub fn loss_node(&self) -> NodeIndex {

@@ -22,7 +22,6 @@ use crate::rng::{mix64, Rng};
 use crate::session::{node_named, Executor, Minimiser, Sums};
 use netc_compiler::ir::{Model, Network};
 use netc_compiler::train_config::{Field, Length, MinimiseConfig, Schedule, TrainConfig};
-use petgraph::graph::NodeIndex;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,8 +42,6 @@ struct MinimiseTask<'a> {
     s: Minimiser,
     /// The field each network input reads, in `net.inputs` order.
     fields: Vec<Field>,
-    /// The loss node, then the metrics' nodes.
-    nodes: Vec<NodeIndex>,
     batch: usize,
     steps_per_epoch: u64,
     epochs: u64,
@@ -198,7 +195,6 @@ pub(super) fn minimise(
         data,
         s,
         fields: m.inputs.iter().map(|(_, f)| *f).collect(),
-        nodes,
         batch,
         steps_per_epoch,
         epochs,
@@ -353,7 +349,6 @@ impl<'a> MinimiseTask<'a> {
     fn evaluate(&mut self) -> Result<Vec<f64>, TrainError> {
         let test = &self.data.test;
         let w = widths(&self.s.net);
-        let mut sums = vec![Sums::default(); self.nodes.len()];
         for (i, b) in test
             .batches(0, in_order(test.len(), self.batch, 1))
             .enumerate()
@@ -363,13 +358,10 @@ impl<'a> MinimiseTask<'a> {
             let n = b.labels.len();
             let part = ((0..n, n), self.schedule.as_ref());
             let ins = feed(&self.fields, &w, &b, (self.cfg.seed, at), part);
-            let got = self.s.values(&ins, b.labels.len(), &self.nodes)?;
-            for (acc, g) in sums.iter_mut().zip(got) {
-                acc.sum += g.sum;
-                acc.rows += g.rows;
-            }
+            self.s.eval_batch(&ins, b.labels.len())?;
         }
-        Ok(sums.iter().map(Sums::mean).collect())
+        // The sums of every batch in one read (on the GPU, added on the device).
+        Ok(self.s.take_eval()?.iter().map(Sums::mean).collect())
     }
 
     fn end_epoch(&mut self, run: &mut Run) -> Result<(), TrainError> {

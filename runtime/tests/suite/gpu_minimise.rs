@@ -3,7 +3,7 @@
 //! cross-entropy and a KL term) and a small diffusion-like network (three inputs, a
 //! convolution, a group norm and a timestep MLP added per channel, an MSE loss, the moving
 //! average of the weights) take three steps on each executor from the same weights and
-//! batches, and give the same loss, weights, moments, average and held-out values; a GPU
+//! batches, and give the same loss, weights, moments, average and held-out sums; a GPU
 //! run's state restored into the CPU executor continues as the CPU run does (checkpoints
 //! cross executors). With NETC_REQUIRE_GPU=1 a missing adapter fails these tests.
 
@@ -196,6 +196,22 @@ fn matches_the_cpu(c: Case) {
         let vc = cpu.values(&b, BATCH - 2, &nodes).expect("CPU values");
         for ((g, c), n) in vg.iter().zip(&vc).zip(["loss", metric]) {
             close(*g, *c, &format!("{what}: held-out {n}"));
+        }
+        // A held-out set of a full and a short batch, summed on the device, read once.
+        cpu.evaluates(&nodes);
+        for rows in [BATCH, 1] {
+            let b = batch(&net, rows, images, &mut rng);
+            gpu.eval_batch(&b, rows).expect("GPU evaluation");
+            cpu.eval_batch(&b, rows).expect("CPU evaluation");
+        }
+        let (eg, ec) = (
+            gpu.take_eval().expect("sums"),
+            cpu.take_eval().expect("sums"),
+        );
+        assert_eq!(eg.len(), 2);
+        for ((g, c), n) in eg.iter().zip(&ec).zip(["loss", metric]) {
+            assert_eq!(c.rows, (BATCH + 1) as f64);
+            close(*g, *c, &format!("{what}: held-out set, {n}"));
         }
         // The GPU's state continues on the CPU as the CPU's own.
         let mut resumed = session(&net, &p0, &c, Executor::Cpu);
