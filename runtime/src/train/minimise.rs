@@ -575,6 +575,15 @@ impl Task for MinimiseTask<'_> {
         if !interrupted {
             self.save_at(run, self.s.step / self.steps_per_epoch)?;
         }
+        if run.opts.profile {
+            super::profile::log_profile(
+                self.s
+                    .gpu_program()
+                    .map(|(prog, pass)| (prog, vec![(pass, "training step")])),
+                "--profile: the CPU executor runs no kernels; use netc bench for its step time",
+                run.log,
+            )?;
+        }
         Ok(())
     }
 }
