@@ -28,8 +28,8 @@ pub use crate::program::{
     TensorId,
 };
 pub use classifier::{ClassifierPlan, MicroBatches};
-pub use forward::Forward;
 pub use minimise::MinimisePlan;
+pub use forward::Forward;
 pub use update_rule::{clip_factor, glob, DecayRule, UpdateRule};
 
 use crate::ir::{Network, Node};
