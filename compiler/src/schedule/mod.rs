@@ -28,13 +28,15 @@ pub use crate::program::{
     TensorId,
 };
 pub use classifier::{ClassifierPlan, MicroBatches};
-pub use minimise::MinimisePlan;
 pub use forward::Forward;
 pub use update_rule::{clip_factor, glob, DecayRule, UpdateRule};
 
 use crate::ir::{Network, Node};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
+
+/// The declared-loss program (`task = minimise`).
+pub use minimise::MinimisePlan;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LowerError {
