@@ -139,6 +139,16 @@ pub struct StepTimes {
     /// Steps run in all (warm-up, waited and back to back), for the replay counters.
     pub steps_run: usize,
     pub counters: Option<crate::gpu::Counters>,
+    /// Kernel dispatches in one training step's pass, where it is a GPU program.
+    pub dispatches: Option<usize>,
+}
+
+/// The kernel dispatches of pass `pass` of a GPU program.
+pub fn dispatches(prog: &crate::gpu::GpuProgram, pass: usize) -> usize {
+    let commands = &prog.program.passes[pass].commands;
+    (commands.iter())
+        .filter(|c| matches!(c, netc_compiler::schedule::Command::Dispatch { .. }))
+        .count()
 }
 
 /// Times `steps` training steps at `batch` (after three warm-up steps), see [`StepTimes`].
@@ -218,7 +228,7 @@ pub fn language_model_step(
 }
 
 /// Times `steps` steps of a model that declares its loss (`task = minimise`) at `batch` on
-/// the CPU executor, see [`StepTimes`]: inputs bound to images get random values in [0, 1],
+/// the CPU executor or the GPU, see [`StepTimes`]: inputs bound to images get random values in [0, 1],
 /// labels class 0 and timesteps 0, noise (and a diffusion model's noisy images and timestep
 /// embeddings) standard Gaussian values, the same every step.
 pub fn minimise_step(
@@ -250,8 +260,17 @@ pub fn minimise_step(
         })
         .collect();
     let mut step = |s: &mut crate::session::Minimiser| s.train_step(&inputs, 1e-3);
-    let mut wait = |_: &mut crate::session::Minimiser| -> Result<(), RunError> { Ok(()) };
-    time_steps(&mut s, steps, &mut step, &mut wait)
+    let mut wait = |s: &mut crate::session::Minimiser| -> Result<(), RunError> {
+        if let Some((p, _)) = s.gpu_program() {
+            p.gpu.wait()?;
+        }
+        Ok(())
+    };
+    let mut t = time_steps(&mut s, steps, &mut step, &mut wait)?;
+    t.steps_run = s.step as usize;
+    t.counters = s.gpu_program().map(|(p, _)| p.counters);
+    t.dispatches = s.gpu_program().map(|(p, pass)| dispatches(p, pass));
+    Ok(t)
 }
 
 /// Times `steps` steps of a session (after three warm-up steps): each followed by `wait`,
@@ -284,6 +303,7 @@ fn time_steps<S>(
         back_to_back,
         steps_run: 0,
         counters: None,
+        dispatches: None,
     })
 }
 

@@ -152,6 +152,9 @@ fn bench(
                     t.steps_run
                 );
             }
+            if let Some(d) = t.dispatches {
+                println!("  {d} kernel dispatches per training step, one submission");
+            }
             if profile && gan_of(model).is_some() {
                 println!("  --profile: for a GAN's per-kernel times run `netc train FILE --profile --steps 20`");
             } else if profile {

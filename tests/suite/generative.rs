@@ -28,9 +28,9 @@ fn sample_dir() -> String {
 /// models/vae.net as shipped, with a log row every 5 steps and the data folder absolute.
 fn vae_source() -> String {
     let src = std::fs::read_to_string(root().join("models/vae.net")).expect("models/vae.net");
-    assert!(src.contains("log_every = 100") && src.contains("data_dir = \"data/mnist-sample\""));
+    assert!(src.contains("log_every = 100") && src.contains("data_dir = \"../data/mnist-sample\""));
     src.replace("log_every = 100", "log_every = 5").replace(
-        "data_dir = \"data/mnist-sample\"",
+        "data_dir = \"../data/mnist-sample\"",
         &format!("data_dir = {:?}", sample_dir()),
     )
 }

@@ -27,6 +27,7 @@ mod distributed;
 mod everyday_data;
 mod everyday_diag;
 mod generative;
+mod gpu_minimise;
 mod hostile_checkpoint;
 mod hostile_config;
 mod hostile_inputs;

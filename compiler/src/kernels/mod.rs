@@ -18,13 +18,13 @@ mod update;
 
 pub use elementwise::copy;
 pub(crate) use elementwise::{elementwise, row_kernel};
-pub use loss::{bce_logits, softmax_xent};
+pub use loss::{bce_logits, softmax_xent, sum_into, sum_rows};
 pub use matmul::{bias_grad, matmul, matmul_for, Gemm};
 pub use matmul_texture::TEX_GEMM_THREADS;
 pub use template::f32_lit;
 pub(crate) use template::{acc_tag, per_element, store_elem, store_scalar, with_old, Reads};
 pub use update::{
-    adam, grad_sumsq, sgd, update_group, update_group_with, Clip, Optimizer, MAX_GROUP,
+    adam, ema, grad_sumsq, sgd, update_group, update_group_with, Clip, Optimizer, MAX_GROUP,
 };
 
 /// A specialised kernel and its dispatch size. `source` is complete WGSL with entry `main`.

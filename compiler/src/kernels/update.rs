@@ -337,3 +337,22 @@ pub fn grad_sumsq(lens: &[u64], base: u64, path: ReadPath) -> KernelSource {
         mirrors,
     }
 }
+
+/// The exponential moving average of a weight tensor after its update (`ema = 0.999`):
+/// e = decay * e + (1 - decay) * w, as torch's `ema.mul_(d).add_(w, alpha=1 - d)` (bindings
+/// w, e).
+pub fn ema(len: u64, decay: f64, path: ReadPath) -> KernelSource {
+    let reads = Reads::new(path).input(0, "w").output(1, "e", true);
+    super::elementwise(
+        format!("ema[{len}]"),
+        len,
+        reads,
+        &[("w", "w"), ("e", "e_old")],
+        "",
+        &format!(
+            "e[i] = {} * e_old + {} * w;",
+            f32_lit(decay),
+            f32_lit(1.0 - decay)
+        ),
+    )
+}

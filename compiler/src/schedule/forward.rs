@@ -93,12 +93,41 @@ impl Builder {
                 count: net.inputs.len(),
             });
         }
+        let ends = net
+            .output_and_logit()
+            .ok_or_else(|| LowerError::Other(format!("network `{}` has no output", net.name)))?;
+        self.forward_inputs(net, params, &[input], batch, train, ends)
+    }
+
+    /// Records the forward pass of `net` with `inputs[k]` (batch x features) the value of
+    /// its k-th input, into the current pass; `(output_node, logit_node)` are the nodes the
+    /// pass ends at (a declared loss: the loss node), which no activation is fused into.
+    pub fn forward_inputs(
+        &mut self,
+        net: &Network,
+        params: &ParamSet,
+        inputs: &[TensorId],
+        batch: u64,
+        train: bool,
+        (output_node, logit_node): (NodeIndex, NodeIndex),
+    ) -> Result<Forward, LowerError> {
+        if inputs.len() != net.inputs.len() {
+            return Err(LowerError::Other(format!(
+                "network `{}` has {} inputs, given {}",
+                net.name,
+                net.inputs.len(),
+                inputs.len()
+            )));
+        }
         if let Some(e) = super::cpu_only(net) {
             return Err(e);
         }
-        let (output_node, logit_node) = net
-            .output_and_logit()
-            .ok_or_else(|| LowerError::Other(format!("network `{}` has no output", net.name)))?;
+        let input_of: HashMap<NodeIndex, TensorId> = net
+            .inputs
+            .iter()
+            .copied()
+            .zip(inputs.iter().copied())
+            .collect();
         // Consumers per node, to decide activation fusion.
         let consumers = consumers(net);
         let mut values: HashMap<NodeIndex, TensorId> = HashMap::new();
@@ -132,7 +161,7 @@ impl Builder {
                 train,
             };
             let t = match &s.at.node.op {
-                Op::Input { .. } => input,
+                Op::Input { .. } => input_of[&n],
                 Op::Dense { units, bias } => {
                     let fuse = fused_activation(net, &consumers, n, (output_node, logit_node));
                     let out = self.forward_dense(&s, *units, *bias, fuse);

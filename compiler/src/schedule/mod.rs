@@ -14,6 +14,7 @@ mod backward;
 mod classifier;
 mod forward;
 mod loss;
+mod minimise;
 mod params;
 mod prim;
 mod region;
@@ -33,6 +34,9 @@ pub use update_rule::{clip_factor, glob, DecayRule, ParamMult, UpdateRule};
 use crate::ir::{Network, Node};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
+
+/// The declared-loss program (`task = minimise`).
+pub use minimise::MinimisePlan;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LowerError {

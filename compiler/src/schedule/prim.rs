@@ -117,10 +117,16 @@ impl Eval<'_> {
     /// lists them), an inlined constant or mask, or a fused node computed in place.
     fn operand(&self, a: NodeId, bindings: &mut Vec<TensorId>) -> Operand {
         let src = match &self.vals[a] {
-            Some(Val::T(t)) => {
-                bindings.push(*t);
-                Src::Buffer
-            }
+            // A tensor already bound (read along another path of a fused expression) is
+            // read through its binding: WebGPU limits a stage's storage buffers (lavapipe:
+            // 32), and a fused backward reads the same stored node many times.
+            Some(Val::T(t)) => match bindings.iter().position(|b| b == t) {
+                Some(k) => Src::Again(k),
+                None => {
+                    bindings.push(*t);
+                    Src::Buffer
+                }
+            },
             Some(Val::Inline(s)) => s.clone(),
             None => Src::Fused(Box::new(Fused {
                 prim: self.g.nodes[a].prim.clone(),

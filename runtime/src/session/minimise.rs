@@ -1,10 +1,14 @@
 //! The declared-loss session: a network whose loss is a node of its own graph (one value per
-//! example), fed by several inputs; a step minimises the batch mean of that node. It runs on
-//! the CPU executor (the GPU path has no kernels for the primitives a loss is built from yet).
+//! example), fed by several inputs; a step minimises the batch mean of that node. On the CPU
+//! executor, or on the GPU program ([`super::gpu_minimise`]), built when the session first
+//! steps or evaluates, so the moving average, the nodes evaluated and a resumed run's state
+//! set before then are in it; the host's copies of the weights are the device's until then.
 
-use super::{step_seed, Executor, RunError};
+use super::gpu_minimise::{MinimiseGpu, Start};
+use super::{hyper, step_seed, Executor, Grads, RunError};
 use crate::cpu::{self, OptState, Params};
 use crate::dist::Shard;
+use crate::gpu::{Gpu, GpuProgram};
 use ndarray::{Array2, ArrayView2};
 use netc_compiler::ir::Network;
 use netc_compiler::schedule::UpdateRule;
@@ -49,6 +53,19 @@ pub struct Minimiser {
     shard: Shard,
     /// The decay and the exponential moving average of the weights (`ema = 0.999`).
     ema: Option<(f64, Params<f32>)>,
+    device: Device,
+    /// The nodes `eval_batch` sums (the GPU program's evaluation pass computes them).
+    eval_nodes: Vec<NodeIndex>,
+    /// Their sums on the CPU executor since `take_eval`.
+    eval_sums: Vec<Sums>,
+}
+
+/// Where the session's steps run.
+enum Device {
+    Cpu,
+    /// The GPU, its program not built yet.
+    Pending(Box<Gpu>),
+    Gpu(Box<MinimiseGpu>),
 }
 
 /// The node named `name` (a layer of `net`).
@@ -58,7 +75,7 @@ pub fn node_named(net: &Network, name: &str) -> Result<NodeIndex, RunError> {
 }
 
 impl Minimiser {
-    /// A session minimising node `loss` of `net`; only the CPU executor runs it.
+    /// A session minimising node `loss` of `net` on `exec`.
     pub fn new(
         net: &Network,
         params: Params<f32>,
@@ -67,13 +84,11 @@ impl Minimiser {
         loss: &str,
         exec: Executor,
     ) -> Result<Minimiser, RunError> {
-        if let Executor::Gpu(_) = exec {
-            return Err(RunError::CpuOnly(format!(
-                "network `{}` declares its loss (task = minimise)",
-                net.name
-            )));
-        }
         let loss = node_named(net, loss)?;
+        let device = match exec {
+            Executor::Cpu => Device::Cpu,
+            Executor::Gpu(g) => Device::Pending(g),
+        };
         let widths = net
             .inputs
             .iter()
@@ -96,7 +111,54 @@ impl Minimiser {
             last_grads: vec![],
             shard: Shard::whole(batch),
             ema: None,
+            device,
+            eval_nodes: vec![loss],
+            eval_sums: vec![],
         })
+    }
+
+    /// The nodes `values` will be asked for (the GPU program's evaluation pass computes
+    /// them); call before the first step.
+    pub fn evaluates(&mut self, nodes: &[NodeIndex]) {
+        self.eval_nodes = nodes.to_vec();
+    }
+
+    /// Builds the GPU program when it is not built yet, from the host's weights, moments
+    /// and average (pipelines are built once, here).
+    pub fn prepare(&mut self) -> Result<(), RunError> {
+        if !matches!(self.device, Device::Pending(_)) {
+            return Ok(());
+        }
+        let Device::Pending(gpu) = std::mem::replace(&mut self.device, Device::Cpu) else {
+            return Ok(());
+        };
+        let start = Start {
+            params: &self.params,
+            state: &self.state,
+            ema: self.ema.as_ref().map(|(d, e)| (*d, e)),
+        };
+        let g = MinimiseGpu::new(
+            *gpu,
+            &self.net,
+            &self.rule,
+            (self.batch, self.loss),
+            &self.eval_nodes,
+            start,
+        )?;
+        self.device = Device::Gpu(Box::new(g));
+        Ok(())
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self.device, Device::Cpu)
+    }
+
+    /// The GPU program and its training pass, once built.
+    pub fn gpu_program(&mut self) -> Option<(&mut GpuProgram, usize)> {
+        match &mut self.device {
+            Device::Gpu(g) => Some(g.gpu_program()),
+            Device::Cpu | Device::Pending(_) => None,
+        }
     }
 
     /// Computes only `shard`'s rows of each batch (a data-parallel run): `train_step` then
@@ -108,7 +170,7 @@ impl Minimiser {
             ));
         }
         if !shard.is_whole() {
-            super::split_allowed(&self.net, false)?;
+            super::split_allowed(&self.net, self.is_gpu())?;
         }
         self.shard = shard;
         Ok(())
@@ -140,6 +202,17 @@ impl Minimiser {
     /// One optimizer step on a full batch: `inputs[i]` holds the batch of `net.inputs[i]`
     /// (with a shard, its rows only).
     pub fn train_step(&mut self, inputs: &[Vec<f32>], lr: f64) -> Result<(), RunError> {
+        self.prepare()?;
+        if let Device::Gpu(_) = self.device {
+            self.views(inputs, self.batch)?;
+            self.step += 1;
+            let h = hyper(&self.rule.opt, lr, self.step, self.step);
+            let seed = step_seed(self.seed, self.step);
+            if let Device::Gpu(g) = &mut self.device {
+                g.train_step(inputs, h, seed);
+            }
+            return Ok(());
+        }
         self.step += 1;
         let seed = step_seed(self.seed, self.step);
         // This process's rows (all of them but in a data-parallel run).
@@ -181,12 +254,36 @@ impl Minimiser {
 
     /// The values per example of `nodes` for `rows` examples in inference mode (dropout off).
     pub fn values(
-        &self,
+        &mut self,
         inputs: &[Vec<f32>],
         rows: usize,
         nodes: &[NodeIndex],
     ) -> Result<Vec<Sums>, RunError> {
         let xs = self.views(inputs, rows)?;
+        if rows > self.batch {
+            return Err(RunError::Config(format!(
+                "{rows} examples at once is more than the batch ({})",
+                self.batch
+            )));
+        }
+        self.prepare()?;
+        if let Device::Gpu(g) = &mut self.device {
+            // One evaluation of its own: the device's sums, taken, then picked by node.
+            g.take_eval()?;
+            g.eval_batch(inputs, rows);
+            let all = g.take_eval()?;
+            return (nodes.iter())
+                .map(|n| {
+                    let k = g.eval_nodes().iter().position(|e| e == n);
+                    k.map(|k| all[k]).ok_or_else(|| {
+                        RunError::Config(format!(
+                            "node `{}` is not among those the GPU program evaluates",
+                            self.net.graph[*n].name
+                        ))
+                    })
+                })
+                .collect();
+        }
         let acts = cpu::forward_inputs(&self.net, &self.params, &xs, false, 0, 0)?;
         Ok(nodes
             .iter()
@@ -198,46 +295,105 @@ impl Minimiser {
             .collect())
     }
 
+    /// Adds the first `rows` examples of a batch to the sums of the nodes given to
+    /// `evaluates` (inference mode): on the device, read once by `take_eval`.
+    pub fn eval_batch(&mut self, inputs: &[Vec<f32>], rows: usize) -> Result<(), RunError> {
+        self.prepare()?;
+        self.views(inputs, rows)?;
+        if let Device::Gpu(g) = &mut self.device {
+            g.eval_batch(inputs, rows);
+            return Ok(());
+        }
+        let nodes = self.eval_nodes.clone();
+        let got = self.values(inputs, rows, &nodes)?;
+        self.eval_sums.resize(nodes.len(), Sums::default());
+        for (acc, g) in self.eval_sums.iter_mut().zip(got) {
+            acc.sum += g.sum;
+            acc.rows += g.rows;
+        }
+        Ok(())
+    }
+
+    /// The evaluated nodes' sums since the last call, in `evaluates` order, then resets them.
+    pub fn take_eval(&mut self) -> Result<Vec<Sums>, RunError> {
+        if let Device::Gpu(g) = &mut self.device {
+            return g.take_eval();
+        }
+        let mut sums = std::mem::take(&mut self.eval_sums);
+        sums.resize(self.eval_nodes.len(), Sums::default());
+        Ok(sums)
+    }
+
     pub fn loss_node(&self) -> NodeIndex {
         self.loss
     }
 
-    /// Loss sums since the last call, then resets them.
-    pub fn take_stats(&mut self) -> Sums {
-        std::mem::take(&mut self.stats)
+    /// Loss sums since the last call, then resets them. On the GPU this is the one read
+    /// of an interval, and a non-finite sum names the interval's last step.
+    pub fn take_stats(&mut self) -> Result<Sums, RunError> {
+        let Device::Gpu(g) = &mut self.device else {
+            return Ok(std::mem::take(&mut self.stats));
+        };
+        let st = g.take_stats()?;
+        if !st.sum.is_finite() && self.nonfinite_at.is_none() {
+            self.nonfinite_at = Some(self.step);
+        }
+        Ok(st)
     }
 
-    /// The step whose update first left a NaN or infinite parameter, and the tensor.
-    pub fn nonfinite_params(&self) -> Option<(u64, String)> {
-        self.bad_at
-            .map(|s| (s, super::first_nonfinite(&[&self.params])))
+    /// The step whose update first left a NaN or infinite parameter, and the tensor; on the
+    /// GPU read from the device only with `read_device` (at a log interval or a checkpoint).
+    pub fn nonfinite_params(&self, read_device: bool) -> Result<Option<(u64, String)>, RunError> {
+        let bad_at = match &self.device {
+            Device::Gpu(g) => g.nonfinite_params_at(read_device)?,
+            Device::Cpu | Device::Pending(_) => self.bad_at,
+        };
+        let Some(s) = bad_at else { return Ok(None) };
+        Ok(Some((s, super::first_nonfinite(&[&self.params()?]))))
     }
 
-    pub fn params(&self) -> &Params<f32> {
-        &self.params
+    /// The weights (read from the device on the GPU).
+    pub fn params(&self) -> Result<Params<f32>, RunError> {
+        match &self.device {
+            Device::Gpu(g) => g.params(),
+            Device::Cpu | Device::Pending(_) => Ok(self.params.clone()),
+        }
     }
 
     /// Gradients of the last step.
-    pub fn grads(&self) -> &[Option<Vec<f32>>] {
-        &self.last_grads
+    pub fn grads(&self) -> Result<Grads, RunError> {
+        match &self.device {
+            Device::Gpu(g) => g.grads(),
+            Device::Cpu | Device::Pending(_) => Ok(self.last_grads.clone()),
+        }
     }
 
-    pub fn opt_state(&self) -> OptState<f32> {
-        self.state.clone()
+    pub fn opt_state(&self) -> Result<OptState<f32>, RunError> {
+        match &self.device {
+            Device::Gpu(g) => g.opt_state(self.step),
+            Device::Cpu | Device::Pending(_) => Ok(self.state.clone()),
+        }
     }
 
-    /// Keeps an exponential moving average of the weights with `decay`, from the weights now.
+    /// Keeps an exponential moving average of the weights with `decay`, from the weights
+    /// now; call before the first step (the GPU program holds the average from its start).
     pub fn keep_ema(&mut self, decay: f64) {
         self.ema = Some((decay, self.params.clone()));
     }
 
-    /// The averaged weights, when they are kept.
-    pub fn ema(&self) -> Option<&Params<f32>> {
-        self.ema.as_ref().map(|e| &e.1)
+    /// The averaged weights, when they are kept (read from the device on the GPU).
+    pub fn ema(&self) -> Result<Option<Params<f32>>, RunError> {
+        match &self.device {
+            Device::Gpu(g) => g.ema(),
+            Device::Cpu | Device::Pending(_) => Ok(self.ema.as_ref().map(|e| e.1.clone())),
+        }
     }
 
     /// Restores the averaged weights (for --resume).
     pub fn restore_ema(&mut self, ema: Params<f32>) {
+        if let Device::Gpu(g) = &mut self.device {
+            g.restore_ema(&ema);
+        }
         if let Some(e) = &mut self.ema {
             e.1 = ema;
         }
@@ -246,6 +402,9 @@ impl Minimiser {
     /// Restores weights, optimizer state and step (for --resume).
     pub fn restore(&mut self, params: &Params<f32>, state: &OptState<f32>) {
         self.step = state.step;
+        if let Device::Gpu(g) = &mut self.device {
+            g.restore(params, state);
+        }
         self.params = params.clone();
         self.state = state.clone();
     }

@@ -10,6 +10,7 @@ mod cpu_backend;
 mod gan;
 mod gpu_backend;
 mod gpu_gan;
+mod gpu_minimise;
 mod gpu_params;
 mod minimise;
 
@@ -33,7 +34,7 @@ pub enum RunError {
     Cpu(#[from] cpu::CpuError),
     #[error("{0}")]
     Config(String),
-    /// What the GPU path cannot run yet (the primitives a declared loss is built from).
+    /// What the GPU path cannot run yet (data-parallel training, micro-batches).
     #[error("{0}: runs on the CPU executor only for now; use --device cpu")]
     CpuOnly(String),
     #[error(transparent)]

@@ -22,7 +22,6 @@ use crate::rng::{mix64, Rng};
 use crate::session::{node_named, Executor, Minimiser, Sums};
 use netc_compiler::ir::{Model, Network};
 use netc_compiler::train_config::{Field, Length, MinimiseConfig, Schedule, TrainConfig};
-use petgraph::graph::NodeIndex;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,8 +42,6 @@ struct MinimiseTask<'a> {
     s: Minimiser,
     /// The field each network input reads, in `net.inputs` order.
     fields: Vec<Field>,
-    /// The loss node, then the metrics' nodes.
-    nodes: Vec<NodeIndex>,
     batch: usize,
     steps_per_epoch: u64,
     epochs: u64,
@@ -185,11 +182,12 @@ pub(super) fn minimise(
         init = load_weights_for_transfer(w, net, &init)?;
     }
     let rule = cfg.update_rule(&cfg.optimizer);
-    let s = Minimiser::new(net, init.clone(), rule, (batch, cfg.seed), &m.loss, exec)?;
+    let mut s = Minimiser::new(net, init.clone(), rule, (batch, cfg.seed), &m.loss, exec)?;
     let mut nodes = vec![s.loss_node()];
     for name in &m.metrics {
         nodes.push(node_named(net, name)?);
     }
+    s.evaluates(&nodes);
     let mut task = MinimiseTask {
         model,
         m,
@@ -197,7 +195,6 @@ pub(super) fn minimise(
         data,
         s,
         fields: m.inputs.iter().map(|(_, f)| *f).collect(),
-        nodes,
         batch,
         steps_per_epoch,
         epochs,
@@ -230,11 +227,13 @@ pub(super) fn minimise(
         task.resume(ck, &init, opts, log)?;
     }
     if opts.dist.is_split() {
-        let (mut p, mut st) = (task.s.params().clone(), task.s.opt_state());
+        let (mut p, mut st) = (task.s.params()?, task.s.opt_state()?);
         split::share_start(opts, &mut p, &mut st)?;
         task.s.restore(&p, &st);
     }
     task.epoch = task.s.step / steps_per_epoch;
+    // The GPU program (its pipelines) is built once, here, with the state set above.
+    task.s.prepare()?;
     let metrics = Metrics::open_run(opts, resume.as_ref().map(|_| task.s.step))?;
     let pb = bar(0, false, String::new());
     let run = Run::start(opts, log, (metrics, pb), task.s.step, resume.is_some());
@@ -278,14 +277,15 @@ impl<'a> MinimiseTask<'a> {
             tensors: vec![],
             metadata: BTreeMap::new(),
         };
-        if let Some(t) = nonfinite_tensor(s.params()) {
+        let params = s.params()?;
+        if let Some(t) = nonfinite_tensor(&params) {
             return Err(TrainError::NonFiniteWeights {
                 tensor: t.to_string(),
                 step: s.step,
             });
         }
-        save_params(&mut ck, None, (s.params(), &s.opt_state()), s.step);
-        if let Some(ema) = s.ema() {
+        save_params(&mut ck, None, (&params, &s.opt_state()?), s.step);
+        if let Some(ema) = &s.ema()? {
             if let Some(t) = nonfinite_tensor(ema) {
                 return Err(TrainError::NonFiniteWeights {
                     tensor: format!("ema.{t}"),
@@ -346,10 +346,9 @@ impl<'a> MinimiseTask<'a> {
 
     /// The held-out mean of the loss and of each metric, a batch at a time, its noise drawn
     /// from the batch's index (the same every evaluation).
-    fn evaluate(&self) -> Result<Vec<f64>, TrainError> {
+    fn evaluate(&mut self) -> Result<Vec<f64>, TrainError> {
         let test = &self.data.test;
         let w = widths(&self.s.net);
-        let mut sums = vec![Sums::default(); self.nodes.len()];
         for (i, b) in test
             .batches(0, in_order(test.len(), self.batch, 1))
             .enumerate()
@@ -359,13 +358,10 @@ impl<'a> MinimiseTask<'a> {
             let n = b.labels.len();
             let part = ((0..n, n), self.schedule.as_ref());
             let ins = feed(&self.fields, &w, &b, (self.cfg.seed, at), part);
-            let got = self.s.values(&ins, b.labels.len(), &self.nodes)?;
-            for (acc, g) in sums.iter_mut().zip(got) {
-                acc.sum += g.sum;
-                acc.rows += g.rows;
-            }
+            self.s.eval_batch(&ins, b.labels.len())?;
         }
-        Ok(sums.iter().map(Sums::mean).collect())
+        // The sums of every batch in one read (on the GPU, added on the device).
+        Ok(self.s.take_eval()?.iter().map(Sums::mean).collect())
     }
 
     fn end_epoch(&mut self, run: &mut Run) -> Result<(), TrainError> {
@@ -513,7 +509,7 @@ impl Task for MinimiseTask<'_> {
     }
 
     fn read(&mut self) -> Result<(Losses, Sums), TrainError> {
-        let st = self.s.take_stats();
+        let st = self.s.take_stats()?;
         if let Some(ep) = self.current.as_mut() {
             ep.stats.sum += st.sum;
             ep.stats.rows += st.rows;
@@ -525,11 +521,8 @@ impl Task for MinimiseTask<'_> {
         self.s.nonfinite_at
     }
 
-    fn nonfinite_params(
-        &mut self,
-        _read_device: bool,
-    ) -> Result<Option<(u64, String)>, TrainError> {
-        Ok(self.s.nonfinite_params())
+    fn nonfinite_params(&mut self, read_device: bool) -> Result<Option<(u64, String)>, TrainError> {
+        Ok(self.s.nonfinite_params(read_device)?)
     }
 
     fn report(&mut self, run: &mut Run, st: Sums, _stop: bool) -> Result<(), TrainError> {
@@ -581,6 +574,15 @@ impl Task for MinimiseTask<'_> {
     fn finish(&mut self, run: &mut Run, interrupted: bool) -> Result<(), TrainError> {
         if !interrupted {
             self.save_at(run, self.s.step / self.steps_per_epoch)?;
+        }
+        if run.opts.profile {
+            super::profile::log_profile(
+                self.s
+                    .gpu_program()
+                    .map(|(prog, pass)| (prog, vec![(pass, "training step")])),
+                "--profile: the CPU executor runs no kernels; use netc bench for its step time",
+                run.log,
+            )?;
         }
         Ok(())
     }

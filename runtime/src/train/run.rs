@@ -376,13 +376,7 @@ pub fn run(
     for n in notes {
         log(&format!("note: {n}"));
     }
-    // A declared loss runs on the CPU executor only for now: `auto` takes it, a GPU named
-    // outright is refused by the session.
     let (exec, device) = match (&data, opts.device.as_str()) {
-        (RunData::Minimise(..), "auto") => (
-            Executor::Cpu,
-            "cpu (reference executor; a declared loss runs on the CPU for now)".to_string(),
-        ),
         (_, "auto") if super::split::is_split(opts) => (
             Executor::Cpu,
             "cpu (reference executor; a split batch runs on the CPU for now)".to_string(),

@@ -20,6 +20,7 @@ mod fuzz_campaign;
 mod fuzz_readers;
 mod g_through_d;
 mod gpu_language_model;
+mod gpu_minimise;
 mod gpu_prims;
 mod gpu_train_pieces;
 mod gradcheck;

@@ -25,6 +25,9 @@ const TEMPLATE: &str = include_str!("../../../../shaders/prim.wgsl");
 pub enum Src {
     /// A tensor bound to the kernel.
     Buffer,
+    /// The tensor of buffer operand `k` (in [`buffers`] order) read again, not bound twice: a
+    /// fused expression that reads one tensor along several paths binds it once.
+    Again(usize),
     /// A scalar constant, inlined.
     Const(f64),
     /// The `[t, t]` causal mask, computed from the offset.
@@ -56,7 +59,7 @@ pub fn buffers(ins: &[Operand]) -> Vec<&Operand> {
         match &x.src {
             Src::Buffer => out.push(x),
             Src::Fused(f) => out.extend(buffers(&f.ins)),
-            Src::Const(_) | Src::Causal(_) => {}
+            Src::Const(_) | Src::Causal(_) | Src::Again(_) => {}
         }
     }
     out
@@ -100,6 +103,7 @@ impl<'a> Gen<'a> {
                 let n = self.names.iter().find(|(p, _)| std::ptr::eq(*p, x));
                 format!("rd_{}({off})", n.expect("every buffer is declared").1)
             }
+            Src::Again(k) => format!("rd_x{k}({off})"),
             Src::Const(c) => format!("f32({})", super::f32_lit(*c)),
             Src::Causal(t) => format!("select(0.0, 1.0, (({off}) % {t}u) <= (({off}) / {t}u))"),
             Src::Fused(f) => {
