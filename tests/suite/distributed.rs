@@ -576,3 +576,22 @@ fn a_language_model_trains_on_two_ranks_as_in_two_micro_batches() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A tiny diffusion model (tests/suite/diffusion.rs's shape) on the MNIST sample, DATA to fill.
+#[cfg(feature = "mpi")]
+const DIFFUSION: &str = "net d {\n  input x: 1x28x28\n  input temb: 8\n  input eps: 1x28x28\n  tp = temb -> dense(2) -> silu -> unflatten(0, [2, 1, 1])\n  h = x -> conv(2, k=3, pad=same)\n  both = add(h, tp) -> silu -> conv(1, k=3, pad=same)\n  loss = mse(both, eps)\n  output both\n  output loss\n}\ntrain {\n  task = minimise\n  loss = loss\n  inputs = {x: noisy, temb: timestep_embedding, eps: noise}\n  diffusion = linear(start=1e-4, end=0.02, steps=40)\n  prediction = both\n  ema = 0.9\n  optimizer = adam(lr=1e-3)\n  batch = 16\n  steps = 4\n  log_every = 1\n  data = mnist\n  data_dir = \"DATA\"\n  range = [-1, 1]\n}\n";
+
+/// Each rank draws its rows' part of the whole batch's timesteps and noise: 2 ranks train
+/// (EMA included) as one process does, within rounding. (Drawn per rank, the timesteps would
+/// differ from one process's, and the weights by far more.)
+#[cfg(feature = "mpi")]
+#[test]
+fn a_diffusion_model_trains_on_two_ranks_as_on_one() {
+    let (_dir, two, one) = two_ranks_and_one("d.net", DIFFUSION);
+    assert_eq!(two.metadata["ranks"], "2");
+    assert!(
+        two.tensors.iter().any(|t| t.0.starts_with("ema.")),
+        "the EMA is kept"
+    );
+    within_rounding(&two, &one);
+}

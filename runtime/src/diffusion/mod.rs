@@ -57,7 +57,8 @@ pub fn timestep_field(ts: &[usize], width: usize, embedded: bool) -> Vec<f32> {
 
 /// Fills a batch's diffusion fields (`ins[k]` for the inputs reading `noisy`, `timestep`,
 /// `timestep_embedding`) from the images `x0` and the `noise` input's eps: one timestep per
-/// example, drawn from (seed, at).
+/// example, drawn from (seed, at) for the whole batch of `whole` rows, of which `ins` hold
+/// `rows` (a data-parallel rank's part: it draws the timesteps one process draws for them).
 pub fn fill(
     ins: &mut [Vec<f32>],
     fields: &[Field],
@@ -65,12 +66,12 @@ pub fn fill(
     x0: &[f32],
     s: &NoiseSchedule,
     (seed, at): (u64, u64),
+    (rows, whole): (std::ops::Range<usize>, usize),
 ) {
     let Some(e) = fields.iter().position(|f| *f == Field::Noise) else {
         return;
     };
-    let rows = ins[e].len() / widths[e].max(1);
-    let ts = timesteps(seed, at, rows, s.len());
+    let ts = timesteps(seed, at, whole, s.len())[rows].to_vec();
     for (k, f) in fields.iter().enumerate() {
         ins[k] = match f {
             Field::Noisy => noised(s, x0, &ins[e], &ts),

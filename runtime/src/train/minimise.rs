@@ -78,8 +78,8 @@ fn noise(seed: u64, at: u64, k: usize, len: usize) -> Vec<f32> {
 /// The inputs of the network for a batch, one flat buffer per input; `part`: the rows the
 /// batch holds of a batch of how many (a data-parallel rank's: its noise is the rows' part of
 /// the whole batch's, so it does not depend on the number of ranks). A diffusion model's
-/// fields (noisy images, timesteps) are drawn with the `noise` input's eps (one process only:
-/// `minimise` refuses a split diffusion run).
+/// fields (noisy images, timesteps) are drawn with the `noise` input's eps, its timesteps the
+/// rows' part of the whole batch's too.
 fn feed(
     fields: &[Field],
     widths: &[usize],
@@ -100,7 +100,15 @@ fn feed(
         })
         .collect();
     if let Some(s) = schedule {
-        crate::diffusion::fill(&mut ins, fields, widths, &b.images, s, (seed, at));
+        crate::diffusion::fill(
+            &mut ins,
+            fields,
+            widths,
+            &b.images,
+            s,
+            (seed, at),
+            (rows, whole),
+        );
     }
     ins
 }
@@ -212,13 +220,6 @@ pub(super) fn minimise(
             .as_ref()
             .map(|d| NoiseSchedule::new(d.betas, d.timesteps as usize)),
     };
-    // A diffusion model's timesteps and noisy images are drawn per process's rows: a split
-    // run would draw other ones than one process does.
-    if m.diffusion.is_some() && (opts.dist.is_split() || opts.micro_batches > 1) {
-        return Err(TrainError::Setup(
-            "a diffusion model does not train data-parallel (mpirun) or in micro-batches yet; run it as one process".into(),
-        ));
-    }
     task.s.set_shard(split::shard(opts, batch)?)?;
     if let Some(decay) = m.ema {
         task.s.keep_ema(decay);

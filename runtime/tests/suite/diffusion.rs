@@ -121,7 +121,15 @@ fn the_training_fields_noise_the_images_with_the_noise_inputs_eps() {
         .map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0)
         .collect();
     let mut ins = vec![vec![], vec![], eps.clone(), vec![]];
-    diffusion::fill(&mut ins, &fields, &widths, &x0, &s, (3, 17));
+    diffusion::fill(
+        &mut ins,
+        &fields,
+        &widths,
+        &x0,
+        &s,
+        (3, 17),
+        (0..rows, rows),
+    );
     assert_eq!(ins[2], eps, "the noise input keeps its eps");
     let ts = diffusion::timesteps(3, 17, rows, 1000);
     assert_eq!(ins[1], ts.iter().map(|&t| t as f32).collect::<Vec<_>>());
