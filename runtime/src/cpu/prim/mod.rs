@@ -84,10 +84,12 @@ pub fn eval_groups<T: Real>(
     let need = needed(g, want);
     for (i, node) in g.nodes.iter().enumerate() {
         // Leaves, and values a training pass kept (given, so no group computes them).
-        let name = match &node.prim {
-            Prim::Input { name } | Prim::Param { name } => name.clone(),
-            _ if feeds.contains_key(&i) => node.prim.name(),
-            _ => continue,
+        let name = if let Prim::Input { name } | Prim::Param { name } = &node.prim {
+            name.clone()
+        } else if feeds.contains_key(&i) {
+            node.prim.name()
+        } else {
+            continue;
         };
         if need[i] {
             vals[i] = Some(leaf(feeds, i, &name, node.shape.numel(batch), &node.shape)?);

@@ -87,7 +87,22 @@ pub fn layout(g: &Graph, n: NodeId, batch: usize, virt: &[bool]) -> Option<Layou
             l.strides = reshape_strides(&l.dims, &l.strides, &to)?;
             l.dims = to;
         }
-        _ => return None,
+        Prim::Input { .. }
+        | Prim::Param { .. }
+        | Prim::Const(_)
+        | Prim::Unary(_)
+        | Prim::Binary(_)
+        | Prim::Compare(_)
+        | Prim::Where
+        | Prim::Reduce { .. }
+        | Prim::Expand
+        | Prim::Matmul
+        | Prim::Pad { .. }
+        | Prim::Concat { .. }
+        | Prim::Gather
+        | Prim::ScatterAdd { .. }
+        | Prim::OneHot { .. }
+        | Prim::CausalMask { .. } => return None,
     }
     Some(l)
 }

@@ -94,11 +94,10 @@ fn program<T: Real>(g: &Graph, gr: &Group) -> Program<T> {
         });
     }
     let root = &g.nodes[gr.root];
-    let result = match &root.prim {
-        Prim::Reduce { .. } => src[root.inputs[0]],
-        _ => src[gr.root],
-    }
-    .expect("the root's value is computed");
+    // A reduction sinks its input's value; any other root is its own value.
+    let reduces = matches!(root.prim, Prim::Reduce { .. });
+    let result =
+        src[if reduces { root.inputs[0] } else { gr.root }].expect("the root's value is computed");
     Program {
         steps,
         loads,
@@ -119,15 +118,14 @@ pub(super) enum Sink {
 pub fn run<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]]) -> Vec<T> {
     let prog: Program<T> = program(g, gr);
     let root = &g.nodes[gr.root];
-    let (space, sink, axes) = match &root.prim {
-        Prim::Reduce { op, axes, .. } => {
-            let sink = match op {
-                Reduce::Sum | Reduce::Mean => Sink::Sum,
-                Reduce::Max => Sink::Max,
-            };
-            (g.nodes[root.inputs[0]].shape.at(batch), sink, axes.clone())
-        }
-        _ => (root.shape.at(batch), Sink::Write, vec![]),
+    let (space, sink, axes) = if let Prim::Reduce { op, axes, .. } = &root.prim {
+        let sink = match op {
+            Reduce::Sum | Reduce::Mean => Sink::Sum,
+            Reduce::Max => Sink::Max,
+        };
+        (g.nodes[root.inputs[0]].shape.at(batch), sink, axes.clone())
+    } else {
+        (root.shape.at(batch), Sink::Write, vec![])
     };
     let n_out = root.shape.numel(batch);
     let mut out = vec![
