@@ -35,31 +35,26 @@ pub(super) fn dispatch<T: Real>(
     walk(prog, data, space, st, sink, out)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-unsafe fn avx512<T: Real>(
-    prog: &Program<T>,
-    data: &[&[T]],
-    space: &[usize],
-    st: &[Vec<usize>],
-    sink: Sink,
-    out: &mut [T],
-) {
-    walk(prog, data, space, st, sink, out)
+/// `walk` compiled with a set of target features: the same body, wider registers.
+macro_rules! walk_with {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<T: Real>(
+            prog: &Program<T>,
+            data: &[&[T]],
+            space: &[usize],
+            st: &[Vec<usize>],
+            sink: Sink,
+            out: &mut [T],
+        ) {
+            walk(prog, data, space, st, sink, out)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2<T: Real>(
-    prog: &Program<T>,
-    data: &[&[T]],
-    space: &[usize],
-    st: &[Vec<usize>],
-    sink: Sink,
-    out: &mut [T],
-) {
-    walk(prog, data, space, st, sink, out)
-}
+walk_with!(avx512, "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma");
+walk_with!(avx2, "avx2,fma");
 
 /// The merged space with at least two axes (leading ones of size 1 added).
 fn merged(space: &[usize], st: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
