@@ -99,13 +99,16 @@ pub fn forward<T: Real>(
     run_forward(region, values, batch, &want, &groups)
 }
 
+/// A training pass's region outputs, and the values it kept for the backward.
+pub type Kept<T> = (Vec<Array2<T>>, Vec<Array2<T>>);
+
 /// [`forward`] for a training pass: the outputs, then the values kept for the backward
 /// (`region.kept`, in order), which [`backward`] then reads instead of computing again.
 pub fn forward_keeping<T: Real>(
     region: &Region,
     values: &HashMap<NodeIndex, Array2<T>>,
     batch: usize,
-) -> Result<(Vec<Array2<T>>, Vec<Array2<T>>), String> {
+) -> Result<Kept<T>, String> {
     let want: Vec<NodeId> = region
         .outputs
         .iter()
