@@ -69,6 +69,22 @@ pub fn eval_groups<T: Real>(
     feeds: &HashMap<NodeId, &[T]>,
     want: &[NodeId],
 ) -> Result<Vec<Vec<T>>, EvalError> {
+    let mut none: Vec<Option<&mut [T]>> = want.iter().map(|_| None).collect();
+    let outs = eval_into(g, groups, batch, feeds, want, &mut none)?;
+    Ok(outs.into_iter().flatten().collect())
+}
+
+/// [`eval_groups`] writing each wanted value that has a destination in `dsts` (one per
+/// `want`) there, and returning the others (None where written). A fused group whose value
+/// nothing else reads writes straight into its destination: no buffer of its own, no copy.
+pub fn eval_into<T: Real>(
+    g: &Graph,
+    groups: &[Group],
+    batch: usize,
+    feeds: &HashMap<NodeId, &[T]>,
+    want: &[NodeId],
+    dsts: &mut [Option<&mut [T]>],
+) -> Result<Vec<Option<Vec<T>>>, EvalError> {
     let virt = views::virtual_nodes(g, groups, want, batch);
     let layouts: Vec<Option<views::Layout>> = (0..g.nodes.len())
         .map(|n| virt[n].then(|| views::layout(g, n, batch, &virt)).flatten())
@@ -95,25 +111,77 @@ pub fn eval_groups<T: Real>(
             vals[i] = Some(leaf(feeds, i, &name, node.shape.numel(batch), &node.shape)?);
         }
     }
+    let mut read = vec![false; g.nodes.len()];
+    groups
+        .iter()
+        .flat_map(|gr| &gr.reads)
+        .for_each(|&r| read[r] = true);
+    let mut written = vec![false; want.len()];
     for (k, gr) in groups.iter().enumerate() {
         if virt[gr.root] {
             continue;
+        }
+        let node = &g.nodes[gr.root];
+        let fused = is_elementwise(&node.prim) || matches!(node.prim, Prim::Reduce { .. });
+        let slot = want.iter().position(|&w| w == gr.root);
+        let once = slot.is_some_and(|j| !want[j + 1..].contains(&gr.root));
+        if let (true, true, false, Some(j)) = (fused, once, read[gr.root], slot) {
+            if let Some(dst) = dsts[j].as_deref_mut() {
+                let reads: Vec<&[T]> = gr.reads.iter().map(|&n| value(&vals, n)).collect();
+                fused::run_into(g, gr, batch, &reads, dst);
+                written[j] = true;
+                release(gr, k, &last, &base, &mut vals);
+                continue;
+            }
         }
         let v = match gr.reads.iter().any(|&r| virt[r]) {
             true => product_of_views(g, gr, batch, &vals, &layouts),
             false => group_value(g, gr, batch, &mut vals, &last, k)?,
         };
         vals[gr.root] = Some(v);
-        for &a in &gr.reads {
-            if last[base[a]] == k {
-                vals[base[a]] = None;
-            }
+        release(gr, k, &last, &base, &mut vals);
+    }
+    Ok(deliver(want, dsts, &written, &mut vals))
+}
+
+fn value<'v, T: Clone>(vals: &'v [Option<Cow<[T]>>], n: NodeId) -> &'v [T] {
+    vals[n].as_deref().expect("reads come first")
+}
+
+/// Drops the values group `k` read last (the buffers under views included).
+fn release<T: Clone>(
+    gr: &Group,
+    k: usize,
+    last: &[usize],
+    base: &[NodeId],
+    vals: &mut [Option<Cow<[T]>>],
+) {
+    for &a in &gr.reads {
+        if last[base[a]] == k {
+            vals[base[a]] = None;
         }
     }
-    // Computed values move out; a leaf, or a node wanted twice (one gradient for two inputs
-    // of an `add`), is copied.
-    let mut out: Vec<Vec<T>> = Vec::with_capacity(want.len());
+}
+
+/// The wanted values not written yet: copied into their destinations, or moved out (a leaf,
+/// or a node wanted twice, as one gradient for two inputs of an `add`, copied).
+fn deliver<T: Real>(
+    want: &[NodeId],
+    dsts: &mut [Option<&mut [T]>],
+    written: &[bool],
+    vals: &mut [Option<Cow<[T]>>],
+) -> Vec<Option<Vec<T>>> {
+    let mut out = Vec::with_capacity(want.len());
     for (k, &w) in want.iter().enumerate() {
+        if written[k] {
+            out.push(None);
+            continue;
+        }
+        if let Some(dst) = dsts[k].as_deref_mut() {
+            dst.copy_from_slice(value(vals, w));
+            out.push(None);
+            continue;
+        }
         let v = match (want[k + 1..].contains(&w), vals[w].take()) {
             (false, Some(Cow::Owned(v))) => v,
             (true, Some(c)) => {
@@ -124,9 +192,9 @@ pub fn eval_groups<T: Real>(
             (false, Some(Cow::Borrowed(b))) => b.to_vec(),
             (_, None) => unreachable!("every wanted node is evaluated and kept until its last use"),
         };
-        out.push(v);
+        out.push(Some(v));
     }
-    Ok(out)
+    out
 }
 
 /// A product whose operands are (some of them) views, read in place.

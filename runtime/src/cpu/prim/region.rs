@@ -5,7 +5,7 @@
 //! cross the batch), so tiles are independent and run in parallel; a parameter's gradient is
 //! the sum of the tiles' parts.
 
-use super::{eval_groups, groups};
+use super::{eval_groups, eval_into, groups};
 use crate::cpu::Real;
 use ndarray::Array2;
 use netc_compiler::prim::fuse::Group;
@@ -148,12 +148,10 @@ fn run_forward<T: Real>(
                 })
                 .collect();
             let rows = k.min(batch - t * k);
-            let vals = eval_groups(g, groups, rows, &feeds, want).map_err(|e| e.to_string())?;
-            for (d, v) in dsts.into_iter().zip(vals) {
-                if let Some(d) = d {
-                    d.copy_from_slice(&v);
-                }
-            }
+            // Each wanted value goes straight to its rows of the output (a value without the
+            // batch from tile 0 only: the others' are the same and dropped).
+            let mut dsts = dsts;
+            eval_into(g, groups, rows, &feeds, want, &mut dsts).map_err(|e| e.to_string())?;
             Ok::<(), String>(())
         })?;
     Ok(bufs

@@ -116,6 +116,13 @@ pub(super) enum Sink {
 
 /// The group's root computed into a new buffer; `reads` are the values of `gr.reads`.
 pub fn run<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]]) -> Vec<T> {
+    let mut out = vec![T::zero(); g.nodes[gr.root].shape.numel(batch)];
+    run_into(g, gr, batch, reads, &mut out);
+    out
+}
+
+/// [`run`] into `out` (the root's size; any values: every one is written).
+pub fn run_into<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]], out: &mut [T]) {
     let prog: Program<T> = program(g, gr);
     let root = &g.nodes[gr.root];
     let (space, sink, axes) = if let Prim::Reduce { op, axes, .. } = &root.prim {
@@ -127,14 +134,11 @@ pub fn run<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]]) -> Vec<
     } else {
         (root.shape.at(batch), Sink::Write, vec![])
     };
-    let n_out = root.shape.numel(batch);
-    let mut out = vec![
-        match sink {
-            Sink::Max => T::neg_infinity(),
-            Sink::Write | Sink::Sum => T::zero(),
-        };
-        n_out
-    ];
+    match sink {
+        Sink::Max => out.fill(T::neg_infinity()),
+        Sink::Sum => out.fill(T::zero()),
+        Sink::Write => {}
+    }
     let data: Vec<&[T]> = prog
         .load_of
         .iter()
@@ -161,7 +165,7 @@ pub fn run<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]]) -> Vec<
         Sink::Write => strides(&space),
         Sink::Sum | Sink::Max => reduce_strides(&space, &axes),
     });
-    walk::dispatch(&prog, &data, &space, &st, sink, &mut out);
+    walk::dispatch(&prog, &data, &space, &st, sink, out);
     if let Prim::Reduce {
         op: Reduce::Mean, ..
     } = root.prim
@@ -170,5 +174,4 @@ pub fn run<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]]) -> Vec<
         let k = T::of(1.0 / n.max(1) as f64);
         out.iter_mut().for_each(|v| *v = *v * k);
     }
-    out
 }
