@@ -532,5 +532,20 @@ fn profile_regions(
             t.index, t.span.0, t.span.1, t.forward_ms, t.groups.0, t.backward_ms, t.groups.1
         );
     }
+    let mut groups = netc_runtime::cpu::prim::profile::groups(net, &params, &views, reps.min(5))
+        .map_err(fail)?;
+    let total: f64 = groups.iter().map(|g| g.ms).sum();
+    println!(
+        "  kernel groups (--profile; each alone on one thread, the whole batch, median of {}): {total:.3} ms in all",
+        reps.min(5)
+    );
+    groups.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    for t in groups.iter().take(12) {
+        let pass = if t.backward { "backward" } else { "forward" };
+        println!(
+            "    {:.3} ms  region {:>2} {pass}: {}",
+            t.ms, t.region, t.line
+        );
+    }
     Ok(())
 }

@@ -265,6 +265,13 @@ fn bench_times_a_declared_loss_with_several_inputs() {
     ]);
     assert!(so.contains("vae training step, batch 16"), "{so}");
     assert!(so.contains("fused regions of primitives"), "{so}");
+    // Each kernel group timed, named as `netc ir --fused` names it (the BCE's log region).
+    assert!(so.contains("kernel groups (--profile"), "{so}");
+    assert!(
+        so.lines()
+            .any(|l| l.contains(" ms  region ") && l.contains(" = ")),
+        "{so}"
+    );
 }
 
 #[test]

@@ -85,6 +85,33 @@ pub fn eval_into<T: Real>(
     want: &[NodeId],
     dsts: &mut [Option<&mut [T]>],
 ) -> Result<Vec<Option<Vec<T>>>, EvalError> {
+    eval_core(g, groups, batch, feeds, want, dsts, None)
+}
+
+/// The seconds each group took (in the order of `groups`; 0 for a view) in one evaluation
+/// of `want`: what `netc bench --profile` reports per group.
+pub fn eval_timed<T: Real>(
+    g: &Graph,
+    groups: &[Group],
+    batch: usize,
+    feeds: &HashMap<NodeId, &[T]>,
+    want: &[NodeId],
+) -> Result<Vec<f64>, EvalError> {
+    let mut seconds = vec![0.0; groups.len()];
+    let mut none: Vec<Option<&mut [T]>> = want.iter().map(|_| None).collect();
+    eval_core(g, groups, batch, feeds, want, &mut none, Some(&mut seconds))?;
+    Ok(seconds)
+}
+
+fn eval_core<T: Real>(
+    g: &Graph,
+    groups: &[Group],
+    batch: usize,
+    feeds: &HashMap<NodeId, &[T]>,
+    want: &[NodeId],
+    dsts: &mut [Option<&mut [T]>],
+    mut seconds: Option<&mut [f64]>,
+) -> Result<Vec<Option<Vec<T>>>, EvalError> {
     let virt = views::virtual_nodes(g, groups, want, batch);
     let layouts: Vec<Option<views::Layout>> = (0..g.nodes.len())
         .map(|n| virt[n].then(|| views::layout(g, n, batch, &virt)).flatten())
@@ -121,6 +148,7 @@ pub fn eval_into<T: Real>(
         if virt[gr.root] {
             continue;
         }
+        let t0 = seconds.is_some().then(std::time::Instant::now);
         let node = &g.nodes[gr.root];
         let fused = is_elementwise(&node.prim) || matches!(node.prim, Prim::Reduce { .. });
         let slot = want.iter().position(|&w| w == gr.root);
@@ -140,6 +168,9 @@ pub fn eval_into<T: Real>(
         };
         vals[gr.root] = Some(v);
         release(gr, k, &last, &base, &mut vals);
+        if let (Some(s), Some(t0)) = (seconds.as_deref_mut(), t0) {
+            s[k] = t0.elapsed().as_secs_f64();
+        }
     }
     Ok(deliver(want, dsts, &written, &mut vals))
 }
