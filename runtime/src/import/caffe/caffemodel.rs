@@ -202,4 +202,42 @@ mod tests {
         short.extend(ld(6, &blob[..blob.len() - 9]));
         assert!(decode(&ld(2, &short)).is_err());
     }
+
+    #[test]
+    fn batchnorm_statistics_are_divided_by_the_scale_factor() {
+        use crate::import::caffe::layers::{Convert, LayerParams};
+        let bn = |factor: f32| CaffeLayer {
+            name: "bn".into(),
+            blobs: vec![
+                (vec![2], vec![1.0, -2.0]),
+                (vec![1, 2, 1, 1], vec![4.0, 8.0]),
+                (vec![1], vec![factor]),
+            ],
+        };
+        let params = [LayerParams {
+            caffe: "bn".into(),
+            stmt: "c.batchnorm".into(),
+            tensors: vec![
+                ("running_mean", vec![2]),
+                ("running_var", vec![2]),
+                ("scale_factor", vec![1]),
+            ],
+            mults: vec![(0.0, 0.0); 3],
+            lines: vec![1; 3],
+            convert: Convert::Statistics,
+            fixed: vec![("weight", vec![2], 1.0)],
+        }];
+        let t = tensors(&[bn(4.0)], &params).expect("converts");
+        assert_eq!(
+            t,
+            vec![
+                ("c.batchnorm.running_mean".into(), vec![2], vec![0.25, -0.5]),
+                ("c.batchnorm.running_var".into(), vec![2], vec![1.0, 2.0]),
+                ("c.batchnorm.weight".into(), vec![2], vec![1.0, 1.0]),
+            ]
+        );
+        // A factor of 0 (a layer that never ran a batch): Caffe multiplies by 0.
+        let t = tensors(&[bn(0.0)], &params).expect("converts");
+        assert_eq!(t[1].2, vec![0.0, 0.0]);
+    }
 }
