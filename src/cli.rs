@@ -450,7 +450,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub solver: Option<String>,
     /// Trained weights (.caffemodel), written as a safetensors checkpoint with netc's names
-    /// for `netc eval/predict --weights`
+    /// for `netc eval/predict --weights` (a BatchNorm's statistics divided by its scale factor,
+    /// the Scale after it as the batchnorm's weight and bias)
     #[arg(long)]
     pub weights: Option<String>,
     /// Where the converted weights go [default: the .net file's path with .safetensors]

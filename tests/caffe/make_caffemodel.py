@@ -8,6 +8,12 @@ InnerProduct's out x in over the C x H x W flattening).
 
 conv1 is written with the new `shape` field; ip1 with the deprecated num/channels/height/width
 (1 x 1 x out x in, as older Caffe files have it), so both blob forms are read.
+
+It writes tiny_bn.caffemodel and tiny_bn_expected.txt too, for tiny_bn.prototxt: BatchNorm
+blobs as Caffe keeps them (mean and variance sums weighted by moving_average_fraction, and
+their total weight, the scale factor, which Caffe divides them by at use), the Scale's gamma
+and beta, a BatchNorm without a Scale (gamma 1, beta 0), and the logits of Caffe's TEST-phase
+forward pass (use_global_stats): y = gamma (x - mean / f) / sqrt(var / f + eps) + beta.
 Run from this folder: python3 make_caffemodel.py"""
 import math
 import struct
@@ -83,6 +89,68 @@ with open("tiny.caffemodel", "wb") as f:
     f.write(net)
 with open("tiny_expected.txt", "w") as f:
     f.write("# input (1x6x6), then the logits Caffe computes, by make_caffemodel.py\n")
+    f.write(" ".join(repr(v) for v in x) + "\n")
+    f.write(" ".join(repr(v) for v in logits) + "\n")
+assert all(math.isfinite(v) for v in logits)
+
+
+def f32(v):
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def batchnorm(x, c, mean, var, factor, eps, gamma, beta):
+    """Caffe's BatchNorm (global statistics) then Scale, on x of c channels (C x P)."""
+    s = 0.0 if factor == 0 else f32(1.0 / factor)
+    p = len(x) // c
+    out = []
+    for ch in range(c):
+        m, v = mean[ch] * s, var[ch] * s
+        for i in range(p):
+            out.append(gamma[ch] * (x[ch * p + i] - m) / math.sqrt(v + eps) + beta[ch])
+    return out
+
+
+# tiny_bn: 2x5x5 -> conv1 (3, 3x3, no bias) 3x3x3 -> bn1 + scale1 -> relu -> ip1 (4) -> bn2 -> ip2 (3)
+C, H, W = 2, 5, 5
+x = values(C * H * W, 4)
+conv_w = values(3 * 2 * 3 * 3, 5)
+bn1 = dict(mean=[0.25, -0.5, 0.125], var=[0.75, 1.5, 0.5], factor=0.5, eps=1e-4)
+gamma, beta = [1.5, 0.75, -0.5], [0.125, -0.25, 0.5]
+ip1_w, ip1_b = values(4 * 27, 6), [0.0625, -0.125, 0.25, 0.0]
+bn2 = dict(mean=[0.5, -1.0, 2.0, 0.25], var=[2.0, 3.0, 1.0, 4.0], factor=4.0, eps=1e-5)
+ip2_w, ip2_b = values(3 * 4, 7), [0.5, 0.0, -0.5]
+
+conv = []
+for o in range(3):
+    for i in range(3):
+        for j in range(3):
+            conv.append(sum(conv_w[((o * C + c) * 3 + di) * 3 + dj] * x[(c * H + i + di) * W + j + dj]
+                            for c in range(C) for di in range(3) for dj in range(3)))
+h = [max(v, 0.0) for v in batchnorm(conv, 3, bn1["mean"], bn1["var"], bn1["factor"], bn1["eps"], gamma, beta)]
+h = [ip1_b[k] + sum(ip1_w[k * 27 + n] * h[n] for n in range(27)) for k in range(4)]
+h = batchnorm(h, 4, bn2["mean"], bn2["var"], bn2["factor"], bn2["eps"], [1.0] * 4, [0.0] * 4)
+logits = [ip2_b[k] + sum(ip2_w[k * 4 + n] * h[n] for n in range(4)) for k in range(3)]
+
+
+def stats(bn, legacy=False):
+    # What Caffe stores: the statistics times the scale factor, and the factor.
+    return [blob([len(bn["mean"])], bn["mean"], legacy), blob([len(bn["var"])], bn["var"], legacy),
+            blob([1], [bn["factor"]], legacy)]
+
+
+net = ld(1, b"tiny_bn")
+net += layer("data", "Input", [])
+net += layer("conv1", "Convolution", [blob([3, 2, 3, 3], conv_w)])
+net += layer("bn1", "BatchNorm", stats(bn1))
+net += layer("scale1", "Scale", [blob([3], gamma), blob([3], beta)])
+net += layer("relu1", "ReLU", [])
+net += layer("ip1", "InnerProduct", [blob([4, 27], ip1_w), blob([4], ip1_b)])
+net += layer("bn2", "BatchNorm", stats(bn2, legacy=True))
+net += layer("ip2", "InnerProduct", [blob([3, 4], ip2_w), blob([3], ip2_b)])
+with open("tiny_bn.caffemodel", "wb") as f:
+    f.write(net)
+with open("tiny_bn_expected.txt", "w") as f:
+    f.write("# input (2x5x5), then the logits Caffe computes, by make_caffemodel.py\n")
     f.write(" ".join(repr(v) for v in x) + "\n")
     f.write(" ".join(repr(v) for v in logits) + "\n")
 assert all(math.isfinite(v) for v in logits)

@@ -17,6 +17,7 @@ mod run;
 #[path = "../support/within.rs"]
 mod within;
 
+mod caffe_batchnorm;
 mod caffe_import;
 mod caffe_train;
 mod cli;

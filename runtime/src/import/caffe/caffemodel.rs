@@ -4,7 +4,7 @@
 //! layouts are PyTorch's (out x in x kh x kw; an InnerProduct's out x in over the C x H x W
 //! flattening), so the data is copied as it is; shapes are checked against the network's.
 
-use super::layers::LayerParams;
+use super::layers::{Convert, LayerParams};
 use super::wire::{self, Wire, WireError};
 
 /// A checkpoint tensor: name, shape, data (as `Checkpoint::tensors` holds them).
@@ -105,17 +105,36 @@ pub fn tensors(layers: &[CaffeLayer], params: &[LayerParams]) -> Result<Vec<Tens
             ));
             continue;
         }
+        let mut blobs = vec![];
         for ((suffix, shape), (cshape, data)) in p.tensors.iter().zip(&l.blobs) {
-            // Older files write an InnerProduct's weight as 1 x 1 x out x in: leading ones
-            // aside, the shapes must be the same.
-            let strip =
-                |s: &[u64]| -> Vec<u64> { s.iter().copied().skip_while(|&d| d == 1).collect() };
+            // Older files write an InnerProduct's weight as 1 x 1 x out x in (and a
+            // BatchNorm's statistics as 1 x C x 1 x 1): ones aside, the shapes must agree.
+            let strip = |s: &[u64]| -> Vec<u64> { s.iter().copied().filter(|&d| d != 1).collect() };
             if strip(shape) != strip(cshape) {
                 problems.push(format!("layer `{}` {suffix}: the .caffemodel's shape {cshape:?}, the network's {shape:?}", p.caffe));
                 continue;
             }
-            let dims = shape.iter().map(|&d| d as usize).collect();
-            out.push((format!("{}.{suffix}", p.stmt), dims, data.clone()));
+            blobs.push((*suffix, shape, data.clone()));
+        }
+        if blobs.len() != p.tensors.len() {
+            continue;
+        }
+        if p.convert == Convert::Statistics {
+            statistics(&mut blobs);
+        }
+        for (suffix, shape, data) in blobs {
+            out.push((format!("{}.{suffix}", p.stmt), dims(shape), data));
+        }
+    }
+    // Tensors no blob gives (a lone BatchNorm's gamma and beta), once every layer is read.
+    for p in params {
+        for (suffix, shape, v) in &p.fixed {
+            let n: u64 = shape.iter().product();
+            out.push((
+                format!("{}.{suffix}", p.stmt),
+                dims(shape),
+                vec![*v; n as usize],
+            ));
         }
     }
     let known: Vec<&str> = params.iter().map(|p| p.caffe.as_str()).collect();
@@ -129,6 +148,25 @@ pub fn tensors(layers: &[CaffeLayer], params: &[LayerParams]) -> Result<Vec<Tens
     match problems.is_empty() {
         true => Ok(out),
         false => Err(problems),
+    }
+}
+
+fn dims(shape: &[u64]) -> Vec<usize> {
+    shape.iter().map(|&d| d as usize).collect()
+}
+
+/// A BatchNorm's blobs (mean, variance, scale factor) as its running statistics: Caffe keeps
+/// sums weighted by moving_average_fraction and their total weight (the factor), and divides
+/// by it (multiplies by 0 where it is 0: a layer that never trained); the factor itself is
+/// no tensor of netc's.
+fn statistics(blobs: &mut Vec<(&'static str, &Vec<u64>, Vec<f32>)>) {
+    let factor = blobs
+        .pop()
+        .and_then(|b| b.2.first().copied())
+        .unwrap_or(1.0);
+    let by = if factor == 0.0 { 0.0 } else { 1.0 / factor };
+    for b in blobs.iter_mut() {
+        b.2.iter_mut().for_each(|v| *v *= by);
     }
 }
 
@@ -163,5 +201,43 @@ mod tests {
         let mut short = ld(4, b"fc");
         short.extend(ld(6, &blob[..blob.len() - 9]));
         assert!(decode(&ld(2, &short)).is_err());
+    }
+
+    #[test]
+    fn batchnorm_statistics_are_divided_by_the_scale_factor() {
+        use crate::import::caffe::layers::{Convert, LayerParams};
+        let bn = |factor: f32| CaffeLayer {
+            name: "bn".into(),
+            blobs: vec![
+                (vec![2], vec![1.0, -2.0]),
+                (vec![1, 2, 1, 1], vec![4.0, 8.0]),
+                (vec![1], vec![factor]),
+            ],
+        };
+        let params = [LayerParams {
+            caffe: "bn".into(),
+            stmt: "c.batchnorm".into(),
+            tensors: vec![
+                ("running_mean", vec![2]),
+                ("running_var", vec![2]),
+                ("scale_factor", vec![1]),
+            ],
+            mults: vec![(0.0, 0.0); 3],
+            lines: vec![1; 3],
+            convert: Convert::Statistics,
+            fixed: vec![("weight", vec![2], 1.0)],
+        }];
+        let t = tensors(&[bn(4.0)], &params).expect("converts");
+        assert_eq!(
+            t,
+            vec![
+                ("c.batchnorm.running_mean".into(), vec![2], vec![0.25, -0.5]),
+                ("c.batchnorm.running_var".into(), vec![2], vec![1.0, 2.0]),
+                ("c.batchnorm.weight".into(), vec![2], vec![1.0, 1.0]),
+            ]
+        );
+        // A factor of 0 (a layer that never ran a batch): Caffe multiplies by 0.
+        let t = tensors(&[bn(0.0)], &params).expect("converts");
+        assert_eq!(t[1].2, vec![0.0, 0.0]);
     }
 }

@@ -42,10 +42,24 @@ pub struct LayerParams {
     pub mults: Vec<(f64, f64)>,
     /// Each multiplier's line (the layer's where a `param` is not given).
     pub lines: Vec<usize>,
+    /// How the layer's blobs become the tensors.
+    pub convert: Convert,
+    /// (suffix, shape, value): tensors no blob gives, written with a constant and kept there
+    /// in training (lr and decay 0): a BatchNorm's gamma 1 and beta 0 where no Scale gives them.
+    pub fixed: Vec<(&'static str, Vec<u64>, f32)>,
+}
+
+/// How a layer's .caffemodel blobs become checkpoint tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convert {
+    /// One blob per tensor, copied (weight, bias).
+    Copy,
+    /// A BatchNorm's mean, variance and scale factor: the statistics divided by the factor.
+    Statistics,
 }
 
 /// The tensors `tensors` of layer `l` (named `name`, at `line`), with their multipliers.
-fn layer_params(
+pub(super) fn layer_params(
     l: &[Field],
     name: &str,
     line: usize,
@@ -68,6 +82,8 @@ fn layer_params(
         tensors,
         mults,
         lines,
+        convert: Convert::Copy,
+        fixed: vec![],
     }
 }
 
@@ -95,6 +111,8 @@ pub const KNOWN: &[&str] = &[
     "Convolution",
     "Deconvolution",
     "Pooling",
+    "BatchNorm",
+    "Scale",
 ];
 
 /// `input: "data"` with `input_shape { dim: .. }` or four `input_dim:` (older deploy files).
@@ -246,6 +264,9 @@ pub(super) fn emit(l: &[Field], name: &str, ins: &[Blob], line: usize) -> Result
             shape,
             params: None,
         }),
+        "BatchNorm" => super::batchnorm::emit(l, name, &x, line),
+        // A Scale right after a BatchNorm is taken before `emit` (State::scale).
+        "Scale" => bad("netc has no op for a Scale alone: one is imported only right after a BatchNorm, on its top, as the batchnorm's gamma (and beta with bias_term: true)".into()),
         _ => bad("no netc op for this layer type".into()),
     }
 }

@@ -9,8 +9,10 @@
 //! out. Everything netc cannot express is reported at once, each with its prototxt line.
 //!
 //! - `text`: the protobuf text format;
-//! - `layers`: each layer type's netc op and output shape.
+//! - `layers`: each layer type's netc op and output shape;
+//! - `batchnorm`: a BatchNorm and the Scale after it as one `batchnorm`.
 
+mod batchnorm;
 pub mod caffemodel;
 mod layers;
 mod phases;
@@ -84,6 +86,11 @@ struct State {
     /// The statements a SoftmaxWithLoss reads (the logits), with the loss layer's name.
     losses: Vec<(String, String)>,
     params: Vec<layers::LayerParams>,
+    /// The top of the BatchNorm imported last, while no other layer followed it (a Scale on
+    /// it becomes the batchnorm's gamma and beta).
+    last_bn: Option<String>,
+    /// Each BatchNorm's line and its `use_global_stats`, where given.
+    global_stats: Vec<(usize, String, bool)>,
 }
 
 /// The `.net` text of the deploy prototxt `src` (read from `file`), without a training section.
@@ -118,6 +125,19 @@ pub fn import(src: &str, file: &str, opts: &Options) -> Result<Imported, ImportE
     if !errors.is_empty() {
         return Err(ImportError { problems: errors });
     }
+    for (line, name, global) in &st.global_stats {
+        // Caffe's default (batch statistics in TRAIN, running ones in TEST) is netc's.
+        let m = match (global, section.is_empty()) {
+            (true, false) => "use_global_stats: true: netc's batchnorm trains with each batch's statistics (and updates the running ones); it uses the running statistics in evaluation only",
+            (false, true) => "use_global_stats: false: netc's evaluation (eval, predict) normalises with the running statistics, not the batch's",
+            _ => continue,
+        };
+        notes.push((
+            file.to_string(),
+            *line,
+            format!("layer `{name}` (BatchNorm) {m}"),
+        ));
+    }
     let outs = outputs(&st.stmts, &st.blobs, &st.used);
     let text = render(&net, file, &st.inputs, &st.stmts, &outs) + &section;
     Ok(Imported {
@@ -134,6 +154,7 @@ impl State {
         let bottoms: Vec<String> = l.all("bottom").filter_map(scalar).collect();
         let tops: Vec<String> = l.all("top").filter_map(scalar).collect();
         let ty = l.text("type").unwrap_or("");
+        let after_bn = self.last_bn.take();
         if phases::DATA.contains(&ty) {
             let d = phases::data_layer(l, &name, line);
             if d.phase.as_deref() != Some("TEST") {
@@ -181,6 +202,13 @@ impl State {
             poison(&mut self.blobs);
             return;
         }
+        if ty == "Scale" && after_bn.is_some_and(|b| bottoms == [b]) {
+            if let Err(p) = self.scale(l, &name, &tops, &ins[0], line) {
+                self.problems.extend(p);
+                poison(&mut self.blobs);
+            }
+            return;
+        }
         match layers::emit(l, &name, &ins, line) {
             Err(p) => {
                 self.problems.extend(p);
@@ -212,10 +240,14 @@ impl State {
                 let top_blob = tops.first().cloned().unwrap_or(name.clone());
                 let stmt = place(&mut self.stmts, &name, &bottoms, &tops, &ins, op);
                 if let Some(p) = params {
-                    self.params.push(layers::LayerParams {
-                        stmt: stmt.clone(),
-                        ..p
-                    });
+                    let node = self.stmts.last().map_or(stmt.clone(), node_name);
+                    self.params.push(layers::LayerParams { stmt: node, ..p });
+                }
+                if ty == "BatchNorm" {
+                    self.last_bn = Some(top_blob.clone());
+                    if let Some(g) = batchnorm::global_stats(l) {
+                        self.global_stats.push((line, name.clone(), g));
+                    }
                 }
                 let poisoned = false;
                 self.blobs.insert(
@@ -228,6 +260,31 @@ impl State {
                 );
             }
         }
+    }
+
+    /// A Scale (`l`, named `name`, at `line`) on the top `x` of the BatchNorm imported just
+    /// before it: the batchnorm's gamma and beta, in the same statement; its top is the
+    /// batchnorm's value.
+    fn scale(
+        &mut self,
+        l: &[Field],
+        name: &str,
+        tops: &[String],
+        x: &Blob,
+        line: usize,
+    ) -> Result<(), Problems> {
+        let c = x.shape.first().copied().unwrap_or(0);
+        let Some(bn) = self.params.last_mut() else {
+            return Ok(());
+        };
+        let p = batchnorm::scale(l, name, c, line, bn)?;
+        self.params.push(p);
+        if let Some(s) = self.stmts.iter_mut().find(|s| s.name == x.stmt) {
+            s.caffe.push(name.to_string());
+        }
+        let top = tops.first().cloned().unwrap_or(name.to_string());
+        self.blobs.insert(top, x.clone());
+        Ok(())
     }
 
     /// A TRAIN (or phase-less) data layer's tops: the image input, of the shape `--input-shape`
@@ -325,6 +382,30 @@ fn place(
         caffe: vec![name.to_string()],
     });
     n
+}
+
+/// The netc name of the last op of statement `s`, as the compiler names a chain's ops: the
+/// main call (the first op with parameters: `conv`, `dense`, `batchnorm`) takes the
+/// statement's name, the others `stmt.op` (`stmt.op2` for the second of that op), so a
+/// batchnorm chained onto a conv holds `conv1.batchnorm.weight`.
+fn node_name(s: &Stmt) -> String {
+    let ops: Vec<&str> = s
+        .chain
+        .iter()
+        .flat_map(|c| c.split("->"))
+        .map(|c| c.split('(').next().unwrap_or("").trim())
+        .collect();
+    let main = ops
+        .iter()
+        .position(|o| netc_compiler::ops::registry::is_main_call(o));
+    let last = ops.len().saturating_sub(1);
+    let op = ops.get(last).copied().unwrap_or("");
+    let k = ops.iter().filter(|o| **o == op).count();
+    match (main == Some(last), k) {
+        (true, _) => s.name.clone(),
+        (false, 1) => format!("{}.{op}", s.name),
+        (false, k) => format!("{}.{op}{k}", s.name),
+    }
 }
 
 /// The statements whose value no later layer reads: the network's outputs.

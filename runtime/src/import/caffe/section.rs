@@ -99,11 +99,15 @@ fn param_mult(st: &State) -> Option<Setting> {
             .params
             .iter()
             .flat_map(|p| {
+                // A lone BatchNorm's gamma and beta stay at 1 and 0, as in Caffe.
+                let fixed = p.fixed.iter().map(|f| (f.0, (0.0, 0.0)));
                 p.tensors
                     .iter()
-                    .zip(&p.mults)
-                    .filter(|(t, _)| t.0 == suffix)
-                    .map(|(_, m)| (format!("{}.{suffix}", p.stmt), *m))
+                    .map(|t| t.0)
+                    .zip(p.mults.iter().copied())
+                    .chain(fixed)
+                    .filter(|(t, _)| *t == suffix)
+                    .map(|(_, m)| (format!("{}.{suffix}", p.stmt), m))
                     .collect::<Vec<_>>()
             })
             .collect();
