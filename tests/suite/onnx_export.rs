@@ -271,6 +271,21 @@ fn the_largest_shipped_networks_match_onnxruntime() {
     );
 }
 
+/// The CIFAR ResNet-18 and the GPU recipe's GPT (11 M parameters each), at batch 1.
+#[test]
+fn the_resnet18_and_the_small_gpt_match_onnxruntime() {
+    check(
+        &[
+            case("models/resnet18_cifar.net", "resnet18", 1),
+            Case {
+                ids_below: vec![("tokens", 84)],
+                ..case("models/gpt_small.net", "gpt", 1)
+            },
+        ],
+        None,
+    );
+}
+
 #[test]
 fn unsupported_layers_are_listed_at_once() {
     use netc_runtime::export::onnx::ExportError;
