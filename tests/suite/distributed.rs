@@ -426,6 +426,18 @@ fn two_ranks_and_one(file: &str, model: &str) -> (tempfile::TempDir, Checkpoint,
     (dir, two, one)
 }
 
+/// `file` in `dir` trained as one process in two micro-batches: its checkpoint.
+#[cfg(feature = "mpi")]
+fn in_two_micro_batches(dir: &Path, file: &str) -> Checkpoint {
+    let (f, micro) = (dir.join(file), dir.join("micro"));
+    let (f, m) = (f.to_str().expect("utf-8"), micro.to_str().expect("utf-8"));
+    let (code, err) = train1(&[f, "--out", m, "--quiet", "--micro-batches", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let micro = load(&micro);
+    assert_eq!(micro.metadata["micro_batches"], "2");
+    micro
+}
+
 #[cfg(feature = "mpi")]
 #[test]
 fn a_gan_trains_on_two_ranks_as_on_one() {
@@ -489,13 +501,15 @@ const NOISY: &str = "net ae {\n  input image: 784\n  input eps: 16\n  h = image 
 #[cfg(feature = "mpi")]
 #[test]
 fn a_declared_loss_fed_noise_trains_on_two_ranks_as_on_one() {
-    let (_dir, two, one) = two_ranks_and_one("ae.net", NOISY);
+    let (dir, two, one) = two_ranks_and_one("ae.net", NOISY);
     // Each rank's noise is its rows of the whole batch's: the same noise as one process.
     assert!(
         same_bits(&two, &one).is_err(),
         "expected rounding differences"
     );
     within_rounding(&two, &one);
+    // One process in two micro-batches: each part its rows of the noise, the same sums.
+    same_bits(&two, &in_two_micro_batches(dir.path(), "ae.net")).unwrap();
 }
 
 /// An image-folder classifier with AlexNet's kind of pipeline: random crops and mirrors, PCA
@@ -587,11 +601,14 @@ const DIFFUSION: &str = "net d {\n  input x: 1x28x28\n  input temb: 8\n  input e
 #[cfg(feature = "mpi")]
 #[test]
 fn a_diffusion_model_trains_on_two_ranks_as_on_one() {
-    let (_dir, two, one) = two_ranks_and_one("d.net", DIFFUSION);
+    let (dir, two, one) = two_ranks_and_one("d.net", DIFFUSION);
     assert_eq!(two.metadata["ranks"], "2");
     assert!(
         two.tensors.iter().any(|t| t.0.starts_with("ema.")),
         "the EMA is kept"
     );
     within_rounding(&two, &one);
+    // One process in two micro-batches: each part its rows of the timesteps and noise, the
+    // EMA updated once a step (once a part would give other bits), the bits of 2 ranks.
+    same_bits(&two, &in_two_micro_batches(dir.path(), "d.net")).unwrap();
 }
