@@ -612,3 +612,37 @@ fn a_diffusion_model_trains_on_two_ranks_as_on_one() {
     // EMA updated once a step (once a part would give other bits), the bits of 2 ranks.
     same_bits(&two, &in_two_micro_batches(dir.path(), "d.net")).unwrap();
 }
+
+/// Declared losses on the GPU path (lavapipe in CI): each rank's gradient pass, the host's
+/// all-reduce, then the update pass with the moving average; against one process on the same
+/// adapter, within rounding. The noisy model has SGD and noise; the diffusion model Adam,
+/// timesteps, noise and the EMA. No adapter fails under NETC_REQUIRE_GPU=1.
+#[cfg(feature = "mpi")]
+#[test]
+fn declared_losses_on_the_gpu_train_on_two_ranks_as_on_one() {
+    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+        return;
+    };
+    let device = gpu.info.backend.to_lowercase();
+    drop(gpu);
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
+    for (file, model) in [("ae.net", NOISY), ("d.net", DIFFUSION)] {
+        let f = dir.path().join(file);
+        std::fs::write(&f, model.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
+        let f = f.to_str().expect("utf-8");
+        let out = |n: &str| {
+            let o = dir.path().join(format!("{file}-{n}"));
+            o.to_str().expect("utf-8").to_string()
+        };
+        let args = ["--device", device.as_str(), "--quiet"];
+        let (code, err) = train2(&[&[f, "--out", &out("two")], &args[..]].concat());
+        assert_eq!(code, 0, "{file}: {err}");
+        let (code, err) = train1(&[&[f, "--out", &out("one")], &args[..]].concat());
+        assert_eq!(code, 0, "{file}: {err}");
+        let (two, one) = (load(Path::new(&out("two"))), load(Path::new(&out("one"))));
+        assert_eq!(two.metadata["ranks"], "2");
+        assert_eq!(two.tensors.len(), one.tensors.len(), "{file}");
+        within_rounding(&two, &one);
+    }
+}

@@ -141,7 +141,7 @@ impl Minimiser {
             *gpu,
             &self.net,
             &self.rule,
-            (self.batch, self.loss),
+            (self.batch, self.loss, &self.shard),
             &self.eval_nodes,
             start,
         )?;
@@ -162,10 +162,17 @@ impl Minimiser {
     }
 
     /// Computes only `shard`'s rows of each batch (a data-parallel run): `train_step` then
-    /// takes those rows, in `shard.parts` micro-batches. Batchnorm is refused.
+    /// takes those rows, in `shard.parts` micro-batches (on the CPU executor). Batchnorm is
+    /// refused. Call before the first step: the GPU program is built for the shard's rows.
     pub fn set_shard(&mut self, shard: Shard) -> Result<(), RunError> {
         if !shard.is_whole() {
-            super::split_allowed(&self.net, self.is_gpu())?;
+            super::split_allowed(&self.net, self.is_gpu() && shard.parts > 1)?;
+            if let Device::Gpu(_) = self.device {
+                return Err(RunError::Config(
+                    "the GPU program is built already: split the batch before the first step"
+                        .into(),
+                ));
+            }
         }
         self.shard = shard;
         Ok(())
@@ -199,12 +206,12 @@ impl Minimiser {
     pub fn train_step(&mut self, inputs: &[Vec<f32>], lr: f64) -> Result<(), RunError> {
         self.prepare()?;
         if let Device::Gpu(_) = self.device {
-            self.views(inputs, self.batch)?;
+            self.views(inputs, self.shard.rows)?;
             self.step += 1;
             let h = hyper(&self.rule.opt, lr, self.step, self.step);
             let seed = step_seed(self.seed, self.step);
             if let Device::Gpu(g) = &mut self.device {
-                g.train_step(inputs, h, seed);
+                g.train_step(inputs, h, seed)?;
             }
             return Ok(());
         }
@@ -348,7 +355,12 @@ impl Minimiser {
         let Device::Gpu(g) = &mut self.device else {
             return Ok(std::mem::take(&mut self.stats));
         };
-        let st = g.take_stats()?;
+        let mut st = g.take_stats()?;
+        // The device sums its rows' losses; the ranks' sums are the batch's (the CPU
+        // executor sums them every step).
+        let mut both = [st.sum, st.rows];
+        self.shard.dist.sum_f64(&mut both);
+        [st.sum, st.rows] = both;
         if !st.sum.is_finite() && self.nonfinite_at.is_none() {
             self.nonfinite_at = Some(self.step);
         }
