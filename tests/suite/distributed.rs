@@ -426,6 +426,15 @@ fn two_ranks_and_one(file: &str, model: &str) -> (tempfile::TempDir, Checkpoint,
     (dir, two, one)
 }
 
+/// The last `test_loss` the run in `dir` wrote.
+#[cfg(feature = "mpi")]
+fn last_test_loss(dir: &Path) -> f64 {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics");
+    let last = (text.lines().rfind(|l| l.contains("test_loss"))).expect("a test row");
+    let row: serde_json::Value = serde_json::from_str(last).expect("json");
+    row["test_loss"].as_f64().expect("a number")
+}
+
 /// `file` in `dir` trained as one process in two micro-batches: its checkpoint.
 #[cfg(feature = "mpi")]
 fn in_two_micro_batches(dir: &Path, file: &str) -> Checkpoint {
@@ -510,6 +519,14 @@ fn a_declared_loss_fed_noise_trains_on_two_ranks_as_on_one() {
     within_rounding(&two, &one);
     // One process in two micro-batches: each part its rows of the noise, the same sums.
     same_bits(&two, &in_two_micro_batches(dir.path(), "ae.net")).unwrap();
+    // The evaluation is split (each rank every other test batch, its noise drawn from the
+    // batch's index, the sums gathered): the same weights, the same figure up to the order
+    // of the f64 sums.
+    let (a, b) = (
+        last_test_loss(&dir.path().join("two")),
+        last_test_loss(&dir.path().join("micro")),
+    );
+    assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} against {b}");
 }
 
 /// An image-folder classifier with AlexNet's kind of pipeline: random crops and mirrors, PCA

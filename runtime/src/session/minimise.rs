@@ -345,6 +345,11 @@ impl Minimiser {
         Ok(sums)
     }
 
+    /// The processes a data-parallel run spans (one process alone otherwise).
+    pub fn dist(&self) -> &crate::dist::Dist {
+        &self.shard.dist
+    }
+
     pub fn loss_node(&self) -> NodeIndex {
         self.loss
     }
