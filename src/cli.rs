@@ -82,9 +82,9 @@ pub(crate) struct Overrides {
     #[arg(long)]
     pub(crate) seed: Option<u64>,
     /// Compute each process's rows of a batch in this many micro-batches, their gradients
-    /// summed before the one update (CPU executor; classifiers, language models and GANs; the
-    /// batch must split evenly). Under `mpirun -n N` every process takes batch/N contiguous
-    /// rows, on the CPU executor or, a classifier with --device naming a GPU, on its
+    /// summed before the one update (CPU executor; classifiers, language models, GANs and
+    /// declared losses; the batch must split evenly). Under `mpirun -n N` every process takes
+    /// batch/N contiguous rows, on the CPU executor or, with --device naming a GPU, on its
     /// machine's adapter by its local rank (docs/distributed.md)
     #[arg(long, value_parser = at_least_one)]
     pub(crate) micro_batches: Option<u64>,

@@ -426,6 +426,27 @@ fn two_ranks_and_one(file: &str, model: &str) -> (tempfile::TempDir, Checkpoint,
     (dir, two, one)
 }
 
+/// The last `test_loss` the run in `dir` wrote.
+#[cfg(feature = "mpi")]
+fn last_test_loss(dir: &Path) -> f64 {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics");
+    let last = (text.lines().rfind(|l| l.contains("test_loss"))).expect("a test row");
+    let row: serde_json::Value = serde_json::from_str(last).expect("json");
+    row["test_loss"].as_f64().expect("a number")
+}
+
+/// `file` in `dir` trained as one process in two micro-batches: its checkpoint.
+#[cfg(feature = "mpi")]
+fn in_two_micro_batches(dir: &Path, file: &str) -> Checkpoint {
+    let (f, micro) = (dir.join(file), dir.join("micro"));
+    let (f, m) = (f.to_str().expect("utf-8"), micro.to_str().expect("utf-8"));
+    let (code, err) = train1(&[f, "--out", m, "--quiet", "--micro-batches", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let micro = load(&micro);
+    assert_eq!(micro.metadata["micro_batches"], "2");
+    micro
+}
+
 #[cfg(feature = "mpi")]
 #[test]
 fn a_gan_trains_on_two_ranks_as_on_one() {
@@ -489,13 +510,23 @@ const NOISY: &str = "net ae {\n  input image: 784\n  input eps: 16\n  h = image 
 #[cfg(feature = "mpi")]
 #[test]
 fn a_declared_loss_fed_noise_trains_on_two_ranks_as_on_one() {
-    let (_dir, two, one) = two_ranks_and_one("ae.net", NOISY);
+    let (dir, two, one) = two_ranks_and_one("ae.net", NOISY);
     // Each rank's noise is its rows of the whole batch's: the same noise as one process.
     assert!(
         same_bits(&two, &one).is_err(),
         "expected rounding differences"
     );
     within_rounding(&two, &one);
+    // One process in two micro-batches: each part its rows of the noise, the same sums.
+    same_bits(&two, &in_two_micro_batches(dir.path(), "ae.net")).unwrap();
+    // The evaluation is split (each rank every other test batch, its noise drawn from the
+    // batch's index, the sums gathered): the same weights, the same figure up to the order
+    // of the f64 sums.
+    let (a, b) = (
+        last_test_loss(&dir.path().join("two")),
+        last_test_loss(&dir.path().join("micro")),
+    );
+    assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} against {b}");
 }
 
 /// An image-folder classifier with AlexNet's kind of pipeline: random crops and mirrors, PCA
@@ -587,11 +618,48 @@ const DIFFUSION: &str = "net d {\n  input x: 1x28x28\n  input temb: 8\n  input e
 #[cfg(feature = "mpi")]
 #[test]
 fn a_diffusion_model_trains_on_two_ranks_as_on_one() {
-    let (_dir, two, one) = two_ranks_and_one("d.net", DIFFUSION);
+    let (dir, two, one) = two_ranks_and_one("d.net", DIFFUSION);
     assert_eq!(two.metadata["ranks"], "2");
     assert!(
         two.tensors.iter().any(|t| t.0.starts_with("ema.")),
         "the EMA is kept"
     );
     within_rounding(&two, &one);
+    // One process in two micro-batches: each part its rows of the timesteps and noise, the
+    // EMA updated once a step (once a part would give other bits), the bits of 2 ranks.
+    same_bits(&two, &in_two_micro_batches(dir.path(), "d.net")).unwrap();
+}
+
+/// Declared losses on the GPU path (lavapipe in CI): each rank's gradient pass, the host's
+/// all-reduce, then the update pass with the moving average; against one process on the same
+/// adapter, within rounding. The noisy model has SGD and noise; the diffusion model Adam,
+/// timesteps, noise and the EMA. No adapter fails under NETC_REQUIRE_GPU=1.
+#[cfg(feature = "mpi")]
+#[test]
+fn declared_losses_on_the_gpu_train_on_two_ranks_as_on_one() {
+    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+        return;
+    };
+    let device = gpu.info.backend.to_lowercase();
+    drop(gpu);
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
+    for (file, model) in [("ae.net", NOISY), ("d.net", DIFFUSION)] {
+        let f = dir.path().join(file);
+        std::fs::write(&f, model.replace("DATA", data.to_str().expect("utf-8"))).expect("write");
+        let f = f.to_str().expect("utf-8");
+        let out = |n: &str| {
+            let o = dir.path().join(format!("{file}-{n}"));
+            o.to_str().expect("utf-8").to_string()
+        };
+        let args = ["--device", device.as_str(), "--quiet"];
+        let (code, err) = train2(&[&[f, "--out", &out("two")], &args[..]].concat());
+        assert_eq!(code, 0, "{file}: {err}");
+        let (code, err) = train1(&[&[f, "--out", &out("one")], &args[..]].concat());
+        assert_eq!(code, 0, "{file}: {err}");
+        let (two, one) = (load(Path::new(&out("two"))), load(Path::new(&out("one"))));
+        assert_eq!(two.metadata["ranks"], "2");
+        assert_eq!(two.tensors.len(), one.tensors.len(), "{file}");
+        within_rounding(&two, &one);
+    }
 }

@@ -8,6 +8,7 @@
 use super::{LowerError, UpdateRule};
 use crate::ir::Network;
 use crate::kernels;
+use crate::kernels::Store;
 use crate::program::{Builder, Kind, ParamSet, Program, TensorId};
 use petgraph::graph::NodeIndex;
 
@@ -26,6 +27,9 @@ pub struct MinimisePlan {
     /// The step an update first wrote a non-finite weight at (see [`Builder::health`]).
     pub health: TensorId,
     pub rng: TensorId,
+    /// With [`Builder::rank_rows`], the update pass (and the moving average's) the host runs
+    /// after summing the ranks' gradients; `train` then computes the gradients only.
+    pub update: Option<usize>,
     /// The moving average of each binding of `set` (in its order), when one is kept.
     pub ema: Vec<TensorId>,
     /// The number of real examples in the batch the evaluation pass reads (host-written).
@@ -39,7 +43,8 @@ pub struct MinimisePlan {
 impl Builder {
     /// The program minimising node `loss` of `net` at `batch` under `rule`; the evaluation
     /// pass computes `eval_nodes` (inference mode), and `ema` keeps a moving average of the
-    /// weights with that decay.
+    /// weights with that decay. With [`Builder::rank_rows`], `batch` is the rank's rows (the
+    /// host scales `seed` by the global batch) and the step is two passes.
     pub fn minimise(
         mut self,
         net: &Network,
@@ -81,6 +86,9 @@ impl Builder {
         let seed = self.tensor("dloss", batch, Kind::HostInput);
         let stats = self.tensor("train_stats", 4, Kind::Stats);
         self.begin_pass("train_step");
+        // A rank's dropout masks index from its first row of the global batch.
+        let row0 = self.rank_rows_of().map_or(0, |r| r.row0);
+        self.set_part(row0, Store::Write);
         let fwd = self.forward_inputs(net, &set, &inputs, batch, true, (loss, loss))?;
         let l = fwd.values[&loss];
         self.emit(
@@ -89,12 +97,24 @@ impl Builder {
             format!("{}.{} loss sum", net.name, net.graph[loss].name),
         );
         self.backward(net, &set, &fwd, loss, seed, false);
+        self.set_part(0, Store::Write);
+        // A rank ends its gradient pass here; the update and the average, once a step, are
+        // a pass of their own, run after the host sums the gradients.
+        let grads = self.rank_rows_of().map(|_| {
+            let g = self.end_pass();
+            self.begin_pass("update");
+            g
+        });
         self.update(&mut set, &rule, "opt");
         let ema = match ema {
             Some(decay) => self.ema(&set, decay),
             None => vec![],
         };
-        let train = self.end_pass();
+        let last = self.end_pass();
+        let (train, update) = match grads {
+            Some(g) => (g, Some(last)),
+            None => (last, None),
+        };
         self.begin_pass("eval");
         let fe = self.forward_inputs(net, &set, &inputs, batch, false, (loss, loss))?;
         let eval_rows = self.tensor("eval_rows", 1, Kind::HostInput);
@@ -121,6 +141,7 @@ impl Builder {
             hyper,
             health,
             rng,
+            update,
             ema,
             eval_rows,
             eval_stats,

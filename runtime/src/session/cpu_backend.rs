@@ -252,7 +252,7 @@ impl GanCpu {
 }
 
 /// Adds `g` into the running sum `grads` (the first one becomes the sum).
-fn add_grads(grads: &mut Grads, g: Grads) {
+pub(super) fn add_grads(grads: &mut Grads, g: Grads) {
     if grads.is_empty() {
         *grads = g;
     } else {

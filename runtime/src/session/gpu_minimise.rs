@@ -3,11 +3,13 @@
 //! loss's sums stay on the device until the host reads them at a log interval, and weights,
 //! moments and the moving average only when a checkpoint or a check asks for them.
 
-use super::gpu_params::{download, download_state, read_grads, upload, upload_state};
+use super::gpu_params::{download, download_state, read_grads, upload, upload_state, write_grads};
 use super::{Grads, RunError, Sums};
 use crate::cpu::{OptState, Params};
+use crate::dist::Shard;
 use crate::gpu::{Gpu, GpuProgram};
 use netc_compiler::ir::Network;
+use netc_compiler::program::RankRows;
 use netc_compiler::schedule::{MinimisePlan, ParamSet, TensorId, UpdateRule};
 use petgraph::graph::NodeIndex;
 
@@ -18,7 +20,11 @@ pub(super) struct MinimiseGpu {
     ema_set: Option<ParamSet>,
     /// The nodes the evaluation pass computes, in the order of `plan.values`.
     eval_nodes: Vec<NodeIndex>,
-    batch: usize,
+    /// The rows the program's passes take (a rank's part of the batch in a data-parallel
+    /// run, else the batch): evaluation runs in pieces of this many.
+    rows: usize,
+    /// This process's rows and the ranks its gradients are summed over.
+    shard: Shard,
     /// Values per example of each input.
     widths: Vec<usize>,
     /// The parameters' names and shapes, for reading them back.
@@ -36,6 +42,8 @@ struct MinimisePlanTensors {
     eval_rows: TensorId,
     eval_stats: TensorId,
     train: usize,
+    /// A data-parallel rank's update pass, run after the gradients are summed over the ranks.
+    update: Option<usize>,
     eval: usize,
 }
 
@@ -49,19 +57,29 @@ pub(super) struct Start<'a> {
 
 impl MinimiseGpu {
     /// Lowers and instantiates the program minimising `loss` of `net` (pipelines built once,
-    /// here), evaluating `eval_nodes`, and uploads `start`.
+    /// here), evaluating `eval_nodes`, and uploads `start`; for `shard`'s rows of each batch
+    /// (a data-parallel rank's: a gradient pass and an update pass, the host summing the
+    /// gradients between them).
     pub fn new(
         gpu: Gpu,
         net: &Network,
         rule: &UpdateRule,
-        (batch, loss): (usize, NodeIndex),
+        (batch, loss, shard): (usize, NodeIndex, &Shard),
         eval_nodes: &[NodeIndex],
         start: Start,
     ) -> Result<MinimiseGpu, RunError> {
-        let plan = gpu.builder().minimise(
+        let rows = shard.rows;
+        let builder = match rows != batch {
+            true => gpu.builder().rank_rows(RankRows {
+                global_batch: batch as u64,
+                row0: shard.row0 as u64,
+            }),
+            false => gpu.builder(),
+        };
+        let plan = builder.minimise(
             net,
             rule.clone(),
-            (batch as u64, loss),
+            (rows as u64, loss),
             eval_nodes,
             start.ema.map(|e| e.0),
         )?;
@@ -74,6 +92,7 @@ impl MinimiseGpu {
             hyper,
             health,
             rng,
+            update,
             ema,
             eval_rows,
             eval_stats,
@@ -83,7 +102,8 @@ impl MinimiseGpu {
         let prog = GpuProgram::new(gpu, program)?;
         upload(&prog, &set, start.params);
         upload_state(&prog, &set, start.params, start.state);
-        prog.write(seed, &vec![1.0 / batch as f32; batch]);
+        // d(mean over the global batch)/d(each of the rows' losses).
+        prog.write(seed, &vec![1.0 / batch as f32; rows]);
         prog.write(stats, &[0.0; 4]);
         prog.write(health, &[0.0; 4]);
         prog.write(eval_stats, &vec![0.0; 2 * eval_nodes.len()]);
@@ -109,11 +129,13 @@ impl MinimiseGpu {
                 eval_rows,
                 eval_stats,
                 train,
+                update,
                 eval,
             },
             ema_set,
             eval_nodes: eval_nodes.to_vec(),
-            batch,
+            rows,
+            shard: shard.clone(),
             widths: (net.inputs.iter())
                 .map(|&i| net.graph[i].shape.iter().product::<u64>() as usize)
                 .collect(),
@@ -121,14 +143,28 @@ impl MinimiseGpu {
         })
     }
 
-    /// One training pass on a full batch: one submission, nothing read back.
-    pub fn train_step(&mut self, inputs: &[Vec<f32>], hyper: [f32; 4], seed: u32) {
+    /// One training pass on the program's rows: one submission, nothing read back; on a
+    /// data-parallel rank the gradients are read back, summed over the ranks on the host
+    /// (wgpu buffers are not MPI's) and written back before the update pass.
+    pub fn train_step(
+        &mut self,
+        inputs: &[Vec<f32>],
+        hyper: [f32; 4],
+        seed: u32,
+    ) -> Result<(), RunError> {
         for (&t, x) in self.plan.inputs.iter().zip(inputs) {
             self.prog.write(t, x);
         }
         self.prog.write(self.plan.hyper, &hyper);
         self.prog.write_u32(self.plan.rng, &[seed]);
         self.prog.run(self.plan.train);
+        if let Some(update) = self.plan.update {
+            let mut g = read_grads(&self.prog, &self.plan.set, &self.template)?;
+            self.shard.dist.sum_grads(&mut g);
+            write_grads(&self.prog, &self.plan.set, &self.template, &g);
+            self.prog.run(update);
+        }
+        Ok(())
     }
 
     /// The loss's sums since the last call, then zeroes them (the one read per interval).
@@ -142,19 +178,20 @@ impl MinimiseGpu {
     }
 
     /// Adds the first `rows` examples of a batch to the evaluated nodes' sums on the device
-    /// (inference mode); a short batch is padded with zeros, its padding not counted.
+    /// (inference mode), in pieces of the program's rows (a rank's program takes fewer than
+    /// the batch); a short piece is padded with zeros, its padding not counted.
     pub fn eval_batch(&mut self, inputs: &[Vec<f32>], rows: usize) {
-        for ((&t, x), &w) in self.plan.inputs.iter().zip(inputs).zip(&self.widths) {
-            if x.len() == self.batch * w {
-                self.prog.write(t, x);
-            } else {
-                let mut padded = x.clone();
-                padded.resize(self.batch * w, 0.0);
-                self.prog.write(t, &padded);
+        let per = self.rows.max(1);
+        for k in (0..rows).step_by(per) {
+            let n = per.min(rows - k);
+            for ((&t, x), &w) in self.plan.inputs.iter().zip(inputs).zip(&self.widths) {
+                let mut piece = x[k * w..(k + n) * w].to_vec();
+                piece.resize(per * w, 0.0);
+                self.prog.write(t, &piece);
             }
+            self.prog.write(self.plan.eval_rows, &[n as f32]);
+            self.prog.run(self.plan.eval);
         }
-        self.prog.write(self.plan.eval_rows, &[rows as f32]);
-        self.prog.run(self.plan.eval);
     }
 
     /// The evaluated nodes' sums since the last call (one read), then zeroes them.

@@ -141,7 +141,7 @@ impl Minimiser {
             *gpu,
             &self.net,
             &self.rule,
-            (self.batch, self.loss),
+            (self.batch, self.loss, &self.shard),
             &self.eval_nodes,
             start,
         )?;
@@ -162,15 +162,17 @@ impl Minimiser {
     }
 
     /// Computes only `shard`'s rows of each batch (a data-parallel run): `train_step` then
-    /// takes those rows. Batchnorm and micro-batches are refused.
+    /// takes those rows, in `shard.parts` micro-batches (on the CPU executor). Batchnorm is
+    /// refused. Call before the first step: the GPU program is built for the shard's rows.
     pub fn set_shard(&mut self, shard: Shard) -> Result<(), RunError> {
-        if shard.parts > 1 {
-            return Err(RunError::Config(
-                "--micro-batches takes classifiers only for now".into(),
-            ));
-        }
         if !shard.is_whole() {
-            super::split_allowed(&self.net, self.is_gpu())?;
+            super::split_allowed(&self.net, self.is_gpu() && shard.parts > 1)?;
+            if let Device::Gpu(_) = self.device {
+                return Err(RunError::Config(
+                    "the GPU program is built already: split the batch before the first step"
+                        .into(),
+                ));
+            }
         }
         self.shard = shard;
         Ok(())
@@ -204,23 +206,42 @@ impl Minimiser {
     pub fn train_step(&mut self, inputs: &[Vec<f32>], lr: f64) -> Result<(), RunError> {
         self.prepare()?;
         if let Device::Gpu(_) = self.device {
-            self.views(inputs, self.batch)?;
+            self.views(inputs, self.shard.rows)?;
             self.step += 1;
             let h = hyper(&self.rule.opt, lr, self.step, self.step);
             let seed = step_seed(self.seed, self.step);
             if let Device::Gpu(g) = &mut self.device {
-                g.train_step(inputs, h, seed);
+                g.train_step(inputs, h, seed)?;
             }
             return Ok(());
         }
         self.step += 1;
         let seed = step_seed(self.seed, self.step);
-        // This process's rows (all of them but in a data-parallel run).
-        let (row0, rows) = (self.shard.row0, self.shard.rows);
-        let xs = self.views(inputs, rows)?;
-        let acts = cpu::forward_inputs(&self.net, &self.params, &xs, true, seed, row0)?;
-        let mut mine = Sums::default();
-        mine.add(acts.get(self.loss));
+        // This process's rows (all of them but in a data-parallel run), in micro-batches:
+        // each part's loss scaled by 1/batch, so the gradients summed over the parts, then
+        // over the processes, are the batch's (K parts sum as K processes do).
+        let sh = &self.shard;
+        let per = sh.part_rows();
+        self.views(inputs, sh.rows)?;
+        let (mut mine, mut grads, mut state) = (Sums::default(), vec![], None);
+        for k in 0..sh.parts {
+            let part: Vec<Vec<f32>> = (inputs.iter().zip(&self.widths))
+                .map(|(x, &w)| x[k * per * w..(k + 1) * per * w].to_vec())
+                .collect();
+            let xs = self.views(&part, per)?;
+            let row0 = sh.row0 + k * per;
+            let acts = cpu::forward_inputs(&self.net, &self.params, &xs, true, seed, row0)?;
+            let mut got = Sums::default();
+            got.add(acts.get(self.loss));
+            // Part by part, as the ranks' sums are added.
+            mine.sum += got.sum;
+            mine.rows += got.rows;
+            // d(mean over the batch)/d(each example's loss).
+            let dy = Array2::from_elem((per, 1), 1.0 / self.batch as f32);
+            let (g, _) = cpu::backward_opt(&self.net, &self.params, &acts, self.loss, dy, false);
+            super::cpu_backend::add_grads(&mut grads, g);
+            state = Some(acts);
+        }
         let mut both = [mine.sum, mine.rows];
         self.shard.dist.sum_f64(&mut both);
         [mine.sum, mine.rows] = both;
@@ -229,13 +250,13 @@ impl Minimiser {
         if !mine.sum.is_finite() && self.nonfinite_at.is_none() {
             self.nonfinite_at = Some(self.step);
         }
-        // d(mean over the batch)/d(each example's loss).
-        let dy = Array2::from_elem((rows, 1), 1.0 / self.batch as f32);
-        let (mut grads, _) =
-            cpu::backward_opt(&self.net, &self.params, &acts, self.loss, dy, false);
         self.shard.dist.sum_grads(&mut grads);
         cpu::apply_rule(&mut self.params, &grads, &mut self.state, &self.rule, lr);
-        self.params.apply_state(&acts);
+        if let Some(acts) = &state {
+            // Batchnorm's running statistics (a split batch has none: see `split_allowed`).
+            self.params.apply_state(acts);
+        }
+        // Once a step, after the update (not once a micro-batch).
         if let Some((decay, ema)) = &mut self.ema {
             ema_update(ema, &self.params, *decay);
         }
@@ -324,6 +345,11 @@ impl Minimiser {
         Ok(sums)
     }
 
+    /// The processes a data-parallel run spans (one process alone otherwise).
+    pub fn dist(&self) -> &crate::dist::Dist {
+        &self.shard.dist
+    }
+
     pub fn loss_node(&self) -> NodeIndex {
         self.loss
     }
@@ -334,7 +360,12 @@ impl Minimiser {
         let Device::Gpu(g) = &mut self.device else {
             return Ok(std::mem::take(&mut self.stats));
         };
-        let st = g.take_stats()?;
+        let mut st = g.take_stats()?;
+        // The device sums its rows' losses; the ranks' sums are the batch's (the CPU
+        // executor sums them every step).
+        let mut both = [st.sum, st.rows];
+        self.shard.dist.sum_f64(&mut both);
+        [st.sum, st.rows] = both;
         if !st.sum.is_finite() && self.nonfinite_at.is_none() {
             self.nonfinite_at = Some(self.step);
         }

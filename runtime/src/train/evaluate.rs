@@ -73,7 +73,7 @@ pub fn evaluate(s: &mut Classifier, test: &Source) -> Result<(f64, f64, f64), Tr
 /// Every rank's `sums`, added in rank order: each rank fills its own slots of one all-reduce
 /// (x + 0 is exact), so the result is the same bits on every rank whatever the library's
 /// summation order.
-fn gather<const K: usize>(dist: &crate::dist::Dist, sums: [f64; K]) -> [f64; K] {
+pub(super) fn gather<const K: usize>(dist: &crate::dist::Dist, sums: [f64; K]) -> [f64; K] {
     if !dist.is_split() {
         return sums;
     }

@@ -3,6 +3,7 @@
 //! node minimised, a row per log interval, the held-out loss (and the declared metrics) per
 //! epoch, checkpoints counted in epochs, resume. The loop itself is [`super::skeleton`].
 
+use super::evaluate::gather;
 use super::progress::{bar, figure, rate};
 use super::run_folder::{Metrics, PanelSpec};
 use super::skeleton::{drive, Losses, Run, StopCheck, Task};
@@ -346,14 +347,19 @@ impl<'a> MinimiseTask<'a> {
     }
 
     /// The held-out mean of the loss and of each metric, a batch at a time, its noise drawn
-    /// from the batch's index (the same every evaluation).
+    /// from the batch's index (the same every evaluation). In a data-parallel run each rank
+    /// evaluates every N-th batch (rank r the batches r, r + N, ...), and the ranks' sums are
+    /// gathered and added in rank order, so every rank gets the same bits (as a classifier's).
     fn evaluate(&mut self) -> Result<Vec<f64>, TrainError> {
         let test = &self.data.test;
         let w = widths(&self.s.net);
-        for (i, b) in test
-            .batches(0, in_order(test.len(), self.batch, 1))
-            .enumerate()
-        {
+        let dist = self.s.dist().clone();
+        let (index, order): (Vec<usize>, Vec<Vec<usize>>) =
+            (in_order(test.len(), self.batch, 1).into_iter().enumerate())
+                .skip(dist.rank())
+                .step_by(dist.size())
+                .unzip();
+        for (i, b) in index.into_iter().zip(test.batches(0, order)) {
             let b = b?;
             let at = (1u64 << 63) | i as u64;
             let n = b.labels.len();
@@ -362,7 +368,13 @@ impl<'a> MinimiseTask<'a> {
             self.s.eval_batch(&ins, b.labels.len())?;
         }
         // The sums of every batch in one read (on the GPU, added on the device).
-        Ok(self.s.take_eval()?.iter().map(Sums::mean).collect())
+        let sums = self.s.take_eval()?;
+        Ok((sums.iter())
+            .map(|s| {
+                let [sum, rows] = gather(&dist, [s.sum, s.rows]);
+                Sums { sum, rows }.mean()
+            })
+            .collect())
     }
 
     fn end_epoch(&mut self, run: &mut Run) -> Result<(), TrainError> {
