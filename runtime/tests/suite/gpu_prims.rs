@@ -219,6 +219,25 @@ fn library_blocks() {
     on_every_path(model, 3, &ONE_STEP);
 }
 
+/// sin and cos of arguments in the hundreds (the kernels reduce them to [-pi, pi] first, where
+/// WGSL bounds their error), and the library's timestep embedding (`arange`, a constant the
+/// kernels inline, exp, sin, cos and a concat), with a parameter upstream for the gradients.
+#[test]
+fn sin_cos_and_the_timestep_embedding() {
+    let model = "net t {
+  input x: 3x5
+  c = param(5)
+  h = add(x, c) -> scale(120)
+  s = h -> sin
+  k = h -> cos
+  m = mul(s, k) -> flatten
+  t = m -> dense(1) -> scale(50) -> timestep_embedding(8)
+  z = concat(m, t, axis=0)
+  o = dense(3)
+}";
+    on_every_path(model, 4, &ONE_STEP);
+}
+
 /// models/vit.net at batch 4 for three steps of SGD with momentum on the adapter's own read
 /// path: losses, gradients and weights as the CPU executor's within 1e-4 (four transformer
 /// blocks in f32; the differences seen are about 2e-6). SGD, not Adam: the key bias's gradient is zero but for rounding (softmax
