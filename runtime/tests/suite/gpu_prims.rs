@@ -219,20 +219,27 @@ fn library_blocks() {
     on_every_path(model, 3, &ONE_STEP);
 }
 
-/// sin and cos of arguments in the hundreds (the kernels reduce them to [-pi, pi] first, where
-/// WGSL bounds their error), and the library's timestep embedding (`arange`, a constant the
-/// kernels inline, exp, sin, cos and a concat), with a parameter upstream for the gradients.
+/// sin and cos with a parameter upstream (their gradients), of arguments in the hundreds (the
+/// kernels reduce them to [-pi, pi] first, where WGSL bounds their error), and the library's
+/// timestep embedding (`arange`, a constant the kernels inline, exp, sin, cos and a concat).
+/// The trained arguments stay small: a large factor before a sine makes one SGD step's
+/// rounding differences grow into the next step's loss.
 #[test]
 fn sin_cos_and_the_timestep_embedding() {
     let model = "net t {
   input x: 3x5
   c = param(5)
-  h = add(x, c) -> scale(120)
+  h = add(x, c) -> scale(3)
   s = h -> sin
   k = h -> cos
-  m = mul(s, k) -> flatten
-  t = m -> dense(1) -> scale(50) -> timestep_embedding(8)
-  z = concat(m, t, axis=0)
+  far = x -> scale(300) -> sin
+  fc = far -> cos
+  w = param(5)
+  f = mul(fc, w)
+  m = mul(s, k) -> add(f) -> flatten
+  t = m -> dense(1) -> timestep_embedding(8)
+  big = x -> slice(-1, 0, 1) -> scale(400) -> timestep_embedding(6) -> flatten
+  z = concat(m, t, big, axis=0)
   o = dense(3)
 }";
     on_every_path(model, 4, &ONE_STEP);
