@@ -335,6 +335,7 @@ fn mapping_traps_match_onnxruntime() {
         trap(d, "padding", PADDING),
         trap(d, "transposed", TRANSPOSED),
         trap(d, "layers", LAYERS),
+        trap(d, "sincos", SINCOS),
         prims,
     ];
     check(&cases, None);
@@ -406,6 +407,19 @@ const PRIMS: &str = "net prims {
   output logits
   output loss
   output q
+}
+";
+
+/// sin and cos (ONNX's Sin and Cos), and the library's timestep embedding: `arange` (an
+/// initializer), its frequencies, and the concat of sines and cosines.
+const SINCOS: &str = "net sincos {
+  input t: 1
+  input x: 5
+  e = t -> scale(40) -> timestep_embedding(8)   : 8
+  s = x -> scale(3) -> sin
+  c = x -> cos
+  o = concat(e, s, c, axis=0) -> dense(4)
+  output o
 }
 ";
 

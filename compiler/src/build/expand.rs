@@ -8,7 +8,7 @@ use crate::ir::{Node, Stats};
 use crate::ops::Op;
 
 /// A constant expression of block parameters, folded (`mul(3, dim)`, `div(dim, heads)`,
-/// `rsqrt(div(dim, heads))`): arithmetic on numbers only, integers kept where exact.
+/// `rsqrt(div(dim, heads))`, `log(10000)`): arithmetic on numbers only, integers kept where exact.
 fn fold(c: &Call) -> Option<ValueKind> {
     let nums: Vec<&Value> = c
         .args
@@ -40,6 +40,8 @@ fn fold(c: &Call) -> Option<ValueKind> {
             ("div", [a, b], _) if *b != 0.0 => ValueKind::Float(a / b),
             ("sqrt", [a], _) if *a >= 0.0 => ValueKind::Float(a.sqrt()),
             ("rsqrt", [a], _) if *a > 0.0 => ValueKind::Float(1.0 / a.sqrt()),
+            ("log", [a], _) if *a > 0.0 => ValueKind::Float(a.ln()),
+            ("exp", [a], _) => ValueKind::Float(a.exp()),
             _ => return None,
         },
     )

@@ -66,6 +66,11 @@ pub enum PrimOp {
     Concat {
         axis: i64,
     },
+    /// The constant vector 0, 1, ..., n-1 (no batch axis, no gradient): the positions a
+    /// sinusoidal embedding's frequencies are computed from.
+    Arange {
+        n: u64,
+    },
 }
 
 /// The value masked scores take: exp of it minus any real score is 0 in f32.
@@ -101,6 +106,7 @@ impl PrimOp {
             PrimOp::Unflatten { .. } => "unflatten",
             PrimOp::Merge { .. } => "merge",
             PrimOp::Concat { .. } => "concat",
+            PrimOp::Arange { .. } => "arange",
         }
     }
 
@@ -122,6 +128,7 @@ impl PrimOp {
             PrimOp::Unflatten { axis, sizes } => format!("unflatten[axis {axis}, {sizes:?}]"),
             PrimOp::Merge { start, end } => format!("merge[axes {start}..={end}]"),
             PrimOp::Concat { axis } => format!("concat[axis {axis}]"),
+            PrimOp::Arange { n } => format!("arange[{n}]"),
             PrimOp::Unary(_)
             | PrimOp::Binary(_)
             | PrimOp::Compare(_)
@@ -137,7 +144,7 @@ impl PrimOp {
     pub fn arity(&self) -> Option<usize> {
         Some(match self {
             PrimOp::Concat { .. } => return None,
-            PrimOp::Param { .. } => 0,
+            PrimOp::Param { .. } | PrimOp::Arange { .. } => 0,
             PrimOp::Unary(_)
             | PrimOp::Scalar { .. }
             | PrimOp::Reduce { .. }
@@ -166,6 +173,8 @@ fn unary_name(u: Unary) -> &'static str {
         Unary::Rsqrt => "rsqrt",
         Unary::Tanh => "tanh",
         Unary::Erf => "erf",
+        Unary::Sin => "sin",
+        Unary::Cos => "cos",
         Unary::Sigmoid => "sigmoid",
         Unary::Relu => "relu",
         Unary::Abs => "abs",
@@ -271,6 +280,7 @@ pub fn lower(g: &mut Graph, op: &PrimOp, ins: &[NodeId], name: &str) -> Result<N
             let d: Vec<usize> = shape.iter().map(|&x| x as usize).collect();
             Ok(g.param(name, &d))
         }
+        PrimOp::Arange { n } => arange(g, *n as usize),
         PrimOp::Causal { on: false } => Ok(x),
         PrimOp::Causal { on: true } => {
             let (r, c) = (axis(g, x, -2)?, axis(g, x, -1)?);
@@ -285,6 +295,20 @@ pub fn lower(g: &mut Graph, op: &PrimOp, ins: &[NodeId], name: &str) -> Result<N
             g.where_(m, x, low)
         }
     }
+}
+
+/// 0..n as the row sums of the lower-triangular ones, less one: the causal mask is a constant
+/// every executor already inlines, so the vector needs no primitive (nor kernel) of its own.
+/// It costs n^2 additions per evaluation, nothing beside a network's work for the widths an
+/// embedding has (hundreds).
+fn arange(g: &mut Graph, n: usize) -> Result<NodeId, PrimError> {
+    if n == 0 {
+        return Err(PrimError("arange needs at least one value, not 0".into()));
+    }
+    let m = g.causal_mask(n);
+    let counts = g.reduce(Reduce::Sum, m, &[1], false)?;
+    let one = g.constant(1.0);
+    g.binary(Binary::Sub, counts, one)
 }
 
 /// `ids` one-hot with the classes of `like`'s last axis: shaped as `like` when the ids are one
@@ -471,7 +495,8 @@ fn figures(op: &PrimOp, g: &Graph, ins: &[NodeId], y: NodeId) -> Result<Stats, S
         | PrimOp::Causal { .. }
         | PrimOp::Unflatten { .. }
         | PrimOp::Merge { .. }
-        | PrimOp::Concat { .. } => {}
+        | PrimOp::Concat { .. }
+        | PrimOp::Arange { .. } => {}
     }
     Ok(st)
 }

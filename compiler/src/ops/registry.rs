@@ -56,6 +56,9 @@ pub const OPS: &[&OpDef] = &[
     &prim::SQRT,
     &prim::RSQRT,
     &prim::ERF,
+    &prim::SIN,
+    &prim::ARANGE,
+    &prim::COS,
     &prim::ABS,
     &prim::SQUARE,
     &prim::RECIPROCAL,
@@ -97,7 +100,7 @@ fn all() -> impl Iterator<Item = &'static OpDef> + Clone {
 
 /// Ops that read no tensor (`param`): a chain's value does not flow into them.
 pub fn takes_no_input(op: &str) -> bool {
-    find(op).is_some_and(|d| d.name == "param")
+    find(op).is_some_and(|d| matches!(d.name, "param" | "arange"))
 }
 
 /// The op a name or alias stands for.

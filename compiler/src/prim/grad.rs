@@ -134,6 +134,15 @@ fn unary_vjp(
             let d = scaled(g, e, std::f64::consts::FRAC_2_SQRT_PI)?;
             chain(g, gy, d)
         }
+        Unary::Sin => {
+            let d = g.unary(Unary::Cos, x);
+            chain(g, gy, d)
+        }
+        Unary::Cos => {
+            let s = g.unary(Unary::Sin, x);
+            let d = g.unary(Unary::Neg, s);
+            chain(g, gy, d)
+        }
         Unary::Sigmoid => {
             let one = g.constant(1.0);
             let rest = g.binary(Binary::Sub, one, y)?;

@@ -29,6 +29,8 @@ pub enum Unary {
     Rsqrt,
     Tanh,
     Erf,
+    Sin,
+    Cos,
     Sigmoid,
     Relu,
     Abs,

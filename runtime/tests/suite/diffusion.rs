@@ -71,6 +71,58 @@ fn the_timestep_embedding_matches_ddpms() {
     }
 }
 
+/// The library's `timestep_embedding(dim)` block, run on the CPU executor, against the trainer's
+/// embedding (`diffusion::timestep_embedding`, f64 then rounded to f32): in f64 to the f32
+/// rounding of the reference (2^-24, 6e-8); in f32 to 1e-6 beyond the rounding of its arguments
+/// t f_i: the exponent ln f_i = i c is off by |ln f_i| 2^-23 (c's rounding and the product's),
+/// the exp adds an ulp and t f_i half of one, so |t f_i| (|ln f_i| + 1.5) 2^-23 at worst
+/// (2e-4 at t = 999); exact where the arguments are (t = 0, and every f_0 = 1).
+#[test]
+fn the_library_block_embeds_as_the_trainer_does() {
+    use ndarray::Array2;
+    let ts = [0.0, 1.0, 7.0, 99.0, 500.0, 999.0];
+    for dim in [4usize, 8, 64, 128] {
+        let src =
+            format!("net te {{\n input t: 1\n e = t -> timestep_embedding({dim}) : {dim}\n}}");
+        let m = compile("te.net", &src).unwrap_or_else(|d| panic!("{}", d.render()));
+        let net = &m.networks[0];
+        let out = net.outputs[0].1;
+        let p64: Params<f64> = Params::init(net, &mut Rng::new(1));
+        let x64 = Array2::from_shape_vec((ts.len(), 1), ts.to_vec()).expect("a column");
+        let e64 = netc_runtime::cpu::forward(net, &p64, x64.view(), false, 1).expect("f64");
+        let x32 = x64.mapv(|v| v as f32);
+        let e32 = netc_runtime::cpu::forward(net, &p64.cast::<f32>(), x32.view(), false, 1);
+        let e32 = e32.expect("f32");
+        let (e64, e32) = (e64.get(out), e32.get(out));
+        let half = dim / 2;
+        let step = 10000f64.ln() / (half - 1) as f64;
+        for (r, &t) in ts.iter().enumerate() {
+            let want = diffusion::timestep_embedding(t, dim);
+            assert_eq!(e64.ncols(), want.len(), "dim {dim}");
+            for (i, &w) in want.iter().enumerate() {
+                let ln_f = -((i % half) as f64) * step;
+                let arg = t * ln_f.exp();
+                let (g64, g32) = (e64[[r, i]], e32[[r, i]] as f64);
+                assert!(
+                    (g64 - w as f64).abs() < 6e-8,
+                    "f64, dim {dim}, t {t}, [{i}]: {g64} against {w}"
+                );
+                let exact = t == 0.0 || i % half == 0;
+                let tol = if exact {
+                    1e-6
+                } else {
+                    1e-6 + arg * (1.5 - ln_f) * 2f64.powi(-23)
+                };
+                let e = (g32 - w as f64).abs();
+                assert!(
+                    e < tol,
+                    "f32, dim {dim}, t {t}, [{i}]: {g32} against {w} ({e:e} over {tol:e})"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn one_reverse_step_matches_ddpm_and_ddim() {
     let f = fixture();

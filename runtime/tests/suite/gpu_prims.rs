@@ -219,6 +219,32 @@ fn library_blocks() {
     on_every_path(model, 3, &ONE_STEP);
 }
 
+/// sin and cos with a parameter upstream (their gradients), of arguments in the hundreds (the
+/// kernels reduce them to [-pi, pi] first, where WGSL bounds their error), and the library's
+/// timestep embedding (`arange`, a constant the kernels inline, exp, sin, cos and a concat).
+/// The trained arguments stay small: a large factor before a sine makes one SGD step's
+/// rounding differences grow into the next step's loss.
+#[test]
+fn sin_cos_and_the_timestep_embedding() {
+    let model = "net t {
+  input x: 3x5
+  c = param(5)
+  h = add(x, c) -> scale(3)
+  s = h -> sin
+  k = h -> cos
+  far = x -> scale(300) -> sin
+  fc = far -> cos
+  w = param(5)
+  f = mul(fc, w)
+  m = mul(s, k) -> add(f) -> flatten
+  t = m -> dense(1) -> timestep_embedding(8)
+  big = x -> slice(-1, 0, 1) -> scale(400) -> timestep_embedding(6) -> flatten
+  z = concat(m, t, big, axis=0)
+  o = dense(3)
+}";
+    on_every_path(model, 4, &ONE_STEP);
+}
+
 /// models/vit.net at batch 4 for three steps of SGD with momentum on the adapter's own read
 /// path: losses, gradients and weights as the CPU executor's within 1e-4 (four transformer
 /// blocks in f32; the differences seen are about 2e-6). SGD, not Adam: the key bias's gradient is zero but for rounding (softmax

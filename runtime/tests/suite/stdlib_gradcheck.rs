@@ -60,6 +60,15 @@ fn patches_class_token_and_positions() {
 }
 
 #[test]
+fn sin_cos_and_the_timestep_embedding() {
+    passes("net t { input x: 4x6\n a = dense(6) -> sin\n b = scale(3) -> cos\n o = flatten -> dense(3) }");
+    // The timestep through the embedding's sines and cosines (of arguments up to about 30).
+    passes(
+        "net t { input x: 3\n t = dense(1) -> scale(10) -> timestep_embedding(8)\n o = dense(3) }",
+    );
+}
+
+#[test]
 fn primitives_named_in_a_model_file() {
     passes(
         "net t { input x: 3x4\n w = param(4x5)\n y = matmul(x, w)\n z = y -> exp -> sum(axis=-1, keep=true)\n d = div(y, z)\n m = maximum(d, y) -> merge(0, 1)\n o = dense(2) }",
@@ -81,6 +90,8 @@ mod random_chains {
         "square",
         "abs",
         "erf",
+        "sin",
+        "cos",
         "scale(0.5)",
         "shift(-1)",
         "pow(2)",

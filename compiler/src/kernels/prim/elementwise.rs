@@ -27,6 +27,20 @@ pub(super) const ERF: &str = "fn erf_(x: f32) -> f32 {
     return sign(x) * (1.0 - p * exp(-a * a));
 }";
 
+/// sin and cos in f32 of the argument first reduced to [-pi, pi] in two steps (Cody and
+/// Waite: k 2pi is k 6.28125, exact for |k| < 2^16, plus k times the rest): WGSL bounds their
+/// error only there (2^-11), and a timestep embedding's arguments reach the hundreds.
+pub(super) const SIN_COS: &str = "fn reduce_2pi_(x: f32) -> f32 {
+    let k = round(x * 0.15915494309189535);
+    return (x - k * 6.28125) - k * 0.0019353071795864769;
+}
+fn sin_2pi_(x: f32) -> f32 {
+    return sin(reduce_2pi_(x));
+}
+fn cos_2pi_(x: f32) -> f32 {
+    return cos(reduce_2pi_(x));
+}";
+
 /// x^c: the common exponents exactly, an integer exponent of a negative base by its sign
 /// (WGSL's `pow` is undefined below 0), others through `pow`.
 fn pow_expr(x: &str, c: f64) -> String {
@@ -60,6 +74,8 @@ fn unary_expr(u: Unary, x: &str) -> String {
         // WGSL's tanh is NaN for large |x| on some drivers; tanh(15) is 1 in f32.
         Unary::Tanh => format!("tanh(clamp({x}, -15.0, 15.0))"),
         Unary::Erf => format!("erf_({x})"),
+        Unary::Sin => format!("sin_2pi_({x})"),
+        Unary::Cos => format!("cos_2pi_({x})"),
         // exp of a non-positive number only, for both signs.
         Unary::Sigmoid => {
             format!("select(exp({x}) / (1.0 + exp({x})), 1.0 / (1.0 + exp(-{x})), {x} >= 0.0)")

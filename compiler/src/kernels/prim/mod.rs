@@ -128,11 +128,14 @@ impl<'a> Gen<'a> {
         let acc = store == Store::Accumulate;
         let reads = self.reads.output(self.next, "y", acc);
         let store_line = store_elem(store, "y", "i", "v");
-        let funcs = if body.contains("erf_(") {
-            elementwise::ERF
-        } else {
-            ""
-        };
+        let funcs: Vec<&str> = [
+            ("erf_(", elementwise::ERF),
+            ("_2pi_(", elementwise::SIN_COS),
+        ]
+        .into_iter()
+        .filter(|(call, _)| body.contains(call))
+        .map(|(_, f)| f)
+        .collect();
         let mut b = String::new();
         for l in body.lines().chain([store_line.as_str()]) {
             b.push_str("    ");
@@ -145,7 +148,7 @@ impl<'a> Gen<'a> {
             len as u64,
             reads,
             (&[], &[], &[]),
-            &[("FUNCS", funcs.to_string()), ("BODY", b.trim_end().into())],
+            &[("FUNCS", funcs.join("\n")), ("BODY", b.trim_end().into())],
         )
     }
 }
@@ -243,6 +246,8 @@ mod tests {
             (Prim::Const(2.0), vec![], vec![]),
             (Prim::CausalMask { t: 7 }, vec![], vec![7, 7]),
             (Prim::Unary(Unary::Erf), vec![x.clone()], vec![3, 5, 7]),
+            (Prim::Unary(Unary::Sin), vec![x.clone()], vec![3, 5, 7]),
+            (Prim::Unary(Unary::Cos), vec![x.clone()], vec![3, 5, 7]),
             (Prim::Unary(Unary::Pow(3.0)), vec![x.clone()], vec![3, 5, 7]),
             (Prim::Unary(Unary::Pow(1.5)), vec![x.clone()], vec![3, 5, 7]),
             (Prim::Unary(Unary::Sigmoid), vec![x.clone()], vec![3, 5, 7]),

@@ -42,6 +42,12 @@ def!(RSQRT, "rsqrt", false, &[], "rsqrt", |_, _| prim(
 def!(ERF, "erf", false, &[], "erf", |_, _| prim(PrimOp::Unary(
     Unary::Erf
 )));
+def!(SIN, "sin", false, &[], "sin", |_, _| prim(PrimOp::Unary(
+    Unary::Sin
+)));
+def!(COS, "cos", false, &[], "cos", |_, _| prim(PrimOp::Unary(
+    Unary::Cos
+)));
 def!(ABS, "abs", false, &[], "abs", |_, _| prim(PrimOp::Unary(
     Unary::Abs
 )));
@@ -267,4 +273,9 @@ def!(MERGE_DEF, "merge", false, MERGE, "merge(-2, -1)", |p, _| {
         start: p.axes("start").first().copied().unwrap_or(0),
         end: p.axes("end").first().copied().unwrap_or(0),
     })
+});
+
+const N: &[ArgDef] = &[("n", &["count"], Ty::Int, true, true)];
+def!(ARANGE, "arange", false, N, "arange(32)", |p, _| {
+    prim(PrimOp::Arange { n: p.int("n", 0) })
 });

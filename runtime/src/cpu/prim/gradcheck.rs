@@ -140,6 +140,8 @@ fn every_unary_primitive() {
         Rsqrt,
         Tanh,
         Erf,
+        Sin,
+        Cos,
         Sigmoid,
         Relu,
         Abs,

@@ -20,6 +20,8 @@ pub fn unary<T: Real>(u: Unary, x: T) -> T {
         Unary::Rsqrt => one / x.sqrt(),
         Unary::Tanh => x.tanh(),
         Unary::Erf => x.erf(),
+        Unary::Sin => x.sin(),
+        Unary::Cos => x.cos(),
         Unary::Sigmoid => super::super::activation::sigmoid(x),
         Unary::Relu => x.max(zero),
         Unary::Abs => x.abs(),
@@ -130,6 +132,8 @@ fn map_unary<T: Real>(u: Unary, x: &[T]) -> Vec<T> {
         Unary::Log
         | Unary::Sqrt
         | Unary::Tanh
+        | Unary::Sin
+        | Unary::Cos
         | Unary::Sigmoid
         | Unary::Relu
         | Unary::Abs

@@ -99,6 +99,11 @@ pub(super) fn lower(cx: &mut Cx, n: NodeIndex, op: &PrimOp) -> Result<String, Ex
             )
         }
         PrimOp::OneHot => one_hot(cx, &layer, &ins[0], ty),
+        PrimOp::Arange { n } => {
+            let values: Vec<f32> = (0..*n).map(|i| i as f32).collect();
+            let name = cx.b.fresh(&out);
+            cx.b.float_init(&name, &[*n], &values)
+        }
         PrimOp::Causal { on: false } => ins[0].clone(),
         PrimOp::Causal { on: true } => causal(cx, &layer, &ins[0], ty),
         PrimOp::Unflatten { .. } | PrimOp::Merge { .. } => {
@@ -156,6 +161,8 @@ fn unary(cx: &mut Cx, layer: &Layer, u: Unary, x: &str, ty: TensorType) -> Strin
         Unary::Sqrt => one(b, "Sqrt"),
         Unary::Tanh => one(b, "Tanh"),
         Unary::Erf => one(b, "Erf"),
+        Unary::Sin => one(b, "Sin"),
+        Unary::Cos => one(b, "Cos"),
         Unary::Sigmoid => one(b, "Sigmoid"),
         Unary::Relu => one(b, "Relu"),
         Unary::Abs => one(b, "Abs"),

@@ -216,6 +216,8 @@ fn unary_run<T: Real>(u: Unary, a: V1<T>, out: &mut [T]) {
         Unary::Relu => map(a, out, |x| x.max(T::zero())),
         Unary::Abs => map(a, out, |x| x.abs()),
         Unary::Reciprocal => map(a, out, |x| T::one() / x),
+        Unary::Sin => map(a, out, |x| x.sin()),
+        Unary::Cos => map(a, out, |x| x.cos()),
         Unary::Log | Unary::Tanh | Unary::Sigmoid | Unary::Pow(_) => map(a, out, |x| unary(u, x)),
     }
 }
