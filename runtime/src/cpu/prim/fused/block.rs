@@ -218,7 +218,23 @@ fn unary_run<T: Real>(u: Unary, a: V1<T>, out: &mut [T]) {
         Unary::Reciprocal => map(a, out, |x| T::one() / x),
         Unary::Sin => map(a, out, |x| x.sin()),
         Unary::Cos => map(a, out, |x| x.cos()),
-        Unary::Log | Unary::Tanh | Unary::Sigmoid | Unary::Pow(_) => map(a, out, |x| unary(u, x)),
+        Unary::Sigmoid => map(a, out, sigmoid),
+        Unary::Log | Unary::Tanh | Unary::Pow(_) => map(a, out, |x| unary(u, x)),
+    }
+}
+
+/// The logistic function as the reference computes it (e^-|x| so it never overflows), with
+/// both sides computed and one chosen, and the vectorisable `exp_fast`: libm's `expf`, one
+/// value at a time, was a sixth of a DDPM step through its SiLUs.
+#[inline(always)]
+fn sigmoid<T: Real>(x: T) -> T {
+    let e = (-x.abs()).exp_fast();
+    let s = T::one() / (T::one() + e);
+    let neg = e * s;
+    if x >= T::zero() {
+        s
+    } else {
+        neg
     }
 }
 
