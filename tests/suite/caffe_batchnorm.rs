@@ -66,8 +66,6 @@ fn batchnorm_and_scale_become_one_batchnorm() {
 
 #[test]
 fn caffemodel_batchnorm_statistics_give_caffes_logits() {
-    use netc_compiler::schedule::Optimizer;
-    use netc_runtime::session::{Classifier, Executor};
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("tiny_bn.net");
     let (code, said, err) = netc(&[
@@ -91,34 +89,7 @@ fn caffemodel_batchnorm_statistics_give_caffes_logits() {
     assert_eq!(get("ip1.batchnorm.running_var"), [0.5, 0.75, 0.25, 1.0]);
     assert_eq!(get("ip1.batchnorm.weight"), [1.0; 4]);
     assert_eq!(get("ip1.batchnorm.bias"), [0.0; 4]);
-    let like = netc_runtime::cpu::Params::init(net, &mut netc_runtime::rng::Rng::new(0));
-    let (params, _) =
-        netc_runtime::io::run_checkpoint::load_params(&ck, net, &like, 0).expect("loads");
-    let expected = std::fs::read_to_string("tests/caffe/tiny_bn_expected.txt").expect("fixture");
-    let rows: Vec<Vec<f32>> = expected
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            l.split_whitespace()
-                .map(|v| v.parse().expect("a number"))
-                .collect()
-        })
-        .collect();
-    let sgd = Optimizer::Sgd {
-        momentum: 0.0,
-        weight_decay: 0.0,
-    };
-    // The CPU executor in inference mode: the running statistics normalise.
-    let mut c = Classifier::new(net, params, sgd, 1, 1, Executor::Cpu).expect("session");
-    let logits = c.logits(&rows[0]).expect("logits");
-    assert_eq!(logits.len(), 3);
-    for (got, want) in logits.iter().zip(&rows[1]) {
-        assert!(
-            (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
-            "{logits:?} vs {:?}",
-            rows[1]
-        );
-    }
+    super::caffe_train::logits_match_fixture(net, &ck, "tests/caffe/tiny_bn_expected.txt");
 }
 
 #[test]

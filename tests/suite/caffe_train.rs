@@ -282,7 +282,6 @@ fn a_data_layer_needs_its_shape_given() {
 
 #[test]
 fn caffemodel_weights_give_caffes_logits() {
-    use netc_runtime::session::{Classifier, Executor};
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("tiny.net");
     let (code, said, err) = netc(&[
@@ -299,33 +298,7 @@ fn caffemodel_weights_give_caffes_logits() {
     let model = netc_compiler::compile("tiny.net", &text).expect("compiles");
     let net = &model.networks[0];
     let ck = netc_runtime::io::Checkpoint::load(&dir.path().join("tiny.safetensors")).expect("ck");
-    let like = netc_runtime::cpu::Params::init(net, &mut netc_runtime::rng::Rng::new(0));
-    let (params, _) =
-        netc_runtime::io::run_checkpoint::load_params(&ck, net, &like, 0).expect("loads");
-    let expected = std::fs::read_to_string("tests/caffe/tiny_expected.txt").expect("fixture");
-    let rows: Vec<Vec<f32>> = expected
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            l.split_whitespace()
-                .map(|v| v.parse().expect("a number"))
-                .collect()
-        })
-        .collect();
-    let sgd = Optimizer::Sgd {
-        momentum: 0.0,
-        weight_decay: 0.0,
-    };
-    let mut c = Classifier::new(net, params, sgd, 1, 1, Executor::Cpu).expect("session");
-    let logits = c.logits(&rows[0]).expect("logits");
-    assert_eq!(logits.len(), 3);
-    for (got, want) in logits.iter().zip(&rows[1]) {
-        assert!(
-            (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
-            "{logits:?} vs {:?}",
-            rows[1]
-        );
-    }
+    logits_match_fixture(net, &ck, "tests/caffe/tiny_expected.txt");
     // Blobs whose shapes are not the network's: errors naming the layers, nothing written.
     let proto = std::fs::read_to_string("tests/caffe/tiny.prototxt").expect("fixture");
     let bad = proto.replace("num_output: 3", "num_output: 4").replace(
@@ -395,4 +368,42 @@ fn the_imported_lenet_trains_with_its_recipe() {
     let want = 0.01 * (1.0f64 + 29e-4).powf(-0.75);
     assert!((lr - want).abs() < 1e-12, "{lr} vs {want}: {last}");
     assert!(row["test_acc"].as_f64().is_some_and(|a| a > 0.5), "{last}");
+}
+
+/// The checkpoint's logits on the fixture's input (its first line) within 1e-6 of the plain
+/// Python forward pass's (its second), on the CPU executor in inference mode (running
+/// statistics normalise).
+pub(crate) fn logits_match_fixture(
+    net: &netc_compiler::ir::Network,
+    ck: &netc_runtime::io::Checkpoint,
+    expected: &str,
+) {
+    use netc_runtime::session::{Classifier, Executor};
+    let like = netc_runtime::cpu::Params::init(net, &mut netc_runtime::rng::Rng::new(0));
+    let (params, _) =
+        netc_runtime::io::run_checkpoint::load_params(ck, net, &like, 0).expect("loads");
+    let expected = std::fs::read_to_string(expected).expect("fixture");
+    let rows: Vec<Vec<f32>> = expected
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            l.split_whitespace()
+                .map(|v| v.parse().expect("a number"))
+                .collect()
+        })
+        .collect();
+    let sgd = Optimizer::Sgd {
+        momentum: 0.0,
+        weight_decay: 0.0,
+    };
+    let mut c = Classifier::new(net, params, sgd, 1, 1, Executor::Cpu).expect("session");
+    let logits = c.logits(&rows[0]).expect("logits");
+    assert_eq!(logits.len(), 3);
+    for (got, want) in logits.iter().zip(&rows[1]) {
+        assert!(
+            (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
+            "{logits:?} vs {:?}",
+            rows[1]
+        );
+    }
 }
