@@ -157,12 +157,9 @@ fn two_ranks_train_the_weights_of_one_process() {
 #[cfg(feature = "mpi")]
 #[test]
 fn two_ranks_on_the_gpu_train_the_weights_of_one_gpu_process() {
-    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+    let Some(device) = gpu_device() else {
         return;
     };
-    // The adapter's backend picks it (a name may match it on another backend too).
-    let device = gpu.info.backend.to_lowercase();
-    drop(gpu);
     let dir = tempfile::tempdir().expect("tmp");
     let f = model(dir.path());
     let out = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
@@ -482,11 +479,9 @@ fn a_gan_trains_on_two_ranks_as_on_one() {
 #[cfg(feature = "mpi")]
 #[test]
 fn a_gan_on_the_gpu_trains_on_two_ranks_as_on_one() {
-    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+    let Some(device) = gpu_device() else {
         return;
     };
-    let device = gpu.info.backend.to_lowercase();
-    drop(gpu);
     let dir = tempfile::tempdir().expect("tmp");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
     let f = dir.path().join("gan.yaml");
@@ -637,11 +632,9 @@ fn a_diffusion_model_trains_on_two_ranks_as_on_one() {
 #[cfg(feature = "mpi")]
 #[test]
 fn declared_losses_on_the_gpu_train_on_two_ranks_as_on_one() {
-    let Some(gpu) = netc_runtime::gpu::test_gpu() else {
+    let Some(device) = gpu_device() else {
         return;
     };
-    let device = gpu.info.backend.to_lowercase();
-    drop(gpu);
     let dir = tempfile::tempdir().expect("tmp");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample");
     for (file, model) in [("ae.net", NOISY), ("d.net", DIFFUSION)] {
@@ -662,4 +655,13 @@ fn declared_losses_on_the_gpu_train_on_two_ranks_as_on_one() {
         assert_eq!(two.tensors.len(), one.tensors.len(), "{file}");
         within_rounding(&two, &one);
     }
+}
+
+/// The `--device` naming the test adapter's backend (a name may match it on another backend
+/// too), the adapter itself dropped before the ranks open theirs; None without one (which
+/// `test_gpu` turns into a failure under NETC_REQUIRE_GPU=1).
+#[cfg(feature = "mpi")]
+fn gpu_device() -> Option<String> {
+    let gpu = netc_runtime::gpu::test_gpu()?;
+    Some(gpu.info.backend.to_lowercase())
 }

@@ -57,6 +57,17 @@ pub fn bce_logits(rows: u64, scale: f64, path: ReadPath) -> KernelSource {
     )
 }
 
+/// The tail of a 64-thread workgroup sum: each thread's partial `s` into `part`, halved in
+/// place until `part[0]` holds the total (shared by the loss kernels that sum into `acc`).
+const TREE_SUM: &str = "    part[li] = s;
+    workgroupBarrier();
+    for (var w = 32u; w > 0u; w = w >> 1u) {
+        if (li < w) {
+            part[li] = part[li] + part[li + w];
+        }
+        workgroupBarrier();
+    }";
+
 /// A declared loss's running sum (one workgroup of 64): adds the sum of x's `len` values to
 /// acc[0] and `rows` to acc[1], the partial sums meeting in a fixed tree so the result does
 /// not depend on scheduling. The host reads acc only at log intervals.
@@ -75,14 +86,7 @@ fn main(@builtin(local_invocation_index) li: u32) {{
     for (var i = li; i < {len}u; i += 64u) {{
         s += rd_x(i);
     }}
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 32u; w > 0u; w = w >> 1u) {{
-        if (li < w) {{
-            part[li] = part[li] + part[li + w];
-        }}
-        workgroupBarrier();
-    }}
+{TREE_SUM}
     if (li == 0u) {{
         let s0 = rd_acc(0u);
         let r0 = rd_acc(1u);
@@ -121,14 +125,7 @@ fn main(@builtin(local_invocation_index) li: u32) {{
     for (var i = li; i < rows * {per}u; i += 64u) {{
         s += rd_x(i);
     }}
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 32u; w > 0u; w = w >> 1u) {{
-        if (li < w) {{
-            part[li] = part[li] + part[li + w];
-        }}
-        workgroupBarrier();
-    }}
+{TREE_SUM}
     if (li == 0u) {{
         let s0 = rd_acc({slot}u);
         let r0 = rd_acc({slot}u + 1u);
