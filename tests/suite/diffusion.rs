@@ -282,29 +282,28 @@ fn the_diffusion_flags_are_refused_for_a_gan() {
     assert!(se.contains("--steps is for diffusion models"), "{se}");
 }
 
-/// models/ddpm.net with its embedding computed in the model (`input t: 1` bound to `timestep`,
-/// `t -> timestep_embedding(64)`, the standard library's block) instead of read from the
-/// trainer's `timestep_embedding` field: the same parameter count, and 3 steps on the CPU
-/// give the field's train and test losses to 1e-5 (the block computes the embedding in f32,
+/// models/ddpm.net computes its embedding in the model (`input t: 1` bound to `timestep`,
+/// `t -> timestep_embedding(64)`, the standard library's block); written instead with the
+/// trainer's `timestep_embedding` field it has the same parameter count, and 3 steps on the
+/// CPU give the same train and test losses to 1e-5 (the block computes the embedding in f32,
 /// the trainer in f64; they differ by the rounding of arguments up to 999, 2e-4 at worst).
 #[test]
 fn the_ddpm_with_its_embedding_in_the_model_trains_as_with_the_field() {
     let dir = tmp("embedded");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shipped = std::fs::read_to_string(root.join("models/ddpm.net")).expect("models/ddpm.net");
+    let embedded =
+        std::fs::read_to_string(root.join("models/ddpm.net")).expect("models/ddpm.net");
     let swap = |s: &str, from: &str, to: &str| {
         assert!(s.contains(from), "models/ddpm.net no longer has `{from}`");
         s.replace(from, to)
     };
-    let field =
-        "  input temb: 64                       # t's sinusoidal embedding (the trainer's field)\n";
-    let embedded = swap(&shipped, field, "  input t: 1\n");
-    let embedded = swap(
-        &embedded,
-        "  tm = temb -> dense(128)",
+    let field = swap(&embedded, "  input t: 1 ", "  input temb: 64");
+    let field = swap(
+        &field,
         "  tm = t -> timestep_embedding(64) -> dense(128)",
+        "  tm = temb -> dense(128)",
     );
-    let embedded = swap(&embedded, "temb: timestep_embedding", "t: timestep");
+    let field = swap(&field, "t: timestep,", "temb: timestep_embedding,");
     let count = |name: &str, src: &str| {
         let path = dir.path().join(format!("{name}.net"));
         std::fs::write(&path, src).expect("write");
@@ -315,7 +314,7 @@ fn the_ddpm_with_its_embedding_in_the_model_trains_as_with_the_field() {
             .map(str::to_string)
             .expect("a parameter count")
     };
-    assert_eq!(count("field", &shipped), count("embedded", &embedded));
+    assert_eq!(count("field", &field), count("embedded", &embedded));
     let data = sample_data();
     let flags = ["--steps", "3", "--batch", "8", "--data-dir", data.as_str()];
     let losses = |name: &str, src: &str| -> (f64, f64) {
@@ -326,7 +325,7 @@ fn the_ddpm_with_its_embedding_in_the_model_trains_as_with_the_field() {
         let get = |k: &str| last[k].as_f64().unwrap_or_else(|| panic!("{k} in {last}"));
         (get("train_loss"), get("test_loss"))
     };
-    let (a, b) = (losses("field", &shipped), losses("embedded", &embedded));
+    let (a, b) = (losses("field", &field), losses("embedded", &embedded));
     for (what, x, y) in [("train", a.0, b.0), ("test", a.1, b.1)] {
         assert!(
             x.is_finite() && (x - y).abs() < 1e-5 * x.abs(),
