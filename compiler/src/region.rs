@@ -4,7 +4,8 @@
 //! [`crate::prim::fuse`]'s groups), not one pass over memory per primitive.
 //!
 //! A region is a maximal run of consecutive nodes of the topological order that run as
-//! primitives (a primitive, an `add` that broadcasts, a `concat` that repeats a parameter).
+//! primitives (a primitive, an `add` that broadcasts, a `concat` that repeats a parameter, a
+//! relu, sigmoid or tanh of a primitive's value).
 //! A run of the topological order is convex (no path leaves it and comes back), so a region
 //! runs whole once its last node's turn comes, and its backward runs whole when the reverse
 //! walk first meets it. Parameters (`param` nodes) stay outside: a region reads them as
@@ -12,10 +13,11 @@
 //! built once per network ([`Network::regions`]).
 
 use crate::ir::Network;
+use crate::kernels::Act;
 use crate::ops::prim::{lower, shape_of, PrimOp};
 use crate::ops::Op;
 use crate::prim::grad::backward_seeds;
-use crate::prim::{fuse, Graph, NodeId, Prim, PrimError};
+use crate::prim::{fuse, Graph, NodeId, Prim, PrimError, Unary};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -72,14 +74,36 @@ impl Region {
 }
 
 /// The primitive node `n` runs as: a primitive's own (a `param` included), a broadcasting
-/// `add`, a `concat` repeating a parameter; None for a layer.
+/// `add`, a `concat` repeating a parameter, a relu, sigmoid or tanh of such a node's value;
+/// None for a layer.
 pub fn runs_as(net: &Network, n: NodeIndex) -> Option<PrimOp> {
     let ins: Vec<(Vec<u64>, bool)> = net
         .inputs_of(n)
         .into_iter()
         .map(|i| (net.graph[i].shape.clone(), net.graph[i].batched))
         .collect();
-    crate::ops::as_primitive(&net.graph[n].op, &ins)
+    crate::ops::as_primitive(&net.graph[n].op, &ins).or_else(|| absorbed_activation(net, n))
+}
+
+/// A relu, sigmoid or tanh layer whose input is computed by primitives runs as the primitive
+/// of the same name, so it joins their region and fused loop (a groupnorm's normalisation and
+/// the SiLU after it become one pass, not three); after a layer it keeps its layer kernel (and
+/// a dense kernel's fused activation). A network's output stays a layer too: a final sigmoid
+/// or softmax is where the trainers take the logits (`Network::output_and_logit`).
+fn absorbed_activation(net: &Network, n: NodeIndex) -> Option<PrimOp> {
+    if net.outputs.iter().any(|o| o.1 == n) {
+        return None;
+    }
+    let unary = match crate::ops::activation::act(&net.graph[n].op)? {
+        Act::Relu => Unary::Relu,
+        Act::Sigmoid => Unary::Sigmoid,
+        Act::Tanh => Unary::Tanh,
+        Act::Identity | Act::LeakyRelu(_) => return None,
+    };
+    let [x] = net.inputs_of(n)[..] else {
+        return None;
+    };
+    primitive_of(net, x).map(|_| PrimOp::Unary(unary))
 }
 
 /// [`runs_as`], but None for a `param`, which a region reads as a leaf.

@@ -138,3 +138,33 @@ fn regions_are_runs_of_the_topological_order_and_read_only_what_came_before() {
         }
     }
 }
+
+/// A relu, sigmoid or tanh of a primitive's value joins the primitives' region (so a
+/// groupnorm and the SiLU after it run as one fused loop); after a layer, or as the network's
+/// output (where trainers take the logits), it stays a layer. Tiles still agree with the
+/// whole batch in f64, forward and backward.
+#[test]
+fn activations_of_primitives_join_their_region() {
+    let src = "net t {\n input x: 4x3x3\n g = groupnorm(2, 4) -> silu\n d = flatten -> dense(6) -> sigmoid\n e = d -> scale(2) -> tanh -> relu\n o = e -> dense(3) -> scale(0.5) -> sigmoid\n output o\n}";
+    let net = network(src);
+    let regions = net.regions().expect("regions");
+    let region_of = |name: &str| {
+        let n = net.resolve(name).unwrap_or_else(|| panic!("{name}"));
+        regions.of.get(&n).copied()
+    };
+    let silu = region_of("g.silu/s").expect("the SiLU's sigmoid runs in a region");
+    assert_eq!(region_of("g/out"), Some(silu), "with the groupnorm");
+    assert_eq!(
+        region_of("d.sigmoid"),
+        None,
+        "a dense's sigmoid stays a layer"
+    );
+    let tanh = region_of("e.tanh").expect("a tanh of a primitive runs in a region");
+    assert_eq!(region_of("e.relu"), Some(tanh), "and the relu after it");
+    assert_eq!(
+        region_of("o.sigmoid"),
+        None,
+        "the output's sigmoid stays a layer"
+    );
+    tiles_agree_with_the_whole_batch(src, 7);
+}
