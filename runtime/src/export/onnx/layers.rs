@@ -8,6 +8,8 @@
 //! - average pooling divides by k*k, padding included: `count_include_pad = 1`.
 //! - pooling's `ceil=true`: `ceil_mode = 1`; a window overhanging the padding after the input
 //!   divides by its taps inside the input and its padding, as onnxruntime does (and PyTorch).
+//!   A last window netc drops (it would start in the padding after) opset 17's size rule keeps:
+//!   see `pool`.
 //! - dense: `Gemm` with `transB = 1` (the weight is [units, inputs], PyTorch's layout); over the
 //!   last axis of a sequence, `MatMul` by the transposed weight and `Add`.
 //! - conv_transpose: the weight is [C, filters/groups, k, k] as ONNX's; `output_padding` is
