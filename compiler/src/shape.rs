@@ -3,6 +3,8 @@
 //! - VALID (no padding): `ceil((F - k + 1) / s)` (TensorFlow's rule)
 //! - SAME: `ceil(F / s)`, padding split with the extra row/column at the bottom/right
 //! - explicit padding p: `floor((F + 2p - k) / s) + 1`
+//! - pooling's `ceil=true` (Caffe, PyTorch's ceil_mode): `ceil((F + 2p - k) / s) + 1`, less one
+//!   when the last window would start past the input and its leading padding
 
 use std::fmt;
 
@@ -53,6 +55,30 @@ pub fn out_size(f: u64, k: u64, s: u64, pad: Padding) -> Result<u64, String> {
     }
 }
 
+/// Output size along one axis with pooling's ceil rounding (PyTorch's ceil_mode=True; Caffe's
+/// rule when p > 0): `ceil((F + 2p - k) / s) + 1`, less one when the last window would start at
+/// or past `F + p` (it must start inside the input or its leading padding). SAME already rounds
+/// up, so it takes no ceil rounding.
+pub fn out_size_ceil(f: u64, k: u64, s: u64, pad: Padding) -> Result<u64, String> {
+    let p = match pad {
+        Padding::Valid => 0,
+        Padding::Explicit(p) => p,
+        Padding::Same => {
+            return Err(
+                "ceil rounding needs an explicit or valid padding (SAME already rounds up)".into(),
+            )
+        }
+    };
+    let floor = out_size(f, k, s, pad)?;
+    // out_size checked k <= f + 2p and s >= 1, and f + 2p fits.
+    let span = f + 2 * p - k;
+    let mut o = span.div_ceil(s) + 1;
+    if o > floor && (o - 1) * s >= f + p {
+        o -= 1;
+    }
+    Ok(o)
+}
+
 /// The (before, after) padding SAME implies: total `max((out-1)*s + k - F, 0)`, the odd pixel
 /// going after (bottom/right), as TensorFlow does.
 pub fn same_padding(f: u64, k: u64, s: u64) -> (u64, u64) {
@@ -73,6 +99,24 @@ mod tests {
         assert_eq!(out_size(27, 5, 1, Padding::Same), Ok(27));
         assert_eq!(out_size(13, 3, 1, Padding::Explicit(1)), Ok(13));
         assert_eq!(out_size(13, 3, 2, Padding::Valid), Ok(6));
+    }
+
+    #[test]
+    fn ceil_rounding() {
+        // ResNet-50's pool1 (Caffe 56, floor 55) and PyTorch's own examples.
+        assert_eq!(out_size_ceil(112, 3, 2, Padding::Valid), Ok(56));
+        assert_eq!(out_size(112, 3, 2, Padding::Valid), Ok(55));
+        assert_eq!(out_size_ceil(112, 3, 2, Padding::Explicit(1)), Ok(57));
+        assert_eq!(out_size(112, 3, 2, Padding::Explicit(1)), Ok(56));
+        // 5 + 2 - 2 = 5 over stride 2: ceil gives 4, but the 4th window would start at 6 =
+        // F + p, all padding, so it is dropped.
+        assert_eq!(out_size_ceil(5, 2, 2, Padding::Explicit(1)), Ok(3));
+        assert_eq!(out_size_ceil(7, 3, 2, Padding::Valid), Ok(3));
+        assert_eq!(out_size_ceil(8, 3, 2, Padding::Valid), Ok(4));
+        // Stride past the kernel: the window at 6 would start outside a 5-pixel input.
+        assert_eq!(out_size_ceil(5, 1, 3, Padding::Valid), Ok(2));
+        assert!(out_size_ceil(5, 3, 2, Padding::Same).is_err());
+        assert!(out_size_ceil(2, 3, 2, Padding::Valid).is_err());
     }
 
     #[test]

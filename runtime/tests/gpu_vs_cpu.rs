@@ -741,6 +741,19 @@ fn conv_stride_over_kernel_dilation_lrn_avgpool() {
 }
 
 #[test]
+fn pooling_with_ceil_rounding_on_odd_sizes() {
+    // Caffe's rounding: windows overhanging the padding after the input (max over the taps
+    // inside; avg divided by the taps inside the input or its padding), with and without
+    // padding, on odd planes; b and v drop the window ceil would start past the input or in
+    // the padding after it.
+    classifier_step_matches(
+        "net t { input x: 3x12x14\n a = conv(4, k=3) -> relu\n p = maxpool(k=3, s=2, ceil=true) : 4x5x6\n q = avgpool(k=3, s=2, pad=1, ceil=true) : 4x3x4\n b = a -> avgpool(k=2, s=3, ceil=true) : 4x4x4\n m = maxpool(k=3, s=2, pad=1, ceil=true) : 4x3x3\n v = avgpool(k=2, s=2, pad=1, ceil=true) : 4x2x2\n fq = q -> flatten\n fv = v -> flatten\n c = concat(fq, fv)\n o = dense(4) }",
+        5,
+        ADAM,
+    );
+}
+
+#[test]
 fn concat_and_maxpool_ties() {
     // ReLU zeros make ties in the SAME max pooling (the first maximum wins on both executors);
     // `a` feeds the concat twice, so its gradient is written and then accumulated; groups 4.

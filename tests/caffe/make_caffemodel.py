@@ -154,3 +154,79 @@ with open("tiny_bn_expected.txt", "w") as f:
     f.write(" ".join(repr(v) for v in x) + "\n")
     f.write(" ".join(repr(v) for v in logits) + "\n")
 assert all(math.isfinite(v) for v in logits)
+
+
+def caffe_pool(x, c, h, w, k, s, pad, kind):
+    """Caffe's PoolingLayer::Forward_cpu: the output size rounded up (less one when the last
+    window would start past the input and its padding), each window clipped to the input; AVE
+    divides by the window's taps inside the input and its padding (hend = min(hstart + k,
+    h + pad) before clipping)."""
+    def size(f):
+        o = -(-(f + 2 * pad - k) // s) + 1
+        if pad and (o - 1) * s >= f + pad:
+            o -= 1
+        return o
+    oh, ow = size(h), size(w)
+    out = []
+    for ch in range(c):
+        for ph in range(oh):
+            for pw in range(ow):
+                hs, ws = ph * s - pad, pw * s - pad
+                he, we = min(hs + k, h + pad), min(ws + k, w + pad)
+                n = (he - hs) * (we - ws)
+                hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
+                taps = [x[(ch * h + i) * w + j] for i in range(hs, he) for j in range(ws, we)]
+                out.append(max(taps) if kind == "MAX" else sum(taps) / n)
+    return out, oh, ow
+
+
+def stem_values(n, seed):
+    # k/64 - 0.5 without the period of `values` along a 224-wide row (the Rust test computes
+    # the same input: ((i * i * 7 + i * 3 + seed * 11) % 61) / 64 - 0.5).
+    return [((i * i * 7 + i * 3 + seed * 11) % 61) / 64.0 - 0.5 for i in range(n)]
+
+
+# stem: 3x224x224 -> conv1 (2, 7x7 s2 pad 3) 2x112x112 -> relu -> pool1 MAX 3/2 2x56x56 ->
+# pool2 AVE 3/2 2x28x28 -> ip1 (3). Products of k/64 values summed in float64: exact, as f32.
+C, H, W = 3, 224, 224
+x = stem_values(C * H * W, 8)
+conv_w = values(2 * C * 7 * 7, 9)
+conv_b = [0.125, -0.0625]
+conv = []
+for o in range(2):
+    wo = conv_w[o * C * 49:(o + 1) * C * 49]
+    for i in range(112):
+        for j in range(112):
+            acc = conv_b[o]
+            for c in range(C):
+                for di in range(7):
+                    r = 2 * i + di - 3
+                    if r < 0 or r >= H:
+                        continue
+                    row = (c * H + r) * W
+                    base = (c * 7 + di) * 7
+                    for dj in range(7):
+                        q = 2 * j + dj - 3
+                        if 0 <= q < W:
+                            acc += wo[base + dj] * x[row + q]
+            conv.append(max(acc, 0.0))
+p1, h1, w1 = caffe_pool(conv, 2, 112, 112, 3, 2, 0, "MAX")
+p2, h2, w2 = caffe_pool(p1, 2, h1, w1, 3, 2, 0, "AVE")
+assert (h1, w1, h2, w2) == (56, 56, 28, 28)
+ip_w = values(3 * len(p2), 10)
+ip_b = [0.25, 0.0, -0.25]
+logits = [ip_b[k] + sum(ip_w[k * len(p2) + n] * p2[n] for n in range(len(p2))) for k in range(3)]
+net = ld(1, b"stem")
+net += layer("data", "Input", [])
+net += layer("conv1", "Convolution", [blob([2, C, 7, 7], conv_w), blob([2], conv_b)])
+net += layer("conv1_relu", "ReLU", [])
+net += layer("pool1", "Pooling", [])
+net += layer("pool2", "Pooling", [])
+net += layer("ip1", "InnerProduct", [blob([3, len(p2)], ip_w), blob([3], ip_b)])
+with open("stem.caffemodel", "wb") as f:
+    f.write(net)
+with open("stem_expected.txt", "w") as f:
+    f.write("# the logits Caffe computes for the input ((i * i * 7 + i * 3 + 88) % 61) / 64 - 0.5,\n")
+    f.write("# i = 0 .. 3x224x224 in C x H x W order, by make_caffemodel.py\n")
+    f.write(" ".join(repr(v) for v in logits) + "\n")
+assert all(math.isfinite(v) for v in logits)

@@ -1,6 +1,7 @@
 //! `netc import` of Caffe's deploy prototxts (tests/caffe/): the published parameter counts
-//! (AlexNet 60,965,224; LeNet 431,080), Caffe's LRN and xavier conventions converted, and every
-//! problem of a prototxt netc cannot express reported at once with its line.
+//! (AlexNet 60,965,224; LeNet 431,080), Caffe's LRN and xavier conventions converted, Caffe's
+//! pooling rounding as `ceil=true` (a ResNet-50 stem against Caffe's logits), and every problem
+//! of a prototxt netc cannot express reported at once with its line.
 
 use crate::run::netc;
 use std::path::Path;
@@ -55,10 +56,11 @@ fn what_netc_cannot_express_is_reported_at_once_with_lines() {
     let dir = tempfile::tempdir().expect("tmp");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/caffe/lenet.prototxt");
     let text = std::fs::read_to_string(src).expect("fixture");
-    // Pooling 24 -> 3x3 stride 2 rounds up in Caffe (12), down in netc (11); a layer type
-    // without an op; a blob nobody wrote.
+    // Pooling 24 -> 1x1 stride 3 without padding: Caffe keeps a 9th window starting at 24,
+    // past the input, which neither of netc's roundings gives (8); a layer type without an op;
+    // a blob nobody wrote.
     let bad = text
-        .replacen("kernel_size: 2\n    stride: 2", "kernel_size: 3\n    stride: 2", 1)
+        .replacen("kernel_size: 2\n    stride: 2", "kernel_size: 1\n    stride: 3", 1)
         .replacen("type: \"Softmax\"", "type: \"Power\"", 1)
         + "layer {\n  name: \"lost\"\n  type: \"ReLU\"\n  bottom: \"nowhere\"\n  top: \"lost\"\n}\n";
     let file = dir.path().join("bad.prototxt");
@@ -74,7 +76,9 @@ fn what_netc_cannot_express_is_reported_at_once_with_lines() {
     let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).map(|i| i + 1);
     let pool = line_of("name: \"pool1\"").expect("pool1") - 1;
     assert!(
-        err.contains(&format!("bad.prototxt:{pool}: layer `pool1`: Caffe rounds")),
+        err.contains(&format!(
+            "bad.prototxt:{pool}: layer `pool1`: Caffe sizes this pooling's output 9x9, which neither of netc's roundings gives"
+        )),
         "{err}"
     );
     assert!(err.contains("layer `prob` (Power): no netc op"), "{err}");
@@ -83,4 +87,44 @@ fn what_netc_cannot_express_is_reported_at_once_with_lines() {
         "{err}"
     );
     assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn a_resnet50_stem_imports_with_caffes_ceil_rounding() {
+    // conv1 7x7/2 pad 3: 224 -> 112; pool1 MAX 3/2: Caffe 56 (netc's floor 55); pool2 AVE 3/2:
+    // Caffe 28 (floor 27), its last windows dividing by the 6 taps inside the input.
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("stem.net");
+    let out_s = out.to_str().expect("utf-8");
+    let (code, _, err) = netc(&[
+        "import",
+        "tests/caffe/stem.prototxt",
+        "--weights",
+        "tests/caffe/stem.caffemodel",
+        "-o",
+        out_s,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&out).expect("written");
+    assert!(text.contains("maxpool(k=3, s=2, ceil=true)"), "{text}");
+    assert!(text.contains("avgpool(k=3, s=2, ceil=true)"), "{text}");
+    let (code, said, err) = netc(&["check", out_s]);
+    assert_eq!(code, 0, "{err}");
+    let row = |name: &str| {
+        said.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {said}"))
+            .to_string()
+    };
+    assert!(row("conv1").contains("2x112x112"), "{said}");
+    assert!(row("pool1").contains("2x56x56"), "{said}");
+    assert!(row("pool2").contains("2x28x28"), "{said}");
+    let model = netc_compiler::compile("stem.net", &text).expect("compiles");
+    let ck = netc_runtime::io::Checkpoint::load(&out.with_extension("safetensors")).expect("ck");
+    // The input make_caffemodel.py fed Caffe's forward pass.
+    let x: Vec<f32> = (0..3 * 224 * 224u64)
+        .map(|i| ((i * i * 7 + i * 3 + 88) % 61) as f32 / 64.0 - 0.5)
+        .collect();
+    let want = &super::caffe_train::fixture_rows("tests/caffe/stem_expected.txt")[0];
+    super::caffe_train::logits_match(&model.networks[0], &ck, &x, want);
 }

@@ -378,12 +378,14 @@ pub(crate) fn logits_match_fixture(
     ck: &netc_runtime::io::Checkpoint,
     expected: &str,
 ) {
-    use netc_runtime::session::{Classifier, Executor};
-    let like = netc_runtime::cpu::Params::init(net, &mut netc_runtime::rng::Rng::new(0));
-    let (params, _) =
-        netc_runtime::io::run_checkpoint::load_params(ck, net, &like, 0).expect("loads");
-    let expected = std::fs::read_to_string(expected).expect("fixture");
-    let rows: Vec<Vec<f32>> = expected
+    let rows = fixture_rows(expected);
+    logits_match(net, ck, &rows[0], &rows[1]);
+}
+
+/// The lines of a fixture that are not comments, as numbers.
+pub(crate) fn fixture_rows(path: &str) -> Vec<Vec<f32>> {
+    let expected = std::fs::read_to_string(path).expect("fixture");
+    expected
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
@@ -391,19 +393,32 @@ pub(crate) fn logits_match_fixture(
                 .map(|v| v.parse().expect("a number"))
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The checkpoint's three logits on `x` within 1e-6 (relative to 1 + |want|) of `want`.
+pub(crate) fn logits_match(
+    net: &netc_compiler::ir::Network,
+    ck: &netc_runtime::io::Checkpoint,
+    x: &[f32],
+    want: &[f32],
+) {
+    use netc_runtime::session::{Classifier, Executor};
+    let like = netc_runtime::cpu::Params::init(net, &mut netc_runtime::rng::Rng::new(0));
+    let (params, _) =
+        netc_runtime::io::run_checkpoint::load_params(ck, net, &like, 0).expect("loads");
     let sgd = Optimizer::Sgd {
         momentum: 0.0,
         weight_decay: 0.0,
     };
     let mut c = Classifier::new(net, params, sgd, 1, 1, Executor::Cpu).expect("session");
-    let logits = c.logits(&rows[0]).expect("logits");
+    let logits = c.logits(x).expect("logits");
     assert_eq!(logits.len(), 3);
-    for (got, want) in logits.iter().zip(&rows[1]) {
+    assert_eq!(want.len(), 3);
+    for (got, want) in logits.iter().zip(want) {
         assert!(
             (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
-            "{logits:?} vs {:?}",
-            rows[1]
+            "{logits:?} vs {want:?}"
         );
     }
 }

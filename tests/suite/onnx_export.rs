@@ -13,6 +13,7 @@ use crate::run::netc;
 use ndarray::Array2;
 use netc_compiler::ir::{Model, Network};
 use netc_runtime::cpu::{self, Params};
+use netc_runtime::export::onnx::Batch;
 use netc_runtime::io::{read_npy_f32, run_checkpoint::checkpoint_names, write_npy_f32, Checkpoint};
 use netc_runtime::rng::Rng;
 use std::path::{Path, PathBuf};
@@ -305,6 +306,23 @@ fn unsupported_layers_are_listed_at_once() {
 }
 
 #[test]
+fn an_average_pooling_ceil_would_write_wrong_is_refused() {
+    // 3x3 with k=2, s=2, pad=1: ceil's third window starts at 4 = F + p and is dropped;
+    // opset 17 keeps it, and extended pads would count in the divisor.
+    let src = "net t { input x: 2x3x3\n a = avgpool(k=2, s=2, pad=1, ceil=true)\n b = x -> avgpool(k=3, s=2, pad=1, ceil=true)\n c = concat(a, b) }";
+    let m = netc_compiler::compile("t.net", src).unwrap_or_else(|d| panic!("{}", d.render()));
+    let net = &m.networks[0];
+    let e = netc_runtime::export::onnx::export(net, &random_params(net, 1), Batch::Dynamic)
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("has 1 layer(s)"), "{e}");
+    assert!(
+        e.contains("`a` (avgpool: ceil rounding drops a last window"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_trained_lenet_matches_onnxruntime() {
     let w = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lenet.safetensors");
     check(&[case("models/lenet.net", "lenet", 4)], Some(&w));
@@ -333,6 +351,7 @@ fn mapping_traps_match_onnxruntime() {
     let cases = vec![
         trap(d, "lrn", LRN),
         trap(d, "padding", PADDING),
+        trap(d, "ceil", CEIL),
         trap(d, "transposed", TRANSPOSED),
         trap(d, "layers", LAYERS),
         trap(d, "sincos", SINCOS),
@@ -365,6 +384,23 @@ const PADDING: &str = "net padding {
   output c
   output g
   output f
+}
+";
+
+/// Pooling with Caffe's rounding (`ceil_mode = 1`): windows overhanging the padding after the
+/// input (average pooling divides by the taps inside the input or its padding), without
+/// padding; and windows ceil rounding would start past the input (c, columns) or in the padding
+/// after it (e), which netc drops and opset 17's ceil_mode keeps, written as extended pads.
+const CEIL: &str = "net ceil {
+  input x: 3x10x12
+  a = maxpool(k=3, s=2, ceil=true)                  : 3x5x6
+  b = avgpool(k=3, s=2, pad=1, ceil=true)           : 3x3x4
+  c = x -> avgpool(k=2, s=3, ceil=true)             : 3x4x4
+  d = maxpool(k=3, s=2, pad=1, ceil=true)           : 3x3x3
+  e = maxpool(k=2, s=2, pad=1, ceil=true)           : 3x2x2
+  output b
+  output c
+  output e
 }
 ";
 

@@ -67,11 +67,15 @@ pub enum Op {
         k: u64,
         stride: u64,
         pad: Padding,
+        /// Round the output size up (Caffe, PyTorch's ceil_mode=True).
+        ceil: bool,
     },
     AvgPool {
         k: u64,
         stride: u64,
         pad: Padding,
+        /// Round the output size up (Caffe, PyTorch's ceil_mode=True).
+        ceil: bool,
     },
     Relu,
     Sigmoid,
@@ -145,9 +149,18 @@ impl Op {
                 bias,
             } => conv::describe(*filters, *k, *stride, *pad, *groups, *dilation, *bias),
             Op::ConvTranspose { .. } => conv_transpose::describe(self),
-            Op::MaxPool { k, stride, pad } | Op::AvgPool { k, stride, pad } => {
-                pool::describe(self.name(), *k, *stride, *pad)
+            Op::MaxPool {
+                k,
+                stride,
+                pad,
+                ceil,
             }
+            | Op::AvgPool {
+                k,
+                stride,
+                pad,
+                ceil,
+            } => pool::describe(self.name(), *k, *stride, *pad, *ceil),
             Op::LeakyRelu { alpha } => activation::describe_leaky(*alpha),
             Op::Lrn {
                 size,

@@ -1,7 +1,10 @@
 //! maxpool and avgpool: a k x k window per channel. Max pooling takes the first maximum of
 //! each window (ties go to the earliest tap, row-major, as Caffe and PyTorch do) and pads
 //! with -inf; average pooling divides by k*k whatever the padding (PyTorch's default,
-//! count_include_pad=True).
+//! count_include_pad=True). `ceil=true` rounds the output size up as Caffe and PyTorch's
+//! ceil_mode=True do; the last windows may then overhang the padding after the input: max
+//! pooling takes the taps inside the input, average pooling divides by the taps inside the
+//! input or its declared padding (PyTorch and Caffe leave the overhang out of the divisor).
 
 use super::registry::OpDef;
 use super::window::Window2d;
@@ -13,6 +16,7 @@ const ARGS: &[ArgDef] = &[
     ("k", &["kernel", "size"], Ty::Int, true, true),
     ("s", &["stride"], Ty::Int, false, false),
     ("pad", &["padding", "p"], Ty::Pad, false, false),
+    ("ceil", &["ceil_mode"], Ty::Bool, false, false),
 ];
 pub(super) const MAXPOOL: OpDef = OpDef {
     name: "maxpool",
@@ -39,35 +43,59 @@ fn from_args(p: &Parsed, errors: &mut Vec<Diagnostic>, max: bool) -> Op {
     let stride = p.int("s", k);
     p.positive("k", k, errors);
     p.positive("s", stride, errors);
+    let (pad, ceil) = (p.pad(), p.boolean("ceil", false));
+    if ceil && pad == Padding::Same {
+        let sp = p.get("ceil").map_or(p.span, |v| v.span);
+        errors.push(
+            Diagnostic::error("`ceil=true` cannot go with `pad=same`".to_string())
+                .at(sp, "ceil rounding here")
+                .help("SAME padding already rounds the output size up; give an explicit `pad=` for Caffe's rounding"),
+        );
+    }
     if max {
         Op::MaxPool {
             k,
             stride,
-            pad: p.pad(),
+            pad,
+            ceil,
         }
     } else {
         Op::AvgPool {
             k,
             stride,
-            pad: p.pad(),
+            pad,
+            ceil,
         }
     }
 }
 
-pub(super) fn describe(name: &str, k: u64, stride: u64, pad: Padding) -> String {
-    format!("{name}[k={k}, s={stride}, pad={pad}]")
+pub(super) fn describe(name: &str, k: u64, stride: u64, pad: Padding, ceil: bool) -> String {
+    let ceil = if ceil { ", ceil" } else { "" };
+    format!("{name}[k={k}, s={stride}, pad={pad}{ceil}]")
 }
 
 /// Channels and window of a pooling node (`op` must be maxpool or avgpool) on a CxHxW input.
 pub fn geometry(op: &Op, input: &[u64]) -> Result<(u64, Window2d), ShapeError> {
-    let (Op::MaxPool { k, stride, pad } | Op::AvgPool { k, stride, pad }) = *op else {
+    let (Op::MaxPool {
+        k,
+        stride,
+        pad,
+        ceil,
+    }
+    | Op::AvgPool {
+        k,
+        stride,
+        pad,
+        ceil,
+    }) = *op
+    else {
         return Err(ShapeError {
             message: format!("`{}` is not a pooling op", op.name()),
             help: None,
         });
     };
     let (c, h, w) = need_image(op.name(), input)?;
-    Ok((c, Window2d::new(h, w, k, stride, 1, pad)?))
+    Ok((c, Window2d::pooling(h, w, k, stride, pad, ceil)?))
 }
 
 pub(super) fn infer(op: &Op, x: &[u64]) -> Result<Vec<u64>, ShapeError> {
@@ -108,10 +136,25 @@ fn pads(win: &Window2d) -> Vec<(&'static str, i64)> {
 }
 
 fn tag(c: u64, win: &Window2d, batch: u64) -> String {
+    let ceil = if win.overhangs() { " ceil" } else { "" };
     format!(
-        "{batch}x{c}x{}x{} k{} s{} p{},{}",
+        "{batch}x{c}x{}x{} k{} s{} p{},{}{ceil}",
         win.h, win.w, win.k, win.stride, win.pad_top, win.pad_left
     )
+}
+
+/// Average pooling's 1 / divisor for the window at (oy, ox), as WGSL: the constant 1/(K*K)
+/// unless ceil rounding lets windows overhang the padding after the input, whose taps the
+/// divisor leaves out (see `Window2d::rows_counted`).
+fn avg_scale(win: &Window2d) -> String {
+    if !win.overhangs() {
+        return f32_lit(1.0 / (win.k * win.k) as f64);
+    }
+    let (eh, ew) = (
+        win.pad_top + win.h + win.pad_bottom,
+        win.pad_left + win.w + win.pad_right,
+    );
+    format!("(1.0 / f32((min(oy * S + K, {eh}u) - oy * S) * (min(ox * S + K, {ew}u) - ox * S)))")
 }
 
 /// Max: bindings [x, y, winners]; avg: [x, y].
@@ -127,7 +170,7 @@ pub fn forward_kernel(
         reads = reads.output(2, "winner", false);
         "y[i] = select(0.0, best, arg >= 0);\n    winner[i] = f32(arg);".to_string()
     } else {
-        format!("y[i] = sum * {};", f32_lit(1.0 / (win.k * win.k) as f64))
+        format!("y[i] = sum * {};", avg_scale(win))
     };
     per_element(
         format!(
@@ -164,10 +207,7 @@ pub fn backward_kernel(
     } else {
         (
             Reads::new(path).input(0, "dy").output(1, "dx", acc),
-            format!(
-                "acc += rd_dy(o) * {};",
-                f32_lit(1.0 / (win.k * win.k) as f64)
-            ),
+            format!("acc += rd_dy(o) * {};", avg_scale(win)),
         )
     };
     per_element(
@@ -240,10 +280,16 @@ mod tests {
 
     #[test]
     fn every_kernel_validates_on_every_read_path() {
-        let win = Window2d::new(7, 8, 3, 2, 1, Padding::Explicit(1))
+        let floor = Window2d::new(7, 8, 3, 2, 1, Padding::Explicit(1))
             .ok()
             .expect("fits");
-        for path in [ReadPath::Storage, ReadPath::Texture, ReadPath::Image] {
+        let ceil = Window2d::pooling(7, 8, 3, 2, Padding::Explicit(1), true)
+            .ok()
+            .expect("fits");
+        let cases = [ReadPath::Storage, ReadPath::Texture, ReadPath::Image]
+            .into_iter()
+            .flat_map(|p| [(p, floor), (p, ceil)]);
+        for (path, win) in cases {
             for max in [true, false] {
                 for k in [
                     forward_kernel(max, 3, &win, 2, path),

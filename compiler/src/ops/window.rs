@@ -4,7 +4,7 @@
 //! so they cannot disagree about where a window starts.
 
 use super::ShapeError;
-use crate::shape::{out_size, same_padding, Padding};
+use crate::shape::{out_size, out_size_ceil, same_padding, Padding};
 
 /// One spatial window over an HxW input (batch and channels excluded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,10 @@ pub struct Window2d {
     /// size (SAME puts the odd pixel there, as TensorFlow does).
     pub pad_top: u64,
     pub pad_left: u64,
+    /// The declared padding after the last row / column. Windows end inside it, except the
+    /// last ones of a pooling with ceil rounding, which may overhang it.
+    pub pad_bottom: u64,
+    pub pad_right: u64,
     pub oh: u64,
     pub ow: u64,
 }
@@ -46,12 +50,12 @@ impl Window2d {
             })
         };
         let (oh, ow) = (size(h)?, size(w)?);
-        let (pad_top, pad_left) = match pad {
-            Padding::Valid => (0, 0),
-            Padding::Explicit(p) => (p, p),
+        let ((pad_top, pad_bottom), (pad_left, pad_right)) = match pad {
+            Padding::Valid => ((0, 0), (0, 0)),
+            Padding::Explicit(p) => ((p, p), (p, p)),
             Padding::Same => (
-                same_padding(h, k_eff, stride).0,
-                same_padding(w, k_eff, stride).0,
+                same_padding(h, k_eff, stride),
+                same_padding(w, k_eff, stride),
             ),
         };
         Ok(Window2d {
@@ -62,9 +66,54 @@ impl Window2d {
             stride,
             pad_top,
             pad_left,
+            pad_bottom,
+            pad_right,
             oh,
             ow,
         })
+    }
+
+    /// A pooling window (no dilation); `ceil` rounds the output size up (see
+    /// `shape::out_size_ceil`), so the last windows may overhang the padding after.
+    pub fn pooling(
+        h: u64,
+        w: u64,
+        k: u64,
+        stride: u64,
+        pad: Padding,
+        ceil: bool,
+    ) -> Result<Window2d, ShapeError> {
+        let mut win = Window2d::new(h, w, k, stride, 1, pad)?;
+        if ceil {
+            let size = |f: u64| {
+                out_size_ceil(f, k, stride, pad).map_err(|m| ShapeError {
+                    message: m,
+                    help: Some("drop `ceil=true`, or give an explicit `pad=`".into()),
+                })
+            };
+            (win.oh, win.ow) = (size(h)?, size(w)?);
+        }
+        Ok(win)
+    }
+
+    /// Whether some window reaches past the padding after the input (only with ceil rounding).
+    pub fn overhangs(&self) -> bool {
+        let last = |o: u64| o.saturating_sub(1) * self.stride + self.k;
+        last(self.oh) > self.pad_top + self.h + self.pad_bottom
+            || last(self.ow) > self.pad_left + self.w + self.pad_right
+    }
+
+    /// The taps of window `o` along the rows / columns that lie inside the input or its
+    /// declared padding: the divisor of average pooling (PyTorch's count_include_pad=True and
+    /// Caffe count the padding but not the overhang of ceil rounding). `k` when nothing overhangs.
+    pub fn rows_counted(&self, o: u64) -> u64 {
+        let start = o * self.stride;
+        (start + self.k).min(self.pad_top + self.h + self.pad_bottom) - start
+    }
+
+    pub fn cols_counted(&self, o: u64) -> u64 {
+        let start = o * self.stride;
+        (start + self.k).min(self.pad_left + self.w + self.pad_right) - start
     }
 
     /// Input row (or column) of output position `o` and tap `t`, if inside the input.
@@ -103,6 +152,29 @@ mod tests {
         assert_eq!(w.row(0, 1), Some(0));
         assert_eq!(w.row(5, 3), None); // the second padding row after the input
         assert_eq!(w.row(5, 1), Some(5));
+    }
+
+    #[test]
+    fn ceil_windows_overhang_and_count_only_the_padded_input() {
+        // k=3, s=2, pad=1. 7 rows: (7+2-3)/2 = 3 exactly, so both roundings give 4 and no
+        // row window overhangs; 8 columns: ceil(7/2)+1 = 5 against 4.
+        let even = Window2d::pooling(7, 8, 3, 2, Padding::Explicit(1), true)
+            .ok()
+            .expect("fits");
+        assert_eq!((even.oh, even.ow), (4, 5));
+        assert!(even.overhangs());
+        assert_eq!(even.rows_counted(3), 3);
+        // The last column window starts at 8 in padded coordinates: 8 + 1 + 1 = 10 ends the
+        // padded input, so it counts 2 of its 3 taps.
+        assert_eq!(even.cols_counted(4), 2);
+        assert_eq!(even.col(4, 0), Some(7));
+        assert_eq!(even.col(4, 1), None);
+        let floor = Window2d::pooling(7, 8, 3, 2, Padding::Explicit(1), false)
+            .ok()
+            .expect("fits");
+        assert_eq!((floor.oh, floor.ow), (4, 4));
+        assert!(!floor.overhangs());
+        assert!(Window2d::pooling(7, 8, 3, 2, Padding::Same, true).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod fuzz_campaign;
 mod never_panics;
+mod pool_ceil;
 mod prim_errors;
 mod registry;
 mod schedule_snapshots;

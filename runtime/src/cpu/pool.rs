@@ -1,7 +1,9 @@
 //! maxpool and avgpool per channel. Max pooling skips padding (PyTorch's -inf padding) and
 //! keeps the first maximum of a window (row-major taps, strict comparison), as Caffe and
 //! PyTorch do; its backward finds that winner again from the saved input. Average pooling
-//! divides by k*k, padding included (PyTorch's count_include_pad=True).
+//! divides by k*k, padding included (PyTorch's count_include_pad=True); with ceil rounding,
+//! a window that overhangs the padding after the input divides by its taps inside the input
+//! and its padding only (PyTorch's ceil_mode=True, Caffe).
 
 use super::Real;
 use ndarray::Array2;
@@ -18,11 +20,14 @@ fn clip(win: &Window2d, o: u64, pad: u64, len: u64) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// Every window's rows and columns inside the input, computed once per call rather than per
-/// output (they repeat across channels and samples).
+/// Every window's rows and columns inside the input, and the taps average pooling counts
+/// along each axis, computed once per call rather than per output (they repeat across
+/// channels and samples).
 struct Spans {
     rows: Vec<(usize, usize)>,
     cols: Vec<(usize, usize)>,
+    row_taps: Vec<u64>,
+    col_taps: Vec<u64>,
 }
 
 impl Spans {
@@ -34,7 +39,15 @@ impl Spans {
             cols: (0..win.ow)
                 .map(|o| clip(win, o, win.pad_left, win.w))
                 .collect(),
+            row_taps: (0..win.oh).map(|o| win.rows_counted(o)).collect(),
+            col_taps: (0..win.ow).map(|o| win.cols_counted(o)).collect(),
         }
+    }
+
+    /// Average pooling's 1 / divisor of window (oy, ox): 1/(k*k) unless it overhangs.
+    #[inline]
+    fn scale<T: Real>(&self, oy: usize, ox: usize) -> T {
+        T::of(1.0 / (self.row_taps[oy] * self.col_taps[ox]) as f64)
     }
 }
 
@@ -78,7 +91,6 @@ pub(super) fn forward<T: Real>(max: bool, c: u64, win: &Window2d, x: &Array2<T>)
     let x = x.as_standard_layout();
     let (plane, out) = ((win.h * win.w) as usize, win.pixels() as usize);
     let (w, ow) = (win.w as usize, win.ow as usize);
-    let inv = T::of(1.0 / (win.k * win.k) as f64);
     let sp = Spans::of(win);
     let mut y = Array2::<T>::zeros((x.nrows(), c as usize * out));
     let (xs, ys) = (
@@ -95,7 +107,7 @@ pub(super) fn forward<T: Real>(max: bool, c: u64, win: &Window2d, x: &Array2<T>)
                     yp[oy * ow + ox] = if max {
                         winner(p, w, rs, cs).map_or(T::zero(), |i| p[i])
                     } else {
-                        window_sum(p, w, rs, cs) * inv
+                        window_sum(p, w, rs, cs) * sp.scale::<T>(oy, ox)
                     };
                 }
             }
@@ -117,7 +129,6 @@ pub(super) fn backward<T: Real>(
     let dy = dy.as_standard_layout();
     let (plane, out) = ((win.h * win.w) as usize, win.pixels() as usize);
     let (w, ow) = (win.w as usize, win.ow as usize);
-    let inv = T::of(1.0 / (win.k * win.k) as f64);
     let sp = Spans::of(win);
     let mut dx = Array2::<T>::zeros(x.raw_dim());
     let xs = x.as_slice().expect("contiguous");
@@ -142,6 +153,7 @@ pub(super) fn backward<T: Real>(
                             g[i] = g[i] + d;
                         }
                     } else {
+                        let inv = sp.scale::<T>(oy, ox);
                         for r in rs.0..rs.1 {
                             for v in &mut g[r * w + cs.0..r * w + cs.1] {
                                 *v = *v + d * inv;

@@ -83,6 +83,19 @@ fn pooling_with_padding_and_overlap() {
 }
 
 #[test]
+fn pooling_with_ceil_rounding_on_odd_sizes() {
+    // After the conv 4x8x7. maxpool k3 s2 pad1 ceil: 5x4 (floor 4x4), the last row window
+    // overhangs the padding; avgpool k3 s2 pad1 ceil on 5x4: 3x3 (floor 3x2), the last column
+    // window divides by 2x3 taps; avgpool k2 s2 ceil without padding on 3x3: 2x2 (floor 1x1),
+    // the overhang counts only the input.
+    passes("net t { input x: 3x10x9\n a = conv(4, k=3) -> relu\n p = maxpool(k=3, s=2, pad=1, ceil=true)\n q = avgpool(k=3, s=2, pad=1, ceil=true)\n r = avgpool(k=2, s=2, ceil=true)\n o = flatten -> dense(4) }");
+    // 2x9x7: maxpool k2 s2 ceil gives 5x4 (floor 4x3); with pad=1 on 5x4, ceil's 4th row
+    // window would start in the padding after, so it is dropped (3x3); avgpool k2 s2 pad1 ceil
+    // on 3x3 drops one too (2x2).
+    passes("net t { input x: 2x9x7\n a = conv(3, k=1) -> tanh\n m = maxpool(k=2, s=2, ceil=true)\n n = maxpool(k=2, s=2, pad=1, ceil=true)\n v = avgpool(k=2, s=2, pad=1, ceil=true)\n o = flatten -> dense(3) }");
+}
+
+#[test]
 fn lrn_at_the_channel_edges_and_concat() {
     passes("net t { input x: 3x5x5\n a = conv(7, k=3) -> lrn(size=5, alpha=0.1, beta=0.75, k=2)\n b = x -> conv(4, k=3) -> lrn(size=4, alpha=0.5, beta=0.75, k=1)\n c = concat(a, b)\n d = conv(6, k=3) -> relu\n e = concat(d, d, axis=1)\n o = flatten -> dense(4) }");
 }

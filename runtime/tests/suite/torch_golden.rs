@@ -1,5 +1,5 @@
 //! The CPU reference against an independent oracle: PyTorch's float64 outputs and gradients for
-//! conv (groups, SAME, dilation, stride > kernel), maxpool (padding, SAME, ties), avgpool, lrn,
+//! conv (groups, SAME, dilation, stride > kernel), maxpool (padding, SAME, ties), avgpool, both with ceil rounding, lrn,
 //! conv_transpose (stride 2 and 3, output_padding, groups, dilation, SAME) and batchnorm (the
 //! running statistics after three training passes, and evaluation with them) on small fixed
 //! inputs, made by fixtures/make_torch_golden.py (which documents how netc's conventions map

@@ -6,6 +6,10 @@
 //!   LRN is written out (square, a window sum as a 3-D convolution over the channels, pow, div).
 //! - SAME padding: explicit `pads` with the odd pixel after (bottom/right), as netc pads.
 //! - average pooling divides by k*k, padding included: `count_include_pad = 1`.
+//! - pooling's `ceil=true`: `ceil_mode = 1`; a window overhanging the padding after the input
+//!   divides by its taps inside the input and its padding, as onnxruntime does (and PyTorch).
+//!   A last window netc drops (it would start in the padding after) opset 17's size rule keeps:
+//!   see `pool`.
 //! - dense: `Gemm` with `transB = 1` (the weight is [units, inputs], PyTorch's layout); over the
 //!   last axis of a sequence, `MatMul` by the transposed weight and `Add`.
 //! - conv_transpose: the weight is [C, filters/groups, k, k] as ONNX's; `output_padding` is
@@ -19,6 +23,7 @@ use super::proto::{Attr, Dim};
 use super::{Cx, ExportError};
 use netc_compiler::ops::conv::ConvGeometry;
 use netc_compiler::ops::conv_transpose::TransposeGeometry;
+use netc_compiler::ops::window::Window2d;
 use netc_compiler::ops::{pool, Op};
 use netc_compiler::shape::{same_padding, Padding};
 use petgraph::graph::NodeIndex;
@@ -68,26 +73,7 @@ pub(super) fn lower(cx: &mut Cx, n: NodeIndex, op: &Op) -> R {
         Op::Dense { bias, .. } => dense(cx, &layer, &ins[0], *bias, ty)?,
         Op::Conv { .. } => conv(cx, &layer, op, (&ins[0], &in_shape), ty)?,
         Op::ConvTranspose { .. } => conv_transpose(cx, &layer, op, (&ins[0], &in_shape), ty)?,
-        Op::MaxPool { .. } | Op::AvgPool { .. } => {
-            let (_, win) = pool::geometry(op, &in_shape).map_err(|e| shape(cx, &layer, e))?;
-            let (Op::MaxPool { pad, .. } | Op::AvgPool { pad, .. }) = *op else {
-                unreachable!("matched above")
-            };
-            let mut attrs = vec![
-                ("kernel_shape", Attr::Ints(vec![win.k as i64; 2])),
-                ("strides", Attr::Ints(vec![win.stride as i64; 2])),
-                (
-                    "pads",
-                    Attr::Ints(pads(pad, (win.h, win.w), win.k, win.stride)),
-                ),
-            ];
-            let max = matches!(op, Op::MaxPool { .. });
-            if !max {
-                attrs.push(("count_include_pad", Attr::Int(1)));
-            }
-            let op_type = if max { "MaxPool" } else { "AveragePool" };
-            cx.b.node(&layer, op_type, &ins, (&out, ty), &attrs)
-        }
+        Op::MaxPool { .. } | Op::AvgPool { .. } => pool(cx, &layer, op, (&ins, &in_shape), ty)?,
         Op::Input { .. } | Op::Prim(_) => unreachable!("inputs and primitives are lowered apart"),
     })
 }
@@ -105,6 +91,74 @@ fn shape(cx: &Cx, layer: &Layer, e: netc_compiler::ops::ShapeError) -> ExportErr
         net: cx.net.name.clone(),
         layers: vec![(layer.name.clone(), "shape".into(), e.message)],
     }
+}
+
+/// MaxPool or AveragePool. Pooling's `ceil=true` is `ceil_mode = 1`, except where netc (as
+/// PyTorch and onnxruntime) drops a last window that would start in the padding after the input:
+/// opset 17's shape rule keeps it, so there the pooling rounds down over `pads` extended after
+/// the input to reach netc's size (max pooling ignores pads; average pooling without padding
+/// then divides by the taps inside, `count_include_pad = 0`; with padding it is refused, see
+/// `pool_why_not`).
+fn pool(
+    cx: &mut Cx,
+    layer: &Layer,
+    op: &Op,
+    (ins, in_shape): (&[String], &[u64]),
+    ty: TensorType,
+) -> R {
+    let (_, win) = pool::geometry(op, in_shape).map_err(|e| shape(cx, layer, e))?;
+    let (Op::MaxPool { pad, ceil, .. } | Op::AvgPool { pad, ceil, .. }) = *op else {
+        unreachable!("called on pooling only")
+    };
+    let max = matches!(op, Op::MaxPool { .. });
+    let mut pads = pads(pad, (win.h, win.w), win.k, win.stride);
+    let drops = ceil && onnx_drops(&win);
+    if drops {
+        // [top, left, bottom, right]: the bottom and right reach the last window's end.
+        let reach = |o: u64, f: u64, before: u64| {
+            ((o - 1) * win.stride + win.k).saturating_sub(f + before) as i64
+        };
+        pads[2] = pads[2].max(reach(win.oh, win.h, win.pad_top));
+        pads[3] = pads[3].max(reach(win.ow, win.w, win.pad_left));
+    }
+    let mut attrs = vec![
+        ("kernel_shape", Attr::Ints(vec![win.k as i64; 2])),
+        ("strides", Attr::Ints(vec![win.stride as i64; 2])),
+        ("pads", Attr::Ints(pads)),
+    ];
+    if !max {
+        attrs.push(("count_include_pad", Attr::Int(i64::from(!drops))));
+    }
+    if ceil && !drops {
+        attrs.push(("ceil_mode", Attr::Int(1)));
+    }
+    let op_type = if max { "MaxPool" } else { "AveragePool" };
+    Ok(cx.b.node(layer, op_type, ins, (&layer.name, ty), &attrs))
+}
+
+/// Whether opset 17's ceil_mode size rule, `ceil((F + pads - k) / s) + 1`, gives more windows
+/// than netc's (which drops a last window starting in the padding after the input).
+fn onnx_drops(win: &Window2d) -> bool {
+    let onnx =
+        |f: u64, before: u64, after: u64| (f + before + after - win.k).div_ceil(win.stride) + 1;
+    win.oh < onnx(win.h, win.pad_top, win.pad_bottom)
+        || win.ow < onnx(win.w, win.pad_left, win.pad_right)
+}
+
+/// Why a pooling cannot be written (None: it can): average pooling with padding and ceil
+/// rounding where netc drops a window opset 17's rule keeps (its divisor counts the padding,
+/// which extended pads would count too).
+pub(super) fn pool_why_not(op: &Op, in_shape: &[u64]) -> Option<String> {
+    let Op::AvgPool {
+        pad, ceil: true, ..
+    } = *op
+    else {
+        return None;
+    };
+    let (_, win) = pool::geometry(op, in_shape).ok()?;
+    (pad != Padding::Valid && onnx_drops(&win)).then(|| {
+        "ceil rounding drops a last window that would start in the padding after the input, which ONNX's ceil_mode keeps (opset 17) and extended pads would count in the divisor".to_string()
+    })
 }
 
 /// ONNX `pads` [top, left, bottom, right] of netc's padding for a window of `k_eff` pixels.

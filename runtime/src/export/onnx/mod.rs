@@ -127,7 +127,7 @@ pub fn export(net: &Network, params: &Params<f32>, batch: Batch) -> Result<Vec<u
         .iter()
         .filter_map(|&n| {
             let node = net.node(n);
-            why_not(&node.op).map(|why| (node.name.clone(), node.op.name().to_string(), why))
+            why_not(net, n).map(|why| (node.name.clone(), node.op.name().to_string(), why))
         })
         .collect();
     if !unsupported.is_empty() {
@@ -170,16 +170,24 @@ pub fn export(net: &Network, params: &Params<f32>, batch: Batch) -> Result<Vec<u
     Ok(finish(cx, &inputs))
 }
 
-/// Why the exporter cannot write `op` (None: it can). Every op of the IR has an ONNX form in
-/// opset 17 today; the list is where one without goes, reported with all the others.
-fn why_not(op: &Op) -> Option<String> {
+/// Why the exporter cannot write node `n` (None: it can). Every op of the IR has an ONNX form
+/// in opset 17 today, all but one average pooling case (`layers::pool_why_not`); the list is
+/// where one without goes, reported with all the others.
+fn why_not(net: &Network, n: NodeIndex) -> Option<String> {
+    let op = &net.node(n).op;
     match op {
+        Op::MaxPool { .. } => None,
+        Op::AvgPool { .. } => {
+            let x = net
+                .inputs_of(n)
+                .first()
+                .map(|&i| net.node(i).shape.clone())?;
+            layers::pool_why_not(op, &x)
+        }
         Op::Input { .. }
         | Op::Dense { .. }
         | Op::Conv { .. }
         | Op::ConvTranspose { .. }
-        | Op::MaxPool { .. }
-        | Op::AvgPool { .. }
         | Op::Relu
         | Op::Sigmoid
         | Op::Tanh

@@ -2,6 +2,7 @@
 //! rounding and to find the fan-in Caffe's `xavier` filler scales by).
 
 use super::text::{Field, Fields, Value};
+use netc_compiler::shape::{out_size, out_size_ceil, Padding};
 use std::collections::HashMap;
 
 /// A blob: the statement holding it and its shape (CxHxW or a vector).
@@ -326,8 +327,40 @@ fn window(p: Option<&[Field]>, line: usize, name: &str) -> Result<Window, Proble
     })
 }
 
-/// Caffe's output size of a pooling (rounded up; the last window must start inside the image
-/// or its left padding), netc's (rounded down); they must agree.
+/// Caffe's output size of a pooling (rounded up; with padding, the last window must start
+/// inside the image or its left padding): whether netc needs `ceil=true` to give it, and the
+/// size. netc's ceil rounding drops a last window that starts past the input without padding
+/// too (as PyTorch); Caffe keeps it, and that size is refused.
+fn rounding(
+    g: &Window,
+    (h, w): (u64, u64),
+    name: &str,
+    line: usize,
+) -> Result<(bool, u64, u64), Problems> {
+    let caffe = |f: u64| {
+        let mut o = (f + 2 * g.pad).saturating_sub(g.k).div_ceil(g.s) + 1;
+        if g.pad > 0 && (o - 1) * g.s >= f + g.pad {
+            o -= 1;
+        }
+        o
+    };
+    let pad = match g.pad {
+        0 => Padding::Valid,
+        p => Padding::Explicit(p),
+    };
+    let floor = |f: u64| out_size(f, g.k, g.s, pad).ok();
+    let ceil = |f: u64| out_size_ceil(f, g.k, g.s, pad).ok();
+    let (ch, cw) = (caffe(h), caffe(w));
+    if floor(h) == Some(ch) && floor(w) == Some(cw) {
+        Ok((false, ch, cw))
+    } else if ceil(h) == Some(ch) && ceil(w) == Some(cw) {
+        Ok((true, ch, cw))
+    } else {
+        Err(vec![(line, format!("layer `{name}`: Caffe sizes this pooling's output {ch}x{cw}, which neither of netc's roundings gives (its last window starts past the input; pad the input or change the stride)"))])
+    }
+}
+
+/// A Pooling layer as maxpool or avgpool, with `ceil=true` where Caffe's rounding needs it.
 fn pooling(
     l: &[Field],
     name: &str,
@@ -342,21 +375,14 @@ fn pooling(
         )]);
     };
     let global = p.and_then(|p| p.text("global_pooling")) == Some("true");
+    if global && h != w {
+        return Err(vec![(line, format!("layer `{name}`: global pooling over a {h}x{w} input is not square; netc's pooling windows are"))]);
+    }
     let g = match global {
         true => Window { k: h, s: 1, pad: 0 },
         false => window(p, line, name)?,
     };
-    let caffe = |f: u64| {
-        let mut o = (f + 2 * g.pad).saturating_sub(g.k).div_ceil(g.s) + 1;
-        if g.pad > 0 && (o - 1) * g.s >= f + g.pad {
-            o -= 1;
-        }
-        o
-    };
-    let netc = |f: u64| (f + 2 * g.pad).saturating_sub(g.k) / g.s + 1;
-    if caffe(h) != netc(h) || caffe(w) != netc(w) || (global && h != w) {
-        return Err(vec![(line, format!("layer `{name}`: Caffe rounds this pooling's output up to {}x{}, netc rounds down to {}x{} (pad the input or change the stride)", caffe(h), caffe(w), netc(h), netc(w)))]);
-    }
+    let (ceil, ch, cw) = rounding(&g, (h, w), name, line)?;
     let kind = match p.and_then(|p| p.text("pool")).unwrap_or("MAX") {
         "MAX" => "maxpool",
         "AVE" => "avgpool",
@@ -372,9 +398,10 @@ fn pooling(
     } else {
         String::new()
     };
+    let ceil = if ceil { ", ceil=true" } else { "" };
     Ok((
-        format!("{kind}(k={}, s={}{pad})", g.k, g.s),
-        vec![c, netc(h), netc(w)],
+        format!("{kind}(k={}, s={}{pad}{ceil})", g.k, g.s),
+        vec![c, ch, cw],
     ))
 }
 

@@ -4,7 +4,8 @@
 //!
 //! What Caffe computes and netc's ops compute differently is converted, not copied: Caffe's LRN
 //! divides alpha by local_size (netc's does not) and defaults k to 1 (netc's to 2); Caffe rounds
-//! pooling output sizes up where netc rounds down (a pooling where the two differ is an error);
+//! pooling output sizes up where netc rounds down by default (a pooling where the two differ
+//! gets `ceil=true`);
 //! Caffe's `xavier` is uniform(+-sqrt(3 / fan_in)), netc's Glorot's, so the bounds are written
 //! out. Everything netc cannot express is reported at once, each with its prototxt line.
 //!
