@@ -291,8 +291,7 @@ fn the_diffusion_flags_are_refused_for_a_gan() {
 fn the_ddpm_with_its_embedding_in_the_model_trains_as_with_the_field() {
     let dir = tmp("embedded");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let embedded =
-        std::fs::read_to_string(root.join("models/ddpm.net")).expect("models/ddpm.net");
+    let embedded = std::fs::read_to_string(root.join("models/ddpm.net")).expect("models/ddpm.net");
     let swap = |s: &str, from: &str, to: &str| {
         assert!(s.contains(from), "models/ddpm.net no longer has `{from}`");
         s.replace(from, to)
