@@ -77,12 +77,17 @@ impl Region {
 /// `add`, a `concat` repeating a parameter, a relu, sigmoid or tanh of such a node's value;
 /// None for a layer.
 pub fn runs_as(net: &Network, n: NodeIndex) -> Option<PrimOp> {
+    own_primitive(net, n).or_else(|| absorbed_activation(net, n))
+}
+
+/// A primitive's own op, a broadcasting `add`, a `concat` repeating a parameter.
+fn own_primitive(net: &Network, n: NodeIndex) -> Option<PrimOp> {
     let ins: Vec<(Vec<u64>, bool)> = net
         .inputs_of(n)
         .into_iter()
         .map(|i| (net.graph[i].shape.clone(), net.graph[i].batched))
         .collect();
-    crate::ops::as_primitive(&net.graph[n].op, &ins).or_else(|| absorbed_activation(net, n))
+    crate::ops::as_primitive(&net.graph[n].op, &ins)
 }
 
 /// A relu, sigmoid or tanh layer whose input is computed by primitives runs as the primitive
@@ -91,19 +96,36 @@ pub fn runs_as(net: &Network, n: NodeIndex) -> Option<PrimOp> {
 /// a dense kernel's fused activation). A network's output stays a layer too: a final sigmoid
 /// or softmax is where the trainers take the logits (`Network::output_and_logit`).
 fn absorbed_activation(net: &Network, n: NodeIndex) -> Option<PrimOp> {
-    if net.outputs.iter().any(|o| o.1 == n) {
-        return None;
+    let unary = |m: NodeIndex| -> Option<Unary> {
+        if net.outputs.iter().any(|o| o.1 == m) {
+            return None;
+        }
+        match crate::ops::activation::act(&net.graph[m].op)? {
+            Act::Relu => Some(Unary::Relu),
+            Act::Sigmoid => Some(Unary::Sigmoid),
+            Act::Tanh => Some(Unary::Tanh),
+            Act::Identity | Act::LeakyRelu(_) => None,
+        }
+    };
+    let own = unary(n)?;
+    // Up a chain of such activations to what computes their input; at most a few steps, so
+    // that a chain of thousands of activations after a layer costs a few steps per node, not
+    // the whole chain (a longer chain after primitives keeps its later ones as layers).
+    let mut at = n;
+    for _ in 0..8 {
+        let [x] = net.inputs_of(at)[..] else {
+            return None;
+        };
+        if is_param(net, x) {
+            return None;
+        }
+        if own_primitive(net, x).is_some() {
+            return Some(PrimOp::Unary(own));
+        }
+        unary(x)?;
+        at = x;
     }
-    let unary = match crate::ops::activation::act(&net.graph[n].op)? {
-        Act::Relu => Unary::Relu,
-        Act::Sigmoid => Unary::Sigmoid,
-        Act::Tanh => Unary::Tanh,
-        Act::Identity | Act::LeakyRelu(_) => return None,
-    };
-    let [x] = net.inputs_of(n)[..] else {
-        return None;
-    };
-    primitive_of(net, x).map(|_| PrimOp::Unary(unary))
+    None
 }
 
 /// [`runs_as`], but None for a `param`, which a region reads as a leaf.
