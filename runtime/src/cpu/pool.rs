@@ -26,8 +26,10 @@ fn clip(win: &Window2d, o: u64, pad: u64, len: u64) -> (usize, usize) {
 struct Spans {
     rows: Vec<(usize, usize)>,
     cols: Vec<(usize, usize)>,
-    row_taps: Vec<u64>,
-    col_taps: Vec<u64>,
+    /// 1 / divisor of each window, row-major (oh x ow): one division per window per call, not
+    /// per output of every channel and sample.
+    inv: Vec<f64>,
+    ow: usize,
 }
 
 impl Spans {
@@ -39,15 +41,20 @@ impl Spans {
             cols: (0..win.ow)
                 .map(|o| clip(win, o, win.pad_left, win.w))
                 .collect(),
-            row_taps: (0..win.oh).map(|o| win.rows_counted(o)).collect(),
-            col_taps: (0..win.ow).map(|o| win.cols_counted(o)).collect(),
+            inv: (0..win.oh)
+                .flat_map(|oy| {
+                    (0..win.ow)
+                        .map(move |ox| 1.0 / (win.rows_counted(oy) * win.cols_counted(ox)) as f64)
+                })
+                .collect(),
+            ow: win.ow as usize,
         }
     }
 
     /// Average pooling's 1 / divisor of window (oy, ox): 1/(k*k) unless it overhangs.
     #[inline]
     fn scale<T: Real>(&self, oy: usize, ox: usize) -> T {
-        T::of(1.0 / (self.row_taps[oy] * self.col_taps[ox]) as f64)
+        T::of(self.inv[oy * self.ow + ox])
     }
 }
 
