@@ -5,7 +5,7 @@
 //! cross the batch), so tiles are independent and run in parallel; a parameter's gradient is
 //! the sum of the tiles' parts.
 
-use super::{eval_groups, eval_into, groups};
+use super::{eval_into, groups};
 use crate::cpu::Real;
 use ndarray::Array2;
 use netc_compiler::prim::fuse::Group;
@@ -215,38 +215,54 @@ pub fn backward<T: Real>(
             &plain
         }
     };
-    let parts: Vec<Vec<Vec<T>>> = (0..tiles)
+    // Batched gradients go straight to their tile's rows of the result, as the forward's
+    // outputs do; a parameter's gradient is one part per tile, summed after.
+    let batched: Vec<bool> = want.iter().map(|&w| g.shape(w).is_batched()).collect();
+    let mut bufs: Vec<Vec<T>> = (want.iter().zip(&batched))
+        .map(|(&w, &b)| match b {
+            true => vec![T::zero(); g.shape(w).numel(batch)],
+            false => vec![],
+        })
+        .collect();
+    let per_tile = split_dsts(&mut bufs, &batched, batch, (k, tiles));
+    let parts: Vec<Vec<Option<Vec<T>>>> = per_tile
         .into_par_iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(t, mut dsts)| {
             let feeds = leaves
                 .iter()
                 .map(|&(leaf, v)| (leaf, rows_of(v, g.shape(leaf).is_batched(), t, k)))
                 .collect();
             let rows = k.min(batch - t * k);
-            eval_groups(g, groups, rows, &feeds, &want).map_err(|e| e.to_string())
+            eval_into(g, groups, rows, &feeds, &want, &mut dsts).map_err(|e| e.to_string())
         })
         .collect::<Result<_, String>>()?;
-    Ok(join(region, parts, batch))
+    Ok(join(region, bufs, parts, batch))
 }
 
-/// The tiles' gradients joined per input: batched ones one tile after another, the others
-/// (parameters, read whole by every tile) summed.
-fn join<T: Real>(region: &Region, parts: Vec<Vec<Vec<T>>>, batch: usize) -> Vec<Option<Array2<T>>> {
-    let mut per_tile: Vec<std::vec::IntoIter<Vec<T>>> =
-        parts.into_iter().map(|p| p.into_iter()).collect();
+/// The gradients per input: batched ones already in place in `bufs`, the others (parameters,
+/// read whole by every tile) the sum of the tiles' parts.
+fn join<T: Real>(
+    region: &Region,
+    bufs: Vec<Vec<T>>,
+    parts: Vec<Vec<Option<Vec<T>>>>,
+    batch: usize,
+) -> Vec<Option<Array2<T>>> {
+    let mut per_tile: Vec<_> = parts.into_iter().map(|p| p.into_iter()).collect();
+    let mut bufs = bufs.into_iter();
     region
         .grads
         .iter()
         .map(|gnode| {
             let &gid = gnode.as_ref()?;
             let batched = region.backward.shape(gid).is_batched();
-            let mut acc: Vec<T> = Vec::new();
+            let mut acc = bufs.next().expect("one buffer per wanted gradient");
             for (t, p) in per_tile.iter_mut().enumerate() {
-                let v = p.next().unwrap_or_default();
-                match (t, batched) {
-                    (0, _) => acc = v,
-                    (_, true) => acc.extend(v),
-                    (_, false) => acc.iter_mut().zip(v).for_each(|(a, b)| *a = *a + b),
+                let part = p.next().flatten();
+                match (t, part) {
+                    (_, None) => {}
+                    (0, Some(v)) => acc = v,
+                    (_, Some(v)) => acc.iter_mut().zip(v).for_each(|(a, b)| *a = *a + b),
                 }
             }
             Some(rows(acc, batch, batched))

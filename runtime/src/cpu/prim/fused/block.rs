@@ -4,7 +4,7 @@
 //! block. A step's result varies over what its operands vary over, so `rsqrt(var + eps)` runs
 //! once per row and `x * gain` once per element, each as a plain loop the compiler vectorises.
 
-use super::super::ops::{binary, compare, unary};
+use super::super::ops::{binary, compare, pow_const, unary};
 use crate::cpu::Real;
 use netc_compiler::prim::{Binary, Prim, Unary};
 
@@ -103,15 +103,37 @@ pub fn apply<T: Real>(
     // Operands of the result's own kind (or scalars) are flat runs; an R or C operand of a
     // full result is taken row by row.
     let by_rows = kind == Kind::F && args.iter().any(|a| matches!(a.kind(), Kind::R | Kind::C));
-    match by_rows {
-        false => step(prim, args.iter().map(|&a| flat(a)), out),
-        true => {
+    match (by_rows, prim, args) {
+        (false, ..) => step(prim, args.iter().map(|&a| flat(a)), out),
+        // The op chosen once for the block, then a loop per row: choosing it per row (a
+        // layernorm's rows are 64 values) cost more than the row's arithmetic.
+        (true, Prim::Binary(b), &[x, y]) => binary_rows(*b, x, y, out, cols),
+        (true, ..) => {
             for (i, o) in out.chunks_mut(cols).enumerate() {
                 step(prim, args.iter().map(|&a| a.row(i, cols)), o);
             }
         }
     }
     kind
+}
+
+/// A binary op over a full block, one operand (or both) a value per row or a shared row.
+#[inline(always)]
+fn binary_rows<T: Real>(b: Binary, x: V<T>, y: V<T>, out: &mut [T], cols: usize) {
+    match b {
+        Binary::Add => zip_rows(x, y, out, cols, |p, q| p + q),
+        Binary::Sub => zip_rows(x, y, out, cols, |p, q| p - q),
+        Binary::Mul => zip_rows(x, y, out, cols, |p, q| p * q),
+        Binary::Div => zip_rows(x, y, out, cols, |p, q| p / q),
+        Binary::Max | Binary::Min => zip_rows(x, y, out, cols, |p, q| binary(b, p, q)),
+    }
+}
+
+#[inline(always)]
+fn zip_rows<T: Real>(x: V<T>, y: V<T>, out: &mut [T], cols: usize, f: impl Fn(T, T) -> T) {
+    for (i, o) in out.chunks_mut(cols).enumerate() {
+        zip(x.row(i, cols), y.row(i, cols), o, &f);
+    }
 }
 
 /// One step over one run (at most three operands).
@@ -219,6 +241,15 @@ fn unary_run<T: Real>(u: Unary, a: V1<T>, out: &mut [T]) {
         Unary::Sin => map(a, out, |x| x.sin()),
         Unary::Cos => map(a, out, |x| x.cos()),
         Unary::Sigmoid => map(a, out, sigmoid),
+        // One loop per power, so the common ones vectorise.
+        Unary::Pow(c @ (1.0 | 2.0 | 3.0 | -1.0 | 0.5 | -0.5)) => match c {
+            1.0 => map(a, out, |x| pow_const(x, 1.0)),
+            2.0 => map(a, out, |x| pow_const(x, 2.0)),
+            3.0 => map(a, out, |x| pow_const(x, 3.0)),
+            -1.0 => map(a, out, |x| pow_const(x, -1.0)),
+            0.5 => map(a, out, |x| pow_const(x, 0.5)),
+            _ => map(a, out, |x| pow_const(x, -0.5)),
+        },
         Unary::Log | Unary::Tanh | Unary::Pow(_) => map(a, out, |x| unary(u, x)),
     }
 }

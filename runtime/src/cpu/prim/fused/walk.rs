@@ -4,7 +4,7 @@
 //! an odometer. The loop is compiled once per instruction set, the chain's loops inlined into
 //! it, so with AVX-512 or AVX2 they use the wide registers.
 
-use super::block::{apply, max, sum, Kind, V, V1};
+use super::block::{apply, join, max, sum, Kind, V, V1};
 use super::{Program, Sink, Src, CHUNK};
 use crate::cpu::prim::layout::collapse_dyn;
 use crate::cpu::Real;
@@ -98,6 +98,10 @@ fn walk<T: Real>(
     let mut scratch: Vec<Vec<T>> = vec![vec![]; data.len()];
     let mut idx = vec![0usize; outer.len()];
     let mut base = vec![0usize; s.len()];
+    // Each operand's offset and strides in the current block: plain numbers, so the views
+    // below are made on demand without a vector of them per block.
+    let mut at = vec![0usize; s.len()];
+    let inner: Vec<(usize, usize)> = s.iter().map(|sk| (sk[m - 2], sk[m - 1])).collect();
     for _ in 0..outer.iter().product::<usize>() {
         for r0 in (0..h).step_by(bh) {
             for c0 in (0..w).step_by(bw) {
@@ -107,35 +111,81 @@ fn walk<T: Real>(
                     rows: bh.min(h - r0),
                     cols: bw.min(w - c0),
                 };
-                let at = |k: usize| base[k] + b.r0 * s[k][m - 2] + b.c0 * s[k][m - 1];
-                for (k, x) in data.iter().enumerate() {
-                    load(&mut scratch, x, k, (s[k][m - 2], s[k][m - 1]), at(k), b);
+                for (k, a) in at.iter_mut().enumerate() {
+                    *a = base[k] + b.r0 * inner[k].0 + b.c0 * inner[k].1;
                 }
-                // Per block, not per element: a few pointers.
-                let ops: Vec<V<T>> = (data.iter().enumerate())
-                    .map(|(k, x)| view(x, &scratch[k], (s[k][m - 2], s[k][m - 1]), at(k), b))
-                    .collect();
+                for (k, x) in data.iter().enumerate() {
+                    load(&mut scratch, x, k, inner[k], at[k], b);
+                }
+                let ops = Operands {
+                    data,
+                    scratch: &scratch,
+                    inner: &inner,
+                    at: &at,
+                };
+                let o = data.len();
+                let direct = direct_run(sink, prog, inner[o], at[o], b);
                 for (j, step) in prog.steps.iter().enumerate() {
+                    // A step never reads its own register: it is taken out while the step
+                    // writes it.
                     let mut r = std::mem::take(&mut regs[j]);
                     let mut args = [V::S(T::zero()); 3];
                     for (k, &a) in step.args.iter().enumerate() {
                         args[k] = value(a, &ops, &regs, &kinds, b);
                     }
-                    kinds[j] = apply(
-                        &step.prim,
-                        &args[..step.args.len()],
-                        &mut r,
-                        (b.rows, b.cols),
-                    );
+                    let args = &args[..step.args.len()];
+                    let full = args.iter().fold(Kind::S, |k, a| join(k, a.kind())) == Kind::F;
+                    // The root's full block goes straight to the output, not through a
+                    // register and a copy.
+                    let last = j + 1 == prog.steps.len();
+                    if let (Some(run), true, true) = (direct.clone(), last, full) {
+                        apply(&step.prim, args, &mut out[run], (b.rows, b.cols));
+                        kinds[j] = Kind::F;
+                        regs[j] = r;
+                        continue;
+                    }
+                    kinds[j] = apply(&step.prim, args, &mut r, (b.rows, b.cols));
                     regs[j] = r;
                 }
+                if direct.is_some() && kinds[prog.steps.len() - 1] == Kind::F {
+                    continue;
+                }
                 let v = value(prog.result, &ops, &regs, &kinds, b);
-                let so = &s[data.len()][m - 2..];
-                store(sink, v, (so[0], so[1]), out, at(data.len()), b);
+                store(sink, v, inner[o], out, at[o], b);
             }
         }
         odometer(&mut idx, &mut base, outer, &s);
     }
+}
+
+/// The loaded operands over the current block, viewed on demand.
+struct Operands<'a, T> {
+    data: &'a [&'a [T]],
+    scratch: &'a [Vec<T>],
+    inner: &'a [(usize, usize)],
+    at: &'a [usize],
+}
+
+impl<'a, T: Real> Operands<'a, T> {
+    #[inline(always)]
+    fn view(&self, k: usize, b: Block) -> V<'a, T> {
+        view(self.data[k], &self.scratch[k], self.inner[k], self.at[k], b)
+    }
+}
+
+/// The output run a written root's last step can fill in place: the block's values adjacent
+/// in the output (one row, or rows one after another).
+#[inline(always)]
+fn direct_run<T>(
+    sink: Sink,
+    prog: &Program<T>,
+    (so, si): (usize, usize),
+    o: usize,
+    b: Block,
+) -> Option<std::ops::Range<usize>> {
+    let last = matches!(prog.result, Src::Step(j) if j + 1 == prog.steps.len());
+    let adjacent = si == 1 && (b.rows == 1 || so == b.cols);
+    (sink == Sink::Write && last && adjacent).then(|| o..o + b.rows * b.cols)
 }
 
 /// Advances the outer index by one, keeping each operand's base offset.
@@ -231,13 +281,13 @@ fn view<'a, T: Real>(
 #[inline(always)]
 fn value<'a, T: Real>(
     src: Src,
-    ops: &[V<'a, T>],
+    ops: &Operands<'a, T>,
     regs: &'a [Vec<T>],
     kinds: &[Kind],
     b: Block,
 ) -> V<'a, T> {
     match src {
-        Src::Load(k) => ops[k],
+        Src::Load(k) => ops.view(k, b),
         Src::Const(c) => V::S(T::of(c)),
         Src::Step(j) => {
             let r = &regs[j];
