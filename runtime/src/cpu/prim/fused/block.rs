@@ -79,6 +79,12 @@ fn flat<T: Copy>(v: V<T>) -> V1<T> {
     }
 }
 
+/// What a step over `args` varies over: the join of its operands' kinds.
+#[inline(always)]
+pub fn kind_of<T: Copy>(args: &[V<T>]) -> Kind {
+    args.iter().fold(Kind::S, |k, a| join(k, a.kind()))
+}
+
 /// The number of values a value of `kind` has in a `rows` x `cols` block.
 pub fn len_of(kind: Kind, rows: usize, cols: usize) -> usize {
     match kind {
@@ -97,7 +103,7 @@ pub fn apply<T: Real>(
     out: &mut [T],
     (rows, cols): (usize, usize),
 ) -> Kind {
-    let kind = args.iter().fold(Kind::S, |k, a| join(k, a.kind()));
+    let kind = kind_of(args);
     let n = len_of(kind, rows, cols);
     let out = &mut out[..n];
     // Operands of the result's own kind (or scalars) are flat runs; an R or C operand of a
@@ -241,7 +247,7 @@ fn unary_run<T: Real>(u: Unary, a: V1<T>, out: &mut [T]) {
         Unary::Sin => map(a, out, |x| x.sin()),
         Unary::Cos => map(a, out, |x| x.cos()),
         Unary::Sigmoid => map(a, out, sigmoid),
-        // One loop per power, so the common ones vectorise.
+        // One loop per power `pow_const` computes without `powf`, so each vectorises.
         Unary::Pow(c @ (1.0 | 2.0 | 3.0 | -1.0 | 0.5 | -0.5)) => match c {
             1.0 => map(a, out, |x| pow_const(x, 1.0)),
             2.0 => map(a, out, |x| pow_const(x, 2.0)),

@@ -4,7 +4,7 @@
 //! an odometer. The loop is compiled once per instruction set, the chain's loops inlined into
 //! it, so with AVX-512 or AVX2 they use the wide registers.
 
-use super::block::{apply, join, max, sum, Kind, V, V1};
+use super::block::{apply, kind_of, max, sum, Kind, V, V1};
 use super::{Program, Sink, Src, CHUNK};
 use crate::cpu::prim::layout::collapse_dyn;
 use crate::cpu::Real;
@@ -134,7 +134,7 @@ fn walk<T: Real>(
                         args[k] = value(a, &ops, &regs, &kinds, b);
                     }
                     let args = &args[..step.args.len()];
-                    let full = args.iter().fold(Kind::S, |k, a| join(k, a.kind())) == Kind::F;
+                    let full = kind_of(args) == Kind::F;
                     // The root's full block goes straight to the output, not through a
                     // register and a copy.
                     let last = j + 1 == prog.steps.len();
