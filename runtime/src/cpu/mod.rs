@@ -52,6 +52,10 @@ pub trait Real: ndarray::LinalgScalar + num_traits::Float + Debug + Send + Sync 
     /// for f32 ([`fast_math`]), libm's for the f64 reference.
     fn erf(self) -> Self;
     fn exp_fast(self) -> Self;
+    /// The values as f32, when they are: the fused groups' compiled loops are f32 loops
+    /// (`prim::fused::compiled`), and f64 runs the reference interpreter.
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Real for f32 {
@@ -69,6 +73,12 @@ impl Real for f32 {
     fn exp_fast(self) -> Self {
         fast_math::exp_f32(self)
     }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Real for f64 {
@@ -83,6 +93,12 @@ impl Real for f64 {
     }
     fn exp_fast(self) -> Self {
         self.exp()
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
 

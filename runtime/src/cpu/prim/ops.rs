@@ -47,6 +47,7 @@ pub fn pow_const<T: Real>(x: T, c: f64) -> T {
     }
 }
 
+#[inline(always)]
 pub fn binary<T: Real>(b: Binary, x: T, y: T) -> T {
     match b {
         Binary::Add => x + y,
@@ -58,6 +59,7 @@ pub fn binary<T: Real>(b: Binary, x: T, y: T) -> T {
     }
 }
 
+#[inline(always)]
 pub fn compare<T: Real>(c: Compare, x: T, y: T) -> T {
     let t = match c {
         Compare::Gt => x > y,

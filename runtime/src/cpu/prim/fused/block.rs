@@ -186,8 +186,7 @@ fn where_run<T: Real>(a: [V1<T>; 3], out: &mut [T]) {
     ) {
         for (i, o) in out.iter_mut().enumerate() {
             // Both sides read before the choice, so it is a select, not a branch.
-            let (p, q) = (x(i), y(i));
-            *o = if c(i) != T::zero() { p } else { q };
+            *o = where_value(c(i), x(i), y(i));
         }
     }
     let n = out.len();
@@ -231,22 +230,23 @@ fn zip<T: Real>(a: V1<T>, b: V1<T>, out: &mut [T], f: impl Fn(T, T) -> T) {
     }
 }
 
-/// The unary ops with the op chosen outside the loop, so each loop is one vectorised body.
+/// The unary ops with the op chosen outside the loop, so each loop is one vectorised body
+/// (`unary_value` of a constant op folds to that op's expression).
 #[inline(always)]
 fn unary_run<T: Real>(u: Unary, a: V1<T>, out: &mut [T]) {
     match u {
-        Unary::Neg => map(a, out, |x| -x),
-        Unary::Exp => map(a, out, |x| x.exp_fast()),
-        Unary::Square => map(a, out, |x| x * x),
-        Unary::Rsqrt => map(a, out, |x| T::one() / x.sqrt()),
-        Unary::Sqrt => map(a, out, |x| x.sqrt()),
-        Unary::Erf => map(a, out, |x| x.erf()),
-        Unary::Relu => map(a, out, |x| x.max(T::zero())),
-        Unary::Abs => map(a, out, |x| x.abs()),
-        Unary::Reciprocal => map(a, out, |x| T::one() / x),
-        Unary::Sin => map(a, out, |x| x.sin()),
-        Unary::Cos => map(a, out, |x| x.cos()),
-        Unary::Sigmoid => map(a, out, sigmoid),
+        Unary::Neg => map(a, out, |x| unary_value(Unary::Neg, x)),
+        Unary::Exp => map(a, out, |x| unary_value(Unary::Exp, x)),
+        Unary::Square => map(a, out, |x| unary_value(Unary::Square, x)),
+        Unary::Rsqrt => map(a, out, |x| unary_value(Unary::Rsqrt, x)),
+        Unary::Sqrt => map(a, out, |x| unary_value(Unary::Sqrt, x)),
+        Unary::Erf => map(a, out, |x| unary_value(Unary::Erf, x)),
+        Unary::Relu => map(a, out, |x| unary_value(Unary::Relu, x)),
+        Unary::Abs => map(a, out, |x| unary_value(Unary::Abs, x)),
+        Unary::Reciprocal => map(a, out, |x| unary_value(Unary::Reciprocal, x)),
+        Unary::Sin => map(a, out, |x| unary_value(Unary::Sin, x)),
+        Unary::Cos => map(a, out, |x| unary_value(Unary::Cos, x)),
+        Unary::Sigmoid => map(a, out, |x| unary_value(Unary::Sigmoid, x)),
         // One loop per power `pow_const` computes without `powf`, so each vectorises.
         Unary::Pow(c @ (1.0 | 2.0 | 3.0 | -1.0 | 0.5 | -0.5)) => match c {
             1.0 => map(a, out, |x| pow_const(x, 1.0)),
@@ -256,7 +256,39 @@ fn unary_run<T: Real>(u: Unary, a: V1<T>, out: &mut [T]) {
             0.5 => map(a, out, |x| pow_const(x, 0.5)),
             _ => map(a, out, |x| pow_const(x, -0.5)),
         },
-        Unary::Log | Unary::Tanh | Unary::Pow(_) => map(a, out, |x| unary(u, x)),
+        Unary::Log | Unary::Tanh | Unary::Pow(_) => map(a, out, |x| unary_value(u, x)),
+    }
+}
+
+/// One value of a unary op as the fused loops compute it: the interpreter's loops and the
+/// compiled kernels (`compiled`) both call this, so the two agree bit for bit.
+#[inline(always)]
+pub fn unary_value<T: Real>(u: Unary, x: T) -> T {
+    match u {
+        Unary::Neg => -x,
+        Unary::Exp => x.exp_fast(),
+        Unary::Square => x * x,
+        Unary::Rsqrt => T::one() / x.sqrt(),
+        Unary::Sqrt => x.sqrt(),
+        Unary::Erf => x.erf(),
+        Unary::Relu => x.max(T::zero()),
+        Unary::Abs => x.abs(),
+        Unary::Reciprocal => T::one() / x,
+        Unary::Sin => x.sin(),
+        Unary::Cos => x.cos(),
+        Unary::Sigmoid => sigmoid(x),
+        Unary::Pow(c) => pow_const(x, c),
+        Unary::Log | Unary::Tanh => unary(u, x),
+    }
+}
+
+/// `where(c, p, q)` of one value: both sides read before the choice, a select.
+#[inline(always)]
+pub fn where_value<T: Real>(c: T, p: T, q: T) -> T {
+    if c != T::zero() {
+        p
+    } else {
+        q
     }
 }
 

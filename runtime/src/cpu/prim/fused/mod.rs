@@ -12,6 +12,11 @@
 //! is computed once per row, not once per element.
 
 mod block;
+#[cfg(test)]
+mod codegen;
+mod compiled;
+#[rustfmt::skip]
+mod generated;
 mod walk;
 
 use super::layout::{broadcast_strides, reduce_strides, strides};
@@ -24,7 +29,7 @@ use netc_compiler::prim::{Graph, NodeId, Prim, Reduce};
 pub(super) const CHUNK: usize = 512;
 
 /// Where an inlined node's operand comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Src {
     /// The k-th loaded tensor (a materialised node the group reads, or a causal mask).
     Load(usize),
@@ -107,7 +112,7 @@ fn program<T: Real>(g: &Graph, gr: &Group) -> Program<T> {
 }
 
 /// What the root does with the chain's value.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub(super) enum Sink {
     Write,
     Sum,
@@ -123,6 +128,59 @@ pub fn run<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]]) -> Vec<
 
 /// [`run`] into `out` (the root's size; any values: every one is written).
 pub fn run_into<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]], out: &mut [T]) {
+    run_with(g, gr, batch, reads, out, true);
+}
+
+/// [`run_into`], with the group's compiled loop when `compiled` and there is one, else (and
+/// always in f64) the block interpreter. True when the compiled loop ran.
+fn run_with<T: Real>(
+    g: &Graph,
+    gr: &Group,
+    batch: usize,
+    reads: &[&[T]],
+    out: &mut [T],
+    compiled: bool,
+) -> bool {
+    let plan: Plan<T> = plan(g, gr, batch);
+    match plan.sink {
+        Sink::Max => out.fill(T::neg_infinity()),
+        Sink::Sum => out.fill(T::zero()),
+        Sink::Write => {}
+    }
+    let data: Vec<&[T]> = plan
+        .prog
+        .load_of
+        .iter()
+        .enumerate()
+        .map(|(k, n)| match n {
+            Some(_) => reads[k],
+            None => plan.prog.loads[k - gr.reads.len()].0.as_slice(),
+        })
+        .collect();
+    let (prog, space, st, sink) = (&plan.prog, &plan.space, &plan.st, plan.sink);
+    let ran = compiled && compiled::try_run(prog, &data, space, st, sink, out);
+    if !ran {
+        walk::dispatch(prog, &data, space, st, sink, out);
+    }
+    if let Some(n) = plan.mean_of {
+        let k = T::of(1.0 / n.max(1) as f64);
+        out.iter_mut().for_each(|v| *v = *v * k);
+    }
+    ran
+}
+
+/// A group at a batch size: its program, the space it runs over, each load's strides and the
+/// output's (last), and what the root does with the chain's value.
+struct Plan<T> {
+    prog: Program<T>,
+    space: Vec<usize>,
+    st: Vec<Vec<usize>>,
+    sink: Sink,
+    /// For a mean: how many values each output value averages.
+    mean_of: Option<usize>,
+}
+
+fn plan<T: Real>(g: &Graph, gr: &Group, batch: usize) -> Plan<T> {
     let prog: Program<T> = program(g, gr);
     let root = &g.nodes[gr.root];
     let (space, sink, axes) = if let Prim::Reduce { op, axes, .. } = &root.prim {
@@ -134,21 +192,7 @@ pub fn run_into<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]], ou
     } else {
         (root.shape.at(batch), Sink::Write, vec![])
     };
-    match sink {
-        Sink::Max => out.fill(T::neg_infinity()),
-        Sink::Sum => out.fill(T::zero()),
-        Sink::Write => {}
-    }
-    let data: Vec<&[T]> = prog
-        .load_of
-        .iter()
-        .enumerate()
-        .map(|(k, n)| match n {
-            Some(_) => reads[k],
-            None => prog.loads[k - gr.reads.len()].0.as_slice(),
-        })
-        .collect();
-    let shapes: Vec<Vec<usize>> = prog
+    let mut st: Vec<Vec<usize>> = prog
         .load_of
         .iter()
         .enumerate()
@@ -156,22 +200,25 @@ pub fn run_into<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]], ou
             Some(n) => g.nodes[*n].shape.at(batch),
             None => prog.loads[k - gr.reads.len()].1.clone(),
         })
-        .collect();
-    let mut st: Vec<Vec<usize>> = shapes
-        .iter()
-        .map(|s| broadcast_strides(s, &space))
+        .map(|s| broadcast_strides(&s, &space))
         .collect();
     st.push(match sink {
         Sink::Write => strides(&space),
         Sink::Sum | Sink::Max => reduce_strides(&space, &axes),
     });
-    walk::dispatch(&prog, &data, &space, &st, sink, out);
-    if let Prim::Reduce {
-        op: Reduce::Mean, ..
-    } = root.prim
-    {
-        let n: usize = axes.iter().map(|&a| space[a]).product();
-        let k = T::of(1.0 / n.max(1) as f64);
-        out.iter_mut().for_each(|v| *v = *v * k);
+    let mean_of = matches!(
+        root.prim,
+        Prim::Reduce {
+            op: Reduce::Mean,
+            ..
+        }
+    )
+    .then(|| axes.iter().map(|&a| space[a]).product());
+    Plan {
+        prog,
+        space,
+        st,
+        sink,
+        mean_of,
     }
 }

@@ -57,7 +57,7 @@ walk_with!(avx512, "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma");
 walk_with!(avx2, "avx2,fma");
 
 /// The merged space with at least two axes (leading ones of size 1 added).
-fn merged(space: &[usize], st: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
+pub(super) fn merged(space: &[usize], st: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
     let refs: Vec<&[usize]> = st.iter().map(|s| s.as_slice()).collect();
     let (mut d, mut s) = collapse_dyn(space, &refs);
     while d.len() < 2 {
@@ -189,7 +189,7 @@ fn direct_run<T>(
 }
 
 /// Advances the outer index by one, keeping each operand's base offset.
-fn odometer(idx: &mut [usize], base: &mut [usize], outer: &[usize], s: &[Vec<usize>]) {
+pub(super) fn odometer(idx: &mut [usize], base: &mut [usize], outer: &[usize], s: &[Vec<usize>]) {
     for a in (0..outer.len()).rev() {
         idx[a] += 1;
         for (b, sk) in base.iter_mut().zip(s) {
