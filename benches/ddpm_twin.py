@@ -7,6 +7,9 @@ sampled with the same DDPM and DDIM steps, to set beside `netc train models/ddpm
     python3 benches/ddpm_twin.py --data-dir /work/shared/data/mnist --steps 500 \
         --samples 64 --ddim-steps 50 --out ddpm_twin.npy
 
+With `--checkpoint run.pt` a long run saves itself every 500 steps and a second invocation
+with the same flags goes on from there, as if never stopped (the random state is saved too).
+
 The network: a 3x3 conv stem to 32 channels; residual blocks (GroupNorm(8) -> SiLU -> 3x3
 conv, plus Linear(SiLU(temb_mlp)) per channel, GroupNorm -> SiLU -> 3x3 conv, and a 1x1 conv
 shortcut) at 28x28 (32), 14x14 (64) and 7x7 (64), downsampling by 3x3 stride-2 convs,
@@ -120,6 +123,28 @@ def sample(net, n, betas, abar, ddim_steps, seed):
     return ((x.float() + 1) / 2).clamp(0, 1)
 
 
+def resume(path, net, ema, opt):
+    """The step a saved run reached (0 when there is none), with its weights, average,
+    Adam state and random state restored, so the run goes on as if never stopped."""
+    if not path or not os.path.exists(path):
+        return 0
+    st = torch.load(path, weights_only=False)
+    net.load_state_dict(st["net"])
+    ema.load_state_dict(st["ema"])
+    opt.load_state_dict(st["opt"])
+    torch.set_rng_state(st["rng"])
+    print(f"resumed from {path} at step {st['step']}", flush=True)
+    return st["step"]
+
+
+def save(path, step, net, ema, opt):
+    """Written beside the target, then renamed over it: a run killed mid-write keeps the last."""
+    st = {"step": step, "net": net.state_dict(), "ema": ema.state_dict(),
+          "opt": opt.state_dict(), "rng": torch.get_rng_state()}
+    torch.save(st, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", required=True)
@@ -134,6 +159,9 @@ def main():
     ap.add_argument("--ddim-steps", type=int, default=0, help="0: ancestral DDPM over all T")
     ap.add_argument("--no-ema", action="store_true")
     ap.add_argument("--out", default="ddpm_twin.npy")
+    ap.add_argument("--checkpoint", help="resume from this file when it exists, and save to it "
+                    "every --save-every steps (the run can then be spread over several sittings)")
+    ap.add_argument("--save-every", type=int, default=500)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -144,8 +172,9 @@ def main():
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     betas, abar = schedule(1000)
+    start = resume(a.checkpoint, net, ema, opt)
     t0, seen = time.time(), 0.0
-    for step in range(1, a.steps + 1):
+    for step in range(start + 1, a.steps + 1):
         idx_ = torch.randint(0, len(x), (a.batch,))
         x0 = x[idx_]
         t = torch.randint(0, 1000, (a.batch,))
@@ -162,8 +191,11 @@ def main():
         seen += loss.item()
         if step % a.log_every == 0:
             el = time.time() - t0
-            print(f"step {step}: train loss {seen / a.log_every:.4f} | {el / step:.3f} s/step", flush=True)
+            print(f"step {step}: train loss {seen / a.log_every:.4f} | {el / (step - start):.3f} s/step",
+                  flush=True)
             seen = 0.0
+        if a.checkpoint and (step % a.save_every == 0 or step == a.steps):
+            save(a.checkpoint, step, net, ema, opt)
     if a.samples:
         t1 = time.time()
         s = sample(net if a.no_ema else ema, a.samples, betas, abar, a.ddim_steps, a.seed)
