@@ -108,7 +108,21 @@ fn expr(prim: &Prim, args: &[String]) -> String {
         Prim::Binary(b) => format!("binary(Binary::{b:?}, {}, {})", args[0], args[1]),
         Prim::Compare(c) => format!("compare(Compare::{c:?}, {}, {})", args[0], args[1]),
         Prim::Where => format!("where_value({}, {}, {})", args[0], args[1], args[2]),
-        other => unreachable!("{other:?} is not a step of a chain"),
+        Prim::Input { .. }
+        | Prim::Param { .. }
+        | Prim::Const(_)
+        | Prim::Reduce { .. }
+        | Prim::Expand
+        | Prim::Matmul
+        | Prim::Reshape
+        | Prim::Permute { .. }
+        | Prim::Slice { .. }
+        | Prim::Pad { .. }
+        | Prim::Concat { .. }
+        | Prim::Gather
+        | Prim::ScatterAdd { .. }
+        | Prim::OneHot { .. }
+        | Prim::CausalMask { .. } => unreachable!("{prim:?} is not a step of a chain"),
     }
 }
 

@@ -10,6 +10,10 @@
 //! of an operand is one value or a contiguous slice, never a gather. A value that is the same
 //! over a whole chunk (a row's mean) stays a scalar through the chain, so `rsqrt(var + eps)`
 //! is computed once per row, not once per element.
+//!
+//! That block interpreter (`walk`, `block`) runs any group in f32 or f64. In f32 the groups
+//! the shipped models make run instead as loops compiled ahead of time (`compiled`,
+//! `generated.rs`, written by `codegen`), which compute the same values without interpreting.
 
 mod block;
 #[cfg(test)]
