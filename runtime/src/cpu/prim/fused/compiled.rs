@@ -9,7 +9,7 @@
 //! sizes, so one loop serves every batch and sequence length.
 
 use super::generated;
-use super::walk::merged;
+use super::walk::{merged, simd, Simd};
 #[cfg(test)]
 use super::Step;
 use super::{Program, Sink, Src};
@@ -211,6 +211,10 @@ pub(super) fn try_run<T: Real>(
     sink: Sink,
     out: &mut [T],
 ) -> bool {
+    // f64 (the reference) never has a compiled loop: no key is built for it.
+    let Some(out) = T::as_f32_mut(out) else {
+        return false;
+    };
     let (d, s) = merged(space, st);
     let Some((inner, out_inner)) = innermost(&s) else {
         return false;
@@ -218,9 +222,6 @@ pub(super) fn try_run<T: Real>(
     let steps = prog.steps.iter().map(|s| (&s.prim, s.args.as_slice()));
     let key = key_of(steps, prog.result, &inner, sink, out_inner);
     let Some(&idx) = index().get(key.as_slice()) else {
-        return false;
-    };
-    let Some(out) = T::as_f32_mut(out) else {
         return false;
     };
     let data: Vec<&[f32]> = data.iter().filter_map(|x| T::as_f32(x)).collect();
@@ -252,22 +253,15 @@ fn dispatch(
     o: (usize, usize),
     tmp: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512(idx, hw, data, at, out, o, tmp) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { avx2(idx, hw, data, at, out, o, tmp) };
-        }
+    match simd() {
+        // SAFETY: the CPU has the features the function is compiled for (`simd`).
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { avx512(idx, hw, data, at, out, o, tmp) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2(idx, hw, data, at, out, o, tmp) },
+        Simd::Plain => generated::run(idx, hw, data, at, out, o, tmp),
     }
-    generated::run(idx, hw, data, at, out, o, tmp)
 }
 
 /// The generated loops compiled with a set of target features: the same bodies, wider

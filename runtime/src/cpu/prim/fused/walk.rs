@@ -9,6 +9,30 @@ use super::{Program, Sink, Src, CHUNK};
 use crate::cpu::prim::layout::collapse_dyn;
 use crate::cpu::Real;
 
+/// The widest instruction set the fused loops are compiled for that this CPU has.
+#[derive(Clone, Copy)]
+pub(super) enum Simd {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Plain,
+}
+
+pub(super) fn simd() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("fma") {
+            return Simd::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Simd::Avx2;
+        }
+    }
+    Simd::Plain
+}
+
 pub(super) fn dispatch<T: Real>(
     prog: &Program<T>,
     data: &[&[T]],
@@ -17,22 +41,15 @@ pub(super) fn dispatch<T: Real>(
     sink: Sink,
     out: &mut [T],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512(prog, data, space, st, sink, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { avx2(prog, data, space, st, sink, out) };
-        }
+    match simd() {
+        // SAFETY: the CPU has the features the function is compiled for (`simd`).
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { avx512(prog, data, space, st, sink, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2(prog, data, space, st, sink, out) },
+        Simd::Plain => walk(prog, data, space, st, sink, out),
     }
-    walk(prog, data, space, st, sink, out)
 }
 
 /// `walk` compiled with a set of target features: the same body, wider registers.
