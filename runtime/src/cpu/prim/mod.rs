@@ -85,7 +85,21 @@ pub fn eval_into<T: Real>(
     want: &[NodeId],
     dsts: &mut [Option<&mut [T]>],
 ) -> Result<Vec<Option<Vec<T>>>, EvalError> {
-    eval_core(g, groups, batch, feeds, want, dsts, None)
+    let prep = prepare(g, groups, batch, want);
+    eval_prepared(g, groups, &prep, feeds, want, dsts)
+}
+
+/// [`eval_into`] with the evaluation prepared ([`prepare`]) for these groups, this batch
+/// size and these wanted nodes.
+pub fn eval_prepared<T: Real>(
+    g: &Graph,
+    groups: &[Group],
+    prep: &Prepared<T>,
+    feeds: &HashMap<NodeId, &[T]>,
+    want: &[NodeId],
+    dsts: &mut [Option<&mut [T]>],
+) -> Result<Vec<Option<Vec<T>>>, EvalError> {
+    eval_core(g, groups, prep, feeds, want, dsts, None)
 }
 
 /// The seconds each group took (in the order of `groups`; 0 for a view) in one evaluation
@@ -99,19 +113,32 @@ pub fn eval_timed<T: Real>(
 ) -> Result<Vec<f64>, EvalError> {
     let mut seconds = vec![0.0; groups.len()];
     let mut none: Vec<Option<&mut [T]>> = want.iter().map(|_| None).collect();
-    eval_core(g, groups, batch, feeds, want, &mut none, Some(&mut seconds))?;
+    let prep = prepare(g, groups, batch, want);
+    eval_core(g, groups, &prep, feeds, want, &mut none, Some(&mut seconds))?;
     Ok(seconds)
 }
 
-fn eval_core<T: Real>(
-    g: &Graph,
-    groups: &[Group],
+/// What evaluating a graph's groups at one batch size needs beside the values, worked out
+/// once: which views products read in place and their layouts, the group that reads each
+/// value last, which nodes are needed, and each fused group's plan. A region's tiles of
+/// the same size share one, so no tile builds a group's program or strides again.
+pub struct Prepared<T> {
     batch: usize,
-    feeds: &HashMap<NodeId, &[T]>,
-    want: &[NodeId],
-    dsts: &mut [Option<&mut [T]>],
-    mut seconds: Option<&mut [f64]>,
-) -> Result<Vec<Option<Vec<T>>>, EvalError> {
+    virt: Vec<bool>,
+    layouts: Vec<Option<views::Layout>>,
+    base: Vec<NodeId>,
+    last: Vec<usize>,
+    need: Vec<bool>,
+    /// Whether a group reads the node.
+    read: Vec<bool>,
+    /// Per group: its plan when it is a fused loop that runs (not a view).
+    plans: Vec<Option<fused::Plan<T>>>,
+    /// The needed inputs and params.
+    leaves: Vec<NodeId>,
+}
+
+/// The [`Prepared`] evaluation of `want` by `groups` at batch size `batch`.
+pub fn prepare<T: Real>(g: &Graph, groups: &[Group], batch: usize, want: &[NodeId]) -> Prepared<T> {
     let virt = views::virtual_nodes(g, groups, want, batch);
     let layouts: Vec<Option<views::Layout>> = (0..g.nodes.len())
         .map(|n| virt[n].then(|| views::layout(g, n, batch, &virt)).flatten())
@@ -120,54 +147,93 @@ fn eval_core<T: Real>(
         .map(|n| layouts[n].as_ref().map_or(n, |l| l.base))
         .collect();
     let last = last_uses(g, groups, want, &base);
-    // Leaves are borrowed from the feeds; only computed values are allocated, and each is
-    // dropped after its last reader, so the allocator hands the same (cache-warm) memory to
-    // the next group.
-    let mut vals: Vec<Option<Cow<[T]>>> = vec![None; g.nodes.len()];
-    let need = needed(g, want);
-    for (i, node) in g.nodes.iter().enumerate() {
-        // Leaves, and values a training pass kept (given, so no group computes them).
-        let name = if let Prim::Input { name } | Prim::Param { name } = &node.prim {
-            name.clone()
-        } else if feeds.contains_key(&i) {
-            node.prim.name()
-        } else {
-            continue;
-        };
-        if need[i] {
-            vals[i] = Some(leaf(feeds, i, &name, node.shape.numel(batch), &node.shape)?);
-        }
-    }
     let mut read = vec![false; g.nodes.len()];
     groups
         .iter()
         .flat_map(|gr| &gr.reads)
         .for_each(|&r| read[r] = true);
+    let plans = groups
+        .iter()
+        .map(|gr| {
+            let p = &g.nodes[gr.root].prim;
+            let fused = is_elementwise(p) || matches!(p, Prim::Reduce { .. });
+            (fused && !virt[gr.root]).then(|| fused::plan(g, gr, batch))
+        })
+        .collect();
+    let need = needed(g, want);
+    let leaves = (0..g.nodes.len())
+        .filter(|&i| need[i] && matches!(g.nodes[i].prim, Prim::Input { .. } | Prim::Param { .. }))
+        .collect();
+    Prepared {
+        batch,
+        virt,
+        layouts,
+        base,
+        last,
+        need,
+        read,
+        plans,
+        leaves,
+    }
+}
+
+fn eval_core<T: Real>(
+    g: &Graph,
+    groups: &[Group],
+    prep: &Prepared<T>,
+    feeds: &HashMap<NodeId, &[T]>,
+    want: &[NodeId],
+    dsts: &mut [Option<&mut [T]>],
+    mut seconds: Option<&mut [f64]>,
+) -> Result<Vec<Option<Vec<T>>>, EvalError> {
+    let Prepared {
+        batch,
+        ref virt,
+        ref layouts,
+        ref base,
+        ref last,
+        ref need,
+        ref read,
+        ref plans,
+        ref leaves,
+    } = *prep;
+    // Leaves are borrowed from the feeds; only computed values are allocated, and each is
+    // dropped after its last reader, so the allocator hands the same (cache-warm) memory to
+    // the next group.
+    let mut vals: Vec<Option<Cow<[T]>>> = vec![None; g.nodes.len()];
+    // The needed leaves (inputs and params), which must be fed, then the values a training
+    // pass kept (fed, so no group computes them); found without hashing every node's id.
+    for &i in leaves {
+        vals[i] = Some(leaf(g, feeds.get(&i).copied(), i, batch)?);
+    }
+    for (&i, &v) in feeds {
+        if need[i] && vals[i].is_none() {
+            vals[i] = Some(leaf(g, Some(v), i, batch)?);
+        }
+    }
     let mut written = vec![false; want.len()];
     for (k, gr) in groups.iter().enumerate() {
         if virt[gr.root] {
             continue;
         }
         let t0 = seconds.is_some().then(std::time::Instant::now);
-        let node = &g.nodes[gr.root];
-        let fused = is_elementwise(&node.prim) || matches!(node.prim, Prim::Reduce { .. });
         let slot = want.iter().position(|&w| w == gr.root);
         let once = slot.is_some_and(|j| !want[j + 1..].contains(&gr.root));
-        if let (true, true, false, Some(j)) = (fused, once, read[gr.root], slot) {
+        if let (Some(plan), true, false, Some(j)) = (&plans[k], once, read[gr.root], slot) {
             if let Some(dst) = dsts[j].as_deref_mut() {
                 let reads: Vec<&[T]> = gr.reads.iter().map(|&n| value(&vals, n)).collect();
-                fused::run_into(g, gr, batch, &reads, dst);
+                fused::run_planned(plan, &reads, dst);
                 written[j] = true;
-                release(gr, k, &last, &base, &mut vals);
+                release(gr, k, last, base, &mut vals);
                 continue;
             }
         }
         let v = match gr.reads.iter().any(|&r| virt[r]) {
-            true => product_of_views(g, gr, batch, &vals, &layouts),
-            false => group_value(g, gr, batch, &mut vals, &last, k)?,
+            true => product_of_views(g, gr, batch, &vals, layouts),
+            false => group_value(g, gr, batch, plans[k].as_ref(), &mut vals, last, k)?,
         };
         vals[gr.root] = Some(v);
-        release(gr, k, &last, &base, &mut vals);
+        release(gr, k, last, base, &mut vals);
         if let (Some(s), Some(t0)) = (seconds.as_deref_mut(), t0) {
             s[k] = t0.elapsed().as_secs_f64();
         }
@@ -258,24 +324,27 @@ fn product_of_views<'a, T: Real>(
     ))
 }
 
-/// The value of group `k`'s root: a fused loop for an elementwise chain or a reduction, a
-/// reshape borrowed or moved, any other node by its reference op.
+/// The value of group `k`'s root: a fused loop (planned) for an elementwise chain or a
+/// reduction, a reshape borrowed or moved, any other node by its reference op.
 fn group_value<'a, T: Real>(
     g: &Graph,
     gr: &Group,
     batch: usize,
+    plan: Option<&fused::Plan<T>>,
     vals: &mut [Option<Cow<'a, [T]>>],
     last: &[usize],
     k: usize,
 ) -> Result<Cow<'a, [T]>, EvalError> {
     let node = &g.nodes[gr.root];
-    if is_elementwise(&node.prim) || matches!(node.prim, Prim::Reduce { .. }) {
+    if let Some(plan) = plan {
         let reads: Vec<&[T]> = gr
             .reads
             .iter()
             .map(|&n| vals[n].as_deref().expect("reads come first"))
             .collect();
-        return Ok(Cow::Owned(fused::run(g, gr, batch, &reads)));
+        let mut out = vec![T::zero(); node.shape.numel(batch)];
+        fused::run_planned(plan, &reads, &mut out);
+        return Ok(Cow::Owned(out));
     }
     if let Prim::Reshape = node.prim {
         // A reshape is its input's values: borrowed, or moved at the input's last use.
@@ -309,20 +378,25 @@ fn group_value<'a, T: Real>(
     )?))
 }
 
+/// Node `i`'s fed value `v`, checked for its size at the batch.
 fn leaf<'a, T: Real>(
-    feeds: &HashMap<NodeId, &'a [T]>,
+    g: &Graph,
+    v: Option<&'a [T]>,
     i: NodeId,
-    name: &str,
-    want: usize,
-    shape: &netc_compiler::prim::Shape,
+    batch: usize,
 ) -> Result<Cow<'a, [T]>, EvalError> {
-    let v = *feeds.get(&i).ok_or_else(|| EvalError::Missing {
-        name: name.to_string(),
-    })?;
+    let node = &g.nodes[i];
+    // Named only for an error: a kept value by its primitive.
+    let name = || match &node.prim {
+        Prim::Input { name } | Prim::Param { name } => name.clone(),
+        p => p.name(),
+    };
+    let v = v.ok_or_else(|| EvalError::Missing { name: name() })?;
+    let want = node.shape.numel(batch);
     if v.len() != want {
         return Err(EvalError::Feed {
-            name: name.to_string(),
-            shape: shape.to_string(),
+            name: name(),
+            shape: node.shape.to_string(),
             want,
             got: v.len(),
         });

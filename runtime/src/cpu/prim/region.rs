@@ -5,7 +5,7 @@
 //! cross the batch), so tiles are independent and run in parallel; a parameter's gradient is
 //! the sum of the tiles' parts.
 
-use super::{eval_into, groups};
+use super::{eval_prepared, groups, prepare, Prepared};
 use crate::cpu::Real;
 use ndarray::Array2;
 use netc_compiler::prim::fuse::Group;
@@ -38,6 +38,29 @@ fn tiling(g: &Graph, batch: usize, whole: bool) -> (usize, usize) {
         .min(batch.div_ceil(threads))
         .max(1);
     (k, batch.div_ceil(k))
+}
+
+/// The evaluation prepared for a full tile of `k` examples (tile 0's rows) and, when the
+/// batch does not divide, for the last tile's fewer rows.
+fn prepared<T: Real>(
+    g: &Graph,
+    groups: &[Group],
+    batch: usize,
+    (k, tiles): (usize, usize),
+    want: &[NodeId],
+) -> (Prepared<T>, Option<Prepared<T>>) {
+    let rest = batch - (tiles - 1) * k;
+    let full = prepare(g, groups, k.min(batch), want);
+    let last = (tiles > 1 && rest != k).then(|| prepare(g, groups, rest, want));
+    (full, last)
+}
+
+/// Tile `t`'s prepared evaluation: the last tile's own when it is shorter.
+fn prep_of<T>(p: &(Prepared<T>, Option<Prepared<T>>), t: usize, tiles: usize) -> &Prepared<T> {
+    match (&p.1, t + 1 == tiles) {
+        (Some(last), true) => last,
+        _ => &p.0,
+    }
 }
 
 /// Rows `t*k .. t*k + k` (clipped to the batch) of a value laid out [batch, rest], or all of it
@@ -135,6 +158,7 @@ fn run_forward<T: Real>(
         .map(|&w| vec![T::zero(); g.shape(w).numel(batch)])
         .collect();
     let per_tile = split_dsts(&mut bufs, &batched, batch, (k, tiles));
+    let preps = prepared(g, groups, batch, (k, tiles), want);
     per_tile
         .into_par_iter()
         .enumerate()
@@ -147,11 +171,11 @@ fn run_forward<T: Real>(
                     (leaf, rows_of(&values[&n], batched, t, k))
                 })
                 .collect();
-            let rows = k.min(batch - t * k);
             // Each wanted value goes straight to its rows of the output (a value without the
             // batch from tile 0 only: the others' are the same and dropped).
             let mut dsts = dsts;
-            eval_into(g, groups, rows, &feeds, want, &mut dsts).map_err(|e| e.to_string())?;
+            let prep = prep_of(&preps, t, tiles);
+            eval_prepared(g, groups, prep, &feeds, want, &mut dsts).map_err(|e| e.to_string())?;
             Ok::<(), String>(())
         })?;
     Ok(bufs
@@ -225,6 +249,7 @@ pub fn backward<T: Real>(
         })
         .collect();
     let per_tile = split_dsts(&mut bufs, &batched, batch, (k, tiles));
+    let preps = prepared(g, groups, batch, (k, tiles), &want);
     let parts: Vec<Vec<Option<Vec<T>>>> = per_tile
         .into_par_iter()
         .enumerate()
@@ -233,8 +258,8 @@ pub fn backward<T: Real>(
                 .iter()
                 .map(|&(leaf, v)| (leaf, rows_of(v, g.shape(leaf).is_batched(), t, k)))
                 .collect();
-            let rows = k.min(batch - t * k);
-            eval_into(g, groups, rows, &feeds, &want, &mut dsts).map_err(|e| e.to_string())
+            let prep = prep_of(&preps, t, tiles);
+            eval_prepared(g, groups, prep, &feeds, &want, &mut dsts).map_err(|e| e.to_string())
         })
         .collect::<Result<_, String>>()?;
     Ok(join(region, bufs, parts, batch))

@@ -8,7 +8,6 @@
 //! netc-runtime --lib generated_loops` rewrites the file.
 
 use super::compiled::{key, spec, Spec};
-use super::walk::merged;
 use super::{plan, run_with, Sink, Src};
 use crate::rng::Rng;
 use netc_compiler::prim::fuse::{is_elementwise, Group};
@@ -79,8 +78,7 @@ fn specs() -> Vec<Spec> {
         for gr in groups.iter().filter(|gr| fused(&g, gr)) {
             for b in BATCHES {
                 let p = plan::<f32>(&g, gr, b);
-                let (_, s) = merged(&p.space, &p.st);
-                if let Some(sp) = spec(&p.prog, &s, p.sink) {
+                if let Some(sp) = spec(&p.prog, &p.st, p.sink) {
                     if seen.insert(key(&sp)) {
                         out.push(sp);
                     }

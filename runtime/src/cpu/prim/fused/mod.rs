@@ -123,20 +123,10 @@ pub(super) enum Sink {
     Max,
 }
 
-/// The group's root computed into a new buffer; `reads` are the values of `gr.reads`.
-pub fn run<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]]) -> Vec<T> {
-    let mut out = vec![T::zero(); g.nodes[gr.root].shape.numel(batch)];
-    run_into(g, gr, batch, reads, &mut out);
-    out
-}
-
-/// [`run`] into `out` (the root's size; any values: every one is written).
-pub fn run_into<T: Real>(g: &Graph, gr: &Group, batch: usize, reads: &[&[T]], out: &mut [T]) {
-    run_with(g, gr, batch, reads, out, true);
-}
-
-/// [`run_into`], with the group's compiled loop when `compiled` and there is one, else (and
-/// always in f64) the block interpreter. True when the compiled loop ran.
+/// The group's root computed into `out` (the root's size), with its compiled loop when
+/// `compiled` and there is one, else (and always in f64) the block interpreter. True when
+/// the compiled loop ran.
+#[cfg(test)]
 fn run_with<T: Real>(
     g: &Graph,
     gr: &Group,
@@ -145,46 +135,56 @@ fn run_with<T: Real>(
     out: &mut [T],
     compiled: bool,
 ) -> bool {
-    let plan: Plan<T> = plan(g, gr, batch);
-    match plan.sink {
+    let mut p = plan(g, gr, batch);
+    if !compiled {
+        p.compiled = None;
+    }
+    run_planned(&p, reads, out);
+    p.compiled.is_some()
+}
+
+/// The group run as `p` plans it: its compiled loop when it has one, else the interpreter.
+pub fn run_planned<T: Real>(p: &Plan<T>, reads: &[&[T]], out: &mut [T]) {
+    match p.sink {
         Sink::Max => out.fill(T::neg_infinity()),
         Sink::Sum => out.fill(T::zero()),
         Sink::Write => {}
     }
-    let data: Vec<&[T]> = plan
-        .prog
-        .load_of
-        .iter()
-        .enumerate()
-        .map(|(k, n)| match n {
-            Some(_) => reads[k],
-            None => plan.prog.loads[k - gr.reads.len()].0.as_slice(),
-        })
-        .collect();
-    let (prog, space, st, sink) = (&plan.prog, &plan.space, &plan.st, plan.sink);
-    let ran = compiled && compiled::try_run(prog, &data, space, st, sink, out);
-    if !ran {
-        walk::dispatch(prog, &data, space, st, sink, out);
+    // The loads are the reads, then any mask the program made (then a new list).
+    let with_masks: Vec<&[T]>;
+    let data = match p.prog.loads.is_empty() {
+        true => reads,
+        false => {
+            let masks = p.prog.loads.iter().map(|(v, _)| v.as_slice());
+            with_masks = reads.iter().copied().chain(masks).collect();
+            &with_masks
+        }
+    };
+    match p.compiled {
+        Some(idx) => compiled::run(idx, &p.dims, &p.st, data, out),
+        None => walk::dispatch(&p.prog, data, &p.dims, &p.st, p.sink, out),
     }
-    if let Some(n) = plan.mean_of {
+    if let Some(n) = p.mean_of {
         let k = T::of(1.0 / n.max(1) as f64);
         out.iter_mut().for_each(|v| *v = *v * k);
     }
-    ran
 }
 
-/// A group at a batch size: its program, the space it runs over, each load's strides and the
-/// output's (last), and what the root does with the chain's value.
-struct Plan<T> {
+/// A group at a batch size, worked out once and run as often as wanted (a region's tiles
+/// share one): its program, the merged space it runs over, each load's strides there and the
+/// output's (last), what the root does with the chain's value, and its compiled loop.
+pub struct Plan<T> {
     prog: Program<T>,
-    space: Vec<usize>,
+    dims: Vec<usize>,
     st: Vec<Vec<usize>>,
     sink: Sink,
     /// For a mean: how many values each output value averages.
     mean_of: Option<usize>,
+    /// The index of the group's compiled loop (f32 only), when there is one.
+    compiled: Option<usize>,
 }
 
-fn plan<T: Real>(g: &Graph, gr: &Group, batch: usize) -> Plan<T> {
+pub fn plan<T: Real>(g: &Graph, gr: &Group, batch: usize) -> Plan<T> {
     let prog: Program<T> = program(g, gr);
     let root = &g.nodes[gr.root];
     let (space, sink, axes) = if let Prim::Reduce { op, axes, .. } = &root.prim {
@@ -218,11 +218,14 @@ fn plan<T: Real>(g: &Graph, gr: &Group, batch: usize) -> Plan<T> {
         }
     )
     .then(|| axes.iter().map(|&a| space[a]).product());
+    let (dims, st) = walk::merged(&space, &st);
+    let compiled = compiled::find(&prog, &st, sink);
     Plan {
         prog,
-        space,
+        dims,
         st,
         sink,
         mean_of,
+        compiled,
     }
 }

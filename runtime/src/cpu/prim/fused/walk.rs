@@ -102,7 +102,8 @@ fn walk<T: Real>(
     sink: Sink,
     out: &mut [T],
 ) {
-    let (d, s) = merged(space, st);
+    // The plan merged the space already (`merged`).
+    let (d, s) = (space, st);
     let m = d.len();
     let (h, w) = (d[m - 2], d[m - 1]);
     let (bh, bw) = match w >= CHUNK {
@@ -171,7 +172,7 @@ fn walk<T: Real>(
                 store(sink, v, inner[o], out, at[o], b);
             }
         }
-        odometer(&mut idx, &mut base, outer, &s);
+        odometer(&mut idx, &mut base, outer, s);
     }
 }
 
