@@ -276,9 +276,9 @@ pub(crate) enum Command {
     /// .caffemodel as a safetensors checkpoint); what netc cannot express is reported, all at
     /// once, with its line
     Import(ImportArgs),
-    /// How good a generative model's samples are (a GAN's, a VAE's), by a digit classifier
-    /// netc trained: Inception Score, confident share, class histogram and Frechet distance to
-    /// real images; --compare a.npy b.npy ... prints one table
+    /// How good a generative model's samples are (a GAN's, a VAE's, a diffusion model's), by
+    /// a digit classifier netc trained: Inception Score, confident share, class histogram and
+    /// Frechet distance to real images; --compare a.npy b.npy ... prints one table
     Score(ScoreArgs),
     /// List the adapters wgpu can use (and the CPU executor)
     Devices,
@@ -330,7 +330,8 @@ pub(crate) enum Command {
 #[derive(clap::Args)]
 pub(crate) struct ScoreArgs {
     /// Generative model file whose samples are scored (with --weights): a GAN, or a declared
-    /// loss with a `sample` setting (a VAE)
+    /// loss with a `sample` setting (a VAE); a diffusion model's come from `netc sample --out
+    /// x.npy`, scored with --samples
     #[arg(required_unless_present_any = ["samples", "compare"])]
     pub(crate) file: Option<String>,
     /// The model's checkpoint, written by `netc train`

@@ -84,6 +84,13 @@ fn samples(
             "`score` measures a generative model's samples; this model trains a classifier (use `netc eval`)",
         ));
     }
+    // A diffusion model's chain is slow and has its own settings (`--steps`, `--sampler`):
+    // drawn by `netc sample`, whose array `--samples` scores.
+    if matches!(&cfg.task, Task::Minimise(m) if m.diffusion.is_some()) {
+        return Err(fail(format!(
+            "{file} is a diffusion model: draw its samples with `netc sample {file} --weights {weights} --steps 50 --count 2000 --out samples.npy`, then score them with `netc score --samples samples.npy`"
+        )));
+    }
     let drawn = super::sample::draw(&model, &cfg, weights, args.count, args.seed)?;
     let images = drawn.images;
     let ck = Checkpoint::load(Path::new(weights)).map_err(fail)?;

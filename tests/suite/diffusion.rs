@@ -227,6 +227,18 @@ fn sampling_is_deterministic_for_a_seed_and_refuses_bad_flags() {
         );
         assert_ne!(npy("a.npy"), npy("c.npy"), "{flags:?}: another seed");
     }
+    // `score` on the model itself says how a diffusion model's samples are scored.
+    let (code, _, se) = netc(&[
+        "score",
+        m.to_str().expect("utf-8"),
+        "--weights",
+        w.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 1, "{se}");
+    assert!(
+        se.contains("is a diffusion model: draw its samples with `netc sample"),
+        "{se}"
+    );
     let chain = out("chain.png");
     let (code, so, se) = sample(
         &w,
