@@ -48,7 +48,7 @@ pub(super) struct Step {
     pub(super) args: Vec<Src>,
 }
 
-/// The group as steps over its loads, built from the graph (a few small vectors per call).
+/// The group as steps over its loads, built from the graph (once per region call: [`Plan`]).
 pub(super) struct Program<T> {
     pub(super) steps: Vec<Step>,
     /// Each load's values and its shape at the batch.

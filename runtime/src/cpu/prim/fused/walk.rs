@@ -33,6 +33,8 @@ pub(super) fn simd() -> Simd {
     Simd::Plain
 }
 
+/// Runs the group over the merged space `space` with the merged strides `st` ([`merged`];
+/// the plan merged them), with the widest instruction set this CPU has.
 pub(super) fn dispatch<T: Real>(
     prog: &Program<T>,
     data: &[&[T]],
