@@ -21,6 +21,9 @@ use crate::prim::{fuse, Graph, NodeId, Prim, PrimError, Unary};
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
+mod memo;
+pub use memo::Memo;
+
 /// One region of a network.
 #[derive(Debug, Clone)]
 pub struct Region {
@@ -44,6 +47,8 @@ pub struct Region {
     pub kept: Vec<NodeId>,
     pub keeping_forward: Vec<fuse::Group>,
     pub keeping_backward: Vec<fuse::Group>,
+    /// What an executor works out once for the region and reuses every step.
+    pub memo: Memo,
 }
 
 /// A network's regions and which region each node belongs to.
@@ -224,6 +229,7 @@ fn region(net: &Network, nodes: Vec<NodeIndex>) -> Result<Region, PrimError> {
         kept,
         keeping_forward,
         keeping_backward,
+        memo: Memo::default(),
     })
 }
 

@@ -40,8 +40,13 @@ fn time(label: &str, src: &str) {
     let (mut fwd, mut both, mut cpu_fwd, mut cpu_both) = (vec![], vec![], vec![], vec![]);
     // On a worker of the pool, as a training step runs (`cpu::on_pool`): the calls' parallel
     // loops start there, not by waking the pool from this thread each time.
+    // `PRIMS_N=3000` runs more calls, for `perf record` to see the calls rather than the setup.
+    let calls: usize = std::env::var("PRIMS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
     cpu::on_pool(|| {
-        for _ in 0..50 {
+        for _ in 0..calls {
             let (t, c) = (Instant::now(), cpu_seconds());
             let acts = cpu::forward(net, &p, x.view(), true, 1).expect("runs");
             fwd.push(t.elapsed().as_secs_f64());
@@ -54,7 +59,7 @@ fn time(label: &str, src: &str) {
         }
     });
     println!(
-        "{label}: forward {:.3} ms, forward + backward {:.3} ms (median of 50, batch {BATCH} x 17 x 64, f32); \
+        "{label}: forward {:.3} ms, forward + backward {:.3} ms (median of {calls}, batch {BATCH} x 17 x 64, f32); \
          CPU time {:.3} ms, {:.3} ms",
         median(fwd) * 1e3,
         median(both) * 1e3,

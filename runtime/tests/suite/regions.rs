@@ -21,12 +21,15 @@ fn network(src: &str) -> Network {
 /// Every region's tiled forward and backward against one evaluation of its graphs over the
 /// whole batch, in f64 (the same sums in another order: equal to 1e-12).
 fn tiles_agree_with_the_whole_batch(src: &str, batch: usize) {
-    let net = network(src);
+    agree_on(&network(src), batch);
+}
+
+fn agree_on(net: &Network, batch: usize) {
     let mut rng = Rng::new(3);
-    let p: Params<f64> = Params::init(&net, &mut rng);
+    let p: Params<f64> = Params::init(net, &mut rng);
     let width = net.graph[net.inputs[0]].shape.iter().product::<u64>() as usize;
     let x = Array2::from_shape_fn((batch, width), |_| rng.normal());
-    let acts = cpu::forward(&net, &p, x.view(), true, 1).expect("forward");
+    let acts = cpu::forward(net, &p, x.view(), true, 1).expect("forward");
     let regions = net.regions().expect("regions");
     assert!(!regions.list.is_empty());
     for r in &regions.list {
@@ -86,6 +89,21 @@ fn a_wide_layernorm_runs_one_example_per_tile() {
         "net t { input x: 64x256\n h = layernorm(256)\n o = flatten -> dense(3) }",
         5,
     );
+}
+
+/// A region keeps what it prepared for a tile size (its memo) and later calls reuse it: one
+/// network run at batch sizes in turn, each giving what its graphs give, whatever ran before.
+#[test]
+fn a_region_run_at_several_batch_sizes_in_turn_agrees_at_each() {
+    let net = network(
+        "net t { input x: 6x8\n b = transformer(8, 2, 12, causal=true)\n o = flatten -> dense(3) }",
+    );
+    for batch in [37, 5, 37, 1, 38, 5] {
+        agree_on(&net, batch);
+    }
+    let regions = net.regions().expect("regions");
+    let kept = format!("{:?}", regions.list[0].memo);
+    assert!(!kept.contains("(0 kept)"), "{kept}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use netc_compiler::region::Region;
 use petgraph::graph::NodeIndex;
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// About this many values of the largest tensor of a region per tile: 64 KiB of f32, so the
 /// few intermediates alive at once stay in a core's L2 cache (1 MiB here).
@@ -40,23 +41,49 @@ fn tiling(g: &Graph, batch: usize, whole: bool) -> (usize, usize) {
     (k, batch.div_ceil(k))
 }
 
+/// Which of a region's evaluations a prepared one is for (part of its key in the region's
+/// memo: the wanted values differ).
+#[derive(Clone, Copy)]
+enum Pass {
+    Forward,
+    Keeping,
+    Backward,
+    BackwardKeeping,
+}
+
 /// The evaluation prepared for a full tile of `k` examples (tile 0's rows) and, when the
-/// batch does not divide, for the last tile's fewer rows.
+/// batch does not divide, for the last tile's fewer rows: made at a region's first call at
+/// that tile size and kept in its memo, so later steps only run it.
+type Preps<T> = (Arc<Prepared<T>>, Option<Arc<Prepared<T>>>);
+
 fn prepared<T: Real>(
-    g: &Graph,
-    groups: &[Group],
+    region: &Region,
+    (g, groups, pass): (&Graph, &[Group], Pass),
     batch: usize,
     (k, tiles): (usize, usize),
     want: &[NodeId],
-) -> (Prepared<T>, Option<Prepared<T>>) {
+) -> Preps<T> {
+    let at = |rows: usize| {
+        let key = (rows as u64) << 2 | pass as u64;
+        region
+            .memo
+            .get_or_make(key, || prepare::<T>(g, groups, rows, want))
+    };
     let rest = batch - (tiles - 1) * k;
-    let full = prepare(g, groups, k.min(batch), want);
-    let last = (tiles > 1 && rest != k).then(|| prepare(g, groups, rest, want));
+    let full = at(k.min(batch));
+    let last = (tiles > 1 && rest != k).then(|| at(rest));
     (full, last)
 }
 
+/// The groups of a pass that keeps nothing (an inference forward, a backward computing
+/// everything again), worked out at the region's first such call.
+fn plain_groups(region: &Region, pass: Pass, g: &Graph, want: &[NodeId]) -> Arc<Vec<Group>> {
+    // Below every prepared evaluation's key (those have rows >= 1).
+    region.memo.get_or_make(pass as u64, || groups(g, want))
+}
+
 /// Tile `t`'s prepared evaluation: the last tile's own when it is shorter.
-fn prep_of<T>(p: &(Prepared<T>, Option<Prepared<T>>), t: usize, tiles: usize) -> &Prepared<T> {
+fn prep_of<T>(p: &Preps<T>, t: usize, tiles: usize) -> &Prepared<T> {
     match (&p.1, t + 1 == tiles) {
         (Some(last), true) => last,
         _ => &p.0,
@@ -118,8 +145,8 @@ pub fn forward<T: Real>(
     batch: usize,
 ) -> Result<Vec<Array2<T>>, String> {
     let want: Vec<NodeId> = region.outputs.iter().map(|o| o.1).collect();
-    let groups = groups(&region.graph, &want);
-    run_forward(region, values, batch, &want, &groups)
+    let groups = plain_groups(region, Pass::Forward, &region.graph, &want);
+    run_forward(region, values, batch, &want, (&groups, Pass::Forward))
 }
 
 /// A training pass's region outputs, and the values it kept for the backward.
@@ -138,7 +165,8 @@ pub fn forward_keeping<T: Real>(
         .map(|o| o.1)
         .chain(region.kept.iter().copied())
         .collect();
-    let mut all = run_forward(region, values, batch, &want, &region.keeping_forward)?;
+    let groups = (&region.keeping_forward[..], Pass::Keeping);
+    let mut all = run_forward(region, values, batch, &want, groups)?;
     let kept = all.split_off(region.outputs.len());
     Ok((all, kept))
 }
@@ -148,7 +176,7 @@ fn run_forward<T: Real>(
     values: &HashMap<NodeIndex, Array2<T>>,
     batch: usize,
     want: &[NodeId],
-    groups: &[Group],
+    (groups, pass): (&[Group], Pass),
 ) -> Result<Vec<Array2<T>>, String> {
     let g = &region.graph;
     let (k, tiles) = tiling(g, batch, region.whole_batch());
@@ -158,7 +186,7 @@ fn run_forward<T: Real>(
         .map(|&w| vec![T::zero(); g.shape(w).numel(batch)])
         .collect();
     let per_tile = split_dsts(&mut bufs, &batched, batch, (k, tiles));
-    let preps = prepared(g, groups, batch, (k, tiles), want);
+    let preps = prepared(region, (g, groups, pass), batch, (k, tiles), want);
     per_tile
         .into_par_iter()
         .enumerate()
@@ -228,15 +256,15 @@ pub fn backward<T: Real>(
         .chain(region.seeds.iter().copied().zip(dys))
         .collect();
     let plain;
-    let groups = match kept {
+    let (groups, pass) = match kept {
         Some(kept) => {
             let outs = region.outputs.iter().map(|&(n, y)| (y, &values[&n]));
             leaves.extend(outs.chain(region.kept.iter().copied().zip(kept)));
-            &region.keeping_backward
+            (&region.keeping_backward[..], Pass::BackwardKeeping)
         }
         None => {
-            plain = super::groups(g, &want);
-            &plain
+            plain = plain_groups(region, Pass::Backward, g, &want);
+            (&plain[..], Pass::Backward)
         }
     };
     // Batched gradients go straight to their tile's rows of the result, as the forward's
@@ -249,7 +277,7 @@ pub fn backward<T: Real>(
         })
         .collect();
     let per_tile = split_dsts(&mut bufs, &batched, batch, (k, tiles));
-    let preps = prepared(g, groups, batch, (k, tiles), &want);
+    let preps = prepared(region, (g, groups, pass), batch, (k, tiles), &want);
     let parts: Vec<Vec<Option<Vec<T>>>> = per_tile
         .into_par_iter()
         .enumerate()
