@@ -121,7 +121,8 @@ pub fn eval_timed<T: Real>(
 /// What evaluating a graph's groups at one batch size needs beside the values, worked out
 /// once: which views products read in place and their layouts, the group that reads each
 /// value last, which nodes are needed, and each fused group's plan. A region's tiles of
-/// the same size share one, so no tile builds a group's program or strides again.
+/// the same size share one, and the region keeps it for its later calls (`region.rs`), so
+/// neither a tile nor a training step builds a group's program or strides again.
 pub struct Prepared<T> {
     batch: usize,
     virt: Vec<bool>,
