@@ -75,15 +75,16 @@ pub fn eval_groups<T: Real>(
 }
 
 /// [`eval_groups`] writing each wanted value that has a destination in `dsts` (one per
-/// `want`) there, and returning the others (None where written). A fused group whose value
-/// nothing else reads writes straight into its destination: no buffer of its own, no copy.
-pub fn eval_into<T: Real>(
+/// `want`) there, and returning the others (None where written). A fused group's value
+/// goes straight into its destination, with no buffer of its own and no copy; the groups
+/// after it that read it read it there.
+pub fn eval_into<'a, T: Real>(
     g: &Graph,
     groups: &[Group],
     batch: usize,
-    feeds: &HashMap<NodeId, &[T]>,
+    feeds: &HashMap<NodeId, &'a [T]>,
     want: &[NodeId],
-    dsts: &mut [Option<&mut [T]>],
+    dsts: &mut [Option<&'a mut [T]>],
 ) -> Result<Vec<Option<Vec<T>>>, EvalError> {
     let prep = prepare(g, groups, batch, want);
     eval_prepared(g, groups, &prep, feeds, want, dsts)
@@ -91,13 +92,13 @@ pub fn eval_into<T: Real>(
 
 /// [`eval_into`] with the evaluation prepared ([`prepare`]) for these groups, this batch
 /// size and these wanted nodes.
-pub fn eval_prepared<T: Real>(
+pub fn eval_prepared<'a, T: Real>(
     g: &Graph,
     groups: &[Group],
     prep: &Prepared<T>,
-    feeds: &HashMap<NodeId, &[T]>,
+    feeds: &HashMap<NodeId, &'a [T]>,
     want: &[NodeId],
-    dsts: &mut [Option<&mut [T]>],
+    dsts: &mut [Option<&'a mut [T]>],
 ) -> Result<Vec<Option<Vec<T>>>, EvalError> {
     eval_core(g, groups, prep, feeds, want, dsts, None)
 }
@@ -178,13 +179,13 @@ pub fn prepare<T: Real>(g: &Graph, groups: &[Group], batch: usize, want: &[NodeI
     }
 }
 
-fn eval_core<T: Real>(
+fn eval_core<'a, T: Real>(
     g: &Graph,
     groups: &[Group],
     prep: &Prepared<T>,
-    feeds: &HashMap<NodeId, &[T]>,
+    feeds: &HashMap<NodeId, &'a [T]>,
     want: &[NodeId],
-    dsts: &mut [Option<&mut [T]>],
+    dsts: &mut [Option<&'a mut [T]>],
     mut seconds: Option<&mut [f64]>,
 ) -> Result<Vec<Option<Vec<T>>>, EvalError> {
     let Prepared {
@@ -201,7 +202,7 @@ fn eval_core<T: Real>(
     // Leaves are borrowed from the feeds; only computed values are allocated, and each is
     // dropped after its last reader, so the allocator hands the same (cache-warm) memory to
     // the next group.
-    let mut vals: Vec<Option<Cow<[T]>>> = vec![None; g.nodes.len()];
+    let mut vals: Vec<Option<Cow<'a, [T]>>> = vec![None; g.nodes.len()];
     // The needed leaves (inputs and params), which must be fed, then the values a training
     // pass kept (fed, so no group computes them); found without hashing every node's id.
     for &i in leaves {
@@ -220,11 +221,17 @@ fn eval_core<T: Real>(
         let t0 = seconds.is_some().then(std::time::Instant::now);
         let slot = want.iter().position(|&w| w == gr.root);
         let once = slot.is_some_and(|j| !want[j + 1..].contains(&gr.root));
-        if let (Some(plan), true, false, Some(j)) = (&plans[k], once, read[gr.root], slot) {
-            if let Some(dst) = dsts[j].as_deref_mut() {
+        if let (Some(plan), true, Some(j)) = (&plans[k], once, slot) {
+            if let Some(dst) = dsts[j].take() {
                 let reads: Vec<&[T]> = gr.reads.iter().map(|&n| value(&vals, n)).collect();
                 fused::run_planned(plan, &reads, dst);
                 written[j] = true;
+                // A value wanted and read on (a training pass keeps a normalised value that
+                // the output is computed from) is read where it was written.
+                if read[gr.root] {
+                    let done: &'a [T] = dst;
+                    vals[gr.root] = Some(Cow::Borrowed(done));
+                }
                 release(gr, k, last, base, &mut vals);
                 continue;
             }
