@@ -221,7 +221,11 @@ fn eval_core<'a, T: Real>(
         let t0 = seconds.is_some().then(std::time::Instant::now);
         let slot = want.iter().position(|&w| w == gr.root);
         let once = slot.is_some_and(|j| !want[j + 1..].contains(&gr.root));
-        if let (Some(plan), true, Some(j)) = (&plans[k], once, slot) {
+        // A reduction that groups after it read (a row's mean or variance, which a training
+        // pass keeps) is computed aside and copied at the end: small, and measured faster
+        // that way (a layernorm's call 0.252 ms against 0.261 ms read from its destination).
+        let aside = read[gr.root] && matches!(g.nodes[gr.root].prim, Prim::Reduce { .. });
+        if let (Some(plan), true, false, Some(j)) = (&plans[k], once, aside, slot) {
             if let Some(dst) = dsts[j].take() {
                 let reads: Vec<&[T]> = gr.reads.iter().map(|&n| value(&vals, n)).collect();
                 fused::run_planned(plan, &reads, dst);
