@@ -51,11 +51,12 @@ enum Pass {
     BackwardKeeping,
 }
 
+/// A full tile's prepared evaluation and, when the batch does not divide, the last tile's.
+type Preps<T> = (Arc<Prepared<T>>, Option<Arc<Prepared<T>>>);
+
 /// The evaluation prepared for a full tile of `k` examples (tile 0's rows) and, when the
 /// batch does not divide, for the last tile's fewer rows: made at a region's first call at
 /// that tile size and kept in its memo, so later steps only run it.
-type Preps<T> = (Arc<Prepared<T>>, Option<Arc<Prepared<T>>>);
-
 fn prepared<T: Real>(
     region: &Region,
     (g, groups, pass): (&Graph, &[Group], Pass),
